@@ -1,0 +1,41 @@
+"""`pvf`: the Hydra entry point. Thin on purpose: compose the config, run the job."""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from .errors import UserError
+
+
+def config_dir() -> str:
+    """conf/ inside an installed wheel, else the repository's conf/ (editable install)."""
+    packaged = Path(__file__).parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).parents[2] / "conf")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "transformers", "datasets", "httpx", "alembic", "mlflow.store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    _quiet_libraries()
+    from .run import run  # heavy imports after Hydra has parsed the command line
+
+    try:
+        results = run(cfg)
+    except UserError as err:
+        if cfg.get("verbose"):
+            raise
+        logging.getLogger("pvf").error("error: %s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    # the value an Optuna sweeper optimises
+    return results.get("test/accuracy")

@@ -1,0 +1,162 @@
+"""Load any Hugging Face causal LM (Hub name or local path), build `tiny`, wrap LoRA."""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from .errors import UserError
+from .hub import hub_offline_flag, hub_reachable
+
+log = logging.getLogger(__name__)
+hf_logging.disable_progress_bar()
+
+TINY_EOS = "<|endoftext|>"
+
+
+def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
+    """Return (model, tokenizer), the tokenizer with a pad token.
+
+    `model.tiny` set: build (or reuse) a small random GPT-2 whose tokenizer is trained on
+    `corpus`; otherwise load `model.name_or_path` from a local directory or the Hub.
+    """
+    if model_cfg.get("tiny"):
+        path = build_tiny(model_cfg.tiny, corpus, Path(cache_dir) / "tiny")
+    else:
+        path = _resolve(model_cfg.name_or_path)
+    kwargs = {"revision": model_cfg.get("revision"),
+              "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as err:  # e.g. a BERT checkpoint: no causal-LM head for its config
+        raise UserError(
+            f"'{path}' is not a causal language model ({str(err).splitlines()[0][:160]}); "
+            "pick a decoder model such as gpt2"
+        ) from err
+    except OSError as err:
+        raise UserError(f"could not load model '{path}': {str(err).splitlines()[0]}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _resolve(name_or_path: str | None) -> str:
+    """A local directory as is; a Hub name only if it is cached or the Hub can be reached."""
+    if not name_or_path:
+        raise UserError("model.name_or_path is empty; set a Hub name (gpt2) or a local directory")
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise UserError(f"local model path does not exist: {name_or_path} (model.name_or_path)")
+    if _cached(name_or_path) or hub_reachable():
+        return name_or_path
+    hint = "" if hub_offline_flag() else " (no network?)"
+    raise UserError(
+        f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be reached{hint}; "
+        "run offline with model=tiny, or model.name_or_path=/path/to/a/local/model"
+    )
+
+
+def _cached(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any failure means "not usable from the cache"
+        return False
+
+
+def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
+    """A small GPT-2 (random weights) + byte-level BPE trained on `corpus`, cached by content.
+
+    The cache key hashes the corpus and the architecture, so a second run on the same task
+    reuses the checkpoint and a different task gets its own tokenizer.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    texts = list(corpus)
+    arch = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
+                                     "vocab_size", "init_seed")}
+    # GPT-2's 0.02 suits width 768; at width 128 it leaves the tied embeddings so short that
+    # a frozen-base LoRA cannot make any answer token likely (max logit ~2.6).
+    arch["initializer_range"] = float(tiny_cfg.get("initializer_range") or 0.02)
+    digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\0")
+    path = cache_root / digest.hexdigest()[:16]
+    if (path / "config.json").is_file() and (path / "tokenizer.json").is_file():
+        return str(path)
+    if not texts:
+        raise UserError("model=tiny needs the task's training text to train its tokenizer")
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=arch["vocab_size"], min_frequency=2,
+                            special_tokens=[TINY_EOS], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=TINY_EOS,
+                                        eos_token=TINY_EOS, unk_token=TINY_EOS,
+                                        pad_token=TINY_EOS)
+    eos_id = tokenizer.convert_tokens_to_ids(TINY_EOS)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=arch["n_positions"],
+                        n_embd=arch["n_embd"], n_layer=arch["n_layer"], n_head=arch["n_head"],
+                        initializer_range=arch["initializer_range"],
+                        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(arch["init_seed"])
+        model = GPT2LMHeadModel(config)
+    # Write to a private folder, then rename: parallel sweep jobs never see half a checkpoint.
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tokenizer.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    try:
+        tmp.rename(path)
+    except OSError:  # another job finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built tiny model at %s (%d parameters)", path, model.num_parameters())
+    return str(path)
+
+
+def context_length(model: PreTrainedModel, override: int | None = None) -> int:
+    if override:
+        return int(override)
+    config = model.config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise UserError("cannot tell the model's context length; set model.max_length")
+
+
+def apply_lora(model: PreTrainedModel, lora_cfg):
+    """Wrap `model` with peft LoRA adapters; only the adapters stay trainable."""
+    config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                        target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
+        raise UserError(
+            f"LoRA target modules {list(lora_cfg.target_modules)} not found in the model "
+            f"(arm.lora.target_modules); its modules include: {', '.join(present[:12])}"
+        ) from err
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameters, each tensor counted once (tied weights too)."""
+    seen, total, trainable = set(), 0, 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return total, trainable

@@ -1,0 +1,91 @@
+"""One job: one arm of one model on one task, recorded as one MLflow run."""
+
+import logging
+
+import lightning as L
+import mlflow
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig
+
+from .artifacts import log_classification_artifacts
+from .cost import CostMeter
+from .data import TaskDataModule
+from .models import apply_lora, context_length, count_parameters, load_model
+from .module import ArmModule
+from .prompts import PromptEncoder, select_demos
+from .task import Task, limit_splits, load_splits
+from .tracking import lightning_logger, mlflow_run
+
+log = logging.getLogger(__name__)
+
+FIT_ONLY_CALLBACKS = (ModelCheckpoint, EarlyStopping)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Prepare data and model (bad input fails here, before any run exists), then fit if the
+    arm trains, score the test split, and log metrics, cost and artifacts to MLflow."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task = Task.from_config(cfg.task)
+    splits = load_splits(cfg.task, cfg.seed)
+    corpus = _tokenizer_corpus(task, splits)
+    splits = limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed)
+
+    model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
+    if cfg.arm.fit and cfg.arm.get("lora"):
+        model = apply_lora(model, cfg.arm.lora)
+    total_params, trainable_params = count_parameters(model)
+    encoder = PromptEncoder(tokenizer, task, context_length(model, cfg.model.get("max_length")))
+    demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
+                         cfg.arm.get("order_seed"))
+    longest = max(len(encoder.encode(task.prompt(t))) for t in splits["test"]["text"])
+    dropped = encoder.set_demos(demos, longest)
+    datamodule = TaskDataModule(splits, encoder, batch_size=cfg.arm.get("batch_size", 16),
+                                examples_per_batch=cfg.scorer.examples_per_batch)
+    module = ArmModule(model, encoder, length_norm=cfg.scorer.length_norm,
+                       score_batch_size=cfg.scorer.batch_size, lr=cfg.arm.get("lr", 0.0),
+                       weight_decay=cfg.arm.get("weight_decay", 0.0),
+                       warmup_ratio=cfg.arm.get("warmup_ratio", 0.0))
+
+    with mlflow_run(cfg) as active:
+        meter = CostMeter()
+        callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+        if not cfg.arm.fit:
+            callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
+        trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
+                              logger=lightning_logger(active, cfg),
+                              default_root_dir=cfg.paths.output_dir)
+        ckpt_path = None
+        if cfg.arm.fit:
+            trainer.fit(module, datamodule=datamodule)
+            if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
+                ckpt_path = "best"
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+
+        results = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith("test/")}
+        results.update(meter.summary(
+            n_predictions=len(splits["test"]), total_params=total_params,
+            trainable_params=trainable_params, usd_per_hour=cfg.cost.usd_per_hour,
+            device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit)))
+        results.update({
+            "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
+            "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
+            "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
+        })
+        mlflow.log_metrics({k: v for k, v in results.items() if not k.startswith("test/")})
+        log_classification_artifacts(
+            splits["test"]["text"], module.predictions, task.label_names,
+            title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
+        log.info("run %s: %s", active.info.run_id,
+                 ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
+    return results
+
+
+def _tokenizer_corpus(task: Task, splits) -> list[str]:
+    """Text a `tiny` tokenizer is trained on: the task's whole train split (before any
+    train_size limit, so every label budget shares one tokenizer), its prompts and answers."""
+    corpus = [task.prompt(t) for t in splits["train"]["text"]]
+    corpus += [task.prompt(t) for t in splits["validation"]["text"]]
+    corpus += [task.target(name) for name in task.label_names] * 20
+    return corpus

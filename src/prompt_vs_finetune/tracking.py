@@ -1,0 +1,100 @@
+"""MLflow: one run per job, owned by the job.
+
+Lightning's MLFlowLogger ends its run when `trainer.fit` finishes; a job here runs fit *and*
+test, so the job opens the run, the logger writes into it, and only the job's outcome sets the
+final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ctrl-C.
+"""
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+class JobMLFlowLogger(MLFlowLogger):
+    """MLFlowLogger that writes into the job's run and leaves its status to the job."""
+
+    def log_hyperparams(self, params) -> None:  # the job logs the flattened config itself
+        pass
+
+    def finalize(self, status: str = "success") -> None:
+        pass
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """{'a': {'b': 1}} -> {'a.b': '1'}; lists become their string form."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            text = str(value)
+            if len(text) > MAX_PARAM_CHARS:
+                text = text[:MAX_PARAM_CHARS - 3] + "..."
+            flat[name] = text
+    return flat
+
+
+def git_commit() -> tuple[str, bool] | None:
+    """(commit, dirty) of the working directory's repository, if there is one."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def job_tags(cfg: DictConfig) -> dict[str, str]:
+    tags = {"arm": cfg.arm.name, "task": cfg.task.name, "model": cfg.model.name,
+            "seed": str(cfg.seed), "train_size": str(cfg.train_size)}
+    found = git_commit()
+    if found:
+        tags["git_commit"] = tags["mlflow.source.git.commit"] = found[0]
+        tags["git_dirty"] = str(found[1]).lower()
+    return tags
+
+
+@contextmanager
+def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
+    """Open the job's run, log its config, and end it with the job's real outcome."""
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    try:
+        mlflow.set_experiment(cfg.mlflow.experiment_name)
+    except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
+        raise UserError(
+            f"cannot use the MLflow tracking store {cfg.mlflow.tracking_uri!r} "
+            f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
+        ) from err
+    run = mlflow.start_run(run_name=cfg.mlflow.run_name, tags=job_tags(cfg))
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        mlflow.log_params(flatten(resolved))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def lightning_logger(run: mlflow.ActiveRun, cfg: DictConfig) -> JobMLFlowLogger:
+    return JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri, run_id=run.info.run_id)

@@ -1,0 +1,41 @@
+"""Offline test set-up: no test touches the network, every store lives in a temp dir."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before transformers / huggingface_hub are imported: never reach for the Hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("PVF_CACHE_DIR", tempfile.mkdtemp(prefix="pvf-test-cache-"))
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from prompt_vs_finetune import resource_path  # noqa: E402
+from prompt_vs_finetune.cli import config_dir  # noqa: E402
+
+INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
+
+
+def compose_config(tmp_path: Path, *overrides: str):
+    """The `pvf` config as Hydra composes it, with outputs and MLflow under tmp_path."""
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose("config", overrides=[
+            f"paths.output_dir={tmp_path / 'out'}",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            *overrides,
+        ])
+
+
+@pytest.fixture
+def random_gpt2():
+    """A 2-layer GPT-2 with random weights, in eval mode, for exact log-likelihood checks."""
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config).eval()

@@ -1,0 +1,85 @@
+from collections import Counter
+
+import pytest
+
+from prompt_vs_finetune.errors import UserError
+from prompt_vs_finetune.models import build_tiny
+from prompt_vs_finetune.prompts import IGNORE_INDEX, PromptEncoder, select_demos
+from prompt_vs_finetune.task import Task, load_splits
+
+from .conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prompts")
+    cfg = compose_config(tmp, "task=intent_sample", "model=tiny")
+    task = Task.from_config(cfg.task)
+    splits = load_splits(cfg.task, seed=0)
+    from transformers import AutoTokenizer
+
+    tiny = dict(cfg.model.tiny, n_layer=1, n_embd=16, n_head=2, vocab_size=400)
+    path = build_tiny(tiny, [task.prompt(t) for t in splits["train"]["text"]], tmp / "tiny")
+    return task, splits, AutoTokenizer.from_pretrained(path)
+
+
+def test_demos_come_from_train_only_and_are_seeded(sample):
+    task, splits, _ = sample
+    test_texts = set(splits["test"]["text"])
+    for selection in ("random", "class_balanced"):
+        demos = select_demos(splits["train"], 8, selection, seed=3)
+        assert not {d["text"] for d in demos} & test_texts
+        assert {d["text"] for d in demos} <= set(splits["train"]["text"])
+        assert demos == select_demos(splits["train"], 8, selection, seed=3)
+        assert demos != select_demos(splits["train"], 8, selection, seed=4)
+
+
+def test_class_balanced_covers_labels_evenly(sample):
+    _, splits, _ = sample
+    counts = Counter(d["label"] for d in select_demos(splits["train"], 12, "class_balanced", 0))
+    assert len(counts) == 8 and max(counts.values()) - min(counts.values()) <= 1
+    five = select_demos(splits["train"], 5, "class_balanced", 1)
+    assert len({d["label"] for d in five}) == 5
+
+
+def test_order_seed_reorders_the_same_demos(sample):
+    _, splits, _ = sample
+    a = select_demos(splits["train"], 8, "class_balanced", seed=0, order_seed=0)
+    b = select_demos(splits["train"], 8, "class_balanced", seed=0, order_seed=1)
+    assert sorted(d["text"] for d in a) == sorted(d["text"] for d in b) and a != b
+
+
+def test_k_larger_than_pool_is_an_error(sample):
+    _, splits, _ = sample
+    with pytest.raises(UserError, match="arm.k=9999"):
+        select_demos(splits["train"], 9999, "random", 0)
+
+
+def test_loss_mask_covers_the_answer_and_end_of_text_only(sample):
+    task, _, tokenizer = sample
+    encoder = PromptEncoder(tokenizer, task, max_length=256)
+    example = encoder.training_example("I was charged twice", "billing")
+    prompt = tokenizer(task.prompt("I was charged twice"), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(" billing", add_special_tokens=False)["input_ids"]
+    assert example["input_ids"] == prompt + answer + [tokenizer.eos_token_id]
+    assert example["labels"] == [IGNORE_INDEX] * len(prompt) + answer + [tokenizer.eos_token_id]
+
+
+def test_demos_that_do_not_fit_are_dropped_and_counted(sample):
+    task, splits, tokenizer = sample
+    demos = select_demos(splits["train"], 8, "random", 0)
+    roomy = PromptEncoder(tokenizer, task, max_length=1024)
+    assert roomy.set_demos(demos, longest_prompt=30) == 0 and roomy.demos_used == 8
+    assert tokenizer.decode(roomy.prefix_ids).endswith("\n\n")
+    tight = PromptEncoder(tokenizer, task, max_length=120)
+    dropped = tight.set_demos(demos, longest_prompt=30)
+    assert 0 < dropped < 8 and tight.demos_used == 8 - dropped
+    assert len(tight.prefix_ids) + 30 + tight.answer_room <= 120
+
+
+def test_long_input_is_truncated_keeping_the_template_suffix(sample):
+    task, _, tokenizer = sample
+    encoder = PromptEncoder(tokenizer, task, max_length=40)
+    ids = encoder.prompt_ids("refund please " * 50)
+    assert len(ids) + encoder.answer_room <= 40
+    assert tokenizer.decode(ids).endswith("\nIntent:") and encoder.truncated == 1

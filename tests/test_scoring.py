@@ -1,0 +1,55 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prompt_vs_finetune.errors import UserError
+from prompt_vs_finetune.scoring import continuation_logprobs, normalise
+
+
+def direct_logprob(model, context: list[int], continuation: list[int]) -> float:
+    """log p(continuation | context) from one unpadded forward pass, token by token."""
+    ids = torch.tensor([context + continuation])
+    with torch.no_grad():
+        logprobs = F.log_softmax(model(ids).logits[0].double(), dim=-1)
+    return sum(float(logprobs[len(context) + t - 1, tok]) for t, tok in enumerate(continuation))
+
+
+def test_matches_direct_forward_pass_with_padding_and_uneven_lengths(random_gpt2):
+    gen = torch.Generator().manual_seed(1)
+    contexts = [torch.randint(0, 97, (n,), generator=gen).tolist() for n in (3, 11, 7, 1, 20)]
+    continuations = [torch.randint(0, 97, (n,), generator=gen).tolist() for n in (1, 4, 2, 3, 6)]
+    scores = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=2)
+    for i, (ctx, cont) in enumerate(zip(contexts, continuations, strict=True)):
+        assert scores.logprob[i].item() == pytest.approx(direct_logprob(random_gpt2, ctx, cont),
+                                                         abs=1e-5)
+    assert scores.n_tokens.tolist() == [1, 4, 2, 3, 6]
+    expected_tokens = sum(len(a) + len(b) for a, b in zip(contexts, continuations, strict=True))
+    assert scores.tokens_processed == expected_tokens
+
+
+def test_batch_size_does_not_change_scores(random_gpt2):
+    contexts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
+    continuations = [[1, 2], [3], [4, 4, 4]]
+    one = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=1)
+    all_ = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=8)
+    assert torch.allclose(one.logprob, all_.logprob, atol=1e-5)
+
+
+def test_length_normalisation():
+    logprob = torch.tensor([[-4.0, -3.0]])
+    n_tokens = torch.tensor([[4, 1]])
+    n_chars = torch.tensor([8, 2])
+    assert normalise(logprob, n_tokens, n_chars, "none").tolist() == [[-4.0, -3.0]]
+    assert normalise(logprob, n_tokens, n_chars, "token").tolist() == [[-1.0, -3.0]]
+    assert normalise(logprob, n_tokens, n_chars, "char").tolist() == [[-0.5, -1.5]]
+    with pytest.raises(UserError, match="length_norm"):
+        normalise(logprob, n_tokens, n_chars, "bytes")
+
+
+def test_probabilities_of_all_continuations_sum_to_one(random_gpt2):
+    """Scoring every one-token continuation covers the whole distribution."""
+    scores = continuation_logprobs(random_gpt2, [[3, 4, 5]] * 97, [[t] for t in range(97)],
+                                   pad_id=0, batch_size=32)
+    assert math.fsum(math.exp(x) for x in scores.logprob.tolist()) == pytest.approx(1.0, abs=1e-4)

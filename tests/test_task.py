@@ -1,0 +1,105 @@
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from prompt_vs_finetune.errors import UserError
+from prompt_vs_finetune.task import Task, limit_splits, load_splits
+
+from .conftest import compose_config
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def local_task(tmp_path, train_rows, test_rows, **changes):
+    cfg = compose_config(tmp_path, "task=intent_sample").task
+    OmegaConf.set_struct(cfg, False)
+    cfg.data_files = {"train": str(write_jsonl(tmp_path / "train.jsonl", train_rows)),
+                      "test": str(write_jsonl(tmp_path / "test.jsonl", test_rows))}
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+ROWS = [{"text": f"please refund order {i}", "label": "refund"} for i in range(10)] + [
+    {"text": f"my bill {i} is wrong", "label": "billing"} for i in range(10)]
+
+
+def test_shipped_sample_loads_with_a_seeded_validation_split(tmp_path):
+    cfg = compose_config(tmp_path, "task=intent_sample").task
+    a, b = load_splits(cfg, seed=0), load_splits(cfg, seed=0)
+    c = load_splits(cfg, seed=1)
+    assert set(a) == {"train", "validation", "test"}
+    assert a.column_names["train"] == ["text", "label"]
+    assert len(a["train"]) + len(a["validation"]) == 440 and len(a["test"]) == 120
+    assert a["validation"]["text"] == b["validation"]["text"]
+    assert a["validation"]["text"] != c["validation"]["text"]
+    assert not set(a["validation"]["text"]) & set(a["train"]["text"])
+    assert set(a["train"]["label"]) == set(cfg.labels)
+
+
+def test_csv_with_renamed_columns(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("message,category\n" + "".join(f"my bill {i},billing\n" for i in range(9)))
+    cfg = local_task(tmp_path, ROWS, ROWS, text_field="message", label_field="category")
+    cfg.data_files = {"train": str(path), "test": str(path)}
+    splits = load_splits(cfg, seed=0)
+    assert splits["test"]["text"][0] == "my bill 0" and splits["test"]["label"][0] == "billing"
+
+
+def test_missing_data_file_names_the_file(tmp_path):
+    cfg = local_task(tmp_path, ROWS, ROWS)
+    cfg.data_files.test = str(tmp_path / "nope.jsonl")
+    expected = r"data file not found: .*nope\.jsonl \(task\.data_files\.test\)"
+    with pytest.raises(UserError, match=expected):
+        load_splits(cfg, seed=0)
+
+
+def test_missing_label_column_names_the_column(tmp_path):
+    cfg = local_task(tmp_path, ROWS, ROWS, label_field="intent")
+    expected = r"column 'intent' \(task\.label_field\) not found.*available columns: text, label"
+    with pytest.raises(UserError, match=expected):
+        load_splits(cfg, seed=0)
+
+
+def test_unknown_label_is_reported(tmp_path):
+    cfg = local_task(tmp_path, ROWS, ROWS + [{"text": "hi", "label": "greeting"}])
+    with pytest.raises(UserError, match="label\\(s\\) not in task.labels: greeting"):
+        load_splits(cfg, seed=0)
+
+
+def test_empty_text_rows_are_dropped(tmp_path):
+    cfg = local_task(tmp_path, ROWS + [{"text": "  ", "label": "refund"}], ROWS)
+    splits = load_splits(cfg, seed=0)
+    assert len(splits["train"]) + len(splits["validation"]) == 20
+
+
+def test_unsupported_file_type(tmp_path):
+    cfg = local_task(tmp_path, ROWS, ROWS)
+    (tmp_path / "train.txt").write_text("x")
+    cfg.data_files.train = str(tmp_path / "train.txt")
+    with pytest.raises(UserError, match="unsupported data file type '.txt'"):
+        load_splits(cfg, seed=0)
+
+
+def test_train_size_limits_labelled_examples(tmp_path):
+    splits = load_splits(local_task(tmp_path, ROWS, ROWS), seed=0)
+    limited = limit_splits(splits, train_size=5, test_size=3, seed=0)
+    assert len(limited["train"]) == 5 and len(limited["test"]) == 3
+    assert set(limited["train"]["text"]) <= set(splits["train"]["text"])
+    with pytest.raises(UserError, match="train_size=500"):
+        limit_splits(splits, train_size=500, test_size=None, seed=0)
+
+
+def test_template_and_verbalization_checks(tmp_path):
+    cfg = compose_config(tmp_path, "task=intent_sample").task
+    task = Task.from_config(cfg)
+    assert task.prompt("my {braces}") == "Customer message: my {braces}\nIntent:"
+    assert task.target("technical_problem") == " technical problem"
+    with pytest.raises(UserError, match="no \\{text\\} placeholder"):
+        Task.from_config(OmegaConf.merge(cfg, {"template": "Message:"}))
+    with pytest.raises(UserError, match="share the verbalization"):
+        Task.from_config(OmegaConf.merge(cfg, {"labels": {"refund": "billing"}}))
