@@ -22,6 +22,9 @@ def _quiet_libraries() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "transformers", "datasets", "httpx", "alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    import datasets
+
+    datasets.disable_progress_bars()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

@@ -1,0 +1,84 @@
+"""`pvf` as users run it: real subprocesses, Hydra multirun, MLflow store on disk."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ARMS = ("zero_shot", "few_shot", "full_finetune", "lora")
+CHANCE = 1 / 8  # intent_sample has 8 balanced labels
+REQUIRED_METRICS = (
+    "test/accuracy", "test/macro_f1", "test/perplexity", "cost/train_seconds",
+    "cost/eval_seconds", "cost/train_tokens", "cost/eval_tokens", "cost/flops",
+    "cost/peak_memory_mb", "cost/trainable_params", "cost/usd", "cost/usd_per_1k_predictions",
+    "cost/latency_ms_per_example",
+)
+
+
+def pvf(cwd, *args, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "prompt_vs_finetune", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def runs_in(cwd):
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client, client.search_runs(experiments) if experiments else []
+
+
+@pytest.fixture(scope="module")
+def four_arm_sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = pvf(cwd, "-m", f"arm={','.join(ARMS)}", "task=intent_sample", "model=tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, runs = runs_in(cwd)
+    return cwd, client, {run.data.tags["arm"]: run for run in runs}, len(runs)
+
+
+def test_multirun_gives_one_finished_run_per_arm(four_arm_sweep):
+    cwd, _, by_arm, n_runs = four_arm_sweep
+    assert n_runs == 4 and set(by_arm) == set(ARMS)
+    for arm, run in by_arm.items():
+        assert run.info.status == "FINISHED", arm
+        missing = [k for k in REQUIRED_METRICS if k not in run.data.metrics]
+        assert not missing, (arm, missing)
+    assert len(list((cwd / "multirun").glob("*/*/.hydra/config.yaml"))) == 4
+
+
+def test_fitted_arms_log_losses_and_beat_chance_widely(four_arm_sweep):
+    _, client, by_arm, _ = four_arm_sweep
+    for arm in ("full_finetune", "lora"):
+        metrics = by_arm[arm].data.metrics
+        assert metrics["test/accuracy"] >= 4 * CHANCE, (arm, metrics["test/accuracy"])
+        assert metrics["test/accuracy"] > by_arm["zero_shot"].data.metrics["test/accuracy"]
+        assert metrics["cost/train_seconds"] > 0 and metrics["cost/train_tokens"] > 0
+        history = client.get_metric_history(by_arm[arm].info.run_id, "train/loss")
+        assert len(history) > 1 and history[-1].value < history[0].value
+        assert "val/loss" in metrics
+    lora, full = by_arm["lora"].data.metrics, by_arm["full_finetune"].data.metrics
+    assert 0 < lora["cost/trainable_params"] < full["cost/trainable_params"]
+    assert by_arm["few_shot"].data.metrics["fewshot/demos_used"] == 8
+
+
+def test_offline_hub_model_is_one_clear_line(tmp_path):
+    result = pvf(tmp_path, "model=gpt2", "task=intent_sample", timeout=180)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "model=tiny" in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    _, runs = runs_in(tmp_path)
+    assert not [r for r in runs if r.info.status == "FINISHED"]
+
+
+def test_missing_data_file_and_label_column_name_the_culprit(tmp_path):
+    missing = pvf(tmp_path, "model=tiny", "task=intent_sample",
+                  f"task.data_files.train={tmp_path}/absent.jsonl", timeout=180)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"error: data file not found: {tmp_path}/absent.jsonl" in missing.stderr
+    column = pvf(tmp_path, "model=tiny", "task=intent_sample", "task.label_field=intent",
+                 timeout=180)
+    assert column.returncode == 2
+    assert "error: column 'intent' (task.label_field) not found" in column.stderr

@@ -1,0 +1,60 @@
+"""A job in-process: its MLflow run, params, metrics, artifacts and final status."""
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from prompt_vs_finetune import run as run_module
+from prompt_vs_finetune.errors import UserError
+
+from .conftest import compose_config
+
+FAST = ("task=intent_sample", "model=tiny", "test_size=16", "model.tiny.n_layer=1",
+        "model.tiny.n_embd=32", "model.tiny.n_head=2", "model.tiny.vocab_size=400")
+
+
+def only_run(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_zero_shot_run_is_logged(tmp_path):
+    results = run_module.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=4"))
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["arm"] == "few_shot" and run.data.tags["task"] == "intent_sample"
+    assert run.data.tags["model"] == "tiny" and run.data.tags["seed"] == "0"
+    assert run.data.params["arm.k"] == "4" and run.data.params["task.name"] == "intent_sample"
+    assert run.data.params["model.tiny.n_layer"] == "1"
+    metrics = run.data.metrics
+    assert metrics["test/accuracy"] == pytest.approx(results["test/accuracy"])
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["test/perplexity"] > 1.0
+    assert metrics["fewshot/demos_used"] == 4 and metrics["data/n_test"] == 16
+    for key in ("cost/eval_seconds", "cost/eval_tokens", "cost/flops", "cost/peak_memory_mb",
+                "cost/usd", "cost/usd_per_1k_predictions", "cost/latency_ms_per_example"):
+        assert metrics[key] > 0, key
+    assert metrics["cost/train_seconds"] == 0 and metrics["cost/trainable_params"] == 0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "predictions.csv", "confusion_matrix.png"} <= artifacts
+    table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/predictions.csv").splitlines()
+    assert table[0] == "text,gold,predicted,score,gold_logprob" and len(table) == 17
+
+
+def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
+    def boom(self):
+        raise RuntimeError("scorer exploded")
+
+    monkeypatch.setattr(run_module.ArmModule, "on_test_epoch_end", boom)
+    with pytest.raises(RuntimeError, match="scorer exploded"):
+        run_module.run(compose_config(tmp_path, *FAST, "arm=zero_shot"))
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_bad_input_fails_before_any_run_exists(tmp_path):
+    with pytest.raises(UserError, match="arm.k=5000"):
+        run_module.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=5000"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
