@@ -53,3 +53,35 @@ def test_probabilities_of_all_continuations_sum_to_one(random_gpt2):
     scores = continuation_logprobs(random_gpt2, [[3, 4, 5]] * 97, [[t] for t in range(97)],
                                    pad_id=0, batch_size=32)
     assert math.fsum(math.exp(x) for x in scores.logprob.tolist()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
+    """The whole layout: few-shot prefix + prompt + each verbalized label, as test_step ranks it."""
+    from prompt_vs_finetune.models import load_model
+    from prompt_vs_finetune.module import ArmModule
+    from prompt_vs_finetune.prompts import PromptEncoder, select_demos
+    from prompt_vs_finetune.task import Task, load_splits
+
+    from .conftest import compose_config
+
+    cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
+                         "model.tiny.n_embd=32", "model.tiny.n_head=2", "model.tiny.vocab_size=400")
+    task = Task.from_config(cfg.task)
+    splits = load_splits(cfg.task, seed=0)
+    model, tokenizer = load_model(cfg.model, str(tmp_path), splits["train"]["text"])
+    model.eval()
+    encoder = PromptEncoder(tokenizer, task, max_length=1024)
+    encoder.set_demos(select_demos(splits["train"], 3, "random", seed=0), longest_prompt=64)
+    module = ArmModule(model, encoder).eval()
+    rows = [{"index": i, "context_ids": encoder.prompt_ids(row["text"]),
+             "label": task.label_names.index(row["label"])}
+            for i, row in enumerate(splits["test"].select(range(3)))]
+    module.on_test_epoch_start()
+    module.test_step({k: [r[k] for r in rows] for k in rows[0]}, 0)
+    for row, scored in zip(rows, module.predictions, strict=True):
+        text = splits["test"][row["index"]]["text"]
+        context = encoder.prefix_ids + encoder.encode(task.prompt(text))
+        direct = [direct_logprob(model, context, encoder.encode(task.target(name)))
+                  for name in task.label_names]
+        assert scored["gold_logprob"] == pytest.approx(direct[row["label"]], abs=1e-5)
+        assert scored["predicted"] == max(range(len(direct)), key=direct.__getitem__)

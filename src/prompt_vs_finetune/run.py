@@ -55,12 +55,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
         trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
                               logger=lightning_logger(active, cfg),
                               default_root_dir=cfg.paths.output_dir)
-        ckpt_path = None
-        if cfg.arm.fit:
-            trainer.fit(module, datamodule=datamodule)
-            if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
-                ckpt_path = "best"
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        try:
+            ckpt_path = None
+            if cfg.arm.fit:
+                trainer.fit(module, datamodule=datamodule)
+                if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
+                    ckpt_path = "best"
+            trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): the run is KILLED
+                raise KeyboardInterrupt from None
+            raise
 
         results = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith("test/")}
