@@ -6,6 +6,7 @@ final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ct
 """
 
 import logging
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+# characters MLflow refuses in a param key (Banking77 has a label "reverted_card_payment?")
+_BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
 
 
 class JobMLFlowLogger(MLFlowLogger):
@@ -36,7 +39,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     """{'a': {'b': 1}} -> {'a.b': '1'}; lists become their string form."""
     flat = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
+        name = _BAD_KEY_CHARS.sub("_", f"{prefix}{key}")
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         else:
