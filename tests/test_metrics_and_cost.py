@@ -32,7 +32,7 @@ def test_perplexity_known_case():
 def test_cost_summary_formulas():
     meter = CostMeter()
     meter.seconds = {"train": 1800.0, "eval": 36.0}
-    meter.tokens = {"train": 1000, "val": 100, "eval": 400}
+    meter.tokens = {"train": 1000, "val": 100, "eval": 400, "generated": 7}
     cost = meter.summary(n_predictions=100, total_params=10, trainable_params=2,
                          usd_per_hour=2.0, device=torch.device("cpu"), fitted=True)
     assert cost["cost/flops"] == (4 * 10 + 2 * 2) * 1000 + 2 * 10 * (100 + 400)
@@ -41,6 +41,7 @@ def test_cost_summary_formulas():
     assert cost["cost/latency_ms_per_example"] == pytest.approx(360.0)
     assert cost["cost/usd_per_1k_predictions"] == pytest.approx(0.36 * 1000 / 3600 * 2.0)
     assert cost["cost/trainable_params"] == 2 and cost["cost/peak_memory_mb"] > 0
+    assert cost["cost/generated_tokens"] == 7
     full = meter.summary(n_predictions=100, total_params=10, trainable_params=10,
                          usd_per_hour=2.0, device=torch.device("cpu"), fitted=True)
     assert full["cost/flops"] == 6 * 10 * 1000 + 2 * 10 * 500  # the familiar 6N per token

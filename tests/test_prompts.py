@@ -58,7 +58,7 @@ def test_k_larger_than_pool_is_an_error(sample):
 def test_loss_mask_covers_the_answer_and_end_of_text_only(sample):
     task, _, tokenizer = sample
     encoder = PromptEncoder(tokenizer, task, max_length=256)
-    example = encoder.training_example("I was charged twice", "billing")
+    example = encoder.training_example({"text": "I was charged twice", "label": "billing"})
     prompt = tokenizer(task.prompt("I was charged twice"), add_special_tokens=False)["input_ids"]
     answer = tokenizer(" billing", add_special_tokens=False)["input_ids"]
     assert example["input_ids"] == prompt + answer + [tokenizer.eos_token_id]

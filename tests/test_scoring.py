@@ -60,6 +60,7 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     from prompt_vs_finetune.models import load_model
     from prompt_vs_finetune.module import ArmModule
     from prompt_vs_finetune.prompts import PromptEncoder, select_demos
+    from prompt_vs_finetune.scorers import RankClassifier
     from prompt_vs_finetune.task import Task, load_splits
 
     from .conftest import compose_config
@@ -72,7 +73,7 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     model.eval()
     encoder = PromptEncoder(tokenizer, task, max_length=1024)
     encoder.set_demos(select_demos(splits["train"], 3, "random", seed=0), longest_prompt=64)
-    module = ArmModule(model, encoder).eval()
+    module = ArmModule(model, RankClassifier(encoder)).eval()
     rows = [{"index": i, "context_ids": encoder.prompt_ids(row["text"]),
              "label": task.label_names.index(row["label"])}
             for i, row in enumerate(splits["test"].select(range(3)))]
@@ -81,7 +82,7 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     for row, scored in zip(rows, module.predictions, strict=True):
         text = splits["test"][row["index"]]["text"]
         context = encoder.prefix_ids + encoder.encode(task.prompt(text))
-        direct = [direct_logprob(model, context, encoder.encode(task.target(name)))
+        direct = [direct_logprob(model, context, encoder.encode(task.target(task.labels[name])))
                   for name in task.label_names]
         assert scored["gold_logprob"] == pytest.approx(direct[row["label"]], abs=1e-5)
         assert scored["predicted"] == max(range(len(direct)), key=direct.__getitem__)

@@ -98,7 +98,7 @@ def test_template_and_verbalization_checks(tmp_path):
     cfg = compose_config(tmp_path, "task=intent_sample").task
     task = Task.from_config(cfg)
     assert task.prompt("my {braces}") == "Customer message: my {braces}\nIntent:"
-    assert task.target("technical_problem") == " technical problem"
+    assert task.target(task.answer({"label": "technical_problem"})) == " technical problem"
     with pytest.raises(UserError, match="no \\{text\\} placeholder"):
         Task.from_config(OmegaConf.merge(cfg, {"template": "Message:"}))
     with pytest.raises(UserError, match="share the verbalization"):

@@ -38,3 +38,23 @@ def log_classification_artifacts(texts, predictions, label_names, title: str) ->
     fig = confusion_matrix_figure(table, label_names, title)
     mlflow.log_figure(fig, "confusion_matrix.png")
     plt.close(fig)
+
+
+def log_generation_artifacts(texts: list[str], rows: list[dict], title: str,
+                             n_samples: int = 5) -> None:
+    """predictions.csv (input, references, generated) and samples.md, a few outputs to read."""
+    rows = sorted(rows, key=lambda r: r["index"])
+    table = pd.DataFrame({
+        "input": [texts[r["index"]] for r in rows],
+        "references": [" ||| ".join(r["references"]) for r in rows],
+        "generated": [r["generated"] for r in rows],
+        "generated_tokens": [r["generated_tokens"] for r in rows],
+    })
+    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
+    lines = [f"# {title}", ""]
+    for r in rows[:n_samples]:
+        lines += [f"## Example {r['index']}", "", "**Input**", "",
+                  "> " + texts[r["index"]].replace("\n", "\n> "), "",
+                  "**Reference**: " + r["references"][0], "",
+                  "**Generated**: " + (r["generated"] or "*(empty)*"), ""]
+    mlflow.log_text("\n".join(lines), "samples.md")

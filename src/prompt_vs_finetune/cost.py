@@ -25,7 +25,7 @@ class CostMeter(L.Callback):
 
     def __init__(self):
         self.seconds = {"train": 0.0, "eval": 0.0}
-        self.tokens = {"train": 0, "val": 0, "eval": 0}
+        self.tokens = {"train": 0, "val": 0, "eval": 0, "generated": 0}
         self._started = 0.0
 
     def _start(self, trainer):
@@ -59,6 +59,7 @@ class CostMeter(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.tokens["eval"] += int(outputs["tokens"])
+        self.tokens["generated"] += int(outputs.get("generated_tokens", 0))
 
     def summary(self, *, n_predictions: int, total_params: int, trainable_params: int,
                 usd_per_hour: float, device: torch.device, fitted: bool) -> dict[str, float]:
@@ -71,6 +72,7 @@ class CostMeter(L.Callback):
             "cost/eval_seconds": eval_s,
             "cost/train_tokens": self.tokens["train"],
             "cost/eval_tokens": self.tokens["eval"],
+            "cost/generated_tokens": self.tokens["generated"],
             "cost/flops": float(train_flops + forward_flops),
             "cost/peak_memory_mb": _peak_memory_mb(device),
             "cost/trainable_params": trainable_params if fitted else 0,

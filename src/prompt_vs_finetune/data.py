@@ -31,41 +31,33 @@ def _keep_lists(rows: list[dict]) -> dict[str, list]:
 
 
 class TaskDataModule(L.LightningDataModule):
-    """Serves train/validation as prompt -> answer sequences and test as scorer inputs."""
+    """Serves train/validation as prompt -> answer sequences and test as the scorer's rows."""
 
-    def __init__(self, splits: DatasetDict, encoder: PromptEncoder, batch_size: int = 16,
-                 examples_per_batch: int = 8):
+    def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int = 16):
         super().__init__()
         self.splits = splits
         self.encoder = encoder
+        self.scorer = scorer
         self.batch_size = batch_size
-        self.examples_per_batch = examples_per_batch
-        self.labels = encoder.task.label_names
         self._encoded: dict[str, list[dict]] = {}
 
-    def _training_rows(self, split: str) -> list[dict]:
+    def _rows(self, split: str) -> list[dict]:
         if split not in self._encoded:
-            self._encoded[split] = [self.encoder.training_example(row["text"], row["label"])
-                                    for row in self.splits[split]]
+            if split == "test":
+                self._encoded[split] = self.scorer.test_rows(self.splits["test"])
+            else:
+                self._encoded[split] = [self.encoder.training_example(row)
+                                        for row in self.splits[split]]
         return self._encoded[split]
 
-    def test_rows(self) -> list[dict]:
-        if "test" not in self._encoded:
-            self._encoded["test"] = [
-                {"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
-                 "label": self.labels.index(row["label"])}
-                for i, row in enumerate(self.splits["test"])
-            ]
-        return self._encoded["test"]
-
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._training_rows("train"), batch_size=self.batch_size, shuffle=True,
+        return DataLoader(self._rows("train"), batch_size=self.batch_size, shuffle=True,
                           collate_fn=pad_collate(self.encoder.tokenizer.pad_token_id))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._training_rows("validation"), batch_size=self.batch_size,
+        return DataLoader(self._rows("validation"), batch_size=self.batch_size,
                           collate_fn=pad_collate(self.encoder.tokenizer.pad_token_id))
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_rows(), batch_size=self.examples_per_batch,
+        return DataLoader(self._rows("test"), batch_size=self.scorer.examples_per_batch,
                           collate_fn=_keep_lists)

@@ -1,30 +1,21 @@
 """One LightningModule for all four arms: they differ only in whether `fit` runs first.
 
-Training minimises the loss on the answer tokens of prompt -> answer sequences; testing ranks
-the verbalized labels by their log-likelihood after the prompt, for every arm alike.
+Training minimises the loss on the answer tokens of prompt -> answer sequences; testing hands
+each batch to the task type's scorer (rank classification or generation), for every arm alike.
 """
 
 import lightning as L
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from .metrics import classification_metrics, perplexity
-from .prompts import PromptEncoder
-from .scoring import continuation_logprobs, normalise
-
 
 class ArmModule(L.LightningModule):
-    def __init__(self, model, encoder: PromptEncoder, length_norm: str = "none",
-                 score_batch_size: int = 64, lr: float = 0.0, weight_decay: float = 0.0,
+    def __init__(self, model, scorer, lr: float = 0.0, weight_decay: float = 0.0,
                  warmup_ratio: float = 0.0):
         super().__init__()
-        self.model = model.train()  # from_pretrained returns eval mode: dropout off
-        self.encoder = encoder
-        self.length_norm = length_norm
-        self.score_batch_size = score_batch_size
+        self.model = model.train()  # from_pretrained returns eval mode: dropout would be off
+        self.scorer = scorer
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
-        task = encoder.task
-        self.choice_chars = torch.tensor([len(task.target(n)) for n in task.label_names])
         # LoRA: checkpoints hold only the trainable weights; the frozen base comes from the hub.
         self.trainable_only = any(not p.requires_grad for p in model.parameters())
         self.strict_loading = not self.trainable_only
@@ -64,32 +55,14 @@ class ArmModule(L.LightningModule):
     # -- scoring ------------------------------------------------------------------------
     def on_test_epoch_start(self):
         self.predictions = []
+        if hasattr(self.scorer, "start"):
+            self.scorer.start()
 
     def test_step(self, batch, batch_idx):
-        contexts = batch["context_ids"]
-        choices = self.encoder.choice_ids
-        n_choices = len(choices)
-        scores = continuation_logprobs(
-            self.model, [c for c in contexts for _ in choices], choices * len(contexts),
-            pad_id=self.encoder.tokenizer.pad_token_id, batch_size=self.score_batch_size)
-        logprob = scores.logprob.view(len(contexts), n_choices)
-        n_tokens = scores.n_tokens.view(len(contexts), n_choices)
-        ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
-        predicted = ranked.argmax(-1)
-        for row, (index, gold) in enumerate(zip(batch["index"], batch["label"], strict=True)):
-            pred = int(predicted[row])
-            self.predictions.append({
-                "index": index, "label": gold, "predicted": pred,
-                "score": float(ranked[row, pred]),
-                "gold_logprob": float(logprob[row, gold]), "gold_tokens": int(n_tokens[row, gold]),
-            })
-        return {"tokens": scores.tokens_processed}
+        rows, counts = self.scorer.step(self.model, batch)
+        self.predictions.extend(rows)
+        return counts
 
     def on_test_epoch_end(self):
-        preds = [p["predicted"] for p in self.predictions]
-        golds = [p["label"] for p in self.predictions]
-        metrics = classification_metrics(self.encoder.task.metrics, preds, golds)
-        metrics["perplexity"] = perplexity([p["gold_logprob"] for p in self.predictions],
-                                           [p["gold_tokens"] for p in self.predictions])
-        for name, value in metrics.items():
+        for name, value in self.scorer.metrics(self.predictions).items():
             self.log(f"test/{name}", value)

@@ -28,6 +28,9 @@ def select_demos(pool: Dataset, k: int, selection: str, seed: int,
     if k > len(pool):
         raise UserError(f"arm.k={k} but the train pool has {len(pool)} examples; lower arm.k")
     rng = random.Random(seed)
+    if selection == "class_balanced" and "label" not in pool.column_names:
+        log.info("arm.selection=class_balanced needs labels; a generation task draws at random")
+        selection = "random"
     if selection == "random":
         chosen = rng.sample(range(len(pool)), k)
     elif selection == "class_balanced":
@@ -58,16 +61,24 @@ def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
 
 
 class PromptEncoder:
-    """Token ids for prompts and answers, identical for training and scoring."""
+    """Token ids for prompts and answers, identical for training and scoring.
 
-    def __init__(self, tokenizer, task: Task, max_length: int):
+    `answer_room` tokens are kept free after every test prompt: the longest label (plus
+    end-of-text) for classification, `max_new_tokens` for generation.
+    """
+
+    def __init__(self, tokenizer, task: Task, max_length: int, answer_room: int | None = None):
         self.tokenizer = tokenizer
         self.task = task
         self.max_length = max_length
         self.eos_id = tokenizer.eos_token_id
-        self.choice_ids = [self.encode(task.target(name)) for name in task.label_names]
-        # room kept after every prompt: the longest answer plus end-of-text
-        self.answer_room = max(len(ids) for ids in self.choice_ids) + 1
+        self.choice_ids = [self.encode(task.target(task.labels[name]))
+                           for name in task.label_names]
+        if answer_room is None:
+            if not self.choice_ids:
+                raise ValueError("a generation task needs answer_room (max_new_tokens)")
+            answer_room = max(len(ids) for ids in self.choice_ids) + 1
+        self.answer_room = answer_room
         self.prefix_ids: list[int] = []
         self.demos_used = 0
         self.truncated = 0
@@ -79,7 +90,7 @@ class PromptEncoder:
         """Use as many demos as fit before the longest prompt and answer; return how many
         were dropped (from the end of the list)."""
         sep = self.task.demo_separator
-        rendered = [self.task.demonstration(d["text"], d["label"]) for d in demos]
+        rendered = [self.task.demonstration(d) for d in demos]
         budget = self.max_length - longest_prompt - self.answer_room
         for n in range(len(rendered), 0, -1):
             ids = self.encode(sep.join(rendered[:n]) + sep)
@@ -94,28 +105,30 @@ class PromptEncoder:
                         dropped, len(demos), self.max_length)
         return dropped
 
-    def prompt_ids(self, text: str, with_prefix: bool = True) -> list[int]:
-        """prefix + prompt(text); the text is cut from its end when the whole would not leave
-        room for the answer (counted in `truncated`)."""
-        prefix = self.prefix_ids if with_prefix else []
+    def prompt_ids(self, text: str, room: int | None = None) -> list[int]:
+        """prefix + prompt(text), leaving `room` tokens (default: answer_room) free; the text
+        is cut from its end when needed, so the template's suffix always survives (counted
+        in `truncated`)."""
+        room = self.answer_room if room is None else room
         ids = self.encode(self.task.prompt(text))
-        budget = self.max_length - len(prefix) - self.answer_room
+        budget = self.max_length - len(self.prefix_ids) - room
         if len(ids) > budget:
             head, tail = self.task.template.split("{text}", 1)
             head_ids, tail_ids = self.encode(head), self.encode(tail)
             keep = budget - len(head_ids) - len(tail_ids)
             if keep <= 0:
                 raise UserError(
-                    f"the prompt template alone does not fit the {self.max_length}-token "
-                    "context; shorten task.template or lower arm.k"
+                    f"the prompt template and the answer do not fit the {self.max_length}-token "
+                    "context; shorten task.template, lower arm.k or max_new_tokens"
                 )
             ids = head_ids + self.encode(text)[:keep] + tail_ids
             self.truncated += 1
-        return prefix + ids
+        return self.prefix_ids + ids
 
-    def training_example(self, text: str, label: str) -> dict:
+    def training_example(self, row: dict) -> dict:
         """prompt -> answer + end-of-text, with the loss on the answer tokens only."""
-        prompt = self.prompt_ids(text)
-        answer = self.choice_ids[self.task.label_names.index(label)] + [self.eos_id]
+        answer = self.encode(self.task.target(self.task.answer(row)))
+        answer = answer[: self.max_length // 2] + [self.eos_id]
+        prompt = self.prompt_ids(row["text"], room=len(answer))
         return {"input_ids": prompt + answer,
                 "labels": [IGNORE_INDEX] * len(prompt) + answer}

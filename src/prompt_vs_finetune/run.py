@@ -8,12 +8,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
-from .artifacts import log_classification_artifacts
 from .cost import CostMeter
 from .data import TaskDataModule
 from .models import apply_lora, context_length, count_parameters, load_model
 from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
+from .scorers import RankClassifier, Summarizer
 from .task import Task, limit_splits, load_splits
 from .tracking import lightning_logger, mlflow_run
 
@@ -35,15 +35,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.arm.fit and cfg.arm.get("lora"):
         model = apply_lora(model, cfg.arm.lora)
     total_params, trainable_params = count_parameters(model)
-    encoder = PromptEncoder(tokenizer, task, context_length(model, cfg.model.get("max_length")))
+    max_length = context_length(model, cfg.model.get("max_length"))
+    generation = task.type == "generation"
+    encoder = PromptEncoder(tokenizer, task, max_length,
+                            answer_room=cfg.decoding.max_new_tokens if generation else None)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          cfg.arm.get("order_seed"))
     longest = max(len(encoder.encode(task.prompt(t))) for t in splits["test"]["text"])
     dropped = encoder.set_demos(demos, longest)
-    datamodule = TaskDataModule(splits, encoder, batch_size=cfg.arm.get("batch_size", 16),
-                                examples_per_batch=cfg.scorer.examples_per_batch)
-    module = ArmModule(model, encoder, length_norm=cfg.scorer.length_norm,
-                       score_batch_size=cfg.scorer.batch_size, lr=cfg.arm.get("lr", 0.0),
+    scorer = (Summarizer(encoder, cfg.decoding, score_batch_size=cfg.scorer.batch_size)
+              if generation else
+              RankClassifier(encoder, length_norm=cfg.scorer.length_norm,
+                             batch_size=cfg.scorer.batch_size,
+                             examples_per_batch=cfg.scorer.examples_per_batch))
+    datamodule = TaskDataModule(splits, encoder, scorer, batch_size=cfg.arm.get("batch_size", 16))
+    module = ArmModule(model, scorer, lr=cfg.arm.get("lr", 0.0),
                        weight_decay=cfg.arm.get("weight_decay", 0.0),
                        warmup_ratio=cfg.arm.get("warmup_ratio", 0.0))
 
@@ -79,8 +85,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
         })
         mlflow.log_metrics({k: v for k, v in results.items() if not k.startswith("test/")})
-        log_classification_artifacts(
-            splits["test"]["text"], module.predictions, task.label_names,
+        scorer.log_artifacts(
+            splits["test"], module.predictions,
             title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
         log.info("run %s: %s", active.info.run_id,
                  ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
@@ -89,8 +95,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 def _tokenizer_corpus(task: Task, splits) -> list[str]:
     """Text a `tiny` tokenizer is trained on: the task's whole train split (before any
-    train_size limit, so every label budget shares one tokenizer), its prompts and answers."""
-    corpus = [task.prompt(t) for t in splits["train"]["text"]]
-    corpus += [task.prompt(t) for t in splits["validation"]["text"]]
-    corpus += [task.target(name) for name in task.label_names] * 20
+    train_size limit, so every label budget shares one tokenizer), as prompts and answers."""
+    rows = [*splits["train"], *splits["validation"]]
+    corpus = [task.prompt(row["text"]) + task.target(task.answer(row)) for row in rows]
+    corpus += [task.target(verbal) for verbal in task.labels.values()] * 20
     return corpus

@@ -5,7 +5,7 @@ with two columns, `text` and `label` (the label's name), whatever the source cal
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -20,46 +20,49 @@ FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "
 SPLIT_ROLES = ("train", "validation", "test")
 
 
+TASK_TYPES = ("classification", "generation")
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
-    type: str
+    type: str  # classification | generation
     template: str
     target_template: str
     demo_separator: str
-    labels: dict[str, str]  # label name in the data -> verbalization the model scores
     metrics: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)  # label name -> verbalization
+    stop: tuple[str, ...] = ()  # generation: strings that end an answer besides end-of-text
 
     @classmethod
     def from_config(cls, cfg) -> "Task":
+        if cfg.type not in TASK_TYPES:
+            raise UserError(f"task.type '{cfg.type}' is unknown; use {' or '.join(TASK_TYPES)}")
         if "{text}" not in cfg.template:
             raise UserError(
                 f"task.template has no {{text}} placeholder: {cfg.template!r}; add {{text}} "
                 "where the input goes"
             )
-        if "{label}" not in cfg.target_template:
+        if "{answer}" not in cfg.target_template:
             raise UserError(
-                f"task.target_template has no {{label}} placeholder: {cfg.target_template!r}"
+                f"task.target_template has no {{answer}} placeholder: {cfg.target_template!r}; "
+                "add {answer} where the label or summary goes"
             )
-        labels = {str(name): str(verbal) for name, verbal in cfg.labels.items()}
-        seen: dict[str, str] = {}
-        for name, verbal in labels.items():
-            if not verbal.strip():
-                raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-            if verbal in seen:
-                raise UserError(
-                    f"labels '{seen[verbal]}' and '{name}' share the verbalization {verbal!r}; "
-                    "give each label its own words in task.labels"
-                )
-            seen[verbal] = name
+        labels = {}
+        if cfg.type == "classification":
+            labels = {str(name): str(verbal) for name, verbal in (cfg.get("labels") or {}).items()}
+            if not labels:
+                raise UserError(f"task '{cfg.name}' lists no labels; add task.labels")
+            _check_verbalizations(labels)
         return cls(
             name=cfg.name,
             type=cfg.type,
             template=cfg.template,
             target_template=cfg.target_template,
             demo_separator=cfg.demo_separator,
-            labels=labels,
             metrics=tuple(cfg.metrics),
+            labels=labels,
+            stop=tuple(cfg.get("stop") or ()),
         )
 
     @property
@@ -70,12 +73,31 @@ class Task:
         """The prompt for one input (str.replace, so braces in the text are safe)."""
         return self.template.replace("{text}", text)
 
-    def target(self, label: str) -> str:
-        """The answer the model scores (or learns) after the prompt."""
-        return self.target_template.replace("{label}", self.labels[label])
+    def target(self, answer: str) -> str:
+        """The text after the prompt: a label's verbalization or a summary."""
+        return self.target_template.replace("{answer}", answer)
 
-    def demonstration(self, text: str, label: str) -> str:
-        return self.prompt(text) + self.target(label)
+    def answer(self, row: dict) -> str:
+        """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
+        if self.type == "classification":
+            return self.labels[row["label"]]
+        return row["references"][0]
+
+    def demonstration(self, row: dict) -> str:
+        return self.prompt(row["text"]) + self.target(self.answer(row))
+
+
+def _check_verbalizations(labels: dict[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for name, verbal in labels.items():
+        if not verbal.strip():
+            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
+        if verbal in seen:
+            raise UserError(
+                f"labels '{seen[verbal]}' and '{name}' share the verbalization {verbal!r}; "
+                "give each label its own words in task.labels"
+            )
+        seen[verbal] = name
 
 
 def load_splits(cfg, seed: int) -> DatasetDict:
@@ -161,35 +183,68 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
 
 
 def _normalise(split: Dataset, cfg, source: str) -> Dataset:
-    """Keep the text and label columns as `text` / `label` (label names as strings)."""
-    for key in ("text_field", "label_field"):
-        column = cfg[key]
-        if column not in split.column_names:
-            raise UserError(
-                f"column '{column}' (task.{key}) not found in {source}; "
-                f"available columns: {', '.join(split.column_names)}"
-            )
-    label_feature = split.features[cfg.label_field]
-    names = label_feature.names if isinstance(label_feature, ClassLabel) else None
-
-    def to_row(row):
-        text, label = row[cfg.text_field], row[cfg.label_field]
-        if names is not None and label is not None:
-            label = names[int(label)]
-        return {"text": "" if text is None else str(text), "label": str(label)}
-
+    """Columns `text` and `label` (classification, label names as strings) or `text` and
+    `references` (generation: every non-empty reference field of the row)."""
+    if cfg.text_field not in split.column_names:
+        raise UserError(
+            f"column '{cfg.text_field}' (task.text_field) not found in {source}; "
+            f"available columns: {', '.join(split.column_names)}"
+        )
+    to_row = _classification_row(split, cfg, source) if cfg.type == "classification" else \
+        _generation_row(split, cfg, source)
     split = split.map(to_row, remove_columns=split.column_names)
     before = len(split)
-    split = split.filter(lambda row: row["text"].strip() != "")
+    keep = "label" if cfg.type == "classification" else "references"
+    split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
-        log.warning("dropped %d rows with empty text from %s", before - len(split), source)
+        log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
+                    keep, source)
     if len(split) == 0:
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
-    unknown = sorted(set(split.unique("label")) - set(cfg.labels))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise UserError(
-            f"{source} has {len(unknown)} label(s) not in task.labels: {shown}; "
-            "add them to task.labels or fix task.label_field"
-        )
+    if cfg.type == "classification":
+        unknown = sorted(set(split.unique("label")) - set(cfg.labels))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UserError(
+                f"{source} has {len(unknown)} label(s) not in task.labels: {shown}; "
+                "add them to task.labels or fix task.label_field"
+            )
     return split
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _classification_row(split: Dataset, cfg, source: str):
+    if cfg.label_field not in split.column_names:
+        raise UserError(
+            f"column '{cfg.label_field}' (task.label_field) not found in {source}; "
+            f"available columns: {', '.join(split.column_names)}"
+        )
+    feature = split.features[cfg.label_field]
+    names = feature.names if isinstance(feature, ClassLabel) else None
+
+    def to_row(row):
+        label = row[cfg.label_field]
+        if names is not None and label is not None:
+            label = names[int(label)]
+        return {"text": _text(row[cfg.text_field]), "label": _text(label)}
+
+    return to_row
+
+
+def _generation_row(split: Dataset, cfg, source: str):
+    fields = [f for f in cfg.reference_fields if f in split.column_names]
+    if not fields:
+        raise UserError(
+            f"none of the reference columns {list(cfg.reference_fields)} "
+            f"(task.reference_fields) is in {source}; available columns: "
+            f"{', '.join(split.column_names)}"
+        )
+
+    def to_row(row):
+        references = [_text(row[f]).strip() for f in fields]
+        return {"text": _text(row[cfg.text_field]), "references": [r for r in references if r]}
+
+    return to_row

@@ -40,3 +40,8 @@ def classification_metrics(names: tuple[str, ...], predictions: list[int],
 def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
     """exp of the mean negative log-likelihood per gold-answer token, over all examples."""
     return math.exp(-sum(gold_logprobs) / sum(gold_tokens))
+
+
+def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """rouge1 / rouge2 / rougeL / rougeLsum F-measures (stemmed, best reference)."""
+    return load("rouge").compute(predictions=predictions, references=references)

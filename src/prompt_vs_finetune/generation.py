@@ -1,0 +1,66 @@
+"""Batched generation: left padding, the KV cache (generate's default), decoding from config."""
+
+import torch
+
+from .errors import UserError
+
+STRATEGIES = ("greedy", "beam", "sampling")
+
+
+def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
+    """`model.generate` keyword arguments for a `conf/decoding/` config."""
+    if decoding.strategy not in STRATEGIES:
+        raise UserError(f"decoding.strategy '{decoding.strategy}' is unknown; "
+                        f"use {', '.join(STRATEGIES)}")
+    if decoding.max_new_tokens < 1:
+        raise UserError(f"decoding.max_new_tokens={decoding.max_new_tokens}; use 1 or more")
+    kwargs = {
+        "max_new_tokens": int(decoding.max_new_tokens),
+        "do_sample": decoding.strategy == "sampling",
+        "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+        "repetition_penalty": float(decoding.repetition_penalty),
+        "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if decoding.strategy == "beam":
+        kwargs["length_penalty"] = float(decoding.length_penalty)
+        kwargs["early_stopping"] = True
+    if decoding.strategy == "sampling":
+        kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
+                      top_p=float(decoding.top_p))
+    stops = [s for s in (*stop, *(decoding.get("stop") or ())) if s]
+    if stops:
+        kwargs["stop_strings"] = stops
+        kwargs["tokenizer"] = tokenizer
+    return kwargs
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+        attention[row, width - len(prompt):] = 1
+    return input_ids, attention
+
+
+@torch.no_grad()
+def generate(model, prompts: list[list[int]], kwargs: dict) -> list[list[int]]:
+    """New tokens for each prompt, cut at the first end-of-text."""
+    input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
+    device = next(model.parameters()).device
+    output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                            **kwargs)
+    new_tokens = output[:, input_ids.size(1):].tolist()
+    eos = kwargs["eos_token_id"]
+    return [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in new_tokens]
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The answer ends before the first stop string (generate stops *after* producing it)."""
+    for stop in stops:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text.strip()
