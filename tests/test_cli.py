@@ -82,3 +82,30 @@ def test_missing_data_file_and_label_column_name_the_culprit(tmp_path):
                  timeout=180)
     assert column.returncode == 2
     assert "error: column 'intent' (task.label_field) not found" in column.stderr
+
+
+GENERATION_METRICS = ("test/rouge1", "test/rouge2", "test/rougeL", "test/rougeLsum",
+                      "test/perplexity", "test/gen_length_mean", "cost/generated_tokens",
+                      "cost/usd_per_1k_predictions", "cost/eval_tokens")
+
+
+def test_summarization_sweep_all_arms(tmp_path):
+    """Four arms on summary_sample; 12 epochs (not tiny's 30) keep the test near two minutes."""
+    result = pvf(tmp_path, "-m", f"arm={','.join(ARMS)}", "task=summary_sample", "model=tiny",
+                 "model.max_epochs=12", "arm.k=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, runs = runs_in(tmp_path)
+    by_arm = {run.data.tags["arm"]: run for run in runs}
+    assert len(runs) == 4 and set(by_arm) == set(ARMS)
+    for arm, run in by_arm.items():
+        assert run.info.status == "FINISHED", arm
+        missing = [k for k in GENERATION_METRICS if k not in run.data.metrics]
+        assert not missing, (arm, missing)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"predictions.csv", "samples.md", "config.yaml"} <= artifacts, arm
+    zero = by_arm["zero_shot"].data.metrics["test/rougeL"]
+    # margins for this 12-epoch budget (at tiny's default 30 epochs: 0.80 and 0.48 vs 0.003)
+    for arm, margin in (("full_finetune", 0.2), ("lora", 0.05)):
+        metrics = by_arm[arm].data.metrics
+        assert metrics["test/rougeL"] > zero + margin, (arm, metrics["test/rougeL"], zero)
+        assert metrics["test/perplexity"] < by_arm["zero_shot"].data.metrics["test/perplexity"]

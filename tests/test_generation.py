@@ -1,0 +1,140 @@
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from rouge_score import rouge_scorer
+
+from prompt_vs_finetune import generation
+from prompt_vs_finetune.errors import UserError
+from prompt_vs_finetune.generation import cut_at_stop, generate, generate_kwargs
+from prompt_vs_finetune.metrics import rouge
+from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.prompts import IGNORE_INDEX, PromptEncoder
+from prompt_vs_finetune.scorers import Summarizer
+from prompt_vs_finetune.task import Task, load_splits
+
+from .conftest import compose_config
+
+PAIRS = [
+    ("the cat sat on the mat", ["a cat was sitting on the mat"]),
+    ("police arrested two men in Leeds", ["two men were arrested by police in Leeds",
+                                          "Leeds police arrest two men"]),
+    ("rain delayed trains", ["storms cancelled ferries", "heavy rain delayed the trains"]),
+]
+
+
+def test_rouge_matches_rouge_score_with_single_and_multiple_references():
+    types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    scorer = rouge_scorer.RougeScorer(types, use_stemmer=True)
+    expected = {t: 0.0 for t in types}
+    for prediction, refs in PAIRS:
+        for t in types:  # best reference per example, per type
+            expected[t] += max(scorer.score(ref, prediction)[t].fmeasure for ref in refs)
+    result = rouge([p for p, _ in PAIRS], [r for _, r in PAIRS])
+    for t in types:
+        assert result[t] == pytest.approx(expected[t] / len(PAIRS), abs=1e-9)
+    assert rouge(["identical words"], [["identical words"]])["rouge2"] == pytest.approx(1.0)
+    # stemming: "arrested" and "arrest" match
+    assert rouge(["police arrest"], [["police arrested"]])["rouge1"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def summary_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    cfg = compose_config(tmp, "task=summary_sample", "model=tiny", "model.tiny.n_layer=1",
+                         "model.tiny.n_embd=32", "model.tiny.n_head=2",
+                         "model.tiny.vocab_size=400", "decoding.max_new_tokens=12")
+    task = Task.from_config(cfg.task)
+    splits = load_splits(cfg.task, seed=0)
+    model, tokenizer = load_model(cfg.model, str(tmp), splits["train"]["text"])
+    return cfg, task, splits, model.eval(), tokenizer
+
+
+def test_greedy_is_deterministic_and_batching_does_not_change_it(summary_setup):
+    cfg, task, splits, model, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    prompts = [encoder.prompt_ids(t) for t in splits["test"]["text"][:4]]
+    kwargs = generate_kwargs(cfg.decoding, tokenizer)
+    batched = generate(model, prompts, kwargs)
+    assert batched == generate(model, prompts, kwargs)
+    assert batched == [generate(model, [p], kwargs)[0] for p in prompts]  # left padding is exact
+    assert all(0 < len(tokens) <= 12 for tokens in batched)
+
+
+def test_decoding_options_reach_generate(summary_setup, monkeypatch):
+    cfg, _, _, model, tokenizer = summary_setup
+    seen = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return kwargs["input_ids"]
+
+    monkeypatch.setattr(model, "generate", spy)
+    beam = OmegaConf.merge(cfg.decoding, {"strategy": "beam", "num_beams": 3,
+                                          "length_penalty": 0.6, "no_repeat_ngram_size": 2,
+                                          "repetition_penalty": 1.3})
+    generate(model, [[1, 2, 3]], generate_kwargs(beam, tokenizer, stop=("\n",)))
+    assert seen["num_beams"] == 3 and seen["length_penalty"] == 0.6 and not seen["do_sample"]
+    assert seen["no_repeat_ngram_size"] == 2 and seen["repetition_penalty"] == 1.3
+    assert seen["stop_strings"] == ["\n"] and seen["tokenizer"] is tokenizer
+    sampling = OmegaConf.merge(cfg.decoding, {"strategy": "sampling", "temperature": 0.5,
+                                              "top_k": 7, "top_p": 0.8})
+    generate(model, [[1, 2, 3]], generate_kwargs(sampling, tokenizer))
+    assert seen["do_sample"] and seen["temperature"] == 0.5
+    assert seen["top_k"] == 7 and seen["top_p"] == 0.8
+    with pytest.raises(UserError, match="decoding.strategy 'nucleus'"):
+        generate_kwargs(OmegaConf.merge(cfg.decoding, {"strategy": "nucleus"}), tokenizer)
+
+
+def test_seeded_sampling_repeats(summary_setup):
+    cfg, task, splits, model, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    sampling = OmegaConf.merge(cfg.decoding, {"strategy": "sampling", "seed": 3})
+    scorer = Summarizer(encoder, sampling)
+    batch = {"index": [0, 1], "references": [["a b"], ["c"]],
+             "context_ids": [encoder.prompt_ids(t) for t in splits["test"]["text"][:2]]}
+    scorer.start()
+    first = [r["generated"] for r in scorer.step(model, batch)[0]]
+    scorer.start()
+    assert first == [r["generated"] for r in scorer.step(model, batch)[0]]
+
+
+def test_truncation_keeps_the_template_suffix_and_room_to_generate(summary_setup):
+    _, task, _, _, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, max_length=64, answer_room=20)
+    ids = encoder.prompt_ids("The council met on Monday. " * 40)
+    assert len(ids) == 64 - 20
+    assert tokenizer.decode(ids).endswith("\nTL;DR:") and encoder.truncated == 1
+    assert cut_at_stop(" Vireo recalls kettles.\nMore text", ("\n",)) == "Vireo recalls kettles."
+
+
+def test_loss_mask_covers_summary_tokens_and_end_of_text(summary_setup):
+    _, task, splits, _, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    row = splits["train"][0]
+    example = encoder.training_example(row)
+    summary = encoder.encode(" " + row["references"][0]) + [tokenizer.eos_token_id]
+    prompt = encoder.encode(task.prompt(row["text"]))
+    assert example["input_ids"] == prompt + summary
+    assert example["labels"] == [IGNORE_INDEX] * len(prompt) + summary
+
+
+def test_multiple_reference_columns_become_references(tmp_path):
+    rows = [{"dialogue": "#P1#: hi", "summary1": "P1 greets.", "summary2": "A greeting.",
+             "summary3": ""}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
+    cfg = compose_config(tmp_path, "task=dialogsum", "task.splits.validation=null",
+                         f"task.data_files={{train: {path}, test: {path}}}").task
+    splits = load_splits(cfg, seed=0)
+    assert splits["test"][0]["references"] == ["P1 greets.", "A greeting."]
+    cfg.reference_fields = ["abstract"]
+    with pytest.raises(UserError, match=r"none of the reference columns \['abstract'\]"):
+        load_splits(cfg, seed=0)
+
+
+def test_left_pad_layout():
+    ids, mask = generation.left_pad([[5, 6], [7]], pad_id=0)
+    assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+    assert torch.equal(mask.sum(-1), torch.tensor([2, 1]))
