@@ -87,9 +87,10 @@ def test_single_seed_is_called_thin(tmp_path):
 def test_report_files_and_summary_run(store, tmp_path):
     out = tmp_path / "report"
     report.main(["--tracking-uri", store, "--out", str(out)])
-    for name in ("report.md", "table.csv", "summary.json", "intent_sample_tiny_quality_vs_cost.png",
-                 "intent_sample_tiny_data_efficiency.png",
-                 "intent_sample_tiny_prompt_sensitivity.png"):
+    for name in ("report.md", "table.csv", "summary.json", "recommendation_intent_sample_tiny.txt",
+                 "plots/intent_sample_tiny_quality_vs_cost.png",
+                 "plots/intent_sample_tiny_data_efficiency.png",
+                 "plots/intent_sample_tiny_prompt_sensitivity.png"):
         assert (out / name).stat().st_size > 0, name
     assert len((out / "table.csv").read_text().splitlines()) == 1 + len(CELLS)
     client = mlflow.tracking.MlflowClient(store)

@@ -41,4 +41,20 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     # the value an Optuna sweeper optimises
-    return results.get("test/accuracy")
+    return results.get("test/accuracy", results.get("test/rougeL"))
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def prepare(cfg: DictConfig) -> None:
+    """`pvf-prepare data_dir=DIR task=...`: load, split by seed, write the splits to DIR."""
+    _quiet_libraries()
+    from .task import load_splits, write_splits
+
+    if not cfg.get("data_dir"):
+        print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        write_splits(load_splits(cfg.task, cfg.seed), Path(cfg.data_dir))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -32,9 +32,15 @@ COLUMNS = {  # report column -> MLflow metric
 
 
 # -- loading -----------------------------------------------------------------------------
+def run_ids_from(results: Path) -> set[str]:
+    """Run ids recorded by `pvf results_file=...` under a folder (the DVC run stage's outputs)."""
+    return {json.loads(path.read_text())["run_id"] for path in results.rglob("metrics.json")}
+
+
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
-              filter_string: str = "") -> pd.DataFrame:
-    """One row per FINISHED job run: tags, label budget, quality and cost metrics."""
+              filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
+    """One row per FINISHED job run: tags, label budget, quality and cost metrics.
+    `run_ids` keeps exactly those runs (stale runs of earlier studies stay out)."""
     client = MlflowClient(tracking_uri)
     found = client.search_experiments()
     ids = [e.experiment_id for e in found if not experiments or e.name in experiments]
@@ -46,6 +52,8 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     for run in client.search_runs(ids, query, max_results=50000):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         if "arm" not in tags or tags.get("pvf_summary") == "true":
+            continue
+        if run_ids is not None and run.info.run_id not in run_ids:
             continue
         kind = "generation" if "test/rougeL" in metrics else "classification"
         row = {"run_id": run.info.run_id, "task": tags["task"], "model": tags["model"],
@@ -237,7 +245,8 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path) -> None
 # -- the report --------------------------------------------------------------------------
 def write_report(runs: pd.DataFrame, out: Path) -> dict:
     """Write table.csv, report.md, plots and summary.json under `out`; return the summary."""
-    out.mkdir(parents=True, exist_ok=True)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
     table.to_csv(out / "table.csv", index=False)
     summary: dict = {"runs": len(runs), "tasks": {}}
@@ -249,20 +258,21 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
         metric = QUALITY[kind].removeprefix("test/")
         stem = f"{task}_{model}"
         task_runs = runs[(runs["task"] == task) & (runs["model"] == model)]
-        plot_quality_vs_cost(cells, metric, out / f"{stem}_quality_vs_cost.png")
-        plot_data_efficiency(cells, metric, out / f"{stem}_data_efficiency.png")
-        plot_prompt_sensitivity(task_runs, metric, out / f"{stem}_prompt_sensitivity.png")
+        plot_quality_vs_cost(cells, metric, plots / f"{stem}_quality_vs_cost.png")
+        plot_data_efficiency(cells, metric, plots / f"{stem}_data_efficiency.png")
+        plot_prompt_sensitivity(task_runs, metric, plots / f"{stem}_prompt_sensitivity.png")
         advice = recommend(cells, metric)
         shown = cells.assign(pareto=pareto_front(cells))
         md += [f"## {task} / {model}", "", _markdown(shown, metric), "", "**Recommendation**",
                "", *[f"- {line}" for line in advice], "",
-               f"![quality vs cost]({stem}_quality_vs_cost.png) "
-               f"![data efficiency]({stem}_data_efficiency.png) "
-               f"![prompt sensitivity]({stem}_prompt_sensitivity.png)", ""]
+               f"![quality vs cost](plots/{stem}_quality_vs_cost.png) "
+               f"![data efficiency](plots/{stem}_data_efficiency.png) "
+               f"![prompt sensitivity](plots/{stem}_prompt_sensitivity.png)", ""]
         summary["tasks"][f"{task}/{model}"] = {
-            "metric": metric, "recommendation": advice,
-            "best": {arm: float(g["quality"].max()) for arm, g in cells.groupby("arm")},
+            "metric": metric,
+            "best": {arm: round(float(g["quality"].max()), 4) for arm, g in cells.groupby("arm")},
         }
+        (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
     (out / "report.md").write_text("\n".join(md))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -297,13 +307,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("--experiment", action="append", help="experiment (task) name; repeat")
     parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gpt2'\"")
+    parser.add_argument("--runs-from", type=Path, default=None,
+                        help="only the runs recorded in metrics.json files under this folder")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
     args = parser.parse_args(argv)
     import os
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    runs = load_runs(uri, args.experiment, args.filter)
+    run_ids = run_ids_from(args.runs_from) if args.runs_from else None
+    runs = load_runs(uri, args.experiment, args.filter, run_ids)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_report(runs, args.out)

@@ -1,6 +1,8 @@
 """One job: one arm of one model on one task, recorded as one MLflow run."""
 
+import json
 import logging
+from pathlib import Path
 
 import lightning as L
 import mlflow
@@ -14,7 +16,7 @@ from .models import apply_lora, context_length, count_parameters, load_model
 from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
 from .scorers import RankClassifier, Summarizer
-from .task import Task, limit_splits, load_splits
+from .task import Task, limit_splits, load_prepared, load_splits
 from .tracking import lightning_logger, mlflow_run
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     arm trains, score the test split, and log metrics, cost and artifacts to MLflow."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task = Task.from_config(cfg.task)
-    splits = load_splits(cfg.task, cfg.seed)
+    splits = (load_prepared(Path(cfg.data_dir)) if cfg.get("data_dir")
+              else load_splits(cfg.task, cfg.seed))
     corpus = _tokenizer_corpus(task, splits)
     splits = limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed)
 
@@ -88,6 +91,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         scorer.log_artifacts(
             splits["test"], module.predictions,
             title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
+        if cfg.get("results_file"):
+            path = Path(cfg.results_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"run_id": active.info.run_id, **results}, indent=2))
         log.info("run %s: %s", active.info.run_id,
                  ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results

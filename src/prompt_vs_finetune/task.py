@@ -126,6 +126,23 @@ def load_splits(cfg, seed: int) -> DatasetDict:
     return DatasetDict(splits)
 
 
+def write_splits(splits: DatasetDict, out: Path) -> None:
+    """Prepared splits as JSON lines (columns `text` and `label` or `references`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for role, split in splits.items():
+        split.to_json(out / f"{role}.jsonl", lines=True, force_ascii=False)
+
+
+def load_prepared(out: Path) -> DatasetDict:
+    """Splits written by `write_splits` (what `pvf-prepare` leaves for the DVC run stage)."""
+    files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise UserError(f"prepared split not found: {missing[0]} (data_dir); run pvf-prepare "
+                        "or set data_dir=null")
+    return datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+
+
 def limit_splits(splits: DatasetDict, train_size: int | None, test_size: int | None,
                  seed: int) -> DatasetDict:
     """Keep `train_size` labelled examples (seeded) and a fixed subset of `test_size`."""
@@ -244,7 +261,10 @@ def _generation_row(split: Dataset, cfg, source: str):
         )
 
     def to_row(row):
-        references = [_text(row[f]).strip() for f in fields]
+        references = []
+        for f in fields:  # a column may hold one reference or a list of them
+            values = row[f] if isinstance(row[f], list) else [row[f]]
+            references += [_text(v).strip() for v in values]
         return {"text": _text(row[cfg.text_field]), "references": [r for r in references if r]}
 
     return to_row
