@@ -181,8 +181,12 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
         if len(suffixes) > 1:
             raise UserError(f"task.data_files mixes file types ({', '.join(sorted(suffixes))}); "
                             "use one type for every split")
-        data_files = {split: str(path) for split, path in files.items()}
-        return datasets.load_dataset(suffixes.pop(), data_files=data_files), "task.data_files"
+        builder = suffixes.pop()
+        # one load per file: splits may differ in columns (DialogSum's test has summary1..3)
+        return DatasetDict({
+            split: datasets.load_dataset(builder, data_files=str(path), split="train")
+            for split, path in files.items()
+        }), "task.data_files"
     if not cfg.get("hub"):
         raise UserError(f"task '{cfg.name}' names no data: set task.hub or task.data_files")
     if not hub_reachable() and not hub_offline_flag():
