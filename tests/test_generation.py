@@ -125,8 +125,11 @@ def test_multiple_reference_columns_become_references(tmp_path):
              "summary3": ""}]
     path = tmp_path / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
+    train = tmp_path / "dev.jsonl"  # splits with different columns, as in DialogSum's files
+    train.write_text("".join(json.dumps({"dialogue": f"d{i}", "summary": "s", "topic": "t"})
+                             + "\n" for i in range(20)))
     cfg = compose_config(tmp_path, "task=dialogsum", "task.splits.validation=null",
-                         f"task.data_files={{train: {path}, test: {path}}}").task
+                         f"task.data_files={{train: {train}, test: {path}}}").task
     splits = load_splits(cfg, seed=0)
     assert splits["test"][0]["references"] == ["P1 greets.", "A greeting."]
     cfg.reference_fields = ["abstract"]

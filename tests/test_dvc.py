@@ -1,0 +1,63 @@
+"""`dvc repro` of the default study, end to end, in a temporary copy of the repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+STUDY = """model: tiny
+tasks: [intent_sample, summary_sample]
+arms: [zero_shot, full_finetune]
+seeds: [0]
+overrides: "test_size=16 model.max_epochs=2 model.tiny.n_layer=1"
+"""
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def sh(cwd, *cmd):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (cmd, result.stdout[-2000:], result.stderr[-2000:])
+    return result.stdout
+
+
+def test_dvc_repro_default_study_offline(tmp_path):
+    repo = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    (repo / "conf/study.yaml").write_text(STUDY)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study")
+
+    out = sh(repo, "dvc", "repro")
+    assert out.count("Running stage 'run@") == 4 and "Running stage 'report'" in out
+    for task in ("intent_sample", "summary_sample"):
+        assert (repo / f"data/{task}/test.jsonl").is_file()
+        for arm in ("zero_shot", "full_finetune"):
+            assert (repo / f"results/{task}/{arm}/seed0/metrics.json").is_file()
+    table = (repo / "reports/table.csv").read_text().splitlines()
+    assert len(table) == 1 + 4  # one row per task x arm
+    assert len(list((repo / "reports/plots").glob("*.png"))) == 6
+    assert "results/intent_sample/zero_shot/seed0/metrics.json" in sh(repo, "dvc", "metrics",
+                                                                       "show")
+
+    assert "Running stage" not in sh(repo, "dvc", "repro")  # nothing to reproduce
+
+    task = repo / "conf/task/summary_sample.yaml"
+    task.write_text(task.read_text().replace('template: "{text}\\nTL;DR:"',
+                                             'template: "{text}\\nSummary:"'))
+    rerun = sh(repo, "dvc", "repro")
+    ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
+    assert ran == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
+                   "report"}
