@@ -100,6 +100,16 @@ def test_seeded_sampling_repeats(summary_setup):
     assert first == [r["generated"] for r in scorer.step(model, batch)[0]]
 
 
+def test_long_reference_is_scored_within_the_context(summary_setup):
+    cfg, task, splits, model, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, max_length=64, answer_room=8)
+    scorer = Summarizer(encoder, OmegaConf.merge(cfg.decoding, {"max_new_tokens": 8}))
+    context = encoder.prompt_ids("The council met on Monday. " * 40)  # fills 64 - 8 tokens
+    batch = {"index": [0], "context_ids": [context], "references": [["word " * 50]]}
+    rows, _ = scorer.step(model, batch)
+    assert 0 < rows[0]["ref_tokens"] <= 8 and rows[0]["ref_logprob"] < 0
+
+
 def test_truncation_keeps_the_template_suffix_and_room_to_generate(summary_setup):
     _, task, _, _, tokenizer = summary_setup
     encoder = PromptEncoder(tokenizer, task, max_length=64, answer_room=20)

@@ -84,7 +84,9 @@ class Summarizer:
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
         generated = generate(model, contexts, self.kwargs)
-        pairs = [(ctx, self.encoder.encode(self.task.target(ref)))
+        # a reference longer than the room left after the prompt is scored on what fits
+        pairs = [(ctx, self.encoder.encode(self.task.target(ref))[: self.encoder.max_length
+                                                                  - len(ctx)])
                  for ctx, refs in zip(contexts, batch["references"], strict=True) for ref in refs]
         scores = continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
                                        pad_id=self.tokenizer.pad_token_id,
