@@ -22,10 +22,10 @@ from prompt_vs_finetune.cli import config_dir  # noqa: E402
 INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
 
 
-def compose_config(tmp_path: Path, *overrides: str):
+def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
     """The `pvf` config as Hydra composes it, with outputs and MLflow under tmp_path."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
-        return compose("config", overrides=[
+        return compose("config", return_hydra_config=return_hydra, overrides=[
             f"paths.output_dir={tmp_path / 'out'}",
             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
             *overrides,

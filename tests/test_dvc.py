@@ -55,9 +55,23 @@ def test_dvc_repro_default_study_offline(tmp_path):
     assert "Running stage" not in sh(repo, "dvc", "repro")  # nothing to reproduce
 
     task = repo / "conf/task/summary_sample.yaml"
-    task.write_text(task.read_text().replace('template: "{text}\\nTL;DR:"',
-                                             'template: "{text}\\nSummary:"'))
+    task.write_text(task.read_text().replace('default: "{text}\\nTL;DR:"',
+                                             'default: "{text}\\nSummary:"'))
     rerun = sh(repo, "dvc", "repro")
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
     assert ran == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
                    "report"}
+
+
+@pytest.mark.parametrize(("study", "stages"), [
+    # prepare + finetune (1 task x 2 arms x 5 budgets x 3 seeds) + fewshot (4 k x 3) + report
+    ("data_efficiency", 1 + 30 + 12 + 1),
+    # prepare (2 tasks) + zero_shot (2 x 3 templates) + few_shot (2 x 3 x 3 orders x 3) + report
+    ("prompt_sensitivity", 2 + 6 + 54 + 1),
+])
+def test_further_studies_render(study, stages):
+    """Each pipelines/<study>/dvc.yaml renders its matrix from its own study.yaml."""
+    listed = sh(ROOT, "dvc", "stage", "list", f"pipelines/{study}/dvc.yaml").splitlines()
+    assert len(listed) == stages
+    if study == "data_efficiency":
+        assert any("finetune@banking77-lora-all-2" in line for line in listed)

@@ -50,7 +50,7 @@ def test_means_and_t_intervals(store):
     assert few["quality"] == pytest.approx(0.62)
     assert few["quality_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
     assert table.loc[("zero_shot", 0), "quality_ci"] == pytest.approx(0.0)
-    assert table.loc[("full_finetune", 64), "seeds"] == 3
+    assert table.loc[("full_finetune", 64), "runs"] == 3
 
 
 def test_crossover_and_recommendation(store):
@@ -97,3 +97,27 @@ def test_report_files_and_summary_run(store, tmp_path):
     summary = client.search_runs([client.get_experiment_by_name("pvf-report").experiment_id])
     assert {a.path for a in client.list_artifacts(summary[0].info.run_id)} >= {"report.md"}
     assert len(report.load_runs(store)) == 18  # the summary run is not a job
+
+
+def test_prompt_sensitivity_spread(tmp_path):
+    """Few-shot over 2 templates x 2 demo orders: range, std, and the gap between templates."""
+    uri = f"sqlite:///{tmp_path / 'ps.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("t")
+    values = {("default", 0): 0.50, ("default", 1): 0.60, ("question", 0): 0.20,
+              ("question", 1): 0.30}
+    for (prompt, order), value in values.items():
+        with mlflow.start_run(tags={"arm": "few_shot", "task": "t", "model": "tiny", "seed": "0",
+                                    "prompt": prompt}):
+            mlflow.log_param("arm.order_seed", order)
+            mlflow.log_metrics({"test/accuracy": value, "fewshot/demos_used": 4})
+    runs = report.load_runs(uri)
+    spread = report.sensitivity(runs).iloc[0]
+    assert (spread["runs"], spread["templates"], spread["orders"]) == (4, 2, 2)
+    assert (spread["min"], spread["max"]) == (0.20, 0.60)
+    assert spread["std"] == pytest.approx(0.1826, abs=1e-4)
+    assert spread["best_template"] == "default" and spread["template_gap"] == pytest.approx(0.30)
+    out = tmp_path / "out"
+    report.write_report(runs, out)
+    assert "| few_shot | 4 | 4 | 2 | 2 | 1 | 0.200 | 0.600 | 0.183 | default | question | 0.300 |" \
+        in (out / "report.md").read_text()

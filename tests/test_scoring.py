@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.scoring import continuation_logprobs, normalise
+from prompt_vs_finetune.scoring import (
+    PrefixCache,
+    common_prefix_length,
+    continuation_logprobs,
+    normalise,
+    shared_prefix_logprobs,
+)
 
 
 def direct_logprob(model, context: list[int], continuation: list[int]) -> float:
@@ -86,3 +92,37 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
                   for name in task.label_names]
         assert scored["gold_logprob"] == pytest.approx(direct[row["label"]], abs=1e-5)
         assert scored["predicted"] == max(range(len(direct)), key=direct.__getitem__)
+
+
+@pytest.mark.parametrize("demo_tokens", [0, 9])
+def test_shared_prefix_scores_equal_plain_full_forward_passes(random_gpt2, demo_tokens):
+    """Shared-prefix scoring (cached demos, every label after one copy of each prompt) gives
+    the log-likelihoods of plain prompt + label passes: padded prompts of different lengths,
+    labels of 1 to 4 tokens, with and without a shared demo prefix."""
+    gen = torch.Generator().manual_seed(2)
+    demos = torch.randint(1, 97, (demo_tokens,), generator=gen).tolist()
+    contexts = [demos + torch.randint(1, 97, (n,), generator=gen).tolist() for n in (3, 12, 1, 7)]
+    choices = [torch.randint(1, 97, (n,), generator=gen).tolist() for n in (1, 4, 2, 3, 1)]
+    plain = continuation_logprobs(random_gpt2, [c for c in contexts for _ in choices],
+                                  choices * len(contexts), pad_id=0)
+    cache = PrefixCache()
+    shared = shared_prefix_logprobs(random_gpt2, contexts, choices, pad_id=0, prefix_cache=cache)
+    assert (shared.logprob - plain.logprob).abs().max() < 1e-4
+    assert shared.n_tokens.tolist() == plain.n_tokens.tolist()
+    for i, ctx in enumerate(contexts):  # and one unpadded forward pass per pair
+        for j, choice in enumerate(choices):
+            assert shared.logprob[i * len(choices) + j].item() == pytest.approx(
+                direct_logprob(random_gpt2, ctx, choice), abs=1e-4)
+    label_tokens = len(contexts) * sum(map(len, choices))
+    shared_len = common_prefix_length(contexts)
+    assert shared.tokens_processed == shared_len + sum(len(c) - shared_len for c in contexts) \
+        + label_tokens
+    again = shared_prefix_logprobs(random_gpt2, contexts, choices, pad_id=0, prefix_cache=cache)
+    assert torch.equal(again.logprob, shared.logprob)
+    assert again.tokens_processed == shared.tokens_processed - shared_len  # prefix reused
+
+
+def test_common_prefix_keeps_one_token_per_context():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1  # [1, 2]'s last token must run
+    assert common_prefix_length([[7], [8]]) == 0

@@ -12,6 +12,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 def predictions_table(texts: list[str], predictions: list[dict],
                       label_names: list[str]) -> pd.DataFrame:
+    predictions = sorted(predictions, key=lambda p: p["index"])  # the test split's order
     return pd.DataFrame({
         "text": [texts[p["index"]] for p in predictions],
         "gold": [label_names[p["label"]] for p in predictions],

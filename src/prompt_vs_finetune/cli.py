@@ -40,8 +40,7 @@ def main(cfg: DictConfig) -> float | None:
         logging.getLogger("pvf").error("error: %s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    # the value an Optuna sweeper optimises
-    return results.get("test/accuracy", results.get("test/rougeL"))
+    return results.get(cfg.objective)  # the value an optimising sweeper (Optuna) minimises
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

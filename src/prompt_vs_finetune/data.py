@@ -2,8 +2,9 @@
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from datasets import DatasetDict
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from .prompts import IGNORE_INDEX, PromptEncoder
 
@@ -26,6 +27,49 @@ def pad_collate(pad_id: int):
     return collate
 
 
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Training batches of similar lengths, in a new random order every epoch.
+
+    Shuffle, cut into windows of `window` batches, sort each window by length, batch it, and
+    shuffle the batches: padding drops to a few tokens per batch while batches stay random.
+    Under DDP each process takes every world-th batch (equal counts on every rank).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
+        self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def _shard(self) -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _batches(self) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=gen).tolist()
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start:start + span], key=self.lengths.__getitem__)
+            batches += [window[i:i + self.batch_size]
+                        for i in range(0, len(window), self.batch_size)]
+        shuffled = torch.randperm(len(batches), generator=gen).tolist()
+        rank, world = self._shard()
+        usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+        return [batches[i] for i in shuffled[:usable]][rank::world]
+
+    def __iter__(self):
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        rank, world = self._shard()
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // world if world > 1 else n
+
+
 def _keep_lists(rows: list[dict]) -> dict[str, list]:
     return {key: [row[key] for row in rows] for key in rows[0]}
 
@@ -33,8 +77,10 @@ def _keep_lists(rows: list[dict]) -> dict[str, list]:
 class TaskDataModule(L.LightningDataModule):
     """Serves train/validation as prompt -> answer sequences and test as the scorer's rows."""
 
-    def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int = 16):
+    def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int = 16,
+                 group_by_length: bool = True, seed: int = 0):
         super().__init__()
+        self.group_by_length, self.seed = group_by_length, seed
         self.splits = splits
         self.encoder = encoder
         self.scorer = scorer
@@ -51,8 +97,12 @@ class TaskDataModule(L.LightningDataModule):
         return self._encoded[split]
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._rows("train"), batch_size=self.batch_size, shuffle=True,
-                          collate_fn=pad_collate(self.encoder.tokenizer.pad_token_id))
+        rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
+        if self.group_by_length:
+            batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
+                                           self.seed)
+            return DataLoader(rows, batch_sampler=batches, collate_fn=collate)
+        return DataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._rows("validation"), batch_size=self.batch_size,

@@ -20,6 +20,8 @@ import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from .tracking import use_experiment  # noqa: E402
+
 PROMPTING = ("zero_shot", "few_shot")
 FITTED = ("full_finetune", "lora")
 QUALITY = {"classification": "test/accuracy", "generation": "test/rougeL"}
@@ -58,6 +60,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
         kind = "generation" if "test/rougeL" in metrics else "classification"
         row = {"run_id": run.info.run_id, "task": tags["task"], "model": tags["model"],
                "arm": tags["arm"], "seed": tags.get("seed"), "kind": kind,
+               "prompt": tags.get("prompt") or params.get("task.prompt", ""),
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),
                "n_labels": n_labels(tags["arm"], metrics),
@@ -91,12 +94,13 @@ def mean_ci(values) -> tuple[float, float, int]:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per task x model x arm x label budget: means over seeds, CI on quality."""
+    """One row per task x model x arm x label budget: means over its runs (seeds; in a
+    prompt-sensitivity study also templates and demo orders), CI on quality."""
     rows = []
     for key, group in runs.groupby(GROUP, sort=True):
         mean, ci, n = mean_ci(group["quality"])
         row = dict(zip(GROUP, key, strict=True))
-        row.update(kind=group["kind"].iloc[0], seeds=n, quality=mean, quality_ci=ci)
+        row.update(kind=group["kind"].iloc[0], runs=n, quality=mean, quality_ci=ci)
         for column in COLUMNS:
             if column != "quality":
                 row[column] = group[column].mean()
@@ -132,17 +136,33 @@ def crossover(table: pd.DataFrame, arm: str) -> dict | None:
     return None
 
 
+def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
+    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm
+    and k: range, standard deviation, and the mean of each template (best and worst)."""
+    rows = []
+    for (arm, k), group in runs[runs["arm"].isin(PROMPTING)].groupby(["arm", "n_labels"]):
+        by_prompt = group.groupby("prompt")["quality"].mean()
+        rows.append({"arm": arm, "n_labels": k, "runs": len(group),
+                     "templates": group["prompt"].nunique(),
+                     "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
+                     "min": group["quality"].min(), "max": group["quality"].max(),
+                     "std": group["quality"].std(ddof=1) if len(group) > 1 else math.nan,
+                     "best_template": by_prompt.idxmax(), "worst_template": by_prompt.idxmin(),
+                     "template_gap": by_prompt.max() - by_prompt.min()})
+    return pd.DataFrame(rows)
+
+
 # -- words -------------------------------------------------------------------------------
 def _fmt(row) -> str:
     ci = "" if math.isnan(row["quality_ci"]) else f" ± {row['quality_ci']:.3f}"
-    return f"{row['quality']:.3f}{ci} (n={int(row['seeds'])} seeds)"
+    return f"{row['quality']:.3f}{ci} (n={int(row['runs'])} runs)"
 
 
 def recommend(table: pd.DataFrame, metric: str) -> list[str]:
     """Plain-words recommendation for one task x model, computed from its table."""
     lines = []
-    if table["seeds"].max() < 2:
-        lines.append(f"Evidence too thin to recommend: every cell has a single seed, so no "
+    if table["runs"].max() < 2:
+        lines.append(f"Evidence too thin to recommend: every cell has a single run, so no "
                      f"confidence interval. Rerun with seed=0,1,2 (best {metric} so far: "
                      f"{table.loc[table['quality'].idxmax(), 'arm']}).")
         return lines
@@ -192,7 +212,7 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path) -> None:
     ax.plot(edge["usd_per_1k"], edge["quality"], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
     ax.set(xlabel="USD per 1,000 predictions (log)", ylabel=metric,
-           title=f"Quality vs inference cost (N={int(table['seeds'].sum())} runs)")
+           title=f"Quality vs inference cost (N={int(table['runs'].sum())} runs)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -251,8 +271,9 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
     table.to_csv(out / "table.csv", index=False)
     summary: dict = {"runs": len(runs), "tasks": {}}
     md = ["# prompt vs fine-tune: report", "",
-          f"{len(runs)} finished runs. Quality: mean over seeds ± half-width of the 95% "
-          "Student-t interval. Cost per 1k predictions: scoring wall time x hardware price.", ""]
+          f"{len(runs)} finished runs. Quality: mean over a cell's runs (its seeds, and any "
+          "templates and demo orders) ± half-width of the 95% Student-t interval. Cost per 1k "
+          "predictions: scoring wall time x hardware price.", ""]
     for (task, model), cells in table.groupby(["task", "model"]):
         kind = cells["kind"].iloc[0]
         metric = QUALITY[kind].removeprefix("test/")
@@ -263,8 +284,10 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
         plot_prompt_sensitivity(task_runs, metric, plots / f"{stem}_prompt_sensitivity.png")
         advice = recommend(cells, metric)
         shown = cells.assign(pareto=pareto_front(cells))
+        spread = sensitivity(task_runs)
         md += [f"## {task} / {model}", "", _markdown(shown, metric), "", "**Recommendation**",
                "", *[f"- {line}" for line in advice], "",
+               *(_sensitivity_markdown(spread, metric) if len(task_runs) > len(cells) else []),
                f"![quality vs cost](plots/{stem}_quality_vs_cost.png) "
                f"![data efficiency](plots/{stem}_data_efficiency.png) "
                f"![prompt sensitivity](plots/{stem}_prompt_sensitivity.png)", ""]
@@ -279,22 +302,35 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
 
 
 def _markdown(table: pd.DataFrame, metric: str) -> str:
-    head = (f"| arm | N labels | seeds | {metric} | perplexity | USD / 1k pred. | train USD | "
+    head = (f"| arm | N labels | runs | {metric} | perplexity | USD / 1k pred. | train USD | "
             "trainable params | Pareto |")
     lines = [head, "|" + "---|" * 9]
     for _, r in table.sort_values(["arm", "n_labels"]).iterrows():
         ci = "" if math.isnan(r["quality_ci"]) else f" ± {r['quality_ci']:.3f}"
-        lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {int(r['seeds'])} | "
+        lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {int(r['runs'])} | "
                      f"{r['quality']:.3f}{ci} | {r['perplexity']:.3g} | {r['usd_per_1k']:.3g} | "
                      f"{r['train_usd']:.3g} | {r['trainable_params']:.3g} | "
                      f"{'yes' if r['pareto'] else ''} |")
     return "\n".join(lines)
 
 
+def _sensitivity_markdown(spread: pd.DataFrame, metric: str) -> list[str]:
+    """The prompt-sensitivity table, shown when a cell pools runs beyond its seeds."""
+    lines = ["**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
+             f"seeds; {metric})", "",
+             "| arm | k | runs | templates | orders | seeds | min | max | std | best template "
+             "| worst template | gap between template means |", "|" + "---|" * 12]
+    for _, r in spread.iterrows():
+        lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {r['runs']} | {r['templates']} | "
+                     f"{r['orders']} | {r['seeds']} | {r['min']:.3f} | {r['max']:.3f} | "
+                     f"{r['std']:.3f} | {r['best_template']} | {r['worst_template']} | "
+                     f"{r['template_gap']:.3f} |")
+    return [*lines, ""]
+
+
 def log_summary_run(tracking_uri: str, out: Path, summary: dict) -> str:
     """The report's files as artifacts of one `report` run, so the dashboard has them too."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("pvf-report")
+    use_experiment(tracking_uri, "pvf-report")
     with mlflow.start_run(run_name="report", tags={"pvf_summary": "true"}) as run:
         mlflow.log_param("runs", summary["runs"])
         mlflow.log_artifacts(str(out))

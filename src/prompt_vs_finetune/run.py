@@ -50,8 +50,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
               if generation else
               RankClassifier(encoder, length_norm=cfg.scorer.length_norm,
                              batch_size=cfg.scorer.batch_size,
-                             examples_per_batch=cfg.scorer.examples_per_batch))
-    datamodule = TaskDataModule(splits, encoder, scorer, batch_size=cfg.arm.get("batch_size", 16))
+                             examples_per_batch=cfg.scorer.examples_per_batch,
+                             share_prefix=cfg.scorer.share_prefix))
+    datamodule = TaskDataModule(splits, encoder, scorer, batch_size=cfg.arm.get("batch_size", 16),
+                                group_by_length=cfg.arm.get("group_by_length", True),
+                                seed=cfg.seed)
     module = ArmModule(model, scorer, lr=cfg.arm.get("lr", 0.0),
                        weight_decay=cfg.arm.get("weight_decay", 0.0),
                        warmup_ratio=cfg.arm.get("warmup_ratio", 0.0))
@@ -78,6 +81,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
         results = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith("test/")}
+        if ckpt_path:
+            results["val/best_loss"] = float(trainer.checkpoint_callback.best_model_score)
         results.update(meter.summary(
             n_predictions=len(splits["test"]), total_params=total_params,
             trainable_params=trainable_params, usd_per_hour=cfg.cost.usd_per_hour,

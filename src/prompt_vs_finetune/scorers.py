@@ -7,15 +7,22 @@ from . import metrics
 from .artifacts import log_classification_artifacts, log_generation_artifacts
 from .generation import cut_at_stop, generate, generate_kwargs
 from .prompts import PromptEncoder
-from .scoring import continuation_logprobs, normalise
+from .scoring import PrefixCache, continuation_logprobs, normalise, shared_prefix_logprobs
 
 
 class RankClassifier:
-    """Rank every verbalized label by its log-likelihood after the prompt."""
+    """Rank every verbalized label by its log-likelihood after the prompt.
+
+    `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for all
+    labels; the plain path runs prompt + label as a separate sequence per label (the same
+    numbers, for comparison and for models whose attention takes no 4D mask).
+    """
 
     def __init__(self, encoder: PromptEncoder, length_norm: str = "none", batch_size: int = 64,
-                 examples_per_batch: int = 8):
+                 examples_per_batch: int = 8, share_prefix: bool = True):
         self.encoder = encoder
+        self.share_prefix = share_prefix
+        self.prefix_cache = PrefixCache()
         self.task = encoder.task
         self.length_norm = length_norm
         self.batch_size = batch_size
@@ -24,15 +31,23 @@ class RankClassifier:
                                           for n in self.task.label_names])
 
     def test_rows(self, split) -> list[dict]:
-        return [{"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
+        rows = [{"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
                  "label": self.task.label_names.index(row["label"])}
                 for i, row in enumerate(split)]
+        return sorted(rows, key=lambda row: len(row["context_ids"]))  # little padding
+
+    def start(self) -> None:
+        self.prefix_cache.clear()  # the weights may have changed since the last scoring
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts, choices = batch["context_ids"], self.encoder.choice_ids
-        scores = continuation_logprobs(
-            model, [c for c in contexts for _ in choices], choices * len(contexts),
-            pad_id=self.encoder.tokenizer.pad_token_id, batch_size=self.batch_size)
+        pad_id = self.encoder.tokenizer.pad_token_id
+        if self.share_prefix:
+            scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
+        else:
+            scores = continuation_logprobs(
+                model, [c for c in contexts for _ in choices], choices * len(contexts),
+                pad_id=pad_id, batch_size=self.batch_size)
         logprob = scores.logprob.view(len(contexts), len(choices))
         n_tokens = scores.n_tokens.view(len(contexts), len(choices))
         ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)

@@ -5,6 +5,7 @@ continuation ends at the last position and only the last few positions need logi
 vocabulary-sized softmax over the whole prompt is never materialised.
 """
 
+import copy
 import inspect
 from dataclasses import dataclass
 
@@ -74,3 +75,114 @@ def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tens
     if length_norm == "char":
         return logprob / n_chars
     raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+
+
+def common_prefix_length(seqs: list[list[int]]) -> int:
+    """Tokens every sequence starts with, leaving at least one token of each: the last
+    context token's logits predict a continuation's first token, so it must be run per row."""
+    first, limit = seqs[0], min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return n
+
+
+class PrefixCache:
+    """The key/value cache of a shared token prefix (few-shot demos + template head),
+    computed once and reused by every batch until `clear()` (weights changed)."""
+
+    def __init__(self):
+        self.tokens: tuple[int, ...] = ()
+        self.cache = None
+
+    def clear(self) -> None:
+        self.tokens, self.cache = (), None
+
+    def get(self, model, prefix: list[int]) -> tuple[object, int]:
+        """(batch-1 cache of `prefix`, tokens run to build it: 0 when reused)."""
+        if tuple(prefix) == self.tokens and self.cache is not None:
+            return self.cache, 0
+        device = next(model.parameters()).device
+        ids = torch.tensor([prefix], device=device)
+        self.cache = model(input_ids=ids, use_cache=True).past_key_values
+        self.tokens = tuple(prefix)
+        return self.cache, len(prefix)
+
+
+@torch.no_grad()
+def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
+                           pad_id: int, prefix_cache: PrefixCache | None = None) -> Scores:
+    """log p(choice | context) for every context x choice, running every token once.
+
+    The prefix all contexts share comes from a key/value cache (expanded across the batch);
+    each row then holds one context's own tokens followed by *all* choices back to back, and
+    a 4D attention mask lets each choice token see the context and the earlier tokens of its
+    own choice only, with position ids restarting after the context. So a choice costs its
+    own tokens, not a full prompt each. Logits are computed only at the positions that
+    predict a choice token. Returns scores in the order of `continuation_logprobs` over
+    (context, choice) pairs, contexts outer.
+    """
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    n_ctx, n_choice = len(contexts), len(choices)
+    shared = common_prefix_length(contexts)
+    suffixes = [c[shared:] for c in contexts]
+    width = max(len(s) for s in suffixes)
+    flat = [t for choice in choices for t in choice]
+    length = width + len(flat)
+
+    # column layout of the new block: [left-padded own tokens | choice 0 | choice 1 | ...]
+    choice_of = torch.full((length,), -1, dtype=torch.long)  # -1: context column
+    step_in = torch.zeros(length, dtype=torch.long)  # index within its choice
+    keep = []  # column whose logits predict each choice token
+    col = width
+    for c, choice in enumerate(choices):
+        for t in range(len(choice)):
+            choice_of[col + t], step_in[col + t] = c, t
+            keep.append(width - 1 if t == 0 else col + t - 1)
+        col += len(choice)
+    own = torch.tensor([len(s) for s in suffixes])
+    cols = torch.arange(length)
+    real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
+    input_ids = torch.full((n_ctx, length), pad_id, dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        input_ids[i, width - len(s):width] = torch.tensor(s)
+    input_ids[:, width:] = torch.tensor(flat)
+    position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
+                               shared + own[:, None] + step_in).clamp(min=0)
+
+    q, k = cols[:, None], cols[None, :]
+    is_choice_q, is_choice_k = choice_of[q] >= 0, choice_of[k] >= 0
+    same_choice = is_choice_q & is_choice_k & (choice_of[q] == choice_of[k]) & (k <= q)
+    causal_ctx = ~is_choice_k & (k <= q)
+    allowed = real_ctx[:, None, :] & (causal_ctx | is_choice_q)[None]  # context keys
+    allowed = allowed | same_choice[None]
+    query_real = real_ctx | (choice_of >= 0)[None]
+    allowed = allowed & query_real[:, :, None]
+    allowed = allowed | torch.eye(length, dtype=torch.bool)[None]  # pad rows: no empty softmax
+    if shared:
+        prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
+        allowed = torch.cat([prefix_cols, allowed], dim=-1)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
+              "attention_mask": mask[:, None].to(device)}
+    processed = int(own.sum()) + n_ctx * len(flat)
+    if shared:
+        base, built = (prefix_cache or PrefixCache()).get(model, contexts[0][:shared])
+        cache = copy.deepcopy(base)
+        cache.batch_repeat_interleave(n_ctx)
+        kwargs["past_key_values"] = cache
+        processed += built
+    index = torch.tensor(keep)
+    if "logits_to_keep" in _forward_kwargs(model):
+        logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=index.to(device)).logits
+    else:
+        logits = model(**kwargs, use_cache=bool(shared)).logits[:, index.to(device)]
+    targets = torch.tensor(flat, device=device).expand(n_ctx, -1)
+    token_lp = F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    which = torch.tensor([c for c, choice in enumerate(choices) for _ in choice], device=device)
+    sums = torch.zeros(n_ctx, n_choice, dtype=torch.float64, device=device)
+    sums.index_add_(1, which, token_lp.double())
+    n_tokens = torch.tensor([len(c) for c in choices]).repeat(n_ctx)
+    return Scores(logprob=sums.flatten().cpu(), n_tokens=n_tokens, tokens_processed=processed)

@@ -38,6 +38,10 @@ class Task:
     def from_config(cls, cfg) -> "Task":
         if cfg.type not in TASK_TYPES:
             raise UserError(f"task.type '{cfg.type}' is unknown; use {' or '.join(TASK_TYPES)}")
+        templates = cfg.get("templates") or {}
+        if templates and cfg.get("prompt") not in templates:
+            raise UserError(f"task.prompt '{cfg.get('prompt')}' is not one of task.templates "
+                            f"({', '.join(templates)}); pick one or set task.template")
         if "{text}" not in cfg.template:
             raise UserError(
                 f"task.template has no {{text}} placeholder: {cfg.template!r}; add {{text}} "
@@ -147,12 +151,14 @@ def limit_splits(splits: DatasetDict, train_size: int | None, test_size: int | N
                  seed: int) -> DatasetDict:
     """Keep `train_size` labelled examples (seeded) and a fixed subset of `test_size`."""
     splits = DatasetDict(splits)
+    if train_size == "all":
+        train_size = None
     if train_size is not None:
         available = len(splits["train"])
-        if not 0 < train_size <= available:
+        if not isinstance(train_size, int) or not 0 < train_size <= available:
             raise UserError(
                 f"train_size={train_size} but the train split has {available} examples; "
-                f"use 1..{available} or train_size=null for all"
+                f"use 1..{available}, or train_size=all (or null) for all of it"
             )
         splits["train"] = splits["train"].shuffle(seed=seed).select(range(train_size))
     if test_size is not None:

@@ -10,8 +10,10 @@ import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
@@ -64,7 +66,10 @@ def git_commit() -> tuple[str, bool] | None:
 
 def job_tags(cfg: DictConfig) -> dict[str, str]:
     tags = {"arm": cfg.arm.name, "task": cfg.task.name, "model": cfg.model.name,
-            "seed": str(cfg.seed), "train_size": str(cfg.train_size)}
+            "seed": str(cfg.seed), "train_size": str(cfg.train_size),
+            "prompt": str(cfg.task.get("prompt", "")), "k": str(cfg.arm.k)}
+    if cfg.get("study"):
+        tags["study"] = str(cfg.study)
     found = git_commit()
     if found:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = found[0]
@@ -72,12 +77,29 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def use_experiment(tracking_uri: str, name: str) -> None:
+    """Point mlflow at the store and experiment, creating them if needed.
+
+    A new sqlite store builds its tables on first use, and two jobs doing that at once (a
+    joblib sweep, `dvc exp run` in parallel) corrupt it; so is creating one experiment twice.
+    A file lock beside the database serialises both; later writes rely on sqlite's own
+    locking (MLflow sets a 20 s busy timeout).
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        mlflow.set_experiment(name)
+        return
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock", timeout=600):
+        mlflow.set_experiment(name)
+
+
 @contextmanager
 def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
     """Open the job's run, log its config, and end it with the job's real outcome."""
-    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     try:
-        mlflow.set_experiment(cfg.mlflow.experiment_name)
+        use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
         raise UserError(
             f"cannot use the MLflow tracking store {cfg.mlflow.tracking_uri!r} "

@@ -1,0 +1,74 @@
+"""Shared set-up for the benchmarks: a task config, its data, and a random-weight model of a
+real architecture saved locally (weights cannot be downloaded here; speed does not depend on
+them)."""
+
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import datasets
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from prompt_vs_finetune.cli import config_dir  # noqa: E402
+from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
+from prompt_vs_finetune.task import Task, load_splits  # noqa: E402
+
+datasets.disable_progress_bars()
+SHARED = ROOT.parent / "shared" / "data"
+ARCHS = {  # GPT-2 family shapes (n_layer, n_head, n_embd)
+    "gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "distilgpt2": (6, 12, 768),
+    "tiny": (2, 4, 128),
+}
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose("config", overrides=["paths.output_dir=/tmp/pvf-bench", *overrides])
+
+
+def banking77(data: Path | None = None, *overrides: str):
+    data = Path(data or SHARED / "banking77")
+    cfg = config("task=banking77", "task.label_field=category",
+                 f"task.data_files={{train: {data / 'train.csv'}, test: {data / 'test.csv'}}}",
+                 *overrides)
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)
+
+
+def dialogsum(data: Path | None = None, *overrides: str):
+    data = Path(data or SHARED / "dialogsum")
+    cfg = config("task=dialogsum", "task.splits.validation=null",
+                 f"task.data_files={{train: {data / 'dev.jsonl'}, test: {data / 'test.jsonl'}}}",
+                 *overrides)
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)
+
+
+def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: Path | None = None):
+    """(model, tokenizer, path): `arch`'s shape with random weights and a byte-level BPE
+    trained on `corpus`, saved to disk and loaded back through from_pretrained."""
+    n_layer, n_head, n_embd = ARCHS[arch]
+    spec = OmegaConf.create({"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd,
+                             "n_positions": 1024, "vocab_size": vocab_size, "init_seed": 0,
+                             "initializer_range": 0.02})
+    root = cache or Path(tempfile.gettempdir()) / "pvf-bench-models"
+    path = build_tiny(spec, corpus, root)
+    model, tokenizer = load_model(OmegaConf.create({"name_or_path": path}), str(root))
+    return model.eval(), tokenizer, path
+
+
+def machine() -> str:
+    device = (torch.cuda.get_device_name() if torch.cuda.is_available()
+              else f"CPU ({platform.processor() or platform.machine()}, "
+                   f"{torch.get_num_threads()} threads)")
+    return f"{device}, torch {torch.__version__}"
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])

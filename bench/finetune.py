@@ -1,0 +1,129 @@
+"""Fine-tuning throughput: the `full_finetune` and `lora` arms vs a Hugging Face Trainer.
+
+    python bench/finetune.py [--data ../shared/data/banking77] [--n 256] [--arch gpt2]
+
+Both sides train the same random-weight checkpoint (loaded from the same directory) on the
+same prompt -> answer examples (PromptEncoder.training_example, loss on the answer), with
+the same batch size, optimizer (AdamW), learning rate, epochs and precision, in one process.
+Throughput is real (non-padding) tokens per second of the training loop. The Trainer runs as
+users run it (DataCollatorForSeq2Seq, dynamic padding, random batches) and with its
+`group_by_length` option.
+"""
+
+import argparse
+import tempfile
+import time
+
+import lightning as L
+import torch
+from common import banking77, machine, random_model, table
+from datasets import Dataset
+from transformers import (
+    AutoModelForCausalLM,
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from prompt_vs_finetune.data import TaskDataModule
+from prompt_vs_finetune.models import apply_lora
+from prompt_vs_finetune.module import ArmModule
+from prompt_vs_finetune.prompts import PromptEncoder
+
+LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"]}
+LR = {"full_finetune": 5e-5, "lora": 2e-4}
+
+
+class LoopTimer(L.Callback, TrainerCallback):
+    """Wall time of the training loop alone, for Lightning and for the HF Trainer."""
+
+    def _start(self, *_, **__):
+        self.start = time.perf_counter()
+
+    def _end(self, *_, **__):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.start
+
+    on_train_start = on_train_begin = _start
+    on_train_end = _end
+
+
+def load(path: str, arm: str):
+    from omegaconf import OmegaConf
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if arm == "lora":
+        model = apply_lora(model, OmegaConf.create(LORA))
+    return model
+
+
+def bench_lightning(path, arm, splits, encoder, args, precision) -> float:
+    model = load(path, arm)
+    data = TaskDataModule(splits, encoder, scorer=None, batch_size=args.batch_size,
+                          group_by_length=True, seed=0)
+    module = ArmModule(model, scorer=None, lr=LR[arm], weight_decay=0.0, warmup_ratio=0.0)
+    timer = LoopTimer()
+    trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, precision=precision, callbacks=[timer],
+                        gradient_clip_val=1.0,
+                        accelerator="auto", devices=1)
+    trainer.fit(module, train_dataloaders=data.train_dataloader())
+    return timer.seconds
+
+
+def bench_hf(path, arm, rows, tokenizer, args, bf16, group_by_length) -> float:
+    model = load(path, arm)
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory() as out:
+        targs = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=args.batch_size,
+            num_train_epochs=args.epochs, learning_rate=LR[arm], weight_decay=0.0,
+            lr_scheduler_type="constant", max_grad_norm=1.0, report_to=[],
+            save_strategy="no", logging_strategy="no", eval_strategy="no", bf16=bf16,
+            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+            group_by_length=group_by_length, disable_tqdm=True, seed=0)
+        trainer = Trainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
+                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+                          callbacks=[timer])
+        trainer.train()
+    return timer.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="folder with Banking77 train.csv/test.csv")
+    parser.add_argument("--n", type=int, default=256, help="training examples")
+    parser.add_argument("--arch", default="gpt2")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--arms", nargs="+", default=["full_finetune", "lora"])
+    args = parser.parse_args()
+
+    cfg, task, splits = banking77(args.data)
+    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
+    _, tokenizer, path = random_model(args.arch, corpus)
+    splits["train"] = splits["train"].shuffle(seed=0).select(range(args.n))
+    encoder = PromptEncoder(tokenizer, task, 1024)
+    rows = [encoder.training_example(r) for r in splits["train"]]
+    tokens = sum(len(r["input_ids"]) for r in rows) * args.epochs
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    precision = "bf16-mixed" if bf16 else "32-true"
+    out = []
+    for arm in args.arms:
+        ours = tokens / bench_lightning(path, arm, splits, encoder, args, precision)
+        hf = tokens / bench_hf(path, arm, rows, tokenizer, args, bf16, group_by_length=False)
+        hf_grouped = tokens / bench_hf(path, arm, rows, tokenizer, args, bf16, True)
+        out.append([arm, ours, hf, f"{ours / hf:.2f}x", hf_grouped, f"{ours / hf_grouped:.2f}x"])
+    print(f"# finetune: Banking77, {args.n} examples x {args.epochs} epoch(s), batch "
+          f"{args.batch_size}, {args.arch} architecture (random weights), {precision}, "
+          f"{machine()}; {tokens} real tokens")
+    print(table(["arm", "pvf tokens/s", "HF Trainer tokens/s", "ratio",
+                 "HF Trainer group_by_length tokens/s", "ratio"], out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Summarization throughput: pvf's batched generation vs a per-example pipeline loop.
+
+    python bench/generation.py [--data ../shared/data/dialogsum] [--n 32] [--arch gpt2]
+
+DialogSum test dialogues, GPT-2 124M architecture with random weights, greedy decoding, the
+same prompts and `max_new_tokens` on both sides (`min_new_tokens` too: a random model would
+otherwise stop at random, and both sides must do the same work). pvf: prompts sorted by
+length, left-padded batches, one `generate` per batch. Baseline: `pipeline("text-generation")`
+called once per example, as a user loop would. Also: how many outputs are token-identical.
+"""
+
+import argparse
+import time
+
+import torch
+from common import dialogsum, machine, random_model, table
+from transformers import pipeline
+
+from prompt_vs_finetune.generation import generate
+from prompt_vs_finetune.prompts import PromptEncoder
+
+
+def synced_seconds(start: float) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="folder with DialogSum dev/test.jsonl")
+    parser.add_argument("--n", type=int, default=32, help="test dialogues")
+    parser.add_argument("--arch", default="gpt2")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    cfg, task, splits = dialogsum(args.data)
+    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
+    model, tokenizer, _ = random_model(args.arch, corpus)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=args.max_new_tokens)
+    test = splits["test"].shuffle(seed=0).select(range(args.n))
+    prompts = [encoder.prompt_ids(text) for text in test["text"]]
+    kwargs = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.max_new_tokens,
+              "do_sample": False, "num_beams": 1, "eos_token_id": tokenizer.eos_token_id,
+              "pad_token_id": tokenizer.pad_token_id}
+
+    generate(model, prompts[:1], kwargs)  # warm-up
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    ours: dict[int, list[int]] = {}
+    start = time.perf_counter()
+    for b in range(0, len(order), args.batch_size):
+        rows = order[b:b + args.batch_size]
+        for i, tokens in zip(rows, generate(model, [prompts[i] for i in rows], kwargs),
+                             strict=True):
+            ours[i] = tokens
+    batched = synced_seconds(start)
+
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=device)
+    texts = [tokenizer.decode(p) for p in prompts]
+    generator(texts[0], return_full_text=False, **kwargs)  # warm-up
+    theirs = []
+    start = time.perf_counter()
+    for text in texts:
+        out = generator(text, return_full_text=False, **kwargs)[0]["generated_text"]
+        theirs.append(out)
+    looped = synced_seconds(start)
+
+    same = sum(tokenizer.decode(ours[i]) == theirs[i] for i in range(len(prompts)))
+    mean_prompt = sum(map(len, prompts)) / len(prompts)
+    print(f"# generation: DialogSum test, {args.n} dialogues (mean prompt {mean_prompt:.0f} "
+          f"tokens), {args.max_new_tokens} new tokens each, greedy, {args.arch} architecture "
+          f"(random weights), {machine()}")
+    print(table(["method", "summaries/s", "seconds", "identical outputs"], [
+        ["pipeline('text-generation') per example", args.n / looped, looped, "-"],
+        [f"pvf batched (batch {args.batch_size}, sorted, left-padded)", args.n / batched,
+         batched, f"{same}/{args.n}"],
+        ["speed-up", f"{looped / batched:.1f}x", "", ""],
+    ]))
+
+
+if __name__ == "__main__":
+    main()
