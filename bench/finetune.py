@@ -7,7 +7,7 @@ same prompt -> answer examples (PromptEncoder.training_example, loss on the answ
 the same batch size, optimizer (AdamW), learning rate, epochs and precision, in one process.
 Throughput is real (non-padding) tokens per second of the training loop. The Trainer runs as
 users run it (DataCollatorForSeq2Seq, dynamic padding, random batches) and with its
-`group_by_length` option.
+`train_sampling_strategy="group_by_length"` option.
 """
 
 import argparse
@@ -84,7 +84,8 @@ def bench_hf(path, arm, rows, tokenizer, args, bf16, group_by_length) -> float:
             lr_scheduler_type="constant", max_grad_norm=1.0, report_to=[],
             save_strategy="no", logging_strategy="no", eval_strategy="no", bf16=bf16,
             use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-            group_by_length=group_by_length, disable_tqdm=True, seed=0)
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
+            disable_tqdm=True, seed=0)
         trainer = Trainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                           data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
                           callbacks=[timer])

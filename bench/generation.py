@@ -5,8 +5,9 @@
 DialogSum test dialogues, GPT-2 124M architecture with random weights, greedy decoding, the
 same prompts and `max_new_tokens` on both sides (`min_new_tokens` too: a random model would
 otherwise stop at random, and both sides must do the same work). pvf: prompts sorted by
-length, left-padded batches, one `generate` per batch. Baseline: `pipeline("text-generation")`
-called once per example, as a user loop would. Also: how many outputs are token-identical.
+length, left-padded batches within a token budget, one `generate` per batch. Baseline:
+`pipeline("text-generation")` called once per example, as a user loop would. Also: how many
+outputs are token-identical.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import torch
 from common import dialogsum, machine, random_model, table
 from transformers import pipeline
 
+from prompt_vs_finetune.data import budget_batches
 from prompt_vs_finetune.generation import generate
 from prompt_vs_finetune.prompts import PromptEncoder
 
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--arch", default="gpt2")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-batch-tokens", type=int, default=4096)
     args = parser.parse_args()
 
     cfg, task, splits = dialogsum(args.data)
@@ -49,10 +52,12 @@ def main() -> None:
 
     generate(model, prompts[:1], kwargs)  # warm-up
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batches = budget_batches([len(prompts[i]) + args.max_new_tokens for i in order],
+                             args.batch_size, args.max_batch_tokens)
     ours: dict[int, list[int]] = {}
     start = time.perf_counter()
-    for b in range(0, len(order), args.batch_size):
-        rows = order[b:b + args.batch_size]
+    for batch in batches:
+        rows = [order[b] for b in batch]
         for i, tokens in zip(rows, generate(model, [prompts[i] for i in rows], kwargs),
                              strict=True):
             ours[i] = tokens
@@ -75,7 +80,8 @@ def main() -> None:
           f"(random weights), {machine()}")
     print(table(["method", "summaries/s", "seconds", "identical outputs"], [
         ["pipeline('text-generation') per example", args.n / looped, looped, "-"],
-        [f"pvf batched (batch {args.batch_size}, sorted, left-padded)", args.n / batched,
+        [f"pvf batched (<= {args.batch_size} prompts and {args.max_batch_tokens} tokens, "
+         "sorted, left-padded)", args.n / batched,
          batched, f"{same}/{args.n}"],
         ["speed-up", f"{looped / batched:.1f}x", "", ""],
     ]))

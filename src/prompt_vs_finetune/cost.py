@@ -11,6 +11,7 @@ import time
 
 import lightning as L
 import torch
+import torch.distributed as dist
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -61,8 +62,24 @@ class CostMeter(L.Callback):
         self.tokens["eval"] += int(outputs["tokens"])
         self.tokens["generated"] += int(outputs.get("generated_tokens", 0))
 
+    def _reduce(self) -> int:
+        """Under DDP: sum every rank's token counts (a collective: call on all ranks); returns
+        the number of devices, each of which is paid for."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return 1
+        keys = sorted(self.tokens)
+        counts = torch.tensor([self.tokens[k] for k in keys], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            counts = counts.cuda()
+        dist.all_reduce(counts)
+        self.tokens = {k: int(v) for k, v in zip(keys, counts.tolist(), strict=True)}
+        return dist.get_world_size()
+
     def summary(self, *, n_predictions: int, total_params: int, trainable_params: int,
                 usd_per_hour: float, device: torch.device, fitted: bool) -> dict[str, float]:
+        """The cost metrics; `usd_per_hour` is the price of one device (GPU or CPU host)."""
+        devices = self._reduce()
+        usd_per_hour = usd_per_hour * devices
         train_s, eval_s = self.seconds["train"], self.seconds["eval"]
         train_flops = (4 * total_params + 2 * trainable_params) * self.tokens["train"]
         forward_flops = 2 * total_params * (self.tokens["val"] + self.tokens["eval"])
@@ -81,4 +98,5 @@ class CostMeter(L.Callback):
             "cost/train_usd": train_s / 3600 * usd_per_hour,
             "cost/usd_per_1k_predictions": per_example_s * 1000 / 3600 * usd_per_hour,
             "cost/latency_ms_per_example": per_example_s * 1000,
+            "cost/devices": devices,
         }

@@ -4,7 +4,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from datasets import DatasetDict
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .prompts import IGNORE_INDEX, PromptEncoder
 
@@ -43,9 +43,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.epoch = epoch
 
     def _shard(self) -> tuple[int, int]:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
 
     def _batches(self) -> list[list[int]]:
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -68,6 +66,26 @@ class LengthGroupedBatches(Sampler[list[int]]):
         rank, world = self._shard()
         n = -(-len(self.lengths) // self.batch_size)
         return n // world if world > 1 else n
+
+
+def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:
+    """Consecutive batches of at most `max_rows` rows and `max_tokens` padded tokens (rows x
+    longest row); sort rows by length first. One long input then gets a small batch of its
+    own instead of padding fifteen short ones to its length."""
+    batches, current, width = [], [], 0
+    for i, n in enumerate(lengths):
+        wider = max(width, n)
+        if current and (len(current) >= max_rows
+                        or (max_tokens and (len(current) + 1) * wider > max_tokens)):
+            batches.append(current)
+            current, wider = [], n
+        current.append(i)
+        width = wider
+    return batches + [current] if current else batches
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _keep_lists(rows: list[dict]) -> dict[str, list]:
@@ -96,18 +114,32 @@ class TaskDataModule(L.LightningDataModule):
                                         for row in self.splits[split]]
         return self._encoded[split]
 
+    def _loader(self, rows: list[dict], batch_size: int, collate, shuffle: bool) -> DataLoader:
+        """Under DDP each process takes its share (trainer=ddp turns Lightning's own sampler
+        injection off, since it cannot shard the length-grouped batch sampler)."""
+        if _distributed():
+            sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed)
+            return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate)
+
     def train_dataloader(self) -> DataLoader:
         rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
         if self.group_by_length:
             batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
                                            self.seed)
             return DataLoader(rows, batch_sampler=batches, collate_fn=collate)
-        return DataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate)
+        return self._loader(rows, self.batch_size, collate, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._rows("validation"), batch_size=self.batch_size,
-                          collate_fn=pad_collate(self.encoder.tokenizer.pad_token_id))
+        return self._loader(self._rows("validation"), self.batch_size,
+                            pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self._rows("test"), batch_size=self.scorer.examples_per_batch,
-                          collate_fn=_keep_lists)
+        """The scorer's rows (sorted by length) in token-budgeted batches; under DDP each
+        process takes every world-th batch and the module gathers the predictions."""
+        rows = self._rows("test")
+        batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
+                                 self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
+        if _distributed():
+            batches = batches[dist.get_rank()::dist.get_world_size()]
+        return DataLoader(rows, batch_sampler=batches, collate_fn=_keep_lists)

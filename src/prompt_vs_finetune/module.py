@@ -6,6 +6,7 @@ each batch to the task type's scorer (rank classification or generation), for ev
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from transformers import get_linear_schedule_with_warmup
 
 
@@ -31,7 +32,7 @@ class ArmModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss = self.model(**batch).loss
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch["input_ids"].size(0))
+                 batch_size=batch["input_ids"].size(0), sync_dist=True)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -64,5 +65,10 @@ class ArmModule(L.LightningModule):
         return counts
 
     def on_test_epoch_end(self):
+        if self.trainer.world_size > 1:  # DDP: every rank scored a share; metrics need all
+            shards = [None] * self.trainer.world_size
+            dist.all_gather_object(shards, self.predictions)
+            unique = {row["index"]: row for shard in shards for row in shard}  # sampler pads
+            self.predictions = [unique[i] for i in sorted(unique)]
         for name, value in self.scorer.metrics(self.predictions).items():
-            self.log(f"test/{name}", value)
+            self.log(f"test/{name}", value, rank_zero_only=True)

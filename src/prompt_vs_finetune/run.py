@@ -51,7 +51,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
               RankClassifier(encoder, length_norm=cfg.scorer.length_norm,
                              batch_size=cfg.scorer.batch_size,
                              examples_per_batch=cfg.scorer.examples_per_batch,
-                             share_prefix=cfg.scorer.share_prefix))
+                             share_prefix=cfg.scorer.share_prefix,
+                             max_batch_tokens=cfg.scorer.get("max_batch_tokens")))
     datamodule = TaskDataModule(splits, encoder, scorer, batch_size=cfg.arm.get("batch_size", 16),
                                 group_by_length=cfg.arm.get("group_by_length", True),
                                 seed=cfg.seed)
@@ -92,6 +93,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
             "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
         })
+        if active is None:  # a DDP rank > 0: rank 0 logs the job
+            return results
         mlflow.log_metrics({k: v for k, v in results.items() if not k.startswith("test/")})
         scorer.log_artifacts(
             splits["test"], module.predictions,

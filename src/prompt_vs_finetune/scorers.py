@@ -19,8 +19,10 @@ class RankClassifier:
     """
 
     def __init__(self, encoder: PromptEncoder, length_norm: str = "none", batch_size: int = 64,
-                 examples_per_batch: int = 8, share_prefix: bool = True):
+                 examples_per_batch: int = 8, share_prefix: bool = True,
+                 max_batch_tokens: int | None = None):
         self.encoder = encoder
+        self.max_batch_tokens = max_batch_tokens
         self.share_prefix = share_prefix
         self.prefix_cache = PrefixCache()
         self.task = encoder.task
@@ -38,6 +40,10 @@ class RankClassifier:
 
     def start(self) -> None:
         self.prefix_cache.clear()  # the weights may have changed since the last scoring
+
+    def row_tokens(self, row: dict) -> int:
+        """Width of a test row in a scoring batch: its prompt and every label after it."""
+        return len(row["context_ids"]) + sum(map(len, self.encoder.choice_ids))
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts, choices = batch["context_ids"], self.encoder.choice_ids
@@ -78,6 +84,7 @@ class Summarizer:
 
     def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int = 64):
         self.encoder = encoder
+        self.max_batch_tokens = decoding.get("max_batch_tokens")
         self.task = encoder.task
         self.tokenizer = encoder.tokenizer
         self.decoding = decoding
@@ -91,6 +98,10 @@ class Summarizer:
                  "references": row["references"]} for i, row in enumerate(split)]
         # similar lengths share a batch: little left padding to generate through
         return sorted(rows, key=lambda row: len(row["context_ids"]))
+
+    def row_tokens(self, row: dict) -> int:
+        """Width of a test row in a generate() batch: its prompt and the tokens to write."""
+        return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
 
     def start(self) -> None:
         if self.kwargs["do_sample"]:

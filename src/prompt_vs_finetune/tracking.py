@@ -95,9 +95,20 @@ def use_experiment(tracking_uri: str, name: str) -> None:
         mlflow.set_experiment(name)
 
 
+def is_rank_zero() -> bool:
+    """False in the processes a DDP launcher starts for ranks > 0 (they log nothing)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 @contextmanager
-def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
-    """Open the job's run, log its config, and end it with the job's real outcome."""
+def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun | None]:
+    """Open the job's run, log its config, and end it with the job's real outcome.
+    Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
+    if not is_rank_zero():
+        yield None
+        return
     try:
         use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
@@ -121,5 +132,7 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def lightning_logger(run: mlflow.ActiveRun, cfg: DictConfig) -> JobMLFlowLogger:
+def lightning_logger(run: mlflow.ActiveRun | None, cfg: DictConfig) -> JobMLFlowLogger | bool:
+    if run is None:
+        return False
     return JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri, run_id=run.info.run_id)
