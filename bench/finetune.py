@@ -114,6 +114,8 @@ def main() -> None:
     bf16 = gpu and torch.cuda.is_bf16_supported()
     precision = "bf16-mixed" if bf16 else "32-true"
     out = []
+    small = {**splits, "train": splits["train"].select(range(32))}  # warm-up: first-call costs
+    bench_lightning(path, "full_finetune", small, encoder, args, precision)
     for arm in args.arms:
         ours = tokens / bench_lightning(path, arm, splits, encoder, args, precision)
         hf = tokens / bench_hf(path, arm, rows, tokenizer, args, bf16, group_by_length=False)

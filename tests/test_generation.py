@@ -7,11 +7,17 @@ from rouge_score import rouge_scorer
 
 from prompt_vs_finetune import generation
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.generation import cut_at_stop, generate, generate_kwargs
+from prompt_vs_finetune.generation import (
+    MIN_SHARED_PREFIX,
+    cut_at_stop,
+    generate,
+    generate_kwargs,
+)
 from prompt_vs_finetune.metrics import rouge
 from prompt_vs_finetune.models import load_model
-from prompt_vs_finetune.prompts import IGNORE_INDEX, PromptEncoder
+from prompt_vs_finetune.prompts import IGNORE_INDEX, PromptEncoder, select_demos
 from prompt_vs_finetune.scorers import Summarizer
+from prompt_vs_finetune.scoring import PrefixCache
 from prompt_vs_finetune.task import Task, load_splits
 
 from .conftest import compose_config
@@ -60,6 +66,23 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(summary_setup):
     assert batched == generate(model, prompts, kwargs)
     assert batched == [generate(model, [p], kwargs)[0] for p in prompts]  # left padding is exact
     assert all(0 < len(tokens) <= 12 for tokens in batched)
+
+
+def test_shared_demo_prefix_is_encoded_once_and_changes_nothing(summary_setup):
+    """Few-shot prompts: the demos come from a key/value cache (one copy per batch, padding in
+    the middle of each row) and greedy outputs equal plain left-padded generation."""
+    cfg, task, splits, model, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    encoder.set_demos(select_demos(splits["train"], 2, "random", seed=0), longest_prompt=300)
+    prompts = [encoder.prompt_ids(t) for t in splits["test"]["text"][:5]]
+    assert len({len(p) for p in prompts}) > 1  # rows need padding
+    kwargs = {**generate_kwargs(cfg.decoding, tokenizer), "min_new_tokens": 12}
+    cache = PrefixCache()
+    shared = generate(model, prompts, kwargs, prefix_cache=cache)
+    assert len(cache.tokens) >= len(encoder.prefix_ids) > MIN_SHARED_PREFIX  # the cache was used
+    assert shared == generate(model, prompts, kwargs)
+    assert shared == [generate(model, [p], kwargs)[0] for p in prompts]
+    assert all(len(tokens) == 12 for tokens in shared)
 
 
 def test_decoding_options_reach_generate(summary_setup, monkeypatch):

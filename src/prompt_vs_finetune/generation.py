@@ -1,8 +1,14 @@
-"""Batched generation: left padding, the KV cache (generate's default), decoding from config."""
+"""Batched generation: left padding, the KV cache (generate's default), decoding from config,
+and a prefix every prompt shares (few-shot demos) encoded once and reused."""
+
+import copy
 
 import torch
 
 from .errors import UserError
+from .scoring import PrefixCache, common_prefix_length
+
+MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
 STRATEGIES = ("greedy", "beam", "sampling")
 
@@ -47,12 +53,30 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate(model, prompts: list[list[int]], kwargs: dict) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text."""
-    input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
+def generate(model, prompts: list[list[int]], kwargs: dict,
+             prefix_cache: PrefixCache | None = None) -> list[list[int]]:
+    """New tokens for each prompt, cut at the first end-of-text.
+
+    With a `prefix_cache` and greedy or sampled decoding, the prefix all prompts share (the
+    few-shot demos) comes from the cache: each row is [prefix | left-padded own tokens], the
+    attention mask zeroes the padding in the middle (position ids follow the mask), and
+    `generate` runs only the uncached tokens.
+    """
     device = next(model.parameters()).device
+    shared = common_prefix_length(prompts) if prefix_cache is not None else 0
+    if shared < MIN_SHARED_PREFIX or kwargs.get("num_beams", 1) > 1:
+        input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
+        extra = {}
+    else:
+        own_ids, own_mask = left_pad([p[shared:] for p in prompts], kwargs["pad_token_id"])
+        prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
+        input_ids = torch.cat([prefix, own_ids], dim=1)
+        attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
+        cache = copy.deepcopy(prefix_cache.get(model, prompts[0][:shared])[0])
+        cache.batch_repeat_interleave(len(prompts))
+        extra = {"past_key_values": cache}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                            **kwargs)
+                            **kwargs, **extra)
     new_tokens = output[:, input_ids.size(1):].tolist()
     eos = kwargs["eos_token_id"]
     return [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in new_tokens]

@@ -85,6 +85,7 @@ class Summarizer:
     def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int = 64):
         self.encoder = encoder
         self.max_batch_tokens = decoding.get("max_batch_tokens")
+        self.prefix_cache = PrefixCache()
         self.task = encoder.task
         self.tokenizer = encoder.tokenizer
         self.decoding = decoding
@@ -104,12 +105,13 @@ class Summarizer:
         return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
 
     def start(self) -> None:
+        self.prefix_cache.clear()  # the weights may have changed since the last scoring
         if self.kwargs["do_sample"]:
             torch.manual_seed(int(self.decoding.seed))
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
-        generated = generate(model, contexts, self.kwargs)
+        generated = generate(model, contexts, self.kwargs, self.prefix_cache)
         # a reference longer than the room left after the prompt is scored on what fits
         pairs = [(ctx, self.encoder.encode(self.task.target(ref))[: self.encoder.max_length
                                                                   - len(ctx)])
