@@ -58,3 +58,34 @@ def test_bad_input_fails_before_any_run_exists(tmp_path):
         run_module.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=5000"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_same_config_and_seed_give_identical_results_and_data_hashes(tmp_path):
+    """Determinism on CPU: fine-tuning twice with one config and seed gives the same metrics,
+    and the logged hashes show both runs saw the same split, train subset and demos."""
+    args = (*FAST, "arm=full_finetune", "model.max_epochs=2", "train_size=64")
+    first = run_module.run(compose_config(tmp_path / "a", *args))
+    second = run_module.run(compose_config(tmp_path / "b", *args))
+    for key in ("test/accuracy", "test/perplexity", "cost/train_tokens"):
+        assert first[key] == second[key], key
+    _, run_a = only_run(tmp_path / "a")
+    _, run_b = only_run(tmp_path / "b")
+    hashes = [k for k in run_a.data.params if k.endswith("_sha256")]
+    assert len(hashes) == 4 and all(run_a.data.params[k] == run_b.data.params[k] for k in hashes)
+    run_module.run(compose_config(tmp_path / "c", *FAST, "arm=full_finetune",
+                                  "model.max_epochs=2", "train_size=64", "seed=1"))
+    _, run_c = only_run(tmp_path / "c")
+    assert run_c.data.params["data.train_sha256"] != run_a.data.params["data.train_sha256"]
+
+
+def test_secrets_never_reach_mlflow(tmp_path):
+    secret = "sk-live-abc123"
+    run_module.run(compose_config(tmp_path, *FAST, f"+model.api_key={secret}",
+                                  f"+task.hf_token={secret}",
+                                  f"+notes.endpoint=https://bob:{secret}@example.com/v1"))
+    client, run = only_run(tmp_path)
+    assert run.data.params["model.api_key"] == "***"
+    assert run.data.params["notes.endpoint"] == "https://bob:***@example.com/v1"
+    stored = [*run.data.params.values(), *run.data.tags.values(),
+              open(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))).read()]
+    assert not any(secret in value for value in stored)

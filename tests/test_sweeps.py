@@ -29,3 +29,22 @@ def test_launcher_and_sweeper_configs_compose(tmp_path):
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False)
     assert sweeper["direction"] == "minimize" and "arm.lora.r" in sweeper["params"]
     assert cfg.objective == "val/best_loss"
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
+    """The second of three jobs fails inside its run: it ends FAILED with the error as a tag
+    and the traceback as an artifact, the others finish, and the sweep prints a summary and
+    exits 1."""
+    result = pvf(tmp_path, "-m", "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
+                 "arm=zero_shot", "test_size=8", "trainer.precision=32-true,bogus,bf16-mixed")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "2 finished, 1 failed" in result.stderr
+    assert "trainer.precision=bogus" in result.stderr
+    client, runs = runs_in(tmp_path)
+    by_precision = {r.data.params["trainer.precision"]: r for r in runs}
+    assert {p: r.info.status for p, r in by_precision.items()} == {
+        "32-true": "FINISHED", "bogus": "FAILED", "bf16-mixed": "FINISHED"}
+    failed = by_precision["bogus"]
+    assert "bogus" in failed.data.tags["error"]
+    trace = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
+    assert "Traceback" in open(trace).read()

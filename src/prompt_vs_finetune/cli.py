@@ -29,18 +29,30 @@ def _quiet_libraries() -> None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
+    MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
     _quiet_libraries()
     from .run import run  # heavy imports after Hydra has parsed the command line
+    from .sweep import in_multirun, record_job
+    from .tracking import error_line
 
+    log = logging.getLogger("pvf")
     try:
         results = run(cfg)
-    except UserError as err:
-        if cfg.get("verbose"):
+    except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
+        message = str(err) if isinstance(err, UserError) else error_line(err)
+        record_job(error=message)
+        if in_multirun():
+            log.error("error: %s", message, exc_info=cfg.get("verbose")
+                      or not isinstance(err, UserError))
+            return float("nan")  # an optimising sweeper counts the trial as failed
+        if not isinstance(err, UserError) or cfg.get("verbose"):
             raise
-        logging.getLogger("pvf").error("error: %s", err)
+        log.error("error: %s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    return results.get(cfg.objective)  # the value an optimising sweeper (Optuna) minimises
+    record_job()
+    return results.get(cfg.objective, float("nan"))  # what an optimising sweeper minimises
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

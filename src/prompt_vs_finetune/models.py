@@ -36,7 +36,8 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
               "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, attn_implementation=model_cfg.get("attn_implementation") or "sdpa", **kwargs)
     except ValueError as err:  # e.g. a BERT checkpoint: no causal-LM head for its config
         raise UserError(
             f"'{path}' is not a causal language model ({str(err).splitlines()[0][:160]}); "

@@ -12,9 +12,13 @@ from transformers import get_linear_schedule_with_warmup
 
 class ArmModule(L.LightningModule):
     def __init__(self, model, scorer, lr: float = 0.0, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.0):
+                 warmup_ratio: float = 0.0, compile: bool = False):
         super().__init__()
         self.model = model.train()  # from_pretrained returns eval mode: dropout would be off
+        # torch.compile for the training forward only (dynamic shapes: batches vary in
+        # length); scoring calls the plain model with its own keyword arguments. Kept as a
+        # bound method so the model is not registered (and checkpointed) a second time.
+        self.train_forward = (torch.compile(model, dynamic=True) if compile else model).__call__
         self.scorer = scorer
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
         # LoRA: checkpoints hold only the trainable weights; the frozen base comes from the hub.
@@ -24,13 +28,13 @@ class ArmModule(L.LightningModule):
 
     # -- fitting ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        loss = self.model(**batch).loss
+        loss = self.train_forward(**batch).loss
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["input_ids"].size(0))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss = self.model(**batch).loss
+        loss = self.train_forward(**batch).loss
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=batch["input_ids"].size(0), sync_dist=True)
 

@@ -1,5 +1,6 @@
 """One job: one arm of one model on one task, recorded as one MLflow run."""
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -58,9 +59,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                 seed=cfg.seed)
     module = ArmModule(model, scorer, lr=cfg.arm.get("lr", 0.0),
                        weight_decay=cfg.arm.get("weight_decay", 0.0),
-                       warmup_ratio=cfg.arm.get("warmup_ratio", 0.0))
+                       warmup_ratio=cfg.arm.get("warmup_ratio", 0.0),
+                       compile=bool(cfg.get("compile", False)))
 
     with mlflow_run(cfg) as active:
+        if active is not None:  # two runs saw the same data iff these match
+            mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
+                               for name in ("train", "validation", "test")}
+                              | {"fewshot.demos_sha256": content_hash(demos)})
         meter = CostMeter()
         callbacks = [instantiate(c) for c in cfg.callbacks.values()]
         if not cfg.arm.fit:
@@ -106,6 +112,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("run %s: %s", active.info.run_id,
                  ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results
+
+
+def content_hash(rows) -> str:
+    """A short hash of rows (a split or the demos), in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
+    return digest.hexdigest()[:16]
 
 
 def _tokenizer_corpus(task: Task, splits) -> list[str]:

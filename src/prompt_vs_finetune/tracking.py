@@ -8,6 +8,7 @@ final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ct
 import logging
 import re
 import subprocess
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,26 @@ log = logging.getLogger(__name__)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # characters MLflow refuses in a param key (Banking77 has a label "reverted_card_payment?")
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
+
+
+# values of keys like these, and passwords inside URIs, never reach MLflow
+_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?)$",
+                         re.I)
+_URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+(?P<tail>@)")
+REDACTED = "***"
+
+
+def redact(value):
+    """The config with secrets replaced by ***: values under secret-looking keys, and the
+    password of any user:password@host URI, at any depth."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _URI_PASSWORD.sub(rf"\g<head>{REDACTED}\g<tail>", value)
+    return value
 
 
 class JobMLFlowLogger(MLFlowLogger):
@@ -116,20 +137,43 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun | None]:
             f"cannot use the MLflow tracking store {cfg.mlflow.tracking_uri!r} "
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
-    run = mlflow.start_run(run_name=cfg.mlflow.run_name, tags=job_tags(cfg))
+    run = mlflow.start_run(run_name=cfg.mlflow.run_name, tags=redact(job_tags(cfg)))
     try:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = redact(OmegaConf.to_container(cfg, resolve=True))
         mlflow.log_params(flatten(resolved))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
-    except BaseException:
+    except BaseException as err:
+        record_failure(err)
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def error_line(err: BaseException) -> str:
+    """`Type: first line`, and the root cause's when the error wraps one (Hydra's
+    InstantiationException says only which target failed)."""
+    def line(e: BaseException) -> str:
+        text = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {text[0] if text else ''}"
+
+    root = err
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]
+
+
+def record_failure(err: BaseException) -> None:
+    """On the active run: the error as the tag `error`, the traceback as traceback.txt."""
+    try:
+        mlflow.set_tag("error", redact(error_line(err)))
+        mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
+    except Exception:  # noqa: BLE001 - the store may be the thing that failed
+        log.warning("could not record the failure in MLflow", exc_info=True)
 
 
 def lightning_logger(run: mlflow.ActiveRun | None, cfg: DictConfig) -> JobMLFlowLogger | bool:
