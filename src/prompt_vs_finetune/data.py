@@ -38,6 +38,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
     def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
         self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
         self.epoch = 0
+        self.skip = 0  # batches of this epoch already trained on (set when resuming)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
         self.epoch = epoch
@@ -60,7 +61,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return [batches[i] for i in shuffled[:usable]][rank::world]
 
     def __iter__(self):
-        yield from self._batches()
+        skip, self.skip = self.skip, 0
+        yield from self._batches()[skip:]
 
     def __len__(self) -> int:
         rank, world = self._shard()
@@ -119,15 +121,23 @@ class TaskDataModule(L.LightningDataModule):
         injection off, since it cannot shard the length-grouped batch sampler)."""
         if _distributed():
             sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed)
-            return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate)
-        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate)
+            return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                              generator=self._generator())
+        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """Loaders draw from their own generator: creating an iterator must not consume the
+        global RNG (dropout's), or a resumed job would drift from an uninterrupted one."""
+        return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self) -> DataLoader:
         rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
         if self.group_by_length:
             batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
                                            self.seed)
-            return DataLoader(rows, batch_sampler=batches, collate_fn=collate)
+            return DataLoader(rows, batch_sampler=batches, collate_fn=collate,
+                              generator=self._generator())
         return self._loader(rows, self.batch_size, collate, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -142,4 +152,5 @@ class TaskDataModule(L.LightningDataModule):
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
         if _distributed():
             batches = batches[dist.get_rank()::dist.get_world_size()]
-        return DataLoader(rows, batch_sampler=batches, collate_fn=_keep_lists)
+        return DataLoader(rows, batch_sampler=batches, collate_fn=_keep_lists,
+                          generator=self._generator())

@@ -4,10 +4,17 @@ Training minimises the loss on the answer tokens of prompt -> answer sequences; 
 each batch to the task type's scorer (rank classification or generation), for every arm alike.
 """
 
+import logging
+import math
+import random
+
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
 from transformers import get_linear_schedule_with_warmup
+
+log = logging.getLogger(__name__)
 
 
 class ArmModule(L.LightningModule):
@@ -54,7 +61,38 @@ class ArmModule(L.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self):
+        """Resumed mid-epoch (Lightning restores the loop, not the data order): the epoch's
+        batch order is rebuilt from (seed, epoch); skip the batches already trained on."""
+        sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        if not hasattr(sampler, "skip"):
+            return
+        accumulate = self.trainer.accumulate_grad_batches
+        steps_per_epoch = math.ceil(len(sampler) / accumulate)
+        done = (self.trainer.global_step - self.current_epoch * steps_per_epoch) * accumulate
+        if 0 < done < len(sampler):
+            sampler.skip = done
+            log.info("resumed mid-epoch %d: skipping its %d trained batches", self.current_epoch,
+                     done)
+
+    def on_load_checkpoint(self, checkpoint):
+        rng = checkpoint.get("pvf_rng")
+        if rng:  # dropout and anything else random continue exactly where they were
+            torch.set_rng_state(rng["torch"])
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32),
+                                 *rng["numpy_rest"]))
+            if rng.get("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
     def on_save_checkpoint(self, checkpoint):
+        """RNG states as tensors and plain numbers: checkpoints load with weights_only=True."""
+        version, state, gauss = random.getstate()
+        _, keys, *rest = np.random.get_state()
+        checkpoint["pvf_rng"] = {
+            "torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": list(rest),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         if self.trainable_only:
             keep = {name for name, p in self.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()

@@ -236,8 +236,11 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path) -> None:
         ax.axhspan(best["quality"] - ci, best["quality"] + ci, color=color, alpha=0.25)
         ax.axhline(best["quality"], color=color, lw=1,
                    label=f"{arm} (k={int(best['n_labels'])})")
-    if (table["n_labels"] > 0).any():
+    budgets = sorted(table.loc[table["arm"].isin(FITTED), "n_labels"].unique())
+    if budgets and min(budgets) > 0:
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(int(n)) for n in budgets])  # the budgets, not 3x10^1
+        ax.minorticks_off()
     ax.set(xlabel="labelled training examples (log)", ylabel=metric,
            title="How many labels is a prompt worth?")
     ax.legend()

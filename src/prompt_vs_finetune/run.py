@@ -16,9 +16,10 @@ from .data import TaskDataModule
 from .models import apply_lora, context_length, count_parameters, load_model
 from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
+from .resume import ResumeState
 from .scorers import RankClassifier, Summarizer
 from .task import Task, limit_splits, load_prepared, load_splits
-from .tracking import lightning_logger, mlflow_run
+from .tracking import is_rank_zero, lightning_logger, mlflow_run
 
 log = logging.getLogger(__name__)
 
@@ -62,55 +63,81 @@ def run(cfg: DictConfig) -> dict[str, float]:
                        warmup_ratio=cfg.arm.get("warmup_ratio", 0.0),
                        compile=bool(cfg.get("compile", False)))
 
-    with mlflow_run(cfg) as active:
-        if active is not None:  # two runs saw the same data iff these match
-            mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
-                               for name in ("train", "validation", "test")}
-                              | {"fewshot.demos_sha256": content_hash(demos)})
-        meter = CostMeter()
-        callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-        if not cfg.arm.fit:
-            callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
-        trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
-                              logger=lightning_logger(active, cfg),
-                              default_root_dir=cfg.paths.output_dir)
-        try:
-            ckpt_path = None
-            if cfg.arm.fit:
-                trainer.fit(module, datamodule=datamodule)
-                if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
-                    ckpt_path = "best"
-            trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        except SystemExit:
-            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): the run is KILLED
-                raise KeyboardInterrupt from None
-            raise
+    state = ResumeState.for_job(cfg)
+    previous = state.previous() if state else None
+    try:
+        with mlflow_run(cfg, resume_run_id=previous and previous["run_id"]) as active:
+            return _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer,
+                                  datamodule, module, demos, dropped, total_params,
+                                  trainable_params)
+    finally:  # a job that ends, however, leaves no state; a killed one (SIGKILL) does
+        if state and is_rank_zero():
+            state.clear()
 
-        results = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith("test/")}
-        if ckpt_path:
-            results["val/best_loss"] = float(trainer.checkpoint_callback.best_model_score)
-        results.update(meter.summary(
-            n_predictions=len(splits["test"]), total_params=total_params,
-            trainable_params=trainable_params, usd_per_hour=cfg.cost.usd_per_hour,
-            device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit)))
-        results.update({
-            "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
-            "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
-            "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
-        })
-        if active is None:  # a DDP rank > 0: rank 0 logs the job
-            return results
-        mlflow.log_metrics({k: v for k, v in results.items() if not k.startswith("test/")})
-        scorer.log_artifacts(
-            splits["test"], module.predictions,
-            title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
-        if cfg.get("results_file"):
-            path = Path(cfg.results_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"run_id": active.info.run_id, **results}, indent=2))
-        log.info("run %s: %s", active.info.run_id,
-                 ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
+
+def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, datamodule,
+                   module, demos, dropped, total_params, trainable_params) -> dict[str, float]:
+    """Inside the job's MLflow run: fit (or resume fitting) if the arm trains, score, log."""
+    if active is not None and not previous:  # two runs saw the same data iff these match
+        mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
+                           for name in ("train", "validation", "test")}
+                          | {"fewshot.demos_sha256": content_hash(demos)})
+    meter = CostMeter()
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    if not cfg.arm.fit:
+        callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
+    output_dir = previous["output_dir"] if previous else cfg.paths.output_dir
+    if previous:  # the best-so-far checkpoint lives in the first attempt's folder
+        for c in callbacks:
+            if isinstance(c, ModelCheckpoint):
+                c.dirpath = str(Path(output_dir) / "checkpoints")
+    if state:
+        callbacks.append(state.callback(int(cfg.resume_every_n_steps)))
+        if active is not None and not previous:
+            state.start(active.info.run_id, str(cfg.paths.output_dir))
+    trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
+                          logger=lightning_logger(active, cfg),
+                          default_root_dir=cfg.paths.output_dir)
+    try:
+        ckpt_path = None
+        if cfg.arm.fit:
+            resume_from = state.checkpoint if previous else None
+            if resume_from:
+                log.info("resuming %s from %s", active and active.info.run_id, resume_from)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
+                ckpt_path = "best"
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): the run is KILLED
+            raise KeyboardInterrupt from None
+        raise
+
+    results = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("test/")}
+    if ckpt_path:
+        results["val/best_loss"] = float(trainer.checkpoint_callback.best_model_score)
+    results.update(meter.summary(
+        n_predictions=len(splits["test"]), total_params=total_params,
+        trainable_params=trainable_params, usd_per_hour=cfg.cost.usd_per_hour,
+        device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit)))
+    results.update({
+        "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
+        "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
+        "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
+    })
+    if active is None:  # a DDP rank > 0: rank 0 logs the job
+        return results
+    mlflow.log_metrics({k: v for k, v in results.items() if not k.startswith("test/")})
+    scorer.log_artifacts(
+        splits["test"], module.predictions,
+        title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
+    if cfg.get("results_file"):
+        path = Path(cfg.results_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": active.info.run_id, **results}, indent=2))
+    log.info("run %s: %s", active.info.run_id,
+             ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results
 
 

@@ -124,8 +124,10 @@ def is_rank_zero() -> bool:
 
 
 @contextmanager
-def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun | None]:
+def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
+               ) -> Iterator[mlflow.ActiveRun | None]:
     """Open the job's run, log its config, and end it with the job's real outcome.
+    `resume_run_id` reopens an interrupted attempt's run (its params are already there).
     Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
     if not is_rank_zero():
         yield None
@@ -137,11 +139,17 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun | None]:
             f"cannot use the MLflow tracking store {cfg.mlflow.tracking_uri!r} "
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
-    run = mlflow.start_run(run_name=cfg.mlflow.run_name, tags=redact(job_tags(cfg)))
+    if resume_run_id:
+        run = mlflow.start_run(run_id=resume_run_id)
+        resumed = int(run.data.tags.get("resumed", "0")) + 1
+        mlflow.set_tag("resumed", str(resumed))
+    else:
+        run = mlflow.start_run(run_name=cfg.mlflow.run_name, tags=redact(job_tags(cfg)))
     try:
-        resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-        mlflow.log_params(flatten(resolved))
-        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+        if not resume_run_id:
+            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+            mlflow.log_params(flatten(resolved))
+            mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
