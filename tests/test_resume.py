@@ -11,7 +11,7 @@ import time
 from .test_cli import runs_in
 
 ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_finetune",
-        "model.max_epochs=3", "callbacks.early_stopping.patience=100", "test_size=40",
+        "model.max_epochs=2", "callbacks.early_stopping.patience=100", "test_size=40",
         "resume_every_n_steps=5", "results_file=r.json")
 
 

@@ -53,11 +53,29 @@ def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
     assert run.info.status == "FAILED"
 
 
-def test_bad_input_fails_before_any_run_exists(tmp_path):
-    with pytest.raises(UserError, match="arm.k=5000"):
-        run_module.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=5000"))
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("arm=few_shot", "arm.k=5000"), r"arm.k=5000 but the train pool has \d+ examples; lower"),
+    (("arm=full_finetune", "arm.lr=0"), r"arm.lr=0 must be > 0 for full_finetune"),
+    (("arm=lora", "arm.lr=-1e-4"), r"arm.lr=-0.0001 must be > 0 for lora"),
+    (("arm=full_finetune", "model.max_epochs=0"), r"max_epochs=0 must be >= 1"),
+    (("results_file=/proc/pvf/r.json",), r"cannot write to /proc/pvf \(results_file\)"),
+    (("train_size=100000",), r"train_size=100000 but the train split has 396 examples"),
+])
+def test_bad_input_fails_before_any_run_exists(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=message):
+        run_module.run(compose_config(tmp_path, *FAST, *overrides))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_nan_loss_stops_with_the_step_and_fails_the_run(tmp_path):
+    """Weights so large that the first loss is not finite: the job stops at once, naming the
+    step, and its run ends FAILED with that message as its error tag."""
+    with pytest.raises(UserError, match=r"training loss became nan at step 0 \(epoch 0\)"):
+        run_module.run(compose_config(tmp_path, *FAST, "arm=full_finetune",
+                                      "model.tiny.initializer_range=1e30"))
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED" and "step 0" in run.data.tags["error"]
 
 
 def test_same_config_and_seed_give_identical_results_and_data_hashes(tmp_path):

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from transformers import get_linear_schedule_with_warmup
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,10 @@ class ArmModule(L.LightningModule):
     # -- fitting ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         loss = self.train_forward(**batch).loss
+        if not torch.isfinite(loss):  # stop now: every later step would be wasted
+            raise UserError(f"the training loss became {loss.item()} at step {self.global_step} "
+                            f"(epoch {self.current_epoch}); lower arm.lr (now {self.lr:g}) or "
+                            "check the data")
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["input_ids"].size(0))
         return loss

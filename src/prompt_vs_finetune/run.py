@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from .cost import CostMeter
 from .data import TaskDataModule
+from .errors import UserError
 from .models import apply_lora, context_length, count_parameters, load_model
 from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
@@ -30,6 +32,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Prepare data and model (bad input fails here, before any run exists), then fit if the
     arm trains, score the test split, and log metrics, cost and artifacts to MLflow."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_job(cfg)
     task = Task.from_config(cfg.task)
     splits = (load_prepared(Path(cfg.data_dir)) if cfg.get("data_dir")
               else load_splits(cfg.task, cfg.seed))
@@ -139,6 +142,29 @@ def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, 
     log.info("run %s: %s", active.info.run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results
+
+
+def check_job(cfg: DictConfig) -> None:
+    """Settings that would fail late (or silently) fail here, before any work."""
+    if cfg.arm.fit:
+        if not cfg.arm.lr or cfg.arm.lr <= 0:
+            raise UserError(f"arm.lr={cfg.arm.lr} must be > 0 for {cfg.arm.name}; set arm.lr "
+                            "(or model.finetune_lr / model.lora_lr)")
+        if not cfg.trainer.max_epochs or cfg.trainer.max_epochs < 1:
+            raise UserError(f"max_epochs={cfg.trainer.max_epochs} must be >= 1; set "
+                            "model.max_epochs (or arm.max_epochs)")
+    for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
+                         ("results_file", Path(cfg.results_file).parent
+                          if cfg.get("results_file") else None)):
+        if folder is None:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise UserError(f"cannot write to {folder} ({what}): {err.strerror}; point it at "
+                            "a writable folder") from err
 
 
 def content_hash(rows) -> str:
