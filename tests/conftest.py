@@ -27,6 +27,7 @@ def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
     with initialize_config_dir(config_dir(), version_base="1.3"):
         return compose("config", return_hydra_config=return_hydra, overrides=[
             f"paths.output_dir={tmp_path / 'out'}",
+            f"paths.resume_dir={tmp_path / 'resume'}",
             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
             *overrides,
         ])

@@ -83,3 +83,12 @@ def test_long_input_is_truncated_keeping_the_template_suffix(sample):
     ids = encoder.prompt_ids("refund please " * 50)
     assert len(ids) + encoder.answer_room <= 40
     assert tokenizer.decode(ids).endswith("\nIntent:") and encoder.truncated == 1
+
+
+def test_no_demo_fitting_is_an_error_not_a_silent_zero_shot(sample):
+    task, splits, tokenizer = sample
+    demos = select_demos(splits["train"], 4, "random", 0)
+    cramped = PromptEncoder(tokenizer, task, max_length=40)
+    with pytest.raises(UserError, match="not even one demonstration fits"):
+        cramped.set_demos(demos, longest_prompt=30)
+    assert cramped.set_demos([], longest_prompt=30) == 0  # zero-shot: nothing to fit

@@ -1,11 +1,16 @@
 """A job in-process: its MLflow run, params, metrics, artifacts and final status."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from prompt_vs_finetune import run as run_module
 from prompt_vs_finetune.errors import UserError
+from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.resume import ResumeState
 
 from .conftest import compose_config
 
@@ -107,3 +112,28 @@ def test_secrets_never_reach_mlflow(tmp_path):
     stored = [*run.data.params.values(), *run.data.tags.values(),
               open(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))).read()]
     assert not any(secret in value for value in stored)
+
+
+def test_unreachable_tracking_server_fails_fast_without_a_run(tmp_path):
+    cfg = compose_config(tmp_path, *FAST, "mlflow.tracking_uri=http://bob:pw@127.0.0.1:9")
+    with pytest.raises(UserError, match=r"cannot use the MLflow tracking store "
+                                        r"'http://bob:\*\*\*@127.0.0.1:9'.*cannot be reached"):
+        run_module.run(cfg)
+
+
+def test_corrupted_files_are_named(tmp_path):
+    """A truncated weights file, and a resume checkpoint that is not one."""
+    cfg = compose_config(tmp_path, *FAST, "arm=full_finetune")
+    folder = ResumeState.for_job(cfg).folder
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes(b"not a checkpoint")
+    (folder / "job.json").write_text('{"run_id": "x", "output_dir": "y"}')
+    with pytest.raises(UserError, match=r"checkpoint .*last.ckpt is unreadable.*resume=false"):
+        run_module.run(cfg)
+
+    model, _ = load_model(cfg.model, str(tmp_path / "cache"), ["refund please"] * 50)
+    path = Path(model.name_or_path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="weights of model .* are unreadable"):
+        load_model(OmegaConf.create({"name_or_path": str(path)}), str(tmp_path))

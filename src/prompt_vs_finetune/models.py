@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -45,6 +46,10 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         ) from err
     except OSError as err:
         raise UserError(f"could not load model '{path}': {str(err).splitlines()[0]}") from err
+    except SafetensorError as err:
+        raise UserError(f"the weights of model '{path}' are unreadable ({err}); the file is "
+                        "corrupted or incomplete: download it again (or delete the cached "
+                        "copy)") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -87,8 +87,9 @@ class PromptEncoder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def set_demos(self, demos: list[dict], longest_prompt: int) -> int:
-        """Use as many demos as fit before the longest prompt and answer; return how many
-        were dropped (from the end of the list)."""
+        """Use as many demos as fit before a prompt of `longest_prompt` tokens and the answer;
+        return how many were dropped (from the end of the list). Not even one fitting is an
+        error: the few-shot arm would silently become zero-shot."""
         sep = self.task.demo_separator
         rendered = [self.task.demonstration(d) for d in demos]
         budget = self.max_length - longest_prompt - self.answer_room
@@ -99,6 +100,13 @@ class PromptEncoder:
                 break
         else:
             self.prefix_ids, self.demos_used = [], 0
+            if rendered:
+                first = len(self.encode(rendered[0] + sep))
+                raise UserError(
+                    f"not even one demonstration fits: the first takes {first} tokens, and "
+                    f"{max(budget, 0)} of the {self.max_length}-token context are left after a "
+                    f"{longest_prompt}-token prompt and {self.answer_room} for the answer; "
+                    "use a model with a longer context, shorter inputs, or arm=zero_shot")
         dropped = len(demos) - self.demos_used
         if dropped:
             log.warning("dropped %d of %d demonstrations that do not fit the %d-token context",

@@ -14,8 +14,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
@@ -75,7 +78,14 @@ class ResumeState:
         meta = self.folder / "job.json"
         if self.checkpoint is None or not meta.is_file():
             return None
-        return json.loads(meta.read_text())
+        try:  # mmap: reads the archive's index, not the weights
+            torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+            return json.loads(meta.read_text())
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem
+            raise UserError(
+                f"the resume checkpoint {self.checkpoint} is unreadable "
+                f"({str(err).splitlines()[0][:120]}); delete {self.folder} to start this job "
+                "afresh, or run with resume=false") from err
 
     def start(self, run_id: str, output_dir: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                             answer_room=cfg.decoding.max_new_tokens if generation else None)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          cfg.arm.get("order_seed"))
-    longest = max(len(encoder.encode(task.prompt(t))) for t in splits["test"]["text"])
-    dropped = encoder.set_demos(demos, longest)
+    dropped = encoder.set_demos(demos, demo_room_prompt(encoder, task, splits["test"]["text"]))
     scorer = (Summarizer(encoder, cfg.decoding, score_batch_size=cfg.scorer.batch_size)
               if generation else
               RankClassifier(encoder, length_norm=cfg.scorer.length_norm,
@@ -142,6 +141,14 @@ def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, 
     log.info("run %s: %s", active.info.run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results
+
+
+def demo_room_prompt(encoder: PromptEncoder, task: Task, texts: list[str]) -> int:
+    """The prompt length the few-shot demos must leave room for: the 95th percentile of the
+    test prompts, so one very long input (a 900-token dialogue) does not cost every example
+    its demos; the few longer prompts have their text cut to fit (data/truncated_inputs)."""
+    lengths = sorted(len(encoder.encode(task.prompt(t))) for t in texts)
+    return lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
 
 
 def check_job(cfg: DictConfig) -> None:

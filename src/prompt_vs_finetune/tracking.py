@@ -98,6 +98,16 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def _probe_server(uri: str) -> None:
+    """One quick request: MLflow's own client retries an unreachable server for minutes."""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as err:
+        raise ConnectionError(f"{redact(uri)} cannot be reached ({type(err).__name__})") from err
+
+
 def use_experiment(tracking_uri: str, name: str) -> None:
     """Point mlflow at the store and experiment, creating them if needed.
 
@@ -107,6 +117,8 @@ def use_experiment(tracking_uri: str, name: str) -> None:
     locking (MLflow sets a 20 s busy timeout).
     """
     mlflow.set_tracking_uri(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        _probe_server(tracking_uri)
     if not tracking_uri.startswith("sqlite:///"):
         mlflow.set_experiment(name)
         return
@@ -136,7 +148,7 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
         raise UserError(
-            f"cannot use the MLflow tracking store {cfg.mlflow.tracking_uri!r} "
+            f"cannot use the MLflow tracking store {redact(cfg.mlflow.tracking_uri)!r} "
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     if resume_run_id:
