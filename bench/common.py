@@ -61,6 +61,16 @@ def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: P
     return model.eval(), tokenizer, path
 
 
+def task_and_model(load_task, data, arch: str):
+    """(task, splits, model on the best device, tokenizer, checkpoint path) for a benchmark:
+    the tokenizer is trained on the task's train text, the model is `arch` with random weights."""
+    _, task, splits = load_task(data)
+    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
+    model, tokenizer, path = random_model(arch, corpus)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return task, splits, model, tokenizer, path
+
+
 def machine() -> str:
     device = (torch.cuda.get_device_name() if torch.cuda.is_available()
               else f"CPU ({platform.processor() or platform.machine()}, "

@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from common import dialogsum, machine, random_model, table
+from common import dialogsum, machine, table, task_and_model
 from transformers import pipeline
 
 from prompt_vs_finetune.data import budget_batches
@@ -38,11 +38,8 @@ def main() -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=4096)
     args = parser.parse_args()
 
-    cfg, task, splits = dialogsum(args.data)
-    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
-    model, tokenizer, _ = random_model(args.arch, corpus)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    task, splits, model, tokenizer, _ = task_and_model(dialogsum, args.data, args.arch)
+    device = model.device
     encoder = PromptEncoder(tokenizer, task, 1024, answer_room=args.max_new_tokens)
     test = splits["test"].shuffle(seed=0).select(range(args.n))
     prompts = [encoder.prompt_ids(text) for text in test["text"]]

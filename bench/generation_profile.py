@@ -10,7 +10,7 @@ import argparse
 import time
 
 import torch
-from common import dialogsum, machine, random_model, table
+from common import dialogsum, machine, table, task_and_model
 
 from prompt_vs_finetune.data import budget_batches
 from prompt_vs_finetune.generation import generate, left_pad
@@ -30,9 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args()
-    cfg, task, splits = dialogsum()
-    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
-    model, tok, _ = random_model("gpt2", corpus)
+    task, splits, model, tok, _ = task_and_model(dialogsum, None, "gpt2")
     encoder = PromptEncoder(tok, task, 1024, answer_room=NEW)
     test = splits["test"].shuffle(seed=0).select(range(args.n))
     prompts = sorted((encoder.prompt_ids(t) for t in test["text"]), key=len)

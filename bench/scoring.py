@@ -11,7 +11,7 @@ import argparse
 import time
 
 import torch
-from common import banking77, machine, random_model, table
+from common import banking77, machine, table, task_and_model
 
 from prompt_vs_finetune.prompts import PromptEncoder, select_demos
 from prompt_vs_finetune.scoring import PrefixCache, continuation_logprobs, shared_prefix_logprobs
@@ -46,11 +46,7 @@ def main() -> None:
     parser.add_argument("--plain-batch", type=int, default=64, help="sequences per plain pass")
     args = parser.parse_args()
 
-    cfg, task, splits = banking77(args.data)
-    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
-    model, tokenizer, _ = random_model(args.arch, corpus)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    task, splits, model, tokenizer, _ = task_and_model(banking77, args.data, args.arch)
     test = splits["test"].shuffle(seed=0).select(range(args.n))
     rows = []
     for k in args.shots:
