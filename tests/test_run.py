@@ -137,3 +137,12 @@ def test_corrupted_files_are_named(tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(UserError, match="weights of model .* are unreadable"):
         load_model(OmegaConf.create({"name_or_path": str(path)}), str(tmp_path))
+
+
+def test_packed_fine_tuning_runs_and_counts_real_tokens(tmp_path):
+    base = (*FAST, "arm=full_finetune", "model.max_epochs=1", "train_size=64")
+    plain = run_module.run(compose_config(tmp_path / "plain", *base))
+    packed = run_module.run(compose_config(tmp_path / "packed", *base, "arm.pack_length=256",
+                                           "arm.batch_size=4"))
+    assert packed["cost/train_tokens"] == plain["cost/train_tokens"]  # padding never counted
+    assert 0.0 <= packed["test/accuracy"] <= 1.0

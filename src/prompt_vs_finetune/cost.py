@@ -52,11 +52,11 @@ class CostMeter(L.Callback):
         self._stop(trainer, "eval")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.tokens["train"] += int(batch["attention_mask"].sum())
+        self.tokens["train"] += int(batch["n_tokens"])
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0):
-        self.tokens["val"] += int(batch["attention_mask"].sum())
+        self.tokens["val"] += int(batch["n_tokens"])
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.tokens["eval"] += int(outputs["tokens"])

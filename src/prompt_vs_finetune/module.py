@@ -19,6 +19,11 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 
+def model_inputs(batch: dict) -> dict:
+    """The batch without its bookkeeping (`n_tokens`, counted by the CostMeter)."""
+    return {k: v for k, v in batch.items() if k != "n_tokens"}
+
+
 class ArmModule(L.LightningModule):
     def __init__(self, model, scorer, lr: float = 0.0, weight_decay: float = 0.0,
                  warmup_ratio: float = 0.0, compile: bool = False):
@@ -37,7 +42,7 @@ class ArmModule(L.LightningModule):
 
     # -- fitting ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        loss = self.train_forward(**batch).loss
+        loss = self.train_forward(**model_inputs(batch)).loss
         if not torch.isfinite(loss):  # stop now: every later step would be wasted
             raise UserError(f"the training loss became {loss.item()} at step {self.global_step} "
                             f"(epoch {self.current_epoch}); lower arm.lr (now {self.lr:g}) or "
@@ -47,7 +52,7 @@ class ArmModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss = self.train_forward(**batch).loss
+        loss = self.train_forward(**model_inputs(batch)).loss
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=batch["input_ids"].size(0), sync_dist=True)
 

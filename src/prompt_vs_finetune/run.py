@@ -59,7 +59,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                              max_batch_tokens=cfg.scorer.get("max_batch_tokens")))
     datamodule = TaskDataModule(splits, encoder, scorer, batch_size=cfg.arm.get("batch_size", 16),
                                 group_by_length=cfg.arm.get("group_by_length", True),
-                                seed=cfg.seed)
+                                seed=cfg.seed, pack_length=cfg.arm.get("pack_length"))
     module = ArmModule(model, scorer, lr=cfg.arm.get("lr", 0.0),
                        weight_decay=cfg.arm.get("weight_decay", 0.0),
                        warmup_ratio=cfg.arm.get("warmup_ratio", 0.0),
