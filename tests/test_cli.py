@@ -111,3 +111,26 @@ def test_summarization_sweep_all_arms(tmp_path):
         metrics = by_arm[arm].data.metrics
         assert metrics["test/rougeL"] > zero + margin, (arm, metrics["test/rougeL"], zero)
         assert metrics["test/perplexity"] < by_arm["zero_shot"].data.metrics["test/perplexity"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["task=nope"], "unknown task 'nope'; choose one of: banking77, cnn_dailymail, dialogsum"),
+    (["-m", "arm=zero_shot,bogus"], "unknown arm 'bogus'; choose one of: few_shot, full_finetune"),
+    (["model=gpt3"], "unknown model 'gpt3'; choose one of: distilgpt2, gpt2"),
+    (["arm.bogus=1"], "unknown config key 'arm.bogus': check its spelling (`pvf --cfg job` "
+                      "prints every key), or add it with +arm.bogus=1"),
+    (["seed=1=2"], "cannot parse the overrides (mismatched input '=' expecting <EOF>)"),
+])
+def test_config_mistakes_are_one_line(args, message):
+    from prompt_vs_finetune.cli import config_error
+
+    assert config_error(args).startswith(message)
+    assert config_error(["task=intent_sample", "-m", "seed=0,1", "arm.k=2"]) is None
+
+
+def test_config_mistake_exits_2_with_one_line(tmp_path):
+    result = pvf(tmp_path, "task=intent_smaple")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown task 'intent_smaple'; choose one of: banking77, cnn_dailymail, "
+        "dialogsum, intent_sample, samsum, summary_sample, xsum"]

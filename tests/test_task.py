@@ -1,10 +1,10 @@
 import json
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.task import Task, limit_splits, load_splits
+from prompt_vs_finetune.task import DROPPED, Task, limit_splits, load_splits
 
 from .conftest import compose_config
 
@@ -71,10 +71,17 @@ def test_unknown_label_is_reported(tmp_path):
         load_splits(cfg, seed=0)
 
 
-def test_empty_text_rows_are_dropped(tmp_path):
-    cfg = local_task(tmp_path, ROWS + [{"text": "  ", "label": "refund"}], ROWS)
+def test_empty_text_rows_are_dropped_and_counted_or_an_error(tmp_path):
+    cfg = local_task(tmp_path, ROWS + [{"text": "  ", "label": "refund"},
+                                       {"text": None, "label": "refund"}], ROWS)
     splits = load_splits(cfg, seed=0)
     assert len(splits["train"]) + len(splits["validation"]) == 20
+    assert sum(DROPPED.values()) == 2
+    with open_dict(cfg):
+        cfg.empty_rows = "error"
+    with pytest.raises(UserError, match=r"has 2 rows with empty text or no label; fix the data, "
+                                        r"or set task.empty_rows=drop"):
+        load_splits(cfg, seed=0)
 
 
 def test_unsupported_file_type(tmp_path):

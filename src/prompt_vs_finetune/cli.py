@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,8 +28,60 @@ def _quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
+def main() -> None:
+    """`pvf`: check the command line's config first, so a wrong group or key is one line."""
+    error = config_error(sys.argv[1:])
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    job()
+
+
+def config_error(args: list[str]) -> str | None:
+    """What is wrong with these overrides (every value of a sweep), in one line; None when
+    they compose. Hydra's own flags (--cfg, --help, ...) skip the check."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return None
+    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
+    try:
+        first, sweeps = [], []  # the first value of every sweep; then each other value alone
+        for override in OverridesParser.create().parse_overrides(overrides):
+            if override.is_sweep_override():
+                key, values = override.get_key_element(), list(override.sweep_string_iterator())
+                first.append(f"{key}={values[0]}")
+                sweeps += [(len(first) - 1, f"{key}={v}") for v in values[1:]]
+            else:
+                first.append(override.input_line)
+        with initialize_config_dir(config_dir(), version_base="1.3"):
+            compose("config", overrides=first)
+            for index, other in sweeps:
+                compose("config", overrides=[*first[:index], other, *first[index + 1:]])
+    except MissingConfigException as err:
+        missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
+        if not missing:
+            return str(err).splitlines()[0]
+        group, name = missing.groups()
+        options = re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0], re.M)
+        return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
+    except OverrideParseException as err:
+        return f"cannot parse the overrides ({str(err).splitlines()[0]}); see " \
+               "https://hydra.cc/docs/advanced/override_grammar/basic"
+    except HydraException as err:
+        lines = str(err).splitlines()
+        unknown = re.match(r"Could not override '(.+)'\.", lines[0])
+        if unknown and len(lines) > 1:
+            return (f"unknown config key '{unknown.group(1)}': check its spelling (`pvf --cfg "
+                    f"job` prints every key), or add it with {lines[1].split()[-1]}")
+        return lines[0]
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def job(cfg: DictConfig) -> float | None:
     """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
     MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
     _quiet_libraries()

@@ -20,7 +20,7 @@ from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
 from .resume import ResumeState
 from .scorers import RankClassifier, Summarizer
-from .task import Task, limit_splits, load_prepared, load_splits
+from .task import DROPPED, Task, limit_splits, load_prepared, load_splits
 from .tracking import is_rank_zero, lightning_logger, mlflow_run
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task = Task.from_config(cfg.task)
     splits = (load_prepared(Path(cfg.data_dir)) if cfg.get("data_dir")
               else load_splits(cfg.task, cfg.seed))
+    dropped_rows = sum(DROPPED.values()) if not cfg.get("data_dir") else 0
     corpus = _tokenizer_corpus(task, splits)
     splits = limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed)
 
@@ -71,14 +72,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         with mlflow_run(cfg, resume_run_id=previous and previous["run_id"]) as active:
             return _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer,
                                   datamodule, module, demos, dropped, total_params,
-                                  trainable_params)
+                                  trainable_params, dropped_rows)
     finally:  # a job that ends, however, leaves no state; a killed one (SIGKILL) does
         if state and is_rank_zero():
             state.clear()
 
 
 def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, datamodule,
-                   module, demos, dropped, total_params, trainable_params) -> dict[str, float]:
+                   module, demos, dropped, total_params, trainable_params,
+                   dropped_rows) -> dict[str, float]:
     """Inside the job's MLflow run: fit (or resume fitting) if the arm trains, score, log."""
     if active is not None and not previous:  # two runs saw the same data iff these match
         mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
@@ -127,6 +129,7 @@ def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, 
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
         "fewshot/demos_used": encoder.demos_used, "fewshot/demos_dropped": dropped,
+        "data/dropped_empty_rows": dropped_rows,
     })
     if active is None:  # a DDP rank > 0: rank 0 logs the job
         return results

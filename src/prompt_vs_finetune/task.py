@@ -21,6 +21,7 @@ SPLIT_ROLES = ("train", "validation", "test")
 
 
 TASK_TYPES = ("classification", "generation")
+DROPPED: dict[str, int] = {}  # rows dropped per source split by the last load (for logging)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def load_splits(cfg, seed: int) -> DatasetDict:
     The validation split is carved from train by `seed` when the source has none.
     """
     raw, source = _load_raw(cfg)
+    DROPPED.clear()
     splits: dict[str, Dataset] = {}
     for role in SPLIT_ROLES:
         name = cfg.splits.get(role)
@@ -224,8 +226,12 @@ def _normalise(split: Dataset, cfg, source: str) -> Dataset:
     keep = "label" if cfg.type == "classification" else "references"
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
+        if cfg.get("empty_rows", "drop") == "error":
+            raise UserError(f"{source} has {before - len(split)} rows with empty text or no "
+                            f"{keep}; fix the data, or set task.empty_rows=drop to skip them")
         log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
                     keep, source)
+    DROPPED[source] = before - len(split)
     if len(split) == 0:
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
     if cfg.type == "classification":
