@@ -110,3 +110,16 @@ def test_template_and_verbalization_checks(tmp_path):
         Task.from_config(OmegaConf.merge(cfg, {"template": "Message:"}))
     with pytest.raises(UserError, match="share the verbalization"):
         Task.from_config(OmegaConf.merge(cfg, {"labels": {"refund": "billing"}}))
+
+
+def test_empty_or_unreadable_data_file(tmp_path):
+    cfg = local_task(tmp_path, ROWS, ROWS)
+    (tmp_path / "empty.jsonl").write_text("")
+    cfg.data_files.train = str(tmp_path / "empty.jsonl")
+    with pytest.raises(UserError, match=r"data file is empty: .*empty.jsonl \(task.data_files"):
+        load_splits(cfg, seed=0)
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    cfg.data_files.train = str(tmp_path / "bad.jsonl")
+    with pytest.raises(UserError, match=r"cannot read .*bad.jsonl \(task.data_files.train\) as "
+                                        r"json"):
+        load_splits(cfg, seed=0)

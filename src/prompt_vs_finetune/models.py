@@ -149,7 +149,8 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
     try:
         return get_peft_model(model, config)
     except ValueError as err:
-        present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
+        present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()
+                          if name and not name.rsplit(".", 1)[-1].isdigit()})
         raise UserError(
             f"LoRA target modules {list(lora_cfg.target_modules)} not found in the model "
             f"(arm.lora.target_modules); its modules include: {', '.join(present[:12])}"

@@ -105,6 +105,18 @@ def _check_verbalizations(labels: dict[str, str]) -> None:
         seen[verbal] = name
 
 
+def _load_file(builder: str, path: Path, split: str) -> Dataset:
+    if path.stat().st_size == 0:
+        raise UserError(f"data file is empty: {path} (task.data_files.{split}); fill it or "
+                        "point task.data_files at the right file")
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
+        raise UserError(f"cannot read {path} (task.data_files.{split}) as {builder}: "
+                        f"{str(err).splitlines()[0][:160] or type(err).__name__}; fix the file "
+                        "or its extension") from err
+
+
 def load_splits(cfg, seed: int) -> DatasetDict:
     """Load the task's data as train / validation / test with columns `text` and `label`.
 
@@ -191,10 +203,8 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
                             "use one type for every split")
         builder = suffixes.pop()
         # one load per file: splits may differ in columns (DialogSum's test has summary1..3)
-        return DatasetDict({
-            split: datasets.load_dataset(builder, data_files=str(path), split="train")
-            for split, path in files.items()
-        }), "task.data_files"
+        return DatasetDict({split: _load_file(builder, path, split)
+                            for split, path in files.items()}), "task.data_files"
     if not cfg.get("hub"):
         raise UserError(f"task '{cfg.name}' names no data: set task.hub or task.data_files")
     if not hub_reachable() and not hub_offline_flag():
