@@ -74,3 +74,16 @@ def test_lora_with_absent_target_modules(tmp_path):
     model, _ = load_model(tiny_cfg(tmp_path), str(tmp_path), CORPUS)
     with pytest.raises(UserError, match=r"LoRA target modules \['q_proj'\] not found.*c_attn"):
         apply_lora(model, cfg.arm.lora)
+
+
+def test_an_encoder_checkpoint_is_not_taken_for_a_causal_lm(tmp_path):
+    """BERT loads through AutoModelForCausalLM (BertLMHeadModel) with a fresh head; a BERT
+    saved as BertModel must be refused, not scored."""
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=16)).save_pretrained(
+        tmp_path / "bert")
+    cfg = compose_config(tmp_path, f"model.name_or_path={tmp_path}/bert").model
+    with pytest.raises(UserError, match=r"is not a causal language model \(it is a BertModel\)"):
+        load_model(cfg, str(tmp_path))

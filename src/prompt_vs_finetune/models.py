@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from .errors import UserError
@@ -36,6 +36,7 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
     kwargs = {"revision": model_cfg.get("revision"),
               "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
     try:
+        _check_causal(AutoConfig.from_pretrained(path, **kwargs), path)
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
             path, attn_implementation=model_cfg.get("attn_implementation") or "sdpa", **kwargs)
@@ -54,6 +55,16 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _check_causal(config, path: str) -> None:
+    """A checkpoint saved as an encoder (BERT's BertModel / BertForMaskedLM) would load as
+    a "causal LM" with a fresh, untrained head; refuse it instead of scoring noise."""
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel"))
+                                 for a in architectures):
+        raise UserError(f"'{path}' is not a causal language model (it is a "
+                        f"{', '.join(architectures)}); pick a decoder model such as gpt2")
 
 
 def _resolve(name_or_path: str | None) -> str:
