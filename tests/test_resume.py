@@ -63,3 +63,15 @@ def test_sigkill_then_same_command_resumes_into_the_same_run(tmp_path):
     client, runs = runs_in(straight)
     assert losses == {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id,
                                                                          "train/loss")}
+
+
+def test_ctrl_c_ends_the_run_killed(tmp_path):
+    job = start(tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "outputs/.resume").glob("*/last.ckpt")):
+        time.sleep(0.05)  # fitting has begun
+    job.send_signal(signal.SIGINT)
+    assert job.wait(timeout=120) != 0
+    _, runs = runs_in(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"], log_of(tmp_path)[-2000:]
+    assert not list((tmp_path / "outputs/.resume").glob("*"))  # stopped on purpose: no resume
