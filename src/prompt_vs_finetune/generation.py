@@ -1,8 +1,6 @@
 """Batched generation: left padding, the KV cache (generate's default), decoding from config,
 and a prefix every prompt shares (few-shot demos) encoded once and reused."""
 
-import copy
-
 import torch
 
 from .errors import UserError
@@ -72,8 +70,7 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
         input_ids = torch.cat([prefix, own_ids], dim=1)
         attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
-        cache = copy.deepcopy(prefix_cache.get(model, prompts[0][:shared])[0])
-        cache.batch_repeat_interleave(len(prompts))
+        cache, _ = prefix_cache.expanded(model, prompts[0][:shared], len(prompts))
         extra = {"past_key_values": cache}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)

@@ -29,6 +29,7 @@ class RankClassifier:
         self.length_norm = length_norm
         self.batch_size = batch_size
         self.examples_per_batch = examples_per_batch
+        self.label_tokens = sum(map(len, encoder.choice_ids))  # all labels after one prompt
         self.choice_chars = torch.tensor([len(self.task.target(self.task.labels[n]))
                                           for n in self.task.label_names])
 
@@ -43,7 +44,7 @@ class RankClassifier:
 
     def row_tokens(self, row: dict) -> int:
         """Width of a test row in a scoring batch: its prompt and every label after it."""
-        return len(row["context_ids"]) + sum(map(len, self.encoder.choice_ids))
+        return len(row["context_ids"]) + self.label_tokens
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts, choices = batch["context_ids"], self.encoder.choice_ids

@@ -108,6 +108,14 @@ class PrefixCache:
         self.tokens = tuple(prefix)
         return self.cache, len(prefix)
 
+    def expanded(self, model, prefix: list[int], rows: int) -> tuple[object, int]:
+        """A copy of the prefix's cache repeated for `rows` batch rows (the model extends the
+        copy; the batch-1 original stays reusable), and the tokens run to build it."""
+        base, built = self.get(model, prefix)
+        cache = copy.deepcopy(base)
+        cache.batch_repeat_interleave(rows)
+        return cache, built
+
 
 @torch.no_grad()
 def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
@@ -169,9 +177,8 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
               "attention_mask": mask[:, None].to(device)}
     processed = int(own.sum()) + n_ctx * len(flat)
     if shared:
-        base, built = (prefix_cache or PrefixCache()).get(model, contexts[0][:shared])
-        cache = copy.deepcopy(base)
-        cache.batch_repeat_interleave(n_ctx)
+        cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
+                                                                n_ctx)
         kwargs["past_key_values"] = cache
         processed += built
     index = torch.tensor(keep)
