@@ -38,8 +38,7 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
     try:
         _check_causal(AutoConfig.from_pretrained(path, **kwargs), path)
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, attn_implementation=model_cfg.get("attn_implementation") or "sdpa", **kwargs)
+        model = _from_pretrained(path, model_cfg.get("attn_implementation") or "sdpa", kwargs)
     except ValueError as err:  # e.g. a BERT checkpoint: no causal-LM head for its config
         raise UserError(
             f"'{path}' is not a causal language model ({str(err).splitlines()[0][:160]}); "
@@ -51,10 +50,41 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         raise UserError(f"the weights of model '{path}' are unreadable ({err}); the file is "
                         "corrupted or incomplete: download it again (or delete the cached "
                         "copy)") from err
+    _ensure_eos(model, tokenizer, model_cfg.get("eos_token"), path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _from_pretrained(path: str, attn_implementation: str, kwargs: dict):
+    """Load with the requested attention; architectures without it (GPT-1 has no SDPA path)
+    fall back to their eager attention instead of failing."""
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, attn_implementation=attn_implementation, **kwargs)
+    except ValueError as err:
+        if "does not support an attention implementation" not in str(err):
+            raise
+        log.warning("%s has no %s attention; using eager (set model.attn_implementation=eager "
+                    "to silence this)", path, attn_implementation)
+        return AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", **kwargs)
+
+
+def _ensure_eos(model, tokenizer, eos_token: str | None, path: str) -> None:
+    """Fine-tuned answers end with end-of-text, and generation stops at it. GPT-1 has none:
+    `model.eos_token` adds one as a new special token, its embedding initialised at the mean
+    of the others (resize_token_embeddings), which fine-tuning then learns to predict."""
+    if tokenizer.eos_token is not None:
+        return
+    if not eos_token:
+        raise UserError(f"the tokenizer of '{path}' has no end-of-text token; set "
+                        "model.eos_token to add one (e.g. model.eos_token='<|endoftext|>')")
+    tokenizer.add_special_tokens({"eos_token": eos_token})
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
 
 
 def _check_causal(config, path: str) -> None:

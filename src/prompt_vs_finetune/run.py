@@ -20,6 +20,7 @@ from .module import ArmModule
 from .prompts import PromptEncoder, select_demos
 from .resume import ResumeState
 from .scorers import RankClassifier, Summarizer
+from .scoring import takes_cache
 from .task import DROPPED, Task, limit_splits, load_prepared, load_splits
 from .tracking import is_rank_zero, lightning_logger, mlflow_run
 
@@ -41,6 +42,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     splits = limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed)
 
     model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
+    if cfg.arm.fit and cfg.arm.get("pack_length") and not takes_cache(model):
+        raise UserError(f"arm.pack_length needs 4D attention masks, which {cfg.model.name} "
+                        "does not take; drop arm.pack_length (length grouping still applies)")
     if cfg.arm.fit and cfg.arm.get("lora"):
         model = apply_lora(model, cfg.arm.lora)
     total_params, trainable_params = count_parameters(model)

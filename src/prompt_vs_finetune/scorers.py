@@ -7,7 +7,13 @@ from . import metrics
 from .artifacts import log_classification_artifacts, log_generation_artifacts
 from .generation import cut_at_stop, generate, generate_kwargs
 from .prompts import PromptEncoder
-from .scoring import PrefixCache, continuation_logprobs, normalise, shared_prefix_logprobs
+from .scoring import (
+    PrefixCache,
+    continuation_logprobs,
+    normalise,
+    shared_prefix_logprobs,
+    takes_cache,
+)
 
 
 class RankClassifier:
@@ -49,7 +55,7 @@ class RankClassifier:
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts, choices = batch["context_ids"], self.encoder.choice_ids
         pad_id = self.encoder.tokenizer.pad_token_id
-        if self.share_prefix:
+        if self.share_prefix and takes_cache(model):
             scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
         else:
             scores = continuation_logprobs(
@@ -112,7 +118,8 @@ class Summarizer:
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
-        generated = generate(model, contexts, self.kwargs, self.prefix_cache)
+        generated = generate(model, contexts, self.kwargs,
+                             self.prefix_cache if takes_cache(model) else None)
         # a reference longer than the room left after the prompt is scored on what fits
         pairs = [(ctx, self.encoder.encode(self.task.target(ref))[: self.encoder.max_length
                                                                   - len(ctx)])

@@ -27,6 +27,12 @@ def _forward_kwargs(model) -> set[str]:
     return set(inspect.signature(base.forward).parameters)
 
 
+def takes_cache(model) -> bool:
+    """Whether the model's forward takes a KV cache (and with it, in transformers' current
+    attention code, 4D masks): GPT-2 does; GPT-1 does not, so it runs the plain paths."""
+    return "past_key_values" in _forward_kwargs(model)
+
+
 @torch.no_grad()
 def continuation_logprobs(model, contexts: list[list[int]], continuations: list[list[int]],
                           pad_id: int, batch_size: int = 64) -> Scores:
