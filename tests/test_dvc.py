@@ -68,6 +68,8 @@ def test_dvc_repro_default_study_offline(tmp_path):
     ("data_efficiency", 1 + 30 + 12 + 1),
     # prepare (2 tasks) + zero_shot (2 x 3 templates) + few_shot (2 x 3 x 3 orders x 3) + report
     ("prompt_sensitivity", 2 + 6 + 54 + 1),
+    # prepare (2 tasks) + run (2 tasks x 6 models x 4 arms x 3 seeds) + api (none) + report
+    ("model_scale", 2 + 144 + 0 + 1),
 ])
 def test_further_studies_render(study, stages):
     """Each pipelines/<study>/dvc.yaml renders its matrix from its own study.yaml."""
@@ -75,3 +77,19 @@ def test_further_studies_render(study, stages):
     assert len(listed) == stages
     if study == "data_efficiency":
         assert any("finetune@banking77-lora-all-2" in line for line in listed)
+    if study == "model_scale":
+        assert any("run@dialogsum-gpt2-xl-full_finetune-2" in line for line in listed)
+        assert not any(":api@" in line for line in listed)  # api_models: [] renders none
+
+
+def test_model_scale_renders_api_models(tmp_path):
+    """api_models=[claude] adds its prompting arms only: 2 tasks x 2 arms x 3 seeds."""
+    shutil.copytree(ROOT / "pipelines/model_scale", tmp_path / "pipelines/model_scale")
+    study = tmp_path / "pipelines/model_scale/study.yaml"
+    study.write_text(study.read_text().replace("api_models: []", "api_models: [claude]"))
+    sh(tmp_path, "dvc", "init", "--no-scm", "-q")
+    listed = sh(tmp_path, "dvc", "stage", "list", "pipelines/model_scale/dvc.yaml").splitlines()
+    api = sorted(line.split()[0].split("@")[1] for line in listed if ":api@" in line)
+    assert len(listed) == 2 + 144 + 12 + 1
+    assert api == sorted(f"{task}-claude-{arm}-{seed}" for task in ("banking77", "dialogsum")
+                         for arm in ("zero_shot", "few_shot") for seed in range(3))

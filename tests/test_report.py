@@ -1,5 +1,6 @@
 """Report maths on a synthetic MLflow store whose numbers the test chooses."""
 
+import json
 import math
 
 import mlflow
@@ -121,3 +122,147 @@ def test_prompt_sensitivity_spread(tmp_path):
     report.write_report(runs, out)
     assert "| few_shot | 4 | 4 | 2 | 2 | 1 | 0.200 | 0.600 | 0.183 | default | question | 0.300 |" \
         in (out / "report.md").read_text()
+
+
+# -- precision, API models, model scale ----------------------------------------------------
+SCALE = {  # model: (cost/total_params or None for an API model, {arm: accuracy at seed 0})
+    "claude": (None, {"zero_shot": 0.70, "few_shot": 0.85}),
+    "gpt2-medium": (354.8e6, {"zero_shot": 0.35, "few_shot": 0.50, "full_finetune": 0.88,
+                              "lora": 0.86}),
+    "distilgpt2": (81.9e6, {"zero_shot": 0.20, "few_shot": 0.30, "full_finetune": 0.80,
+                            "lora": 0.76}),
+    "gpt2": (124.4e6, {"zero_shot": 0.30, "few_shot": 0.45, "full_finetune": 0.85,
+                       "lora": 0.83}),
+}
+INT8_DROP = 0.20  # gpt2 prompting arms scored again at int8, this much lower
+
+
+@pytest.fixture(scope="module")
+def scale_store(tmp_path_factory):
+    """Two seeds per cell; gpt2's prompting arms also at int8; claude logs no perplexity and
+    no parameter count, but an unparsed rate. Inserted out of size order on purpose."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('scale') / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("intent_sample")
+
+    def job(model, arm, seed, accuracy, dtype=None):
+        params, _ = SCALE[model]
+        tags = {"arm": arm, "task": "intent_sample", "model": model, "seed": str(seed),
+                "study": "model_scale"}
+        if dtype:
+            tags["inference_dtype"] = dtype
+        metrics = {"test/accuracy": accuracy,
+                   "data/n_train": 100 if arm in report.FITTED else 0,
+                   "fewshot/demos_used": 8 if arm == "few_shot" else 0,
+                   "cost/usd_per_1k_predictions": 0.5 if dtype == "int8" else 1.0,
+                   "cost/train_usd": 0.0}
+        if params is None:
+            metrics["test/unparsed_rate"] = 0.05
+        else:
+            metrics |= {"test/perplexity": 3.0 if dtype == "int8" else 2.5,
+                        "cost/total_params": params,
+                        "cost/trainable_params": params if arm == "full_finetune" else 0.0}
+        with mlflow.start_run(tags=tags):
+            mlflow.log_metrics(metrics)
+
+    for model, (_, arms) in SCALE.items():
+        for arm, accuracy in arms.items():
+            for seed in (0, 1):
+                # gpt2: one untagged (older) run and one tagged float32: the same cell
+                dtype = "float32" if model == "gpt2" and seed == 1 else None
+                job(model, arm, seed, accuracy + 0.01 * seed, dtype)
+                if model == "gpt2" and arm in report.PROMPTING:
+                    job(model, arm, seed, accuracy - INT8_DROP + 0.01 * seed, "int8")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def scale_report(scale_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale_report")
+    runs = report.load_runs(scale_store)
+    summary = report.write_report(runs, out)
+    return runs, out, summary
+
+
+def test_inference_dtype_is_a_dimension(scale_report):
+    runs, out, _ = scale_report
+    assert set(runs["dtype"]) == {"float32", "int8"}  # untagged runs read float32
+    table = report.summarise(runs).set_index(["model", "dtype", "arm"])
+    assert table.loc[("gpt2", "float32", "zero_shot"), "runs"] == 2
+    assert table.loc[("gpt2", "int8", "zero_shot"), "quality"] == pytest.approx(0.105)
+    assert table.loc[("gpt2", "float32", "zero_shot"), "quality"] == pytest.approx(0.305)
+    md = (out / "report.md").read_text()
+    section = md.split("## intent_sample / gpt2\n")[1].split("\n## ")[0]
+    assert "| arm | dtype | N labels | runs | accuracy | perplexity |" in section
+    assert "| zero_shot | float32 | 0 | 2 | 0.305 ± 0.064 | 2.5 |" in section
+    assert "| zero_shot | int8 | 0 | 2 | 0.105 ± 0.064 | 3 |" in section
+    # the precision table puts the int8 cell beside its float32 twin
+    assert "| zero_shot | 0 | int8 | 0.305 ± 0.064 | 0.105 ± 0.064 | -0.200 | yes | 2.5 → 3 |" \
+        in section
+    assert "int8 vs float32: accuracy changes by -0.200 on average over 2 cell(s)" in section
+    assert "2 of 2 beyond both 95% intervals; 50% of the float32 inference cost" in section
+    assert "[int8] Only the prompting arms" not in section  # float32 has fitted arms
+    # sections without reduced precision keep the float32-only layout
+    distil = md.split("## intent_sample / distilgpt2\n")[1].split("\n## ")[0]
+    assert "| arm | N labels | runs | accuracy | perplexity | USD / 1k pred. |" in distil
+
+
+def test_api_model_perplexity_na_and_unparsed_rate(scale_report):
+    _, out, _ = scale_report
+    md = (out / "report.md").read_text()
+    assert "nan" not in md.lower()
+    section = md.split("## intent_sample / claude\n")[1].split("\n## ")[0]
+    assert "| arm | N labels | runs | accuracy | perplexity | unparsed replies |" in section
+    assert "| few_shot | 8 | 2 | 0.855 ± 0.064 | n/a | 5.0% | 1 |" in section
+    assert "5.0% of its replies matched no label" in section
+    assert "Only the prompting arms ran for this model" in section
+    local = md.split("## intent_sample / gpt2-medium\n")[1].split("\n## ")[0]
+    assert "unparsed" not in local  # no run of that model logged it
+    assert (out / "plots/intent_sample_claude_quality_vs_cost.png").stat().st_size > 0
+
+
+def test_summary_json_has_null_not_nan(scale_report):
+    _, out, summary = scale_report
+
+    def no_constants(name):
+        raise AssertionError(f"summary.json holds {name}")
+
+    loaded = json.loads((out / "summary.json").read_text(), parse_constant=no_constants)
+    assert loaded == summary
+    claude = [c for c in loaded["model_scale"]["intent_sample"]["cells"]
+              if c["model"] == "claude"]
+    assert {c["arm"] for c in claude} == {"zero_shot", "few_shot"}
+    assert all(c["perplexity"] is None and c["total_params"] is None for c in claude)
+    assert all(c["unparsed_rate"] == pytest.approx(0.05) for c in claude)
+    gpt2 = loaded["tasks"]["intent_sample/gpt2"]
+    assert gpt2["best"]["zero_shot"] == pytest.approx(0.305)  # float32 cells
+    assert gpt2["best_by_dtype"]["int8"]["zero_shot"] == pytest.approx(0.105)
+
+
+def test_model_scale_ordered_by_parameters_api_last(scale_report):
+    runs, out, _ = scale_report
+    scale = report.model_scale(report.summarise(runs))
+    order = list(dict.fromkeys(zip(scale["model"], scale["dtype"], strict=True)))
+    assert order == [("distilgpt2", "float32"), ("gpt2", "float32"), ("gpt2", "int8"),
+                     ("gpt2-medium", "float32"), ("claude", "float32")]
+    md = (out / "report.md").read_text()
+    section = md.split("## intent_sample: model scale\n")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| distilgpt2", "| gpt2", "| gpt2 (int8)", "| gpt2-medium", "| claude"]
+    assert rows[0].startswith("| distilgpt2 | 81.9M | 0.205 ± 0.064 [1] |")
+    assert rows[-1] == "| claude | n/a | 0.705 ± 0.064 [1] | 0.855 ± 0.064 [1] | — | — |"
+    assert "Best across models: gpt2-medium (355M) full_finetune" in section
+    assert (out / "plots/intent_sample_model_scale.png").stat().st_size > 0
+    assert (out / "recommendation_intent_sample_model_scale.txt").is_file()
+
+
+def test_float32_single_model_report_layout_unchanged(store, tmp_path):
+    out = tmp_path / "out"
+    report.write_report(report.load_runs(store), out)
+    md = (out / "report.md").read_text()
+    assert ("| arm | N labels | runs | accuracy | perplexity | USD / 1k pred. | train USD | "
+            "trainable params | Pareto |\n|---|---|---|---|---|---|---|---|---|") in md
+    assert "| few_shot | 4 | 3 | 0.620 ± 0.050 | 2 | 0.05 | 0 | 10 |  |" in md
+    assert "model scale" not in md and "Precision" not in md and "dtype" not in md
+    assert not (out / "plots/intent_sample_model_scale.png").exists()
