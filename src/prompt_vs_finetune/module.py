@@ -4,6 +4,7 @@ Training minimises the loss on the answer tokens of prompt -> answer sequences; 
 each batch to the task type's scorer (rank classification or generation), for every arm alike.
 """
 
+import contextlib
 import logging
 import math
 import random
@@ -15,6 +16,7 @@ import torch.distributed as dist
 from transformers import get_linear_schedule_with_warmup
 
 from .errors import UserError
+from .precision import to_inference_dtype, weight_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ def model_inputs(batch: dict) -> dict:
 
 class ArmModule(L.LightningModule):
     def __init__(self, model, scorer, lr: float = 0.0, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.0, compile: bool = False):
+                 warmup_ratio: float = 0.0, compile: bool = False,
+                 inference_dtype: str = "float32"):
         super().__init__()
         self.model = model.train()  # from_pretrained returns eval mode: dropout would be off
         # torch.compile for the training forward only (dynamic shapes: batches vary in
@@ -39,6 +42,8 @@ class ArmModule(L.LightningModule):
         self.trainable_only = any(not p.requires_grad for p in model.parameters())
         self.strict_loading = not self.trainable_only
         self.predictions: list[dict] = []
+        self.inference_dtype = inference_dtype
+        self.weight_memory_mb: float | None = None  # of the model as scored (cost metric)
 
     # -- fitting ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -110,13 +115,23 @@ class ArmModule(L.LightningModule):
                                         if k in keep}
 
     # -- scoring ------------------------------------------------------------------------
+    def on_test_start(self):
+        """Cast to `inference_dtype` once, here: after Lightning has loaded the best checkpoint
+        (ckpt_path="best"), so fine-tuned arms train as trainer.precision says."""
+        if self.inference_dtype != "float32" and self.weight_memory_mb is None:
+            self.model = to_inference_dtype(self.model, self.inference_dtype, self.device)
+        self.weight_memory_mb = weight_memory_mb(self.model)
+
     def on_test_epoch_start(self):
         self.predictions = []
         if hasattr(self.scorer, "start"):
             self.scorer.start()
 
     def test_step(self, batch, batch_idx):
-        rows, counts = self.scorer.step(self.model, batch)
+        # a cast model runs in its own dtype, not under a *-mixed trainer.precision's autocast
+        with (contextlib.nullcontext() if self.inference_dtype == "float32"
+              else torch.autocast(self.device.type, enabled=False)):
+            rows, counts = self.scorer.step(self.model, batch)
         self.predictions.extend(rows)
         return counts
 

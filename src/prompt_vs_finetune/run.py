@@ -17,6 +17,7 @@ from .data import TaskDataModule
 from .errors import UserError
 from .models import apply_lora, context_length, count_parameters, load_model
 from .module import ArmModule
+from .precision import check_inference_dtype
 from .prompts import PromptEncoder, select_demos
 from .resume import ResumeState
 from .scorers import RankClassifier, Summarizer
@@ -35,11 +36,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     check_job(cfg)
     task = Task.from_config(cfg.task)
-    splits = (load_prepared(Path(cfg.data_dir)) if cfg.get("data_dir")
-              else load_splits(cfg.task, cfg.seed))
-    dropped_rows = sum(DROPPED.values()) if not cfg.get("data_dir") else 0
-    corpus = _tokenizer_corpus(task, splits)
-    splits = limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed)
+    if cfg.model.get("api"):  # a hosted model: no weights, no Lightning
+        from .api_run import run_api
+
+        return run_api(cfg, task)
+    splits, dropped_rows, corpus = job_splits(cfg, task)
 
     model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
     if cfg.arm.fit and cfg.arm.get("pack_length") and not takes_cache(model):
@@ -68,7 +69,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     module = ArmModule(model, scorer, lr=cfg.arm.get("lr", 0.0),
                        weight_decay=cfg.arm.get("weight_decay", 0.0),
                        warmup_ratio=cfg.arm.get("warmup_ratio", 0.0),
-                       compile=bool(cfg.get("compile", False)))
+                       compile=bool(cfg.get("compile", False)),
+                       inference_dtype=cfg.get("inference_dtype", "float32"))
 
     state = ResumeState.for_job(cfg)
     previous = state.previous() if state else None
@@ -129,6 +131,7 @@ def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, 
         n_predictions=len(splits["test"]), total_params=total_params,
         trainable_params=trainable_params, usd_per_hour=cfg.cost.usd_per_hour,
         device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit)))
+    results["cost/model_memory_mb"] = module.weight_memory_mb  # weights as scored (dtype)
     results.update({
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": encoder.truncated,
@@ -141,13 +144,27 @@ def _fit_and_score(cfg, active, state, previous, task, splits, encoder, scorer, 
     scorer.log_artifacts(
         splits["test"], module.predictions,
         title=f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})")
-    if cfg.get("results_file"):
-        path = Path(cfg.results_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"run_id": active.info.run_id, **results}, indent=2))
+    write_results_file(cfg, active.info.run_id, results)
     log.info("run %s: %s", active.info.run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     return results
+
+
+def job_splits(cfg: DictConfig, task: Task):
+    """(splits limited to train_size / test_size, empty rows dropped, tokenizer corpus)."""
+    splits = (load_prepared(Path(cfg.data_dir)) if cfg.get("data_dir")
+              else load_splits(cfg.task, cfg.seed))
+    dropped_rows = sum(DROPPED.values()) if not cfg.get("data_dir") else 0
+    corpus = _tokenizer_corpus(task, splits)
+    return limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed), dropped_rows, corpus
+
+
+def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:
+    """The run's metrics (and run id) as JSON where `results_file` says, for DVC."""
+    if cfg.get("results_file"):
+        path = Path(cfg.results_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": run_id, **results}, indent=2))
 
 
 def demo_room_prompt(encoder: PromptEncoder, task: Task, texts: list[str]) -> int:
@@ -160,6 +177,20 @@ def demo_room_prompt(encoder: PromptEncoder, task: Task, texts: list[str]) -> in
 
 def check_job(cfg: DictConfig) -> None:
     """Settings that would fail late (or silently) fail here, before any work."""
+    if cfg.arm.fit and cfg.model.get("api"):
+        raise UserError(f"arm={cfg.arm.name} trains weights, and model={cfg.model.name} is a "
+                        "hosted API model without any; use arm=zero_shot or arm=few_shot, or a "
+                        "local model (model=gpt2)")
+    if cfg.model.get("api"):  # no data loaded, no run opened, if the key or a price is missing
+        from .api_models import api_key, token_prices
+
+        if cfg.get("inference_dtype", "float32") != "float32":
+            raise UserError(f"inference_dtype={cfg.inference_dtype} applies to local weights; "
+                            f"model={cfg.model.name} runs at its provider's precision: drop it")
+        api_key(cfg.model.api)
+        token_prices(cfg.cost, cfg.model.api.model)
+    check_inference_dtype(cfg.get("inference_dtype", "float32"),
+                          cfg.trainer.get("accelerator", "auto"))
     if cfg.arm.fit:
         if not cfg.arm.lr or cfg.arm.lr <= 0:
             raise UserError(f"arm.lr={cfg.arm.lr} must be > 0 for {cfg.arm.name}; set arm.lr "

@@ -89,6 +89,8 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     tags = {"arm": cfg.arm.name, "task": cfg.task.name, "model": cfg.model.name,
             "seed": str(cfg.seed), "train_size": str(cfg.train_size),
             "prompt": str(cfg.task.get("prompt", "")), "k": str(cfg.arm.k)}
+    if not cfg.model.get("api"):  # a hosted model runs at whatever precision its provider uses
+        tags["inference_dtype"] = str(cfg.get("inference_dtype", "float32"))
     if cfg.get("study"):
         tags["study"] = str(cfg.study)
     found = git_commit()
