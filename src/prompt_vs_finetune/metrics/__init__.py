@@ -21,8 +21,11 @@ def load(module: str) -> evaluate.EvaluationModule:
 
 
 def classification_metrics(names: tuple[str, ...], predictions: list[int],
-                           references: list[int]) -> dict[str, float]:
-    """{metric name: value} for the task's `metrics` list (accuracy, macro_f1)."""
+                           references: list[int], labels: list[int] | None = None
+                           ) -> dict[str, float]:
+    """{metric name: value} for the task's `metrics` list (accuracy, macro_f1); `labels`, if
+    given, are the classes macro-F1 averages over (an API model's unparsed replies are a
+    prediction, not a class)."""
     results = {}
     for name in names:
         if name == "accuracy":
@@ -31,7 +34,8 @@ def classification_metrics(names: tuple[str, ...], predictions: list[int],
         elif name == "macro_f1":
             # macro over the labels that occur in the gold set, as sklearn does by default
             results[name] = load("f1").compute(
-                predictions=predictions, references=references, average="macro")["f1"]
+                predictions=predictions, references=references, average="macro",
+                labels=labels)["f1"]
         else:
             raise UserError(f"unknown metric '{name}' in task.metrics; use accuracy, macro_f1")
     return results
