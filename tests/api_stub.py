@@ -22,6 +22,7 @@ class StubAPI:
         self.failures = list(fail)
         self.requests: list[dict] = []  # every request that got a 200: path, headers, body
         self.statuses: list[int] = []  # every status answered, in order
+        self.in_flight = self.max_in_flight = 0  # concurrent requests (now, at most)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -39,6 +40,16 @@ class StubAPI:
         self.server.server_close()
 
     def _answer(self, path: str, headers: dict, body: dict) -> tuple[int, dict, dict]:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._reply(path, headers, body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _reply(self, path: str, headers: dict, body: dict) -> tuple[int, dict, dict]:
         with self.lock:
             status = self.failures.pop(0) if self.failures else 200
             self.statuses.append(status)

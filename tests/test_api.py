@@ -1,6 +1,7 @@
 """API models as prompting arms, against a local stub of the Anthropic and OpenAI APIs."""
 
 import json
+import time
 
 import mlflow
 import pytest
@@ -34,6 +35,7 @@ def _classifier_stub(gold_by_prompt, task):
     """Row i (in order of arrival) is answered: exact verbalization, the label name shouted,
     the verbalization quoted with a full stop, or a sentence that names no label."""
     def respond(system, prompt):
+        time.sleep(0.02)  # a reply takes a while: concurrent requests overlap
         label = next(g for p, g in gold_by_prompt.items() if prompt.endswith(p))
         style = sorted(gold_by_prompt).index(next(p for p in gold_by_prompt
                                                   if prompt.endswith(p))) % 4
@@ -63,6 +65,7 @@ def test_claude_classifies_with_retries_usage_cost_and_no_key_in_mlflow(tmp_path
         results = run_module.run(_claude(tmp_path, stub.url))
 
     assert stub.statuses[:2] == [429, 500] and len(stub.requests) == TEST_SIZE
+    assert 1 < stub.max_in_flight <= 4  # concurrent, within model.api.max_concurrency
     assert results["api/retries"] == 2  # both failures retried by the SDK, nothing lost
     assert all(SECRET in r["headers"].get("x-api-key", "") + r["headers"].get("authorization", "")
                for r in stub.requests)  # the key is sent (the SDK picks the header)

@@ -116,7 +116,7 @@ def test_summarization_sweep_all_arms(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["task=nope"], "unknown task 'nope'; choose one of: banking77, cnn_dailymail, dialogsum"),
     (["-m", "arm=zero_shot,bogus"], "unknown arm 'bogus'; choose one of: few_shot, full_finetune"),
-    (["model=gpt3"], "unknown model 'gpt3'; choose one of: distilgpt2, gpt2"),
+    (["model=gpt3"], "unknown model 'gpt3'; choose one of: claude, distilgpt2, gpt2"),
     (["arm.bogus=1"], "unknown config key 'arm.bogus': check its spelling (`pvf --cfg job` "
                       "prints every key), or add it with +arm.bogus=1"),
     (["seed=1=2"], "cannot parse the overrides (mismatched input '=' expecting <EOF>)"),
