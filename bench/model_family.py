@@ -69,8 +69,10 @@ def main() -> None:
                      "few_shot": ["arm.k=8"]}.get(arm, [])
             for seed in args.seeds:
                 started = time.perf_counter()
-                res = run_module.run(config(*base, f"model={name}", f"model.name_or_path={path}",
-                                            f"arm={arm}", f"seed={seed}", *extra))
+                res = run_module.run(config(
+                    *base, f"model={name}", f"model.name_or_path={path}", f"arm={arm}",
+                    f"seed={seed}", f"paths.output_dir={out / 'runs' / name / arm / str(seed)}",
+                    *extra))
                 rows.append([name, arm, seed, f"{res['test/accuracy']:.3f}",
                              f"{res['cost/usd_per_1k_predictions']:.2e}",
                              f"{res['cost/total_params'] / 1e6:.2f}M",
@@ -84,7 +86,8 @@ def main() -> None:
                     started = time.perf_counter()
                     res = run_module.run(config(
                         *base, f"model={name}", f"model.api.base_url={url}", f"arm={arm}",
-                        "arm.k=8", f"seed={seed}", "model.api.cache=false"))
+                        *(["arm.k=8"] if arm == "few_shot" else []), f"seed={seed}",
+                        "model.api.cache=false"))
                     rows.append([f"{name} (stub)", arm, seed, f"{res['test/accuracy']:.3f}",
                                  f"{res['cost/usd_per_1k_predictions']:.2e}", "n/a",
                                  f"{time.perf_counter() - started:.0f}"])

@@ -45,7 +45,11 @@ def scaled_config(config: dict, vocab_size: int, head_dim: int = 16, heads_per: 
 def train_tokenizer(model_type: str, corpus: Iterable[str], vocab_size: int):
     """A tokenizer of the architecture's own type, with its merges learned from `corpus`:
     GPT-2's byte-level BPE with <|endoftext|>, or GPT-1's lower-cased BPE (BERT-style
-    pre-tokenizer, `</w>` word ends, an <unk> token and no end-of-text token)."""
+    pre-tokenizer, `</w>` word ends, an <unk> token and no end-of-text token).
+
+    The `tokenizers` BPE trainer breaks ties between equally frequent pairs in no fixed order,
+    so two builds of GPT-1's tokenizer can differ in a few merges: build a copy once and
+    reuse its folder, as with a downloaded model."""
     if model_type == "gpt2":
         from transformers import GPT2Tokenizer as Tokenizer
 
