@@ -177,12 +177,6 @@ def test_missing_key_or_price_fails_before_any_run(tmp_path, monkeypatch):
     assert runs == []
 
 
-def test_zero_shot_with_demonstrations_is_refused(tmp_path, key):
-    with pytest.raises(UserError, match="arm=zero_shot takes no demonstrations"):
-        run_module.run(compose_config(tmp_path, "task=intent_sample", "model=claude",
-                                      "arm=zero_shot", "arm.k=4"))
-
-
 def test_rejected_key_is_one_line(tmp_path, key):
     with StubAPI(lambda s, p: "x", fail=(401,)) as stub:
         with pytest.raises(UserError, match="refused the key in ANTHROPIC_API_KEY"):

@@ -11,11 +11,11 @@ def test_joblib_multirun_in_parallel_loses_no_run(tmp_path):
     that corrupts a new MLflow database without the store lock)."""
     result = pvf(tmp_path, "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=4",
                  "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
-                 "arm=few_shot", "arm.k=0,1", "seed=0,1,2,3", "test_size=8")
+                 "arm=zero_shot,few_shot", "arm.k=1", "seed=0,1,2,3", "test_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     client, runs = runs_in(tmp_path)
-    assert sorted((r.data.tags["k"], r.data.tags["seed"]) for r in runs) == sorted(
-        (str(k), str(seed)) for k in (0, 1) for seed in range(4))
+    assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == sorted(
+        (arm, str(seed)) for arm in ("few_shot", "zero_shot") for seed in range(4))
     assert {r.info.status for r in runs} == {"FINISHED"}
     keys = {frozenset(r.data.metrics) for r in runs}
     assert len(keys) == 1 and "test/accuracy" in next(iter(keys))  # no metric went missing

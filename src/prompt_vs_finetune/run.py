@@ -177,9 +177,6 @@ def demo_room_prompt(encoder: PromptEncoder, task: Task, texts: list[str]) -> in
 
 def check_job(cfg: DictConfig) -> None:
     """Settings that would fail late (or silently) fail here, before any work."""
-    if cfg.arm.name == "zero_shot" and cfg.arm.k:
-        raise UserError(f"arm=zero_shot takes no demonstrations (arm.k={cfg.arm.k}); use "
-                        f"arm=few_shot arm.k={cfg.arm.k}")
     if cfg.arm.fit and cfg.model.get("api"):
         raise UserError(f"arm={cfg.arm.name} trains weights, and model={cfg.model.name} is a "
                         "hosted API model without any; use arm=zero_shot or arm=few_shot, or a "
