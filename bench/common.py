@@ -5,6 +5,7 @@ them)."""
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import datasets
@@ -17,6 +18,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
+from prompt_vs_finetune.prompts import PromptEncoder, select_demos  # noqa: E402
+from prompt_vs_finetune.scoring import (  # noqa: E402
+    PrefixCache,
+    continuation_logprobs,
+    shared_prefix_logprobs,
+)
 from prompt_vs_finetune.task import Task, load_splits  # noqa: E402
 
 datasets.disable_progress_bars()
@@ -69,6 +76,35 @@ def task_and_model(load_task, data, arch: str):
     model, tokenizer, path = random_model(arch, corpus)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return task, splits, model, tokenizer, path
+
+
+def scoring_contexts(task, splits, tokenizer, n: int, k: int):
+    """(encoder, prompt ids of the first `n` test examples after a fixed shuffle, sorted by
+    length) with `k` class-balanced demos, as a few-shot job lays them out."""
+    test = splits["test"].shuffle(seed=0).select(range(n))
+    encoder = PromptEncoder(tokenizer, task, 1024)
+    demos = select_demos(splits["train"], k, "class_balanced", seed=0, order_seed=0)
+    encoder.set_demos(demos, max(len(encoder.encode(task.prompt(t))) for t in test["text"]))
+    return encoder, sorted((encoder.prompt_ids(t) for t in test["text"]), key=len)
+
+
+def timed_scoring(model, contexts: list[list[int]], choices: list[list[int]], pad_id: int,
+                  per_batch: int, share: bool = True, plain_batch: int = 64):
+    """Seconds to score every context x choice as RankClassifier.step does it (shared-prefix
+    or plain), and the log-likelihoods [n_contexts, n_choices]."""
+    cache, out = PrefixCache(), []
+    start = time.perf_counter()
+    for i in range(0, len(contexts), per_batch):
+        chunk = contexts[i:i + per_batch]
+        if share:
+            scores = shared_prefix_logprobs(model, chunk, choices, pad_id, cache)
+        else:
+            scores = continuation_logprobs(model, [c for c in chunk for _ in choices],
+                                           choices * len(chunk), pad_id, plain_batch)
+        out.append(scores.logprob.view(len(chunk), len(choices)))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, torch.cat(out)
 
 
 def machine() -> str:

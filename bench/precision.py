@@ -15,26 +15,9 @@ import argparse
 import copy
 import time
 
-import torch
-from common import banking77, machine, table, task_and_model
+from common import banking77, machine, scoring_contexts, table, task_and_model, timed_scoring
 
 from prompt_vs_finetune.precision import INFERENCE_DTYPES, to_inference_dtype, weight_memory_mb
-from prompt_vs_finetune.prompts import PromptEncoder, select_demos
-from prompt_vs_finetune.scoring import PrefixCache, shared_prefix_logprobs
-
-
-def timed_scoring(model, contexts: list[list[int]], choices: list[list[int]], pad_id: int,
-                  per_batch: int) -> tuple[float, torch.Tensor]:
-    """Seconds to score every context x choice, and the log-likelihoods [n_contexts, n_choices]."""
-    cache, out = PrefixCache(), []
-    start = time.perf_counter()
-    for i in range(0, len(contexts), per_batch):
-        chunk = contexts[i:i + per_batch]
-        out.append(shared_prefix_logprobs(model, chunk, choices, pad_id, cache).logprob
-                   .view(len(chunk), len(choices)))
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, torch.cat(out)
 
 
 def main() -> None:
@@ -49,11 +32,7 @@ def main() -> None:
 
     task, splits, model, tokenizer, _ = task_and_model(banking77, args.data, args.arch)
     device = next(model.parameters()).device
-    test = splits["test"].shuffle(seed=0).select(range(args.n))
-    encoder = PromptEncoder(tokenizer, task, 1024)
-    demos = select_demos(splits["train"], args.shots, "class_balanced", seed=0, order_seed=0)
-    encoder.set_demos(demos, max(len(encoder.encode(task.prompt(t))) for t in test["text"]))
-    contexts = sorted((encoder.prompt_ids(t) for t in test["text"]), key=len)
+    encoder, contexts = scoring_contexts(task, splits, tokenizer, args.n, args.shots)
     run = (encoder.choice_ids, tokenizer.pad_token_id, args.examples_per_batch)
 
     rows, reference = [], None

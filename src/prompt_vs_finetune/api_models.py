@@ -63,6 +63,7 @@ class ChatModel:
     """A provider's chat endpoint: `complete_all` sends one request per prompt."""
 
     provider = ""
+    sdk = ("", "")  # (module, client class)
 
     def __init__(self, api_cfg, cache_dir: Path | None):
         self.cfg = api_cfg
@@ -71,7 +72,11 @@ class ChatModel:
         self.cache = ReplyCache(cache_dir / self.provider if cache_dir else None)
 
     def _client(self, key: str):
-        raise NotImplementedError
+        """The SDK's client (`sdk.client_class`), with our retries, timeout and base URL."""
+        sdk_name, class_name = self.sdk
+        return getattr(_sdk(sdk_name), class_name)(
+            api_key=key, base_url=self.cfg.get("base_url") or None,
+            max_retries=int(self.cfg.max_retries), timeout=float(self.cfg.timeout_s))
 
     def _call(self, request: dict) -> Reply:
         raise NotImplementedError
@@ -127,12 +132,7 @@ class AnthropicChat(ChatModel):
     """Claude through the Messages API (`anthropic` SDK)."""
 
     provider = "anthropic"
-
-    def _client(self, key: str):
-        anthropic = _sdk("anthropic")
-        return anthropic.Anthropic(api_key=key, base_url=self.cfg.get("base_url") or None,
-                                   max_retries=int(self.cfg.max_retries),
-                                   timeout=float(self.cfg.timeout_s))
+    sdk = ("anthropic", "Anthropic")
 
     def request(self, system: str, prompt: str, max_tokens: int) -> dict:
         # no temperature: the current Messages API takes no sampling parameters
@@ -152,12 +152,7 @@ class OpenAICompatibleChat(ChatModel):
     OpenAI itself, vLLM, llama.cpp's server, a gateway."""
 
     provider = "openai_compatible"
-
-    def _client(self, key: str):
-        openai = _sdk("openai")
-        return openai.OpenAI(api_key=key, base_url=self.cfg.get("base_url") or None,
-                             max_retries=int(self.cfg.max_retries),
-                             timeout=float(self.cfg.timeout_s))
+    sdk = ("openai", "OpenAI")
 
     def request(self, system: str, prompt: str, max_tokens: int) -> dict:
         return {"model": self.model, "max_tokens": int(max_tokens),

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from matplotlib import pyplot as plt
 from omegaconf import DictConfig
 
 from . import metrics
 from .api_models import Reply, chat_model, token_prices
-from .artifacts import confusion_matrix_figure, log_generation_artifacts
+from .artifacts import log_classification_table, log_generation_artifacts
 from .errors import UserError
 from .prompts import select_demos
 from .task import Task
@@ -122,11 +121,7 @@ def _classification_results(task: Task, split, replies: list[Reply],
     table = pd.DataFrame({"text": split["text"], "gold": [names[g] for g in gold],
                           "predicted": [(names + [UNPARSED])[p] for p in predicted],
                           "reply": [r.text for r in replies]})
-    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
-    shown = names + ([UNPARSED] if None in found else [])
-    fig = confusion_matrix_figure(table, shown, title)
-    mlflow.log_figure(fig, "confusion_matrix.png")
-    plt.close(fig)
+    log_classification_table(table, names + ([UNPARSED] if None in found else []), title)
     return results
 
 

@@ -34,7 +34,12 @@ def confusion_matrix_figure(table: pd.DataFrame, label_names: list[str], title: 
 
 
 def log_classification_artifacts(texts, predictions, label_names, title: str) -> None:
-    table = predictions_table(texts, predictions, label_names)
+    log_classification_table(predictions_table(texts, predictions, label_names), label_names,
+                             title)
+
+
+def log_classification_table(table: pd.DataFrame, label_names: list[str], title: str) -> None:
+    """predictions.csv (a `gold` and a `predicted` column) and its confusion_matrix.png."""
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
     fig = confusion_matrix_figure(table, label_names, title)
     mlflow.log_figure(fig, "confusion_matrix.png")

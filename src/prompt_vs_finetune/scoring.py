@@ -6,6 +6,7 @@ vocabulary-sized softmax over the whole prompt is never materialised.
 """
 
 import copy
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -22,9 +23,15 @@ class Scores:
     tokens_processed: int  # non-pad tokens run through the model (for cost accounting)
 
 
-def _forward_kwargs(model) -> set[str]:
+def _forward_kwargs(model) -> frozenset[str]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
+    return _forward_params(type(base))
+
+
+@functools.cache
+def _forward_params(model_class) -> frozenset[str]:
+    """A class's forward arguments, read once (scoring asks on every batch)."""
+    return frozenset(inspect.signature(model_class.forward).parameters)
 
 
 def takes_cache(model) -> bool:
