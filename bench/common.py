@@ -18,13 +18,18 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
-from prompt_vs_finetune.prompts import PromptEncoder, select_demos  # noqa: E402
 from prompt_vs_finetune.scoring import (  # noqa: E402
     PrefixCache,
     continuation_logprobs,
     shared_prefix_logprobs,
 )
-from prompt_vs_finetune.task import Task, load_splits  # noqa: E402
+from prompt_vs_finetune.tasks import (  # noqa: E402
+    Task,
+    load_splits,
+    prompt_layout,
+    select_demos,
+    tokenizer_corpus,
+)
 
 datasets.disable_progress_bars()
 SHARED = ROOT.parent / "shared" / "data"
@@ -44,7 +49,7 @@ def banking77(data: Path | None = None, *overrides: str):
     cfg = config("task=banking77", "task.label_field=category",
                  f"task.data_files={{train: {data / 'train.csv'}, test: {data / 'test.csv'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)[0]
 
 
 def dialogsum(data: Path | None = None, *overrides: str):
@@ -52,7 +57,7 @@ def dialogsum(data: Path | None = None, *overrides: str):
     cfg = config("task=dialogsum", "task.splits.validation=null",
                  f"task.data_files={{train: {data / 'dev.jsonl'}, test: {data / 'test.jsonl'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)[0]
 
 
 def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: Path | None = None):
@@ -64,27 +69,27 @@ def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: P
                              "initializer_range": 0.02})
     root = cache or Path(tempfile.gettempdir()) / "pvf-bench-models"
     path = build_tiny(spec, corpus, root)
-    model, tokenizer = load_model(OmegaConf.create({"name_or_path": path}), str(root))
+    model, tokenizer = load_model(config("model=gpt2", f"model.name_or_path={path}").model,
+                                  str(root))
     return model.eval(), tokenizer, path
 
 
 def task_and_model(load_task, data, arch: str):
     """(task, splits, model on the best device, tokenizer, checkpoint path) for a benchmark:
-    the tokenizer is trained on the task's train text, the model is `arch` with random weights."""
+    the tokenizer is trained on the task's text as a job's is, the model is `arch` with random
+    weights."""
     _, task, splits = load_task(data)
-    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
-    model, tokenizer, path = random_model(arch, corpus)
+    model, tokenizer, path = random_model(arch, tokenizer_corpus(task, splits))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return task, splits, model, tokenizer, path
 
 
 def scoring_contexts(task, splits, tokenizer, n: int, k: int):
     """(encoder, prompt ids of the first `n` test examples after a fixed shuffle, sorted by
-    length) with `k` class-balanced demos, as a few-shot job lays them out."""
+    length) with `k` class-balanced demos: the job's own layout (`prompt_layout`)."""
     test = splits["test"].shuffle(seed=0).select(range(n))
-    encoder = PromptEncoder(tokenizer, task, 1024)
     demos = select_demos(splits["train"], k, "class_balanced", seed=0, order_seed=0)
-    encoder.set_demos(demos, max(len(encoder.encode(task.prompt(t))) for t in test["text"]))
+    encoder, _ = prompt_layout(task, tokenizer, 1024, None, demos, test["text"])
     return encoder, sorted((encoder.prompt_ids(t) for t in test["text"]), key=len)
 
 

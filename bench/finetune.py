@@ -16,7 +16,7 @@ import time
 
 import lightning as L
 import torch
-from common import banking77, machine, random_model, table
+from common import banking77, machine, random_model, table, tokenizer_corpus
 from datasets import Dataset
 from transformers import (
     AutoModelForCausalLM,
@@ -26,10 +26,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from prompt_vs_finetune.data import TaskDataModule
 from prompt_vs_finetune.models import apply_lora
-from prompt_vs_finetune.module import ArmModule
-from prompt_vs_finetune.prompts import PromptEncoder
+from prompt_vs_finetune.tasks import prompt_layout
+from prompt_vs_finetune.train import ArmModule, TaskDataModule
 
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"]}
 LR = {"full_finetune": 5e-5, "lora": 2e-4}
@@ -63,7 +62,8 @@ def bench_lightning(path, arm, splits, encoder, args, precision) -> float:
     model = load(path, arm)
     data = TaskDataModule(splits, encoder, scorer=None, batch_size=args.batch_size,
                           group_by_length=True, seed=0)
-    module = ArmModule(model, scorer=None, lr=LR[arm], weight_decay=0.0, warmup_ratio=0.0)
+    module = ArmModule(model, scorer=None, lr=LR[arm], weight_decay=0.0, warmup_ratio=0.0,
+                       compile=False, inference_dtype="float32")
     timer = LoopTimer()
     trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
@@ -104,10 +104,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg, task, splits = banking77(args.data)
-    corpus = [task.prompt(r["text"]) + task.target(task.answer(r)) for r in splits["train"]]
-    _, tokenizer, path = random_model(args.arch, corpus)
+    _, tokenizer, path = random_model(args.arch, tokenizer_corpus(task, splits))
     splits["train"] = splits["train"].shuffle(seed=0).select(range(args.n))
-    encoder = PromptEncoder(tokenizer, task, 1024)
+    encoder, _ = prompt_layout(task, tokenizer, 1024, None, [], splits["test"]["text"])
     rows = [encoder.training_example(r) for r in splits["train"]]
     tokens = sum(len(r["input_ids"]) for r in rows) * args.epochs
     gpu = torch.cuda.is_available()

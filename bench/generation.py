@@ -17,9 +17,9 @@ import torch
 from common import dialogsum, machine, table, task_and_model
 from transformers import pipeline
 
-from prompt_vs_finetune.data import budget_batches
-from prompt_vs_finetune.generation import generate
-from prompt_vs_finetune.prompts import PromptEncoder
+from prompt_vs_finetune.scoring.generation import generate
+from prompt_vs_finetune.tasks import prompt_layout
+from prompt_vs_finetune.train.datamodule import budget_batches
 
 
 def synced_seconds(start: float) -> float:
@@ -40,8 +40,8 @@ def main() -> None:
 
     task, splits, model, tokenizer, _ = task_and_model(dialogsum, args.data, args.arch)
     device = model.device
-    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=args.max_new_tokens)
     test = splits["test"].shuffle(seed=0).select(range(args.n))
+    encoder, _ = prompt_layout(task, tokenizer, 1024, args.max_new_tokens, [], test["text"])
     prompts = [encoder.prompt_ids(text) for text in test["text"]]
     kwargs = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.max_new_tokens,
               "do_sample": False, "num_beams": 1, "eos_token_id": tokenizer.eos_token_id,

@@ -12,9 +12,10 @@ import time
 import torch
 from common import dialogsum, machine, table, task_and_model
 
-from prompt_vs_finetune.data import budget_batches
-from prompt_vs_finetune.generation import generate, left_pad
-from prompt_vs_finetune.prompts import PromptEncoder
+from prompt_vs_finetune.scoring.generation import generate
+from prompt_vs_finetune.tasks import prompt_layout
+from prompt_vs_finetune.tensors import left_pad
+from prompt_vs_finetune.train.datamodule import budget_batches
 
 NEW = 64
 
@@ -31,8 +32,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args()
     task, splits, model, tok, _ = task_and_model(dialogsum, None, "gpt2")
-    encoder = PromptEncoder(tok, task, 1024, answer_room=NEW)
     test = splits["test"].shuffle(seed=0).select(range(args.n))
+    encoder, _ = prompt_layout(task, tok, 1024, NEW, [], test["text"])
     prompts = sorted((encoder.prompt_ids(t) for t in test["text"]), key=len)
     kwargs = {"max_new_tokens": NEW, "min_new_tokens": NEW, "do_sample": False, "num_beams": 1,
               "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}

@@ -14,18 +14,16 @@ the models.
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))  # tests.api_stub
-from bench.common import config, machine, table  # noqa: E402
-from prompt_vs_finetune import run as run_module  # noqa: E402
-from prompt_vs_finetune.scaled_down import build_scaled_down  # noqa: E402
-from prompt_vs_finetune.task import Task  # noqa: E402
-from tests.api_stub import StubAPI  # noqa: E402
+from common import config, machine, table
+
+from prompt_vs_finetune import job
+from prompt_vs_finetune.models.chat_stub import StubAPI
+from prompt_vs_finetune.models.scaled_down import build_scaled_down
+from prompt_vs_finetune.tasks import Task, job_splits
 
 LOCAL = ["openai-gpt", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
 ARMS = ["zero_shot", "few_shot", "full_finetune", "lora"]
@@ -56,7 +54,7 @@ def main() -> None:
             f"paths.resume_dir={out / 'resume'}", "task=intent_sample",
             f"paths.cache_dir={out / 'cache'}"]
     task = Task.from_config(config(*base).task)
-    splits, _, corpus = run_module.job_splits(config(*base), task)
+    splits, _, corpus = job_splits(config(*base), task)
     rows = []
     for name in LOCAL:
         path = out / "checkpoints" / name
@@ -69,7 +67,7 @@ def main() -> None:
                      "few_shot": ["arm.k=8"]}.get(arm, [])
             for seed in args.seeds:
                 started = time.perf_counter()
-                res = run_module.run(config(
+                res = job.run(config(
                     *base, f"model={name}", f"model.name_or_path={path}", f"arm={arm}",
                     f"seed={seed}", f"paths.output_dir={out / 'runs' / name / arm / str(seed)}",
                     *extra))
@@ -84,7 +82,7 @@ def main() -> None:
             for arm in ("zero_shot", "few_shot"):
                 for seed in args.seeds:
                     started = time.perf_counter()
-                    res = run_module.run(config(
+                    res = job.run(config(
                         *base, f"model={name}", f"model.api.base_url={url}", f"arm={arm}",
                         *(["arm.k=8"] if arm == "few_shot" else []), f"seed={seed}",
                         "model.api.cache=false"))

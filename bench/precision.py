@@ -17,7 +17,11 @@ import time
 
 from common import banking77, machine, scoring_contexts, table, task_and_model, timed_scoring
 
-from prompt_vs_finetune.precision import INFERENCE_DTYPES, to_inference_dtype, weight_memory_mb
+from prompt_vs_finetune.models.precision import (
+    INFERENCE_DTYPES,
+    to_inference_dtype,
+    weight_memory_mb,
+)
 
 
 def main() -> None:

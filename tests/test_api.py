@@ -7,12 +7,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from prompt_vs_finetune import run as run_module
-from prompt_vs_finetune.api_run import label_matcher
+from prompt_vs_finetune import job
+from prompt_vs_finetune.backends.hosted import label_matcher
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.task import Task
+from prompt_vs_finetune.models.chat_stub import StubAPI, tokens
+from prompt_vs_finetune.tasks import Task, job_splits
 
-from .api_stub import StubAPI, tokens
 from .conftest import compose_config
 
 SECRET = "sk-test-DO-NOT-LOG-9f3c2e"
@@ -27,7 +27,7 @@ def _runs(tmp_path):
 def _gold_by_prompt(cfg):
     """{rendered prompt of a test row: its gold label}, to make the stub answer by rule."""
     task = Task.from_config(cfg.task)
-    splits, _, _ = run_module.job_splits(cfg, task)
+    splits, _, _ = job_splits(cfg, task)
     return {task.prompt(r["text"]): r["label"] for r in splits["test"]}, task
 
 
@@ -62,7 +62,7 @@ def test_claude_classifies_with_retries_usage_cost_and_no_key_in_mlflow(tmp_path
     cfg = _claude(tmp_path, "http://unused")
     gold, task = _gold_by_prompt(cfg)
     with StubAPI(_classifier_stub(gold, task), fail=(429, 500)) as stub:
-        results = run_module.run(_claude(tmp_path, stub.url))
+        results = job.run(_claude(tmp_path, stub.url))
 
     assert stub.statuses[:2] == [429, 500] and len(stub.requests) == TEST_SIZE
     assert 1 < stub.max_in_flight <= 4  # concurrent, within model.api.max_concurrency
@@ -84,7 +84,7 @@ def test_claude_classifies_with_retries_usage_cost_and_no_key_in_mlflow(tmp_path
     assert results["cost/usd"] == pytest.approx(n_in * 1e-6 + n_out * 5e-6)
     assert results["cost/usd_per_1k_predictions"] == pytest.approx(
         results["cost/usd"] / TEST_SIZE * 1000)
-    assert results["cost/usd_billed"] == pytest.approx(results["cost/usd"])
+    assert results["api/usd_billed"] == pytest.approx(results["cost/usd"])
 
     client, runs = _runs(tmp_path)
     (run,) = runs
@@ -107,13 +107,13 @@ def test_a_second_run_is_served_from_the_cache(tmp_path, key):
     cfg = _claude(tmp_path, "http://unused")
     gold, task = _gold_by_prompt(cfg)
     with StubAPI(_classifier_stub(gold, task)) as stub:
-        first = run_module.run(_claude(tmp_path, stub.url))
-        second = run_module.run(_claude(tmp_path, stub.url))
+        first = job.run(_claude(tmp_path, stub.url))
+        second = job.run(_claude(tmp_path, stub.url))
     assert len(stub.requests) == TEST_SIZE  # the second run sent nothing
     assert first["api/cache_hits"] == 0 and second["api/cache_hits"] == TEST_SIZE
     assert second["test/accuracy"] == first["test/accuracy"]
     assert second["cost/usd"] == pytest.approx(first["cost/usd"])  # what the predictions cost
-    assert second["cost/usd_billed"] == 0.0  # what this run paid
+    assert second["api/usd_billed"] == 0.0  # what this run paid
     cached = list((tmp_path / "cache" / "api" / "anthropic").rglob("*.json"))
     assert len(cached) == TEST_SIZE
     assert all(SECRET not in p.read_text() for p in cached)
@@ -126,14 +126,14 @@ def test_openai_compatible_summarizes_through_the_chat_endpoint(tmp_path, key):
                               f"paths.cache_dir={tmp_path / 'cache'}")
 
     task = Task.from_config(config("http://unused").task)
-    splits, _, _ = run_module.job_splits(config("http://unused"), task)
+    splits, _, _ = job_splits(config("http://unused"), task)
     reference = {task.prompt(r["text"]): r["references"][0] for r in splits["test"]}
 
     def respond(system, prompt):
         return reference[prompt]  # a perfect summarizer
 
     with StubAPI(respond, fail=(429,)) as stub:
-        results = run_module.run(config(stub.url))
+        results = job.run(config(stub.url))
     assert stub.requests[0]["path"] == "/v1/chat/completions"
     assert stub.requests[0]["headers"]["authorization"] == f"Bearer {SECRET}"
     assert stub.requests[0]["body"]["messages"][0]["role"] == "system"
@@ -161,7 +161,7 @@ def test_label_mapping_exact_then_normalised(tmp_path):
 @pytest.mark.parametrize("arm", ["full_finetune", "lora"])
 def test_fine_tuning_an_api_model_is_refused(tmp_path, key, arm):
     with pytest.raises(UserError, match="hosted API model"):
-        run_module.run(compose_config(tmp_path, "task=intent_sample", "model=claude",
+        job.run(compose_config(tmp_path, "task=intent_sample", "model=claude",
                                       f"arm={arm}"))
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -169,10 +169,10 @@ def test_fine_tuning_an_api_model_is_refused(tmp_path, key, arm):
 def test_missing_key_or_price_fails_before_any_run(tmp_path, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(UserError, match="ANTHROPIC_API_KEY"):
-        run_module.run(_claude(tmp_path, "http://unused"))
+        job.run(_claude(tmp_path, "http://unused"))
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     with pytest.raises(UserError, match="no token prices for API model 'claude-x'"):
-        run_module.run(_claude(tmp_path, "http://unused", "model.api.model=claude-x"))
+        job.run(_claude(tmp_path, "http://unused", "model.api.model=claude-x"))
     client, runs = _runs(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
     assert runs == []
 
@@ -180,7 +180,7 @@ def test_missing_key_or_price_fails_before_any_run(tmp_path, monkeypatch):
 def test_rejected_key_is_one_line(tmp_path, key):
     with StubAPI(lambda s, p: "x", fail=(401,)) as stub:
         with pytest.raises(UserError, match="refused the key in ANTHROPIC_API_KEY"):
-            run_module.run(_claude(tmp_path, stub.url, "model.api.max_concurrency=1"))
+            job.run(_claude(tmp_path, stub.url, "model.api.max_concurrency=1"))
     _, (run,) = _runs(tmp_path)
     assert run.info.status == "FAILED"
     assert json.dumps(run.data.tags).count(SECRET) == 0

@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from prompt_vs_finetune.data import LengthGroupedBatches, pack_examples, pad_collate
-from prompt_vs_finetune.module import model_inputs
-from prompt_vs_finetune.prompts import IGNORE_INDEX
+from prompt_vs_finetune.tasks import IGNORE_INDEX
+from prompt_vs_finetune.train.datamodule import LengthGroupedBatches, pack_examples, pad_collate
+from prompt_vs_finetune.train.module import model_inputs
 
 
 def padding(batches, lengths):

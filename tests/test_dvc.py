@@ -54,9 +54,8 @@ def test_dvc_repro_default_study_offline(tmp_path):
 
     assert "Running stage" not in sh(repo, "dvc", "repro")  # nothing to reproduce
 
-    task = repo / "conf/task/summary_sample.yaml"
-    task.write_text(task.read_text().replace('default: "{text}\\nTL;DR:"',
-                                             'default: "{text}\\nSummary:"'))
+    task = repo / "conf/task/summary_sample.yaml"  # its own template, over the shared one
+    task.write_text(task.read_text() + 'templates:\n  default: "{text}\\nSummary:"\n')
     rerun = sh(repo, "dvc", "repro")
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
     assert ran == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",

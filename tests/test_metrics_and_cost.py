@@ -3,23 +3,36 @@ import math
 import pytest
 import torch
 
-from prompt_vs_finetune.cost import CostMeter
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.metrics import classification_metrics, perplexity
+from prompt_vs_finetune.metrics import classification, perplexity
+from prompt_vs_finetune.tracking.cost import CostMeter, Usage, cost_metrics
+
+
+def rows(preds, golds):
+    return [{"label": g, "predicted": p} for p, g in zip(preds, golds, strict=True)]
 
 
 def test_accuracy_and_macro_f1_on_hand_computed_inputs():
-    preds = [0, 0, 0, 1, 1]
-    golds = [0, 0, 1, 1, 2]
-    result = classification_metrics(("accuracy", "macro_f1"), preds, golds)
+    result = classification(("accuracy", "macro_f1"), rows([0, 0, 0, 1, 1], [0, 0, 1, 1, 2]))
     assert result["accuracy"] == pytest.approx(3 / 5)
     # label 0: tp=2 fp=1 fn=0 -> f1 0.8; label 1: tp=1 fp=1 fn=1 -> 0.5; label 2: tp=0 -> 0
     assert result["macro_f1"] == pytest.approx((0.8 + 0.5 + 0.0) / 3)
+    assert result["unparsed_rate"] == 0.0 and "perplexity" not in result
+
+
+def test_macro_f1_averages_over_gold_labels_and_unparsed_counts_as_wrong():
+    # gold {0, 1}; a prediction of label 2 (never gold) and an unparsed reply (None) are both
+    # wrong, and neither becomes a class of the average: label 0 f1 2/3 (tp 1, fn 1), label 1
+    # f1 2/3 (tp 1, fn 1) -> 2/3. Averaging over gold u predicted would add label 2's 0.
+    result = classification(("accuracy", "macro_f1"), rows([0, 2, 1, None], [0, 0, 1, 1]))
+    assert result["accuracy"] == pytest.approx(0.5)
+    assert result["macro_f1"] == pytest.approx(2 / 3)
+    assert result["unparsed_rate"] == pytest.approx(0.25)
 
 
 def test_unknown_metric_name():
     with pytest.raises(UserError, match="unknown metric 'bleu'"):
-        classification_metrics(("bleu",), [0], [0])
+        classification(("bleu",), rows([0], [0]))
 
 
 def test_perplexity_known_case():
@@ -29,19 +42,32 @@ def test_perplexity_known_case():
     assert perplexity([0.0], [4]) == pytest.approx(1.0)
 
 
-def test_cost_summary_formulas():
+def test_cost_formulas():
     meter = CostMeter()
     meter.seconds = {"train": 1800.0, "eval": 36.0}
-    meter.tokens = {"train": 1000, "val": 100, "eval": 400, "generated": 7}
-    cost = meter.summary(n_predictions=100, total_params=10, trainable_params=2,
-                         usd_per_hour=2.0, device=torch.device("cpu"), fitted=True)
-    assert cost["cost/flops"] == (4 * 10 + 2 * 2) * 1000 + 2 * 10 * (100 + 400)
+    meter.tokens = {"train": 1000, "val": 100, "input": 300, "generated": 7, "eval_only": 93}
+    usage = meter.usage(n_predictions=100, total_params=10, trainable_params=2,
+                        usd_per_hour=2.0, device=torch.device("cpu"), fitted=True,
+                        model_memory_mb=1.5)
+    cost = cost_metrics(usage)
+    assert cost["cost/flops"] == (4 * 10 + 2 * 2) * 1000 + 2 * 10 * (100 + 300 + 7 + 93)
     assert cost["cost/usd"] == pytest.approx((1800 + 36) / 3600 * 2.0)
     assert cost["cost/train_usd"] == pytest.approx(1.0)
     assert cost["cost/latency_ms_per_example"] == pytest.approx(360.0)
     assert cost["cost/usd_per_1k_predictions"] == pytest.approx(0.36 * 1000 / 3600 * 2.0)
     assert cost["cost/trainable_params"] == 2 and cost["cost/peak_memory_mb"] > 0
-    assert cost["cost/generated_tokens"] == 7
-    full = meter.summary(n_predictions=100, total_params=10, trainable_params=10,
-                         usd_per_hour=2.0, device=torch.device("cpu"), fitted=True)
+    assert cost["cost/eval_tokens"] == 300 and cost["cost/generated_tokens"] == 7
+    assert cost["cost/eval_only_tokens"] == 93 and cost["cost/model_memory_mb"] == 1.5
+    full = cost_metrics(meter.usage(n_predictions=100, total_params=10, trainable_params=10,
+                                    usd_per_hour=2.0, device=torch.device("cpu"), fitted=True,
+                                    model_memory_mb=1.5))
     assert full["cost/flops"] == 6 * 10 * 1000 + 2 * 10 * 500  # the familiar 6N per token
+
+
+def test_hosted_usage_gives_the_same_cost_keys_by_the_same_formulas():
+    cost = cost_metrics(Usage(n_predictions=4, eval_seconds=2.0, eval_usd=0.02,
+                              input_tokens=400, generated_tokens=12))
+    assert cost["cost/usd_per_1k_predictions"] == pytest.approx(5.0)
+    assert cost["cost/latency_ms_per_example"] == pytest.approx(500.0)
+    assert cost["cost/usd"] == pytest.approx(0.02) and cost["cost/train_usd"] == 0
+    assert "cost/flops" not in cost  # needs the weights: local runs only (tracking/keys.py)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from prompt_vs_finetune import run as run_module
+from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.models import load_model
-from prompt_vs_finetune.scaled_down import build_scaled_down, hub_config
-from prompt_vs_finetune.scoring import continuation_logprobs, takes_cache
+from prompt_vs_finetune.models.scaled_down import build_scaled_down, hub_config
+from prompt_vs_finetune.scoring.logprobs import continuation_logprobs, takes_cache
 
 from .conftest import INTENT_TRAIN, compose_config
 
@@ -91,7 +91,7 @@ def test_every_arm_runs_with_each_architecture(tmp_path, checkpoints, name):
               "test_size=8", "train_size=24"]
     params = {}
     for arm, extra in ARMS.items():
-        results = run_module.run(compose_config(tmp_path, *common, f"arm={arm}", *extra))
+        results = job.run(compose_config(tmp_path, *common, f"arm={arm}", *extra))
         assert 0.0 <= results["test/accuracy"] <= 1.0
         assert results["test/perplexity"] > 1.0
         params[arm] = (results["cost/trainable_params"], results["cost/total_params"])
@@ -107,7 +107,7 @@ def test_every_arm_runs_with_each_architecture(tmp_path, checkpoints, name):
 
 def test_gpt1_generates_summaries_in_batches_as_one_by_one(tmp_path, checkpoints):
     """No KV cache and left padding: batched greedy generation must equal single prompts."""
-    from prompt_vs_finetune.generation import generate
+    from prompt_vs_finetune.scoring.generation import generate
 
     cfg = compose_config(tmp_path, "model=openai-gpt",
                          f"model.name_or_path={checkpoints['openai-gpt']}")
@@ -115,7 +115,8 @@ def test_gpt1_generates_summaries_in_batches_as_one_by_one(tmp_path, checkpoints
     model.eval()
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"]
                for t in ("my card has not arrived", "hello", "where is my money please")]
-    kwargs = {"max_new_tokens": 5, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+    kwargs = {"max_new_tokens": 5, "do_sample": False, "num_beams": 1,
+              "pad_token_id": tokenizer.pad_token_id,
               "eos_token_id": tokenizer.eos_token_id}
     batched = generate(model, prompts, kwargs)
     alone = [generate(model, [p], kwargs)[0] for p in prompts]
@@ -127,4 +128,4 @@ def test_gpt1_refuses_packing(tmp_path, checkpoints):
                          f"model.name_or_path={checkpoints['openai-gpt']}", "arm=full_finetune",
                          "+arm.pack_length=128", "test_size=4", "train_size=8")
     with pytest.raises(UserError, match="pack_length needs 4D attention masks"):
-        run_module.run(cfg)
+        job.run(cfg)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from prompt_vs_finetune import models
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.models import apply_lora, build_tiny, count_parameters, load_model
+from prompt_vs_finetune.models import loading as models
 
 from .conftest import compose_config
 

@@ -11,17 +11,21 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from prompt_vs_finetune import precision
-from prompt_vs_finetune import run as run_module
+from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.generation import generate
-from prompt_vs_finetune.precision import (
+from prompt_vs_finetune.models import precision
+from prompt_vs_finetune.models.precision import (
     check_inference_dtype,
     conv1d_to_linear,
     to_inference_dtype,
     weight_memory_mb,
 )
-from prompt_vs_finetune.scoring import PrefixCache, continuation_logprobs, shared_prefix_logprobs
+from prompt_vs_finetune.scoring.generation import generate
+from prompt_vs_finetune.scoring.logprobs import (
+    PrefixCache,
+    continuation_logprobs,
+    shared_prefix_logprobs,
+)
 
 from .conftest import compose_config
 from .test_run import FAST
@@ -137,7 +141,7 @@ def test_unknown_or_unsupported_dtype_is_a_one_line_user_error(monkeypatch, tmp_
         check_inference_dtype("fp8", "cpu")
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="inference_dtype 'int4' is unknown"):
-        run_module.run(compose_config(tmp_path, *FAST, "inference_dtype=int4"))
+        job.run(compose_config(tmp_path, *FAST, "inference_dtype=int4"))
     monkeypatch.setattr(precision.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="int8 on CUDA needs bitsandbytes.*pip install"):
         check_inference_dtype("int8", "gpu")
@@ -154,8 +158,8 @@ def test_a_job_records_the_dtype_and_the_smaller_weights(tmp_path):
     """A zero-shot job in float32 and a LoRA job in int8: Lightning loads the LoRA job's best
     checkpoint (adapter weights) before testing, which a merged int8 model could not take, so
     this also shows the cast comes after it."""
-    full = run_module.run(compose_config(tmp_path / "fp32", *FAST, "arm=zero_shot"))
-    int8 = run_module.run(compose_config(tmp_path / "int8", *FAST, "arm=lora",
+    full = job.run(compose_config(tmp_path / "fp32", *FAST, "arm=zero_shot"))
+    int8 = job.run(compose_config(tmp_path / "int8", *FAST, "arm=lora",
                                          "model.max_epochs=1", "train_size=32",
                                          "inference_dtype=int8"))
     # same architecture (LoRA merged): the blocks' weights at a quarter of their size

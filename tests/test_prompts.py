@@ -4,8 +4,7 @@ import pytest
 
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.models import build_tiny
-from prompt_vs_finetune.prompts import IGNORE_INDEX, PromptEncoder, select_demos
-from prompt_vs_finetune.task import Task, load_splits
+from prompt_vs_finetune.tasks import IGNORE_INDEX, PromptEncoder, Task, load_splits, select_demos
 
 from .conftest import compose_config
 
@@ -15,7 +14,7 @@ def sample(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prompts")
     cfg = compose_config(tmp, "task=intent_sample", "model=tiny")
     task = Task.from_config(cfg.task)
-    splits = load_splits(cfg.task, seed=0)
+    splits, _ = load_splits(cfg.task, seed=0)
     from transformers import AutoTokenizer
 
     tiny = dict(cfg.model.tiny, n_layer=1, n_embd=16, n_head=2, vocab_size=400)

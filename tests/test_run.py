@@ -5,12 +5,12 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
-from prompt_vs_finetune import run as run_module
+from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.models import load_model
-from prompt_vs_finetune.resume import ResumeState
+from prompt_vs_finetune.train.module import ArmModule
+from prompt_vs_finetune.train.resume import ResumeState
 
 from .conftest import compose_config
 
@@ -26,7 +26,7 @@ def only_run(tmp_path):
 
 
 def test_zero_shot_run_is_logged(tmp_path):
-    results = run_module.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=4"))
+    results = job.run(compose_config(tmp_path, *FAST, "arm=few_shot", "arm.k=4"))
     client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED"
     assert run.data.tags["arm"] == "few_shot" and run.data.tags["task"] == "intent_sample"
@@ -51,24 +51,35 @@ def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
     def boom(self):
         raise RuntimeError("scorer exploded")
 
-    monkeypatch.setattr(run_module.ArmModule, "on_test_epoch_end", boom)
+    monkeypatch.setattr(ArmModule, "on_test_epoch_end", boom)
     with pytest.raises(RuntimeError, match="scorer exploded"):
-        run_module.run(compose_config(tmp_path, *FAST, "arm=zero_shot"))
+        job.run(compose_config(tmp_path, *FAST, "arm=zero_shot"))
     _, run = only_run(tmp_path)
     assert run.info.status == "FAILED"
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (("arm=few_shot", "arm.k=5000"), r"arm.k=5000 but the train pool has \d+ examples; lower"),
-    (("arm=full_finetune", "arm.lr=0"), r"arm.lr=0 must be > 0 for full_finetune"),
-    (("arm=lora", "arm.lr=-1e-4"), r"arm.lr=-0.0001 must be > 0 for lora"),
-    (("arm=full_finetune", "model.max_epochs=0"), r"max_epochs=0 must be >= 1"),
+    (("arm=full_finetune", "arm.lr=0"),
+     r"arm.lr=0 is outside \(0, inf\]; set arm.lr > 0 \(or model.finetune_lr\)"),
+    (("arm=lora", "arm.lr=-1e-4"), r"arm.lr=-0.0001 is outside .*\(or model.lora_lr\)"),
+    (("arm=full_finetune", "model.max_epochs=0"),
+     r"arm.max_epochs=0 is not >= 1; set model.max_epochs \(or arm.max_epochs\) >= 1"),
+    (("scorer.length_norm=bogus",), r"scorer.length_norm='bogus' is unknown; use one of none"),
+    (("arm=lora", "arm.batch_size=0"), r"arm.batch_size=0 is not >= 1; use >= 1"),
+    (("arm=lora", "arm.lr=fast"), r"arm.lr='fast' is not a number; set arm.lr > 0"),
+    (("model.max_length=5000",), r"model.max_length=5000 is beyond the 1024 positions"),
+    (("seed=-5",), r"seed=-5 is not 0..4294967295"),
+    (("task=summary_sample", "decoding=beam", "decoding.num_beams=0"),
+     r"decoding.num_beams=0 is not >= 1"),
+    (("task=summary_sample", "decoding=sampling", "decoding.temperature=0"),
+     r"decoding.temperature=0 is outside \(0, inf\]"),
     (("results_file=/proc/pvf/r.json",), r"cannot write to /proc/pvf \(results_file\)"),
     (("train_size=100000",), r"train_size=100000 but the train split has 396 examples"),
 ])
 def test_bad_input_fails_before_any_run_exists(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
-        run_module.run(compose_config(tmp_path, *FAST, *overrides))
+        job.run(compose_config(tmp_path, *FAST, *overrides))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
@@ -77,7 +88,7 @@ def test_nan_loss_stops_with_the_step_and_fails_the_run(tmp_path):
     """Weights so large that the first loss is not finite: the job stops at once, naming the
     step, and its run ends FAILED with that message as its error tag."""
     with pytest.raises(UserError, match=r"training loss became nan at step 0 \(epoch 0\)"):
-        run_module.run(compose_config(tmp_path, *FAST, "arm=full_finetune",
+        job.run(compose_config(tmp_path, *FAST, "arm=full_finetune",
                                       "model.tiny.initializer_range=1e30"))
     _, run = only_run(tmp_path)
     assert run.info.status == "FAILED" and "step 0" in run.data.tags["error"]
@@ -87,15 +98,15 @@ def test_same_config_and_seed_give_identical_results_and_data_hashes(tmp_path):
     """Determinism on CPU: fine-tuning twice with one config and seed gives the same metrics,
     and the logged hashes show both runs saw the same split, train subset and demos."""
     args = (*FAST, "arm=full_finetune", "model.max_epochs=2", "train_size=64")
-    first = run_module.run(compose_config(tmp_path / "a", *args))
-    second = run_module.run(compose_config(tmp_path / "b", *args))
+    first = job.run(compose_config(tmp_path / "a", *args))
+    second = job.run(compose_config(tmp_path / "b", *args))
     for key in ("test/accuracy", "test/perplexity", "cost/train_tokens"):
         assert first[key] == second[key], key
     _, run_a = only_run(tmp_path / "a")
     _, run_b = only_run(tmp_path / "b")
     hashes = [k for k in run_a.data.params if k.endswith("_sha256")]
     assert len(hashes) == 4 and all(run_a.data.params[k] == run_b.data.params[k] for k in hashes)
-    run_module.run(compose_config(tmp_path / "c", *FAST, "arm=full_finetune",
+    job.run(compose_config(tmp_path / "c", *FAST, "arm=full_finetune",
                                   "model.max_epochs=2", "train_size=64", "seed=1"))
     _, run_c = only_run(tmp_path / "c")
     assert run_c.data.params["data.train_sha256"] != run_a.data.params["data.train_sha256"]
@@ -103,7 +114,7 @@ def test_same_config_and_seed_give_identical_results_and_data_hashes(tmp_path):
 
 def test_secrets_never_reach_mlflow(tmp_path):
     secret = "sk-live-abc123"
-    run_module.run(compose_config(tmp_path, *FAST, f"+model.api_key={secret}",
+    job.run(compose_config(tmp_path, *FAST, f"+model.api_key={secret}",
                                   f"+task.hf_token={secret}",
                                   f"+notes.endpoint=https://bob:{secret}@example.com/v1"))
     client, run = only_run(tmp_path)
@@ -118,7 +129,7 @@ def test_unreachable_tracking_server_fails_fast_without_a_run(tmp_path):
     cfg = compose_config(tmp_path, *FAST, "mlflow.tracking_uri=http://bob:pw@127.0.0.1:9")
     with pytest.raises(UserError, match=r"cannot use the MLflow tracking store "
                                         r"'http://bob:\*\*\*@127.0.0.1:9'.*cannot be reached"):
-        run_module.run(cfg)
+        job.run(cfg)
 
 
 def test_corrupted_files_are_named(tmp_path):
@@ -129,20 +140,21 @@ def test_corrupted_files_are_named(tmp_path):
     (folder / "last.ckpt").write_bytes(b"not a checkpoint")
     (folder / "job.json").write_text('{"run_id": "x", "output_dir": "y"}')
     with pytest.raises(UserError, match=r"checkpoint .*last.ckpt is unreadable.*resume=false"):
-        run_module.run(cfg)
+        job.run(cfg)
 
     model, _ = load_model(cfg.model, str(tmp_path / "cache"), ["refund please"] * 50)
     path = Path(model.name_or_path)
     weights = path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(UserError, match="weights of model .* are unreadable"):
-        load_model(OmegaConf.create({"name_or_path": str(path)}), str(tmp_path))
+        load_model(compose_config(tmp_path, "model=gpt2", f"model.name_or_path={path}").model,
+                   str(tmp_path))
 
 
 def test_packed_fine_tuning_runs_and_counts_real_tokens(tmp_path):
     base = (*FAST, "arm=full_finetune", "model.max_epochs=1", "train_size=64")
-    plain = run_module.run(compose_config(tmp_path / "plain", *base))
-    packed = run_module.run(compose_config(tmp_path / "packed", *base, "arm.pack_length=256",
+    plain = job.run(compose_config(tmp_path / "plain", *base))
+    packed = job.run(compose_config(tmp_path / "packed", *base, "arm.pack_length=256",
                                            "arm.batch_size=4"))
     assert packed["cost/train_tokens"] == plain["cost/train_tokens"]  # padding never counted
     assert 0.0 <= packed["test/accuracy"] <= 1.0

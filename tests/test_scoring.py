@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.scoring import (
+from prompt_vs_finetune.scoring.logprobs import (
     PrefixCache,
     common_prefix_length,
     continuation_logprobs,
@@ -64,22 +64,21 @@ def test_probabilities_of_all_continuations_sum_to_one(random_gpt2):
 def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     """The whole layout: few-shot prefix + prompt + each verbalized label, as test_step ranks it."""
     from prompt_vs_finetune.models import load_model
-    from prompt_vs_finetune.module import ArmModule
-    from prompt_vs_finetune.prompts import PromptEncoder, select_demos
-    from prompt_vs_finetune.scorers import RankClassifier
-    from prompt_vs_finetune.task import Task, load_splits
+    from prompt_vs_finetune.scoring import build_scorer
+    from prompt_vs_finetune.tasks import PromptEncoder, Task, load_splits, select_demos
+    from prompt_vs_finetune.train.module import ArmModule
 
     from .conftest import compose_config
 
     cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
                          "model.tiny.n_embd=32", "model.tiny.n_head=2", "model.tiny.vocab_size=400")
     task = Task.from_config(cfg.task)
-    splits = load_splits(cfg.task, seed=0)
+    splits, _ = load_splits(cfg.task, seed=0)
     model, tokenizer = load_model(cfg.model, str(tmp_path), splits["train"]["text"])
     model.eval()
     encoder = PromptEncoder(tokenizer, task, max_length=1024)
     encoder.set_demos(select_demos(splits["train"], 3, "random", seed=0), longest_prompt=64)
-    module = ArmModule(model, RankClassifier(encoder)).eval()
+    module = ArmModule.from_config(model, build_scorer(encoder, cfg), cfg).eval()
     rows = [{"index": i, "context_ids": encoder.prompt_ids(row["text"]),
              "label": task.label_names.index(row["label"])}
             for i, row in enumerate(splits["test"].select(range(3)))]

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.task import DROPPED, Task, limit_splits, load_splits
+from prompt_vs_finetune.tasks import Task, limit_splits, load_splits
 
 from .conftest import compose_config
 
@@ -30,8 +30,8 @@ ROWS = [{"text": f"please refund order {i}", "label": "refund"} for i in range(1
 
 def test_shipped_sample_loads_with_a_seeded_validation_split(tmp_path):
     cfg = compose_config(tmp_path, "task=intent_sample").task
-    a, b = load_splits(cfg, seed=0), load_splits(cfg, seed=0)
-    c = load_splits(cfg, seed=1)
+    a, b = load_splits(cfg, seed=0)[0], load_splits(cfg, seed=0)[0]
+    c, _ = load_splits(cfg, seed=1)
     assert set(a) == {"train", "validation", "test"}
     assert a.column_names["train"] == ["text", "label"]
     assert len(a["train"]) + len(a["validation"]) == 440 and len(a["test"]) == 120
@@ -46,7 +46,7 @@ def test_csv_with_renamed_columns(tmp_path):
     path.write_text("message,category\n" + "".join(f"my bill {i},billing\n" for i in range(9)))
     cfg = local_task(tmp_path, ROWS, ROWS, text_field="message", label_field="category")
     cfg.data_files = {"train": str(path), "test": str(path)}
-    splits = load_splits(cfg, seed=0)
+    splits, _ = load_splits(cfg, seed=0)
     assert splits["test"]["text"][0] == "my bill 0" and splits["test"]["label"][0] == "billing"
 
 
@@ -74,9 +74,9 @@ def test_unknown_label_is_reported(tmp_path):
 def test_empty_text_rows_are_dropped_and_counted_or_an_error(tmp_path):
     cfg = local_task(tmp_path, ROWS + [{"text": "  ", "label": "refund"},
                                        {"text": None, "label": "refund"}], ROWS)
-    splits = load_splits(cfg, seed=0)
+    splits, dropped = load_splits(cfg, seed=0)
     assert len(splits["train"]) + len(splits["validation"]) == 20
-    assert sum(DROPPED.values()) == 2
+    assert dropped == 2
     with open_dict(cfg):
         cfg.empty_rows = "error"
     with pytest.raises(UserError, match=r"has 2 rows with empty text or no label; fix the data, "
@@ -93,7 +93,7 @@ def test_unsupported_file_type(tmp_path):
 
 
 def test_train_size_limits_labelled_examples(tmp_path):
-    splits = load_splits(local_task(tmp_path, ROWS, ROWS), seed=0)
+    splits, _ = load_splits(local_task(tmp_path, ROWS, ROWS), seed=0)
     limited = limit_splits(splits, train_size=5, test_size=3, seed=0)
     assert len(limited["train"]) == 5 and len(limited["test"]) == 3
     assert set(limited["train"]["text"]) <= set(splits["train"]["text"])

@@ -1,4 +1,4 @@
-from prompt_vs_finetune.tracking import MAX_PARAM_CHARS, flatten
+from prompt_vs_finetune.tracking.runs import MAX_PARAM_CHARS, flatten
 
 
 def test_flatten_nested_config_into_mlflow_safe_params():

@@ -47,6 +47,10 @@ def config_error(args: list[str]) -> str | None:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return None
     overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
+    base = next((a for a in overrides if re.match(r"^[\w/]+=_", a)), None)
+    if base:  # conf/<group>/_*.yaml are what the options extend, not options
+        group, name = base.split("=", 1)
+        return f"{group} '{name}' is a base the {group} options extend, not one of them"
     try:
         first, sweeps = [], []  # the first value of every sweep; then each other value alone
         for override in OverridesParser.create().parse_overrides(overrides):
@@ -65,7 +69,8 @@ def config_error(args: list[str]) -> str | None:
         if not missing:
             return str(err).splitlines()[0]
         group, name = missing.groups()
-        options = re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0], re.M)
+        options = [o for o in re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0],
+                                         re.M) if not o.startswith("_")]  # bases, not options
         return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
     except OverrideParseException as err:
         return f"cannot parse the overrides ({str(err).splitlines()[0]}); see " \
@@ -85,9 +90,9 @@ def job(cfg: DictConfig) -> float | None:
     """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
     MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
     _quiet_libraries()
-    from .run import run  # heavy imports after Hydra has parsed the command line
-    from .sweep import in_multirun, record_job
-    from .tracking import error_line
+    from .job import run  # heavy imports after Hydra has parsed the command line
+    from .tracking.runs import error_line
+    from .tracking.sweep import in_multirun, record_job
 
     log = logging.getLogger("pvf")
     try:
@@ -96,10 +101,10 @@ def job(cfg: DictConfig) -> float | None:
         message = str(err) if isinstance(err, UserError) else error_line(err)
         record_job(error=message)
         if in_multirun():
-            log.error("error: %s", message, exc_info=cfg.get("verbose")
+            log.error("error: %s", message, exc_info=cfg.verbose
                       or not isinstance(err, UserError))
             return float("nan")  # an optimising sweeper counts the trial as failed
-        if not isinstance(err, UserError) or cfg.get("verbose"):
+        if not isinstance(err, UserError) or cfg.verbose:
             raise
         log.error("error: %s", err)
         print(f"error: {err}", file=sys.stderr)
@@ -112,13 +117,14 @@ def job(cfg: DictConfig) -> float | None:
 def prepare(cfg: DictConfig) -> None:
     """`pvf-prepare data_dir=DIR task=...`: load, split by seed, write the splits to DIR."""
     _quiet_libraries()
-    from .task import load_splits, write_splits
+    from .tasks.loading import load_splits
+    from .tasks.splits import write_splits
 
-    if not cfg.get("data_dir"):
+    if not cfg.data_dir:
         print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
         sys.exit(2)
     try:
-        write_splits(load_splits(cfg.task, cfg.seed), Path(cfg.data_dir))
+        write_splits(*load_splits(cfg.task, cfg.seed), Path(cfg.data_dir))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

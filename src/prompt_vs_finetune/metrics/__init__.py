@@ -1,7 +1,9 @@
-"""Task metrics through `evaluate`, from modules shipped in this folder.
+"""Quality metrics, one definition each, for every backend: a run's per-example predictions
+in, `test/*` values out.
 
-`evaluate.load("accuracy")` downloads its script from the Hub; loading these folders works
-offline and computes the same numbers (scikit-learn underneath).
+Computed through `evaluate`, from modules shipped in this folder: `evaluate.load("accuracy")`
+downloads its script from the Hub; loading these folders works offline and computes the same
+numbers (scikit-learn and rouge_score underneath).
 """
 
 import math
@@ -13,6 +15,8 @@ import evaluate
 from ..errors import UserError
 
 MODULES = Path(__file__).parent
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+UNPARSED = -1  # the predicted index of a reply that named no label
 
 
 @cache
@@ -20,25 +24,47 @@ def load(module: str) -> evaluate.EvaluationModule:
     return evaluate.load(str(MODULES / module))
 
 
-def classification_metrics(names: tuple[str, ...], predictions: list[int],
-                           references: list[int], labels: list[int] | None = None
-                           ) -> dict[str, float]:
-    """{metric name: value} for the task's `metrics` list (accuracy, macro_f1); `labels`, if
-    given, are the classes macro-F1 averages over (an API model's unparsed replies are a
-    prediction, not a class)."""
+def score(task_type: str, names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
+    """`test/*` metrics of a run's predictions (one dict per test example)."""
+    values = (classification(names, rows) if task_type == "classification"
+              else generation(rows))
+    return {f"test/{name}": value for name, value in values.items()}
+
+
+def classification(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
+    """The task's metrics (`names`: accuracy, macro_f1) over rows with a gold `label` index and
+    a `predicted` index (None: the reply named no label, which counts as wrong). Macro-F1
+    averages over the gold labels, as scikit-learn does by default: an unparsed reply is
+    never a class of its own. Perplexity where the backend scored the gold label."""
+    gold = [r["label"] for r in rows]
+    predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     results = {}
     for name in names:
         if name == "accuracy":
             results[name] = load("accuracy").compute(
-                predictions=predictions, references=references)["accuracy"]
+                predictions=predicted, references=gold)["accuracy"]
         elif name == "macro_f1":
-            # macro over the labels that occur in the gold set, as sklearn does by default
-            results[name] = load("f1").compute(
-                predictions=predictions, references=references, average="macro",
-                labels=labels)["f1"]
+            results[name] = load("f1").compute(predictions=predicted, references=gold,
+                                               average="macro", labels=sorted(set(gold)))["f1"]
         else:
-            raise UserError(f"unknown metric '{name}' in task.metrics; use accuracy, macro_f1")
+            raise UserError(f"unknown metric '{name}' in task.metrics; use "
+                            f"{', '.join(CLASSIFICATION_METRICS)}")
+    results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
+    if "gold_logprob" in rows[0]:
+        results["perplexity"] = perplexity([r["gold_logprob"] for r in rows],
+                                           [r["gold_tokens"] for r in rows])
     return results
+
+
+def generation(rows: list[dict]) -> dict[str, float]:
+    """ROUGE of `generated` against `references`, the mean generated length in tokens, and
+    the references' perplexity where the backend scored them."""
+    values = rouge([r["generated"] for r in rows], [r["references"] for r in rows])
+    values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
+    if "ref_logprob" in rows[0]:
+        values["perplexity"] = perplexity([r["ref_logprob"] for r in rows],
+                                          [r["ref_tokens"] for r in rows])
+    return values
 
 
 def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:

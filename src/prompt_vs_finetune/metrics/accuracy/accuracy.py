@@ -1,11 +1,12 @@
 """Accuracy, as an `evaluate` module that loads from this folder (no Hub download)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
 
-_DESCRIPTION = "Fraction of predictions equal to the reference label."
-_KWARGS_DESCRIPTION = """
+from prompt_vs_finetune.metrics.module_info import LABEL_INDICES, metric_info
+
+DESCRIPTION = "Fraction of predictions equal to the reference label."
+INPUTS = """
 Args:
     predictions (list of int): predicted label indices.
     references (list of int): gold label indices.
@@ -14,16 +15,9 @@ Returns:
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int32"),
-                                        "references": datasets.Value("int32")}),
-        )
+        return metric_info(DESCRIPTION, INPUTS, LABEL_INDICES)
 
     def _compute(self, predictions, references):
         return {"accuracy": float(accuracy_score(references, predictions))}

@@ -1,11 +1,12 @@
 """F1 (macro by default), as an `evaluate` module that loads from this folder (no Hub download)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import f1_score
 
-_DESCRIPTION = "F1 score; `average='macro'` weighs every label equally, whatever its frequency."
-_KWARGS_DESCRIPTION = """
+from prompt_vs_finetune.metrics.module_info import LABEL_INDICES, metric_info
+
+DESCRIPTION = "F1 score; `average='macro'` weighs every label equally, whatever its frequency."
+INPUTS = """
 Args:
     predictions (list of int): predicted label indices.
     references (list of int): gold label indices.
@@ -17,16 +18,9 @@ Returns:
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class F1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int32"),
-                                        "references": datasets.Value("int32")}),
-        )
+        return metric_info(DESCRIPTION, INPUTS, LABEL_INDICES)
 
     def _compute(self, predictions, references, labels=None, average="macro"):
         score = f1_score(references, predictions, labels=labels, average=average, zero_division=0)

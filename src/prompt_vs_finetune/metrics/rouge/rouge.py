@@ -8,8 +8,10 @@ import datasets
 import evaluate
 from rouge_score import rouge_scorer
 
-_DESCRIPTION = "ROUGE-1/2/L/Lsum F-measure, stemmed, best reference per example."
-_KWARGS_DESCRIPTION = """
+from prompt_vs_finetune.metrics.module_info import metric_info
+
+DESCRIPTION = "ROUGE-1/2/L/Lsum F-measure, stemmed, best reference per example."
+INPUTS = """
 Args:
     predictions (list of str): generated texts.
     references (list of list of str): one or more references per prediction.
@@ -20,18 +22,12 @@ Returns:
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Rouge(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Lin (2004), ROUGE: A Package for Automatic Evaluation of Summaries",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Value("string"),
-                "references": datasets.Sequence(datasets.Value("string")),
-            }),
-        )
+        return metric_info(DESCRIPTION, INPUTS, datasets.Features({
+            "predictions": datasets.Value("string"),
+            "references": datasets.Sequence(datasets.Value("string"))}),
+            citation="Lin (2004), ROUGE: A Package for Automatic Evaluation of Summaries")
 
     def _compute(self, predictions, references, rouge_types=None, use_stemmer=True):
         rouge_types = rouge_types or ["rouge1", "rouge2", "rougeL", "rougeLsum"]

@@ -1,0 +1,114 @@
+"""A local Hugging Face causal LM, run by Lightning: fit if the arm trains, then score.
+
+One LightningModule serves every arm, so the arms differ only in whether `fit` runs before
+the test: all are scored by the same scorer on the same split.
+"""
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from ..errors import UserError
+from ..models import apply_lora, context_length, count_parameters, load_model
+from ..models.precision import check_inference_dtype
+from ..scoring import build_scorer, takes_cache
+from ..tasks import prompt_layout
+from ..tracking.cost import CostMeter
+from ..tracking.runs import is_rank_zero, lightning_logger
+from ..train import ArmModule, ResumeState, TaskDataModule
+from . import Backend, Predictions
+
+log = logging.getLogger(__name__)
+
+FIT_ONLY_CALLBACKS = (ModelCheckpoint, EarlyStopping)
+
+
+class LocalBackend(Backend):
+    kind = "local"
+
+    @staticmethod
+    def check(cfg) -> None:
+        check_inference_dtype(cfg.inference_dtype, cfg.trainer.accelerator)
+
+    def __init__(self, cfg, task, splits, corpus, demos):
+        self.cfg, self.task, self.splits = cfg, task, splits
+        model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
+        fit = cfg.arm.fit
+        if fit and cfg.arm.pack_length and not takes_cache(model):
+            raise UserError(f"arm.pack_length needs 4D attention masks, which {cfg.model.name} "
+                            "does not take; drop arm.pack_length (length grouping still applies)")
+        if fit and cfg.arm.lora:
+            model = apply_lora(model, cfg.arm.lora)
+        self.total_params, self.trainable_params = count_parameters(model)
+        answer_room = cfg.decoding.max_new_tokens if task.type == "generation" else None
+        self.encoder, self.demos_dropped = prompt_layout(
+            task, tokenizer, context_length(model, cfg.model.max_length), answer_room, demos,
+            splits["test"]["text"])
+        scorer = build_scorer(self.encoder, cfg)
+        self.datamodule = TaskDataModule(splits, self.encoder, scorer,
+                                         batch_size=cfg.arm.batch_size,
+                                         group_by_length=cfg.arm.group_by_length,
+                                         seed=cfg.seed, pack_length=cfg.arm.pack_length)
+        self.module = ArmModule.from_config(model, scorer, cfg)
+        self.state = ResumeState.for_job(cfg)
+        self.previous = self.state.previous() if self.state else None
+        self.resume_run_id = self.previous["run_id"] if self.previous else None
+
+    def predict(self, run) -> Predictions:
+        cfg, state, previous = self.cfg, self.state, self.previous
+        meter = CostMeter()
+        callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+        if not cfg.arm.fit:
+            callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
+        output_dir = previous["output_dir"] if previous else cfg.paths.output_dir
+        if previous:  # the best-so-far checkpoint lives in the first attempt's folder
+            for c in callbacks:
+                if isinstance(c, ModelCheckpoint):
+                    c.dirpath = str(Path(output_dir) / "checkpoints")
+        if state:
+            callbacks.append(state.callback(int(cfg.resume_every_n_steps)))
+            if run is not None and not previous:
+                state.start(run.info.run_id, str(cfg.paths.output_dir))
+        trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
+                              logger=lightning_logger(run, cfg),
+                              default_root_dir=cfg.paths.output_dir)
+        ckpt_path = self._fit(trainer) if cfg.arm.fit else None
+        try:
+            trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
+                         verbose=False)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): run KILLED
+                raise KeyboardInterrupt from None
+            raise
+        metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
+            if ckpt_path else {}
+        usage = meter.usage(n_predictions=len(self.splits["test"]),
+                            total_params=self.total_params,
+                            trainable_params=self.trainable_params,
+                            usd_per_hour=cfg.cost.usd_per_hour,
+                            device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),
+                            model_memory_mb=self.module.weight_memory_mb)
+        return Predictions(rows=self.module.predictions, usage=usage,
+                           demos_used=self.encoder.demos_used, demos_dropped=self.demos_dropped,
+                           truncated_inputs=self.encoder.truncated, metrics=metrics)
+
+    def _fit(self, trainer) -> str | None:
+        """Fit (or resume fitting); "best" when a best checkpoint was kept, to score that."""
+        resume_from = self.state.checkpoint if self.previous else None
+        if resume_from:
+            log.info("resuming %s from %s", self.resume_run_id, resume_from)
+        try:
+            trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from)
+        except SystemExit:
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        callback = trainer.checkpoint_callback
+        return "best" if callback and callback.best_model_path else None
+
+    def close(self, finished: bool) -> None:
+        """A job that ends, however, leaves no resume state; a killed one (SIGKILL) does."""
+        if self.state and is_rank_zero():
+            self.state.clear()

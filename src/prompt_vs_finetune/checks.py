@@ -1,0 +1,159 @@
+"""The up-front check: every config value a job reads, refused with one line (the key, what is
+wrong, the fix) before any data, model or run exists. A value that would fail late (after a
+whole fine-tune) or silently (a sampling temperature of 0) fails here instead.
+
+Backends add their own (`Backend.check`: an API key, a dtype the device cannot run).
+"""
+
+import math
+from numbers import Real
+
+from omegaconf import DictConfig
+
+from .errors import UserError
+from .models.precision import INFERENCE_DTYPES
+from .scoring.generation import STRATEGIES
+from .tasks import TASK_TYPES
+
+LENGTH_NORMS = ("none", "token", "char")
+SELECTIONS = ("random", "class_balanced")
+EMPTY_ROWS = ("drop", "error")
+MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
+
+
+def _number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker:
+    """Reads `key` from the config and raises one UserError naming it."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def value(self, key: str):
+        node = self.cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def fail(self, key: str, problem: str, fix: str):
+        raise UserError(f"{key}={self.value(key)!r} {problem}; {fix}")
+
+    def integer(self, key: str, low: int = 0, high: int | None = None, null: bool = False,
+                fix: str = ""):
+        value = self.value(key)
+        if value is None and null:
+            return
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        if not _integer(value):
+            self.fail(key, "is not a whole number", fix or f"use a whole number {bounds}")
+        if value < low or (high is not None and value > high):
+            self.fail(key, f"is not {bounds}", fix or f"use {bounds}")
+
+    def number(self, key: str, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False, fix: str = ""):
+        value = self.value(key)
+        if not _number(value):
+            self.fail(key, "is not a number", fix or f"set {key} to a number, e.g. {key}=0.1")
+        if (low is not None and (value < low or (low_open and value == low))) or \
+                (high is not None and (value > high or (high_open and value == high))):
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            bounds = (f"{left}{low if low is not None else '-inf'}, "
+                      f"{high if high is not None else 'inf'}{right}")
+            self.fail(key, f"is outside {bounds}", fix or f"use a value in {bounds}")
+
+    def choice(self, key: str, options: tuple[str, ...]):
+        if self.value(key) not in options:
+            self.fail(key, "is unknown", f"use one of {', '.join(options)}")
+
+    def boolean(self, key: str):
+        if not isinstance(self.value(key), bool):
+            self.fail(key, "is not true or false", f"set {key}=true or {key}=false")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value the job reads, before any work. Raises UserError."""
+    c = _Checker(cfg)
+    c.integer("seed", 0, MAX_SEED)
+    train_size = cfg.train_size
+    if train_size not in (None, "all") and not (_integer(train_size) and train_size >= 1):
+        c.fail("train_size", "is not a label budget", "use a whole number >= 1, or all")
+    c.integer("test_size", 1, null=True)
+    c.choice("inference_dtype", INFERENCE_DTYPES)
+    c.boolean("compile")
+    c.boolean("resume")
+    c.integer("resume_every_n_steps", 1)
+    if not str(cfg.mlflow.experiment_name or "").strip():
+        c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")
+    _check_task(c)
+    _check_arm(c)
+    if cfg.task.type == "classification":
+        c.choice("scorer.length_norm", LENGTH_NORMS)
+        c.boolean("scorer.share_prefix")
+        c.integer("scorer.batch_size", 1)
+        c.integer("scorer.examples_per_batch", 1)
+        c.integer("scorer.max_batch_tokens", 1, null=True)
+    else:
+        _check_decoding(c)
+    c.integer("model.max_length", 1, null=True)
+    tiny = cfg.model.tiny
+    if tiny and cfg.model.max_length and cfg.model.max_length > tiny.n_positions:
+        c.fail("model.max_length", f"is beyond the {tiny.n_positions} positions of model=tiny",
+               "lower it, or set model.max_length=null")
+
+
+def _check_task(c: _Checker) -> None:
+    c.choice("task.type", TASK_TYPES)
+    c.choice("task.empty_rows", EMPTY_ROWS)
+    if c.cfg.task.splits.validation is None:  # carved from train
+        c.number("task.val_fraction", 0, 1, low_open=True, high_open=True)
+
+
+def _check_arm(c: _Checker) -> None:
+    arm = c.cfg.arm
+    c.boolean("arm.fit")
+    c.integer("arm.k", 0)
+    c.choice("arm.selection", SELECTIONS)
+    c.integer("arm.order_seed", 0, MAX_SEED)
+    if not arm.fit:
+        return
+    source = "model.finetune_lr" if arm.lora is None else "model.lora_lr"
+    c.number("arm.lr", 0, low_open=True, fix=f"set arm.lr > 0 (or {source})")
+    c.number("arm.weight_decay", 0)
+    c.number("arm.warmup_ratio", 0, 1, high_open=True)
+    c.integer("arm.batch_size", 1)
+    c.integer("arm.max_epochs", 1, fix="set model.max_epochs (or arm.max_epochs) >= 1")
+    c.boolean("arm.group_by_length")
+    c.integer("arm.pack_length", 2, null=True)
+    c.integer("trainer.max_epochs", 1)
+    if arm.lora is not None:
+        c.integer("arm.lora.r", 1)
+        c.number("arm.lora.alpha", 0, low_open=True)
+        c.number("arm.lora.dropout", 0, 1, high_open=True)
+        if not arm.lora.target_modules:
+            c.fail("arm.lora.target_modules", "is empty",
+                   "name the modules to adapt (model.lora_target_modules)")
+
+
+def _check_decoding(c: _Checker) -> None:
+    decoding = c.cfg.decoding
+    c.choice("decoding.strategy", STRATEGIES)
+    c.integer("decoding.max_new_tokens", 1)
+    c.integer("decoding.num_beams", 1)
+    c.number("decoding.length_penalty")
+    c.number("decoding.repetition_penalty", 0, low_open=True)
+    c.integer("decoding.no_repeat_ngram_size", 0)
+    c.integer("decoding.batch_size", 1)
+    c.integer("decoding.max_batch_tokens", 1, null=True)
+    c.integer("decoding.seed", 0, MAX_SEED)
+    if decoding.strategy == "sampling":
+        c.number("decoding.temperature", 0, low_open=True)
+        c.integer("decoding.top_k", 0)
+        c.number("decoding.top_p", 0, 1, low_open=True)
+    if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
+        c.fail("decoding.stop", "is not a list of strings", "quote each stop string")

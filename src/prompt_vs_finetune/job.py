@@ -1,0 +1,113 @@
+"""One job: one arm of one model on one task, recorded as one MLflow run.
+
+    check the config -> splits -> demos -> predict (the backend) -> metrics -> cost -> log
+
+written once for every backend: the backend (a local model, or a hosted chat model) only
+produces the predictions and what they took; everything else happens here.
+"""
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import mlflow
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from . import metrics
+from .backends import Backend, Predictions
+from .checks import check_config
+from .errors import UserError
+from .tasks import Task, content_hash, job_splits, select_demos
+from .tracking.artifacts import log_predictions
+from .tracking.cost import cost_metrics
+from .tracking.runs import mlflow_run
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Check everything, load the data and build the backend (bad input fails here, before
+    any run exists), then predict, score and log inside the job's MLflow run."""
+    backend_class: type[Backend] = get_class(cfg.model.backend)
+    backend_class.check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
+    check_config(cfg)
+    check_writable(cfg)
+    task = Task.from_config(cfg.task)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    splits, dropped_rows, corpus = job_splits(cfg, task)
+    demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
+                         cfg.arm.order_seed)
+    backend = backend_class(cfg, task, splits, corpus, demos)
+    finished = False
+    try:
+        with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
+            if active is not None and not backend.resume_run_id:
+                # two runs saw the same data iff these match
+                mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
+                                   for name in ("train", "validation", "test")}
+                                  | {"fewshot.demos_sha256": content_hash(demos)})
+            predictions = backend.predict(active)
+            results = job_results(task, splits, dropped_rows, predictions)
+            if active is not None:  # DDP ranks above 0 log nothing
+                record(cfg, task, splits, predictions, results, active.info.run_id)
+        finished = True
+        return results
+    finally:
+        backend.close(finished)
+
+
+def job_results(task: Task, splits, dropped_rows: int,
+                predictions: Predictions) -> dict[str, float]:
+    """Every metric of the run (tracking/keys.py lists them): quality from the predictions,
+    cost from the usage, and what the job saw."""
+    return {
+        **metrics.score(task.type, task.metrics, predictions.rows),
+        **predictions.metrics,
+        **cost_metrics(predictions.usage),
+        "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
+        "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
+        "data/dropped_empty_rows": dropped_rows,
+        "fewshot/demos_used": predictions.demos_used,
+        "fewshot/demos_dropped": predictions.demos_dropped,
+    }
+
+
+def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
+           results: dict[str, float], run_id: str) -> None:
+    """Metrics, tags and prediction files into the active run; `results_file` for DVC."""
+    mlflow.log_metrics(results)
+    if predictions.tags:
+        mlflow.set_tags(predictions.tags)
+    title = f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})"
+    log_predictions(task.type, task.label_names, splits["test"]["text"], predictions.rows,
+                    title)
+    write_results_file(cfg, run_id, results)
+    log.info("run %s: %s", run_id,
+             ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
+
+
+def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:
+    """The run's metrics (and run id) as JSON where `results_file` says, for DVC."""
+    if cfg.results_file:
+        path = Path(cfg.results_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": run_id, **results}, indent=2))
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """The output folder and the results file's folder take files, before any work."""
+    for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
+                         ("results_file", Path(cfg.results_file).parent
+                          if cfg.results_file else None)):
+        if folder is None:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise UserError(f"cannot write to {folder} ({what}): {err.strerror}; point it at "
+                            "a writable folder") from err

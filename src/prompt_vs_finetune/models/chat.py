@@ -1,0 +1,215 @@
+"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms.
+
+The official SDKs do the HTTP, the retries (408/409/429/5xx and dropped connections, with
+exponential backoff that honours `retry-after`) and the error types; this module adds what a
+sweep needs on top: a thread pool bounded by `max_concurrency`, and a disk cache keyed by the
+request's hash, so a sweep that is interrupted and started again does not pay twice.
+The API key is read from the environment variable the config names, and only from there.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float  # of the call that produced it (cached replies keep theirs)
+    retries: int = 0
+    cached: bool = False
+
+
+class ReplyCache:
+    """One JSON file per request hash; written atomically, so a killed job leaves no half."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Reply | None:
+        if self.folder is None or not self.path(key).is_file():
+            return None
+        try:
+            return Reply(**{**json.loads(self.path(key).read_text()), "cached": True,
+                            "retries": 0})
+        except (ValueError, TypeError):  # an unreadable entry is a miss, rewritten below
+            return None
+
+    def put(self, key: str, reply: Reply) -> None:
+        if self.folder is None:
+            return
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(reply)))
+        tmp.replace(path)
+
+
+class ChatModel:
+    """A provider's chat endpoint: `complete_all` sends one request per prompt."""
+
+    provider = ""
+    sdk = ("", "")  # (module, client class)
+
+    def __init__(self, api_cfg, cache_dir: Path | None):
+        self.cfg = api_cfg
+        self.model = api_cfg.model
+        self.client = self._client(api_key(api_cfg))
+        self.cache = ReplyCache(cache_dir / self.provider if cache_dir else None)
+
+    def _client(self, key: str):
+        """The SDK's client (`sdk.client_class`), with our retries, timeout and base URL."""
+        sdk_name, class_name = self.sdk
+        return getattr(_sdk(sdk_name), class_name)(
+            api_key=key, base_url=self.cfg.base_url or None,
+            max_retries=int(self.cfg.max_retries), timeout=float(self.cfg.timeout_s))
+
+    def _call(self, request: dict) -> Reply:
+        raise NotImplementedError
+
+    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
+        """The provider's request body (model, messages, limits): what is sent and hashed."""
+        raise NotImplementedError
+
+    def cache_key(self, request: dict) -> str:
+        """Same provider, endpoint and body -> same reply (temperature 0 by default)."""
+        identity = {"provider": self.provider, "base_url": self.cfg.base_url,
+                    "request": request}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def complete(self, request: dict) -> Reply:
+        key = self.cache_key(request)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
+        try:
+            reply = self._call(request)
+        except Exception as err:  # noqa: BLE001 - turned into one actionable line
+            raise self._user_error(err) from err
+        reply.latency_s = time.perf_counter() - started
+        self.cache.put(key, reply)
+        return reply
+
+    def complete_all(self, requests: list[dict]) -> list[Reply]:
+        """Replies in request order; at most `max_concurrency` requests in flight."""
+        workers = max(1, int(self.cfg.max_concurrency))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self.complete, requests))
+
+    def _user_error(self, err: Exception) -> Exception:
+        status = getattr(err, "status_code", None)
+        where = self.cfg.base_url or f"the {self.provider} API"
+        if status in (401, 403):
+            return UserError(f"{where} refused the key in {self.cfg.api_key_env} (HTTP "
+                             f"{status}); check the key and its permissions")
+        if status is not None:
+            return UserError(f"{where} answered HTTP {status} for model '{self.model}' after "
+                             f"{self.cfg.max_retries} retries: {_first_line(err)}; check "
+                             "model.api.model and the request limits")
+        if type(err).__name__ in ("APIConnectionError", "APITimeoutError"):
+            return UserError(f"cannot reach {where} ({_first_line(err)}) after "
+                             f"{self.cfg.max_retries} retries; check the network or "
+                             "model.api.base_url")
+        return err
+
+
+class AnthropicChat(ChatModel):
+    """Claude through the Messages API (`anthropic` SDK)."""
+
+    provider = "anthropic"
+    sdk = ("anthropic", "Anthropic")
+
+    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
+        # no temperature: the current Messages API takes no sampling parameters
+        return {"model": self.model, "max_tokens": int(max_tokens), "system": system,
+                "messages": [{"role": "user", "content": prompt}]}
+
+    def _call(self, request: dict) -> Reply:
+        raw = self.client.messages.with_raw_response.create(**request)
+        message = raw.parse()
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return Reply(text, message.usage.input_tokens, message.usage.output_tokens, 0.0,
+                     raw.retries_taken)
+
+
+class OpenAICompatibleChat(ChatModel):
+    """Any OpenAI-compatible chat-completions endpoint (`openai` SDK; base URL from config):
+    OpenAI itself, vLLM, llama.cpp's server, a gateway."""
+
+    provider = "openai_compatible"
+    sdk = ("openai", "OpenAI")
+
+    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
+        return {"model": self.model, "max_tokens": int(max_tokens),
+                "temperature": float(self.cfg.temperature),
+                "messages": [{"role": "system", "content": system},
+                             {"role": "user", "content": prompt}]}
+
+    def _call(self, request: dict) -> Reply:
+        raw = self.client.chat.completions.with_raw_response.create(**request)
+        completion = raw.parse()
+        usage = completion.usage
+        return Reply(completion.choices[0].message.content or "",
+                     usage.prompt_tokens if usage else 0,
+                     usage.completion_tokens if usage else 0, 0.0, raw.retries_taken)
+
+
+def api_key(api_cfg) -> str:
+    """The key, from the environment variable the config names (never from a config)."""
+    key = os.environ.get(api_cfg.api_key_env or "")
+    if not key:
+        raise UserError(f"the {api_cfg.provider} API needs a key in the environment variable "
+                        f"{api_cfg.api_key_env} (model.api.api_key_env); export it and run "
+                        "again")
+    return key
+
+
+PROVIDERS = {cls.provider: cls for cls in (AnthropicChat, OpenAICompatibleChat)}
+
+
+def chat_model(api_cfg, cache_dir: Path | None) -> ChatModel:
+    if api_cfg.provider not in PROVIDERS:
+        raise UserError(f"unknown model.api.provider '{api_cfg.provider}'; use one of "
+                        f"{', '.join(PROVIDERS)}")
+    return PROVIDERS[api_cfg.provider](api_cfg, cache_dir)
+
+
+def token_prices(cost_cfg, model: str) -> tuple[float, float]:
+    """(USD per input token, USD per output token) from conf/cost/token_prices."""
+    table = cost_cfg.get("token_prices") or {}
+    if model not in table:
+        known = ", ".join(table) or "none"
+        raise UserError(f"no token prices for API model '{model}' in cost.token_prices (known: "
+                        f"{known}); add it to conf/cost/token_prices/ or pass "
+                        f"+cost.token_prices.{model}.input=... and .output=... (USD per "
+                        "million tokens)")
+    entry = table[model]
+    return float(entry.input) / 1e6, float(entry.output) / 1e6
+
+
+def _sdk(name: str):
+    try:
+        return __import__(name)
+    except ImportError as err:
+        raise UserError(f"the `{name}` SDK is not installed; pip install "
+                        "'prompt-vs-finetune[api]'") from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__

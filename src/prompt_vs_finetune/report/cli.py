@@ -1,0 +1,41 @@
+"""`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
+
+Per task it writes a table (markdown + CSV), three plots and a recommendation in plain words.
+Quality is the mean over seeds with a 95% Student-t interval (n-1 degrees of freedom); a cell
+with one seed has no interval, and the recommendation says when that makes the evidence thin.
+
+Runs scored at reduced precision (MLflow tag `inference_dtype`; untagged runs are float32) are
+cells of their own, compared with float32 in a precision table. A task with runs of several
+models also gets a model-scale table and plot, models ordered by parameter count. Metrics a
+run did not log (an API model's perplexity) read "n/a" in the tables and null in summary.json.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+from ..tracking.runs import log_report_run
+from .load import load_runs, run_ids_from
+from .write import write_report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pvf-report", description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", action="append", help="experiment (task) name; repeat")
+    parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gpt2'\"")
+    parser.add_argument("--runs-from", type=Path, default=None,
+                        help="only the runs recorded in metrics.json files under this folder")
+    parser.add_argument("--out", default="reports", type=Path, help="output folder")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
+    args = parser.parse_args(argv)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    run_ids = run_ids_from(args.runs_from) if args.runs_from else None
+    runs = load_runs(uri, args.experiment, args.filter, run_ids)
+    if runs.empty:
+        raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
+    summary = write_report(runs, args.out)
+    if not args.no_mlflow:
+        log_report_run(uri, args.out, summary["runs"])
+    print((args.out / "report.md").read_text())

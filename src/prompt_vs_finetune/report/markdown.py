@@ -1,0 +1,77 @@
+"""The report's tables in markdown: the cells of a task x model, the precision comparison,
+the model-scale grid and the prompt-sensitivity spread."""
+
+import pandas as pd
+
+from .stats import arm_order, dtype_rank, reduced
+from .words import label, num, params, quality
+
+
+def cells_table(table: pd.DataFrame, metric: str) -> str:
+    """The cells of one task x model. A dtype column only when some cell is not float32, an
+    unparsed-reply column only when some reply named no label (API models)."""
+    dtype, unparsed = reduced(table), bool((table["unparsed_rate"] > 0).any())
+    head = ["arm", *(["dtype"] if dtype else []), "N labels", "runs", metric, "perplexity",
+            *(["unparsed replies"] if unparsed else []), "USD / 1k pred.", "train USD",
+            "trainable params", "Pareto"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
+    for _, r in ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]).iterrows():
+        cells = [r["arm"], *([r["dtype"]] if dtype else []), str(int(r["n_labels"])),
+                 str(int(r["runs"])), quality(r), num(r["perplexity"]),
+                 *([num(r["unparsed_rate"], ".1%")] if unparsed else []),
+                 num(r["usd_per_1k"]), num(r["train_usd"]), num(r["trainable_params"]),
+                 "yes" if r["pareto"] else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
+    """Reduced-precision cells beside their float32 twins."""
+    lines = [f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
+             "float32)", "",
+             f"| arm | N labels | dtype | {metric} float32 | {metric} | change | beyond 95% "
+             "intervals | perplexity float32 → dtype | USD / 1k pred. float32 → dtype |",
+             "|" + "---|" * 9]
+    for _, r in effect.iterrows():
+        ref = {"quality": r["quality_ref"], "quality_ci": r["quality_ci_ref"]}
+        lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {r['dtype']} | {quality(ref)} | "
+                     f"{quality(r)} | {num(r['delta'], '+.3f')} | "
+                     f"{'yes' if r['clear'] else ''} | {num(r['perplexity_ref'])} → "
+                     f"{num(r['perplexity'])} | {num(r['usd_per_1k_ref'])} → "
+                     f"{num(r['usd_per_1k'])} |")
+    return [*lines, ""]
+
+
+def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
+    """One task's quality per model x arm, models by parameter count, API models last."""
+    arms = arm_order(scale)
+    lines = [f"**Model scale** ({metric} ± 95% interval, [USD per 1k predictions]; each arm at "
+             "its largest label budget; models by parameter count, those without one (API "
+             "models) last; — : not run)", "",
+             "| model | params | " + " | ".join(arms) + " |", "|" + "---|" * (2 + len(arms))]
+    for (model, dtype), rows in scale.groupby(["model", "dtype"], sort=False):
+        by_arm = rows.set_index("arm")
+        cells = [f"{quality(by_arm.loc[a])} [{num(by_arm.loc[a, 'usd_per_1k'])}]"
+                 if a in by_arm.index else "—" for a in arms]
+        lines.append(f"| {label(model, dtype)} | {params(rows['model_params'].iloc[0])} | "
+                     + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
+    """The prompt-sensitivity table, shown when a cell pools runs beyond its seeds."""
+    dtype = reduced(spread)
+    lines = ["**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
+             f"seeds; {metric})", "",
+             f"| arm | {'dtype | ' if dtype else ''}k | runs | templates | orders | seeds | min "
+             "| max | std | best template | worst template | gap between template means |",
+             "|" + "---|" * (13 if dtype else 12)]
+    for _, r in spread.iterrows():
+        lines.append(f"| {r['arm']} | {r['dtype'] + ' | ' if dtype else ''}"
+                     f"{int(r['n_labels'])} | {r['runs']} | {r['templates']} | "
+                     f"{r['orders']} | {r['seeds']} | {num(r['min'], '.3f')} | "
+                     f"{num(r['max'], '.3f')} | {num(r['std'], '.3f')} | "
+                     f"{r['best_template']} | {r['worst_template']} | "
+                     f"{num(r['template_gap'], '.3f')} |")
+    return [*lines, ""]

@@ -1,0 +1,191 @@
+"""The report's statistics: cells (runs that differ only in their seed, grouped), their means
+and 95% intervals, the Pareto front, the fine-tuning crossover, prompt sensitivity, and the
+precision and model-scale comparisons. Whether an arm trains is the runs' `fit` column, never
+its name."""
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from .load import COLUMNS, REFERENCE_DTYPE
+
+GROUP = ["task", "model", "dtype", "arm", "fit", "n_labels"]
+DTYPES = ("float32", "bfloat16", "float16", "int8")  # display order; others after these
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """(mean, half-width of the 95% t-interval, n); the half-width is NaN for n < 2."""
+    values = [float(v) for v in values if not math.isnan(float(v))]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n), n
+
+
+def complete(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with every column the report reads (frames built by hand may lack the newer ones)."""
+    if "dtype" not in runs:
+        runs = runs.assign(dtype=REFERENCE_DTYPE)
+    missing = {c: math.nan for c in COLUMNS if c not in runs}
+    return runs.assign(**missing) if missing else runs
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per task x model x inference dtype x arm x label budget: means over its runs
+    (seeds; in a prompt-sensitivity study also templates and demo orders), CI on quality.
+    A metric no run of a cell logged stays NaN (shown as n/a)."""
+    runs = complete(runs)
+    rows = []
+    for key, group in runs.groupby(GROUP, sort=True):
+        mean, ci, n = mean_ci(group["quality"])
+        row = dict(zip(GROUP, key, strict=True))
+        row.update(kind=group["kind"].iloc[0], runs=n, quality=mean, quality_ci=ci)
+        for column in COLUMNS:
+            if column != "quality":
+                row[column] = group[column].mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_front(points: pd.DataFrame) -> pd.Series:
+    """True for rows no other row beats on both quality (higher) and cost (lower). A row
+    without a quality or a cost is never on the front."""
+    front = []
+    for _, p in points.iterrows():
+        if math.isnan(p["quality"]) or math.isnan(p["usd_per_1k"]):
+            front.append(False)
+            continue
+        dominated = ((points["quality"] >= p["quality"]) & (points["usd_per_1k"] <= p["usd_per_1k"])
+                     & ((points["quality"] > p["quality"])
+                        | (points["usd_per_1k"] < p["usd_per_1k"]))).any()
+        front.append(not dominated)
+    return pd.Series(front, index=points.index, dtype=bool)
+
+
+def prompting(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells (or runs) of arms that only prompt."""
+    return table[~table["fit"].astype(bool)]
+
+
+def fitted(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells (or runs) of arms that train weights."""
+    return table[table["fit"].astype(bool)]
+
+
+def arm_order(table: pd.DataFrame) -> list[str]:
+    """The arms of a table, prompting ones first, each group by its label budget (zero-shot
+    before few-shot), then by name."""
+    budget = table.groupby("arm")["n_labels"].min()
+    fit = table.groupby("arm")["fit"].first()
+    return sorted(budget.index, key=lambda arm: (bool(fit[arm]), budget[arm], arm))
+
+
+def best(cells: pd.DataFrame):
+    """The row of highest quality (NaN quality ignored), or None."""
+    scored = cells[cells["quality"].notna()]
+    return None if scored.empty else scored.loc[scored["quality"].idxmax()]
+
+
+def dtype_rank(dtype: str) -> int:
+    return DTYPES.index(dtype) if dtype in DTYPES else len(DTYPES)
+
+
+def dtypes(table: pd.DataFrame) -> list[str]:
+    """The inference dtypes in a table, float32 first."""
+    if "dtype" not in table:
+        return [REFERENCE_DTYPE]
+    return sorted(table["dtype"].unique(), key=lambda d: (dtype_rank(d), d))
+
+
+def reduced(table: pd.DataFrame) -> bool:
+    """Whether any cell was scored at a precision other than float32."""
+    return "dtype" in table and bool((table["dtype"] != REFERENCE_DTYPE).any())
+
+
+def reference(table: pd.DataFrame) -> pd.DataFrame:
+    """The float32 cells, or, with none, the cells of the first dtype present."""
+    return table[table["dtype"] == dtypes(table)[0]] if "dtype" in table else table
+
+
+def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
+    """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
+    budget): quality change, whether it is beyond both 95% intervals, cost change."""
+    reference = table[table["dtype"] == REFERENCE_DTYPE].set_index(
+        ["task", "model", "arm", "n_labels"])
+    rows = []
+    for _, r in table[table["dtype"] != REFERENCE_DTYPE].iterrows():
+        key = (r["task"], r["model"], r["arm"], r["n_labels"])
+        if key not in reference.index:
+            continue
+        ref = reference.loc[key]
+        delta = r["quality"] - ref["quality"]
+        margin = r["quality_ci"] + ref["quality_ci"]  # NaN with a single seed on either side
+        rows.append({"task": r["task"], "model": r["model"], "arm": r["arm"],
+                     "n_labels": r["n_labels"], "dtype": r["dtype"],
+                     "quality_ref": ref["quality"], "quality_ci_ref": ref["quality_ci"],
+                     "quality": r["quality"], "quality_ci": r["quality_ci"], "delta": delta,
+                     "clear": bool(not math.isnan(margin) and abs(delta) > margin),
+                     "perplexity_ref": ref["perplexity"], "perplexity": r["perplexity"],
+                     "usd_per_1k_ref": ref["usd_per_1k"], "usd_per_1k": r["usd_per_1k"]})
+    return pd.DataFrame(rows)
+
+
+def model_scale(table: pd.DataFrame) -> pd.DataFrame:
+    """One task's cells across models: one row per model x dtype x arm, each arm at its largest
+    label budget, ordered by the model's parameter count (`cost/total_params`); models that log
+    none (API models) come last, by name."""
+    rows = [group.loc[group["n_labels"].idxmax()]
+            for _, group in table.groupby(["model", "dtype", "arm"], sort=False)]
+    cells = pd.DataFrame(rows).reset_index(drop=True)
+    params = table.groupby("model")["total_params"].min()  # NaN when the model logs none
+    arms = arm_order(table)
+    cells = cells.assign(
+        model_params=cells["model"].map(params),
+        _api=cells["model"].map(params).isna(),
+        _dtype=cells["dtype"].map(dtype_rank),
+        _arm=cells["arm"].map(arms.index))
+    cells = cells.sort_values(["_api", "model_params", "model", "_dtype", "dtype", "_arm", "arm"])
+    return cells.drop(columns=["_api", "_dtype", "_arm"]).reset_index(drop=True)
+
+
+def crossover(table: pd.DataFrame, arm: str) -> dict | None:
+    """The smallest label budget at which `arm` beats the best prompting cell beyond both CIs.
+
+    Returns {"n_labels", "prompt": best prompting row, "fitted": that row} or None when the
+    arm never clearly wins (or either side has no interval).
+    """
+    prompts = prompting(table)
+    cells = table[table["arm"] == arm].sort_values("n_labels")
+    if prompts.empty or cells.empty:
+        return None
+    top = prompts.loc[prompts["quality"].idxmax()]
+    for _, row in cells.iterrows():
+        if row["quality"] - row["quality_ci"] > top["quality"] + top["quality_ci"]:
+            return {"n_labels": int(row["n_labels"]), "prompt": top, "fitted": row}
+    return None
+
+
+def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
+    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm
+    and k: range, standard deviation, and the mean of each template (best and worst)."""
+    runs = complete(runs)
+    rows = []
+    for (dtype, arm, k), group in prompting(runs).groupby(["dtype", "arm", "n_labels"]):
+        by_prompt = group.groupby("prompt")["quality"].mean().dropna()
+        scored = not by_prompt.empty  # False when no run logged the quality metric
+        rows.append({"dtype": dtype, "arm": arm, "n_labels": k, "runs": len(group),
+                     "templates": group["prompt"].nunique(),
+                     "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
+                     "min": group["quality"].min(), "max": group["quality"].max(),
+                     "std": group["quality"].std(ddof=1) if len(group) > 1 else math.nan,
+                     "best_template": by_prompt.idxmax() if scored else "n/a",
+                     "worst_template": by_prompt.idxmin() if scored else "n/a",
+                     "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan})
+    return pd.DataFrame(rows)
+
+

@@ -1,0 +1,173 @@
+"""The report in plain words: numbers as they are shown, and the recommendation per task x
+model (which arm to use, from how many labels fine-tuning wins), per dtype and across models."""
+
+import math
+
+import pandas as pd
+
+from .load import REFERENCE_DTYPE
+from .stats import arm_order, best, crossover, dtypes, fitted, precision_effect, prompting
+
+
+def num(value, spec: str = ".3g") -> str:
+    """A number for a table; "n/a" when the runs did not log it (NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def quality(row) -> str:
+    """Mean ± CI half-width; "n/a" when no run logged the quality metric."""
+    if math.isnan(row["quality"]):
+        return "n/a"
+    ci = "" if math.isnan(row["quality_ci"]) else f" ± {row['quality_ci']:.3f}"
+    return f"{row['quality']:.3f}{ci}"
+
+
+def cell(row) -> str:
+    return f"{quality(row)} (n={int(row['runs'])} runs)"
+
+
+def params(n) -> str:
+    """A parameter count in words: 82M, 1.56B; "n/a" when not logged (API models)."""
+    if n is None or math.isnan(n):
+        return "n/a"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def label(model_or_arm: str, dtype: str) -> str:
+    """A model or arm name, with its dtype unless float32."""
+    return model_or_arm if dtype == REFERENCE_DTYPE else f"{model_or_arm} ({dtype})"
+
+
+def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True) -> list[str]:
+    """Plain-words recommendation for one task x model (at one precision), from its table.
+    With only prompting arms (an API model) it says so, unless `prompting_only_note` is off."""
+    lines = []
+    top = best(table)
+    if top is None:
+        return [f"No run logged {metric}: nothing to recommend."]
+    if table["runs"].max() < 2:
+        lines.append(f"Evidence too thin to recommend: every cell has a single run, so no "
+                     f"confidence interval. Rerun with seed=0,1,2 (best {metric} so far: "
+                     f"{top['arm']}).")
+        return lines
+    top_prompt = best(prompting(table))
+    if top_prompt is not None:
+        unparsed = top_prompt.get("unparsed_rate", math.nan)
+        note = ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
+                else f"; {unparsed:.1%} of its replies matched no label")
+        lines.append(f"Best prompting arm: {top_prompt['arm']} with "
+                     f"{int(top_prompt['n_labels'])} demonstration(s), {metric} "
+                     f"{cell(top_prompt)}{note}.")
+    trained = fitted(table)
+    if prompting_only_note and trained.empty:
+        lines.append("Only the prompting arms ran for this model (API models are not "
+                     "fine-tuned here): no fine-tuned arm of it to compare with.")
+    if prompting(table)["quality"].notna().any():
+        lines += [_crossover_line(table, arm, metric) for arm in arm_order(trained)]
+    return [line for line in lines if line] + _cheaper_training(trained, metric)
+
+
+def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
+    """Where a fine-tuned arm starts to beat the best prompt, or that it never does."""
+    cells = table[table["arm"] == arm]
+    found = crossover(table, arm)
+    if found:
+        smaller = cells[cells["n_labels"] < found["n_labels"]]
+        below = (f" With fewer labels ({', '.join(str(int(n)) for n in smaller['n_labels'])})"
+                 " it does not clearly beat prompting." if not smaller.empty else "")
+        return (f"Fine-tune ({arm}) once you have about {found['n_labels']} labelled "
+                f"examples: {metric} {cell(found['fitted'])} vs prompting "
+                f"{cell(found['prompt'])}.{below}")
+    top = best(cells)
+    if top is None:
+        return None
+    return (f"{arm} never beat the best prompt beyond the 95% intervals (its best: "
+            f"{cell(top)} at {int(top['n_labels'])} labels): prompt, or collect more labels "
+            "and seeds.")
+
+
+def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
+    """Each fine-tuned arm that trains fewer parameters (LoRA) against the one that trains the
+    most (full fine-tuning), at the largest label budget both ran."""
+    arms = trained.groupby("arm")["trainable_params"].max().sort_values()
+    if len(arms) < 2:
+        return []
+    most = arms.index[-1]
+    lines = []
+    for arm in arms.index[:-1]:
+        a, b = trained[trained["arm"] == arm], trained[trained["arm"] == most]
+        shared = sorted(set(a["n_labels"]) & set(b["n_labels"]))
+        if not shared:
+            continue
+        lo = a[a["n_labels"] == shared[-1]].iloc[0]
+        hi = b[b["n_labels"] == shared[-1]].iloc[0]
+        if hi["train_usd"] > 0:
+            lines.append(f"At {int(shared[-1])} labels {arm} reaches {metric} {cell(lo)} vs "
+                         f"{most} {cell(hi)}, at {100 * lo['train_usd'] / hi['train_usd']:.0f}%"
+                         f" of its training cost and {num(lo['trainable_params'])} vs "
+                         f"{num(hi['trainable_params'])} trainable parameters.")
+    return lines
+
+
+def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
+    """One line per reduced dtype: its quality change against float32, and its cost."""
+    lines = []
+    if effect.empty:  # no reduced-precision cell has a float32 twin
+        return lines
+    for dtype, rows in effect.groupby("dtype", sort=False):
+        rows = rows[rows["delta"].notna()]
+        if rows.empty:
+            continue
+        worst = rows.loc[rows["delta"].idxmin()]
+        clear = int(rows["clear"].sum())
+        cost = rows[(rows["usd_per_1k_ref"] > 0) & rows["usd_per_1k"].notna()]
+        ratio = ((cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean() if not cost.empty
+                 else math.nan)
+        lines.append(
+            f"{dtype} vs float32: {metric} changes by {rows['delta'].mean():+.3f} on average over "
+            f"{len(rows)} cell(s) (largest drop {worst['delta']:+.3f}, {worst['arm']} at "
+            f"{int(worst['n_labels'])} labels); {clear} of {len(rows)} beyond both 95% intervals"
+            + ("" if math.isnan(ratio) else f"; {100 * ratio:.0f}% of the float32 inference cost")
+            + ".")
+    return lines
+
+
+def advise(cells: pd.DataFrame, metric: str) -> list[str]:
+    """The recommendation for one task x model section: per dtype when there are several
+    (prefixed with the dtype), then the precision comparison."""
+    present = dtypes(cells)
+    if len(present) == 1:
+        return recommend(cells, metric)
+    note = fitted(cells).empty  # not for a dtype only prompting ran at
+    lines = [f"[{dtype}] {line}" for dtype in present
+             for line in recommend(cells[cells["dtype"] == dtype], metric, note)]
+    return lines + recommend_precision(precision_effect(cells), metric)
+
+
+def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:
+    """The best cell across models, and the smallest model whose best cell is not clearly
+    worse (95% intervals overlap)."""
+    scored = scale[scale["quality"].notna()]
+    if scored.empty:
+        return []
+    top = scored.loc[scored["quality"].idxmax()]
+    floor = top["quality"] - (0 if math.isnan(top["quality_ci"]) else top["quality_ci"])
+    close = scored[scored["quality"] + scored["quality_ci"].fillna(0) >= floor]
+    small = close.iloc[0]  # `scale` is in parameter order, API models last
+
+    def model_cell(r) -> str:
+        return (f"{label(r['model'], r['dtype'])} ({params(r['model_params'])}) {r['arm']}, "
+                f"{metric} {cell(r)}, USD {num(r['usd_per_1k'])} per 1k predictions")
+
+    lines = [f"Best across models: {model_cell(top)}."]
+    if small["model"] != top["model"] or small["dtype"] != top["dtype"]:
+        lines.append("Smallest model not clearly worse (95% intervals overlap): "
+                     f"{model_cell(small)}.")
+    return lines
+
+

@@ -1,0 +1,20 @@
+"""Scoring the test split on a local model: log-likelihoods of continuations (plain and
+shared-prefix), batched generation, and the two per-task scorers built on them."""
+
+from .classifier import RankClassifier
+from .logprobs import PrefixCache, continuation_logprobs, shared_prefix_logprobs, takes_cache
+from .summarizer import Summarizer
+
+__all__ = ["PrefixCache", "RankClassifier", "Summarizer", "build_scorer",
+           "continuation_logprobs", "shared_prefix_logprobs", "takes_cache"]
+
+
+def build_scorer(encoder, cfg) -> RankClassifier | Summarizer:
+    """The task type's scorer, as the job's config sets it up (`scorer`, `decoding`)."""
+    if encoder.task.type == "generation":
+        return Summarizer(encoder, cfg.decoding, score_batch_size=cfg.scorer.batch_size)
+    return RankClassifier(encoder, length_norm=cfg.scorer.length_norm,
+                          batch_size=cfg.scorer.batch_size,
+                          examples_per_batch=cfg.scorer.examples_per_batch,
+                          share_prefix=cfg.scorer.share_prefix,
+                          max_batch_tokens=cfg.scorer.max_batch_tokens)

@@ -1,0 +1,78 @@
+"""Batched generation: left padding, the KV cache (generate's default), decoding from config,
+and a prefix every prompt shares (few-shot demos) encoded once and reused."""
+
+import torch
+
+from ..tensors import left_pad
+from .logprobs import PrefixCache, common_prefix_length
+
+MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
+
+STRATEGIES = ("greedy", "beam", "sampling")
+
+
+def stop_strings(task_stop: tuple[str, ...], decoding) -> tuple[str, ...]:
+    """Strings that end an answer besides end-of-text: the task's, then the decoding's."""
+    return tuple(s for s in (*task_stop, *(decoding.stop or ())) if s)
+
+
+def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
+    """`model.generate` keyword arguments for a `conf/decoding/` config (checked up front by
+    the job) and the task's stop strings `stop`."""
+    kwargs = {
+        "max_new_tokens": int(decoding.max_new_tokens),
+        "do_sample": decoding.strategy == "sampling",
+        "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+        "repetition_penalty": float(decoding.repetition_penalty),
+        "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if decoding.strategy == "beam":
+        kwargs["length_penalty"] = float(decoding.length_penalty)
+        kwargs["early_stopping"] = True
+    if decoding.strategy == "sampling":
+        kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
+                      top_p=float(decoding.top_p))
+    stops = stop_strings(stop, decoding)
+    if stops:
+        kwargs["stop_strings"] = list(stops)
+        kwargs["tokenizer"] = tokenizer
+    return kwargs
+
+
+@torch.no_grad()
+def generate(model, prompts: list[list[int]], kwargs: dict,
+             prefix_cache: PrefixCache | None = None) -> list[list[int]]:
+    """New tokens for each prompt, cut at the first end-of-text.
+
+    With a `prefix_cache` and greedy or sampled decoding, the prefix all prompts share (the
+    few-shot demos) comes from the cache: each row is [prefix | left-padded own tokens], the
+    attention mask zeroes the padding in the middle (position ids follow the mask), and
+    `generate` runs only the uncached tokens.
+    """
+    device = next(model.parameters()).device
+    shared = common_prefix_length(prompts) if prefix_cache is not None else 0
+    if shared < MIN_SHARED_PREFIX or kwargs["num_beams"] > 1:
+        input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
+        extra = {}
+    else:
+        own_ids, own_mask = left_pad([p[shared:] for p in prompts], kwargs["pad_token_id"])
+        prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
+        input_ids = torch.cat([prefix, own_ids], dim=1)
+        attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
+        cache, _ = prefix_cache.expanded(model, prompts[0][:shared], len(prompts))
+        extra = {"past_key_values": cache}
+    output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                            **kwargs, **extra)
+    new_tokens = output[:, input_ids.size(1):].tolist()
+    eos = kwargs["eos_token_id"]
+    return [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in new_tokens]
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The answer ends before the first stop string (generate stops *after* producing it)."""
+    for stop in stops:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text.strip()

@@ -1,0 +1,203 @@
+"""Log-likelihood of continuations (verbalized labels, reference answers) after a context.
+
+Sequences are left-padded with position ids taken from the attention mask, so every
+continuation ends at the last position and only the last few positions need logits: a
+vocabulary-sized softmax over the whole prompt is never materialised.
+"""
+
+import copy
+import functools
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..tensors import additive_mask, left_pad
+
+
+@dataclass
+class Scores:
+    logprob: torch.Tensor  # [n] sum of the continuation's token log-probabilities
+    n_tokens: torch.Tensor  # [n] continuation lengths in tokens
+    tokens_processed: int  # non-pad tokens run through the model (for cost accounting)
+
+
+def _forward_kwargs(model) -> frozenset[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _forward_params(type(base))
+
+
+@functools.cache
+def _forward_params(model_class) -> frozenset[str]:
+    """A class's forward arguments, read once (scoring asks on every batch)."""
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def takes_cache(model) -> bool:
+    """Whether the model's forward takes a KV cache (and with it, in transformers' current
+    attention code, 4D masks): GPT-2 does; GPT-1 does not, so it runs the plain paths."""
+    return "past_key_values" in _forward_kwargs(model)
+
+
+@torch.no_grad()
+def continuation_logprobs(model, contexts: list[list[int]], continuations: list[list[int]],
+                          pad_id: int, batch_size: int = 64) -> Scores:
+    """Sum of log p(continuation | context) for each (context, continuation) pair."""
+    if len(contexts) != len(continuations):
+        raise ValueError("contexts and continuations differ in length")
+    device = next(model.parameters()).device
+    accepts = _forward_kwargs(model)
+    n = len(contexts)
+    logprob = torch.zeros(n, dtype=torch.float64)
+    n_tokens = torch.tensor([len(c) for c in continuations])
+    lengths = [len(a) + len(b) for a, b in zip(contexts, continuations, strict=True)]
+    order = sorted(range(n), key=lengths.__getitem__, reverse=True)  # little padding per batch
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        window = max(len(continuations[i]) for i in rows)
+        input_ids, attention = left_pad([contexts[i] + continuations[i] for i in rows], pad_id)
+        target_mask = torch.zeros((len(rows), window), dtype=torch.bool)
+        for r, i in enumerate(rows):
+            target_mask[r, window - len(continuations[i]):] = True
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
+                  "position_ids": position_ids.to(device)}
+        if "logits_to_keep" in accepts:
+            kwargs["logits_to_keep"] = window + 1
+        logits = model(**kwargs).logits[:, -(window + 1):-1].float()
+        targets = input_ids[:, -window:].to(device)
+        token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        sums = (token_lp * target_mask.to(device)).sum(-1).double().cpu()
+        logprob[torch.tensor(rows)] = sums
+    return Scores(logprob=logprob, n_tokens=n_tokens, tokens_processed=sum(lengths))
+
+
+def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tensor,
+              length_norm: str) -> torch.Tensor:
+    """Rank score of each choice: summed log-prob, or per token / per character."""
+    if length_norm == "none":
+        return logprob
+    if length_norm == "token":
+        return logprob / n_tokens
+    if length_norm == "char":
+        return logprob / n_chars
+    raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+
+
+def common_prefix_length(seqs: list[list[int]]) -> int:
+    """Tokens every sequence starts with, leaving at least one token of each: the last
+    context token's logits predict a continuation's first token, so it must be run per row."""
+    first, limit = seqs[0], min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return n
+
+
+class PrefixCache:
+    """The key/value cache of a shared token prefix (few-shot demos + template head),
+    computed once and reused by every batch until `clear()` (weights changed)."""
+
+    def __init__(self):
+        self.tokens: tuple[int, ...] = ()
+        self.cache = None
+
+    def clear(self) -> None:
+        self.tokens, self.cache = (), None
+
+    def get(self, model, prefix: list[int]) -> tuple[object, int]:
+        """(batch-1 cache of `prefix`, tokens run to build it: 0 when reused)."""
+        if tuple(prefix) == self.tokens and self.cache is not None:
+            return self.cache, 0
+        device = next(model.parameters()).device
+        ids = torch.tensor([prefix], device=device)
+        self.cache = model(input_ids=ids, use_cache=True).past_key_values
+        self.tokens = tuple(prefix)
+        return self.cache, len(prefix)
+
+    def expanded(self, model, prefix: list[int], rows: int) -> tuple[object, int]:
+        """A copy of the prefix's cache repeated for `rows` batch rows (the model extends the
+        copy; the batch-1 original stays reusable), and the tokens run to build it."""
+        base, built = self.get(model, prefix)
+        cache = copy.deepcopy(base)
+        cache.batch_repeat_interleave(rows)
+        return cache, built
+
+
+@torch.no_grad()
+def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
+                           pad_id: int, prefix_cache: PrefixCache | None = None) -> Scores:
+    """log p(choice | context) for every context x choice, running every token once.
+
+    The prefix all contexts share comes from a key/value cache (expanded across the batch);
+    each row then holds one context's own tokens followed by *all* choices back to back, and
+    a 4D attention mask lets each choice token see the context and the earlier tokens of its
+    own choice only, with position ids restarting after the context. So a choice costs its
+    own tokens, not a full prompt each. Logits are computed only at the positions that
+    predict a choice token. Returns scores in the order of `continuation_logprobs` over
+    (context, choice) pairs, contexts outer.
+    """
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    n_ctx, n_choice = len(contexts), len(choices)
+    shared = common_prefix_length(contexts)
+    suffixes = [c[shared:] for c in contexts]
+    width = max(len(s) for s in suffixes)
+    flat = [t for choice in choices for t in choice]
+    length = width + len(flat)
+
+    # column layout of the new block: [left-padded own tokens | choice 0 | choice 1 | ...]
+    choice_of = torch.full((length,), -1, dtype=torch.long)  # -1: context column
+    step_in = torch.zeros(length, dtype=torch.long)  # index within its choice
+    keep = []  # column whose logits predict each choice token
+    col = width
+    for c, choice in enumerate(choices):
+        for t in range(len(choice)):
+            choice_of[col + t], step_in[col + t] = c, t
+            keep.append(width - 1 if t == 0 else col + t - 1)
+        col += len(choice)
+    own = torch.tensor([len(s) for s in suffixes])
+    cols = torch.arange(length)
+    real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
+    input_ids = torch.full((n_ctx, length), pad_id, dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        input_ids[i, width - len(s):width] = torch.tensor(s)
+    input_ids[:, width:] = torch.tensor(flat)
+    position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
+                               shared + own[:, None] + step_in).clamp(min=0)
+
+    q, k = cols[:, None], cols[None, :]
+    is_choice_q, is_choice_k = choice_of[q] >= 0, choice_of[k] >= 0
+    same_choice = is_choice_q & is_choice_k & (choice_of[q] == choice_of[k]) & (k <= q)
+    causal_ctx = ~is_choice_k & (k <= q)
+    allowed = real_ctx[:, None, :] & (causal_ctx | is_choice_q)[None]  # context keys
+    allowed = allowed | same_choice[None]
+    query_real = real_ctx | (choice_of >= 0)[None]
+    allowed = allowed & query_real[:, :, None]
+    if shared:
+        prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
+        allowed = torch.cat([prefix_cols, allowed], dim=-1)
+    mask = additive_mask(allowed, dtype)
+
+    kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
+              "attention_mask": mask.to(device)}
+    processed = int(own.sum()) + n_ctx * len(flat)
+    if shared:
+        cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
+                                                                n_ctx)
+        kwargs["past_key_values"] = cache
+        processed += built
+    index = torch.tensor(keep)
+    if "logits_to_keep" in _forward_kwargs(model):
+        logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=index.to(device)).logits
+    else:
+        logits = model(**kwargs, use_cache=bool(shared)).logits[:, index.to(device)]
+    targets = torch.tensor(flat, device=device).expand(n_ctx, -1)
+    token_lp = F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    which = torch.tensor([c for c, choice in enumerate(choices) for _ in choice], device=device)
+    sums = torch.zeros(n_ctx, n_choice, dtype=torch.float64, device=device)
+    sums.index_add_(1, which, token_lp.double())
+    n_tokens = torch.tensor([len(c) for c in choices]).repeat(n_ctx)
+    return Scores(logprob=sums.flatten().cpu(), n_tokens=n_tokens, tokens_processed=processed)

@@ -1,0 +1,167 @@
+"""Load a task's data (local files or a Hub dataset) as clean splits with two columns,
+`text` and `label` (the label's name) or `references`, whatever the source called them."""
+
+import logging
+from pathlib import Path
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from ..errors import UserError
+from ..hub import hub_offline_flag, hub_reachable
+
+log = logging.getLogger(__name__)
+
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLIT_ROLES = ("train", "validation", "test")
+
+
+def _load_file(builder: str, path: Path, split: str) -> Dataset:
+    if path.stat().st_size == 0:
+        raise UserError(f"data file is empty: {path} (task.data_files.{split}); fill it or "
+                        "point task.data_files at the right file")
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
+        raise UserError(f"cannot read {path} (task.data_files.{split}) as {builder}: "
+                        f"{str(err).splitlines()[0][:160] or type(err).__name__}; fix the file "
+                        "or its extension") from err
+
+
+def load_splits(cfg, seed: int) -> tuple[DatasetDict, int]:
+    """(train / validation / test with columns `text` and `label` or `references`, the number
+    of rows dropped for empty text or no answer). The validation split is carved from train
+    by `seed` when the source has none."""
+    raw, source = _load_raw(cfg)
+    splits: dict[str, Dataset] = {}
+    dropped = 0
+    for role in SPLIT_ROLES:
+        name = cfg.splits[role]
+        if name is None:
+            continue
+        if name not in raw:
+            raise UserError(f"split '{name}' (task.splits.{role}) is not in {source}; "
+                            f"available splits: {', '.join(raw)}")
+        splits[role], lost = _normalise(raw[name], cfg, f"{source} [{name}]")
+        dropped += lost
+    for role in ("train", "test"):
+        if role not in splits:
+            raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
+    if "validation" not in splits:
+        parts = splits["train"].train_test_split(test_size=cfg.val_fraction, seed=seed)
+        splits["train"], splits["validation"] = parts["train"], parts["test"]
+    return DatasetDict(splits), dropped
+
+
+def _load_raw(cfg) -> tuple[DatasetDict, str]:
+    if cfg.data_files:
+        files = {split: Path(path) for split, path in cfg.data_files.items()}
+        suffixes = set()
+        for split, path in files.items():
+            if not path.is_file():
+                raise UserError(
+                    f"data file not found: {path} (task.data_files.{split}); "
+                    "fix the path or drop task.data_files to load task.hub"
+                )
+            if path.suffix.lower() not in FILE_BUILDERS:
+                raise UserError(
+                    f"unsupported data file type '{path.suffix}': {path}; "
+                    f"use one of {', '.join(FILE_BUILDERS)}"
+                )
+            suffixes.add(FILE_BUILDERS[path.suffix.lower()])
+        if len(suffixes) > 1:
+            raise UserError(f"task.data_files mixes file types ({', '.join(sorted(suffixes))}); "
+                            "use one type for every split")
+        builder = suffixes.pop()
+        # one load per file: splits may differ in columns (DialogSum's test has summary1..3)
+        return DatasetDict({split: _load_file(builder, path, split)
+                            for split, path in files.items()}), "task.data_files"
+    if not cfg.hub:
+        raise UserError(f"task '{cfg.name}' names no data: set task.hub or task.data_files")
+    if not hub_reachable() and not hub_offline_flag():
+        raise UserError(
+            f"cannot reach the Hugging Face Hub to load dataset '{cfg.hub}'; run offline with "
+            "local files (task.data_files={train: ..., test: ...}) or task=intent_sample, "
+            "or set HF_HUB_OFFLINE=1 to use a cached copy"
+        )
+    try:
+        return datasets.load_dataset(cfg.hub, cfg.hub_config), cfg.hub
+    except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise UserError(
+            f"could not load dataset '{cfg.hub}' (task.hub): {err}".splitlines()[0]
+        ) from err
+
+
+def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
+    """(the split with columns `text` and `label` (classification, label names as strings)
+    or `text` and `references` (generation: every non-empty reference field of the row),
+    rows dropped for empty text or no answer)."""
+    if cfg.text_field not in split.column_names:
+        raise UserError(
+            f"column '{cfg.text_field}' (task.text_field) not found in {source}; "
+            f"available columns: {', '.join(split.column_names)}"
+        )
+    to_row = _classification_row(split, cfg, source) if cfg.type == "classification" else \
+        _generation_row(split, cfg, source)
+    split = split.map(to_row, remove_columns=split.column_names)
+    before = len(split)
+    keep = "label" if cfg.type == "classification" else "references"
+    split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
+    if len(split) < before:
+        if cfg.empty_rows == "error":
+            raise UserError(f"{source} has {before - len(split)} rows with empty text or no "
+                            f"{keep}; fix the data, or set task.empty_rows=drop to skip them")
+        log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
+                    keep, source)
+    if len(split) == 0:
+        raise UserError(f"{source} has no rows with text; check the file and task.text_field")
+    if cfg.type == "classification":
+        unknown = sorted(set(split.unique("label")) - set(cfg.labels))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UserError(
+                f"{source} has {len(unknown)} label(s) not in task.labels: {shown}; "
+                "add them to task.labels or fix task.label_field"
+            )
+    return split, before - len(split)
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _classification_row(split: Dataset, cfg, source: str):
+    if cfg.label_field not in split.column_names:
+        raise UserError(
+            f"column '{cfg.label_field}' (task.label_field) not found in {source}; "
+            f"available columns: {', '.join(split.column_names)}"
+        )
+    feature = split.features[cfg.label_field]
+    names = feature.names if isinstance(feature, ClassLabel) else None
+
+    def to_row(row):
+        label = row[cfg.label_field]
+        if names is not None and label is not None:
+            label = names[int(label)]
+        return {"text": _text(row[cfg.text_field]), "label": _text(label)}
+
+    return to_row
+
+
+def _generation_row(split: Dataset, cfg, source: str):
+    fields = [f for f in cfg.reference_fields if f in split.column_names]
+    if not fields:
+        raise UserError(
+            f"none of the reference columns {list(cfg.reference_fields)} "
+            f"(task.reference_fields) is in {source}; available columns: "
+            f"{', '.join(split.column_names)}"
+        )
+
+    def to_row(row):
+        references = []
+        for f in fields:  # a column may hold one reference or a list of them
+            values = row[f] if isinstance(row[f], list) else [row[f]]
+            references += [_text(v).strip() for v in values]
+        return {"text": _text(row[cfg.text_field]), "references": [r for r in references if r]}
+
+    return to_row

@@ -1,0 +1,84 @@
+"""A task: how an example becomes a prompt, what the answer is, and the label set.
+
+Tasks are YAML files under conf/task/ (sharing their common fields through a `_base` file, as
+lm-evaluation-harness tasks share theirs through `include:`); this is their checked form.
+"""
+
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+
+TASK_TYPES = ("classification", "generation")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    type: str  # classification | generation
+    template: str
+    target_template: str
+    demo_separator: str
+    metrics: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)  # label name -> verbalization
+    stop: tuple[str, ...] = ()  # generation: strings that end an answer besides end-of-text
+
+    @classmethod
+    def from_config(cls, cfg) -> "Task":
+        if cfg.type not in TASK_TYPES:
+            raise UserError(f"task.type '{cfg.type}' is unknown; use {' or '.join(TASK_TYPES)}")
+        if cfg.templates and cfg.prompt not in cfg.templates:
+            raise UserError(f"task.prompt '{cfg.prompt}' is not one of task.templates "
+                            f"({', '.join(cfg.templates)}); pick one or set task.template")
+        if "{text}" not in cfg.template:
+            raise UserError(f"task.template has no {{text}} placeholder: {cfg.template!r}; add "
+                            "{text} where the input goes")
+        if "{answer}" not in cfg.target_template:
+            raise UserError(f"task.target_template has no {{answer}} placeholder: "
+                            f"{cfg.target_template!r}; add {{answer}} where the label or "
+                            "summary goes")
+        labels = {}
+        if cfg.type == "classification":
+            labels = {str(name): str(verbal) for name, verbal in (cfg.labels or {}).items()}
+            if not labels:
+                raise UserError(f"task '{cfg.name}' lists no labels; add task.labels")
+            _check_verbalizations(labels)
+        return cls(name=cfg.name, type=cfg.type, template=cfg.template,
+                   target_template=cfg.target_template, demo_separator=cfg.demo_separator,
+                   metrics=tuple(cfg.metrics), labels=labels, stop=tuple(cfg.stop or ()))
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+    def prompt(self, text: str) -> str:
+        """The prompt for one input (str.replace, so braces in the text are safe)."""
+        return self.template.replace("{text}", text)
+
+    def target(self, answer: str) -> str:
+        """The text after the prompt: a label's verbalization or a summary."""
+        return self.target_template.replace("{answer}", answer)
+
+    def answer(self, row: dict) -> str:
+        """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
+        if self.type == "classification":
+            return self.labels[row["label"]]
+        return row["references"][0]
+
+    def demonstration(self, row: dict) -> str:
+        return self.prompt(row["text"]) + self.target(self.answer(row))
+
+    def demo_prefix(self, demos: list[dict]) -> str:
+        """The text every prompt starts with: the demonstrations, each followed by the
+        separator. The one layout of a few-shot prompt, for local and hosted models alike."""
+        return "".join(self.demonstration(d) + self.demo_separator for d in demos)
+
+
+def _check_verbalizations(labels: dict[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for name, verbal in labels.items():
+        if not verbal.strip():
+            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
+        if verbal in seen:
+            raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+                            f"{verbal!r}; give each label its own words in task.labels")
+        seen[verbal] = name

@@ -1,0 +1,99 @@
+"""Every metric a job logs, what it means, and which runs have it: the one list that the job,
+the README's table and the test that both backends log the same keys are held against.
+
+A key means one quantity whichever backend logs it. A few need local weights (perplexity
+needs log-likelihoods; FLOPs, memory and parameter counts need the model) and a few exist only
+for hosted models (cache and retries); everything else is logged by both.
+"""
+
+from dataclasses import dataclass
+
+BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
+
+
+@dataclass(frozen=True)
+class Key:
+    meaning: str
+    backends: tuple[str, ...] = BOTH
+    task_type: str | None = None  # classification | generation; None: both
+    fitted_only: bool = False  # logged only by arms that train (arm.fit)
+
+
+KEYS: dict[str, Key] = {
+    # quality, on the test split
+    "test/accuracy": Key("share of test examples whose predicted label is the gold label",
+                         task_type="classification"),
+    "test/macro_f1": Key("F1 averaged over the gold labels, each label weighing the same; an "
+                         "unparsed reply counts as wrong, never as a class",
+                         task_type="classification"),
+    "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
+                              "classification, which picks a label by likelihood)",
+                              task_type="classification"),
+    "test/rouge1": Key("ROUGE-1 F-measure, stemmed, best reference per example",
+                       task_type="generation"),
+    "test/rouge2": Key("ROUGE-2 F-measure, stemmed, best reference per example",
+                       task_type="generation"),
+    "test/rougeL": Key("ROUGE-L F-measure, stemmed, best reference per example",
+                       task_type="generation"),
+    "test/rougeLsum": Key("ROUGE-Lsum F-measure, stemmed, best reference per example",
+                          task_type="generation"),
+    "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
+                                "tokenizer)", task_type="generation"),
+    "test/perplexity": Key("exp of the mean negative log-likelihood per token of the gold "
+                           "answer (classification: the gold label; generation: the "
+                           "references) given the prompt", LOCAL),
+    # training
+    "train/loss": Key("training loss per step (answer tokens only)", LOCAL, fitted_only=True),
+    "val/loss": Key("validation loss per epoch (answer tokens only)", LOCAL, fitted_only=True),
+    "epoch": Key("the epoch of each logged training step (Lightning's logger)", LOCAL,
+                  fitted_only=True),
+    "val/best_loss": Key("lowest validation loss: the checkpoint that is scored", LOCAL,
+                         fitted_only=True),
+    # cost: the same quantity for every backend
+    "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
+    "cost/train_tokens": Key("tokens trained on, over all epochs"),
+    "cost/train_usd": Key("what fitting cost: train_seconds x the hardware price per hour"),
+    "cost/trainable_params": Key("parameters the arm trains (0 when it does not train)"),
+    "cost/eval_seconds": Key("wall time to produce every test prediction (batched, or "
+                             "concurrent requests)"),
+    "cost/eval_tokens": Key("tokens read to produce the predictions: prompts with their demos "
+                            "(and, ranked, the labels), as run; a hosted model's input tokens"),
+    "cost/generated_tokens": Key("tokens the model wrote (generation; hosted models: output "
+                                 "tokens)"),
+    "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' "
+                                 "perplexity); part of no prediction's cost"),
+    "cost/usd": Key("what the run cost: train_usd plus what producing the predictions cost "
+                    "(local: wall time x cost.usd_per_hour; hosted: usage x token prices)"),
+    "cost/usd_per_1k_predictions": Key("what producing 1,000 predictions cost, as cost/usd "
+                                       "prices them"),
+    "cost/latency_ms_per_example": Key("eval_seconds / test examples, in ms (throughput of "
+                                       "the batched or concurrent run, not one call's latency)"),
+    "cost/flops": Key("estimated FLOPs: 2N per token run forward, 4N + 2N_trainable per token "
+                      "trained (N: all parameters)", LOCAL),
+    "cost/peak_memory_mb": Key("peak CUDA memory allocated, or the process's peak resident "
+                               "memory on CPU", LOCAL),
+    "cost/model_memory_mb": Key("the weights' memory as scored (inference_dtype)", LOCAL),
+    "cost/total_params": Key("all parameters of the model, tied weights once", LOCAL),
+    "cost/devices": Key("devices paid for (DDP: every rank)", LOCAL),
+    # data
+    "data/n_train": Key("labelled training examples after train_size"),
+    "data/n_validation": Key("validation examples"),
+    "data/n_test": Key("test examples scored"),
+    "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
+    "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
+    "fewshot/demos_used": Key("demonstrations in every prompt"),
+    "fewshot/demos_dropped": Key("demonstrations drawn but dropped for want of context"),
+    # hosted models only
+    "api/cache_hits": Key("replies served from the disk cache (not paid again)", HOSTED),
+    "api/retries": Key("requests the SDK retried (rate limits, server errors)", HOSTED),
+    "api/usd_billed": Key("what this run paid the provider: cost/usd less the cache hits",
+                          HOSTED),
+    "api/request_latency_ms": Key("mean latency of one request, in ms", HOSTED),
+}
+
+
+def expected_keys(backend: str, task_type: str, fitted: bool) -> set[str]:
+    """The keys a finished run of this backend, task type and arm logs."""
+    return {name for name, key in KEYS.items()
+            if backend in key.backends and key.task_type in (None, task_type)
+            and (fitted or not key.fitted_only)}

@@ -1,0 +1,198 @@
+"""Lightning data module: tokenized training pairs, and test examples for the scorer."""
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from datasets import DatasetDict
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from ..tasks import IGNORE_INDEX, PromptEncoder
+from ..tensors import additive_mask
+
+
+def pad_collate(pad_id: int):
+    """Right-pad a batch to its own longest sequence (dynamic padding). Packed rows (with
+    `segments`) get position ids restarting per example and a block-diagonal causal 4D mask,
+    so packed examples never attend to each other."""
+
+    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(row["input_ids"]) for row in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            n = len(row["input_ids"])
+            input_ids[r, :n] = torch.tensor(row["input_ids"])
+            labels[r, :n] = torch.tensor(row["labels"])
+            attention[r, :n] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+                 "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
+        if "segments" in rows[0]:
+            batch.update(_packed_layout([row["segments"] for row in rows], width))
+        return batch
+
+    return collate
+
+
+def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Tensor]:
+    """Position ids and an additive [batch, 1, width, width] mask for packed rows."""
+    owner = torch.full((len(segments), width), -1, dtype=torch.long)  # segment of each column
+    position_ids = torch.zeros((len(segments), width), dtype=torch.long)
+    for r, lengths in enumerate(segments):
+        start = 0
+        for s, n in enumerate(lengths):
+            owner[r, start:start + n] = s
+            position_ids[r, start:start + n] = torch.arange(n)
+            start += n
+    cols = torch.arange(width)
+    allowed = ((owner[:, :, None] == owner[:, None, :]) & (owner[:, :, None] >= 0)
+               & (cols[None, None, :] <= cols[None, :, None]))
+    return {"attention_mask": additive_mask(allowed), "position_ids": position_ids}
+
+
+def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
+    """Concatenate training examples (in a seeded order) into rows of at most `length`
+    tokens: far less padding when examples are short. An example never spans two rows."""
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    packs, current = [], None
+    for i in order:
+        row = rows[i]
+        n = len(row["input_ids"])
+        if current is None or len(current["input_ids"]) + n > length:
+            current = {"input_ids": [], "labels": [], "segments": []}
+            packs.append(current)
+        current["input_ids"] += row["input_ids"]
+        current["labels"] += row["labels"]
+        current["segments"].append(n)
+    return packs
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Training batches of similar lengths, in a new random order every epoch.
+
+    Shuffle, cut into windows of `window` batches, sort each window by length, batch it, and
+    shuffle the batches: padding drops to a few tokens per batch while batches stay random.
+    Under DDP each process takes every world-th batch (equal counts on every rank).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
+        self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
+        self.epoch = 0
+        self.skip = 0  # batches of this epoch already trained on (set when resuming)
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def _shard(self) -> tuple[int, int]:
+        return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+
+    def _batches(self) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=gen).tolist()
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start:start + span], key=self.lengths.__getitem__)
+            batches += [window[i:i + self.batch_size]
+                        for i in range(0, len(window), self.batch_size)]
+        shuffled = torch.randperm(len(batches), generator=gen).tolist()
+        rank, world = self._shard()
+        usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+        return [batches[i] for i in shuffled[:usable]][rank::world]
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        yield from self._batches()[skip:]
+
+    def __len__(self) -> int:
+        rank, world = self._shard()
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // world if world > 1 else n
+
+
+def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:
+    """Consecutive batches of at most `max_rows` rows and `max_tokens` padded tokens (rows x
+    longest row); sort rows by length first. One long input then gets a small batch of its
+    own instead of padding fifteen short ones to its length."""
+    batches, current, width = [], [], 0
+    for i, n in enumerate(lengths):
+        wider = max(width, n)
+        if current and (len(current) >= max_rows
+                        or (max_tokens and (len(current) + 1) * wider > max_tokens)):
+            batches.append(current)
+            current, wider = [], n
+        current.append(i)
+        width = wider
+    return batches + [current] if current else batches
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _keep_lists(rows: list[dict]) -> dict[str, list]:
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Serves train/validation as prompt -> answer sequences and test as the scorer's rows."""
+
+    def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int,
+                 group_by_length: bool, seed: int, pack_length: int | None = None):
+        super().__init__()
+        self.group_by_length, self.seed, self.pack_length = group_by_length, seed, pack_length
+        self.splits = splits
+        self.encoder = encoder
+        self.scorer = scorer
+        self.batch_size = batch_size
+        self._encoded: dict[str, list[dict]] = {}
+
+    def _rows(self, split: str) -> list[dict]:
+        if split not in self._encoded:
+            if split == "test":
+                self._encoded[split] = self.scorer.test_rows(self.splits["test"])
+            else:
+                self._encoded[split] = [self.encoder.training_example(row)
+                                        for row in self.splits[split]]
+        return self._encoded[split]
+
+    def _loader(self, rows: list[dict], batch_size: int, collate, shuffle: bool) -> DataLoader:
+        """Under DDP each process takes its share (trainer=ddp turns Lightning's own sampler
+        injection off, since it cannot shard the length-grouped batch sampler)."""
+        if _distributed():
+            sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed)
+            return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                              generator=self._generator())
+        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """Loaders draw from their own generator: creating an iterator must not consume the
+        global RNG (dropout's), or a resumed job would drift from an uninterrupted one."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
+        if self.pack_length:
+            rows = pack_examples(rows, self.pack_length, self.seed)
+        if self.group_by_length:
+            batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
+                                           self.seed)
+            return DataLoader(rows, batch_sampler=batches, collate_fn=collate,
+                              generator=self._generator())
+        return self._loader(rows, self.batch_size, collate, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._rows("validation"), self.batch_size,
+                            pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The scorer's rows (sorted by length) in token-budgeted batches; under DDP each
+        process takes every world-th batch and the module gathers the predictions."""
+        rows = self._rows("test")
+        batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
+                                 self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
+        if _distributed():
+            batches = batches[dist.get_rank()::dist.get_world_size()]
+        return DataLoader(rows, batch_sampler=batches, collate_fn=_keep_lists,
+                          generator=self._generator())
