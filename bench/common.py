@@ -49,7 +49,7 @@ def banking77(data: Path | None = None, *overrides: str):
     cfg = config("task=banking77", "task.label_field=category",
                  f"task.data_files={{train: {data / 'train.csv'}, test: {data / 'test.csv'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)[0]
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task)[0]
 
 
 def dialogsum(data: Path | None = None, *overrides: str):
@@ -57,7 +57,7 @@ def dialogsum(data: Path | None = None, *overrides: str):
     cfg = config("task=dialogsum", "task.splits.validation=null",
                  f"task.data_files={{train: {data / 'dev.jsonl'}, test: {data / 'test.jsonl'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task, cfg.seed)[0]
+    return cfg, Task.from_config(cfg.task), load_splits(cfg.task)[0]
 
 
 def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: Path | None = None):

@@ -50,7 +50,7 @@ def summary_setup(tmp_path_factory):
                          "model.tiny.n_embd=32", "model.tiny.n_head=2",
                          "model.tiny.vocab_size=400", "decoding.max_new_tokens=12")
     task = Task.from_config(cfg.task)
-    splits, _ = load_splits(cfg.task, seed=0)
+    splits, _ = load_splits(cfg.task)
     model, tokenizer = load_model(cfg.model, str(tmp), splits["train"]["text"])
     return cfg, task, splits, model.eval(), tokenizer
 
@@ -160,11 +160,11 @@ def test_multiple_reference_columns_become_references(tmp_path):
                              + "\n" for i in range(20)))
     cfg = compose_config(tmp_path, "task=dialogsum", "task.splits.validation=null",
                          f"task.data_files={{train: {train}, test: {path}}}").task
-    splits, _ = load_splits(cfg, seed=0)
+    splits, _ = load_splits(cfg)
     assert splits["test"][0]["references"] == ["P1 greets.", "A greeting."]
     cfg.reference_fields = ["abstract"]
     with pytest.raises(UserError, match=r"none of the reference columns \['abstract'\]"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
 def test_left_pad_layout():

@@ -14,7 +14,7 @@ def sample(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prompts")
     cfg = compose_config(tmp, "task=intent_sample", "model=tiny")
     task = Task.from_config(cfg.task)
-    splits, _ = load_splits(cfg.task, seed=0)
+    splits, _ = load_splits(cfg.task)
     from transformers import AutoTokenizer
 
     tiny = dict(cfg.model.tiny, n_layer=1, n_embd=16, n_head=2, vocab_size=400)

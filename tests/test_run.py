@@ -75,7 +75,7 @@ def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
     (("task=summary_sample", "decoding=sampling", "decoding.temperature=0"),
      r"decoding.temperature=0 is outside \(0, inf\]"),
     (("results_file=/proc/pvf/r.json",), r"cannot write to /proc/pvf \(results_file\)"),
-    (("train_size=100000",), r"train_size=100000 but the train split has 396 examples"),
+    (("train_size=100000",), r"train_size=100000 but the task has 440 labelled examples"),
 ])
 def test_bad_input_fails_before_any_run_exists(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):

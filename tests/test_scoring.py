@@ -73,7 +73,7 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
                          "model.tiny.n_embd=32", "model.tiny.n_head=2", "model.tiny.vocab_size=400")
     task = Task.from_config(cfg.task)
-    splits, _ = load_splits(cfg.task, seed=0)
+    splits, _ = load_splits(cfg.task)
     model, tokenizer = load_model(cfg.model, str(tmp_path), splits["train"]["text"])
     model.eval()
     encoder = PromptEncoder(tokenizer, task, max_length=1024)

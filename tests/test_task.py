@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.tasks import Task, limit_splits, load_splits
+from prompt_vs_finetune.tasks import Task, label_budget, load_splits, limit_test
 
 from .conftest import compose_config
 
@@ -30,8 +30,10 @@ ROWS = [{"text": f"please refund order {i}", "label": "refund"} for i in range(1
 
 def test_shipped_sample_loads_with_a_seeded_validation_split(tmp_path):
     cfg = compose_config(tmp_path, "task=intent_sample").task
-    a, b = load_splits(cfg, seed=0)[0], load_splits(cfg, seed=0)[0]
-    c, _ = load_splits(cfg, seed=1)
+    source, _ = load_splits(cfg)
+    assert set(source) == {"train", "test"}  # validation is carved from the label budget
+    a, b = (label_budget(source, None, cfg.val_fraction, data_seed=0) for _ in range(2))
+    c = label_budget(source, None, cfg.val_fraction, data_seed=1)
     assert set(a) == {"train", "validation", "test"}
     assert a.column_names["train"] == ["text", "label"]
     assert len(a["train"]) + len(a["validation"]) == 440 and len(a["test"]) == 120
@@ -46,7 +48,7 @@ def test_csv_with_renamed_columns(tmp_path):
     path.write_text("message,category\n" + "".join(f"my bill {i},billing\n" for i in range(9)))
     cfg = local_task(tmp_path, ROWS, ROWS, text_field="message", label_field="category")
     cfg.data_files = {"train": str(path), "test": str(path)}
-    splits, _ = load_splits(cfg, seed=0)
+    splits, _ = load_splits(cfg)
     assert splits["test"]["text"][0] == "my bill 0" and splits["test"]["label"][0] == "billing"
 
 
@@ -55,33 +57,32 @@ def test_missing_data_file_names_the_file(tmp_path):
     cfg.data_files.test = str(tmp_path / "nope.jsonl")
     expected = r"data file not found: .*nope\.jsonl \(task\.data_files\.test\)"
     with pytest.raises(UserError, match=expected):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
 def test_missing_label_column_names_the_column(tmp_path):
     cfg = local_task(tmp_path, ROWS, ROWS, label_field="intent")
     expected = r"column 'intent' \(task\.label_field\) not found.*available columns: text, label"
     with pytest.raises(UserError, match=expected):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
 def test_unknown_label_is_reported(tmp_path):
     cfg = local_task(tmp_path, ROWS, ROWS + [{"text": "hi", "label": "greeting"}])
     with pytest.raises(UserError, match="label\\(s\\) not in task.labels: greeting"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
 def test_empty_text_rows_are_dropped_and_counted_or_an_error(tmp_path):
     cfg = local_task(tmp_path, ROWS + [{"text": "  ", "label": "refund"},
                                        {"text": None, "label": "refund"}], ROWS)
-    splits, dropped = load_splits(cfg, seed=0)
-    assert len(splits["train"]) + len(splits["validation"]) == 20
-    assert dropped == 2
+    splits, dropped = load_splits(cfg)
+    assert len(splits["train"]) == 20 and dropped == 2
     with open_dict(cfg):
         cfg.empty_rows = "error"
     with pytest.raises(UserError, match=r"has 2 rows with empty text or no label; fix the data, "
                                         r"or set task.empty_rows=drop"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
 def test_unsupported_file_type(tmp_path):
@@ -89,16 +90,27 @@ def test_unsupported_file_type(tmp_path):
     (tmp_path / "train.txt").write_text("x")
     cfg.data_files.train = str(tmp_path / "train.txt")
     with pytest.raises(UserError, match="unsupported data file type '.txt'"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
 
 
-def test_train_size_limits_labelled_examples(tmp_path):
-    splits, _ = load_splits(local_task(tmp_path, ROWS, ROWS), seed=0)
-    limited = limit_splits(splits, train_size=5, test_size=3, seed=0)
-    assert len(limited["train"]) == 5 and len(limited["test"]) == 3
-    assert set(limited["train"]["text"]) <= set(splits["train"]["text"])
-    with pytest.raises(UserError, match="train_size=500"):
-        limit_splits(splits, train_size=500, test_size=None, seed=0)
+def test_the_label_budget_holds_train_and_validation(tmp_path):
+    """train_size=10 with val_fraction 0.2: 8 train + 2 validation, all inside the budget."""
+    source, _ = load_splits(local_task(tmp_path, ROWS, ROWS))
+    limited = limit_test(label_budget(source, 10, 0.2, data_seed=0), 3)
+    assert len(limited["train"]) == 8 and len(limited["validation"]) == 2
+    assert len(limited["test"]) == 3
+    labelled = [*limited["train"]["text"], *limited["validation"]["text"]]
+    assert len(set(labelled)) == 10 and set(labelled) <= set(source["train"]["text"])
+    with pytest.raises(UserError, match="train_size=500 but the task has 20 labelled"):
+        label_budget(source, 500, 0.2, data_seed=0)
+
+
+def test_a_source_validation_split_is_budgeted_too(tmp_path):
+    """With a validation split of its own, the budget takes val_fraction of it from there."""
+    source, _ = load_splits(local_task(tmp_path, ROWS, ROWS))
+    source["validation"] = source["test"]
+    limited = label_budget(source, 10, 0.2, data_seed=0)
+    assert (len(limited["train"]), len(limited["validation"])) == (8, 2)
 
 
 def test_template_and_verbalization_checks(tmp_path):
@@ -117,9 +129,9 @@ def test_empty_or_unreadable_data_file(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     cfg.data_files.train = str(tmp_path / "empty.jsonl")
     with pytest.raises(UserError, match=r"data file is empty: .*empty.jsonl \(task.data_files"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     cfg.data_files.train = str(tmp_path / "bad.jsonl")
     with pytest.raises(UserError, match=r"cannot read .*bad.jsonl \(task.data_files.train\) as "
                                         r"json"):
-        load_splits(cfg, seed=0)
+        load_splits(cfg)

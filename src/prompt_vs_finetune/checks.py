@@ -5,6 +5,7 @@ whole fine-tune) or silently (a sampling temperature of 0) fails here instead.
 Backends add their own (`Backend.check`: an API key, a dtype the device cannot run).
 """
 
+import logging
 import math
 from numbers import Real
 
@@ -18,7 +19,10 @@ from .tasks import TASK_TYPES
 LENGTH_NORMS = ("none", "token", "char")
 SELECTIONS = ("random", "class_balanced")
 EMPTY_ROWS = ("drop", "error")
+OVERLAP = ("warn", "error")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
+
+log = logging.getLogger(__name__)
 
 
 def _number(value) -> bool:
@@ -80,9 +84,10 @@ def check_config(cfg: DictConfig) -> None:
     """Every value the job reads, before any work. Raises UserError."""
     c = _Checker(cfg)
     c.integer("seed", 0, MAX_SEED)
+    c.integer("data_seed", 0, MAX_SEED)
     train_size = cfg.train_size
-    if train_size not in (None, "all") and not (_integer(train_size) and train_size >= 1):
-        c.fail("train_size", "is not a label budget", "use a whole number >= 1, or all")
+    if train_size not in (None, "all") and not (_integer(train_size) and train_size >= 2):
+        c.fail("train_size", "is not a label budget", "use a whole number >= 2, or all")
     c.integer("test_size", 1, null=True)
     c.choice("inference_dtype", INFERENCE_DTYPES)
     c.boolean("compile")
@@ -110,6 +115,7 @@ def check_config(cfg: DictConfig) -> None:
 def _check_task(c: _Checker) -> None:
     c.choice("task.type", TASK_TYPES)
     c.choice("task.empty_rows", EMPTY_ROWS)
+    c.choice("task.overlap", OVERLAP)
     if c.cfg.task.splits.validation is None:  # carved from train
         c.number("task.val_fraction", 0, 1, low_open=True, high_open=True)
 
@@ -117,7 +123,11 @@ def _check_task(c: _Checker) -> None:
 def _check_arm(c: _Checker) -> None:
     arm = c.cfg.arm
     c.boolean("arm.fit")
+    c.boolean("arm.demos")
     c.integer("arm.k", 0)
+    if arm.demos and arm.k == 0:
+        c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
+               "use arm.k >= 1, or arm=zero_shot for a prompt without them")
     c.choice("arm.selection", SELECTIONS)
     c.integer("arm.order_seed", 0, MAX_SEED)
     if not arm.fit:
@@ -157,3 +167,13 @@ def _check_decoding(c: _Checker) -> None:
         c.number("decoding.top_p", 0, 1, low_open=True)
     if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
         c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
+
+
+def settle_arm(cfg: DictConfig) -> None:
+    """An arm stays itself: one that shows no demonstrations (`arm.demos: false`: zero-shot,
+    the fine-tuned arms by default) uses none whatever arm.k a sweep passes to every arm, and
+    its run logs arm.k=0, what it ran."""
+    if not cfg.arm.demos and cfg.arm.k != 0:
+        log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
+                 cfg.arm.name, cfg.arm.k)
+        cfg.arm.k = 0

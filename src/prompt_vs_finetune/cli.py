@@ -115,7 +115,8 @@ def job(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def prepare(cfg: DictConfig) -> None:
-    """`pvf-prepare data_dir=DIR task=...`: load, split by seed, write the splits to DIR."""
+    """`pvf-prepare data_dir=DIR task=...`: load the task's splits and write them to DIR; a job
+    on DIR carves its label budget from them by data_seed, as a direct job does."""
     _quiet_libraries()
     from .tasks.loading import load_splits
     from .tasks.splits import write_splits
@@ -124,7 +125,7 @@ def prepare(cfg: DictConfig) -> None:
         print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
         sys.exit(2)
     try:
-        write_splits(*load_splits(cfg.task, cfg.seed), Path(cfg.data_dir))
+        write_splits(*load_splits(cfg.task), Path(cfg.data_dir))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from . import metrics
 from .backends import Backend, Predictions
-from .checks import check_config
+from .checks import check_config, settle_arm
 from .errors import UserError
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_predictions
@@ -34,12 +34,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     backend_class: type[Backend] = get_class(cfg.model.backend)
     backend_class.check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
+    settle_arm(cfg)
     check_writable(cfg)
     task = Task.from_config(cfg.task)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits, dropped_rows, corpus = job_splits(cfg, task)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          cfg.arm.order_seed)
+    overlap = test_overlap(splits, demos, cfg.task.overlap)
     backend = backend_class(cfg, task, splits, corpus, demos)
     finished = False
     try:
@@ -50,7 +52,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                    for name in ("train", "validation", "test")}
                                   | {"fewshot.demos_sha256": content_hash(demos)})
             predictions = backend.predict(active)
-            results = job_results(task, splits, dropped_rows, predictions)
+            results = job_results(cfg, task, splits, dropped_rows, overlap, predictions)
             if active is not None:  # DDP ranks above 0 log nothing
                 record(cfg, task, splits, predictions, results, active.info.run_id)
         finished = True
@@ -59,17 +61,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         backend.close(finished)
 
 
-def job_results(task: Task, splits, dropped_rows: int,
+def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap: int,
                 predictions: Predictions) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them): quality from the predictions,
     cost from the usage, and what the job saw."""
+    labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
     return {
         **metrics.score(task.type, task.metrics, predictions.rows),
         **predictions.metrics,
         **cost_metrics(predictions.usage),
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
-        "data/dropped_empty_rows": dropped_rows,
+        "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
+        "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
     }
@@ -95,6 +99,26 @@ def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) 
         path = Path(cfg.results_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"run_id": run_id, **results}, indent=2))
+
+
+def test_overlap(splits, demos: list[dict], policy: str) -> int:
+    """Test examples whose text (case and spacing normalised) is also among the labelled
+    examples (train, validation, demos): fine-tuning on them, or showing them, inflates the
+    score. Warned about, or refused with task.overlap=error."""
+    def normal(text: str) -> str:
+        return " ".join(text.casefold().split())
+
+    seen = {normal(t) for role in ("train", "validation") for t in splits[role]["text"]}
+    seen |= {normal(d["text"]) for d in demos}
+    overlap = sum(normal(t) in seen for t in splits["test"]["text"])
+    if overlap and policy == "error":
+        raise UserError(f"{overlap} of {len(splits['test'])} test examples also appear among "
+                        "the labelled examples (train, validation or demos); point the task "
+                        "at disjoint files, or set task.overlap=warn to run anyway")
+    if overlap:
+        log.warning("%d of %d test examples also appear among the labelled examples: their "
+                    "score is not held-out (data/test_overlap)", overlap, len(splits["test"]))
+    return overlap
 
 
 def check_writable(cfg: DictConfig) -> None:

@@ -68,7 +68,10 @@ def fitted(tags: dict, metrics: dict) -> bool:
 
 
 def n_labels(fit: bool, metrics: dict) -> int:
-    """Labelled examples an arm used: training examples if it trains, its demos if it prompts."""
+    """Labelled examples an arm touched (`data/n_labels`: train and validation if it trains,
+    its demos if it prompts); runs logged before that metric count train or demos only."""
+    if "data/n_labels" in metrics:
+        return int(metrics["data/n_labels"])
     if fit:
         return int(metrics.get("data/n_train", 0))
     return int(metrics.get("fewshot/demos_used", 0))

@@ -28,10 +28,10 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
                         "or its extension") from err
 
 
-def load_splits(cfg, seed: int) -> tuple[DatasetDict, int]:
-    """(train / validation / test with columns `text` and `label` or `references`, the number
-    of rows dropped for empty text or no answer). The validation split is carved from train
-    by `seed` when the source has none."""
+def load_splits(cfg) -> tuple[DatasetDict, int]:
+    """(the source's train, test and validation (if it has one) splits with columns `text` and
+    `label` or `references`, the number of rows dropped for empty text or no answer). What a
+    job trains and validates on is carved from these by its label budget (`label_budget`)."""
     raw, source = _load_raw(cfg)
     splits: dict[str, Dataset] = {}
     dropped = 0
@@ -47,9 +47,6 @@ def load_splits(cfg, seed: int) -> tuple[DatasetDict, int]:
     for role in ("train", "test"):
         if role not in splits:
             raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
-    if "validation" not in splits:
-        parts = splits["train"].train_test_split(test_size=cfg.val_fraction, seed=seed)
-        splits["train"], splits["validation"] = parts["train"], parts["test"]
     return DatasetDict(splits), dropped
 
 

@@ -1,5 +1,6 @@
-"""What a job does with the loaded splits: limit them to the label budget and the test subset,
-write and read them as prepared files (the DVC prepare stage), and hash them."""
+"""What a job does with the loaded splits: carve train and validation out of its label budget
+and take the test subset, write and read the loaded splits as prepared files (the DVC prepare
+stage, so a study and a direct run carve the same examples), and hash them."""
 
 import hashlib
 import json
@@ -16,43 +17,62 @@ PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dro
 
 
 def job_splits(cfg, task: Task) -> tuple[DatasetDict, int, list[str]]:
-    """(the job's splits: the task's, or the prepared ones in `data_dir`, limited to
-    train_size / test_size; rows dropped for being empty; the tokenizer corpus)."""
+    """(the job's train / validation / test: the task's splits, or the prepared ones in
+    `data_dir`, within its label budget and test subset; rows dropped for being empty; the
+    tokenizer corpus)."""
     if cfg.data_dir:
-        splits, dropped = load_prepared(Path(cfg.data_dir))
+        source, dropped = load_prepared(Path(cfg.data_dir))
     else:
-        splits, dropped = load_splits(cfg.task, cfg.seed)
-    corpus = tokenizer_corpus(task, splits)
-    return limit_splits(splits, cfg.train_size, cfg.test_size, cfg.seed), dropped, corpus
+        source, dropped = load_splits(cfg.task)
+    # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
+    corpus = tokenizer_corpus(task, label_budget(source, None, cfg.task.val_fraction, 0))
+    splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
+    return limit_test(splits, cfg.test_size), dropped, corpus
 
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
     """Text a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on: the
-    task's whole train and validation splits (before any train_size limit, so every label
-    budget shares one tokenizer) as prompts and answers, and every label's verbalization."""
+    train and validation splits as prompts and answers, and every label's verbalization."""
     rows = [*splits["train"], *splits["validation"]]
     corpus = [task.demonstration(row) for row in rows]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
 
 
-def limit_splits(splits: DatasetDict, train_size: int | str | None, test_size: int | None,
-                 seed: int) -> DatasetDict:
-    """Keep `train_size` labelled examples (seeded) and a fixed subset of `test_size`."""
-    splits = DatasetDict(splits)
-    if train_size == "all":
-        train_size = None
-    if train_size is not None:
-        available = len(splits["train"])
-        if not 0 < train_size <= available:
-            raise UserError(f"train_size={train_size} but the train split has {available} "
-                            f"examples; use 1..{available}, or train_size=all (or null) for "
-                            "all of it")
-        splits["train"] = splits["train"].shuffle(seed=seed).select(range(train_size))
-    if test_size is not None:
-        n = min(test_size, len(splits["test"]))
-        # A fixed shuffle: every seed and arm is scored on the same test examples.
-        splits["test"] = splits["test"].shuffle(seed=0).select(range(n))
-    return splits
+def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
+                 data_seed: int) -> DatasetDict:
+    """Train and validation within a budget of `train_size` labelled examples, drawn by
+    `data_seed`: validation (for early stopping and checkpoint choice) is `val_fraction` of
+    the budget, from the source's validation split or carved from train when it has none; the
+    rest is train, which the few-shot demos are drawn from too. So every labelled example an
+    arm touches is inside the budget. `all` (or None): the whole labelled pool."""
+    budget = None if train_size in (None, "all") else int(train_size)
+    own_validation = "validation" in source
+    pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
+    if budget is not None and not 1 < budget <= pool:
+        raise UserError(f"train_size={train_size} but the task has {pool} labelled examples "
+                        f"(train and validation); use 2..{pool}, or train_size=all (or null) "
+                        "for all of them")
+    train = source["train"].shuffle(seed=data_seed)
+    if own_validation:
+        validation = source["validation"].shuffle(seed=data_seed)
+        if budget is not None:
+            n_val = min(len(validation), max(1, round(val_fraction * budget)))
+            validation = validation.select(range(n_val))
+            train = train.select(range(min(len(train), budget - n_val)))
+    else:
+        n = len(train) if budget is None else budget
+        n_val = max(1, round(val_fraction * n))
+        validation = train.select(range(n_val))
+        train = train.select(range(n_val, n))
+    return DatasetDict({"train": train, "validation": validation, "test": source["test"]})
+
+
+def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
+    """A fixed subset of `test_size` test examples: every seed and arm scores the same ones."""
+    if test_size is None:
+        return splits
+    n = min(test_size, len(splits["test"]))
+    return DatasetDict({**splits, "test": splits["test"].shuffle(seed=0).select(range(n))})
 
 
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
@@ -66,7 +86,8 @@ def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
 
 def load_prepared(out: Path) -> tuple[DatasetDict, int]:
     """Splits written by `write_splits` (what `pvf-prepare` leaves for the DVC run stage)."""
-    files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES}
+    files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES
+             if role != "validation" or (out / f"{role}.jsonl").is_file()}
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
         raise UserError(f"prepared split not found: {missing[0]} (data_dir); run pvf-prepare "

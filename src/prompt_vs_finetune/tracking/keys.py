@@ -76,8 +76,12 @@ KEYS: dict[str, Key] = {
     "cost/total_params": Key("all parameters of the model, tied weights once", LOCAL),
     "cost/devices": Key("devices paid for (DDP: every rank)", LOCAL),
     # data
-    "data/n_train": Key("labelled training examples after train_size"),
-    "data/n_validation": Key("validation examples"),
+    "data/n_labels": Key("labelled examples the arm touched, all within train_size: train "
+                         "and validation when it trains, its demonstrations when it prompts"),
+    "data/n_train": Key("training examples (the label budget less validation)"),
+    "data/n_validation": Key("validation examples (val_fraction of the label budget)"),
+    "data/test_overlap": Key("test examples whose normalised text is also among the labelled "
+                             "examples (task.overlap=error refuses to run)"),
     "data/n_test": Key("test examples scored"),
     "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
     "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
@@ -97,3 +101,19 @@ def expected_keys(backend: str, task_type: str, fitted: bool) -> set[str]:
     return {name for name, key in KEYS.items()
             if backend in key.backends and key.task_type in (None, task_type)
             and (fitted or not key.fitted_only)}
+
+
+def markdown_table() -> str:
+    """The README's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
+    def who(key: Key) -> str:
+        side = {BOTH: "both", LOCAL: "local models", HOSTED: "hosted models"}[key.backends]
+        extra = [*([key.task_type] if key.task_type else []),
+                 *(["arms that train"] if key.fitted_only else [])]
+        return side + (f" ({', '.join(extra)})" if extra else "")
+
+    rows = [f"| `{name}` | {key.meaning} | {who(key)} |" for name, key in KEYS.items()]
+    return "\n".join(["| key | what it is | logged by |", "|---|---|---|", *rows])
+
+
+if __name__ == "__main__":
+    print(markdown_table())
