@@ -158,3 +158,19 @@ def test_packed_fine_tuning_runs_and_counts_real_tokens(tmp_path):
                                            "arm.batch_size=4"))
     assert packed["cost/train_tokens"] == plain["cost/train_tokens"]  # padding never counted
     assert 0.0 <= packed["test/accuracy"] <= 1.0
+
+
+def test_identical_inference_work_costs_the_same_per_prediction(tmp_path):
+    """Zero-shot and a fine-tuned copy of the same model read the same prompts: the same
+    per-prediction cost (timing noise does not enter it). Few-shot pays for its demos on
+    every call."""
+    zero = job.run(compose_config(tmp_path / "zero", *FAST, "arm=zero_shot"))
+    tuned = job.run(compose_config(tmp_path / "tuned", *FAST, "arm=full_finetune",
+                                   "model.max_epochs=1", "train_size=32"))
+    few = job.run(compose_config(tmp_path / "few", *FAST, "arm=few_shot", "arm.k=4"))
+    key = "cost/usd_per_1k_predictions"
+    assert tuned[key] == pytest.approx(zero[key], rel=0.05)
+    assert tuned["cost/tokens_per_prediction"] == zero["cost/tokens_per_prediction"]
+    assert few["cost/tokens_per_prediction"] > zero["cost/tokens_per_prediction"] + 4 * 5
+    assert few[key] / zero[key] == pytest.approx(
+        few["cost/tokens_per_prediction"] / zero["cost/tokens_per_prediction"])

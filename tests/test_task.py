@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.tasks import Task, label_budget, load_splits, limit_test
+from prompt_vs_finetune.tasks import Task, label_budget, limit_test, load_splits
 
 from .conftest import compose_config
 

@@ -26,6 +26,7 @@ from .tracking.cost import cost_metrics
 from .tracking.runs import mlflow_run
 
 log = logging.getLogger(__name__)
+PER_EXAMPLE_FILE = "per_example.json"
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -88,6 +89,11 @@ def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
     title = f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})"
     log_predictions(task.type, task.label_names, splits["test"]["text"], predictions.rows,
                     title)
+    # each test example's quality, for the report's intervals and paired comparisons
+    mlflow.log_dict({"metric": metrics.PER_EXAMPLE[task.type],
+                     "test_sha256": content_hash(splits["test"]),
+                     "values": metrics.per_example(task.type, predictions.rows)},
+                    PER_EXAMPLE_FILE)
     write_results_file(cfg, run_id, results)
     log.info("run %s: %s", run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))

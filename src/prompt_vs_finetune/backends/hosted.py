@@ -58,9 +58,11 @@ class HostedBackend(Backend):
         seconds = time.perf_counter() - started
         price_in, price_out = self.prices
         usd = [r.input_tokens * price_in + r.output_tokens * price_out for r in replies]
+        tokens_in = sum(r.input_tokens for r in replies)
+        tokens_out = sum(r.output_tokens for r in replies)
         usage = Usage(n_predictions=len(replies), eval_seconds=seconds, eval_usd=sum(usd),
-                      input_tokens=sum(r.input_tokens for r in replies),
-                      generated_tokens=sum(r.output_tokens for r in replies))
+                      input_tokens=tokens_in, generated_tokens=tokens_out,
+                      charged_tokens=tokens_in + tokens_out)
         metrics = {
             "api/cache_hits": sum(r.cached for r in replies),
             "api/retries": sum(r.retries for r in replies),

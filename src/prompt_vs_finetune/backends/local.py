@@ -84,10 +84,8 @@ class LocalBackend(Backend):
             raise
         metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
             if ckpt_path else {}
-        usage = meter.usage(n_predictions=len(self.splits["test"]),
-                            total_params=self.total_params,
-                            trainable_params=self.trainable_params,
-                            usd_per_hour=cfg.cost.usd_per_hour,
+        usage = meter.usage(rows=self.module.predictions, total_params=self.total_params,
+                            trainable_params=self.trainable_params, cost_cfg=cfg.cost,
                             device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),
                             model_memory_mb=self.module.weight_memory_mb)
         return Predictions(rows=self.module.predictions, usage=usage,

@@ -24,11 +24,23 @@ def load(module: str) -> evaluate.EvaluationModule:
     return evaluate.load(str(MODULES / module))
 
 
+PER_EXAMPLE = {"classification": "accuracy", "generation": "rougeL"}  # what the report resamples
+
+
 def score(task_type: str, names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     """`test/*` metrics of a run's predictions (one dict per test example)."""
     values = (classification(names, rows) if task_type == "classification"
               else generation(rows))
     return {f"test/{name}": value for name, value in values.items()}
+
+
+def per_example(task_type: str, rows: list[dict]) -> list[float]:
+    """Each test example's quality (in test-split order): 1/0 for a right/wrong label, its
+    ROUGE-L F-measure for a summary. Their mean is test/accuracy or test/rougeL; the report
+    resamples them for intervals that include test-set noise."""
+    if task_type == "classification":
+        return [float(r["predicted"] == r["label"]) for r in rows]
+    return rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])["rougeL"]
 
 
 def classification(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
@@ -50,9 +62,13 @@ def classification(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]
             raise UserError(f"unknown metric '{name}' in task.metrics; use "
                             f"{', '.join(CLASSIFICATION_METRICS)}")
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
+    if "predicted_sum" in rows[0]:  # ranked by likelihood: both normalisations, one pass
+        for name, key in (("accuracy_sum", "predicted_sum"), ("accuracy_char", "predicted_char")):
+            results[name] = sum(r[key] == r["label"] for r in rows) / len(rows)
     if "gold_logprob" in rows[0]:
-        results["perplexity"] = perplexity([r["gold_logprob"] for r in rows],
-                                           [r["gold_tokens"] for r in rows])
+        results.update(likelihood([r["gold_logprob"] for r in rows],
+                                  [r["gold_tokens"] for r in rows],
+                                  [r["gold_bytes"] for r in rows]))
     return results
 
 
@@ -62,9 +78,17 @@ def generation(rows: list[dict]) -> dict[str, float]:
     values = rouge([r["generated"] for r in rows], [r["references"] for r in rows])
     values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
     if "ref_logprob" in rows[0]:
-        values["perplexity"] = perplexity([r["ref_logprob"] for r in rows],
-                                          [r["ref_tokens"] for r in rows])
+        values.update(likelihood([r["ref_logprob"] for r in rows],
+                                 [r["ref_tokens"] for r in rows],
+                                 [r["ref_bytes"] for r in rows]))
     return values
+
+
+def likelihood(logprobs: list[float], tokens: list[int], n_bytes: list[int]) -> dict[str, float]:
+    """Perplexity per token, and bits per byte of the gold text: the tokenizer-independent
+    one, which models with different vocabularies can be compared on."""
+    return {"perplexity": perplexity(logprobs, tokens),
+            "bits_per_byte": -sum(logprobs) / (math.log(2) * sum(n_bytes))}
 
 
 def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
@@ -73,5 +97,11 @@ def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
 
 
 def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """rouge1 / rouge2 / rougeL / rougeLsum F-measures (stemmed, best reference)."""
+    """rouge1 / rouge2 / rougeL / rougeLsum F-measures (stemmed, best reference), averaged."""
     return load("rouge").compute(predictions=predictions, references=references)
+
+
+def rouge_each(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
+    """The same F-measures, one per example."""
+    return load("rouge").compute(predictions=predictions, references=references,
+                                 use_aggregator=False)

@@ -33,8 +33,9 @@ class RankClassifier:
         self.batch_size = batch_size
         self.examples_per_batch = examples_per_batch
         self.label_tokens = sum(map(len, encoder.choice_ids))  # all labels after one prompt
-        self.choice_chars = torch.tensor([len(self.task.target(self.task.labels[n]))
-                                          for n in self.task.label_names])
+        targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
+        self.choice_chars = torch.tensor([len(t) for t in targets])
+        self.choice_bytes = [len(t.encode()) for t in targets]
 
     def test_rows(self, split) -> list[dict]:
         rows = [{"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
@@ -62,11 +63,20 @@ class RankClassifier:
         n_tokens = scores.n_tokens.view(len(contexts), len(choices))
         ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         predicted = ranked.argmax(-1)
+        # the same log-likelihoods ranked both ways (lm-evaluation-harness's acc / acc_norm)
+        by_sum = logprob.argmax(-1)
+        by_char = normalise(logprob, n_tokens, self.choice_chars, "char").argmax(-1)
         rows = []
-        for r, (index, gold) in enumerate(zip(batch["index"], batch["label"], strict=True)):
+        for r, (index, gold, context) in enumerate(zip(batch["index"], batch["label"], contexts,
+                                                       strict=True)):
             pred = int(predicted[r])
             rows.append({"index": index, "label": gold, "predicted": pred,
+                         "predicted_sum": int(by_sum[r]), "predicted_char": int(by_char[r]),
                          "score": float(ranked[r, pred]),
                          "gold_logprob": float(logprob[r, gold]),
-                         "gold_tokens": int(n_tokens[r, gold])})
+                         "gold_tokens": int(n_tokens[r, gold]),
+                         "gold_bytes": self.choice_bytes[gold],
+                         # what one call reads: its prompt (demos included) and every label
+                         "call_tokens": len(context) + self.label_tokens,
+                         "prefix_tokens": len(self.encoder.prefix_ids)})
         return rows, {"input_tokens": scores.tokens_processed}

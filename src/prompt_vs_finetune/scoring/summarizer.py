@@ -51,16 +51,21 @@ class Summarizer:
                                        pad_id=self.tokenizer.pad_token_id,
                                        batch_size=self.batch_size)
         rows, offset = [], 0
-        for index, refs, tokens in zip(batch["index"], batch["references"], generated,
-                                       strict=True):
+        for index, refs, tokens, context in zip(batch["index"], batch["references"], generated,
+                                                contexts, strict=True):
             text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
                                self.stops)
             span = slice(offset, offset + len(refs))
             offset += len(refs)
+            scored = [p[1] for p in pairs[span]]  # the reference tokens as scored (cut to fit)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
                          "ref_logprob": float(scores.logprob[span].sum()),
-                         "ref_tokens": int(scores.n_tokens[span].sum())})
+                         "ref_tokens": int(scores.n_tokens[span].sum()),
+                         "ref_bytes": sum(len(self.tokenizer.decode(ids).encode())
+                                          for ids in scored),
+                         "call_tokens": len(context),
+                         "prefix_tokens": len(self.encoder.prefix_ids)})
         n_generated = sum(len(t) for t in generated)
         prompt_tokens = sum(len(c) for c in contexts)
         # the references' likelihood is evaluation only: no deployment pays for it

@@ -25,8 +25,10 @@ class Usage:
 
     n_predictions: int
     eval_seconds: float  # wall time to produce every test prediction
-    eval_usd: float  # what producing them cost: hardware time x price, or tokens x price
+    eval_usd: float  # what the predictions cost, each charged its own tokens (see call_usd)
     input_tokens: int  # tokens read to produce them (prompts with demos, labels when ranked)
+    charged_tokens: int  # tokens the predictions are charged for (every call its own prompt)
+    eval_usd_measured: float | None = None  # wall time x price (None: the same as eval_usd)
     generated_tokens: int = 0
     eval_only_tokens: int = 0  # evaluation-only work (reference perplexity): no deployment pays
     train_seconds: float = 0.0
@@ -39,6 +41,7 @@ class Usage:
 def cost_metrics(usage: Usage) -> dict[str, float]:
     """The `cost/*` keys of a run, from its usage."""
     n = max(usage.n_predictions, 1)
+    measured = usage.eval_usd if usage.eval_usd_measured is None else usage.eval_usd_measured
     return {
         "cost/train_seconds": usage.train_seconds,
         "cost/eval_seconds": usage.eval_seconds,
@@ -50,6 +53,8 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
         "cost/usd": usage.train_usd + usage.eval_usd,
         "cost/train_usd": usage.train_usd,
         "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
+        "cost/usd_per_1k_predictions_measured": measured / n * 1000,
+        "cost/tokens_per_prediction": usage.charged_tokens / n,
         "cost/latency_ms_per_example": usage.eval_seconds / n * 1000,
         **{f"cost/{name}": value for name, value in usage.local.items()},
     }
@@ -60,6 +65,21 @@ def _peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     # CPU: the process's peak resident set size (Linux reports KiB).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[float, float]:
+    """(tokens charged, USD) of one local prediction, as a deployment would pay for it: its
+    own prompt (the demos too, unless `cost.prefix_cache` spreads them over the run's calls),
+    the labels it ranks or the tokens it writes, at 2 x parameters FLOPs per token and the
+    FLOP/s the hardware sustains (conf/cost). The same work costs the same, whatever the
+    arm, and no timing noise enters it."""
+    prompt = row["call_tokens"]
+    if cost_cfg.prefix_cache:
+        prompt -= row["prefix_tokens"] * (1 - 1 / n_calls)
+    generated = row.get("generated_tokens", 0)
+    seconds = 2 * total_params * (prompt / cost_cfg.prompt_flops_per_second
+                                  + generated / cost_cfg.generated_flops_per_second)
+    return prompt + generated, seconds * cost_cfg.usd_per_hour / 3600
 
 
 class CostMeter(L.Callback):
@@ -116,19 +136,22 @@ class CostMeter(L.Callback):
         self.tokens = {k: int(v) for k, v in zip(keys, counts.tolist(), strict=True)}
         return dist.get_world_size()
 
-    def usage(self, *, n_predictions: int, total_params: int, trainable_params: int,
-              usd_per_hour: float, device: torch.device, fitted: bool,
-              model_memory_mb: float) -> Usage:
-        """The run's usage; `usd_per_hour` is the price of one device (GPU or CPU host), and
-        every device of a DDP job is paid for. Under DDP a collective: call on every rank."""
+    def usage(self, *, rows: list[dict], total_params: int, trainable_params: int,
+              cost_cfg, device: torch.device, fitted: bool, model_memory_mb: float) -> Usage:
+        """The run's usage from its prediction rows: each prediction charged its own tokens
+        (`call_usd`), the wall time priced beside; training is the measured time x price of
+        every device (a DDP job pays for each). Under DDP a collective: call on every rank."""
         devices = self._reduce()
-        usd_per_second = usd_per_hour * devices / 3600
+        usd_per_second = cost_cfg.usd_per_hour * devices / 3600
+        calls = [call_usd(row, total_params, cost_cfg, len(rows)) for row in rows]
         train_s, eval_s = self.seconds["train"], self.seconds["eval"]
         tokens = self.tokens
         train_flops = (4 * total_params + 2 * trainable_params) * tokens["train"]
         forward = tokens["val"] + tokens["input"] + tokens["generated"] + tokens["eval_only"]
         return Usage(
-            n_predictions=n_predictions, eval_seconds=eval_s, eval_usd=eval_s * usd_per_second,
+            n_predictions=len(rows), eval_seconds=eval_s, eval_usd=sum(c[1] for c in calls),
+            eval_usd_measured=eval_s * usd_per_second,
+            charged_tokens=round(sum(c[0] for c in calls)),
             input_tokens=tokens["input"], generated_tokens=tokens["generated"],
             eval_only_tokens=tokens["eval_only"], train_seconds=train_s,
             train_usd=train_s * usd_per_second, train_tokens=tokens["train"],

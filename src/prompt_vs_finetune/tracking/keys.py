@@ -21,11 +21,18 @@ class Key:
 
 KEYS: dict[str, Key] = {
     # quality, on the test split
-    "test/accuracy": Key("share of test examples whose predicted label is the gold label",
+    "test/accuracy": Key("share of test examples whose predicted label is the gold label "
+                         "(ranked as scorer.length_norm says: per character by default)",
                          task_type="classification"),
     "test/macro_f1": Key("F1 averaged over the gold labels, each label weighing the same; an "
                          "unparsed reply counts as wrong, never as a class",
                          task_type="classification"),
+    "test/accuracy_sum": Key("accuracy with labels ranked by summed log-likelihood (favours "
+                             "short labels; lm-evaluation-harness's acc)", LOCAL,
+                             task_type="classification"),
+    "test/accuracy_char": Key("accuracy with labels ranked by log-likelihood per character "
+                              "(lm-evaluation-harness's acc_norm), from the same pass", LOCAL,
+                              task_type="classification"),
     "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
                               "classification, which picks a label by likelihood)",
                               task_type="classification"),
@@ -41,7 +48,10 @@ KEYS: dict[str, Key] = {
                                 "tokenizer)", task_type="generation"),
     "test/perplexity": Key("exp of the mean negative log-likelihood per token of the gold "
                            "answer (classification: the gold label; generation: the "
-                           "references) given the prompt", LOCAL),
+                           "references) given the prompt; comparable only between models "
+                           "with the same tokenizer", LOCAL),
+    "test/bits_per_byte": Key("the same log-likelihood in bits per UTF-8 byte of the gold text: "
+                              "tokenizer-independent, for comparing models", LOCAL),
     # training
     "train/loss": Key("training loss per step (answer tokens only)", LOCAL, fitted_only=True),
     "val/loss": Key("validation loss per epoch (answer tokens only)", LOCAL, fitted_only=True),
@@ -62,10 +72,17 @@ KEYS: dict[str, Key] = {
                                  "tokens)"),
     "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' "
                                  "perplexity); part of no prediction's cost"),
-    "cost/usd": Key("what the run cost: train_usd plus what producing the predictions cost "
-                    "(local: wall time x cost.usd_per_hour; hosted: usage x token prices)"),
-    "cost/usd_per_1k_predictions": Key("what producing 1,000 predictions cost, as cost/usd "
-                                       "prices them"),
+    "cost/usd": Key("what the run cost: train_usd plus its predictions at "
+                    "usd_per_1k_predictions"),
+    "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost a deployment, each "
+                                       "charged its own tokens (the prompt with its demos, the "
+                                       "labels ranked or tokens written): local, tokens x 2N "
+                                       "FLOPs at conf/cost's FLOP/s x usd_per_hour; hosted, "
+                                       "usage x token prices"),
+    "cost/usd_per_1k_predictions_measured": Key("the same from the measured wall time x "
+                                                "usd_per_hour (hosted: as billed); noisy, "
+                                                "and it credits batching and prefix caching"),
+    "cost/tokens_per_prediction": Key("tokens one prediction is charged for"),
     "cost/latency_ms_per_example": Key("eval_seconds / test examples, in ms (throughput of "
                                        "the batched or concurrent run, not one call's latency)"),
     "cost/flops": Key("estimated FLOPs: 2N per token run forward, 4N + 2N_trainable per token "

@@ -17,8 +17,9 @@ Args:
     references (list of list of str): one or more references per prediction.
     rouge_types (list of str): default rouge1, rouge2, rougeL, rougeLsum.
     use_stemmer (bool): Porter stemming (default True).
+    use_aggregator (bool): the mean over examples (default True), or each example's score.
 Returns:
-    {rouge_type: mean F-measure in [0, 1]}
+    {rouge_type: mean F-measure in [0, 1], or the list of per-example F-measures}
 """
 
 
@@ -29,7 +30,8 @@ class Rouge(evaluate.Metric):
             "references": datasets.Sequence(datasets.Value("string"))}),
             citation="Lin (2004), ROUGE: A Package for Automatic Evaluation of Summaries")
 
-    def _compute(self, predictions, references, rouge_types=None, use_stemmer=True):
+    def _compute(self, predictions, references, rouge_types=None, use_stemmer=True,
+                 use_aggregator=True):
         rouge_types = rouge_types or ["rouge1", "rouge2", "rougeL", "rougeLsum"]
         scorer = rouge_scorer.RougeScorer(rouge_types, use_stemmer=use_stemmer)
         aggregate = {t: [] for t in rouge_types}
@@ -37,4 +39,6 @@ class Rouge(evaluate.Metric):
             scores = scorer.score_multi(refs, prediction)
             for rouge_type in rouge_types:
                 aggregate[rouge_type].append(scores[rouge_type].fmeasure)
+        if not use_aggregator:
+            return aggregate
         return {t: sum(v) / len(v) if v else 0.0 for t, v in aggregate.items()}
