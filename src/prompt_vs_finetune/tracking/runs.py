@@ -5,6 +5,8 @@ test, so the job opens the run, the logger writes into it, and only the job's ou
 final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ctrl-C.
 """
 
+import hashlib
+import json
 import logging
 import re
 import subprocess
@@ -66,12 +68,40 @@ def git_commit() -> tuple[str, bool] | None:
         return None
 
 
+VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file")
+CELL_FREE = ("seed", "data_seed", "mlflow")  # what a cell's runs may differ in
+
+
+def config_hash(cfg: DictConfig, drop: tuple[str, ...] = ()) -> str:
+    """Hash of what determines a job's result (not where it writes or how it logs), without
+    the top-level keys in `drop`. The config is hashed unresolved: `${paths.output_dir}`
+    carries a timestamp once resolved, `${seed}` in arm.order_seed is the seed's own key."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    kept = {k: v for k, v in raw.items() if k not in (*VOLATILE, *drop)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def hpo_trial() -> bool:
+    """Whether this job is a trial of a hyper-parameter search (an optimising sweeper): its
+    test metrics are not the experiment's, only the trial chosen on validation is."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    sweeper = HydraConfig.get().sweeper
+    return "optuna" in str(sweeper.get("_target_", "")).lower()
+
+
 def job_tags(cfg: DictConfig) -> dict[str, str]:
     """What a run is, as tags to filter and group by. `fit`: whether the arm trains weights
     (the arm config's own key), which the report uses rather than arm names."""
     tags = {"arm": cfg.arm.name, "fit": str(bool(cfg.arm.fit)).lower(), "task": cfg.task.name,
             "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
-            "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k)}
+            "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
+            # runs with the same `cell` differ in their seeds only: one experiment
+            "cell": config_hash(cfg, drop=CELL_FREE)}
+    if hpo_trial():
+        tags["hpo_trial"] = "true"
     if not cfg.model.api:  # a hosted model runs at whatever precision its provider uses
         tags["inference_dtype"] = str(cfg.inference_dtype)
     if cfg.study:

@@ -7,7 +7,6 @@ optimizer, scheduler, loop and data-loader position, RNG states, callbacks; writ
 into the same run. A job that ends (FINISHED, FAILED or KILLED) removes its state.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..errors import UserError
+from ..tracking.runs import config_hash
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
@@ -46,16 +46,9 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
-VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file")
-
-
 def job_key(cfg: DictConfig) -> str:
-    """Hash of what determines the job's result (not where it writes or how it logs). The
-    config is hashed unresolved: `${paths.output_dir}/checkpoints` carries a timestamp once
-    resolved, and every value an interpolation points to is hashed where it is defined."""
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    kept = {k: v for k, v in raw.items() if k not in VOLATILE}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of what determines the job's result (not where it writes or how it logs)."""
+    return config_hash(cfg)
 
 
 @dataclass
