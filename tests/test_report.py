@@ -198,18 +198,19 @@ def test_inference_dtype_is_a_dimension(scale_report):
     assert table.loc[("gpt2", "float32", "zero_shot"), "quality"] == pytest.approx(0.305)
     md = (out / "report.md").read_text()
     section = md.split("## intent_sample / gpt2\n")[1].split("\n## ")[0]
-    assert "| arm | dtype | N labels | runs | accuracy | perplexity |" in section
-    assert "| zero_shot | float32 | 0 | 2 | 0.305 ± 0.064 | 2.5 |" in section
-    assert "| zero_shot | int8 | 0 | 2 | 0.105 ± 0.064 | 3 |" in section
+    assert "| arm | dtype | N labels | runs | accuracy [95% interval] | perplexity |" in section
+    assert "| zero_shot | float32 | 0 | 2 | 0.305 ± 0.064† | 2.5 |" in section
+    assert "| zero_shot | int8 | 0 | 2 | 0.105 ± 0.064† | 3 |" in section
     # the precision table puts the int8 cell beside its float32 twin
-    assert "| zero_shot | 0 | int8 | 0.305 ± 0.064 | 0.105 ± 0.064 | -0.200 | yes | 2.5 → 3 |" \
+    assert "| zero_shot | 0 | int8 | 0.305 ± 0.064† | 0.105 ± 0.064† | -0.200 | yes | 2.5 → 3 |" \
         in section
     assert "int8 vs float32: accuracy changes by -0.200 on average over 2 cell(s)" in section
     assert "2 of 2 beyond both 95% intervals; 50% of the float32 inference cost" in section
     assert "[int8] Only the prompting arms" not in section  # float32 has fitted arms
     # sections without reduced precision keep the float32-only layout
     distil = md.split("## intent_sample / distilgpt2\n")[1].split("\n## ")[0]
-    assert "| arm | N labels | runs | accuracy | perplexity | USD / 1k pred. |" in distil
+    assert ("| arm | N labels | runs | accuracy [95% interval] | perplexity | USD / 1k pred. |"
+            in distil)
 
 
 def test_api_model_perplexity_na_and_unparsed_rate(scale_report):
@@ -217,8 +218,9 @@ def test_api_model_perplexity_na_and_unparsed_rate(scale_report):
     md = (out / "report.md").read_text()
     assert "nan" not in md.lower()
     section = md.split("## intent_sample / claude\n")[1].split("\n## ")[0]
-    assert "| arm | N labels | runs | accuracy | perplexity | unparsed replies |" in section
-    assert "| few_shot | 8 | 2 | 0.855 ± 0.064 | n/a | 5.0% | 1 |" in section
+    assert ("| arm | N labels | runs | accuracy [95% interval] | perplexity | unparsed replies |"
+            in section)
+    assert "| few_shot | 8 | 2 | 0.855 ± 0.064† | n/a | 5.0% | 1 |" in section
     assert "5.0% of its replies matched no label" in section
     assert "Only the prompting arms ran for this model" in section
     local = md.split("## intent_sample / gpt2-medium\n")[1].split("\n## ")[0]
@@ -255,8 +257,8 @@ def test_model_scale_ordered_by_parameters_api_last(scale_report):
     rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == [
         "| distilgpt2", "| gpt2", "| gpt2 (int8)", "| gpt2-medium", "| claude"]
-    assert rows[0].startswith("| distilgpt2 | 81.9M | 0.205 ± 0.064 [1] |")
-    assert rows[-1] == "| claude | n/a | 0.705 ± 0.064 [1] | 0.855 ± 0.064 [1] | — | — |"
+    assert rows[0].startswith("| distilgpt2 | 81.9M | 0.205 ± 0.064† [1] |")
+    assert rows[-1] == "| claude | n/a | 0.705 ± 0.064† [1] | 0.855 ± 0.064† [1] | — | — |"
     assert "Best across models: gpt2-medium (355M) full_finetune" in section
     assert (out / "plots/intent_sample_model_scale.png").stat().st_size > 0
     assert (out / "recommendation_intent_sample_model_scale.txt").is_file()
@@ -266,8 +268,8 @@ def test_float32_single_model_report_layout_unchanged(store, tmp_path):
     out = tmp_path / "out"
     report.write_report(report.load_runs(store), out)
     md = (out / "report.md").read_text()
-    assert ("| arm | N labels | runs | accuracy | perplexity | USD / 1k pred. | train USD | "
-            "trainable params | Pareto |\n|---|---|---|---|---|---|---|---|---|") in md
-    assert "| few_shot | 4 | 3 | 0.620 ± 0.050 | 2 | 0.05 | 0 | 10 |  |" in md
+    assert ("| arm | N labels | runs | accuracy [95% interval] | perplexity | USD / 1k pred. | "
+            "train USD | trainable params | Pareto |\n|---|---|---|---|---|---|---|---|---|") in md
+    assert "| few_shot | 4 | 3 | 0.620 ± 0.050† | 2 | 0.05 | 0 | 10 |  |" in md
     assert "model scale" not in md and "Precision" not in md and "dtype" not in md
     assert not (out / "plots/intent_sample_model_scale.png").exists()

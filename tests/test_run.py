@@ -174,3 +174,38 @@ def test_identical_inference_work_costs_the_same_per_prediction(tmp_path):
     assert few["cost/tokens_per_prediction"] > zero["cost/tokens_per_prediction"] + 4 * 5
     assert few[key] / zero[key] == pytest.approx(
         few["cost/tokens_per_prediction"] / zero["cost/tokens_per_prediction"])
+
+
+def test_a_label_budget_holds_validation_and_is_logged(tmp_path):
+    """train_size=16 on intent_sample (no validation split of its own): 14 train + 2
+    validation, data/n_labels 16, where the validation set used to be 10% of the whole train
+    split on top of the budget."""
+    results = job.run(compose_config(tmp_path, *FAST, "arm=lora", "train_size=16",
+                                     "model.max_epochs=1"))
+    assert (results["data/n_train"], results["data/n_validation"]) == (14, 2)
+    assert results["data/n_labels"] == 16 and results["data/test_overlap"] == 0
+
+
+def test_arms_stay_themselves(tmp_path, caplog):
+    """A sweep's arm.k reaches every arm: zero-shot still shows no demos (and logs k=0);
+    few-shot with k=0 would be zero-shot under another name, and is refused."""
+    results = job.run(compose_config(tmp_path, *FAST, "arm=zero_shot", "arm.k=2"))
+    assert results["fewshot/demos_used"] == 0 and results["data/n_labels"] == 0
+    _, run = only_run(tmp_path)
+    assert run.data.params["arm.k"] == "0" and run.data.tags["k"] == "0"
+    with pytest.raises(UserError, match=r"arm.k=0 leaves arm=few_shot without demonstrations"):
+        job.run(compose_config(tmp_path / "b", *FAST, "arm=few_shot", "arm.k=0"))
+    with pytest.raises(UserError, match=r"arm.k=-1 is not >= 0"):
+        job.run(compose_config(tmp_path / "c", *FAST, "arm=few_shot", "arm.k=-1"))
+
+
+def test_test_examples_seen_in_training_are_counted_or_refused(tmp_path):
+    """The train file as the test file: every test example is a labelled one."""
+    train = "${pvf_resource:datasets/intent_sample/train.jsonl}"
+    same = (f"task.data_files.test={train}", "test_size=8")
+    results = job.run(compose_config(tmp_path, *FAST, *same, "arm=zero_shot"))
+    assert results["data/test_overlap"] == 8
+    with pytest.raises(UserError, match=r"8 of 8 test examples also appear among the labelled"):
+        job.run(compose_config(tmp_path / "b", *FAST, *same, "task.overlap=error"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -29,13 +29,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the runs recorded in metrics.json files under this folder")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
+    parser.add_argument("--volume", type=int, default=None,
+                        help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     run_ids = run_ids_from(args.runs_from) if args.runs_from else None
     runs = load_runs(uri, args.experiment, args.filter, run_ids)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
-    summary = write_report(runs, args.out)
+    summary = write_report(runs, args.out, volume=args.volume)
     if not args.no_mlflow:
         log_report_run(uri, args.out, summary["runs"])
     print((args.out / "report.md").read_text())

@@ -4,9 +4,14 @@
 import json
 import math
 from pathlib import Path
+from urllib.parse import urlparse
 
+import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
+
+PER_EXAMPLE_FILE = "per_example.json"  # written by the job: each test example's quality
 
 QUALITY = {"classification": "test/accuracy", "generation": "test/rougeL"}
 REFERENCE_DTYPE = "float32"  # runs without the inference_dtype tag
@@ -16,7 +21,13 @@ COLUMNS = {  # report column -> MLflow metric
     "train_seconds": "cost/train_seconds", "trainable_params": "cost/trainable_params",
     "total_params": "cost/total_params",
     "unparsed_rate": "test/unparsed_rate",  # API models: replies that matched no label
+    "tokens_per_call": "cost/tokens_per_prediction",
+    "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
+    "bits_per_byte": "test/bits_per_byte",
 }
+# what tells two cells apart in a table, not what they are about
+NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
+                "fewshot.", "resume", "verbose", "arm.order_seed", "decoding.seed", "study")
 
 
 def run_ids_from(results: Path) -> set[str]:
@@ -44,6 +55,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
             continue
         kind = "generation" if "test/rougeL" in metrics else "classification"
         fit = fitted(tags, metrics)
+        test_set = params.get("data.test_sha256", "")
         row = {"run_id": run.info.run_id, "task": tags["task"], "model": tags["model"],
                "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
                "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "kind": kind,
@@ -51,12 +63,42 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),
                "n_labels": n_labels(fit, metrics),
-               "quality": metrics.get(QUALITY[kind], math.nan)}
+               "quality": metrics.get(QUALITY[kind], math.nan),
+               "study": tags.get("study", ""), "test_set": test_set,
+               "hpo_trial": tags.get("hpo_trial") == "true",
+               # one experiment: the same config but the seeds, on the same test set; runs
+               # from before the `cell` tag fall back to a name match
+               "cell": f"{tags.get('cell') or legacy_cell(tags, fit, metrics)}/{test_set}",
+               "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
+               "artifact_uri": run.info.artifact_uri}
         for column, key in COLUMNS.items():
             if key:
                 row[column] = metrics.get(key, math.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    return runs.assign(examples=per_example(runs)) if not runs.empty else runs
+
+
+def legacy_cell(tags: dict, fit: bool, metrics: dict) -> str:
+    return "|".join([tags["task"], tags["model"], tags.get("inference_dtype", REFERENCE_DTYPE),
+                     tags["arm"], str(n_labels(fit, metrics))])
+
+
+def per_example(runs: pd.DataFrame) -> pd.Series:
+    """Each run's per-example quality (an array in test-split order), or None where the run
+    logged none (runs from before per_example.json, API runs of an older version)."""
+    def load(uri: str):
+        local = Path(urlparse(uri).path) / PER_EXAMPLE_FILE if uri.startswith("file:") else None
+        try:
+            if local is not None:  # a local store: read the file, no download machinery
+                data = json.loads(local.read_text()) if local.is_file() else None
+            else:
+                data = mlflow.artifacts.load_dict(f"{uri}/{PER_EXAMPLE_FILE}")
+        except Exception:  # noqa: BLE001 - absent or unreadable: the report falls back
+            data = None
+        return None if data is None else np.asarray(data["values"], dtype=float)
+
+    return runs["artifact_uri"].map(load)
 
 
 def fitted(tags: dict, metrics: dict) -> bool:

@@ -11,13 +11,16 @@ def cells_table(table: pd.DataFrame, metric: str) -> str:
     """The cells of one task x model. A dtype column only when some cell is not float32, an
     unparsed-reply column only when some reply named no label (API models)."""
     dtype, unparsed = reduced(table), bool((table["unparsed_rate"] > 0).any())
-    head = ["arm", *(["dtype"] if dtype else []), "N labels", "runs", metric, "perplexity",
+    variant = bool((table["variant"] != "").any())
+    head = ["arm", *(["variant"] if variant else []), *(["dtype"] if dtype else []),
+            "N labels", "runs", f"{metric} [95% interval]", "perplexity",
             *(["unparsed replies"] if unparsed else []), "USD / 1k pred.", "train USD",
             "trainable params", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     for _, r in ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]).iterrows():
-        cells = [r["arm"], *([r["dtype"]] if dtype else []), str(int(r["n_labels"])),
+        cells = [r["arm"], *([r["variant"]] if variant else []),
+                 *([r["dtype"]] if dtype else []), str(int(r["n_labels"])),
                  str(int(r["runs"])), quality(r), num(r["perplexity"]),
                  *([num(r["unparsed_rate"], ".1%")] if unparsed else []),
                  num(r["usd_per_1k"]), num(r["train_usd"]), num(r["trainable_params"]),
@@ -74,4 +77,27 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
                      f"{num(r['max'], '.3f')} | {num(r['std'], '.3f')} | "
                      f"{r['best_template']} | {r['worst_template']} | "
                      f"{num(r['template_gap'], '.3f')} |")
+    return [*lines, ""]
+
+
+def break_even_table(crossings: pd.DataFrame) -> list[str]:
+    """Each fine-tuned x prompting pair: up-front and per-call cost, and the break-even."""
+    lines = ["| fine-tuned | prompting | up-front USD | USD per call, fine-tuned | USD per call, "
+             "prompting | cheaper after |", "|" + "---|" * 6]
+    for _, r in crossings.iterrows():
+        after = ("never (its calls cost as much or more)" if r["break_even_predictions"] ==
+                 float("inf") else f"{r['break_even_predictions']:,.0f} predictions")
+        lines.append(f"| {r['fine_tuned']} | {r['prompting']} | {num(r['up_front_usd'])} | "
+                     f"{num(r['per_call_usd_fine_tuned'])} | {num(r['per_call_usd_prompting'])}"
+                     f" | {after} |")
+    return [*lines, ""]
+
+
+def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
+    """Every arm's total cost at the user's volume, cheapest first."""
+    lines = [f"**At {volume:,} predictions** (`--volume`), cheapest first", "",
+             f"| arm | total USD | up-front USD | USD per call | {metric} |", "|" + "---|" * 5]
+    for _, r in ranked.iterrows():
+        lines.append(f"| {r['arm_name']} | {num(r['total_usd'])} | {num(r['up_front'])} | "
+                     f"{num(r['per_call'])} | {num(r['quality'], '.3f')} |")
     return [*lines, ""]

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .load import REFERENCE_DTYPE  # noqa: E402
@@ -129,3 +130,34 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path) ->
     plt.close(fig)
 
 
+
+
+def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
+                        path: Path) -> None:
+    """Total cost against the number of predictions, one line per arm (a fine-tuned arm
+    starts at its up-front cost), break-even volumes marked where a fine-tuned line crosses
+    below a prompting one."""
+    finite = crossings["break_even_predictions"].replace(math.inf, math.nan).dropna() \
+        if not crossings.empty else pd.Series(dtype=float)
+    top = max(1e6, 10 * finite.max()) if not finite.empty else 1e6
+    volumes = np.logspace(0, math.log10(top), 200)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, (_, row) in enumerate(costs.iterrows()):
+        name = f"{row['model']}/{row['arm']}"
+        ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=f"C{i}",
+                linestyle="-" if row["fit"] else "--", label=name)
+    for _, cross in crossings[crossings["break_even_predictions"] < math.inf].iterrows() \
+            if not crossings.empty else []:
+        v = cross["break_even_predictions"]
+        y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]
+        ax.plot([v], [y], "kx")
+        ax.annotate(f"{v:,.0f}", (v, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    if (costs["up_front"] + costs["per_call"] > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel="predictions served", ylabel="total USD (training + calls)",
+           title=f"{task}: total cost by volume (x: break-even)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

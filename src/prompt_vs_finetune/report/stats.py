@@ -1,13 +1,19 @@
-"""The report's statistics: cells (runs that differ only in their seed, grouped), their means
-and 95% intervals, the Pareto front, the fine-tuning crossover, prompt sensitivity, and the
-precision and model-scale comparisons. Whether an arm trains is the runs' `fit` column, never
-its name."""
+"""The report's statistics: cells (runs of one config that differ only in their seeds, on
+one test set), their means and 95% intervals, paired comparisons, the Pareto front, the
+fine-tuning crossover, prompt sensitivity, and the precision and model-scale comparisons.
+Whether an arm trains is the runs' `fit` column, never its name.
+
+Intervals (intervals.py) resample the test examples and the seeds; runs without per-example
+values fall back to a t-interval over seeds (`interval` says which).
+"""
 
 import math
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .intervals import bootstrap_interval, compare
 from .load import COLUMNS, REFERENCE_DTYPE
 
 GROUP = ["task", "model", "dtype", "arm", "fit", "n_labels"]
@@ -31,25 +37,72 @@ def complete(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs with every column the report reads (frames built by hand may lack the newer ones)."""
     if "dtype" not in runs:
         runs = runs.assign(dtype=REFERENCE_DTYPE)
+    defaults = {"hpo_trial": False, "test_set": "", "params": [{}] * len(runs),
+                "cell": runs[[*GROUP]].astype(str).agg("|".join, axis=1) if len(runs) else []}
+    runs = runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
     missing = {c: math.nan for c in COLUMNS if c not in runs}
     return runs.assign(**missing) if missing else runs
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per task x model x inference dtype x arm x label budget: means over its runs
-    (seeds; in a prompt-sensitivity study also templates and demo orders), CI on quality.
-    A metric no run of a cell logged stays NaN (shown as n/a)."""
+    """One row per cell (an experiment: runs that differ only in their seeds, on one test
+    set): quality mean and 95% interval, and the cell's mean cost. Search trials
+    (`hpo_trial`) are left out. `examples` holds the cell's [seeds x test examples] quality
+    matrix when its runs logged one. `variant` names what sets a cell apart from the others
+    of its arm and label budget (a template, a scorer option, ...)."""
     runs = complete(runs)
+    runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
-    for key, group in runs.groupby(GROUP, sort=True):
-        mean, ci, n = mean_ci(group["quality"])
-        row = dict(zip(GROUP, key, strict=True))
-        row.update(kind=group["kind"].iloc[0], runs=n, quality=mean, quality_ci=ci)
+    for cell, group in runs.groupby("cell", sort=True):
+        row = {key: group[key].iloc[0] for key in GROUP}
+        row.update(cell=cell, kind=group["kind"].iloc[0], test_set=group["test_set"].iloc[0],
+                   runs=int(group["quality"].notna().sum()))
+        matrix = _matrix(group)
+        if matrix is not None:
+            mean, low, high = bootstrap_interval(matrix)
+            interval = "bootstrap"
+        else:
+            mean, half, _ = mean_ci(group["quality"])
+            low, high, interval = mean - half, mean + half, "t over seeds"
+        row.update(quality=mean, quality_low=low, quality_high=high,
+                   quality_ci=(high - low) / 2, interval=interval, examples=matrix)
         for column in COLUMNS:
             if column != "quality":
                 row[column] = group[column].mean()
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.assign(variant=variants(table, runs))
+
+
+def _matrix(group: pd.DataFrame) -> np.ndarray | None:
+    """[runs x test examples] of a cell, when every run logged equally long per-example
+    values (the same test set)."""
+    if "examples" not in group:
+        return None
+    values = [v for v in group["examples"] if v is not None]
+    if len(values) != len(group) or len({len(v) for v in values}) != 1 or not len(values[0]):
+        return None
+    return np.vstack(values)
+
+
+def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """For cells that share task, model, dtype, arm and label budget: the config values that
+    differ among them (`key=value, ...`); empty where a cell is the only one."""
+    params = runs.groupby("cell")["params"].first()
+    labels = pd.Series("", index=table.index)
+    for _, same in table.groupby(GROUP).groups.items():
+        if len(same) < 2:
+            continue
+        dicts = {i: params[table.loc[i, "cell"]] for i in same}
+        keys = sorted({k for d in dicts.values() for k in d
+                       if len({d.get(k) for d in dicts.values()}) > 1})
+        for i, d in dicts.items():
+            labels[i] = ", ".join(f"{k}={d.get(k)}" for k in keys)
+            if not labels[i] and table.loc[i, "test_set"]:
+                labels[i] = f"test set {table.loc[i, 'test_set'][:8]}"
+    return labels
 
 
 def pareto_front(points: pd.DataFrame) -> pd.Series:
@@ -154,19 +207,22 @@ def model_scale(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def crossover(table: pd.DataFrame, arm: str) -> dict | None:
-    """The smallest label budget at which `arm` beats the best prompting cell beyond both CIs.
-
-    Returns {"n_labels", "prompt": best prompting row, "fitted": that row} or None when the
-    arm never clearly wins (or either side has no interval).
-    """
+    """The smallest label budget from which `arm` beats the best prompting cell at that budget
+    and at every larger budget tested (paired where the test set is shared). None when no such
+    budget exists or nothing prompts. {"n_labels", "prompt", "fitted", "budgets", "result"}."""
     prompts = prompting(table)
-    cells = table[table["arm"] == arm].sort_values("n_labels")
+    prompts = prompts[prompts["quality"].notna()]
+    cells = table[table["arm"] == arm]
     if prompts.empty or cells.empty:
         return None
     top = prompts.loc[prompts["quality"].idxmax()]
-    for _, row in cells.iterrows():
-        if row["quality"] - row["quality_ci"] > top["quality"] + top["quality_ci"]:
-            return {"n_labels": int(row["n_labels"]), "prompt": top, "fitted": row}
+    best_at = [group.loc[group["quality"].idxmax()]
+               for _, group in cells.groupby("n_labels", sort=True)]
+    results = [compare(row, top) for row in best_at]
+    for i, (row, result) in enumerate(zip(best_at, results, strict=True)):
+        if all(r["beats"] for r in results[i:]):
+            return {"n_labels": int(row["n_labels"]), "prompt": top, "fitted": row,
+                    "budgets": [int(r["n_labels"]) for r in best_at], "result": result}
     return None
 
 

@@ -17,10 +17,14 @@ def num(value, spec: str = ".3g") -> str:
 
 
 def quality(row) -> str:
-    """Mean ± CI half-width; "n/a" when no run logged the quality metric."""
+    """The mean and its 95% interval: [low, high] from the bootstrap over test examples and
+    seeds, or ± the t half-width over seeds (marked †: no test-set noise in it) for runs
+    without per-example values; "n/a" when no run logged the quality metric."""
     if math.isnan(row["quality"]):
         return "n/a"
-    ci = "" if math.isnan(row["quality_ci"]) else f" ± {row['quality_ci']:.3f}"
+    if row.get("interval") == "bootstrap":
+        return f"{row['quality']:.3f} [{row['quality_low']:.3f}, {row['quality_high']:.3f}]"
+    ci = "" if math.isnan(row["quality_ci"]) else f" ± {row['quality_ci']:.3f}†"
     return f"{row['quality']:.3f}{ci}"
 
 
@@ -50,11 +54,14 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     top = best(table)
     if top is None:
         return [f"No run logged {metric}: nothing to recommend."]
-    if table["runs"].max() < 2:
-        lines.append(f"Evidence too thin to recommend: every cell has a single run, so no "
-                     f"confidence interval. Rerun with seed=0,1,2 (best {metric} so far: "
-                     f"{top['arm']}).")
+    if table["runs"].max() < 2 and not (table["interval"] == "bootstrap").any():
+        lines.append(f"Evidence too thin to recommend: every cell has a single run and no "
+                     f"per-example values, so no confidence interval. Rerun with seed=0,1,2 "
+                     f"(best {metric} so far: {top['arm']}).")
         return lines
+    if table["runs"].max() < 2:
+        lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
+                     "not the seed's; rerun with seed=0,1,2 for both.")
     top_prompt = best(prompting(table))
     if top_prompt is not None:
         unparsed = top_prompt.get("unparsed_rate", math.nan)
@@ -73,22 +80,42 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
-    """Where a fine-tuned arm starts to beat the best prompt, or that it never does."""
+    """From which label budget a fine-tuned arm beats the best prompt, holding at every
+    larger budget tested; or that it does not; or, with one budget, only what was tested."""
     cells = table[table["arm"] == arm]
+    budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
+    how = ("paired bootstrap over the shared test examples" if found and
+           found["result"]["paired"] else "95% intervals apart")
+    if found and len(budgets) == 1:
+        return (f"{arm} at {budgets[0]} labels (the only budget tested) beats the best prompt "
+                f"({found['prompt']['arm']}): {metric} {cell(found['fitted'])} vs "
+                f"{cell(found['prompt'])}{_difference(found['result'])} ({how}); fewer labels "
+                "were not tested.")
     if found:
-        smaller = cells[cells["n_labels"] < found["n_labels"]]
-        below = (f" With fewer labels ({', '.join(str(int(n)) for n in smaller['n_labels'])})"
-                 " it does not clearly beat prompting." if not smaller.empty else "")
+        smaller = [n for n in budgets if n < found["n_labels"]]
+        below = (f" With fewer labels ({', '.join(map(str, smaller))}) it does not clearly "
+                 "beat prompting." if smaller else "")
         return (f"Fine-tune ({arm}) once you have about {found['n_labels']} labelled "
-                f"examples: {metric} {cell(found['fitted'])} vs prompting "
-                f"{cell(found['prompt'])}.{below}")
+                f"examples: it beats the best prompt ({found['prompt']['arm']}) there and at "
+                f"every larger budget tested ({', '.join(map(str, budgets))}); {metric} "
+                f"{cell(found['fitted'])} vs prompting {cell(found['prompt'])}"
+                f"{_difference(found['result'])} ({how}).{below}")
     top = best(cells)
     if top is None:
         return None
-    return (f"{arm} never beat the best prompt beyond the 95% intervals (its best: "
-            f"{cell(top)} at {int(top['n_labels'])} labels): prompt, or collect more labels "
-            "and seeds.")
+    tested = ("the only budget tested" if len(budgets) == 1
+              else f"budgets tested: {', '.join(map(str, budgets))}")
+    return (f"{arm} does not beat the best prompt at every budget from some point on ({tested}; "
+            f"its best: {cell(top)} at {int(top['n_labels'])} labels): prompt, or collect more "
+            "labels and seeds.")
+
+
+def _difference(result: dict) -> str:
+    if not result["paired"]:
+        return ""
+    return (f", paired difference {result['diff']:+.3f} "
+            f"[{result['low']:+.3f}, {result['high']:+.3f}]")
 
 
 def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from .costs import arm_costs, at_volume, break_even
 from .load import QUALITY
-from .markdown import cells_table, precision_table, scale_table, sensitivity_table
+from .markdown import (
+    break_even_table,
+    cells_table,
+    precision_table,
+    scale_table,
+    sensitivity_table,
+    volume_table,
+)
 from .plots import (
+    plot_cost_vs_volume,
     plot_data_efficiency,
     plot_model_scale,
     plot_prompt_sensitivity,
@@ -29,18 +38,29 @@ from .stats import (
 from .words import advise, recommend_scale
 
 
-def write_report(runs: pd.DataFrame, out: Path) -> dict:
-    """Write table.csv, report.md, plots and summary.json under `out`; return the summary."""
+def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
+    """Write table.csv, report.md, plots and summary.json under `out`; return the summary.
+    `volume`: also rank every arm by its total cost for that many predictions."""
     runs = complete(runs)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
-    table.to_csv(out / "table.csv", index=False)
-    summary: dict = {"runs": len(runs), "tasks": {}}
+    table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
+    trials = runs[runs["hpo_trial"].astype(bool)]
+    summary: dict = {"runs": len(runs), "tasks": {}, "break_even": {}}
     md = ["# prompt vs fine-tune: report", "",
-          f"{len(runs)} finished runs. Quality: mean over a cell's runs (its seeds, and any "
-          "templates and demo orders) ± half-width of the 95% Student-t interval. Cost per 1k "
-          "predictions: scoring wall time x hardware price.", ""]
+          f"{len(runs) - len(trials)} finished runs"
+          + (f" (and {len(trials)} search trials, counted in up-front cost only)"
+             if len(trials) else "")
+          + ". A cell is one experiment: runs of the same config that differ only in their "
+          "seeds, on the same test set (cells that share an arm and a label budget name what "
+          "sets them apart: variant). Quality: the cell's mean with a 95% interval from a "
+          "bootstrap over the test examples and the seeds († where runs logged no per-example "
+          "values: a t-interval over seeds). Classification ranks labels as scorer.length_norm "
+          "says (per character by default). USD per 1k predictions: each prediction charged "
+          "its own tokens, demos included, at the hardware's price (modelled; the wall-time "
+          "cost is logged beside it). N labels: every labelled example the arm touched "
+          "(train and validation, or its demos).", ""]
     if reduced(table):
         md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
                "of their own (dtype column), each compared with its float32 twin in a precision "
@@ -68,6 +88,7 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
                    f"![prompt sensitivity](plots/{stem}_prompt_sensitivity.png)", ""]
             summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
             (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
+        md += _cost_section(task, task_cells, trials, volume, plots, summary)
         if task_cells["model"].nunique() > 1:
             metric = QUALITY[task_cells["kind"].iloc[0]].removeprefix("test/")
             scale = model_scale(task_cells)
@@ -82,6 +103,7 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
                            "n_labels": int(r["n_labels"]), "total_params": r["model_params"],
                            "runs": int(r["runs"]), "quality": r["quality"],
                            "quality_ci": r["quality_ci"], "perplexity": r["perplexity"],
+                           "bits_per_byte": r["bits_per_byte"],
                            "unparsed_rate": r["unparsed_rate"], "usd_per_1k": r["usd_per_1k"]}
                           for _, r in scale.iterrows()]}
             (out / f"recommendation_{task}_model_scale.txt").write_text("\n".join(advice) + "\n")
@@ -89,6 +111,31 @@ def write_report(runs: pd.DataFrame, out: Path) -> dict:
     summary = _json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
+
+
+def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
+                  plots: Path, summary: dict) -> list[str]:
+    """Which arm is cheaper at which volume, for one task across its models."""
+    search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
+    costs = arm_costs(cells, search)
+    if costs["per_call"].isna().all():
+        return []
+    crossings = break_even(costs)
+    plot_cost_vs_volume(costs, crossings, task, plots / f"{task}_cost_vs_volume.png")
+    summary["break_even"][task] = crossings.to_dict("records")
+    metric = QUALITY[cells["kind"].iloc[0]].removeprefix("test/")
+    lines = [f"## {task}: cost by volume", "",
+             "Up-front: training (and any hyper-parameter search); per call: the modelled cost "
+             "of one prediction. Each arm at its best cell.", "",
+             *(break_even_table(crossings) if not crossings.empty else []),
+             f"![cost vs volume](plots/{task}_cost_vs_volume.png)", ""]
+    if volume:
+        ranked = at_volume(costs, volume)
+        summary.setdefault("at_volume", {})[task] = {
+            "volume": volume, "ranked": ranked[["arm_name", "total_usd", "quality"]]
+            .to_dict("records")}
+        lines += volume_table(ranked, volume, metric)
+    return lines
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:

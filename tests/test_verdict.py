@@ -1,0 +1,148 @@
+"""The verdict on synthetic stores whose right answer is known: cells are experiments, intervals
+include the test set's noise, comparisons are paired, a crossover must hold, search trials stay
+out, and break-even is training cost over the per-call saving."""
+
+import math
+
+import mlflow
+import numpy as np
+import pytest
+
+from prompt_vs_finetune import report
+from prompt_vs_finetune.report.costs import arm_costs, at_volume, break_even
+from prompt_vs_finetune.report.intervals import paired_difference
+
+N_TEST = 200
+FIT = {"zero_shot": "false", "few_shot": "false", "full_finetune": "true", "lora": "true"}
+
+
+class Store:
+    """An MLflow store of job-like runs: tags, metrics and per_example.json as a job logs."""
+
+    def __init__(self, tmp_path):
+        self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment("t")
+
+    def run(self, arm, values, seed=0, n_labels=0, cell=None, test_set="T", per_1k=1.0,
+            train_usd=0.0, tags=None, params=None):
+        values = np.asarray(values, dtype=float)
+        with mlflow.start_run(tags={"arm": arm, "fit": FIT[arm], "task": "t", "model": "m",
+                                    "seed": str(seed), "cell": cell or f"{arm}-{n_labels}",
+                                    **(tags or {})}):
+            mlflow.log_params({"data.test_sha256": test_set, **(params or {})})
+            mlflow.log_metrics({"test/accuracy": values.mean(), "data/n_labels": n_labels,
+                                "cost/usd_per_1k_predictions": per_1k,
+                                "cost/train_usd": train_usd, "cost/trainable_params": 0})
+            mlflow.log_dict({"metric": "accuracy", "test_sha256": test_set,
+                             "values": values.tolist()}, "per_example.json")
+
+    def table(self):
+        return report.summarise(report.load_runs(self.uri))
+
+
+def right(share, n=N_TEST, offset=0):
+    """1 for the first `share` of n examples (rotated by `offset`), else 0."""
+    values = np.zeros(n)
+    values[: round(share * n)] = 1
+    return np.roll(values, offset)
+
+
+def test_zero_shot_is_never_plus_or_minus_zero(tmp_path):
+    """Three identical deterministic zero-shot runs: no seed variance, but 200 test examples
+    at accuracy 0.3 carry a sampling error of about +-6 points."""
+    store = Store(tmp_path)
+    for seed in range(3):
+        store.run("zero_shot", right(0.3), seed=seed)
+    cell = store.table().iloc[0]
+    assert cell["runs"] == 3 and cell["interval"] == "bootstrap"
+    assert cell["quality"] == pytest.approx(0.3)
+    half = (cell["quality_high"] - cell["quality_low"]) / 2
+    assert half == pytest.approx(1.96 * math.sqrt(0.3 * 0.7 / N_TEST), rel=0.2)
+
+
+def test_two_templates_are_two_cells_named_by_what_differs(tmp_path):
+    store = Store(tmp_path)
+    for prompt, share in (("default", 0.2), ("question", 0.6)):
+        for seed in range(2):
+            store.run("zero_shot", right(share), seed=seed, cell=f"zs-{prompt}",
+                      params={"task.prompt": prompt, "seed": str(seed)})
+    table = store.table().sort_values("quality")
+    assert len(table) == 2 and list(table["runs"]) == [2, 2]
+    assert list(table["variant"]) == ["task.prompt=default", "task.prompt=question"]
+    md_dir = tmp_path / "out"
+    report.write_report(report.load_runs(store.uri), md_dir)
+    assert "| zero_shot | task.prompt=question | 0 | 2 |" in (md_dir / "report.md").read_text()
+
+
+def test_identical_reruns_and_search_trials_are_not_pooled_into_a_cell(tmp_path):
+    store = Store(tmp_path)
+    store.run("lora", right(0.8), n_labels=64)
+    store.run("lora", right(0.99), n_labels=64, tags={"hpo_trial": "true"}, train_usd=5.0)
+    store.run("lora", right(0.5), n_labels=64, cell="lora-other-lr",
+              params={"arm.lr": "0.1"})
+    table = store.table()
+    assert sorted(table["quality"].round(3)) == [0.5, 0.8]  # the trial is not a cell
+    costs = arm_costs(table, search_usd={("m", "lora"): 5.0})
+    assert costs.loc[0, "up_front"] == pytest.approx(5.0)  # but its cost is counted
+
+
+def test_a_paired_comparison_sees_what_overlapping_intervals_hide(tmp_path):
+    """B is right on every example A is right on, plus 10 more: the intervals overlap, but the
+    paired difference (+0.05) excludes zero."""
+    a, b = right(0.5), right(0.55)
+    diff, low, high = paired_difference(a[None], b[None])
+    assert diff == pytest.approx(-0.05) and high < 0
+    store = Store(tmp_path)
+    store.run("zero_shot", a)
+    store.run("full_finetune", b, n_labels=16)
+    table = store.table().set_index("arm")
+    assert table.loc["zero_shot", "quality_high"] > table.loc["full_finetune", "quality_low"]
+    found = report.crossover(table.reset_index(), "full_finetune")
+    assert found["n_labels"] == 16 and found["result"]["paired"]
+
+
+def test_a_crossover_that_does_not_hold_at_a_larger_budget_is_not_claimed(tmp_path):
+    store = Store(tmp_path)
+    store.run("few_shot", right(0.5), n_labels=4)
+    store.run("lora", right(0.9), n_labels=16)  # wins at 16 ...
+    store.run("lora", right(0.45), n_labels=64)  # ... but not at 64
+    store.run("lora", right(0.95), n_labels=256)
+    table = store.table()
+    found = report.crossover(table, "lora")
+    assert found["n_labels"] == 256  # the first budget from which it always wins
+    words = " ".join(report.recommend(table, "accuracy"))
+    assert "about 256 labelled examples" in words and "about 16" not in words
+    assert "With fewer labels (16, 64)" in words
+
+
+def test_one_budget_claims_only_what_was_tested(tmp_path):
+    store = Store(tmp_path)
+    store.run("zero_shot", right(0.2))
+    store.run("full_finetune", right(0.9), n_labels=396)
+    words = " ".join(report.recommend(store.table(), "accuracy"))
+    assert "at 396 labels (the only budget tested) beats the best prompt" in words
+    assert "fewer labels were not tested" in words and "about 396" not in words
+
+
+def test_break_even_is_training_cost_over_the_per_call_saving(tmp_path):
+    """Few-shot: $2 per 1k calls; LoRA: $0.5 per 1k calls after $3 of training ->
+    3 / (0.002 - 0.0005) = 2,000 predictions. Full fine-tuning's calls cost more: never."""
+    store = Store(tmp_path)
+    store.run("few_shot", right(0.5), n_labels=8, per_1k=2.0)
+    store.run("lora", right(0.8), n_labels=64, per_1k=0.5, train_usd=3.0)
+    store.run("full_finetune", right(0.9), n_labels=64, per_1k=2.5, train_usd=1.0)
+    costs = arm_costs(store.table())
+    crossings = break_even(costs).set_index("fine_tuned")
+    assert crossings.loc["m/lora", "break_even_predictions"] == pytest.approx(2000)
+    assert crossings.loc["m/full_finetune", "break_even_predictions"] == math.inf
+    ranked = at_volume(costs, 10_000)
+    assert list(ranked["arm"]) == ["lora", "few_shot", "full_finetune"]  # 8, 20, 26 USD
+    assert ranked.loc[0, "total_usd"] == pytest.approx(3.0 + 10_000 * 0.0005)
+    out = tmp_path / "out"
+    report.main(["--tracking-uri", store.uri, "--out", str(out), "--volume", "10000",
+                 "--no-mlflow"])
+    md = (out / "report.md").read_text()
+    assert "| m/lora | m/few_shot | 3 | 0.0005 | 0.002 | 2,000 predictions |" in md
+    assert "**At 10,000 predictions**" in md
+    assert (out / "plots/t_cost_vs_volume.png").stat().st_size > 0
