@@ -165,6 +165,7 @@ def scale_store(tmp_path_factory):
             metrics["test/unparsed_rate"] = 0.05
         else:
             metrics |= {"test/perplexity": 3.0 if dtype == "int8" else 2.5,
+                        "test/bits_per_byte": 1.5,
                         "cost/total_params": params,
                         "cost/trainable_params": params if arm == "full_finetune" else 0.0}
         with mlflow.start_run(tags=tags):
@@ -257,8 +258,9 @@ def test_model_scale_ordered_by_parameters_api_last(scale_report):
     rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == [
         "| distilgpt2", "| gpt2", "| gpt2 (int8)", "| gpt2-medium", "| claude"]
-    assert rows[0].startswith("| distilgpt2 | 81.9M | 0.205 ± 0.064† [1] |")
-    assert rows[-1] == "| claude | n/a | 0.705 ± 0.064† [1] | 0.855 ± 0.064† [1] | — | — |"
+    assert rows[0].startswith("| distilgpt2 | 81.9M | 1.5 | 0.205 ± 0.064† [1] |")
+    assert rows[-1] == ("| claude | n/a | n/a | 0.705 ± 0.064† [1] | 0.855 ± 0.064† [1] | — | "
+                        "— |")
     assert "Best across models: gpt2-medium (355M) full_finetune" in section
     assert (out / "plots/intent_sample_model_scale.png").stat().st_size > 0
     assert (out / "recommendation_intent_sample_model_scale.txt").is_file()

@@ -135,3 +135,23 @@ def test_empty_or_unreadable_data_file(tmp_path):
     with pytest.raises(UserError, match=r"cannot read .*bad.jsonl \(task.data_files.train\) as "
                                         r"json"):
         load_splits(cfg)
+
+
+def test_prepared_and_direct_jobs_draw_the_same_examples(tmp_path):
+    """DVC's prepare stage writes the loaded splits; a job on them carves its budget by
+    data_seed exactly as a direct job does (they used to carve with seed 0 vs seed)."""
+    from prompt_vs_finetune.tasks import content_hash, job_splits
+    from prompt_vs_finetune.tasks.splits import write_splits
+
+    direct = compose_config(tmp_path, "task=intent_sample", "seed=3", "train_size=64")
+    write_splits(*load_splits(direct.task), tmp_path / "prepared")
+    prepared = compose_config(tmp_path, "task=intent_sample", "seed=3", "train_size=64",
+                              f"data_dir={tmp_path / 'prepared'}")
+    task = Task.from_config(direct.task)
+    a, _, _ = job_splits(direct, task)
+    b, _, _ = job_splits(prepared, task)
+    for role in ("train", "validation", "test"):
+        assert content_hash(a[role]) == content_hash(b[role])
+    other, _, _ = job_splits(compose_config(tmp_path, "task=intent_sample", "seed=4",
+                                            "train_size=64"), task)
+    assert content_hash(other["train"]) != content_hash(a["train"])

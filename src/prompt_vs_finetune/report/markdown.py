@@ -49,16 +49,21 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
 def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
     """One task's quality per model x arm, models by parameter count, API models last."""
     arms = arm_order(scale)
-    lines = [f"**Model scale** ({metric} ± 95% interval, [USD per 1k predictions]; each arm at "
-             "its largest label budget; models by parameter count, those without one (API "
-             "models) last; — : not run)", "",
-             "| model | params | " + " | ".join(arms) + " |", "|" + "---|" * (2 + len(arms))]
+    lines = [f"**Model scale** ({metric} and its 95% interval, [USD per 1k predictions]; each "
+             "arm at its largest label budget; models by parameter count, those without one "
+             "(API models) last; — : not run. Bits per byte: the gold answers' log-likelihood "
+             "under the prompt with the fewest demos, per UTF-8 byte, which unlike per-token "
+             "perplexity compares models with different tokenizers)", "",
+             "| model | params | bits per byte | " + " | ".join(arms) + " |",
+             "|" + "---|" * (3 + len(arms))]
     for (model, dtype), rows in scale.groupby(["model", "dtype"], sort=False):
         by_arm = rows.set_index("arm")
         cells = [f"{quality(by_arm.loc[a])} [{num(by_arm.loc[a, 'usd_per_1k'])}]"
                  if a in by_arm.index else "—" for a in arms]
+        prompts = rows[~rows["fit"].astype(bool)].sort_values("n_labels")["bits_per_byte"]
+        bpb = prompts.dropna().iloc[0] if prompts.notna().any() else float("nan")
         lines.append(f"| {label(model, dtype)} | {params(rows['model_params'].iloc[0])} | "
-                     + " | ".join(cells) + " |")
+                     f"{num(bpb)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

@@ -78,7 +78,8 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
             shown = cells.assign(pareto=pareto_front(cells))
             spread = sensitivity(task_runs)
             effect = precision_effect(cells) if reduced(cells) else pd.DataFrame()
-            md += [f"## {task} / {model}", "", cells_table(shown, metric), "",
+            md += [f"## {task} / {model}", "", *_ranking(task_runs, kind),
+                   cells_table(shown, metric), "",
                    *(precision_table(effect, metric) if not effect.empty else []),
                    "**Recommendation**", "", *[f"- {line}" for line in advice], "",
                    *(sensitivity_table(spread, metric) if len(task_runs) > len(cells)
@@ -111,6 +112,15 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     summary = _json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
+
+
+def _ranking(runs: pd.DataFrame, kind: str) -> list[str]:
+    """Which normalisation ranked the labels (classification), from the runs' own config."""
+    if kind != "classification":
+        return []
+    norms = sorted({p.get("scorer.length_norm", "none") for p in runs["params"]})
+    return [f"Labels ranked by log-likelihood with scorer.length_norm={', '.join(norms)} "
+            "(each run also logs test/accuracy_sum and test/accuracy_char).", ""]
 
 
 def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
