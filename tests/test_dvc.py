@@ -48,7 +48,7 @@ def test_dvc_repro_default_study_offline(tmp_path):
             assert (repo / f"results/{task}/{arm}/seed0/metrics.json").is_file()
     table = (repo / "reports/table.csv").read_text().splitlines()
     assert len(table) == 1 + 4  # one row per task x arm
-    assert len(list((repo / "reports/plots").glob("*.png"))) == 6
+    assert len(list((repo / "reports/plots").glob("*.png"))) == 8  # 3 per task + cost by volume
     assert "results/intent_sample/zero_shot/seed0/metrics.json" in sh(repo, "dvc", "metrics",
                                                                        "show")
 
