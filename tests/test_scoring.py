@@ -90,7 +90,12 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
         direct = [direct_logprob(model, context, encoder.encode(task.target(task.labels[name])))
                   for name in task.label_names]
         assert scored["gold_logprob"] == pytest.approx(direct[row["label"]], abs=1e-5)
-        assert scored["predicted"] == max(range(len(direct)), key=direct.__getitem__)
+        # ranked by summed log-likelihood, and per character (the default), from one pass
+        assert scored["predicted_sum"] == max(range(len(direct)), key=direct.__getitem__)
+        chars = [len(task.target(task.labels[name])) for name in task.label_names]
+        per_char = [lp / n for lp, n in zip(direct, chars, strict=True)]
+        assert scored["predicted"] == scored["predicted_char"]
+        assert scored["predicted"] == max(range(len(per_char)), key=per_char.__getitem__)
 
 
 @pytest.mark.parametrize("demo_tokens", [0, 9])
