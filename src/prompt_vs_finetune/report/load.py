@@ -88,7 +88,8 @@ def per_example(runs: pd.DataFrame) -> pd.Series:
     """Each run's per-example quality (an array in test-split order), or None where the run
     logged none (runs from before per_example.json, API runs of an older version)."""
     def load(uri: str):
-        local = Path(urlparse(uri).path) / PER_EXAMPLE_FILE if uri.startswith("file:") else None
+        parts = urlparse(uri)
+        local = Path(parts.path) / PER_EXAMPLE_FILE if parts.scheme in ("", "file") else None
         try:
             if local is not None:  # a local store: read the file, no download machinery
                 data = json.loads(local.read_text()) if local.is_file() else None
