@@ -206,7 +206,7 @@ def test_inference_dtype_is_a_dimension(scale_report):
     assert "| zero_shot | 0 | int8 | 0.305 ± 0.064† | 0.105 ± 0.064† | -0.200 | yes | 2.5 → 3 |" \
         in section
     assert "int8 vs float32: accuracy changes by -0.200 on average over 2 cell(s)" in section
-    assert "2 of 2 beyond both 95% intervals; 50% of the float32 inference cost" in section
+    assert "2 of 2 clearly different at 95%; 50% of the float32 inference cost" in section
     assert "[int8] Only the prompting arms" not in section  # float32 has fitted arms
     # sections without reduced precision keep the float32-only layout
     distil = md.split("## intent_sample / distilgpt2\n")[1].split("\n## ")[0]

@@ -33,8 +33,8 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
     """Reduced-precision cells beside their float32 twins."""
     lines = [f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
              "float32)", "",
-             f"| arm | N labels | dtype | {metric} float32 | {metric} | change | beyond 95% "
-             "intervals | perplexity float32 → dtype | USD / 1k pred. float32 → dtype |",
+             f"| arm | N labels | dtype | {metric} float32 | {metric} | change | clear at 95% "
+             "(paired) | perplexity float32 → dtype | USD / 1k pred. float32 → dtype |",
              "|" + "---|" * 9]
     for _, r in effect.iterrows():
         ref = {"quality": r["quality_ref"], "quality_ci": r["quality_ci_ref"]}

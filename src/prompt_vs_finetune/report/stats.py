@@ -167,7 +167,8 @@ def reference(table: pd.DataFrame) -> pd.DataFrame:
 
 def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
     """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
-    budget): quality change, whether it is beyond both 95% intervals, cost change."""
+    budget): quality change, whether it is clear (paired on the shared test examples: the
+    difference's 95% interval excludes zero; else beyond both 95% intervals), cost change."""
     reference = table[table["dtype"] == REFERENCE_DTYPE].set_index(
         ["task", "model", "arm", "n_labels"])
     rows = []
@@ -176,13 +177,17 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
         if key not in reference.index:
             continue
         ref = reference.loc[key]
+        ref = ref.iloc[0] if isinstance(ref, pd.DataFrame) else ref  # variants: the first
         delta = r["quality"] - ref["quality"]
         margin = r["quality_ci"] + ref["quality_ci"]  # NaN with a single seed on either side
+        result = compare(r, ref)
+        clear = (result["low"] > 0 or result["high"] < 0) if result["paired"] else \
+            bool(not math.isnan(margin) and abs(delta) > margin)
         rows.append({"task": r["task"], "model": r["model"], "arm": r["arm"],
                      "n_labels": r["n_labels"], "dtype": r["dtype"],
                      "quality_ref": ref["quality"], "quality_ci_ref": ref["quality_ci"],
                      "quality": r["quality"], "quality_ci": r["quality_ci"], "delta": delta,
-                     "clear": bool(not math.isnan(margin) and abs(delta) > margin),
+                     "clear": bool(clear),
                      "perplexity_ref": ref["perplexity"], "perplexity": r["perplexity"],
                      "usd_per_1k_ref": ref["usd_per_1k"], "usd_per_1k": r["usd_per_1k"]})
     return pd.DataFrame(rows)

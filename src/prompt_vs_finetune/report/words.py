@@ -158,7 +158,7 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
         lines.append(
             f"{dtype} vs float32: {metric} changes by {rows['delta'].mean():+.3f} on average over "
             f"{len(rows)} cell(s) (largest drop {worst['delta']:+.3f}, {worst['arm']} at "
-            f"{int(worst['n_labels'])} labels); {clear} of {len(rows)} beyond both 95% intervals"
+            f"{int(worst['n_labels'])} labels); {clear} of {len(rows)} clearly different at 95%"
             + ("" if math.isnan(ratio) else f"; {100 * ratio:.0f}% of the float32 inference cost")
             + ".")
     return lines
