@@ -31,8 +31,19 @@ class AtomicLastCheckpoint(ModelCheckpoint):
     """
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        if self._due(trainer):
+            # Lightning logs a step's metrics only after this hook: a kill between the
+            # checkpoint and that logging would lose the step's point for good (the resumed
+            # run starts after it). Log first; the job's logger drops the repeat.
+            trainer._logger_connector.update_train_step_metrics()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _due(self, trainer) -> bool:
+        every = self._every_n_train_steps
+        return (every > 0 and trainer.global_step % every == 0
+                and not self._should_skip_saving_checkpoint(trainer))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and not self._should_skip_saving_checkpoint(trainer):
