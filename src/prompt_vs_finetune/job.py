@@ -47,28 +47,31 @@ def run(cfg: DictConfig) -> dict[str, float]:
     finished = False
     try:
         with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
+            hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
             if active is not None and not backend.resume_run_id:
                 # two runs saw the same data iff these match
-                mlflow.log_params({f"data.{name}_sha256": content_hash(splits[name])
-                                   for name in ("train", "validation", "test")}
+                mlflow.log_params({f"data.{name}_sha256": h for name, h in hashes.items()}
                                   | {"fewshot.demos_sha256": content_hash(demos)})
             predictions = backend.predict(active)
-            results = job_results(cfg, task, splits, dropped_rows, overlap, predictions)
+            quality, each = metrics.score(task.type, task.metrics, predictions.rows)
+            results = job_results(cfg, splits, dropped_rows, overlap, predictions, quality)
             if active is not None:  # DDP ranks above 0 log nothing
-                record(cfg, task, splits, predictions, results, active.info.run_id)
+                record(cfg, task, splits, predictions, results, active.info.run_id,
+                       {"metric": metrics.PER_EXAMPLE[task.type],
+                        "test_sha256": hashes["test"], "values": each})
         finished = True
         return results
     finally:
         backend.close(finished)
 
 
-def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap: int,
-                predictions: Predictions) -> dict[str, float]:
-    """Every metric of the run (tracking/keys.py lists them): quality from the predictions,
+def job_results(cfg: DictConfig, splits, dropped_rows: int, overlap: int,
+                predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
+    """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
     cost from the usage, and what the job saw."""
     labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
     return {
-        **metrics.score(task.type, task.metrics, predictions.rows),
+        **quality,
         **predictions.metrics,
         **cost_metrics(predictions.usage),
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
@@ -81,19 +84,17 @@ def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap:
 
 
 def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
-           results: dict[str, float], run_id: str) -> None:
-    """Metrics, tags and prediction files into the active run; `results_file` for DVC."""
+           results: dict[str, float], run_id: str, per_example: dict) -> None:
+    """Metrics, tags and prediction files into the active run (with `per_example`, each test
+    example's quality, for the report's intervals and paired comparisons); `results_file`
+    for DVC."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
     title = f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})"
     log_predictions(task.type, task.label_names, splits["test"]["text"], predictions.rows,
                     title)
-    # each test example's quality, for the report's intervals and paired comparisons
-    mlflow.log_dict({"metric": metrics.PER_EXAMPLE[task.type],
-                     "test_sha256": content_hash(splits["test"]),
-                     "values": metrics.per_example(task.type, predictions.rows)},
-                    PER_EXAMPLE_FILE)
+    mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
     write_results_file(cfg, run_id, results)
     log.info("run %s: %s", run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))

@@ -5,6 +5,7 @@ the test: all are scored by the same scorer on the same split.
 """
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -23,6 +24,18 @@ from . import Backend, Predictions
 log = logging.getLogger(__name__)
 
 FIT_ONLY_CALLBACKS = (ModelCheckpoint, EarlyStopping)
+
+
+@contextmanager
+def interrupts_as_ctrl_c(trainer):
+    """Lightning turns Ctrl-C into sys.exit(1); raise it as KeyboardInterrupt again, so the
+    job's run ends KILLED, not FAILED."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 class LocalBackend(Backend):
@@ -75,13 +88,9 @@ class LocalBackend(Backend):
                               logger=lightning_logger(run, cfg),
                               default_root_dir=cfg.paths.output_dir)
         ckpt_path = self._fit(trainer) if cfg.arm.fit else None
-        try:
+        with interrupts_as_ctrl_c(trainer):
             trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
                          verbose=False)
-        except SystemExit:
-            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): run KILLED
-                raise KeyboardInterrupt from None
-            raise
         metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
             if ckpt_path else {}
         usage = meter.usage(rows=self.module.predictions, total_params=self.total_params,
@@ -97,12 +106,8 @@ class LocalBackend(Backend):
         resume_from = self.state.checkpoint if self.previous else None
         if resume_from:
             log.info("resuming %s from %s", self.resume_run_id, resume_from)
-        try:
+        with interrupts_as_ctrl_c(trainer):
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from)
-        except SystemExit:
-            if trainer.interrupted:
-                raise KeyboardInterrupt from None
-            raise
         callback = trainer.checkpoint_callback
         return "best" if callback and callback.best_model_path else None
 

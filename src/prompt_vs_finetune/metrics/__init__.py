@@ -27,11 +27,16 @@ def load(module: str) -> evaluate.EvaluationModule:
 PER_EXAMPLE = {"classification": "accuracy", "generation": "rougeL"}  # what the report resamples
 
 
-def score(task_type: str, names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
-    """`test/*` metrics of a run's predictions (one dict per test example)."""
-    values = (classification(names, rows) if task_type == "classification"
-              else generation(rows))
-    return {f"test/{name}": value for name, value in values.items()}
+def score(task_type: str, names: tuple[str, ...],
+          rows: list[dict]) -> tuple[dict[str, float], list[float]]:
+    """(`test/*` metrics of a run's predictions (one dict per test example), each example's
+    quality as `per_example` defines it), from one pass: ROUGE is computed once."""
+    if task_type == "classification":
+        values, each = classification(names, rows), per_example(task_type, rows)
+    else:
+        scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
+        values, each = generation(rows, scores), scores["rougeL"]
+    return {f"test/{name}": value for name, value in values.items()}, each
 
 
 def per_example(task_type: str, rows: list[dict]) -> list[float]:
@@ -72,10 +77,14 @@ def classification(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]
     return results
 
 
-def generation(rows: list[dict]) -> dict[str, float]:
-    """ROUGE of `generated` against `references`, the mean generated length in tokens, and
-    the references' perplexity where the backend scored them."""
-    values = rouge([r["generated"] for r in rows], [r["references"] for r in rows])
+def generation(rows: list[dict],
+               scores: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """ROUGE of `generated` against `references` (the mean of the per-example `scores` when
+    given, as `rouge_each` returns them), the mean generated length in tokens, and the
+    references' perplexity where the backend scored them."""
+    if scores is None:
+        scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
+    values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
     values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
     if "ref_logprob" in rows[0]:
         values.update(likelihood([r["ref_logprob"] for r in rows],

@@ -25,15 +25,15 @@ def job_splits(cfg, task: Task) -> tuple[DatasetDict, int, list[str]]:
     else:
         source, dropped = load_splits(cfg.task)
     # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
-    corpus = tokenizer_corpus(task, label_budget(source, None, cfg.task.val_fraction, 0))
     splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
-    return limit_test(splits, cfg.test_size), dropped, corpus
+    return limit_test(splits, cfg.test_size), dropped, tokenizer_corpus(task, source)
 
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
     """Text a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on: the
-    train and validation splits as prompts and answers, and every label's verbalization."""
-    rows = [*splits["train"], *splits["validation"]]
+    train and validation splits (whichever there are) as prompts and answers, and every
+    label's verbalization."""
+    rows = [row for role in ("train", "validation") if role in splits for row in splits[role]]
     corpus = [task.demonstration(row) for row in rows]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
 
