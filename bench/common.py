@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from prompt_vs_finetune.checks import settle  # noqa: E402
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
 from prompt_vs_finetune.scoring import (  # noqa: E402
@@ -25,6 +26,7 @@ from prompt_vs_finetune.scoring import (  # noqa: E402
 )
 from prompt_vs_finetune.tasks import (  # noqa: E402
     Task,
+    data_labels,
     load_splits,
     prompt_layout,
     select_demos,
@@ -41,7 +43,14 @@ ARCHS = {  # GPT-2 family shapes (n_layer, n_head, n_embd)
 
 def config(*overrides: str):
     with initialize_config_dir(config_dir(), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/pvf-bench", *overrides])
+        cfg = compose("config", overrides=["paths.output_dir=/tmp/pvf-bench", *overrides])
+    settle(cfg)
+    return cfg
+
+
+def task_and_splits(cfg):
+    splits = load_splits(cfg.task)[0]
+    return cfg, Task.from_config(cfg.task, data_labels(splits)), splits
 
 
 def banking77(data: Path | None = None, *overrides: str):
@@ -49,7 +58,7 @@ def banking77(data: Path | None = None, *overrides: str):
     cfg = config("task=banking77", "task.label_field=category",
                  f"task.data_files={{train: {data / 'train.csv'}, test: {data / 'test.csv'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task)[0]
+    return task_and_splits(cfg)
 
 
 def dialogsum(data: Path | None = None, *overrides: str):
@@ -57,7 +66,7 @@ def dialogsum(data: Path | None = None, *overrides: str):
     cfg = config("task=dialogsum", "task.splits.validation=null",
                  f"task.data_files={{train: {data / 'dev.jsonl'}, test: {data / 'test.jsonl'}}}",
                  *overrides)
-    return cfg, Task.from_config(cfg.task), load_splits(cfg.task)[0]
+    return task_and_splits(cfg)
 
 
 def random_model(arch: str, corpus: list[str], vocab_size: int = 50257, cache: Path | None = None):

@@ -53,8 +53,7 @@ def main() -> None:
     base = [f"paths.output_dir={out / 'runs'}", f"mlflow.tracking_uri=sqlite:///{out}/mlflow.db",
             f"paths.resume_dir={out / 'resume'}", "task=intent_sample",
             f"paths.cache_dir={out / 'cache'}"]
-    task = Task.from_config(config(*base).task)
-    splits, _, corpus = job_splits(config(*base), task)
+    task, splits, _, corpus = job_splits(config(*base))
     rows = []
     for name in LOCAL:
         path = out / "checkpoints" / name

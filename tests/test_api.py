@@ -26,8 +26,7 @@ def _runs(tmp_path):
 
 def _gold_by_prompt(cfg):
     """{rendered prompt of a test row: its gold label}, to make the stub answer by rule."""
-    task = Task.from_config(cfg.task)
-    splits, _, _ = job_splits(cfg, task)
+    task, splits, _, _ = job_splits(cfg)
     return {task.prompt(r["text"]): r["label"] for r in splits["test"]}, task
 
 
@@ -125,8 +124,7 @@ def test_openai_compatible_summarizes_through_the_chat_endpoint(tmp_path, key):
                               "arm=zero_shot", "test_size=6", f"model.api.base_url={url}/v1",
                               f"paths.cache_dir={tmp_path / 'cache'}")
 
-    task = Task.from_config(config("http://unused").task)
-    splits, _, _ = job_splits(config("http://unused"), task)
+    task, splits, _, _ = job_splits(config("http://unused"))
     reference = {task.prompt(r["text"]): r["references"][0] for r in splits["test"]}
 
     def respond(system, prompt):

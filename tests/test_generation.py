@@ -109,8 +109,8 @@ def test_decoding_options_reach_generate(summary_setup, monkeypatch):
 def test_seeded_sampling_repeats(summary_setup):
     cfg, task, splits, model, tokenizer = summary_setup
     encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
-    sampling = OmegaConf.merge(cfg.decoding, {"strategy": "sampling", "seed": 3})
-    scorer = Summarizer(encoder, sampling, score_batch_size=64)
+    sampling = OmegaConf.merge(cfg.decoding, {"strategy": "sampling"})
+    scorer = Summarizer(encoder, sampling, score_batch_size=64, seed=3)
     batch = {"index": [0, 1], "references": [["a b"], ["c"]],
              "context_ids": [encoder.prompt_ids(t) for t in splits["test"]["text"][:2]]}
     scorer.start()
@@ -123,7 +123,7 @@ def test_long_reference_is_scored_within_the_context(summary_setup):
     cfg, task, splits, model, tokenizer = summary_setup
     encoder = PromptEncoder(tokenizer, task, max_length=64, answer_room=8)
     scorer = Summarizer(encoder, OmegaConf.merge(cfg.decoding, {"max_new_tokens": 8}),
-                        score_batch_size=64)
+                        score_batch_size=64, seed=0)
     context = encoder.prompt_ids("The council met on Monday. " * 40)  # fills 64 - 8 tokens
     batch = {"index": [0], "context_ids": [context], "references": [["word " * 50]]}
     rows, _ = scorer.step(model, batch)

@@ -201,7 +201,7 @@ def test_arms_stay_themselves(tmp_path, caplog):
 
 def test_test_examples_seen_in_training_are_counted_or_refused(tmp_path):
     """The train file as the test file: every test example is a labelled one."""
-    train = "${pvf_resource:datasets/intent_sample/train.jsonl}"
+    train = "pkg://prompt_vs_finetune/resources/datasets/intent_sample/train.jsonl"
     same = (f"task.data_files.test={train}", "test_size=8")
     results = job.run(compose_config(tmp_path, *FAST, *same, "arm=zero_shot"))
     assert results["data/test_overlap"] == 8

@@ -1,10 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf, open_dict
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.tasks import Task, label_budget, limit_test, load_splits
+from prompt_vs_finetune.tasks import Task, data_labels, label_budget, limit_test, load_splits
 
 from .conftest import compose_config
 
@@ -69,8 +70,47 @@ def test_missing_label_column_names_the_column(tmp_path):
 
 def test_unknown_label_is_reported(tmp_path):
     cfg = local_task(tmp_path, ROWS, ROWS + [{"text": "hi", "label": "greeting"}])
+    found = data_labels(load_splits(cfg)[0])
     with pytest.raises(UserError, match="label\\(s\\) not in task.labels: greeting"):
-        load_splits(cfg)
+        Task.from_config(cfg, found)
+
+
+def test_labels_come_from_the_data_when_the_task_lists_none(tmp_path):
+    """No `labels:`: every label in the data, verbalized by the rule; `yes`/`no` stay text."""
+    rows = [{"text": f"is it open {i}", "label": "yes"} for i in range(4)] + [
+        {"text": f"closed {i}", "label": "no"} for i in range(4)] + [
+        {"text": "lost card", "label": "card_lost-or_stolen"}]
+    cfg = local_task(tmp_path, rows, rows, labels=None)
+    task = Task.from_config(cfg, data_labels(load_splits(cfg)[0]))
+    assert task.labels == {"card_lost-or_stolen": "card lost or stolen", "no": "no", "yes": "yes"}
+    cfg.verbalizer = "as_is"
+    assert Task.from_config(cfg, ["a_b"]).labels == {"a_b": "a_b"}
+
+
+def test_yaml_booleans_as_label_keys_name_the_trap(tmp_path):
+    """`yes: yes` unquoted in YAML is {True: True}: the error says so, not "unknown label"."""
+    cfg = local_task(tmp_path, ROWS, ROWS)
+    cfg.labels = OmegaConf.create("yes: yes\nno: no\n")
+    with pytest.raises(UserError, match=r"read as the boolean True: YAML reads unquoted yes/no"):
+        Task.from_config(cfg, ["no", "yes"])
+
+
+def test_data_paths_resolve_against_the_project_folder(tmp_path, monkeypatch):
+    """Relative task.data_files are relative to the project (the folder with conf/), wherever
+    pvf runs from below it; pkg:// names a shipped file."""
+    from prompt_vs_finetune.project import data_path
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/config.yaml").write_text("defaults: []\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert data_path("data/x.csv", "k") == str(tmp_path.resolve() / "data/x.csv")
+    assert data_path("/abs/x.csv", "k") == "/abs/x.csv"
+    shipped = data_path("pkg://prompt_vs_finetune/resources/datasets/intent_sample/test.jsonl",
+                        "k")
+    assert shipped.endswith("intent_sample/test.jsonl") and Path(shipped).is_file()
+    with pytest.raises(UserError, match="names package 'nope', which is not installed"):
+        data_path("pkg://nope/x.csv", "task.data_files.train")
 
 
 def test_empty_text_rows_are_dropped_and_counted_or_an_error(tmp_path):
@@ -147,11 +187,10 @@ def test_prepared_and_direct_jobs_draw_the_same_examples(tmp_path):
     write_splits(*load_splits(direct.task), tmp_path / "prepared")
     prepared = compose_config(tmp_path, "task=intent_sample", "seed=3", "train_size=64",
                               f"data_dir={tmp_path / 'prepared'}")
-    task = Task.from_config(direct.task)
-    a, _, _ = job_splits(direct, task)
-    b, _, _ = job_splits(prepared, task)
+    _, a, _, _ = job_splits(direct)
+    _, b, _, _ = job_splits(prepared)
     for role in ("train", "validation", "test"):
         assert content_hash(a[role]) == content_hash(b[role])
-    other, _, _ = job_splits(compose_config(tmp_path, "task=intent_sample", "seed=4",
-                                            "train_size=64"), task)
+    _, other, _, _ = job_splits(compose_config(tmp_path, "task=intent_sample", "seed=4",
+                                               "train_size=64"))
     assert content_hash(other["train"]) != content_hash(a["train"])

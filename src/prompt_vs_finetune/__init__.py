@@ -14,6 +14,7 @@ def resource_path(relative: str) -> str:
     return str(RESOURCES / relative)
 
 
-# `${pvf_resource:datasets/intent_sample/train.jsonl}` in a config resolves to the shipped file.
+# `${pvf_resource:datasets/...}`: the older way a config named a shipped file (task files now
+# write pkg://prompt_vs_finetune/resources/datasets/..., plain YAML that DVC can edit).
 if not OmegaConf.has_resolver("pvf_resource"):
     OmegaConf.register_new_resolver("pvf_resource", resource_path)

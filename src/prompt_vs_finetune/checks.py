@@ -83,6 +83,9 @@ class _Checker:
 def check_config(cfg: DictConfig) -> None:
     """Every value the job reads, before any work. Raises UserError."""
     c = _Checker(cfg)
+    for key in ("task.name", "arm.name", "model.name"):
+        if not isinstance(c.value(key), str) or not c.value(key).strip():
+            c.fail(key, "is not set", f"give the {key.split('.')[0]}'s YAML file a `name:`")
     c.integer("seed", 0, MAX_SEED)
     c.integer("data_seed", 0, MAX_SEED)
     train_size = cfg.train_size
@@ -114,6 +117,11 @@ def check_config(cfg: DictConfig) -> None:
 
 def _check_task(c: _Checker) -> None:
     c.choice("task.type", TASK_TYPES)
+    if not c.cfg.task.metrics:
+        c.fail("task.metrics", "is not set", "list them, e.g. [accuracy, macro_f1] or [rouge] "
+               "(or extend _intent / _summarization, which do)")
+    if c.cfg.task.type == "classification":
+        c.choice("task.verbalizer", ("words", "as_is"))
     c.choice("task.empty_rows", EMPTY_ROWS)
     c.choice("task.overlap", OVERLAP)
     if c.cfg.task.splits.validation is None:  # carved from train
@@ -129,7 +137,7 @@ def _check_arm(c: _Checker) -> None:
         c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
                "use arm.k >= 1, or arm=zero_shot for a prompt without them")
     c.choice("arm.selection", SELECTIONS)
-    c.integer("arm.order_seed", 0, MAX_SEED)
+    c.integer("arm.order_seed", 0, MAX_SEED, null=True)
     if not arm.fit:
         return
     source = "model.finetune_lr" if arm.lora is None else "model.lora_lr"
@@ -160,7 +168,7 @@ def _check_decoding(c: _Checker) -> None:
     c.integer("decoding.no_repeat_ngram_size", 0)
     c.integer("decoding.batch_size", 1)
     c.integer("decoding.max_batch_tokens", 1, null=True)
-    c.integer("decoding.seed", 0, MAX_SEED)
+    c.integer("decoding.seed", 0, MAX_SEED, null=True)
     if decoding.strategy == "sampling":
         c.number("decoding.temperature", 0, low_open=True)
         c.integer("decoding.top_k", 0)
@@ -169,11 +177,37 @@ def _check_decoding(c: _Checker) -> None:
         c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
 
 
-def settle_arm(cfg: DictConfig) -> None:
-    """An arm stays itself: one that shows no demonstrations (`arm.demos: false`: zero-shot,
-    the fine-tuned arms by default) uses none whatever arm.k a sweep passes to every arm, and
-    its run logs arm.k=0, what it ran."""
-    if not cfg.arm.demos and cfg.arm.k != 0:
+def settle(cfg: DictConfig) -> None:
+    """Fill the values one config group takes from another (a null in the YAML, so that every
+    conf/ file is plain YAML that `dvc exp run -S` can edit), and keep an arm itself.
+
+    The seed-linked ones (arm.order_seed, decoding.seed) stay null, read as the seed where
+    used, so runs that differ only in their seed stay one cell.
+    """
+    arm, model = cfg.arm, cfg.model
+    if arm.lr is None and arm.fit:
+        arm.lr = model.finetune_lr if arm.lora is None else model.lora_lr
+    if arm.lora is not None:
+        if arm.lora.r is None:
+            arm.lora.r = model.lora_r
+        if arm.lora.target_modules is None:
+            arm.lora.target_modules = model.lora_target_modules
+    if arm.max_epochs is None:
+        arm.max_epochs = model.max_epochs
+    if cfg.trainer.get("max_epochs", 0) is None:
+        cfg.trainer.max_epochs = arm.max_epochs
+    if cfg.decoding.max_new_tokens is None:
+        cfg.decoding.max_new_tokens = cfg.task.max_new_tokens
+    if cfg.task.template is None and cfg.task.prompt in (cfg.task.templates or {}):
+        cfg.task.template = cfg.task.templates[cfg.task.prompt]
+    # An arm that shows no demonstrations (`arm.demos: false`: zero-shot, the fine-tuned arms
+    # by default) uses none whatever arm.k a sweep passes to every arm, and logs arm.k=0.
+    if not arm.demos and arm.k != 0:
         log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
-                 cfg.arm.name, cfg.arm.k)
-        cfg.arm.k = 0
+                 arm.name, arm.k)
+        arm.k = 0
+
+
+def seed_or(value, cfg: DictConfig) -> int:
+    """A seed-linked value (arm.order_seed, decoding.seed): its own, or null = the job's seed."""
+    return int(cfg.seed if value is None else value)

@@ -10,12 +10,11 @@ import hydra
 from omegaconf import DictConfig
 
 from .errors import UserError
+from .project import config_dir
 
-
-def config_dir() -> str:
-    """conf/ inside an installed wheel, else the repository's conf/ (editable install)."""
-    packaged = Path(__file__).parent / "conf"
-    return str(packaged if packaged.is_dir() else Path(__file__).parents[2] / "conf")
+# Hydra's flags that print something and run nothing: no pre-check
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+              "--version")
 
 
 def _quiet_libraries() -> None:
@@ -44,9 +43,11 @@ def config_error(args: list[str]) -> str | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+    if any(a.split("=", 1)[0] in INFO_FLAGS for a in args):
         return None
-    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
+    overrides, config_name, search = _split_flags(args)
+    if isinstance(overrides, str):
+        return overrides
     base = next((a for a in overrides if re.match(r"^[\w/]+=_", a)), None)
     if base:  # conf/<group>/_*.yaml are what the options extend, not options
         group, name = base.split("=", 1)
@@ -61,9 +62,10 @@ def config_error(args: list[str]) -> str | None:
             else:
                 first.append(override.input_line)
         with initialize_config_dir(config_dir(), version_base="1.3"):
-            compose("config", overrides=first)
+            compose(config_name, overrides=[*search, *first])
             for index, other in sweeps:
-                compose("config", overrides=[*first[:index], other, *first[index + 1:]])
+                compose(config_name,
+                        overrides=[*search, *first[:index], other, *first[index + 1:]])
     except MissingConfigException as err:
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
         if not missing:
@@ -83,6 +85,35 @@ def config_error(args: list[str]) -> str | None:
                     f"job` prints every key), or add it with {lines[1].split()[-1]}")
         return lines[0]
     return None
+
+
+def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
+    """(the overrides, the config name, the search path as one `hydra.searchpath` override:
+    its own and --config-dir's) from a command line, or (an error line, "", [])."""
+    overrides, config_name, dirs, searchpath = [], "config", [], None
+    flags = iter(args)
+    for arg in flags:
+        flag, eq, value = arg.partition("=")
+        if flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
+            value = value if eq else next(flags, "")
+            if flag in ("--config-dir", "-cd"):
+                if not Path(value).is_dir():
+                    return f"--config-dir {value!r} is not a folder; name the folder that " \
+                           "holds your config groups (e.g. task/)", "", []
+                dirs.append(f"file://{Path(value).resolve()}")
+            elif flag in ("--config-name", "-cn"):
+                config_name = value
+        elif flag in ("--cfg", "-c", "--package", "-p", "--experimental-rerun"):
+            if not eq:
+                next(flags, None)  # the flag's value
+        elif arg.startswith("hydra.searchpath="):
+            searchpath = arg
+        elif not arg.startswith("-") and not arg.startswith("hydra"):
+            overrides.append(arg)
+    if dirs:
+        listed = searchpath.split("=", 1)[1].strip("[]") if searchpath else ""
+        searchpath = f"hydra.searchpath=[{','.join([*dirs, *filter(None, [listed])])}]"
+    return overrides, config_name, [searchpath] if searchpath else []
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

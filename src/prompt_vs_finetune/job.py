@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from . import metrics
 from .backends import Backend, Predictions
-from .checks import check_config, settle_arm
+from .checks import check_config, seed_or, settle
 from .errors import UserError
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_predictions
@@ -32,16 +32,15 @@ PER_EXAMPLE_FILE = "per_example.json"
 def run(cfg: DictConfig) -> dict[str, float]:
     """Check everything, load the data and build the backend (bad input fails here, before
     any run exists), then predict, score and log inside the job's MLflow run."""
+    settle(cfg)
     backend_class: type[Backend] = get_class(cfg.model.backend)
     backend_class.check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
-    settle_arm(cfg)
     check_writable(cfg)
-    task = Task.from_config(cfg.task)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    splits, dropped_rows, corpus = job_splits(cfg, task)
+    task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
-                         cfg.arm.order_seed)
+                         seed_or(cfg.arm.order_seed, cfg))
     overlap = test_overlap(splits, demos, cfg.task.overlap)
     backend = backend_class(cfg, task, splits, corpus, demos)
     finished = False

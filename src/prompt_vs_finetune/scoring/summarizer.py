@@ -12,13 +12,15 @@ class Summarizer:
     """Decode an answer after the prompt; ROUGE against the references, and the perplexity of
     the references given the prompt."""
 
-    def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int):
+    def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int, seed: int):
+        """`seed`: what sampling draws from (decoding.seed, or the job's seed)."""
         self.encoder = encoder
         self.max_batch_tokens = decoding.max_batch_tokens
         self.prefix_cache = PrefixCache()
         self.task = encoder.task
         self.tokenizer = encoder.tokenizer
         self.decoding = decoding
+        self.seed = seed
         self.batch_size = score_batch_size
         self.examples_per_batch = int(decoding.batch_size)
         self.stops = stop_strings(self.task.stop, decoding)
@@ -37,7 +39,7 @@ class Summarizer:
     def start(self) -> None:
         self.prefix_cache.clear()  # the weights may have changed since the last scoring
         if self.kwargs["do_sample"]:
-            torch.manual_seed(int(self.decoding.seed))
+            torch.manual_seed(self.seed)
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]

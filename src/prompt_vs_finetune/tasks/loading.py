@@ -9,6 +9,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
+from ..project import data_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def load_splits(cfg) -> tuple[DatasetDict, int]:
 
 def _load_raw(cfg) -> tuple[DatasetDict, str]:
     if cfg.data_files:
-        files = {split: Path(path) for split, path in cfg.data_files.items()}
+        files = {split: Path(data_path(path, f"task.data_files.{split}"))
+                 for split, path in cfg.data_files.items()}
         suffixes = set()
         for split, path in files.items():
             if not path.is_file():
@@ -112,14 +114,6 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
                     keep, source)
     if len(split) == 0:
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
-    if cfg.type == "classification":
-        unknown = sorted(set(split.unique("label")) - set(cfg.labels))
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise UserError(
-                f"{source} has {len(unknown)} label(s) not in task.labels: {shown}; "
-                "add them to task.labels or fix task.label_field"
-            )
     return split, before - len(split)
 
 

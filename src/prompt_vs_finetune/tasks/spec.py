@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from ..errors import UserError
 
 TASK_TYPES = ("classification", "generation")
+VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
+    "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
+    "as_is": lambda name: name,
+}
 
 
 @dataclass(frozen=True)
@@ -23,14 +27,20 @@ class Task:
     stop: tuple[str, ...] = ()  # generation: strings that end an answer besides end-of-text
 
     @classmethod
-    def from_config(cls, cfg) -> "Task":
+    def from_config(cls, cfg, data_labels: list[str] | None = None) -> "Task":
+        """The checked task. `data_labels`: the label names found in the data; a task without
+        `labels:` takes them (verbalized by `task.verbalizer`), one with them must cover them."""
         if cfg.type not in TASK_TYPES:
             raise UserError(f"task.type '{cfg.type}' is unknown; use {' or '.join(TASK_TYPES)}")
-        if cfg.templates and cfg.prompt not in cfg.templates:
-            raise UserError(f"task.prompt '{cfg.prompt}' is not one of task.templates "
-                            f"({', '.join(cfg.templates)}); pick one or set task.template")
-        if "{text}" not in cfg.template:
-            raise UserError(f"task.template has no {{text}} placeholder: {cfg.template!r}; add "
+        template = cfg.template
+        if template is None:  # null: the template named by task.prompt
+            if cfg.prompt not in (cfg.templates or {}):
+                raise UserError(f"task.prompt '{cfg.prompt}' is not one of task.templates "
+                                f"({', '.join(cfg.templates or {}) or 'none'}); pick one or "
+                                "set task.template")
+            template = cfg.templates[cfg.prompt]
+        if "{text}" not in template:
+            raise UserError(f"task.template has no {{text}} placeholder: {template!r}; add "
                             "{text} where the input goes")
         if "{answer}" not in cfg.target_template:
             raise UserError(f"task.target_template has no {{answer}} placeholder: "
@@ -38,11 +48,9 @@ class Task:
                             "summary goes")
         labels = {}
         if cfg.type == "classification":
-            labels = {str(name): str(verbal) for name, verbal in (cfg.labels or {}).items()}
-            if not labels:
-                raise UserError(f"task '{cfg.name}' lists no labels; add task.labels")
+            labels = _labels(cfg, data_labels)
             _check_verbalizations(labels)
-        return cls(name=cfg.name, type=cfg.type, template=cfg.template,
+        return cls(name=cfg.name, type=cfg.type, template=template,
                    target_template=cfg.target_template, demo_separator=cfg.demo_separator,
                    metrics=tuple(cfg.metrics), labels=labels, stop=tuple(cfg.stop or ()))
 
@@ -71,6 +79,32 @@ class Task:
         """The text every prompt starts with: the demonstrations, each followed by the
         separator. The one layout of a few-shot prompt, for local and hosted models alike."""
         return "".join(self.demonstration(d) + self.demo_separator for d in demos)
+
+
+def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
+    """label name -> verbalization: `task.labels` as written, or the data's label names."""
+    given = dict(cfg.labels or {})
+    trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
+    if trap is not None:
+        raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML reads "
+                        "unquoted yes/no/on/off/true/false as booleans; quote it ('yes': ...), "
+                        "or drop task.labels to take the labels from the data")
+    if not given:
+        if not data_labels:
+            raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
+                            "task.label_field names the data's label column")
+        if cfg.verbalizer not in VERBALIZERS:
+            raise UserError(f"task.verbalizer '{cfg.verbalizer}' is unknown; use one of "
+                            f"{', '.join(VERBALIZERS)}, or write task.labels")
+        return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
+    labels = {str(name): str(verbal) for name, verbal in given.items()}
+    unknown = sorted(set(data_labels or ()) - set(labels))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
+                        "add them to task.labels (or drop task.labels to take every label "
+                        "from the data), or fix task.label_field")
+    return labels
 
 
 def _check_verbalizations(labels: dict[str, str]) -> None:

@@ -16,17 +16,25 @@ from .spec import Task
 PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dropped
 
 
-def job_splits(cfg, task: Task) -> tuple[DatasetDict, int, list[str]]:
-    """(the job's train / validation / test: the task's splits, or the prepared ones in
-    `data_dir`, within its label budget and test subset; rows dropped for being empty; the
-    tokenizer corpus)."""
+def job_splits(cfg) -> tuple[Task, DatasetDict, int, list[str]]:
+    """(the task, its labels checked against the data or taken from it; the job's train /
+    validation / test: the task's splits, or the prepared ones in `data_dir`, within its label
+    budget and test subset; rows dropped for being empty; the tokenizer corpus)."""
     if cfg.data_dir:
         source, dropped = load_prepared(Path(cfg.data_dir))
     else:
         source, dropped = load_splits(cfg.task)
+    task = Task.from_config(cfg.task, data_labels(source))
     # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
     splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
-    return limit_test(splits, cfg.test_size), dropped, tokenizer_corpus(task, source)
+    return task, limit_test(splits, cfg.test_size), dropped, tokenizer_corpus(task, source)
+
+
+def data_labels(splits: DatasetDict) -> list[str] | None:
+    """Every label name in the splits (None for a generation task's splits)."""
+    if not all("label" in split.column_names for split in splits.values()):
+        return None
+    return sorted({name for split in splits.values() for name in split.unique("label")})
 
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:

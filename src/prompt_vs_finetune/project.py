@@ -1,0 +1,73 @@
+"""Where a job's config and relative data paths come from: the project folder.
+
+The project folder is the nearest of the working directory and its parents that holds a
+`conf/config.yaml` (a clone of this repository, or a folder made by `pvf-init`); `PVF_PROJECT`
+names it explicitly. `pvf` composes from its `conf/`, so the config that runs is the one DVC
+tracks there; without one, the configs shipped in the package are the fallback.
+"""
+
+import os
+import shutil
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import UserError
+
+PACKAGE_CONF = Path(__file__).parent / "conf"  # inside an installed wheel
+REPO_CONF = Path(__file__).parents[2] / "conf"  # an editable install: the repository's conf/
+
+
+def project_dir() -> Path | None:
+    """The folder whose conf/ `pvf` composes from, or None (the shipped configs)."""
+    named = os.environ.get("PVF_PROJECT")
+    if named:
+        return Path(named).resolve()
+    here = Path.cwd().resolve()
+    return next((d for d in (here, *here.parents) if (d / "conf" / "config.yaml").is_file()),
+                None)
+
+
+def shipped_config_dir() -> Path:
+    return PACKAGE_CONF if PACKAGE_CONF.is_dir() else REPO_CONF
+
+
+def config_dir() -> str:
+    """The project's conf/, else the shipped one."""
+    project = project_dir()
+    return str(project / "conf" if project else shipped_config_dir())
+
+
+def data_path(path: str, key: str) -> str:
+    """A task's data file as the loader opens it: `pkg://<package>/<path>` is a file shipped in
+    a Python package; a relative path is relative to the project folder (or the working
+    directory when there is none); absolute paths, URLs and `hf://` paths are left alone."""
+    text = str(path)
+    if text.startswith("pkg://"):
+        package, _, inside = text.removeprefix("pkg://").partition("/")
+        try:
+            return str(files(package) / inside)
+        except ModuleNotFoundError as err:
+            raise UserError(f"{key}={text!r} names package '{package}', which is not "
+                            "installed; fix the path") from err
+    if "://" in text or Path(text).is_absolute():
+        return text
+    return str((project_dir() or Path.cwd()) / text)
+
+
+def init(argv: list[str] | None = None) -> None:
+    """`pvf-init [DIR]`: copy the shipped configs to DIR/conf (default: here), so this folder
+    is a project: `pvf` run in it (or below it) composes from its conf/."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1 or any(a.startswith("-") for a in args):
+        print("usage: pvf-init [DIR]   (copies the shipped conf/ to DIR/conf)", file=sys.stderr)
+        sys.exit(2)
+    target = Path(args[0] if args else ".").resolve() / "conf"
+    if target.exists():
+        print(f"error: {target} exists; pvf already composes from it (remove it to start "
+              "afresh)", file=sys.stderr)
+        sys.exit(2)
+    shutil.copytree(shipped_config_dir(), target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    print(f"wrote {target}: pvf run in {target.parent} now composes from it. Add your own "
+          f"task as {target / 'task' / 'mine.yaml'} (README: Your own task).")
