@@ -149,14 +149,16 @@ def prepare(cfg: DictConfig) -> None:
     """`pvf-prepare data_dir=DIR task=...`: load the task's splits and write them to DIR; a job
     on DIR carves its label budget from them by data_seed, as a direct job does."""
     _quiet_libraries()
-    from .tasks.loading import load_splits
+    from .tasks import Task, data_labels, load_splits
     from .tasks.splits import write_splits
 
     if not cfg.data_dir:
         print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
         sys.exit(2)
     try:
-        write_splits(*load_splits(cfg.task), Path(cfg.data_dir))
+        splits, dropped = load_splits(cfg.task)
+        Task.from_config(cfg.task, data_labels(splits))  # the labels check, before any file
+        write_splits(splits, dropped, Path(cfg.data_dir))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
