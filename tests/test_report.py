@@ -1,13 +1,18 @@
 """Report maths on a synthetic MLflow store whose numbers the test chooses."""
 
+import base64
 import json
 import math
+from types import SimpleNamespace
 
 import mlflow
+import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from scipy import stats
 
 from prompt_vs_finetune import report
+from prompt_vs_finetune.report import mlflow_run, plots
 
 CELLS = {  # (arm, n_labels): accuracies over seeds 0, 1, 2
     ("zero_shot", 0): [0.30, 0.30, 0.30],
@@ -275,3 +280,227 @@ def test_float32_single_model_report_layout_unchanged(store, tmp_path):
     assert "| few_shot | 4 | 3 | 0.620 ± 0.050† | 2 | 0.05 | 0 | 10 |  |" in md
     assert "model scale" not in md and "Precision" not in md and "dtype" not in md
     assert not (out / "plots/intent_sample_model_scale.png").exists()
+
+
+# -- plots people would rather look at, and the report's MLflow run -----------------------
+
+def capture_figures(monkeypatch) -> dict:
+    """Every figure the report draws, by file name (still saved as the report saves it)."""
+    figures, save = {}, plots._save
+
+    def keep(fig, path):
+        figures[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def labelled_colors(fig) -> dict[str, tuple]:
+    """Legend label -> RGBA of each error-bar series and line in a figure."""
+    ax = fig.axes[0]
+    found = {c.get_label(): to_rgba(c.lines[0].get_color()) for c in ax.containers
+             if c.get_label() and not c.get_label().startswith("_")}
+    found |= {line.get_label(): to_rgba(line.get_color()) for line in ax.get_lines()
+              if not line.get_label().startswith("_")}
+    return found
+
+
+def chance_lines(fig) -> list[tuple[str, float]]:
+    return [(line.get_label(), float(line.get_ydata()[0])) for line in fig.axes[0].get_lines()
+            if line.get_label().startswith("chance")]
+
+
+def test_one_colour_per_arm_in_every_plot(store, tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    report.write_report(report.load_runs(store), tmp_path / "out")
+    want = {arm: to_rgba(plots.ARM_COLORS[arm]) for arm in FIT}
+    assert len(set(want.values())) == 4
+    cost = labelled_colors(figures["intent_sample_tiny_quality_vs_cost.png"])
+    assert {arm: cost[arm] for arm in FIT} == want
+    labels = labelled_colors(figures["intent_sample_tiny_data_efficiency.png"])
+    assert {"full_finetune": labels["full_finetune"], "lora": labels["lora"],
+            "zero_shot": labels["zero_shot (k=0)"], "few_shot": labels["few_shot (k=4)"]} == want
+    volume = labelled_colors(figures["intent_sample_cost_vs_volume.png"])
+    assert {arm: volume[f"tiny/{arm}"] for arm in FIT} == want
+    boxes = [p for p in figures["intent_sample_tiny_prompt_sensitivity.png"].axes[0].patches]
+    assert [b.get_facecolor()[:3] for b in boxes] == [want["zero_shot"][:3],
+                                                       want["few_shot"][:3]]
+
+
+def test_arm_colours_fixed_then_sorted_fallback():
+    some = plots.arm_colors(["lora", "zz_rag", "hybrid", "aa_distil"])
+    fewer = plots.arm_colors(["zz_rag", "aa_distil"])
+    assert some["lora"] == "tab:red" and some["hybrid"] == "tab:purple"
+    assert some["aa_distil"] == fewer["aa_distil"] == plots.FALLBACK_COLORS[0]
+    assert some["zz_rag"] == fewer["zz_rag"] == plots.FALLBACK_COLORS[1]
+    assert not set(plots.FALLBACK_COLORS) & set(plots.ARM_COLORS.values())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One study's runs in three experiments, reported once with `pvf-report`:
+    intent_sample (8 classes as `data/n_classes`; lora at two budgets; the job runs of a sweep
+    whose parent run carries job-like tags), summary_sample (ROUGE; one fine-tuning budget) and
+    labelled (3 classes known only from `task.labels.*` params; one run per arm)."""
+    root = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    jobs = {}
+
+    def job(task, arm, seed, n, metrics, tags=None, params=None):
+        with mlflow.start_run(tags={"arm": arm, "fit": FIT[arm], "task": task, "model": "tiny",
+                                    "seed": str(seed), "study": "default", **(tags or {})}) as run:
+            mlflow.log_metrics({"data/n_labels": n, "cost/usd_per_1k_predictions": PER_1K[arm],
+                                "cost/train_usd": TRAIN_USD[arm], **metrics})
+            if params:
+                mlflow.log_params(params)
+        jobs[run.info.run_id] = (task, arm, str(seed))
+
+    mlflow.set_experiment("intent_sample")
+    with mlflow.start_run(run_name="sweep", tags={"pvf.parent": "true", "arm": "lora",
+                                                  "task": "intent_sample", "model": "tiny"}) as p:
+        mlflow.log_metric("test/accuracy", 0.99)  # would win every table if it were counted
+    child = {"mlflow.parentRunId": p.info.run_id}
+    for arm, n, values in (("zero_shot", 0, (0.30, 0.30)), ("few_shot", 4, (0.50, 0.60)),
+                           ("lora", 16, (0.50, 0.56)), ("lora", 64, (0.80, 0.84))):
+        for seed, value in enumerate(values):
+            job("intent_sample", arm, seed, n, {"test/accuracy": value, "data/n_classes": 8},
+                tags=child)
+    mlflow.set_experiment("summary_sample")
+    for arm, n, values in (("zero_shot", 0, (0.20, 0.21)), ("full_finetune", 396, (0.30, 0.31))):
+        for seed, value in enumerate(values):
+            job("summary_sample", arm, seed, n, {"test/rougeL": value})
+    mlflow.set_experiment("labelled")
+    labels = {f"task.labels.{name}": name for name in ("yes", "no", "maybe")}
+    job("labelled", "zero_shot", 0, 0, {"test/accuracy": 0.40}, params=labels)
+    job("labelled", "lora", 0, 16, {"test/accuracy": 0.70}, params=labels)
+
+    out = root / "report"
+    (out / "plots").mkdir(parents=True)
+    stale = out / "plots/summary_sample_tiny_data_efficiency.png"  # from an earlier report
+    stale.write_bytes(b"not this study's")
+    with pytest.MonkeyPatch.context() as patch:
+        figures = capture_figures(patch)
+        report.main(["--tracking-uri", uri, "--out", str(out)])
+    client = mlflow.tracking.MlflowClient(uri)
+    found = client.search_runs([client.get_experiment_by_name("pvf-report").experiment_id])
+    assert len(found) == 1
+    return SimpleNamespace(uri=uri, out=out, figures=figures, jobs=jobs, parent=p.info.run_id,
+                           client=client, run=found[0], md=(out / "report.md").read_text())
+
+
+def test_chance_line_for_classification_only(study):
+    for plot in ("quality_vs_cost", "data_efficiency", "prompt_sensitivity"):
+        assert chance_lines(study.figures[f"intent_sample_tiny_{plot}.png"]) == [
+            ("chance (1/8 classes)", 0.125)], plot
+    # no data/n_classes metric: the task.labels.* params
+    assert chance_lines(study.figures["labelled_tiny_quality_vs_cost.png"]) == [
+        ("chance (1/3 classes)", pytest.approx(1 / 3))]
+    drawn = [f"summary_sample_tiny_{p}.png" for p in ("quality_vs_cost", "prompt_sensitivity")]
+    assert all(chance_lines(study.figures[name]) == [] for name in drawn)  # ROUGE: none
+
+
+def test_intervals_on_quality_points(study):
+    table = report.summarise(report.load_runs(study.uri)).set_index(["task", "arm", "n_labels"])
+    fig = study.figures["intent_sample_tiny_data_efficiency.png"]
+    lora = next(c for c in fig.axes[0].containers if c.get_label() == "lora")
+    spans = [seg[1, 1] - seg[0, 1] for seg in lora.lines[2][0].get_segments()]
+    want = [table.loc[("intent_sample", "lora", n), "quality_high"]
+            - table.loc[("intent_sample", "lora", n), "quality_low"] for n in (16, 64)]
+    assert spans == pytest.approx(want) and min(spans) > 0
+    # one run, no per-example values: no interval, so no bar
+    fig = study.figures["labelled_tiny_quality_vs_cost.png"]
+    zero = next(c for c in fig.axes[0].containers if c.get_label() == "zero_shot")
+    assert [len(s) for s in zero.lines[2][0].get_segments()] == [0]
+
+
+def test_degenerate_plots_are_a_note_not_an_image(study):
+    plots_dir = study.out / "plots"
+    assert ("*Not drawn:* data efficiency: one label budget per fine-tuned arm (full_finetune "
+            "n=396); run train_size=16,64,256 to draw it." in study.md)
+    assert "summary_sample_tiny_data_efficiency.png" not in study.md
+    assert not (plots_dir / "summary_sample_tiny_data_efficiency.png").exists()  # stale: gone
+    assert ("*Not drawn:* prompt sensitivity: one run per prompting arm and k (zero_shot k=0); "
+            in study.md)
+    assert "*Not drawn:* data efficiency: one label budget per fine-tuned arm (lora n=16)" \
+        in study.md
+    assert not (plots_dir / "labelled_tiny_prompt_sensitivity.png").exists()
+    # what could be drawn was
+    linked = sorted(name for name in study.figures if f"(plots/{name})" in study.md)
+    assert linked == sorted(study.figures) == sorted(p.name for p in plots_dir.glob("*.png"))
+    assert "intent_sample_tiny_data_efficiency.png" in linked
+
+
+def test_report_html_embeds_every_plot(study):
+    page = (study.out / "report.html").read_text()
+    uris = page.split('src="data:image/png;base64,')[1:]
+    assert len(uris) == study.md.count("](plots/") == len(study.figures) > 0
+    assert all(base64_png(uri.split('"')[0]) for uri in uris)
+    assert 'src="plots/' not in page
+    assert page.count("<table>") == study.md.count("\n|---") > 0
+    assert "<h2>intent_sample / tiny</h2>" in page
+    assert "<em>Not drawn:</em> data efficiency" in page
+
+
+def base64_png(text: str) -> bool:
+    return base64.b64decode(text).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_report_run_names_and_links_its_job_runs(study):
+    run = study.run
+    assert run.info.run_name == "report: default study · intent_sample, labelled, summary_sample " \
+        "· 14 runs"
+    tags = run.data.tags
+    assert tags["pvf_summary"] == "true" and tags["study"] == "default"
+    ids = tags["pvf.job_runs"].split(",")
+    assert len(ids) == len(set(ids)) == 14 and set(ids) == set(study.jobs)
+    assert study.parent not in ids
+    rows = study.client.download_artifacts(run.info.run_id, "job_runs.csv")
+    jobs = pd.read_csv(rows, dtype=str)
+    assert list(jobs.columns[:8]) == ["run_id", "experiment_id", "task", "arm", "model", "seed",
+                                      "cell", "link"]
+    assert list(jobs["run_id"]) == ids
+    assert {r.run_id: (r.task, r.arm, r.seed) for r in jobs.itertuples()} == study.jobs
+    experiments = {r.run_id: study.client.get_run(r.run_id).info.experiment_id
+                   for r in jobs.itertuples()}
+    assert all(r.link == f"#/experiments/{experiments[r.run_id]}/runs/{r.run_id}"
+               for r in jobs.itertuples())
+    note = tags["mlflow.note.content"]
+    assert "- **intent_sample**: lora (tiny), accuracy 0.820" in note
+    assert "- **summary_sample**: full_finetune (tiny), rougeL 0.305" in note
+    assert all(f"]({link})" in note for link in jobs["link"])
+    metrics = run.data.metrics
+    assert metrics["best/intent_sample/tiny/lora/accuracy"] == pytest.approx(0.82)
+    assert metrics["best/summary_sample/tiny/zero_shot/rougeL"] == pytest.approx(0.205)
+    assert metrics["runs"] == 14
+    artifacts = {a.path for a in study.client.list_artifacts(run.info.run_id)}
+    assert artifacts >= {"report.md", "report.html", "table.csv", "summary.json", "plots",
+                         "job_runs.csv"}
+
+
+def test_parent_run_gets_the_summary_and_is_no_job(study):
+    parent = study.client.get_run(study.parent)
+    assert parent.data.tags["pvf.report_run"] == study.run.info.run_id
+    # its own jobs' task only: the numbers of the other experiments' tasks are not its own
+    own = {k: v for k, v in study.run.data.metrics.items() if k.startswith("best/intent_sample/")}
+    assert len(own) == 3 and {k: parent.data.metrics[k] for k in own} == own
+    assert parent.data.metrics["best/intent_sample/tiny/lora/accuracy"] == pytest.approx(0.82)
+    assert not any("summary_sample" in k or "labelled" in k for k in parent.data.metrics)
+    assert parent.data.metrics["runs"] == 8  # of its jobs, the report read all
+    crossing = "break_even/intent_sample/tiny/lora/vs/tiny/few_shot"  # 0.25 / (5e-5 - 1.2e-5)
+    assert parent.data.metrics[crossing] == study.run.data.metrics[crossing] == \
+        pytest.approx(0.25 / (0.05e-3 - 0.012e-3))
+    runs = report.load_runs(study.uri)
+    assert study.parent not in set(runs["run_id"]) and len(runs) == 14
+    assert f"[sweep](#/experiments/{parent.info.experiment_id}/runs/{study.parent})" in \
+        study.run.data.tags["mlflow.note.content"]
+
+
+def test_job_runs_tag_truncated_with_a_count():
+    ids = [f"{i:032x}" for i in range(400)]  # 400 x 33 characters
+    text = mlflow_run.ids_tag(ids)
+    kept = text.split(",...")[0].split(",")
+    assert len(text) <= mlflow_run.MAX_IDS_TAG and kept == ids[:len(kept)]
+    assert text.endswith(f"(+{400 - len(kept)} more: job_runs.csv)")
+    assert mlflow_run.ids_tag(ids[:3]) == ",".join(ids[:3])

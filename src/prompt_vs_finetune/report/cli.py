@@ -1,6 +1,8 @@
 """`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
 
-Per task it writes a table (markdown + CSV), three plots and a recommendation in plain words.
+Per task it writes a table (markdown + CSV), plots and a recommendation in plain words, as
+report.md and report.html (plots embedded), and logs them to a report run in MLflow that
+links the job runs it summarised (report/mlflow_run.py).
 Quality is the mean over seeds with a 95% Student-t interval (n-1 degrees of freedom); a cell
 with one seed has no interval, and the recommendation says when that makes the evidence thin.
 
@@ -14,8 +16,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..tracking.runs import log_report_run
 from .load import load_runs, run_ids_from
+from .mlflow_run import log_report_run
 from .write import write_report
 
 
@@ -40,5 +42,5 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_report(runs, args.out, volume=args.volume)
     if not args.no_mlflow:
-        log_report_run(uri, args.out, summary["runs"])
+        log_report_run(uri, args.out, runs, summary)
     print((args.out / "report.md").read_text())

@@ -38,7 +38,8 @@ def run_ids_from(results: Path) -> set[str]:
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
     """One row per FINISHED job run: tags, label budget, quality and cost metrics.
-    `run_ids` keeps exactly those runs (stale runs of earlier studies stay out)."""
+    `run_ids` keeps exactly those runs (stale runs of earlier studies stay out). Report runs
+    (`pvf_summary`) and the parent runs of sweeps and studies (`pvf.parent`) are no jobs."""
     client = MlflowClient(tracking_uri)
     found = client.search_experiments()
     ids = [e.experiment_id for e in found if not experiments or e.name in experiments]
@@ -49,20 +50,24 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     rows = []
     for run in client.search_runs(ids, query, max_results=50000):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-        if "arm" not in tags or tags.get("pvf_summary") == "true":
+        if ("arm" not in tags or tags.get("pvf_summary") == "true"
+                or tags.get("pvf.parent") == "true"):
             continue
         if run_ids is not None and run.info.run_id not in run_ids:
             continue
         kind = "generation" if "test/rougeL" in metrics else "classification"
         fit = fitted(tags, metrics)
         test_set = params.get("data.test_sha256", "")
-        row = {"run_id": run.info.run_id, "task": tags["task"], "model": tags["model"],
+        row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+               "parent_run_id": tags.get("mlflow.parentRunId", ""),
+               "task": tags["task"], "model": tags["model"],
                "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
                "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "kind": kind,
                "prompt": tags.get("prompt") or params.get("task.prompt", ""),
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),
                "n_labels": n_labels(fit, metrics),
+               "n_classes": n_classes(kind, metrics, params),
                "quality": metrics.get(QUALITY[kind], math.nan),
                "study": tags.get("study", ""), "test_set": test_set,
                "hpo_trial": tags.get("hpo_trial") == "true",
@@ -118,3 +123,14 @@ def n_labels(fit: bool, metrics: dict) -> int:
     if fit:
         return int(metrics.get("data/n_train", 0))
     return int(metrics.get("fewshot/demos_used", 0))
+
+
+def n_classes(kind: str, metrics: dict, params: dict) -> float:
+    """A classification run's number of classes: `data/n_classes`, else the labels its config
+    named (`task.labels.<label>` params); NaN when unknown and for generation."""
+    if kind != "classification":
+        return math.nan
+    if "data/n_classes" in metrics:
+        return float(metrics["data/n_classes"])
+    named = sum(key.startswith("task.labels.") for key in params)
+    return float(named) if named else math.nan

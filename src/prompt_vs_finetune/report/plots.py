@@ -1,7 +1,15 @@
 """The report's plots: quality against cost (with the Pareto front), against the label budget
-(prompting arms as bands), its spread over prompts, and across model sizes."""
+(prompting arms as bands), its spread over prompts, across model sizes, and total cost by
+volume.
+
+Conventions, the same in every plot: one colour per arm (`arm_colors`); every quality point
+carries its cell's 95% interval (none drawn where the cell has none); classification quality
+plots show chance, a uniform guess over the task's classes. A plot with nothing to show (one
+label budget, one run per prompt, one model, nothing priced) is not drawn: its function
+returns a one-line note saying what is missing, and None when it drew."""
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +25,7 @@ from .stats import (  # noqa: E402
     arm_order,
     best,
     complete,
+    dtype_rank,
     dtypes,
     fitted,
     pareto_front,
@@ -24,89 +33,152 @@ from .stats import (  # noqa: E402
 )
 from .words import label, params  # noqa: E402
 
-BAND_COLORS = ("tab:gray", "tab:green", "tab:olive", "tab:cyan")  # prompting arms' bands
+ARM_COLORS = {"zero_shot": "tab:blue", "few_shot": "tab:orange", "full_finetune": "tab:green",
+              "lora": "tab:red", "hybrid": "tab:purple"}
+# other arm names, in sorted order: the rest of tab10, then Dark2 (cycled beyond that)
+FALLBACK_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "#1b9e77", "#d95f02",
+                   "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
+DTYPE_MARKERS = {"float32": "o", "bfloat16": "s", "float16": "^", "int8": "D"}
+CHANCE_STYLE = {"color": "black", "linestyle": ":", "lw": 1.2}
 
 
-def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path) -> None:
+def arm_colors(arms: Iterable[str]) -> dict[str, str]:
+    """Each arm's colour: the standard arms' own, any other name (sorted) the next colour of a
+    qualitative palette after them. Pass every arm of the report so that every plot agrees."""
+    names = sorted(set(arms))
+    others = [arm for arm in names if arm not in ARM_COLORS]
+    colors = {arm: ARM_COLORS[arm] for arm in names if arm in ARM_COLORS}
+    colors.update({arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
+                   for i, arm in enumerate(others)})
+    return colors
+
+
+def chance_label(n_classes: int) -> str:
+    return f"chance (1/{n_classes} classes)"
+
+
+def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
+                         colors: dict | None = None, n_classes: int | None = None) -> str | None:
+    priced = table[table["quality"].notna() & table["usd_per_1k"].notna()]
+    if priced.empty:
+        return (f"quality vs cost: no cell logged both {metric} and a per-call cost "
+                "(cost/usd_per_1k_predictions)")
+    colors = colors or arm_colors(table["arm"])
     fig, ax = plt.subplots(figsize=(7, 5))
-    front = pareto_front(table)
-    for (arm, dtype), group in table.groupby(["arm", "dtype"]):
-        ax.errorbar(group["usd_per_1k"], group["quality"], yerr=group["quality_ci"].fillna(0),
-                    fmt="o", label=label(arm, dtype), capsize=3)
-    edge = table[front].sort_values("usd_per_1k")
+    for arm in arm_order(priced):
+        for dtype, group in priced[priced["arm"] == arm].groupby("dtype"):
+            _quality(ax, group["usd_per_1k"], group, colors[arm], fmt=_marker(dtype),
+                     label=label(arm, dtype))
+    edge = priced[pareto_front(priced)].sort_values("usd_per_1k")
     ax.plot(edge["usd_per_1k"], edge["quality"], "k--", lw=1, label="Pareto front")
-    if (table["usd_per_1k"] > 0).any():
+    _chance(ax, n_classes)
+    if (priced["usd_per_1k"] > 0).any():
         ax.set_xscale("log")
-    unpriced = int(table["usd_per_1k"].isna().sum())
+    unpriced = len(table) - len(priced)
     ax.set(xlabel="USD per 1,000 predictions (log)"
            + (f"; {unpriced} cell(s) without a cost not shown" if unpriced else ""),
            ylabel=metric, title=f"Quality vs inference cost (N={int(table['runs'].sum())} runs)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return None
 
 
-def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path) -> None:
-    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (at
-    reduced precision: dashed lines, no band)."""
+def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
+                         colors: dict | None = None, n_classes: int | None = None) -> str | None:
+    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (their
+    best cell's interval; at reduced precision: dashed lines, no band). Needs a fine-tuned
+    arm at two or more budgets."""
+    tuned = fitted(table)
+    if tuned.empty:
+        return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
+                "several train_size values to draw it")
+    budgets = tuned.groupby("arm")["n_labels"].unique()
+    if budgets.map(len).max() < 2:
+        held = ", ".join(f"{arm} n={int(n[0])}" for arm, n in budgets.items())
+        return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
+                f"train_size={','.join(map(str, _smaller_budgets(tuned['n_labels'].max())))} "
+                "to draw it")
+    colors = colors or arm_colors(table["arm"])
     fig, ax = plt.subplots(figsize=(7, 5))
     for dtype in dtypes(table):
         cells_of = table[table["dtype"] == dtype]
         style = "-" if dtype == REFERENCE_DTYPE else "--"
         for arm in arm_order(fitted(cells_of)):
             cells = cells_of[cells_of["arm"] == arm].sort_values("n_labels")
-            if not cells.empty:
-                ax.errorbar(cells["n_labels"], cells["quality"],
-                            yerr=cells["quality_ci"].fillna(0), marker="o", capsize=3,
-                            linestyle=style, label=label(arm, dtype))
+            _quality(ax, cells["n_labels"], cells, colors[arm], marker=_marker(dtype),
+                     linestyle=style, label=label(arm, dtype))
         prompts = prompting(cells_of)
-        for arm, color in zip(arm_order(prompts), BAND_COLORS, strict=False):
+        for arm in arm_order(prompts):
             top = best(prompts[prompts["arm"] == arm])
             if top is None:
                 continue
-            if dtype == REFERENCE_DTYPE:
-                ci = 0 if math.isnan(top["quality_ci"]) else top["quality_ci"]
-                ax.axhspan(top["quality"] - ci, top["quality"] + ci, color=color, alpha=0.25)
-            ax.axhline(top["quality"], color=color, lw=1, linestyle=style,
+            low, high = _interval(top)
+            if dtype == REFERENCE_DTYPE and not math.isnan(low):
+                ax.axhspan(low, high, color=colors[arm], alpha=0.2)
+            ax.axhline(top["quality"], color=colors[arm], lw=1, linestyle=style,
                        label=f"{label(arm, dtype)} (k={int(top['n_labels'])})")
-    budgets = sorted(fitted(table)["n_labels"].unique())
-    if budgets and min(budgets) > 0:
+    _chance(ax, n_classes)
+    ticks = sorted(tuned["n_labels"].unique())
+    if min(ticks) > 0:
         ax.set_xscale("log")
-        ax.set_xticks(budgets, [str(int(n)) for n in budgets])  # the budgets, not 3x10^1
+        ax.set_xticks(ticks, [str(int(n)) for n in ticks])  # the budgets, not 3x10^1
         ax.minorticks_off()
     ax.set(xlabel="labelled training examples (log)", ylabel=metric,
            title="How many labels is a prompt worth?")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return None
 
 
-def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path) -> None:
-    """Spread of quality across templates, demo orders and seeds for the prompting arms."""
+def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path,
+                            colors: dict | None = None,
+                            n_classes: int | None = None) -> str | None:
+    """Spread of quality across templates, demo orders and seeds for the prompting arms: one
+    box per arm and k, each run a dot. Needs an arm and k with two or more runs."""
     runs = complete(runs)
+    prompts = prompting(runs)
+    order = {arm: i for i, arm in enumerate(arm_order(prompts))} if not prompts.empty else {}
+    groups = sorted(((dtype, arm, int(k), group["quality"].dropna()) for (dtype, arm, k), group
+                     in prompts.groupby(["dtype", "arm", "n_labels"])),
+                    key=lambda g: (order[g[1]], g[2], dtype_rank(g[0]), g[0]))
+    if not groups:
+        return "prompt sensitivity: no prompting arm ran (zero_shot, few_shot)"
+    if max(len(values) for *_, values in groups) < 2:
+        held = ", ".join(f"{label(arm, dtype)} k={k}" for dtype, arm, k, _ in groups)
+        return (f"prompt sensitivity: one run per prompting arm and k ({held}); run several "
+                "templates (task.prompt), demo orders (arm.order_seed) or seeds to draw it")
+    colors = colors or arm_colors(runs["arm"])
     fig, ax = plt.subplots(figsize=(7, 4))
-    labels, data = [], []
-    for (dtype, arm, k), group in prompting(runs).groupby(["dtype", "arm", "n_labels"]):
-        labels.append(f"{label(arm, dtype)}\nk={k}\n({len(group)} runs)")
-        data.append(group["quality"].dropna().tolist())
-    if data:
-        ax.boxplot(data, tick_labels=labels)
+    boxes = ax.boxplot([values.tolist() for *_, values in groups], patch_artist=True,
+                       medianprops={"color": "black"},
+                       tick_labels=[f"{label(arm, dtype)}\nk={k}\n({len(values)} runs)"
+                                    for dtype, arm, k, values in groups])
+    for box, (_, arm, _, values), x in zip(boxes["boxes"], groups, range(1, len(groups) + 1),
+                                           strict=True):
+        box.set(facecolor=colors[arm], alpha=0.35, edgecolor=colors[arm])
+        ax.plot(np.full(len(values), x) + _jitter(len(values)), values, "o", ms=3,
+                color=colors[arm])
+    _chance(ax, n_classes)
+    if n_classes:
+        ax.legend(fontsize=8)
     ax.set(ylabel=metric, title="Prompt sensitivity (templates x demo orders x seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+    return None
 
 
-def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path) -> None:
+def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
+                     colors: dict | None = None, n_classes: int | None = None) -> str | None:
     """Quality per model (x axis, by parameter count, API models last), one line per arm."""
+    if scale["model"].nunique() < 2:
+        return (f"model scale: one model ({scale['model'].iloc[0]}); run the arms with other "
+                "model= values (e.g. distilgpt2, gpt2, gpt2-medium) to draw it")
+    colors = colors or arm_colors(scale["arm"])
     keys = list(dict.fromkeys(zip(scale["model"], scale["dtype"], strict=True)))
     where = {key: i for i, key in enumerate(keys)}
     sizes = dict(zip(zip(scale["model"], scale["dtype"], strict=True), scale["model_params"],
                      strict=True))
     fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(keys)), 5))
-    for i, arm in enumerate(dict.fromkeys(scale["arm"])):
+    for arm in dict.fromkeys(scale["arm"]):
         cells = scale[scale["arm"] == arm]
         # a line through the local float32 models; reduced precision (hollow) and API models
         # as points of their own
@@ -116,36 +188,40 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path) ->
                                             "markerfacecolor": "none",
                                             "label": None if line.any() else arm})):
             if not part.empty:
-                ax.errorbar([where[k] for k in zip(part["model"], part["dtype"], strict=True)],
-                            part["quality"], yerr=part["quality_ci"].fillna(0), capsize=3,
-                            color=f"C{i}", **style)
+                _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
+                         part, colors[arm], **style)
+    _chance(ax, n_classes)
     ax.set_xticks(range(len(keys)), [f"{label(m, d)}\n{params(sizes[(m, d)])}"
                                       for m, d in keys])
     ax.set(xlabel="model, by parameter count (API models last; hollow: reduced precision "
                   "or API)", ylabel=metric,
            title=f"{task}: quality by model size")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return None
 
 
 def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
-                        path: Path) -> None:
+                        path: Path, colors: dict | None = None) -> str | None:
     """Total cost against the number of predictions, one line per arm (a fine-tuned arm
-    starts at its up-front cost), break-even volumes marked where a fine-tuned line crosses
-    below a prompting one."""
+    starts at its up-front cost; one line style per model), break-even volumes marked where a
+    fine-tuned line crosses below a prompting one."""
+    priced = costs[costs["per_call"].notna()] if not costs.empty else costs
+    if priced.empty:
+        return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
+                "set a cost profile (conf/cost/) or an API's token prices to draw it")
+    colors = colors or arm_colors(costs["arm"])
     finite = crossings["break_even_predictions"].replace(math.inf, math.nan).dropna() \
         if not crossings.empty else pd.Series(dtype=float)
     top = max(1e6, 10 * finite.max()) if not finite.empty else 1e6
     volumes = np.logspace(0, math.log10(top), 200)
+    models = list(dict.fromkeys(zip(priced["model"], priced["dtype"], strict=True)))
+    styles = ("-", "--", ":", "-.")
     fig, ax = plt.subplots(figsize=(7, 5))
-    for i, (_, row) in enumerate(costs.iterrows()):
-        name = f"{row['model']}/{row['arm']}"
-        ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=f"C{i}",
-                linestyle="-" if row["fit"] else "--", label=name)
+    for _, row in priced.iterrows():
+        style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
+        ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
+                linestyle=style, label=label(f"{row['model']}/{row['arm']}", row["dtype"]))
     for _, cross in crossings[crossings["break_even_predictions"] < math.inf].iterrows() \
             if not crossings.empty else []:
         v = cross["break_even_predictions"]
@@ -153,11 +229,52 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         ax.plot([v], [y], "kx")
         ax.annotate(f"{v:,.0f}", (v, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
-    if (costs["up_front"] + costs["per_call"] > 0).all():
+    if (priced["up_front"] + priced["per_call"] > 0).all():
         ax.set_yscale("log")
     ax.set(xlabel="predictions served", ylabel="total USD (training + calls)",
            title=f"{task}: total cost by volume (x: break-even)")
     ax.legend(fontsize=8)
+    _save(fig, path)
+    return None
+
+
+def _quality(ax, x, cells: pd.DataFrame, color: str, **style) -> None:
+    """Quality points (or a line) with each cell's 95% interval as error bars; a cell without
+    an interval gets none."""
+    low, high = _interval(cells)
+    yerr = np.vstack([cells["quality"] - low, high - cells["quality"]])
+    ax.errorbar(x, cells["quality"], yerr=yerr, color=color, capsize=3, **style)
+
+
+def _interval(cells):
+    """(low, high) of the 95% interval: the bootstrap's bounds, or quality ± the t half-width
+    (frames without bounds); NaN where there is none."""
+    if "quality_low" in cells and "quality_high" in cells:
+        return cells["quality_low"], cells["quality_high"]
+    return cells["quality"] - cells["quality_ci"], cells["quality"] + cells["quality_ci"]
+
+
+def _chance(ax, n_classes: int | None) -> None:
+    """A uniform guess over the classes (classification only: the caller passes None else)."""
+    if n_classes and n_classes >= 2:
+        ax.axhline(1 / n_classes, label=chance_label(n_classes), **CHANCE_STYLE)
+
+
+def _marker(dtype: str) -> str:
+    return DTYPE_MARKERS.get(dtype, "P")
+
+
+def _jitter(n: int) -> np.ndarray:
+    return np.linspace(-0.05, 0.05, n) if n > 1 else np.zeros(n)
+
+
+def _smaller_budgets(top: int) -> list[int]:
+    """Label budgets to try below the one run: 16, 64, 256, ... (or larger ones if tiny)."""
+    below = [n for n in (16, 64, 256, 1024, 4096) if n < top]
+    return below[-3:] if below else [4 * max(int(top), 4), 16 * max(int(top), 4)]
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,5 +1,6 @@
-"""Write the report: table.csv, report.md, the plots, one recommendation file per task x model
-and summary.json (for `dvc metrics`), under one folder."""
+"""Write the report: table.csv, report.md, report.html (the same, plots embedded), the plots,
+one recommendation file per task x model and summary.json (for `dvc metrics`), under one
+folder. A plot with nothing to show is not drawn; report.md says why in its place."""
 
 import json
 import math
@@ -8,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .costs import arm_costs, at_volume, break_even
+from .html import render_html
 from .load import QUALITY
 from .markdown import (
     break_even_table,
@@ -18,6 +20,7 @@ from .markdown import (
     volume_table,
 )
 from .plots import (
+    arm_colors,
     plot_cost_vs_volume,
     plot_data_efficiency,
     plot_model_scale,
@@ -37,9 +40,12 @@ from .stats import (
 )
 from .words import advise, recommend_scale
 
+TITLE = "prompt vs fine-tune: report"
+
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
-    """Write table.csv, report.md, plots and summary.json under `out`; return the summary.
+    """Write table.csv, report.md, report.html, plots and summary.json under `out`; return the
+    summary.
     `volume`: also rank every arm by its total cost for that many predictions."""
     runs = complete(runs)
     plots = out / "plots"
@@ -48,7 +54,7 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "tasks": {}, "break_even": {}}
-    md = ["# prompt vs fine-tune: report", "",
+    md = [f"# {TITLE}", "",
           f"{len(runs) - len(trials)} finished runs"
           + (f" (and {len(trials)} search trials, counted in up-front cost only)"
              if len(trials) else "")
@@ -65,15 +71,23 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
         md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
                "of their own (dtype column), each compared with its float32 twin in a precision "
                "table.", ""]
+    colors = arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
+        task_runs_all = runs[runs["task"] == task]
+        chance = task_classes(task_runs_all)
         for model, cells in task_cells.groupby("model"):
             kind = cells["kind"].iloc[0]
             metric = QUALITY[kind].removeprefix("test/")
             stem = f"{task}_{model}"
-            task_runs = runs[(runs["task"] == task) & (runs["model"] == model)]
-            plot_quality_vs_cost(cells, metric, plots / f"{stem}_quality_vs_cost.png")
-            plot_data_efficiency(cells, metric, plots / f"{stem}_data_efficiency.png")
-            plot_prompt_sensitivity(task_runs, metric, plots / f"{stem}_prompt_sensitivity.png")
+            task_runs = task_runs_all[task_runs_all["model"] == model]
+            figures = [
+                _figure("quality vs cost", plots / f"{stem}_quality_vs_cost.png",
+                        plot_quality_vs_cost, cells, metric, colors=colors, n_classes=chance),
+                _figure("data efficiency", plots / f"{stem}_data_efficiency.png",
+                        plot_data_efficiency, cells, metric, colors=colors, n_classes=chance),
+                _figure("prompt sensitivity", plots / f"{stem}_prompt_sensitivity.png",
+                        plot_prompt_sensitivity, task_runs, metric, colors=colors,
+                        n_classes=chance)]
             advice = advise(cells, metric)
             shown = cells.assign(pareto=pareto_front(cells))
             spread = sensitivity(task_runs)
@@ -84,20 +98,19 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
                    "**Recommendation**", "", *[f"- {line}" for line in advice], "",
                    *(sensitivity_table(spread, metric) if len(task_runs) > len(cells)
                      else []),
-                   f"![quality vs cost](plots/{stem}_quality_vs_cost.png) "
-                   f"![data efficiency](plots/{stem}_data_efficiency.png) "
-                   f"![prompt sensitivity](plots/{stem}_prompt_sensitivity.png)", ""]
+                   *_figures(figures)]
             summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
             (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
-        md += _cost_section(task, task_cells, trials, volume, plots, summary)
+        md += _cost_section(task, task_cells, trials, volume, plots, summary, colors)
         if task_cells["model"].nunique() > 1:
             metric = QUALITY[task_cells["kind"].iloc[0]].removeprefix("test/")
             scale = model_scale(task_cells)
-            plot_model_scale(scale, metric, task, plots / f"{task}_model_scale.png")
+            figure = _figure("model scale", plots / f"{task}_model_scale.png", plot_model_scale,
+                             scale, metric, task, colors=colors, n_classes=chance)
             advice = recommend_scale(scale, metric)
             md += [f"## {task}: model scale", "", *scale_table(scale, metric),
                    "**Recommendation**", "", *[f"- {line}" for line in advice], "",
-                   f"![model scale](plots/{task}_model_scale.png)", ""]
+                   *_figures([figure])]
             summary.setdefault("model_scale", {})[task] = {
                 "metric": metric,
                 "cells": [{"model": r["model"], "dtype": r["dtype"], "arm": r["arm"],
@@ -109,6 +122,7 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
                           for _, r in scale.iterrows()]}
             (out / f"recommendation_{task}_model_scale.txt").write_text("\n".join(advice) + "\n")
     (out / "report.md").write_text("\n".join(md))
+    (out / "report.html").write_text(render_html("\n".join(md), out, title=TITLE))
     summary = _json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
@@ -124,21 +138,22 @@ def _ranking(runs: pd.DataFrame, kind: str) -> list[str]:
 
 
 def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
-                  plots: Path, summary: dict) -> list[str]:
+                  plots: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
     costs = arm_costs(cells, search)
-    if costs["per_call"].isna().all():
-        return []
-    crossings = break_even(costs)
-    plot_cost_vs_volume(costs, crossings, task, plots / f"{task}_cost_vs_volume.png")
+    crossings = break_even(costs) if costs["per_call"].notna().any() else pd.DataFrame()
+    figure = _figure("cost vs volume", plots / f"{task}_cost_vs_volume.png",
+                     plot_cost_vs_volume, costs, crossings, task, colors=colors)
+    lines = [f"## {task}: cost by volume", ""]
+    if figure[2] is not None:  # nothing priced: the note, no table
+        return [*lines, *_figures([figure])]
     summary["break_even"][task] = crossings.to_dict("records")
     metric = QUALITY[cells["kind"].iloc[0]].removeprefix("test/")
-    lines = [f"## {task}: cost by volume", "",
-             "Up-front: training (and any hyper-parameter search); per call: the modelled cost "
-             "of one prediction. Each arm at its best cell.", "",
-             *(break_even_table(crossings) if not crossings.empty else []),
-             f"![cost vs volume](plots/{task}_cost_vs_volume.png)", ""]
+    lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
+              "cost of one prediction. Each arm at its best cell.", "",
+              *(break_even_table(crossings) if not crossings.empty else []),
+              *_figures([figure])]
     if volume:
         ranked = at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
@@ -146,6 +161,34 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
             .to_dict("records")}
         lines += volume_table(ranked, volume, metric)
     return lines
+
+
+def task_classes(runs: pd.DataFrame) -> int | None:
+    """A classification task's number of classes, for the chance line: the runs' own
+    (`data/n_classes`, else their `task.labels.*` params) when they agree; None for generation
+    or when unknown."""
+    if runs.empty or runs["kind"].iloc[0] != "classification" or "n_classes" not in runs:
+        return None
+    found = set(runs["n_classes"].dropna().astype(int))
+    return found.pop() if len(found) == 1 else None
+
+
+def _figure(name: str, path: Path, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
+    """Draw one plot: (name, path, None), or (name, path, the note) when there is nothing to
+    draw; then an image left from an earlier report at that path is removed."""
+    note = plot(*args, path=path, **kwargs)
+    if note is not None:
+        path.unlink(missing_ok=True)
+    return name, path, note
+
+
+def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
+    """report.md's lines for some plots: the drawn ones side by side (relative links), then
+    one line per plot not drawn saying what is missing."""
+    drawn = " ".join(f"![{name}]({path.parent.name}/{path.name})"
+                     for name, path, note in figures if note is None)
+    notes = [f"*Not drawn:* {note}." for _, _, note in figures if note is not None]
+    return [line for text in ([drawn] if drawn else []) + notes for line in (text, "")]
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
