@@ -13,6 +13,7 @@ STUDY = """model: tiny
 tasks: [intent_sample, summary_sample]
 arms: [zero_shot, full_finetune]
 seeds: [0]
+decoding: greedy
 overrides: "test_size=16 model.max_epochs=2 model.tiny.n_layer=1"
 """
 
@@ -37,8 +38,7 @@ def test_dvc_repro_default_study_offline(tmp_path):
         shutil.copy2(ROOT / name, repo / name)
     (repo / "conf/study.yaml").write_text(STUDY)
     sh(repo, "git", "init", "-q")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study")
+    commit(repo, "study")
 
     out = sh(repo, "dvc", "repro")
     assert out.count("Running stage 'run@") == 4 and "Running stage 'report'" in out
@@ -48,18 +48,63 @@ def test_dvc_repro_default_study_offline(tmp_path):
             assert (repo / f"results/{task}/{arm}/seed0/metrics.json").is_file()
     table = (repo / "reports/table.csv").read_text().splitlines()
     assert len(table) == 1 + 4  # one row per task x arm
-    assert len(list((repo / "reports/plots").glob("*.png"))) == 8  # 3 per task + cost by volume
-    assert "results/intent_sample/zero_shot/seed0/metrics.json" in sh(repo, "dvc", "metrics",
-                                                                       "show")
+    # one seed, one budget: quality vs cost and cost by volume per task; the rest noted
+    assert len(list((repo / "reports/plots").glob("*.png"))) == 4
+    assert "data:image/png;base64," in (repo / "reports/report.html").read_text()
+    shown = sh(repo, "dvc", "metrics", "show", "reports/summary.json")
+    assert "tasks.intent_sample/tiny.best.full_finetune" in shown
+    assert not (repo / "cli.log").exists()  # prepare's Hydra log stays under outputs/
 
     assert "Running stage" not in sh(repo, "dvc", "repro")  # nothing to reproduce
+    commit(repo, "study ran")
+    assert not status(repo)  # results, reports and dvc.lock are versioned; data/ is ignored
 
+    # The config that runs is the config DVC tracks: this copy's conf/, not the installed
+    # package's (the suite's editable install points at another tree).
     task = repo / "conf/task/summary_sample.yaml"  # its own template, over the shared one
-    task.write_text(task.read_text() + 'templates:\n  default: "{text}\\nSummary:"\n')
+    task.write_text(task.read_text() + 'templates:\n  default: "{text}\\nTL;DR:"\n')
     rerun = sh(repo, "dvc", "repro")
-    ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
-    assert ran == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
-                   "report"}
+    assert ran(rerun) == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
+                          "report"}
+    logged = run_params(repo, "summary_sample", "zero_shot")
+    assert logged["task.template"] == "{text}\nTL;DR:" and logged["config_source"].startswith(
+        str(repo.resolve()))
+    commit(repo, "template")
+
+    # A knob outside the study file, set the DVC way: only the fine-tuned runs move.
+    out = sh(repo, "dvc", "exp", "run", "-n", "lr3e-3",
+             "-S", "conf/arm/full_finetune.yaml:lr=0.003")
+    assert ran(out) == {"run@intent_sample-full_finetune-0", "run@summary_sample-full_finetune-0",
+                        "report"}
+    assert "WARNING" not in out
+    assert run_params(repo, "intent_sample", "full_finetune")["arm.lr"] == "0.003"
+    changed = sh(repo, "dvc", "exp", "show", "--only-changed", "--csv")
+    header, *rows = changed.splitlines()
+    assert "lr" in header.split(",") and any(r.startswith("lr3e-3,") for r in rows)
+
+
+def commit(repo, message):
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+def status(repo):
+    return sh(repo, "git", "status", "--porcelain").strip()
+
+
+def ran(out):
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def run_params(repo, task, arm):
+    """The params of the newest run of task x arm in the copy's MLflow store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(task)
+    run = client.search_runs([experiment.experiment_id], f"tags.arm = '{arm}'",
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    return {**run.data.params, **run.data.tags}
 
 
 @pytest.mark.parametrize(("study", "stages"), [
