@@ -29,7 +29,7 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     """`pvf`: check the command line's config first, so a wrong group or key is one line."""
-    error = config_error(sys.argv[1:])
+    error = config_error(sys.argv[1:]) or output_error(sys.argv[1:])
     if error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -84,6 +84,25 @@ def config_error(args: list[str]) -> str | None:
             return (f"unknown config key '{unknown.group(1)}': check its spelling (`pvf --cfg "
                     f"job` prints every key), or add it with {lines[1].split()[-1]}")
         return lines[0]
+    return None
+
+
+def output_error(args: list[str]) -> str | None:
+    """Hydra writes its run folder first thing (a read-only working folder was four
+    tracebacks): whether that folder, or the nearest one of it that exists, takes files."""
+    import tempfile
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = next((a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")), None)
+    folder = Path(given or ("multirun" if multirun else "outputs")).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return (f"cannot write to {existing} (where Hydra puts {key}: {err.strerror}); run "
+                f"from a writable folder, or set {key}=<a writable folder>")
     return None
 
 

@@ -98,6 +98,9 @@ def _resolve(name_or_path: str | None) -> str:
         raise UserError("model.name_or_path is empty; set a Hub name (gpt2) or a local directory")
     if Path(name_or_path).is_dir():
         return name_or_path
+    if Path(name_or_path).expanduser().is_file():
+        raise UserError(f"model.name_or_path={name_or_path} is a file; name the folder that "
+                        "holds config.json and the weights (save_pretrained's output)")
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise UserError(f"local model path does not exist: {name_or_path} (model.name_or_path)")
     if _cached(name_or_path) or hub_reachable():

@@ -1,11 +1,12 @@
 """Load a task's data (local files or a Hub dataset) as clean splits with two columns,
 `text` and `label` (the label's name) or `references`, whatever the source called them."""
 
+import json
 import logging
 from pathlib import Path
 
 import datasets
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
@@ -18,15 +19,44 @@ SPLIT_ROLES = ("train", "validation", "test")
 
 
 def _load_file(builder: str, path: Path, split: str) -> Dataset:
+    key = f"{path} (task.data_files.{split})"
     if path.stat().st_size == 0:
-        raise UserError(f"data file is empty: {path} (task.data_files.{split}); fill it or "
-                        "point task.data_files at the right file")
+        raise UserError(f"data file is empty: {key}; fill it or point task.data_files at the "
+                        "right file")
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
     except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
-        raise UserError(f"cannot read {path} (task.data_files.{split}) as {builder}: "
-                        f"{str(err).splitlines()[0][:160] or type(err).__name__}; fix the file "
-                        "or its extension") from err
+        raise UserError(f"cannot read {key} as {builder}: {_why(builder, path, err)}") from err
+    if len(loaded) == 0:
+        raise UserError(f"data file has no rows: {key} (a header only?); add its examples")
+    return loaded
+
+
+def _why(builder: str, path: Path, err: Exception) -> str:
+    """What is wrong with a file the loader refused, as precisely as can be found: the
+    encoding, the first bad JSON line, a header without rows, else the loader's own words."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        where = f"byte 0x{raw[bad.start]:02x} at offset {bad.start}"
+        if b"\0" in raw[:4096]:
+            return f"it is binary, not text ({where}); point task.data_files at the data file"
+        return (f"it is not UTF-8 text ({where}); save it as UTF-8 (e.g. iconv -f latin1 -t "
+                "utf-8 in > out)")
+    lines = text.splitlines()
+    if builder == "json" and path.suffix.lower() == ".jsonl":
+        for number, line in enumerate(lines, 1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError as bad:
+                return f"line {number} is not valid JSON ({bad.msg}); fix or remove that line"
+    if builder == "csv" and len([line for line in lines if line.strip()]) <= 1:
+        return "it has a header but no rows; add its examples"
+    cause = err.__cause__ or err.__context__ or err
+    words = str(cause).splitlines()[0][:160] if str(cause).strip() else type(cause).__name__
+    return f"{words}; fix the file or its extension"
 
 
 def load_splits(cfg) -> tuple[DatasetDict, int]:
@@ -57,6 +87,9 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
                  for split, path in cfg.data_files.items()}
         suffixes = set()
         for split, path in files.items():
+            if path.is_dir():
+                raise UserError(f"{path} (task.data_files.{split}) is a folder, not a file; "
+                                "name the data file inside it")
             if not path.is_file():
                 raise UserError(
                     f"data file not found: {path} (task.data_files.{split}); "
@@ -102,9 +135,13 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
         )
     to_row = _classification_row(split, cfg, source) if cfg.type == "classification" else \
         _generation_row(split, cfg, source)
-    split = split.map(to_row, remove_columns=split.column_names)
+    # stated, or datasets keeps an integer label column's (or a number text's) old type
+    features = Features({"text": Value("string"),
+                         keep_column(cfg): Value("string") if cfg.type == "classification"
+                         else List(Value("string"))})
+    split = split.map(to_row, remove_columns=split.column_names, features=features)
     before = len(split)
-    keep = "label" if cfg.type == "classification" else "references"
+    keep = keep_column(cfg)
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
         if cfg.empty_rows == "error":
@@ -115,6 +152,10 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
     if len(split) == 0:
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
     return split, before - len(split)
+
+
+def keep_column(cfg) -> str:
+    return "label" if cfg.type == "classification" else "references"
 
 
 def _text(value) -> str:

@@ -56,6 +56,11 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
+    if len(source["train"]) < (1 if own_validation else 2):
+        raise UserError(f"the train split has {len(source['train'])} example(s): too few to "
+                        "hold out a validation example and keep one to train on or draw demos "
+                        "from; add examples, or give the task a validation split "
+                        "(task.splits.validation)")
     if budget is not None and not 1 < budget <= pool:
         raise UserError(f"train_size={train_size} but the task has {pool} labelled examples "
                         f"(train and validation); use 2..{pool}, or train_size=all (or null) "
