@@ -1,9 +1,11 @@
-"""Every metric a job logs, what it means, and which runs have it: the one list that the job,
-the README's table and the test that both backends log the same keys are held against.
+"""Every metric and tag a job logs, what it means, and which runs have it: the one list that
+the job, the README's tables and the test that both backends log the same keys are held
+against.
 
 A key means one quantity whichever backend logs it. A few need local weights (perplexity
 needs log-likelihoods; FLOPs, memory and parameter counts need the model) and a few exist only
-for hosted models (cache and retries); everything else is logged by both.
+for hosted models (cache and retries); everything else is logged by both. `sweep/*` keys are
+on a sweep's parent run, not on job runs; `system/*` only where system metrics are on.
 """
 
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ class Key:
     backends: tuple[str, ...] = BOTH
     task_type: str | None = None  # classification | generation; None: both
     fitted_only: bool = False  # logged only by arms that train (arm.fit)
+    run: str = "job"  # job: every job run has it; parent: a sweep's parent run
+    optional: bool = False  # present only when a switch or the run's length allows
 
 
 KEYS: dict[str, Key] = {
@@ -59,6 +63,8 @@ KEYS: dict[str, Key] = {
                   fitted_only=True),
     "val/best_loss": Key("lowest validation loss: the checkpoint that is scored", LOCAL,
                          fitted_only=True),
+    "train/lr": Key("learning rate of each logged training step (warm-up, then linear decay; "
+                    "Lightning's LearningRateMonitor)", LOCAL, fitted_only=True),
     # cost: the same quantity for every backend
     "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
     "cost/train_tokens": Key("tokens trained on, over all epochs"),
@@ -100,6 +106,8 @@ KEYS: dict[str, Key] = {
     "data/test_overlap": Key("test examples whose normalised text is also among the labelled "
                              "examples (task.overlap=error refuses to run)"),
     "data/n_test": Key("test examples scored"),
+    "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)",
+                          task_type="classification"),
     "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
     "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
     "fewshot/demos_used": Key("demonstrations in every prompt"),
@@ -110,19 +118,77 @@ KEYS: dict[str, Key] = {
     "api/usd_billed": Key("what this run paid the provider: cost/usd less the cache hits",
                           HOSTED),
     "api/request_latency_ms": Key("mean latency of one request, in ms", HOSTED),
+    # the machine, sampled by MLflow while the run is open
+    "system/*": Key("CPU, memory, disk, network (and GPU) use every 5 s (MLflow's system "
+                    "metrics: mlflow.system_metrics); a run shorter than that has none",
+                    optional=True),
+    # a sweep's parent run (tracking/parents.py)
+    "sweep/jobs": Key("jobs the sweep ran", run="parent"),
+    "sweep/jobs_finished": Key("jobs whose run finished", run="parent"),
+    "sweep/jobs_failed": Key("jobs that failed (tag failed_overrides: their overrides)",
+                             run="parent"),
+    "sweep/best_objective": Key("an optimising sweeper's best objective (tag best_overrides: "
+                                "its parameters)", run="parent", optional=True),
 }
+
+# Tags: what a run is, to filter and group by (the report reads arm, fit, task, model, seed,
+# cell, hpo_trial, study, inference_dtype and mlflow.parentRunId).
+TAGS: dict[str, str] = {
+    "arm": "the arm (zero_shot, few_shot, full_finetune, lora)",
+    "fit": "whether the arm trains weights (the arm config's `fit`), which the report reads "
+           "instead of arm names",
+    "task": "the task", "model": "the model", "seed": "the seed",
+    "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
+    "prompt": "the task's template name (task.prompt)",
+    "variant": "the run name less its seed: runs of one variant differ in their seed (or in "
+               "keys the name does not show; `cell` tells)",
+    "cell": "hash of the config less its seeds: runs with one cell are one experiment",
+    "config_hash": "hash of the composed config (the resume key)",
+    "config_source": "the folder Hydra composed the config from (config_searchpath: the ones "
+                     "searched after it)",
+    "overrides": "the job's command-line overrides, redacted",
+    "inference_dtype": "the dtype the test is scored in (local models)",
+    "study": "the study (study=...; the DVC pipelines set it)",
+    "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the "
+                 "experiment's)",
+    "git_commit": "HEAD of the working directory's repository",
+    "git_dirty": "tracked code differs from git_commit (changes to conf/**/*.yaml, "
+                 "pipelines/*/study.yaml and dvc.lock alone do not count: their values are "
+                 "the run's params, and DVC edits them)",
+    "git_changed_config": "those config files that differ from git_commit",
+    "dvc_stage": "the DVC stage that ran the job (dvc repro, dvc exp run)",
+    "dvc_exp": "the DVC experiment's name (dvc exp run)",
+    "dvc_baseline_rev": "the commit the DVC experiment started from",
+    "pvf.group": "the sweep or study the run belongs to (its parent run has the same)",
+    "mlflow.parentRunId": "the parent run: the sweep's or study's, one per experiment",
+    "resumed": "how many times the run was resumed after a crash",
+    "error": "the error a FAILED run ended with (traceback.txt: the traceback)",
+    "api_model": "the hosted model's name at the provider",
+    "perplexity": "why test/perplexity is absent (hosted models)",
+    "pvf.parent": "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
+}
+
+
+def dashboard_metrics(task_type: str) -> tuple[str, ...]:
+    """The metric columns of the runs table's saved views (tracking/runs.py), quality first."""
+    quality = {"classification": ("test/accuracy", "test/macro_f1"),
+               "generation": ("test/rougeL", "test/rouge1")}.get(task_type, ())
+    return (*quality, "test/perplexity", "cost/usd_per_1k_predictions", "cost/train_usd",
+            "data/n_labels") if quality else ()
 
 
 def expected_keys(backend: str, task_type: str, fitted: bool) -> set[str]:
     """The keys a finished run of this backend, task type and arm logs."""
     return {name for name, key in KEYS.items()
             if backend in key.backends and key.task_type in (None, task_type)
-            and (fitted or not key.fitted_only)}
+            and (fitted or not key.fitted_only) and key.run == "job" and not key.optional}
 
 
 def markdown_table() -> str:
     """The README's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
     def who(key: Key) -> str:
+        if key.run == "parent":
+            return "a sweep's parent run"
         side = {BOTH: "both", LOCAL: "local models", HOSTED: "hosted models"}[key.backends]
         extra = [*([key.task_type] if key.task_type else []),
                  *(["arms that train"] if key.fitted_only else [])]
@@ -132,5 +198,13 @@ def markdown_table() -> str:
     return "\n".join(["| key | what it is | logged by |", "|---|---|---|", *rows])
 
 
+def markdown_tags_table() -> str:
+    """The README's table of tags."""
+    rows = [f"| `{name}` | {meaning} |" for name, meaning in TAGS.items()]
+    return "\n".join(["| tag | what it is |", "|---|---|", *rows])
+
+
 if __name__ == "__main__":
     print(markdown_table())
+    print()
+    print(markdown_tags_table())
