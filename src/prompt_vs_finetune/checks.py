@@ -98,6 +98,7 @@ def check_config(cfg: DictConfig) -> None:
     c.integer("resume_every_n_steps", 1)
     if not str(cfg.mlflow.experiment_name or "").strip():
         c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")
+    _check_mlflow(c)
     _check_task(c)
     _check_arm(c)
     if cfg.task.type == "classification":
@@ -113,6 +114,26 @@ def check_config(cfg: DictConfig) -> None:
     if tiny and cfg.model.max_length and cfg.model.max_length > tiny.n_positions:
         c.fail("model.max_length", f"is beyond the {tiny.n_positions} positions of model=tiny",
                "lower it, or set model.max_length=null")
+
+
+def _check_mlflow(c: _Checker) -> None:
+    """The logging switches (a project's conf/ from before them may lack them: off)."""
+    cfg = c.cfg
+    for key in ("system_metrics", "log_model"):
+        if key in cfg.mlflow:
+            c.boolean(f"mlflow.{key}")
+    if not (cfg.mlflow.get("log_model") and cfg.arm.fit):
+        return
+    if cfg.inference_dtype == "int8":
+        c.fail("inference_dtype", "leaves weights that cannot be saved as a model (mlflow."
+               "log_model=true logs the fine-tuned model as scored)",
+               "score in float32, bfloat16 or float16, or set mlflow.log_model=false")
+    strategy = cfg.trainer.get("strategy")
+    target = strategy if isinstance(strategy, str) else str((strategy or {}).get("_target_", ""))
+    if "fsdp" in target.lower():
+        c.fail("mlflow.log_model", "needs the whole model in one process, and trainer=fsdp "
+               "shards it", "fine-tune with trainer=ddp or one device to log the model, or set "
+               "mlflow.log_model=false")
 
 
 def _check_task(c: _Checker) -> None:

@@ -6,6 +6,7 @@ written once for every backend: the backend (a local model, or a hosted chat mod
 produces the predictions and what they took; everything else happens here.
 """
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -21,7 +22,7 @@ from .backends import Backend, Predictions
 from .checks import check_config, seed_or, settle
 from .errors import UserError
 from .tasks import Task, content_hash, job_splits, select_demos
-from .tracking.artifacts import log_predictions
+from .tracking.artifacts import log_datasets, log_predictions
 from .tracking.cost import cost_metrics
 from .tracking.runs import mlflow_run
 
@@ -47,13 +48,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
             hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
+            hashes["demos"] = content_hash(demos)
             if active is not None and not backend.resume_run_id:
                 # two runs saw the same data iff these match
-                mlflow.log_params({f"data.{name}_sha256": h for name, h in hashes.items()}
-                                  | {"fewshot.demos_sha256": content_hash(demos)})
+                mlflow.log_params({f"data.{name}_sha256": hashes[name]
+                                   for name in ("train", "validation", "test")}
+                                  | {"fewshot.demos_sha256": hashes["demos"]}
+                                  | label_params(task))
+                log_datasets(cfg, splits, demos, hashes)
             predictions = backend.predict(active)
             quality, each = metrics.score(task.type, task.metrics, predictions.rows)
-            results = job_results(cfg, splits, dropped_rows, overlap, predictions, quality)
+            results = job_results(cfg, task, splits, dropped_rows, overlap, predictions,
+                                  quality)
             if active is not None:  # DDP ranks above 0 log nothing
                 record(cfg, task, splits, predictions, results, active.info.run_id,
                        {"metric": metrics.PER_EXAMPLE[task.type],
@@ -64,7 +70,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
         backend.close(finished)
 
 
-def job_results(cfg: DictConfig, splits, dropped_rows: int, overlap: int,
+def label_params(task: Task) -> dict[str, str]:
+    """The label set as two params instead of one per label: how many, and a hash of the
+    label -> verbalization map (config.yaml holds the map itself)."""
+    if not task.labels:
+        return {}
+    mapping = json.dumps(task.labels, sort_keys=True).encode()
+    return {"task.n_labels": str(len(task.labels)),
+            "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
+
+
+def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap: int,
                 predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
     cost from the usage, and what the job saw."""
@@ -79,6 +95,7 @@ def job_results(cfg: DictConfig, splits, dropped_rows: int, overlap: int,
         "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
+        **({"data/n_classes": len(task.labels)} if task.type == "classification" else {}),
     }
 
 

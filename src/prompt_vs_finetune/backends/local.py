@@ -16,9 +16,11 @@ from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
+from ..tracking.artifacts import log_fitted_model
 from ..tracking.cost import CostMeter
 from ..tracking.runs import is_rank_zero, lightning_logger
 from ..train import ArmModule, ResumeState, TaskDataModule
+from ..train.module import LearningRateCurve
 from . import Backend, Predictions
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class LocalBackend(Backend):
     def __init__(self, cfg, task, splits, corpus, demos):
         self.cfg, self.task, self.splits = cfg, task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
+        self.tokenizer = tokenizer
         fit = cfg.arm.fit
         if fit and cfg.arm.pack_length and not takes_cache(model):
             raise UserError(f"arm.pack_length needs 4D attention masks, which {cfg.model.name} "
@@ -80,6 +83,8 @@ class LocalBackend(Backend):
             for c in callbacks:
                 if isinstance(c, ModelCheckpoint):
                     c.dirpath = str(Path(output_dir) / "checkpoints")
+        if cfg.arm.fit and run is not None:  # (DDP ranks above 0 have no logger)
+            callbacks.append(LearningRateCurve())
         if state:
             callbacks.append(state.callback(int(cfg.resume_every_n_steps)))
             if run is not None and not previous:
@@ -93,6 +98,9 @@ class LocalBackend(Backend):
                          verbose=False)
         metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
             if ckpt_path else {}
+        if run is not None and cfg.arm.fit and cfg.mlflow.get("log_model"):
+            # the weights as scored: the best checkpoint, in inference_dtype
+            log_fitted_model(self.module.model, self.tokenizer, cfg)
         usage = meter.usage(rows=self.module.predictions, total_params=self.total_params,
                             trainable_params=self.trainable_params, cost_cfg=cfg.cost,
                             device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),

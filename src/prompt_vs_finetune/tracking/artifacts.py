@@ -1,5 +1,10 @@
-"""Files a run leaves in MLflow: the predictions table, and the confusion matrix
-(classification) or a few outputs to read (generation). One layout for every backend."""
+"""What a run leaves in MLflow besides metrics: the datasets it used (its inputs: MLflow's
+Dataset column), the predictions (predictions.csv, and predictions.json as an MLflow table to
+compare runs by), and the confusion matrix (classification) or a few outputs to read
+(generation). One layout for every backend."""
+
+import json
+from pathlib import Path
 
 import matplotlib
 
@@ -11,6 +16,61 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 UNPARSED = "<unparsed>"  # a reply that named no label: a prediction, never a class
+TABLE_FILE = "predictions.json"  # mlflow.log_table: the run page's and the compare view's table
+# how each split served the arm, as the dataset's context in MLflow
+CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
+
+
+def split_source(cfg, role: str):
+    """Where a split's rows came from, as an MLflow dataset source: the prepared file
+    (`data_dir`), the task's data file, or the Hub dataset and split. A validation split carved
+    from train (the task has none) comes from train's file; the demonstrations are train's."""
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+    from ..project import data_path
+
+    splits = cfg.task.splits
+    carved = role == "demos" or (role == "validation" and splits.validation is None)
+    origin = "train" if carved else role
+    if cfg.data_dir:  # pvf-prepare wrote the source's splits as <role>.jsonl
+        path = str(Path(cfg.data_dir).resolve() / f"{origin}.jsonl")
+    elif cfg.task.data_files:
+        name = splits[origin]
+        path = data_path(cfg.task.data_files[name], f"task.data_files.{name}")
+    else:
+        return HuggingFaceDatasetSource(path=cfg.task.hub, config_name=cfg.task.hub_config,
+                                        split=splits[origin])
+    if "://" in path:  # a URL or hf:// path the loader opened as it is
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        try:
+            return resolve_dataset_source(path)
+        except Exception:  # noqa: BLE001 - a scheme MLflow has no source for: keep the URI
+            pass
+    return get_dataset_source_from_json(json.dumps({"uri": path}), "local")
+
+
+def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> None:
+    """The datasets the arm used, as the run's inputs, named `<task>/<split>`, with the
+    split's content hash as digest (the `data.*_sha256` params) and its use as context: an arm
+    that trains, `train` (training) and `validation`; one that shows demonstrations, `demos`
+    (the demonstrations themselves, not the pool they came from); every arm, `test`."""
+    import datasets
+    from mlflow.data.huggingface_dataset import from_huggingface
+
+    used = {"test": splits["test"]}
+    if cfg.arm.fit:
+        used = {"train": splits["train"], "validation": splits["validation"], **used}
+    if demos:
+        used = {"demos": datasets.Dataset.from_list(demos), **used}
+    inputs = []
+    for role, split in used.items():
+        target = next((c for c in ("label", "references") if c in split.column_names), None)
+        inputs.append(from_huggingface(split, targets=target, name=f"{cfg.task.name}/{role}",
+                                       digest=digests[role], source=split_source(cfg, role)))
+    mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
+                      tags_list=[None] * len(inputs))
 
 
 def log_predictions(task_type: str, label_names: list[str], texts: list[str],
@@ -53,6 +113,7 @@ def log_classification(label_names: list[str], texts: list[str], rows: list[dict
     """predictions.csv and its confusion_matrix.png (with an `<unparsed>` column if needed)."""
     table = predictions_table(label_names, texts, rows)
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
+    mlflow.log_table(table, TABLE_FILE)
     shown = [*label_names, *([UNPARSED] if (table["predicted"] == UNPARSED).any() else [])]
     fig = confusion_matrix_figure(table, shown, title)
     mlflow.log_figure(fig, "confusion_matrix.png")
@@ -68,6 +129,7 @@ def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: in
         "generated_tokens": [r["generated_tokens"] for r in rows],
     })
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
+    mlflow.log_table(table, TABLE_FILE)
     lines = [f"# {title}", ""]
     for r in rows[:n_samples]:
         lines += [f"## Example {r['index']}", "", "**Input**", "",
@@ -75,3 +137,43 @@ def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: in
                   "**Reference**: " + r["references"][0], "",
                   "**Generated**: " + (r["generated"] or "*(empty)*"), ""]
     mlflow.log_text("\n".join(lines), "samples.md")
+
+
+MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
+
+
+def log_fitted_model(model, tokenizer, cfg) -> str:
+    """The fine-tuned model as an MLflow transformers model (a text-generation pipeline), to
+    register and serve: full fine-tuning, the whole model and its tokenizer; LoRA, the PEFT
+    adapter and the tokenizer, with the base model referenced (its Hub name, or its local
+    folder, which must still be there to load it). Offline-safe: the model card is written
+    here instead of fetched from the Hub, and the requirements are pinned from what is
+    installed instead of inferred by loading the model in a subprocess. Returns the model URI."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from huggingface_hub import ModelCard
+
+    from .runs import run_name, variant_name
+
+    peft = hasattr(model, "peft_config")
+    base = model.peft_config["default"].base_model_name_or_path if peft \
+        else str(cfg.model.name_or_path or model.name_or_path)
+    requirements = []
+    for package in ("torch", "transformers", "accelerate", *(["peft"] if peft else [])):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    card = ModelCard("\n".join([
+        "---", "library_name: transformers",
+        f"tags: [prompt-vs-finetune, {cfg.arm.name}{', peft' if peft else ''}]", "---", "",
+        f"# {cfg.task.name}: {variant_name(cfg)}", "",
+        f"`{cfg.arm.name}` of `{base}` on the task `{cfg.task.name}` by prompt-vs-finetune "
+        f"(run `{run_name(cfg)}`; the run's params and config.yaml hold the whole config).",
+        "", "Prompt template:", "", "```", str(cfg.task.template), "```", ""]))
+    extra = {"base_model_path": base} if peft and Path(base).is_dir() else {}
+    info = mlflow.transformers.log_model(
+        {"model": model, "tokenizer": tokenizer}, name=MODEL_NAME, task="text-generation",
+        model_card=card, pip_requirements=requirements,
+        torch_dtype=next(model.parameters()).dtype, **extra)
+    return info.model_uri

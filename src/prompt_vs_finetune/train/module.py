@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch.callbacks import LearningRateMonitor
 from transformers import get_linear_schedule_with_warmup
 
 from ..errors import UserError
@@ -149,3 +150,19 @@ class ArmModule(L.LightningModule):
             dist.all_gather_object(shards, self.predictions)
             unique = {row["index"]: row for shard in shards for row in shard}  # sampler pads
             self.predictions = [unique[i] for i in sorted(unique)]
+
+
+class LearningRateCurve(LearningRateMonitor):
+    """`train/lr` at every logged training step: the learning rate the schedule gives (linear
+    warm-up, then linear decay). Every parameter group follows the one schedule (the groups
+    differ in weight decay only), so one curve instead of Lightning's one per group."""
+
+    KEY = "train/lr"
+
+    def __init__(self):
+        super().__init__(logging_interval="step")
+
+    def _extract_stats(self, trainer, interval: str) -> dict[str, float]:
+        stats = super()._extract_stats(trainer, interval)
+        first = next((stats[name] for name in self.lrs if name in stats), None)
+        return {} if first is None else {self.KEY: first}
