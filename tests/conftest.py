@@ -10,6 +10,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("PVF_CACHE_DIR", tempfile.mkdtemp(prefix="pvf-test-cache-"))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# No system metrics (a sampling thread per run) but where a test turns them on: a run's metric
+# keys then do not depend on how long it took.
+os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

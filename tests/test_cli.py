@@ -24,10 +24,12 @@ def pvf(cwd, *args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def runs_in(cwd):
+def runs_in(cwd, parents: bool = False):
+    """The job runs in cwd's store; with `parents`, the sweeps' parent runs too."""
     client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments) if experiments else []
+    runs = client.search_runs(experiments) if experiments else []
+    return client, [r for r in runs if parents or r.data.tags.get("pvf.parent") != "true"]
 
 
 @pytest.fixture(scope="module")

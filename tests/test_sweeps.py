@@ -1,4 +1,7 @@
-"""Sweeps at scale: parallel jobs share the default sqlite store without losing runs."""
+"""Sweeps at scale: parallel jobs share the default sqlite store without losing runs, and a
+sweep is one parent run per experiment with its jobs nested under it."""
+
+import json
 
 from omegaconf import OmegaConf
 
@@ -13,13 +16,23 @@ def test_joblib_multirun_in_parallel_loses_no_run(tmp_path):
                  "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
                  "arm=zero_shot,few_shot", "arm.k=1", "seed=0,1,2,3", "test_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
-    client, runs = runs_in(tmp_path)
+    client, runs = runs_in(tmp_path, parents=True)
+    parents = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    runs = [r for r in runs if r not in parents]
     assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == sorted(
         (arm, str(seed)) for arm in ("few_shot", "zero_shot") for seed in range(4))
     assert {r.info.status for r in runs} == {"FINISHED"}
     keys = {frozenset(r.data.metrics) for r in runs}
     assert len(keys) == 1 and "test/accuracy" in next(iter(keys))  # no metric went missing
     assert len({len(r.data.params) for r in runs}) == 1
+    # four workers raced to create the sweep's parent: there is one, and every job is under it
+    [parent] = parents
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.info.run_name.startswith("sweep ") and parent.info.run_name.endswith(
+        ": arm=zero_shot,few_shot seed=0,1,2,3")
+    assert parent.data.metrics["sweep/jobs_finished"] == 8
+    assert parent.data.metrics["sweep/jobs_failed"] == 0
+    assert len({r.info.run_name for r in runs}) == 8  # names tell the jobs apart
 
 
 def test_launcher_and_sweeper_configs_compose(tmp_path):
@@ -36,11 +49,14 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     and the traceback as an artifact, the others finish, and the sweep prints a summary and
     exits 1."""
     result = pvf(tmp_path, "-m", "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
-                 "arm=zero_shot", "test_size=8", "trainer.precision=32-true,bogus,bf16-mixed")
+                 "arm=zero_shot", "test_size=8", "trainer.precision=32-true,bogus,bf16-mixed",
+                 "+notes.api_token=sk-secret")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "2 finished, 1 failed" in result.stderr
     assert "trainer.precision=bogus" in result.stderr
-    client, runs = runs_in(tmp_path)
+    client, runs = runs_in(tmp_path, parents=True)
+    [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    runs = [r for r in runs if r is not parent]
     by_precision = {r.data.params["trainer.precision"]: r for r in runs}
     assert {p: r.info.status for p, r in by_precision.items()} == {
         "32-true": "FINISHED", "bogus": "FAILED", "bf16-mixed": "FINISHED"}
@@ -48,3 +64,16 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     assert "bogus" in failed.data.tags["error"]
     trace = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
     assert "Traceback" in open(trace).read()
+    # each job's overrides as one redacted tag; the sweep's summary in its parent
+    assert failed.data.tags["overrides"] == (
+        "task=intent_sample model=tiny model.tiny.n_layer=1 arm=zero_shot test_size=8 "
+        "trainer.precision=bogus +notes.api_token=***")
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert (parent.data.metrics["sweep/jobs_finished"],
+            parent.data.metrics["sweep/jobs_failed"]) == (2, 1)
+    assert "trainer.precision=bogus" in parent.data.tags["failed_overrides"]
+    assert parent.info.status == "FINISHED"
+    jobs = json.load(open(client.download_artifacts(parent.info.run_id, "sweep.json",
+                                                    str(tmp_path))))["jobs"]
+    assert sorted(j["status"] for j in jobs) == ["failed", "finished", "finished"]
+    assert {j["run_id"] for j in jobs} == {r.info.run_id for r in runs}

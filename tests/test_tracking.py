@@ -1,4 +1,26 @@
-from prompt_vs_finetune.tracking.runs import MAX_PARAM_CHARS, flatten
+"""What a run records for a reader: params, names, datasets, tags, parents, system metrics and
+models (sweeps' parents: test_sweeps.py)."""
+
+import json
+import threading
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from prompt_vs_finetune import job
+from prompt_vs_finetune.tracking.runs import (
+    MAX_PARAM_CHARS,
+    SAVED_VIEW_TAG,
+    config_hash,
+    flatten,
+    redact_override,
+    run_name,
+    split_changes,
+)
+
+from .conftest import compose_config
+from .test_run import FAST
 
 
 def test_flatten_nested_config_into_mlflow_safe_params():
@@ -24,3 +46,181 @@ def test_secrets_in_urls_are_redacted_at_any_depth():
     assert clean["model"]["api"]["api_key_env"] == "OPENAI_API_KEY"  # a name, not a secret
     assert clean["mlflow"]["tracking_uri"] == "https://bob:***@mlflow.example"
     assert clean["notes"] == ["https://x.example/?token=***&a=1#top", "key=not-a-url-query"]
+
+
+# -- what the MLflow dashboard shows ------------------------------------------------------
+
+
+def _runs(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiments = {e.experiment_id: e for e in client.search_experiments()}
+    return client, experiments, client.search_runs(list(experiments))
+
+
+def test_run_names_say_what_differs_and_a_name_of_ones_own_wins(tmp_path):
+    def name(*overrides):
+        return run_name(compose_config(tmp_path, "task=intent_sample", "model=tiny",
+                                       *overrides))
+
+    assert name("arm=few_shot", "arm.k=4") == "few_shot k=4 · tiny · seed0"
+    assert name("arm=few_shot", "arm.k=8") == "few_shot k=8 · tiny · seed0"
+    assert name("arm=few_shot", "arm.k=4", "task.prompt=question", "train_size=64",
+                "seed=1") == "few_shot k=4 · question · n=64 · tiny · seed1"
+    assert name("arm=few_shot", "arm.k=4", "arm.order_seed=2") == \
+        "few_shot k=4 order2 · tiny · seed0"
+    assert name("arm=few_shot", "arm.k=4", "task.template='Q: {text}\nA:'") == \
+        "few_shot k=4 · custom prompt · tiny · seed0"
+    # zero-shot shows no demonstrations whatever arm.k says (checks.settle sets it to 0)
+    assert name("arm=zero_shot", "arm.k=4", "inference_dtype=bfloat16") == \
+        "zero_shot · tiny · bfloat16 · seed0"
+    assert name("arm=lora", "mlflow.run_name=mine") == "mine"
+
+
+def test_params_read_well_and_the_datasets_used_are_logged(tmp_path):
+    """Few-shot: the label map is two params, not one per label, and only the chosen
+    template is one; the datasets are the demonstrations shown and the test split, with the
+    params' hashes as digests; the runs table has its saved views."""
+    cfg = compose_config(tmp_path, *FAST, "test_size=8", "arm=few_shot", "arm.k=2")
+    job.run(cfg)
+    client, experiments, [run] = _runs(tmp_path)
+    params, tags = run.data.params, run.data.tags
+    assert not [k for k in params if k.startswith(("task.labels.", "task.templates."))]
+    assert params["task.n_labels"] == "8" and len(params["task.labels_hash"]) == 16
+    assert params["task.template"].startswith("Customer message: {text}")
+    assert run.info.run_name == params["mlflow.run_name"] == "few_shot k=2 · tiny · seed0"
+    assert run.data.metrics["data/n_classes"] == 8
+    assert tags["config_hash"] == config_hash(cfg) and tags["variant"] == "few_shot k=2 · tiny"
+    assert "mlflow.parentRunId" not in tags  # a single job nests under nothing
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"intent_sample/demos", "intent_sample/test"}
+    context = {name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+               for name, i in inputs.items()}
+    assert context == {"intent_sample/demos": "demos", "intent_sample/test": "test"}
+    assert inputs["intent_sample/test"].dataset.digest == params["data.test_sha256"]
+    assert inputs["intent_sample/demos"].dataset.digest == params["fewshot.demos_sha256"]
+    assert json.loads(inputs["intent_sample/test"].dataset.source)["uri"].endswith(
+        "intent_sample/test.jsonl")
+    assert json.loads(inputs["intent_sample/demos"].dataset.profile)["num_rows"] == 2
+    table = mlflow.load_table("predictions.json", run_ids=[run.info.run_id])
+    assert len(table) == 8 and {"text", "gold", "predicted"} <= set(table.columns)
+    views = {k: json.loads(v) for k, v in experiments[run.info.experiment_id].tags.items()
+             if k.startswith(SAVED_VIEW_TAG)}
+    assert {v["name"] for v in views.values()} == {"pvf: compare runs", "pvf: mean over seeds"}
+    state = json.loads(views[SAVED_VIEW_TAG + "pvf-runs"]["state"])
+    assert state["selectedColumns"][:3] == [
+        "attributes.`Dataset`", "attributes.`Models`", "metrics.`test/accuracy`"]
+    assert client.search_runs([run.info.experiment_id], state["searchFilter"])  # it parses
+
+
+def test_a_fitted_run_logs_its_learning_rate_and_a_loadable_model(tmp_path):
+    """LoRA with mlflow.log_model=true: train/lr per step (linear decay from arm.lr), the
+    train / validation / test datasets, and a model that loads with its trained adapter."""
+    job.run(compose_config(tmp_path, *FAST, "test_size=8", "arm=lora", "train_size=32",
+                           "model.max_epochs=1", "trainer.log_every_n_steps=1",
+                           "mlflow.log_model=true"))
+    client, _, [run] = _runs(tmp_path)
+    lrs = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train/lr"),
+                                   key=lambda m: m.step)]
+    assert len(lrs) >= 2 and lrs[0] == pytest.approx(float(run.data.params["arm.lr"]))
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    context = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+               for i in run.inputs.dataset_inputs}
+    assert context == {"intent_sample/train": "training",
+                       "intent_sample/validation": "validation", "intent_sample/test": "test"}
+    digests = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+    assert digests["intent_sample/train"] == run.data.params["data.train_sha256"]
+    [model] = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id and model.name == "model"
+    pipeline = mlflow.transformers.load_model(model.model_uri)
+    trained_b = [p for name, p in pipeline.model.named_parameters() if "lora_B" in name]
+    assert trained_b and any(p.abs().sum() > 0 for p in trained_b)  # LoRA's B starts at zero
+    assert isinstance(pipeline("refund please", max_new_tokens=2)[0]["generated_text"], str)
+
+
+def test_a_full_fine_tune_logs_the_whole_model(tmp_path):
+    """full_finetune with mlflow.log_model=true: the weights themselves (every parameter the
+    run counted), which load and generate without the Hub."""
+    job.run(compose_config(tmp_path, *FAST, "test_size=4", "arm=full_finetune",
+                           "train_size=16", "model.max_epochs=1", "mlflow.log_model=true"))
+    client, _, [run] = _runs(tmp_path)
+    [model] = client.search_logged_models([run.info.experiment_id])
+    pipeline = mlflow.transformers.load_model(model.model_uri)
+    assert not hasattr(pipeline.model, "peft_config")
+    assert sum(p.numel() for p in pipeline.model.parameters()) == \
+        run.data.metrics["cost/total_params"] == run.data.metrics["cost/trainable_params"]
+    assert isinstance(pipeline("refund please", max_new_tokens=2)[0]["generated_text"], str)
+    # a prompting arm has no weights of its own to log
+    job.run(compose_config(tmp_path / "zero", *FAST, "test_size=4", "arm=zero_shot",
+                           "mlflow.log_model=true"))
+    client, _, [run] = _runs(tmp_path / "zero")
+    assert not client.search_logged_models([run.info.experiment_id])
+
+
+def test_a_study_nests_its_jobs_under_one_parent_per_experiment(tmp_path, monkeypatch):
+    """Jobs `dvc exp run` starts for a study: in each experiment (task) one FINISHED parent
+    named after the study and the DVC experiment, the jobs nested under it, tagged with the
+    DVC experiment."""
+    monkeypatch.setenv("DVC_STAGE", "run@intent_sample-zero_shot-0")
+    monkeypatch.setenv("DVC_EXP_NAME", "gusty-kite")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    for task, seed in (("intent_sample", 0), ("intent_sample", 1), ("summary_sample", 0)):
+        job.run(compose_config(tmp_path, *FAST, "test_size=4", "arm=zero_shot", f"task={task}",
+                               f"seed={seed}", "study=default", "decoding.max_new_tokens=4"))
+    _, experiments, runs = _runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    children = [r for r in runs if "pvf.parent" not in r.data.tags]
+    assert len(children) == 3 and len(parents) == 2
+    assert {experiments[p.info.experiment_id].name for p in parents} == {
+        "intent_sample", "summary_sample"}
+    for parent in parents:
+        assert parent.info.run_name == "study default (gusty-kite)"
+        assert parent.info.status == "FINISHED"
+        assert parent.data.tags["pvf.group"] == "study:default:exp:gusty-kite"
+    by_experiment = {p.info.experiment_id: p.info.run_id for p in parents}
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == by_experiment[child.info.experiment_id]
+        assert (tags["dvc_exp"], tags["dvc_stage"]) == ("gusty-kite",
+                                                       "run@intent_sample-zero_shot-0")
+        assert tags["dvc_baseline_rev"] == "0" * 40 and tags["study"] == "default"
+
+
+def test_system_metrics_are_sampled_and_their_thread_ends_with_the_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    job.run(compose_config(tmp_path, *FAST, "test_size=8", "arm=zero_shot"))
+    _, _, [run] = _runs(tmp_path)
+    assert "system/cpu_utilization_percentage" in run.data.metrics
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+    job.run(compose_config(tmp_path / "off", *FAST, "test_size=8", "arm=zero_shot",
+                           "mlflow.system_metrics=false"))
+    _, _, [run] = _runs(tmp_path / "off")
+    assert not [k for k in run.data.metrics if k.startswith("system/")]
+
+
+def test_git_dirty_ignores_the_config_files_dvc_edits():
+    code, config = split_changes(["conf/task/banking77.yaml", "conf/config.yaml", "dvc.lock",
+                                  "pipelines/data_efficiency/study.yaml",
+                                  "pipelines/data_efficiency/dvc.lock", "proj/conf/arm/x.yaml",
+                                  "src/prompt_vs_finetune/job.py", "conf/README.md"])
+    assert code == ["src/prompt_vs_finetune/job.py", "conf/README.md"]
+    assert len(config) == 6
+
+
+def test_overrides_are_redacted_like_the_config():
+    assert redact_override("+model.api_key=sk-123") == "+model.api_key=***"
+    assert redact_override("mlflow.tracking_uri=https://bob:pw@host") == \
+        "mlflow.tracking_uri=https://bob:***@host"
+    assert redact_override("arm=zero_shot,lora") == "arm=zero_shot,lora"
+
+
+def test_log_model_refuses_weights_it_cannot_save(tmp_path):
+    from prompt_vs_finetune.checks import check_config
+    from prompt_vs_finetune.errors import UserError
+
+    cfg = compose_config(tmp_path, *FAST, "arm=lora", "inference_dtype=int8",
+                         "mlflow.log_model=true")
+    with pytest.raises(UserError, match=r"inference_dtype='int8' leaves weights that cannot"):
+        check_config(cfg)
+    check_config(compose_config(tmp_path, *FAST, "arm=zero_shot", "inference_dtype=int8",
+                                "mlflow.log_model=true"))  # nothing fitted, nothing to save
