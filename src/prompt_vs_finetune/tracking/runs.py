@@ -204,15 +204,18 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def job_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as params a person can read: every key, flattened, with secrets
-    replaced by ***, but not the label map (Banking77: 77 params; the job logs their count,
-    `task.n_labels`, and a hash, `task.labels_hash`; config.yaml holds the map) nor the
-    templates not chosen (`task.template` is the one used); `mlflow.run_name` is the name the
-    run got."""
+    """The resolved config as params a person can read: every key that can change the result,
+    flattened, with secrets replaced by ***; not the label map (Banking77: 77 params; the job
+    logs their count, `task.n_labels`, and a hash, `task.labels_hash`; config.yaml holds the
+    map), the templates not chosen (`task.template` is the one used), nor a classification
+    task's `decoding` (only generation decodes). `mlflow.run_name` is the name the run got."""
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
     mlflow_cfg = {**resolved["mlflow"], "run_name": run_name(cfg)}
-    return flatten({**resolved, "task": task, "mlflow": mlflow_cfg})
+    params = {**resolved, "task": task, "mlflow": mlflow_cfg}
+    if cfg.task.type == "classification":
+        params.pop("decoding", None)
+    return flatten(params)
 
 
 def redact_override(override: str) -> str:
