@@ -225,3 +225,26 @@ def test_log_model_refuses_weights_it_cannot_save(tmp_path):
         check_config(cfg)
     check_config(compose_config(tmp_path, *FAST, "arm=zero_shot", "inference_dtype=int8",
                                 "mlflow.log_model=true"))  # nothing fitted, nothing to save
+
+
+def test_a_parent_is_found_again_and_takes_an_optimising_sweeps_best(tmp_path):
+    from prompt_vs_finetune.tracking.parents import Group, log_sweep_summary, parent_run
+    from prompt_vs_finetune.tracking.sweep import OPTIMISATION_FILE, optimisation_result
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("intent_sample")
+    group = Group("sweep:/x/multirun/1", "sweep 1: arm.lr=interval(0.0001,0.01)")
+    parent = parent_run(uri, experiment, group)
+    assert parent_run(uri, experiment, group) == parent  # found by its tags, not made twice
+    (tmp_path / OPTIMISATION_FILE).write_text(
+        "name: optuna\nbest_params:\n  arm.lr: 0.001\nbest_value: 0.42\n")
+    jobs = [{"num": 0, "overrides": ["arm.lr=0.001"], "status": "finished", "error": None},
+            {"num": 1, "overrides": ["arm.lr=0.5"], "status": "failed", "error": "nan"}]
+    log_sweep_summary(uri, parent, jobs, optimisation_result(tmp_path))
+    run = client.get_run(parent)
+    assert run.info.run_name == group.name and run.info.status == "FINISHED"
+    assert run.data.metrics == {"sweep/jobs": 2, "sweep/jobs_finished": 1,
+                                "sweep/jobs_failed": 1, "sweep/best_objective": 0.42}
+    assert run.data.tags["best_overrides"] == "arm.lr=0.001"
+    assert run.data.tags["failed_overrides"] == "arm.lr=0.5"
