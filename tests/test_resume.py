@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .test_cli import runs_in
 
 ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_finetune",
@@ -15,54 +17,75 @@ ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_fi
         "resume_every_n_steps=5", "results_file=r.json")
 
 
-def start(cwd):
+def start(cwd, *extra: str):
     """The job in the background; its output goes to cwd/log.txt (a pipe could fill up)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    with open(cwd / "log.txt", "w") as log:
-        return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS], cwd=cwd,
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(cwd / "log.txt", "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
+                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def log_of(cwd) -> str:
     return (cwd / "log.txt").read_text()
 
 
-def test_sigkill_then_same_command_resumes_into_the_same_run(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    straight.mkdir(), killed.mkdir()
-    job = start(straight)
-    assert job.wait(timeout=600) == 0, log_of(straight)[-3000:]
-    expected = json.loads((straight / "r.json").read_text())
-    assert not list((straight / "outputs/.resume").glob("*"))  # a job that ends leaves none
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted job: (its folder, its results file)."""
+    cwd = tmp_path_factory.mktemp("straight")
+    job = start(cwd)
+    assert job.wait(timeout=600) == 0, log_of(cwd)[-3000:]
+    assert not list((cwd / "outputs/.resume").glob("*"))  # a job that ends leaves none
+    return cwd, json.loads((cwd / "r.json").read_text())
 
-    job = start(killed)
+
+def kill_at_checkpoint(cwd, nth: int, *extra: str, how=signal.SIGKILL):
+    """Start the job, and kill it once its `nth` resume checkpoint is on disk."""
+    job = start(cwd, *extra)
     deadline, seen = time.time() + 300, set()
-    while time.time() < deadline and len(seen) < 3:  # the 3rd checkpoint: step 15, epoch 0
-        for ckpt in (killed / "outputs/.resume").glob("*/last.ckpt"):
+    while time.time() < deadline and len(seen) < nth:
+        for ckpt in (cwd / "outputs/.resume").glob("*/last.ckpt"):
             seen.add(ckpt.stat().st_mtime_ns)
         time.sleep(0.05)
-    job.send_signal(signal.SIGKILL)
-    job.wait(timeout=60)
-    assert len(seen) >= 3 and not (killed / "r.json").exists()
-    _, runs = runs_in(killed)
-    assert [r.info.status for r in runs] == ["RUNNING"]  # what a SIGKILL leaves behind
+    job.send_signal(how)
+    job.wait(timeout=120)
+    assert len(seen) >= nth and not (cwd / "r.json").exists()
 
-    job = start(killed)
-    assert job.wait(timeout=600) == 0, log_of(killed)[-3000:]
-    assert "resuming" in log_of(killed)
-    resumed = json.loads((killed / "r.json").read_text())
-    client, runs = runs_in(killed)
+
+def assert_resumed_like(cwd, straight, *extra: str):
+    """The same command again: it resumes into the one run, which ends FINISHED with the
+    uninterrupted run's metrics and loss curve (no step twice)."""
+    job = start(cwd, *extra)
+    assert job.wait(timeout=600) == 0, log_of(cwd)[-3000:]
+    assert "resuming" in log_of(cwd)
+    resumed = json.loads((cwd / "r.json").read_text())
+    client, runs = runs_in(cwd)
     assert len(runs) == 1 and runs[0].info.run_id == resumed["run_id"]
     assert runs[0].info.status == "FINISHED" and runs[0].data.tags["resumed"] == "1"
+    expected_dir, expected = straight
     for key in ("test/accuracy", "test/perplexity", "val/best_loss"):
         assert resumed[key] == expected[key], key
-    # one loss curve, no step twice, the same values as the uninterrupted run's
     losses = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id,
                                                                  "train/loss")}
-    client, runs = runs_in(straight)
+    client, runs = runs_in(expected_dir)
     assert losses == {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id,
                                                                          "train/loss")}
+    assert not list((cwd / "outputs/.resume").glob("*"))  # FINISHED: the state is gone
+
+
+def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path, straight):
+    kill_at_checkpoint(tmp_path, 3)  # the 3rd checkpoint: step 15, epoch 0
+    _, runs = runs_in(tmp_path)
+    assert [r.info.status for r in runs] == ["RUNNING"]  # what a SIGKILL leaves behind
+    assert_resumed_like(tmp_path, straight)
+
+
+def test_sigkill_right_after_validation_resumes(tmp_path, straight):
+    """With checkpoints every 1000 steps, the first one is written after epoch 0's
+    validation: resuming from it used to stop on a missing val/loss and delete it."""
+    kill_at_checkpoint(tmp_path, 1, "resume_every_n_steps=1000")
+    assert_resumed_like(tmp_path, straight, "resume_every_n_steps=1000")
 
 
 def test_ctrl_c_ends_the_run_killed(tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from ..errors import UserError
@@ -55,6 +55,27 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             os.replace(tmp, filepath)
         self._last_checkpoint_saved = filepath
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """EarlyStopping that survives a resume from the checkpoint written right after an
+    epoch's validation: that epoch was already checked (the callback's state is in the
+    checkpoint), and the restored trainer has no `val/loss` to check again, which Lightning's
+    own callback takes for a missing metric and stops the job."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored = False
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        self._restored = True
+
+    def _run_early_stopping_check(self, trainer) -> None:
+        if self._restored and self.monitor not in trainer.callback_metrics:
+            return  # this epoch was checked before the interruption
+        self._restored = False
+        super()._run_early_stopping_check(trainer)
 
 
 def job_key(cfg: DictConfig) -> str:
