@@ -199,13 +199,39 @@ def test_system_metrics_are_sampled_and_their_thread_ends_with_the_run(tmp_path,
     assert not [k for k in run.data.metrics if k.startswith("system/")]
 
 
-def test_git_dirty_ignores_the_config_files_dvc_edits():
-    code, config = split_changes(["conf/task/banking77.yaml", "conf/config.yaml", "dvc.lock",
-                                  "pipelines/data_efficiency/study.yaml",
-                                  "pipelines/data_efficiency/dvc.lock", "proj/conf/arm/x.yaml",
-                                  "src/prompt_vs_finetune/job.py", "conf/README.md"])
-    assert code == ["src/prompt_vs_finetune/job.py", "conf/README.md"]
-    assert len(config) == 6
+def test_git_dirty_ignores_the_config_files_and_outputs_dvc_rewrites():
+    code, ignored = split_changes(
+        ["conf/task/banking77.yaml", "conf/config.yaml", "dvc.lock",
+         "pipelines/data_efficiency/study.yaml", "pipelines/data_efficiency/dvc.lock",
+         "proj/conf/arm/x.yaml", "src/prompt_vs_finetune/job.py", "conf/README.md",
+         "results/intent_sample/lora/seed0/metrics.json", "reports/table.csv",
+         "results.txt"],
+        outputs=["results/intent_sample/lora/seed0/metrics.json", "reports/", "data/x"])
+    assert code == ["src/prompt_vs_finetune/job.py", "conf/README.md", "results.txt"]
+    assert len(ignored) == 8
+
+
+def test_dvc_outputs_come_from_the_lock_files(tmp_path, monkeypatch):
+    """A stage's outputs from dvc.lock, resolved through the stage's wdir in dvc.yaml."""
+    import subprocess
+
+    from prompt_vs_finetune.tracking.runs import dvc_outputs
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  run@a-0:\n    outs:\n    - path: results/a/metrics.json\n")
+    study = tmp_path / "pipelines" / "s"
+    study.mkdir(parents=True)
+    (study / "dvc.yaml").write_text("stages:\n  finetune:\n    wdir: ../..\n    cmd: x\n")
+    (study / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  finetune@b:\n    outs:\n"
+        "    - path: pipelines/s/results/b.json\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert sorted(dvc_outputs()) == ["pipelines/s/results/b.json", "results/a/metrics.json"]
+    monkeypatch.delenv("DVC_ROOT")
+    assert dvc_outputs() == []
 
 
 def test_overrides_are_redacted_like_the_config():

@@ -152,10 +152,10 @@ TAGS: dict[str, str] = {
     "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the "
                  "experiment's)",
     "git_commit": "HEAD of the working directory's repository",
-    "git_dirty": "tracked code differs from git_commit (changes to conf/**/*.yaml, "
-                 "pipelines/*/study.yaml and dvc.lock alone do not count: their values are "
-                 "the run's params, and DVC edits them)",
-    "git_changed_config": "those config files that differ from git_commit",
+    "git_dirty": "tracked code differs from git_commit: changes to conf/**/*.yaml and "
+                 "pipelines/*/study.yaml (their values are the run's params; dvc exp run -S "
+                 "edits them), dvc.lock and, under DVC, the stages' outputs do not count",
+    "git_ignored_changes": "the changed files git_dirty did not count",
     "dvc_stage": "the DVC stage that ran the job (dvc repro, dvc exp run)",
     "dvc_exp": "the DVC experiment's name (dvc exp run)",
     "dvc_baseline_rev": "the commit the DVC experiment started from",

@@ -83,13 +83,19 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 _CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
 
 
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def changed_files() -> list[str] | None:
     """Tracked files that differ from HEAD (paths from the repository root), or None outside
     a git repository."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=no"],
-                             capture_output=True, text=True, check=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _git("status", "--porcelain=v1", "-z", "--untracked-files=no")
+    if out is None:
         return None
     entries, paths = iter(out.split("\0")), []
     for entry in entries:
@@ -101,34 +107,61 @@ def changed_files() -> list[str] | None:
     return paths
 
 
-def split_changes(paths: list[str]) -> tuple[list[str], list[str]]:
-    """(code: changes that make a run git_dirty, config: changes to files whose values are the
-    run's params, or that DVC rewrites as it runs)."""
-    config = [p for p in paths if _CONFIG_FILE.search(p)]
-    return [p for p in paths if p not in config], config
+def dvc_outputs() -> list[str]:
+    """Under DVC (`DVC_ROOT`): the outputs its lock files list (paths from the repository
+    root). A study that versions its results rewrites them as it runs (DVC removes a stage's
+    outputs before running it), which says nothing about the code."""
+    root, top = os.environ.get("DVC_ROOT"), (_git("rev-parse", "--show-toplevel") or "").strip()
+    if not root or not top:
+        return []
+    import yaml
+
+    locks = {Path(root) / "dvc.lock", *(Path(root) / p for p in (
+        _git("-C", root, "ls-files", "-z", "--", "*dvc.lock") or "").split("\0") if p)}
+    outputs = []
+    for lock in locks:
+        try:
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+            spec = lock.with_name("dvc.yaml")
+            specs = (yaml.safe_load(spec.read_text()) or {}).get("stages") or {} \
+                if spec.is_file() else {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for name, stage in stages.items():
+            wdir = (specs.get(name.split("@")[0]) or {}).get("wdir", ".")
+            for out in stage.get("outs") or []:
+                path = (lock.parent / wdir / out["path"]).resolve()
+                outputs.append(os.path.relpath(path, Path(top).resolve()))
+    return outputs
+
+
+def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str], list[str]]:
+    """(code: changes that make a run git_dirty; ignored: changes to files whose values are
+    the run's params, or that DVC rewrites as it runs: dvc.lock and the stages' `outputs`)."""
+    def ignored(path: str) -> bool:
+        return bool(_CONFIG_FILE.search(path)) or any(
+            path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
+
+    return [p for p in paths if not ignored(p)], [p for p in paths if ignored(p)]
 
 
 def git_head() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return (_git("rev-parse", "HEAD") or "").strip() or None
 
 
 def git_tags() -> dict[str, str]:
     """`git_commit`, and `git_dirty`: whether tracked code differs from it. Changes to the config
-    files alone (conf/**/*.yaml, pipelines/*/study.yaml, dvc.lock: what `dvc exp run -S` and
-    `dvc repro` edit, and values the run logs as params anyway) do not count; they are listed
-    in `git_changed_config`."""
+    files (conf/**/*.yaml, pipelines/*/study.yaml: what `dvc exp run -S` edits, and values the
+    run logs as params anyway) and, under DVC, to dvc.lock and the stages' outputs do not
+    count; they are listed in `git_ignored_changes`."""
     commit, paths = git_head(), changed_files()
     if commit is None or paths is None:
         return {}
-    code, config = split_changes(paths)
+    code, ignored = split_changes(paths, dvc_outputs())
     tags = {"git_commit": commit, "mlflow.source.git.commit": commit,
             "git_dirty": str(bool(code)).lower()}
-    if config:
-        tags["git_changed_config"] = _clip(", ".join(sorted(config)), 1000)
+    if ignored:
+        tags["git_ignored_changes"] = _clip(", ".join(sorted(ignored)), 1000)
     return tags
 
 
