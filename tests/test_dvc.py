@@ -64,7 +64,8 @@ def test_dvc_repro_default_study_offline(tmp_path):
     task = repo / "conf/task/summary_sample.yaml"  # its own template, over the shared one
     task.write_text(task.read_text() + 'templates:\n  default: "{text}\\nTL;DR:"\n')
     rerun = sh(repo, "dvc", "repro")
-    assert ran(rerun) == {"run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
+    assert ran(rerun) == {"prepare@summary_sample",  # it tracks the task file whole
+                          "run@summary_sample-zero_shot-0", "run@summary_sample-full_finetune-0",
                           "report"}
     logged = run_params(repo, "summary_sample", "zero_shot")
     assert logged["task.template"] == "{text}\nTL;DR:" and logged["config_source"].startswith(

@@ -146,6 +146,9 @@ def test_overlap(splits, demos: list[dict], policy: str) -> int:
 
 def check_writable(cfg: DictConfig) -> None:
     """The output folder and the results file's folder take files, before any work."""
+    if cfg.results_file and Path(cfg.results_file).is_dir():
+        raise UserError(f"results_file={cfg.results_file} is a folder; name a file in it, "
+                        "e.g. results_file=<folder>/metrics.json")
     for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
                          ("results_file", Path(cfg.results_file).parent
                           if cfg.results_file else None)):

@@ -1,7 +1,12 @@
 """Secrets never reach the tracking store or a file a run writes: values under secret-looking
 keys, the password of any user:password@host URI and keys in URL query strings become ***."""
 
+import logging
 import re
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 # values of keys like these, and passwords inside URIs, never reach MLflow
 _SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?)$",
@@ -10,6 +15,10 @@ _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+(?P<
 # a key passed in a URL's query string (`https://host/v1?api_key=...`)
 _QUERY_SECRET = re.compile(r"(?P<head>[?&](?:api[_-]?key|key|token|access_token|secret|"
                            r"password|sig|signature)=)[^&#\s]+", re.I)
+# a secret passed as a Hydra override (`+model.api.api_key=sk-...`), as overrides.yaml and
+# hydra.yaml hold them
+_OVERRIDE_SECRET = re.compile(r"(?P<head>(?:^|(?<=[\s,\[]))[+~]*(?:[\w.-]*[._-])?(?:api[_-]?key|"
+                              r"token|secret|password|passwd|credentials?)=)[^,\s\]]+", re.I)
 REDACTED = "***"
 
 
@@ -23,5 +32,58 @@ def redact(value):
         return [redact(v) for v in value]
     if isinstance(value, str):
         value = _URI_PASSWORD.sub(rf"\g<head>{REDACTED}\g<tail>", value)
+        value = _OVERRIDE_SECRET.sub(rf"\g<head>{REDACTED}", value)
         return _QUERY_SECRET.sub(rf"\g<head>{REDACTED}", value)
     return value
+
+
+class _RedactRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+class RedactHydraFiles(Callback):
+    """Hydra writes the config and the overrides (`.hydra/*.yaml`, a sweep's multirun.yaml)
+    before the job starts, secrets included: rewritten redacted as the job starts. Its log
+    lines (a launcher lists every job's overrides) pass through `redact` too."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        _filter_logs()
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _filter_logs()
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+        files = []
+        if hydra.output_subdir is not None:
+            files += (Path(hydra.runtime.output_dir) / hydra.output_subdir).glob("*.yaml")
+        if hydra.mode is not None and hydra.mode.name == "MULTIRUN":
+            files.append(Path(hydra.sweep.dir) / "multirun.yaml")
+        for path in files:
+            if path.is_file():
+                raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+                path.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(raw))))
+        _filter_logs()  # the job's own log handlers, which Hydra has just configured
+
+
+# loggers that print a job's overrides (Hydra's launchers list each job's)
+_OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                     "hydra_plugins.hydra_joblib_launcher._core",
+                     "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+                     "hydra._internal.utils", "hydra.core.utils")
+
+
+def _filter_logs() -> None:
+    """Log lines pass through `redact`: those of the loggers that print overrides (a filter
+    on the logger survives Hydra reconfiguring handlers) and whatever reaches the root's."""
+    loggers = [logging.getLogger(name) for name in _OVERRIDE_LOGGERS]
+    for each in (*loggers, *logging.getLogger().handlers):
+        if not any(isinstance(f, _RedactRecords) for f in each.filters):
+            each.addFilter(_RedactRecords())
