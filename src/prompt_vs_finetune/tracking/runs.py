@@ -496,13 +496,3 @@ def lightning_logger(run: mlflow.ActiveRun | None, cfg: DictConfig) -> JobMLFlow
     if run is None:
         return False
     return JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri, run_id=run.info.run_id)
-
-
-def log_report_run(tracking_uri: str, out: Path, n_runs: int) -> str:
-    """A report's files as artifacts of one `report` run in the `pvf-report` experiment, so
-    the dashboard has them too."""
-    use_experiment(tracking_uri, "pvf-report")
-    with mlflow.start_run(run_name="report", tags={"pvf_summary": "true"}) as run:
-        mlflow.log_param("runs", n_runs)
-        mlflow.log_artifacts(str(out))
-    return run.info.run_id
