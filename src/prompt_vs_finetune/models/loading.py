@@ -49,6 +49,10 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "loss_type", None) is None:
+        # transformers guesses the loss from the class name, which GPT-2's (`...LMHeadModel`)
+        # does not give, and warns on every fit; it is the causal-LM loss
+        model.loss_type = "ForCausalLM"
     return model, tokenizer
 
 
