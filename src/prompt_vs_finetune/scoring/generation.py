@@ -4,7 +4,7 @@ and a prefix every prompt shares (few-shot demos) encoded once and reused."""
 import torch
 
 from ..tensors import left_pad
-from .logprobs import PrefixCache, common_prefix_length
+from .logprobs import PrefixCache, cache_argument, common_prefix_length
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
@@ -62,7 +62,7 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         input_ids = torch.cat([prefix, own_ids], dim=1)
         attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
         cache, _ = prefix_cache.expanded(model, prompts[0][:shared], len(prompts))
-        extra = {"past_key_values": cache}
+        extra = {cache_argument(model): cache}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
     new_tokens = output[:, input_ids.size(1):].tolist()

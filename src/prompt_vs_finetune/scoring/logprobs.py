@@ -35,10 +35,23 @@ def _forward_params(model_class) -> frozenset[str]:
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
+def cache_argument(model) -> str | None:
+    """The keyword the model's forward (and generate) takes its key/value cache by: `cache`
+    from transformers 5.24 on, `past_key_values` before; None when it takes none."""
+    accepts = _forward_kwargs(model)
+    return next((name for name in ("cache", "past_key_values") if name in accepts), None)
+
+
 def takes_cache(model) -> bool:
     """Whether the model's forward takes a KV cache (and with it, in transformers' current
     attention code, 4D masks): GPT-2 does; GPT-1 does not, so it runs the plain paths."""
-    return "past_key_values" in _forward_kwargs(model)
+    return cache_argument(model) is not None
+
+
+def returned_cache(output):
+    """The key/value cache a forward pass returned (`cache`, or `past_key_values` before
+    transformers 5.24)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
 
 
 @torch.no_grad()
@@ -113,7 +126,7 @@ class PrefixCache:
             return self.cache, 0
         device = next(model.parameters()).device
         ids = torch.tensor([prefix], device=device)
-        self.cache = model(input_ids=ids, use_cache=True).past_key_values
+        self.cache = returned_cache(model(input_ids=ids, use_cache=True))
         self.tokens = tuple(prefix)
         return self.cache, len(prefix)
 
@@ -187,7 +200,7 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     if shared:
         cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
                                                                 n_ctx)
-        kwargs["past_key_values"] = cache
+        kwargs[cache_argument(model)] = cache
         processed += built
     index = torch.tensor(keep)
     if "logits_to_keep" in _forward_kwargs(model):
