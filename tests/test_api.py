@@ -182,3 +182,21 @@ def test_rejected_key_is_one_line(tmp_path, key):
     _, (run,) = _runs(tmp_path)
     assert run.info.status == "FAILED"
     assert json.dumps(run.data.tags).count(SECRET) == 0
+
+
+def test_a_key_in_the_base_url_reaches_no_file_of_a_failed_run(tmp_path, key, caplog):
+    """A key in base_url's query string, and a request that fails: the params, the error tag,
+    config.yaml, traceback.txt and the log hold it redacted."""
+    in_url = "sk-in-url-7d1e0b"
+    url = f"'http://127.0.0.1:9/v1?api_key={in_url}'"  # nothing listens on port 9
+    with pytest.raises(UserError, match=r"cannot reach http://127.0.0.1:9/v1\?api_key=\*\*\* "):
+        job.run(_claude(tmp_path, url, "model.api.max_retries=0", "model.api.timeout_s=5"))
+    _, (run,) = _runs(tmp_path)
+    assert run.info.status == "FAILED" and run.data.tags["error"]
+    assert run.data.params["model.api.base_url"].endswith("?api_key=***")
+    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "art"),
+                                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {"traceback.txt", "config.yaml", "mlflow.db"} <= {p.name for p in written}
+    assert [str(p) for p in written if in_url.encode() in p.read_bytes()] == []
+    assert in_url not in caplog.text

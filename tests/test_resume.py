@@ -1,5 +1,6 @@
-"""Kill a fine-tuning job with SIGKILL mid-fit; the same command resumes it into the same
-MLflow run and ends with the metrics of an uninterrupted run."""
+"""Kill a fine-tuning job (SIGKILL mid-epoch, after a validation, while testing; SIGTERM);
+the same command resumes it into the same MLflow run and ends with the metrics of an
+uninterrupted run."""
 
 import json
 import os
@@ -40,8 +41,8 @@ def straight(tmp_path_factory):
     return cwd, json.loads((cwd / "r.json").read_text())
 
 
-def kill_at_checkpoint(cwd, nth: int, *extra: str, how=signal.SIGKILL):
-    """Start the job, and kill it once its `nth` resume checkpoint is on disk."""
+def kill_at_checkpoint(cwd, nth: int, *extra: str, how=signal.SIGKILL) -> int:
+    """Start the job, and kill it once its `nth` resume checkpoint is on disk; its exit code."""
     job = start(cwd, *extra)
     deadline, seen = time.time() + 300, set()
     while time.time() < deadline and len(seen) < nth:
@@ -49,8 +50,9 @@ def kill_at_checkpoint(cwd, nth: int, *extra: str, how=signal.SIGKILL):
             seen.add(ckpt.stat().st_mtime_ns)
         time.sleep(0.05)
     job.send_signal(how)
-    job.wait(timeout=120)
+    code = job.wait(timeout=120)
     assert len(seen) >= nth and not (cwd / "r.json").exists()
+    return code
 
 
 def assert_resumed_like(cwd, straight, *extra: str):
@@ -81,11 +83,29 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path, straight):
     assert_resumed_like(tmp_path, straight)
 
 
-def test_sigkill_right_after_validation_resumes(tmp_path, straight):
-    """With checkpoints every 1000 steps, the first one is written after epoch 0's
-    validation: resuming from it used to stop on a missing val/loss and delete it."""
-    kill_at_checkpoint(tmp_path, 1, "resume_every_n_steps=1000")
+@pytest.mark.parametrize("nth", [1, 2])
+def test_sigkill_right_after_validation_or_while_testing_resumes(tmp_path, straight, nth):
+    """With checkpoints every 1000 steps, one is written after each epoch's validation: the
+    1st (epoch 0; resuming from it used to stop on a missing val/loss and delete it), or the
+    2nd, the last of the fit, so the kill lands as the job tests."""
+    kill_at_checkpoint(tmp_path, nth, "resume_every_n_steps=1000")
     assert_resumed_like(tmp_path, straight, "resume_every_n_steps=1000")
+
+
+def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(tmp_path, straight):
+    """SIGTERM, what a scheduler preempting the job sends: a checkpoint at the batch it
+    arrived in, the run KILLED, the state kept, one line, 128 + 15."""
+    assert kill_at_checkpoint(tmp_path, 2, how=signal.SIGTERM) == 143
+    assert ("error: stopped by SIGTERM (preempted); the same command resumes this job"
+            in log_of(tmp_path))
+    assert "Traceback" not in log_of(tmp_path)
+    _, runs = runs_in(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert runs[0].data.tags["stopped"].startswith("SIGTERM")
+    assert list((tmp_path / "outputs/.resume").glob("*/last.ckpt"))
+    assert_resumed_like(tmp_path, straight)
+    _, runs = runs_in(tmp_path)
+    assert "stopped" not in runs[0].data.tags and runs[0].data.tags["resumed_after"]
 
 
 def test_ctrl_c_ends_the_run_killed(tmp_path):

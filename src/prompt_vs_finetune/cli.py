@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from .errors import UserError
+from .errors import Preempted, UserError
 from .project import config_dir
 
 # Hydra's flags that print something and run nothing: no pre-check
@@ -135,6 +135,21 @@ def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
     return overrides, config_name, [searchpath] if searchpath else []
 
 
+def disk_full(err: BaseException) -> str | None:
+    """One line for a full disk (or quota), wherever in the chain of causes it shows."""
+    import errno
+
+    seen = err
+    while seen is not None:
+        full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or "database or disk is full" in str(seen):
+            where = getattr(seen, "filename", None)
+            return (f"the disk is full{f' (writing {where})' if where else ''}; free space, "
+                    "then run the same command again (a fine-tuning job resumes)")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def job(cfg: DictConfig) -> float | None:
     """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
@@ -142,22 +157,29 @@ def job(cfg: DictConfig) -> float | None:
     _quiet_libraries()
     from .job import run  # heavy imports after Hydra has parsed the command line
     from .tracking.runs import error_line
+    from .tracking.secrets import redact
     from .tracking.sweep import in_multirun, record_job
 
     log = logging.getLogger("pvf")
     try:
         results = run(cfg)
+    except Preempted:  # SIGTERM: the run is KILLED, its resume state kept
+        record_job(error="stopped by SIGTERM")
+        message = "stopped by SIGTERM (preempted); the same command resumes this job"
+        log.error(message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(143)  # 128 + SIGTERM, what a scheduler expects of a job it stopped
     except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
-        message = str(err) if isinstance(err, UserError) else error_line(err)
+        known = str(err) if isinstance(err, UserError) else disk_full(err)
+        message = redact(known or error_line(err))
         record_job(error=message)
         if in_multirun():
-            log.error("error: %s", message, exc_info=cfg.verbose
-                      or not isinstance(err, UserError))
+            log.error("error: %s", message, exc_info=cfg.verbose or not known)
             return float("nan")  # an optimising sweeper counts the trial as failed
-        if not isinstance(err, UserError) or cfg.verbose:
+        if not known or cfg.verbose:
             raise
-        log.error("error: %s", err)
-        print(f"error: {err}", file=sys.stderr)
+        log.error("error: %s", message)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     record_job()
     return results.get(cfg.objective, float("nan"))  # what an optimising sweeper minimises

@@ -3,3 +3,8 @@
 
 class UserError(Exception):
     """Bad input (config, data, model): the message names the problem and the fix."""
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting the job): stop now, end the run KILLED and keep the
+    resume state, so the same command continues. A KeyboardInterrupt, so a sweep stops too."""

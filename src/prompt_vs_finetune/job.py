@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 from . import metrics
 from .backends import Backend, Predictions
 from .checks import check_config, seed_or, settle
-from .errors import UserError
+from .errors import Preempted, UserError
+from .preemption import sigterm_as_preemption
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets, log_predictions
 from .tracking.cost import cost_metrics
@@ -43,31 +44,39 @@ def run(cfg: DictConfig) -> dict[str, float]:
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg))
     overlap = test_overlap(splits, demos, cfg.task.overlap)
-    backend = backend_class(cfg, task, splits, corpus, demos)
-    finished = False
-    try:
-        with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
-            hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
-            hashes["demos"] = content_hash(demos)
-            if active is not None and not backend.resume_run_id:
-                # two runs saw the same data iff these match
-                mlflow.log_params({f"data.{name}_sha256": hashes[name]
-                                   for name in ("train", "validation", "test")}
-                                  | {"fewshot.demos_sha256": hashes["demos"]}
-                                  | label_params(task))
-                log_datasets(cfg, splits, demos, hashes)
-            predictions = backend.predict(active)
-            quality, each = metrics.score(task.type, task.metrics, predictions.rows)
-            results = job_results(cfg, task, splits, dropped_rows, overlap, predictions,
-                                  quality)
-            if active is not None:  # DDP ranks above 0 log nothing
-                record(cfg, task, splits, predictions, results, active.info.run_id,
-                       {"metric": metrics.PER_EXAMPLE[task.type],
-                        "test_sha256": hashes["test"], "values": each})
-        finished = True
-        return results
-    finally:
-        backend.close(finished)
+    hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
+    hashes["demos"] = content_hash(demos)
+    with sigterm_as_preemption():  # from here on, SIGTERM stops the job as a preemption
+        backend = backend_class(cfg, task, splits, corpus, demos,
+                                "".join(hashes[k] for k in ("train", "validation", "test")))
+        outcome = "failed"
+        try:
+            with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
+                if active is not None and not backend.resume_run_id:
+                    # two runs saw the same data iff these match
+                    mlflow.log_params({f"data.{name}_sha256": hashes[name]
+                                       for name in ("train", "validation", "test")}
+                                      | {"fewshot.demos_sha256": hashes["demos"]}
+                                      | label_params(task))
+                    log_datasets(cfg, splits, demos, hashes)
+                predictions = backend.predict(active)
+                quality, each = metrics.score(task.type, task.metrics, predictions.rows)
+                results = job_results(cfg, task, splits, dropped_rows, overlap, predictions,
+                                      quality)
+                if active is not None:  # DDP ranks above 0 log nothing
+                    record(cfg, task, splits, predictions, results, active.info.run_id,
+                           {"metric": metrics.PER_EXAMPLE[task.type],
+                            "test_sha256": hashes["test"], "values": each})
+            outcome = "finished"
+            return results
+        except Preempted:
+            outcome = "preempted"
+            raise
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            backend.close(outcome)
 
 
 def label_params(task: Task) -> dict[str, str]:

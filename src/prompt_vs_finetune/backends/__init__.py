@@ -45,13 +45,15 @@ class Backend(ABC):
 
     @abstractmethod
     def __init__(self, cfg: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
-                 demos: list[dict]): ...
+                 demos: list[dict], data_sha: str):
+        """`data_sha`: the content hash of the splits (what a resume must find again)."""
 
     @abstractmethod
     def predict(self, run) -> Predictions:
         """The test split's predictions; `run` is the job's MLflow run (None on DDP ranks
         above 0, which log nothing)."""
 
-    def close(self, finished: bool) -> None:
-        """After the run has ended; `finished`: it ended FINISHED."""
+    def close(self, outcome: str) -> None:
+        """After the run has ended: "finished", "failed", "interrupted" (Ctrl-C) or
+        "preempted" (SIGTERM)."""
         return None

@@ -5,7 +5,6 @@ the test: all are scored by the same scorer on the same split.
 """
 
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -14,6 +13,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from ..errors import UserError
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
+from ..preemption import lightning_stops
 from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
 from ..tracking.artifacts import log_fitted_model
@@ -28,18 +28,6 @@ log = logging.getLogger(__name__)
 FIT_ONLY_CALLBACKS = (ModelCheckpoint, EarlyStopping)
 
 
-@contextmanager
-def interrupts_as_ctrl_c(trainer):
-    """Lightning turns Ctrl-C into sys.exit(1); raise it as KeyboardInterrupt again, so the
-    job's run ends KILLED, not FAILED."""
-    try:
-        yield
-    except SystemExit:
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-
-
 class LocalBackend(Backend):
     kind = "local"
 
@@ -47,7 +35,7 @@ class LocalBackend(Backend):
     def check(cfg) -> None:
         check_inference_dtype(cfg.inference_dtype, cfg.trainer.accelerator)
 
-    def __init__(self, cfg, task, splits, corpus, demos):
+    def __init__(self, cfg, task, splits, corpus, demos, data_sha):
         self.cfg, self.task, self.splits = cfg, task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         self.tokenizer = tokenizer
@@ -68,8 +56,17 @@ class LocalBackend(Backend):
                                          group_by_length=cfg.arm.group_by_length,
                                          seed=cfg.seed, pack_length=cfg.arm.pack_length)
         self.module = ArmModule.from_config(model, scorer, cfg)
-        self.state = ResumeState.for_job(cfg)
-        self.previous = self.state.previous() if self.state else None
+        self.state = ResumeState.for_job(cfg, data_sha)
+        self.previous = None
+        if self.state and not is_rank_zero():  # DDP ranks above 0 follow rank 0's state
+            self.previous = self.state.follow(bool(cfg.resume))
+        elif self.state:
+            self.state.lock()  # one live job per key
+            try:
+                self.previous = self.state.previous(bool(cfg.resume))
+            except BaseException:
+                self.state.unlock()
+                raise
         self.resume_run_id = self.previous["run_id"] if self.previous else None
 
     def predict(self, run) -> Predictions:
@@ -85,7 +82,7 @@ class LocalBackend(Backend):
                     c.dirpath = str(Path(output_dir) / "checkpoints")
         if cfg.arm.fit and run is not None:  # (DDP ranks above 0 have no logger)
             callbacks.append(LearningRateCurve())
-        if state:
+        if state and cfg.resume:
             callbacks.append(state.callback(int(cfg.resume_every_n_steps)))
             if run is not None and not previous:
                 state.start(run.info.run_id, str(cfg.paths.output_dir))
@@ -93,7 +90,7 @@ class LocalBackend(Backend):
                               logger=lightning_logger(run, cfg),
                               default_root_dir=cfg.paths.output_dir)
         ckpt_path = self._fit(trainer) if cfg.arm.fit else None
-        with interrupts_as_ctrl_c(trainer):
+        with lightning_stops(trainer):
             trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
                          verbose=False)
         metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
@@ -114,12 +111,13 @@ class LocalBackend(Backend):
         resume_from = self.state.checkpoint if self.previous else None
         if resume_from:
             log.info("resuming %s from %s", self.resume_run_id, resume_from)
-        with interrupts_as_ctrl_c(trainer):
+        with lightning_stops(trainer):
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from)
         callback = trainer.checkpoint_callback
         return "best" if callback and callback.best_model_path else None
 
-    def close(self, finished: bool) -> None:
-        """A job that ends, however, leaves no resume state; a killed one (SIGKILL) does."""
+    def close(self, outcome: str) -> None:
+        """FINISHED (or Ctrl-C) removes the resume state; a failure or SIGTERM keeps it for
+        the same command, and so does SIGKILL, which never gets here."""
         if self.state and is_rank_zero():
-            self.state.clear()
+            self.state.close(outcome)

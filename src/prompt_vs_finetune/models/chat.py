@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,9 @@ class ChatModel:
             return list(pool.map(self.complete, requests))
 
     def _user_error(self, err: Exception) -> Exception:
+        """One line for the usual failures; a key in base_url's query string is redacted."""
         status = getattr(err, "status_code", None)
-        where = self.cfg.base_url or f"the {self.provider} API"
+        where = redact(self.cfg.base_url) if self.cfg.base_url else f"the {self.provider} API"
         if status in (401, 403):
             return UserError(f"{where} refused the key in {self.cfg.api_key_env} (HTTP "
                              f"{status}); check the key and its permissions")

@@ -161,8 +161,12 @@ TAGS: dict[str, str] = {
     "dvc_baseline_rev": "the commit the DVC experiment started from",
     "pvf.group": "the sweep or study the run belongs to (its parent run has the same)",
     "mlflow.parentRunId": "the parent run: the sweep's or study's, one per experiment",
-    "resumed": "how many times the run was resumed after a crash",
-    "error": "the error a FAILED run ended with (traceback.txt: the traceback)",
+    "resumed": "how many times the run was resumed after a crash, a failure or a preemption",
+    "resumed_after": "what stopped the attempt the latest resume continued (its error, or "
+                     "SIGTERM)",
+    "error": "the error a FAILED run ended with (traceback.txt: the traceback); an abandoned "
+             "attempt's reason (a changed dataset or code, resume=false)",
+    "stopped": "a KILLED run stopped by SIGTERM (a preemption): the same command resumes it",
     "api_model": "the hosted model's name at the provider",
     "perplexity": "why test/perplexity is absent (hosted models)",
     "pvf.parent": "true on a sweep's or study's parent run (pvf.kind: sweep or study)",

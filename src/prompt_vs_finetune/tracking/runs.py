@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import UserError
+from ..errors import Preempted, UserError
 from .keys import dashboard_metrics
 from .secrets import redact
 
@@ -444,6 +444,11 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
         resumed = int(run.data.tags.get("resumed", "0")) + 1
         mlflow.set_tag("resumed", str(resumed))
+        ended = {tag: run.data.tags[tag] for tag in ("error", "stopped") if tag in run.data.tags}
+        if ended:  # what stopped the attempt this one continues: history, not this run's end
+            mlflow.set_tag("resumed_after", next(iter(ended.values())))
+            for tag in ended:
+                mlflow.MlflowClient().delete_tag(resume_run_id, tag)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
         group = job_group(cfg)
@@ -459,15 +464,38 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
             resolved = redact(OmegaConf.to_container(cfg, resolve=True))
             mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
         yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+    except KeyboardInterrupt as err:
+        if isinstance(err, Preempted):
+            _safely(mlflow.set_tag, "stopped", "SIGTERM (preempted): the same command resumes")
+        _end(RunStatus.KILLED)
         raise
     except BaseException as err:
         record_failure(err)
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        _end(RunStatus.FAILED)
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _safely(call, *args) -> bool:
+    try:
+        call(*args)
+        return True
+    except Exception:  # noqa: BLE001 - the store may be the thing that failed
+        return False
+
+
+def _end(status: int) -> None:
+    """End the active run with a failure status; when the store cannot take it (a full disk,
+    a lost server), say so in one line instead of a second traceback: the run is ended FAILED
+    when its job's key is next used (a fine-tuning job), or stays RUNNING in that store."""
+    run = mlflow.active_run()
+    if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
+        log.error("could not mark run %s %s in the tracking store (it cannot be written)",
+                  run.info.run_id, RunStatus.to_string(status))
+        # MLflow keeps a run it could not end as the active one; the next job of a sweep
+        # must be able to start its own (private API: no public way to drop it)
+        _safely(lambda: mlflow.tracking.fluent._active_run_stack.get().clear())
 
 
 def error_line(err: BaseException) -> str:
@@ -488,8 +516,8 @@ def record_failure(err: BaseException) -> None:
     try:
         mlflow.set_tag("error", redact(error_line(err)))
         mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
-    except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        log.warning("could not record the failure in MLflow", exc_info=True)
+    except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
+        log.warning("could not record the failure in MLflow: %s", error_line(store_err))
 
 
 def lightning_logger(run: mlflow.ActiveRun | None, cfg: DictConfig) -> JobMLFlowLogger | bool:

@@ -3,13 +3,22 @@
 A job's state folder is keyed by its resolved config (without paths, Hydra and logging
 switches), so starting the same command again finds it: it holds `last.ckpt` (model,
 optimizer, scheduler, loop and data-loader position, RNG states, callbacks; written every
-`resume_every_n_steps` steps) and the MLflow run id. The job then continues from that step
-into the same run. A job that ends (FINISHED, FAILED or KILLED) removes its state.
+`resume_every_n_steps` steps, after each epoch's validation and when SIGTERM arrives), its
+checksum, `job.json` (the MLflow run id, the data's content hash and the code's version) and,
+while a job runs, `lock` (its pid). The job then continues from that step into the same run,
+unless the data or the code changed since (it starts afresh and says so).
+
+Only a FINISHED job, or one stopped on purpose (Ctrl-C), removes its state; a failure or a
+preemption keeps it for the same command to resume.
 """
 
+import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +28,10 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from ..tracking.runs import config_hash
+from ..tracking.secrets import redact
+
+log = logging.getLogger(__name__)
+CODE_ROOT = Path(__file__).parents[1]  # the package
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
@@ -33,11 +46,14 @@ class AtomicLastCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
-        if self._due(trainer):
+        if self._due(trainer) or trainer.received_sigterm:
             # Lightning logs a step's metrics only after this hook: a kill between the
             # checkpoint and that logging would lose the step's point for good (the resumed
             # run starts after it). Log first; the job's logger drops the repeat.
             trainer._logger_connector.update_train_step_metrics()
+        if trainer.received_sigterm and not self._due(trainer):
+            # preempted: Lightning stops after this batch; save where a periodic save would
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _due(self, trainer) -> bool:
@@ -53,8 +69,23 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         tmp = f"{filepath}.tmp"
         super()._save_checkpoint(trainer, tmp)
         if trainer.is_global_zero:
+            # the checksum of the new file joins the old one's before the file moves in, so
+            # whenever a kill lands, last.ckpt matches one of them
+            sums = Path(f"{filepath}.sha256")
+            old = sums.read_text().split()[:1] if sums.is_file() else []
+            tmp_sums = Path(f"{sums}.tmp")
+            tmp_sums.write_text(" ".join([file_sha256(Path(tmp)), *old]))
+            os.replace(tmp_sums, sums)
             os.replace(tmp, filepath)
         self._last_checkpoint_saved = filepath
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ResumableEarlyStopping(EarlyStopping):
@@ -83,39 +114,137 @@ def job_key(cfg: DictConfig) -> str:
     return config_hash(cfg)
 
 
+def code_version() -> str:
+    """A hash of the package's source: a job resumes only into the code it started with."""
+    digest = hashlib.sha256()
+    for path in sorted(CODE_ROOT.rglob("*.py")):
+        digest.update(path.relative_to(CODE_ROOT).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class ResumeState:
     folder: Path
+    data: str  # the content hash of the job's splits
+    code: str
+    tracking_uri: str
 
     @classmethod
-    def for_job(cls, cfg: DictConfig) -> "ResumeState | None":
-        if not cfg.resume or not cfg.arm.fit:
+    def for_job(cls, cfg: DictConfig, data: str) -> "ResumeState | None":
+        """The state of a fitted arm (also with resume=false, to retire an old attempt)."""
+        if not cfg.arm.fit:
             return None
-        return cls(Path(cfg.paths.resume_dir) / job_key(cfg))
+        return cls(Path(cfg.paths.resume_dir) / job_key(cfg), data, code_version(),
+                   cfg.mlflow.tracking_uri)
 
     @property
     def checkpoint(self) -> Path | None:
         path = self.folder / "last.ckpt"
         return path if path.is_file() else None
 
-    def previous(self) -> dict | None:
-        """{run_id, output_dir} of the interrupted attempt, if it left a checkpoint."""
-        meta = self.folder / "job.json"
-        if self.checkpoint is None or not meta.is_file():
+    def lock(self) -> None:
+        """One live job per key: a second identical job is refused while the first runs; a
+        lock whose process is gone (killed) is taken over."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path, me = self.folder / "lock", {"pid": os.getpid(), "host": socket.gethostname(),
+                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            owner = json.loads(path.read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner and owner.get("host") == me["host"] and _alive(owner.get("pid")):
+            raise UserError(f"the same job is already running (pid {owner['pid']}, since "
+                            f"{owner.get('since')}; its state: {self.folder}); wait for it, "
+                            f"or stop it (kill {owner['pid']}) and run this again to resume it")
+        if owner:
+            log.info("taking over the lock of pid %s, which is gone", owner.get("pid"))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(me))
+        os.replace(tmp, path)
+
+    def unlock(self) -> None:
+        (self.folder / "lock").unlink(missing_ok=True)
+
+    def previous(self, resume: bool) -> dict | None:
+        """{run_id, output_dir} of an interrupted attempt to continue, or None. An attempt
+        that cannot be continued as asked (resume=false, other data or code) is retired: its
+        run marked FAILED, its checkpoint removed. One that should continue but cannot (a
+        damaged checkpoint, a run not in this store) is one line, the state left in place."""
+        meta_path = self.folder / "job.json"
+        if not meta_path.is_file():
             return None
+        meta = json.loads(meta_path.read_text())
+        if self.checkpoint is None:  # killed before its first checkpoint: nothing to resume
+            return self._retire(meta, "interrupted before its first resume checkpoint")
+        if not resume:
+            return self._retire(meta, "resume=false started this job afresh")
+        changed = [what for what in ("data", "code") if meta.get(what) != getattr(self, what)]
+        if changed:
+            log.warning("the %s changed since the interrupted attempt (run %s): starting afresh",
+                        " and the ".join(changed), meta["run_id"])
+            return self._retire(meta, f"the {' and the '.join(changed)} changed; a new run "
+                                      "started afresh")
+        self._check_checkpoint()
+        self._check_run(meta["run_id"])
+        return meta
+
+    def follow(self, resume: bool) -> dict | None:
+        """What a DDP rank above 0 resumes from: rank 0's choice, read, never changed."""
+        meta_path = self.folder / "job.json"
+        if not (resume and meta_path.is_file() and self.checkpoint):
+            return None
+        meta = json.loads(meta_path.read_text())
+        return meta if (meta.get("data"), meta.get("code")) == (self.data, self.code) else None
+
+    def _check_checkpoint(self) -> None:
+        sums = self.folder / "last.ckpt.sha256"
+        fix = (f"run with resume=false to start afresh (or delete {self.folder})")
+        if not sums.is_file() or file_sha256(self.checkpoint) not in sums.read_text().split():
+            raise UserError(f"the resume checkpoint {self.checkpoint} is damaged (it does not "
+                            f"match the checksum written with it); {fix}")
         try:  # mmap: reads the archive's index, not the weights
             torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
-            return json.loads(meta.read_text())
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem
+            raise UserError(f"the resume checkpoint {self.checkpoint} is unreadable "
+                            f"({str(err).splitlines()[0][:120]}); {fix}") from err
+
+    def _check_run(self, run_id: str) -> None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        uri = redact(self.tracking_uri)
+        try:
+            run = MlflowClient(self.tracking_uri).get_run(run_id)
+        except MlflowException as err:
             raise UserError(
-                f"the resume checkpoint {self.checkpoint} is unreadable "
-                f"({str(err).splitlines()[0][:120]}); delete {self.folder} to start this job "
-                "afresh, or run with resume=false") from err
+                f"the interrupted attempt's run {run_id} is not in the tracking store {uri} "
+                f"(another store?); point mlflow.tracking_uri at its store to resume it, or run "
+                f"with resume=false to start afresh") from err
+        if run.info.lifecycle_stage == "deleted":
+            raise UserError(f"the interrupted attempt's run {run_id} was deleted from {uri}; "
+                            "restore it (mlflow runs restore) to resume, or run with "
+                            "resume=false to start afresh")
+
+    def _retire(self, meta: dict, reason: str) -> None:
+        """The old attempt's run FAILED with the reason (where the store still has it), its
+        checkpoint and records gone; the lock stays."""
+        try:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(self.tracking_uri)
+            if client.get_run(meta["run_id"]).info.status in ("RUNNING", "SCHEDULED"):
+                client.set_tag(meta["run_id"], "error", f"abandoned: {reason}")
+                client.set_terminated(meta["run_id"], "FAILED")
+        except Exception:  # noqa: BLE001 - a run in another store, or deleted: nothing to end
+            log.debug("could not end the old run %s", meta.get("run_id"), exc_info=True)
+        for name in ("last.ckpt", "last.ckpt.sha256", "job.json"):
+            (self.folder / name).unlink(missing_ok=True)
+        return None
 
     def start(self, run_id: str, output_dir: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "job.json").write_text(json.dumps({"run_id": run_id,
-                                                          "output_dir": output_dir}))
+        (self.folder / "job.json").write_text(json.dumps({
+            "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
         """Writes last.ckpt every n optimizer steps (atomically: Lightning saves, then moves)."""
@@ -123,5 +252,21 @@ class ResumeState:
                                     save_last=True, every_n_train_steps=every_n_steps,
                                     enable_version_counter=False)
 
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def close(self, outcome: str) -> None:
+        """After the job: FINISHED or stopped on purpose (Ctrl-C) removes the state; a
+        failure or a preemption keeps it, for the same command to resume."""
+        if outcome in ("finished", "interrupted"):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        self.unlock()
+        if self.checkpoint is not None:
+            log.info("resume state kept in %s: the same command continues from its last "
+                     "checkpoint (resume=false starts afresh)", self.folder)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True

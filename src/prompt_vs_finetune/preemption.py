@@ -1,0 +1,64 @@
+"""SIGTERM as a preemption: what SLURM, Kubernetes or a spot instance sends a job before it
+kills it. The job stops at a safe point, its run ends KILLED and a fine-tuning job keeps its
+resume state, so the same command continues (exit code 143, what a scheduler expects).
+
+Outside Lightning the signal raises `Preempted` at once. While Lightning runs (fit or test)
+it is only noted: Lightning's own handler, which calls this one too, stops after the current
+batch (the resume callback checkpoints that batch first), and its `SIGTERMException` becomes
+`Preempted` when it leaves `lightning_stops`.
+"""
+
+import signal
+from contextlib import contextmanager
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from .errors import Preempted
+
+_inside_lightning = False
+_received = False
+
+
+def _handler(signum, frame) -> None:
+    global _received
+    _received = True
+    if not _inside_lightning:
+        raise Preempted("SIGTERM")
+
+
+@contextmanager
+def sigterm_as_preemption():
+    """For the length of a job: SIGTERM stops it as a preemption."""
+    global _received
+    _received = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _handler)
+    except ValueError:  # not the main thread (a launcher's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def lightning_stops(trainer):
+    """Around `trainer.fit` / `trainer.test`: Lightning's ways of stopping, raised as the job
+    understands them. SIGTERM (`SIGTERMException`, or a SIGTERM noted in a part of the call
+    where Lightning had no handler) is `Preempted`; Ctrl-C, which Lightning turns into
+    `sys.exit(1)`, is KeyboardInterrupt again, so the run ends KILLED, not FAILED."""
+    global _inside_lightning
+    _inside_lightning = True
+    try:
+        yield
+    except SIGTERMException:
+        raise Preempted("SIGTERM") from None
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        _inside_lightning = False
+    if _received:
+        raise Preempted("SIGTERM")
