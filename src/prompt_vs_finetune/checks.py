@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from .errors import UserError
 from .models.precision import INFERENCE_DTYPES
+from .scoring.calibration import CALIBRATIONS
 from .scoring.generation import STRATEGIES
 from .tasks import TASK_TYPES
 
@@ -103,6 +104,10 @@ def check_config(cfg: DictConfig) -> None:
     _check_arm(c)
     if cfg.task.type == "classification":
         c.choice("scorer.length_norm", LENGTH_NORMS)
+        c.choice("scorer.calibration", CALIBRATIONS)
+        if not cfg.scorer.content_free:
+            c.fail("scorer.content_free", "is empty",
+                   'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')
         c.boolean("scorer.share_prefix")
         c.integer("scorer.batch_size", 1)
         c.integer("scorer.examples_per_batch", 1)

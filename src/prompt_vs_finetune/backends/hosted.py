@@ -45,6 +45,7 @@ class HostedBackend(Backend):
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
         generation = task.type == "generation"
         max_tokens = cfg.decoding.max_new_tokens if generation else api.label_max_tokens
+        self.max_tokens = int(max_tokens)
         prefix, system = task.demo_prefix(demos), instruction(task)
         self.requests = [self.client.request(system, prefix + task.prompt(text), max_tokens)
                          for text in self.test["text"]]
@@ -77,7 +78,8 @@ class HostedBackend(Backend):
     def _rows(self, replies) -> list[dict]:
         if self.task.type == "generation":
             return [{"index": i, "references": refs, "generated": reply.text.strip(),
-                     "generated_tokens": reply.output_tokens}
+                     "generated_tokens": reply.output_tokens,
+                     "hit_limit": reply.output_tokens >= self.max_tokens}
                     for i, (refs, reply) in enumerate(zip(self.test["references"], replies,
                                                           strict=True))]
         match, names = label_matcher(self.task), self.task.label_names

@@ -13,10 +13,12 @@ from pathlib import Path
 import evaluate
 
 from ..errors import UserError
+from . import consistency
 
 MODULES = Path(__file__).parent
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 UNPARSED = -1  # the predicted index of a reply that named no label
+RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
 
 
 @cache
@@ -67,9 +69,13 @@ def classification(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]
             raise UserError(f"unknown metric '{name}' in task.metrics; use "
                             f"{', '.join(CLASSIFICATION_METRICS)}")
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
-    if "predicted_sum" in rows[0]:  # ranked by likelihood: both normalisations, one pass
-        for name, key in (("accuracy_sum", "predicted_sum"), ("accuracy_char", "predicted_char")):
-            results[name] = sum(r[key] == r["label"] for r in rows) / len(rows)
+    for ranking in RANKINGS:  # ranked by likelihood: every ranking, from one pass
+        if f"predicted_{ranking}" in rows[0]:
+            results[f"accuracy_{ranking}"] = sum(r[f"predicted_{ranking}"] == r["label"]
+                                                 for r in rows) / len(rows)
+    if "confidence" in rows[0]:
+        results["ece"] = consistency.expected_calibration_error(
+            [r["confidence"] for r in rows], [r["predicted"] == r["label"] for r in rows])
     if "gold_logprob" in rows[0]:
         results.update(likelihood([r["gold_logprob"] for r in rows],
                                   [r["gold_tokens"] for r in rows],
@@ -86,6 +92,7 @@ def generation(rows: list[dict],
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
     values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
     values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
+    values.update(consistency.generation(rows))
     if "ref_logprob" in rows[0]:
         values.update(likelihood([r["ref_logprob"] for r in rows],
                                  [r["ref_tokens"] for r in rows],

@@ -19,4 +19,6 @@ def build_scorer(encoder, cfg) -> RankClassifier | Summarizer:
                           batch_size=cfg.scorer.batch_size,
                           examples_per_batch=cfg.scorer.examples_per_batch,
                           share_prefix=cfg.scorer.share_prefix,
-                          max_batch_tokens=cfg.scorer.max_batch_tokens)
+                          max_batch_tokens=cfg.scorer.max_batch_tokens,
+                          calibration=cfg.scorer.calibration,
+                          content_free=tuple(cfg.scorer.content_free))

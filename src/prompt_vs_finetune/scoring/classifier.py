@@ -5,6 +5,7 @@ types: the module, the arms, the metrics and the logging are shared."""
 import torch
 
 from ..tasks import PromptEncoder
+from . import calibration
 from .logprobs import (
     PrefixCache,
     continuation_logprobs,
@@ -23,8 +24,14 @@ class RankClassifier:
     """
 
     def __init__(self, encoder: PromptEncoder, length_norm: str, batch_size: int,
-                 examples_per_batch: int, share_prefix: bool, max_batch_tokens: int | None):
+                 examples_per_batch: int, share_prefix: bool, max_batch_tokens: int | None,
+                 calibration: str = "none", content_free: tuple[str, ...] = ()):
+        """`calibration`: what `predicted` is ranked by (none: `length_norm`; contextual or
+        pmi, see calibration.py); every ranking is computed from the same pass."""
         self.encoder = encoder
+        self.calibration = calibration
+        self.content_free = tuple(content_free)
+        self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
         self.max_batch_tokens = max_batch_tokens
         self.share_prefix = share_prefix
         self.prefix_cache = PrefixCache()
@@ -45,38 +52,68 @@ class RankClassifier:
 
     def start(self) -> None:
         self.prefix_cache.clear()  # the weights may have changed since the last scoring
+        self.references = None
 
     def row_tokens(self, row: dict) -> int:
         """Width of a test row in a scoring batch: its prompt and every label after it."""
         return len(row["context_ids"]) + self.label_tokens
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
-        contexts, choices = batch["context_ids"], self.encoder.choice_ids
-        pad_id = self.encoder.tokenizer.pad_token_id
-        if self.share_prefix and takes_cache(model):
-            scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
-        else:
-            scores = continuation_logprobs(
-                model, [c for c in contexts for _ in choices], choices * len(contexts),
-                pad_id=pad_id, batch_size=self.batch_size)
-        logprob = scores.logprob.view(len(contexts), len(choices))
-        n_tokens = scores.n_tokens.view(len(contexts), len(choices))
+        contexts = batch["context_ids"]
+        logprob, n_tokens, processed = self._logprobs(model, contexts)
+        references, reference_tokens = self._references(model)
         ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
-        predicted = ranked.argmax(-1)
-        # the same log-likelihoods ranked both ways (lm-evaluation-harness's acc / acc_norm)
-        by_sum = logprob.argmax(-1)
-        by_char = normalise(logprob, n_tokens, self.choice_chars, "char").argmax(-1)
+        # every ranking from the same log-likelihoods: summed and per character
+        # (lm-evaluation-harness's acc / acc_norm), and both calibrations
+        rankings = {"sum": logprob, "char": normalise(logprob, n_tokens, self.choice_chars,
+                                                      "char"),
+                    "contextual": calibration.contextual(logprob, references["contextual"]),
+                    "pmi": calibration.pmi(logprob, references["pmi"])}
+        chosen = ranked if self.calibration == "none" else rankings[self.calibration]
+        # the label distribution the prediction was ranked by: its confidence, for ECE
+        distribution = torch.softmax(chosen.double(), dim=-1)
+        predicted = chosen.argmax(-1)
+        best = {name: scores.argmax(-1) for name, scores in rankings.items()}
         rows = []
         for r, (index, gold, context) in enumerate(zip(batch["index"], batch["label"], contexts,
                                                        strict=True)):
             pred = int(predicted[r])
             rows.append({"index": index, "label": gold, "predicted": pred,
-                         "predicted_sum": int(by_sum[r]), "predicted_char": int(by_char[r]),
-                         "score": float(ranked[r, pred]),
+                         **{f"predicted_{name}": int(b[r]) for name, b in best.items()},
+                         "score": float(chosen[r, pred]),
+                         "confidence": float(distribution[r, pred]),
                          "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
                          # what one call reads: its prompt (demos included) and every label
                          "call_tokens": len(context) + self.label_tokens,
                          "prefix_tokens": len(self.encoder.prefix_ids)})
-        return rows, {"input_tokens": scores.tokens_processed}
+        # the calibration inputs run once per test, like a deployment would: no call pays
+        return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
+
+    def _logprobs(self, model, contexts: list[list[int]]):
+        """Summed log-likelihood and token count of every label after every context
+        [contexts, labels], and the tokens run."""
+        choices, pad_id = self.encoder.choice_ids, self.encoder.tokenizer.pad_token_id
+        if self.share_prefix and takes_cache(model):
+            scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
+        else:
+            scores = continuation_logprobs(
+                model, [c for c in contexts for _ in choices], choices * len(contexts),
+                pad_id=pad_id, batch_size=self.batch_size)
+        shape = (len(contexts), len(choices))
+        return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
+
+    def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
+        """The labels' log-likelihoods after the content-free inputs (in the same prompt,
+        demos included) and after the domain premise, computed at the first test batch;
+        the tokens that took (0 after)."""
+        if self.references is not None:
+            return self.references, 0
+        contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
+        premise = (self.encoder.prefix_ids
+                   + self.encoder.encode(calibration.premise(self.task.template)))
+        contexts.append(premise or [self.encoder.eos_id])  # a context needs a token
+        logprob, _, processed = self._logprobs(model, contexts)
+        self.references = {"contextual": logprob[:-1], "pmi": logprob[-1:]}
+        return self.references, processed

@@ -62,6 +62,8 @@ class Summarizer:
             scored = [p[1] for p in pairs[span]]  # the reference tokens as scored (cut to fit)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
+                         # no end-of-text within the limit (a stop string ends it sooner)
+                         "hit_limit": len(tokens) >= self.kwargs["max_new_tokens"],
                          "ref_logprob": float(scores.logprob[span].sum()),
                          "ref_tokens": int(scores.n_tokens[span].sum()),
                          "ref_bytes": sum(len(self.tokenizer.decode(ids).encode())

@@ -37,6 +37,18 @@ KEYS: dict[str, Key] = {
     "test/accuracy_char": Key("accuracy with labels ranked by log-likelihood per character "
                               "(lm-evaluation-harness's acc_norm), from the same pass", LOCAL,
                               task_type="classification"),
+    "test/accuracy_contextual": Key("accuracy with labels ranked by contextually calibrated "
+                                    "probability (Zhao et al. 2021: divided by the label "
+                                    "distribution after content-free inputs in the same "
+                                    "prompt), from the same pass", LOCAL,
+                                    task_type="classification"),
+    "test/accuracy_pmi": Key("accuracy with labels ranked by domain-conditional PMI (Holtzman "
+                             "et al. 2021: log-likelihood less that after the template's words "
+                             "before the answer), from the same pass", LOCAL,
+                             task_type="classification"),
+    "test/ece": Key("expected calibration error, 15 bins: how far the predicted label's "
+                    "probability (softmax over the labels of the scores it was ranked by) is "
+                    "from how often it is right", LOCAL, task_type="classification"),
     "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
                               "classification, which picks a label by likelihood)",
                               task_type="classification"),
@@ -50,6 +62,18 @@ KEYS: dict[str, Key] = {
                           task_type="generation"),
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
                                 "tokenizer)", task_type="generation"),
+    "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
+                           "repetitive outputs; Li et al. 2016)", task_type="generation"),
+    "test/distinct_2": Key("distinct word bigrams / all bigrams over every output",
+                           task_type="generation"),
+    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams that repeat one "
+                                    "earlier in the same output (loops)",
+                                    task_type="generation"),
+    "test/hit_max_new_tokens": Key("share of outputs cut by max_new_tokens, never ended by "
+                                   "the model itself", task_type="generation"),
+    "test/length_words_mean": Key("mean output length in words", task_type="generation"),
+    "test/length_words_std": Key("standard deviation of the output length in words (how "
+                                 "consistent the length is)", task_type="generation"),
     "test/perplexity": Key("exp of the mean negative log-likelihood per token of the gold "
                            "answer (classification: the gold label; generation: the "
                            "references) given the prompt; comparable only between models "
