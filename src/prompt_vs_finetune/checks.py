@@ -211,6 +211,10 @@ def settle(cfg: DictConfig) -> None:
     used, so runs that differ only in their seed stay one cell.
     """
     arm, model = cfg.arm, cfg.model
+    if arm.get("teacher") is not None:  # hybrid: the student trains as its own arm would
+        from .hybrid import fill_student
+
+        fill_student(cfg)
     if arm.lr is None and arm.fit:
         arm.lr = model.finetune_lr if arm.lora is None else model.lora_lr
     if arm.lora is not None:

@@ -17,7 +17,7 @@ import mlflow
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from . import metrics
+from . import hybrid, metrics
 from .backends import Backend, Predictions
 from .checks import check_config, seed_or, settle
 from .errors import Preempted, UserError
@@ -40,9 +40,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     check_writable(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if hybrid.is_hybrid(cfg):
+        hybrid.check(cfg)
     task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg))
+    teaching = None
+    if hybrid.is_hybrid(cfg):  # the teacher labels the splits the student trains on
+        splits, demos, teaching = hybrid.teach(cfg, task, splits, corpus)
     overlap = test_overlap(splits, demos, cfg.task.overlap)
     hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
     hashes["demos"] = content_hash(demos)
@@ -60,9 +65,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                       | label_params(task))
                     log_datasets(cfg, splits, demos, hashes)
                 predictions = backend.predict(active)
+                if teaching is not None:
+                    predictions.tags["teacher_cached"] = str(teaching.cached).lower()
                 quality, each = metrics.score(task.type, task.metrics, predictions.rows)
                 results = job_results(cfg, task, splits, dropped_rows, overlap, predictions,
-                                      quality)
+                                      quality, teaching)
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": metrics.PER_EXAMPLE[task.type],
@@ -90,14 +97,23 @@ def label_params(task: Task) -> dict[str, str]:
 
 
 def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap: int,
-                predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
+                predictions: Predictions, quality: dict[str, float],
+                teaching: "hybrid.Teaching | None" = None) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
-    cost from the usage, and what the job saw."""
+    cost from the usage (and the hybrid teacher's), and what the job saw."""
     labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
+    if teaching is not None:  # its labels are the teacher's; the human ones, its demos
+        labelled = teaching.human_labels
+    costs = cost_metrics(predictions.usage)
+    extra = {}
+    if teaching is not None:
+        extra = teaching.metrics()
+        costs["cost/usd"] += teaching.usd
     return {
         **quality,
         **predictions.metrics,
-        **cost_metrics(predictions.usage),
+        **costs,
+        **extra,
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,

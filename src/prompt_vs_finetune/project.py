@@ -71,3 +71,19 @@ def init(argv: list[str] | None = None) -> None:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     print(f"wrote {target}: pvf run in {target.parent} now composes from it. Add your own "
           f"task as {target / 'task' / 'mine.yaml'} (README: Your own task).")
+
+
+def compose_options(overrides: list[str]):
+    """The config `pvf` composes with these options (e.g. ["arm=lora"]), for a part of a job
+    that needs another option's settings (the hybrid arm's teacher and student): inside a
+    running job through Hydra's own search path (a user's --config-dir included), elsewhere
+    from the project's conf/."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    if GlobalHydra.instance().is_initialized():
+        name = HydraConfig.get().job.config_name if HydraConfig.initialized() else "config"
+        return compose(config_name=name, overrides=overrides)
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

@@ -26,8 +26,14 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
         rows.append({"model": model, "dtype": dtype, "arm": arm, "fit": bool(best["fit"]),
                      "n_labels": int(best["n_labels"]), "quality": best["quality"],
                      "per_call": best["usd_per_1k"] / 1000,
-                     "up_front": (best["train_usd"] if best["fit"] else 0.0) + search})
+                     "up_front": (best["train_usd"] if best["fit"] else 0.0) + search
+                     + _or_zero(best.get("teacher_usd"))})
     return pd.DataFrame(rows)
+
+
+def _or_zero(value) -> float:
+    """A cost a run may not have logged (a hybrid teacher's): none is zero."""
+    return 0.0 if value is None or value != value else float(value)
 
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,7 @@ COLUMNS = {  # report column -> MLflow metric
     "tokens_per_call": "cost/tokens_per_prediction",
     "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
     "bits_per_byte": "test/bits_per_byte",
+    "teacher_usd": "cost/teacher_usd",  # the hybrid arm's teacher: up-front, like training
 }
 # what tells two cells apart in a table, not what they are about
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",

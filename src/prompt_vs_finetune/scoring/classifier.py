@@ -73,6 +73,8 @@ class RankClassifier:
         # the label distribution the prediction was ranked by: its confidence, for ECE
         distribution = torch.softmax(chosen.double(), dim=-1)
         predicted = chosen.argmax(-1)
+        top2 = distribution.topk(min(2, distribution.size(-1)), dim=-1).values
+        margin = top2[:, 0] - (top2[:, 1] if top2.size(-1) > 1 else 0)
         best = {name: scores.argmax(-1) for name, scores in rankings.items()}
         rows = []
         for r, (index, gold, context) in enumerate(zip(batch["index"], batch["label"], contexts,
@@ -82,6 +84,7 @@ class RankClassifier:
                          **{f"predicted_{name}": int(b[r]) for name, b in best.items()},
                          "score": float(chosen[r, pred]),
                          "confidence": float(distribution[r, pred]),
+                         "margin": float(margin[r]),  # over the runner-up: how sure it is
                          "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],

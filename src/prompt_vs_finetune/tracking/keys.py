@@ -89,6 +89,25 @@ KEYS: dict[str, Key] = {
                          fitted_only=True),
     "train/lr": Key("learning rate of each logged training step (warm-up, then linear decay; "
                     "Lightning's LearningRateMonitor)", LOCAL, fitted_only=True),
+    # the hybrid arm: a prompted teacher labels the pool the student trains on
+    "hybrid/pool": Key("texts the teacher labelled (train and validation, less its demos)",
+                       optional=True, fitted_only=True),
+    "hybrid/kept": Key("teacher labels kept for the student (arm.keep: the most confident)",
+                       optional=True, fitted_only=True),
+    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
+                                        "labels, which the teacher never sees",
+                                        task_type="classification", optional=True,
+                                        fitted_only=True),
+    "hybrid/kept_accuracy": Key("the same over the kept labels (what the student learns from)",
+                                task_type="classification", optional=True, fitted_only=True),
+    "cost/teacher_usd": Key("what the teacher's labels cost (its predictions, priced as any "
+                            "prediction); up-front, like training, and part of cost/usd",
+                            optional=True, fitted_only=True),
+    "cost/teacher_tokens": Key("tokens the teacher's labels were charged for", optional=True,
+                               fitted_only=True),
+    "cost/teacher_seconds": Key("wall time the teacher took to label the pool (a run served "
+                                "from the teacher cache logs the original's, tag "
+                                "teacher_cached)", optional=True, fitted_only=True),
     # cost: the same quantity for every backend
     "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
     "cost/train_tokens": Key("tokens trained on, over all epochs"),
@@ -101,9 +120,10 @@ KEYS: dict[str, Key] = {
     "cost/generated_tokens": Key("tokens the model wrote (generation; hosted models: output "
                                  "tokens)"),
     "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' "
-                                 "perplexity); part of no prediction's cost"),
+                                 "perplexity, the calibration inputs); part of no "
+                                 "prediction's cost"),
     "cost/usd": Key("what the run cost: train_usd plus its predictions at "
-                    "usd_per_1k_predictions"),
+                    "usd_per_1k_predictions (plus teacher_usd: the hybrid arm)"),
     "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost a deployment, each "
                                        "charged its own tokens (the prompt with its demos, the "
                                        "labels ranked or tokens written): local, tokens x 2N "
@@ -192,6 +212,8 @@ TAGS: dict[str, str] = {
              "attempt's reason (a changed dataset or code, resume=false)",
     "stopped": "a KILLED run stopped by SIGTERM (a preemption): the same command resumes it",
     "api_model": "the hosted model's name at the provider",
+    "teacher_cached": "hybrid arm: the teacher's labels came from the teacher cache (paid by "
+                      "an earlier run with the same teacher and pool)",
     "perplexity": "why test/perplexity is absent (hosted models)",
     "pvf.parent": "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
 }
