@@ -124,3 +124,18 @@ def test_the_teacher_is_up_front_cost_in_the_break_even():
     assert costs.set_index("arm")["up_front"].to_dict() == {"few_shot": 0.0, "hybrid": 3.0}
     (row,) = break_even(costs).to_dict("records")
     assert row["break_even_predictions"] == pytest.approx(3000)
+
+
+def test_an_api_teacher_writes_the_summaries_a_student_learns(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    with StubAPI(lambda system, prompt: " ".join(prompt.split()[-12:-2])) as stub:
+        results = job.run(compose_config(
+            tmp_path, "task=summary_sample", "model=tiny", "model.tiny.n_layer=1",
+            "model.max_epochs=1", "test_size=4", "train_size=32", "arm=hybrid",
+            "arm.teacher.model=claude", "arm.teacher.k=1", "decoding.max_new_tokens=16",
+            f"arm.teacher.overrides=['model.api.base_url={stub.url}']",
+            f"paths.cache_dir={tmp_path / 'cache'}"))
+    assert len(stub.requests) == results["hybrid/pool"] == 31  # 32 labelled less 1 demo
+    assert results["hybrid/kept"] == 31 and "hybrid/pseudo_label_accuracy" not in results
+    assert results["data/n_labels"] == 1 and results["data/n_train"] > 1
+    assert 0 <= results["test/rougeL"] <= 1

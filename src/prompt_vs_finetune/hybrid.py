@@ -172,9 +172,12 @@ def teach(cfg: DictConfig, task: Task, splits: DatasetDict,
         "validation": with_outputs(pool["validation"], outputs[n_train:], keep[n_train:], task),
         "test": splits["test"]})
     if not len(student["validation"]) or not len(student["train"]):
+        usable = sum(c > 0 for c in confidence)
         raise UserError(f"arm.keep={cfg.arm.keep} leaves the student "
                         f"{len(student['train'])} train and {len(student['validation'])} "
-                        "validation examples; raise arm.keep (or train_size)")
+                        f"validation examples ({usable} of the teacher's {len(texts)} outputs "
+                        "are usable: a label named, a summary ended before max_new_tokens); "
+                        "raise arm.keep or train_size, or use a stronger teacher")
     gold = list(pool["train"]["label"]) + list(pool["validation"]["label"]) \
         if task.type == "classification" else None
     teaching = Teaching(
