@@ -504,3 +504,41 @@ def test_job_runs_tag_truncated_with_a_count():
     assert len(text) <= mlflow_run.MAX_IDS_TAG and kept == ids[:len(kept)]
     assert text.endswith(f"(+{400 - len(kept)} more: job_runs.csv)")
     assert mlflow_run.ids_tag(ids[:3]) == ",".join(ids[:3])
+
+
+def test_agreement_is_the_share_answered_alike_by_every_run():
+    from prompt_vs_finetune.report.stats import agreement
+
+    assert agreement([[0, 1, 2, 3], [0, 1, 2, 0], [0, 2, 2, 3]]) == pytest.approx(2 / 4)
+    assert agreement([["a b", "c"], ["a b", "c"]]) == 1.0  # summaries: the same text
+    assert math.isnan(agreement([[0, 1]]))  # one run: nothing to agree with
+    assert math.isnan(agreement([[0, 1], None]))  # a run without predictions
+
+
+def test_a_report_shows_agreement_consistency_and_calibrated_spread(tmp_path):
+    """Two seeds of few-shot answering 3 of 4 examples alike, with calibrated accuracies; the
+    report's table, its consistency plot and its prompt-sensitivity table show them."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("intent_sample")
+    answers = {0: [0, 1, 2, 3], 1: [0, 1, 2, 0]}
+    for seed, (prompt, predicted) in enumerate(zip(["default", "question"], answers.values(),
+                                                   strict=True)):
+        with mlflow.start_run(tags={"arm": "few_shot", "fit": "false", "task": "intent_sample",
+                                    "model": "tiny", "seed": str(seed), "cell": "c",
+                                    "prompt": prompt}):
+            mlflow.log_param("data.test_sha256", "t")
+            mlflow.log_metrics({"test/accuracy": 0.5, "fewshot/demos_used": 4,
+                                "data/n_labels": 4, "test/ece": 0.125,
+                                "test/accuracy_contextual": 0.6 + 0.1 * seed,
+                                "test/accuracy_pmi": 0.4,
+                                "cost/usd_per_1k_predictions": 0.01})
+            mlflow.log_dict({"metric": "accuracy", "test_sha256": "t",
+                             "values": [1, 0, 1, 0], "predictions": predicted},
+                            "per_example.json")
+    out = tmp_path / "reports"
+    report.write_report(report.load_runs(uri), out)
+    text = (out / "report.md").read_text()
+    assert "agreement across seeds" in text and "| 75% |" in text and "| 0.125 |" in text
+    assert (out / "plots/intent_sample_tiny_consistency.png").is_file()
+    assert "| few_shot | 4 | 2 | 0.500 | 0.000 | 0.650 | 0.071 | 0.400 | 0.000 | 75% |" in text

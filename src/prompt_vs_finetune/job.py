@@ -73,7 +73,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": metrics.PER_EXAMPLE[task.type],
-                            "test_sha256": hashes["test"], "values": each})
+                            "test_sha256": hashes["test"], "values": each,
+                            "predictions": [row.get("predicted", row.get("generated"))
+                                            for row in predictions.rows]})
             outcome = "finished"
             return results
         except Preempted:

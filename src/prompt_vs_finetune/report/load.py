@@ -25,6 +25,9 @@ COLUMNS = {  # report column -> MLflow metric
     "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
     "bits_per_byte": "test/bits_per_byte",
     "teacher_usd": "cost/teacher_usd",  # the hybrid arm's teacher: up-front, like training
+    "ece": "test/ece", "accuracy_contextual": "test/accuracy_contextual",
+    "accuracy_pmi": "test/accuracy_pmi", "repeated_ngram_rate": "test/repeated_ngram_rate",
+    "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
 }
 # what tells two cells apart in a table, not what they are about
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
@@ -82,7 +85,11 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                 row[column] = metrics.get(key, math.nan)
         rows.append(row)
     runs = pd.DataFrame(rows)
-    return runs.assign(examples=per_example(runs)) if not runs.empty else runs
+    if runs.empty:
+        return runs
+    logged = per_example(runs)
+    return runs.assign(examples=logged.map(lambda d: None if d is None else d[0]),
+                       predictions=logged.map(lambda d: None if d is None else d[1]))
 
 
 def legacy_cell(tags: dict, fit: bool, metrics: dict) -> str:
@@ -91,8 +98,9 @@ def legacy_cell(tags: dict, fit: bool, metrics: dict) -> str:
 
 
 def per_example(runs: pd.DataFrame) -> pd.Series:
-    """Each run's per-example quality (an array in test-split order), or None where the run
-    logged none (runs from before per_example.json, API runs of an older version)."""
+    """Each run's (per-example quality: an array in test-split order, its predictions: a list
+    in the same order, or None where not logged), or None where the run logged neither (runs
+    from before per_example.json, API runs of an older version)."""
     def load(uri: str):
         parts = urlparse(uri)
         local = Path(parts.path) / PER_EXAMPLE_FILE if parts.scheme in ("", "file") else None
@@ -103,7 +111,9 @@ def per_example(runs: pd.DataFrame) -> pd.Series:
                 data = mlflow.artifacts.load_dict(f"{uri}/{PER_EXAMPLE_FILE}")
         except Exception:  # noqa: BLE001 - absent or unreadable: the report falls back
             data = None
-        return None if data is None else np.asarray(data["values"], dtype=float)
+        if data is None:
+            return None
+        return np.asarray(data["values"], dtype=float), data.get("predictions")
 
     return runs["artifact_uri"].map(load)
 

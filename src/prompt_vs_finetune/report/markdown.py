@@ -12,10 +12,16 @@ def cells_table(table: pd.DataFrame, metric: str) -> str:
     unparsed-reply column only when some reply named no label (API models)."""
     dtype, unparsed = reduced(table), bool((table["unparsed_rate"] > 0).any())
     variant = bool((table["variant"] != "").any())
+    agree = "agreement" in table and bool(table["agreement"].notna().any())
+    kind = "generation" if metric.startswith("rouge") else "classification"
+    logged = CONSISTENCY_KEY[kind]  # runs from before these metrics have no such column
+    steady = logged in table and bool(table[logged].notna().any())
     head = ["arm", *(["variant"] if variant else []), *(["dtype"] if dtype else []),
             "N labels", "runs", f"{metric} [95% interval]", "perplexity",
-            *(["unparsed replies"] if unparsed else []), "USD / 1k pred.", "train USD",
-            "trainable params", "Pareto"]
+            *(["unparsed replies"] if unparsed else []),
+            *(["agreement across seeds"] if agree else []),
+            *([CONSISTENCY[kind]] if steady else []),
+            "USD / 1k pred.", "train USD", "trainable params", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     for _, r in ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]).iterrows():
@@ -23,10 +29,26 @@ def cells_table(table: pd.DataFrame, metric: str) -> str:
                  *([r["dtype"]] if dtype else []), str(int(r["n_labels"])),
                  str(int(r["runs"])), quality(r), num(r["perplexity"]),
                  *([num(r["unparsed_rate"], ".1%")] if unparsed else []),
+                 *([num(r["agreement"], ".0%")] if agree else []),
+                 *([consistency(r, kind)] if steady else []),
                  num(r["usd_per_1k"]), num(r["train_usd"]), num(r["trainable_params"]),
                  "yes" if r["pareto"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+CONSISTENCY = {"classification": "ECE",
+               "generation": "repeated trigrams / cut at max tokens / length sd (words)"}
+CONSISTENCY_KEY = {"classification": "ece", "generation": "repeated_ngram_rate"}
+
+
+def consistency(r, kind: str) -> str:
+    """A cell's consistency numbers: calibration error, or degeneration and length spread."""
+    if kind == "classification":
+        return num(r.get("ece"), ".3f")
+    return " / ".join([num(r.get("repeated_ngram_rate"), ".1%"),
+                       num(r.get("hit_max_new_tokens"), ".0%"),
+                       num(r.get("length_words_std"), ".1f")])
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
@@ -82,7 +104,23 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
                      f"{num(r['max'], '.3f')} | {num(r['std'], '.3f')} | "
                      f"{r['best_template']} | {r['worst_template']} | "
                      f"{num(r['template_gap'], '.3f')} |")
-    return [*lines, ""]
+    lines.append("")
+    if "mean_accuracy_contextual" in spread and spread["mean_accuracy_contextual"].notna().any():
+        lines += ["The same runs ranked with calibration (the same forward passes): mean and "
+                  "standard deviation over the runs; agreement: the share of test examples "
+                  "every run answered alike.", "",
+                  "| arm | k | runs | mean | std | contextual: mean | std | PMI: mean | std "
+                  "| agreement |", "|" + "---|" * 10]
+        for _, r in spread.iterrows():
+            lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {r['runs']} | "
+                         f"{num(r['mean'], '.3f')} | {num(r['std'], '.3f')} | "
+                         f"{num(r['mean_accuracy_contextual'], '.3f')} | "
+                         f"{num(r['std_accuracy_contextual'], '.3f')} | "
+                         f"{num(r['mean_accuracy_pmi'], '.3f')} | "
+                         f"{num(r['std_accuracy_pmi'], '.3f')} | "
+                         f"{num(r['agreement'], '.0%')} |")
+        lines.append("")
+    return lines
 
 
 def break_even_table(crossings: pd.DataFrame) -> list[str]:

@@ -166,6 +166,27 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path,
     return None
 
 
+def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict | None = None) -> str | None:
+    """Agreement of each cell's runs (the share of test examples every seed answered alike):
+    one bar per cell, in the arm's colour. Needs a cell with two or more runs."""
+    shown = cells[cells["agreement"].notna()] if "agreement" in cells else cells.iloc[:0]
+    if shown.empty:
+        return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
+                "whether an arm answers the same way every time")
+    colors = colors or arm_colors(cells["arm"])
+    order = {arm: i for i, arm in enumerate(arm_order(shown))}
+    shown = shown.assign(_o=shown["arm"].map(order)).sort_values(["_o", "n_labels"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [f"{r['arm']}\n{int(r['n_labels'])} labels"
+             + (f"\n{r['variant']}" if r.get("variant") else "") for _, r in shown.iterrows()]
+    ax.bar(range(len(shown)), shown["agreement"], color=[colors[a] for a in shown["arm"]])
+    ax.set_xticks(range(len(shown)), names, fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="share of test examples answered alike by every run",
+           title="Consistency across seeds (each cell's runs)")
+    _save(fig, path)
+    return None
+
+
 def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
                      colors: dict | None = None, n_classes: int | None = None) -> str | None:
     """Quality per model (x axis, by parameter count, API models last), one line per arm."""

@@ -38,6 +38,7 @@ def complete(runs: pd.DataFrame) -> pd.DataFrame:
     if "dtype" not in runs:
         runs = runs.assign(dtype=REFERENCE_DTYPE)
     defaults = {"hpo_trial": False, "test_set": "", "params": [{}] * len(runs),
+                "predictions": [None] * len(runs),
                 "cell": runs[[*GROUP]].astype(str).agg("|".join, axis=1) if len(runs) else []}
     runs = runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
     missing = {c: math.nan for c in COLUMNS if c not in runs}
@@ -65,7 +66,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             mean, half, _ = mean_ci(group["quality"])
             low, high, interval = mean - half, mean + half, "t over seeds"
         row.update(quality=mean, quality_low=low, quality_high=high,
-                   quality_ci=(high - low) / 2, interval=interval, examples=matrix)
+                   quality_ci=(high - low) / 2, interval=interval, examples=matrix,
+                   agreement=agreement(list(group["predictions"])))
         for column in COLUMNS:
             if column != "quality":
                 row[column] = group[column].mean()
@@ -74,6 +76,16 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
     return table.assign(variant=variants(table, runs))
+
+
+def agreement(predictions) -> float:
+    """The share of test examples with the same prediction in every run ("will it answer the
+    same way tomorrow?"); NaN with fewer than two runs that logged predictions of one test
+    set."""
+    logged = [p for p in predictions if p is not None]
+    if len(logged) < 2 or len(logged) != len(predictions) or len({len(p) for p in logged}) != 1:
+        return math.nan
+    return sum(len(set(map(str, each))) == 1 for each in zip(*logged, strict=True)) / len(logged[0])
 
 
 def _matrix(group: pd.DataFrame) -> np.ndarray | None:
@@ -246,7 +258,13 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
                      "std": group["quality"].std(ddof=1) if len(group) > 1 else math.nan,
                      "best_template": by_prompt.idxmax() if scored else "n/a",
                      "worst_template": by_prompt.idxmin() if scored else "n/a",
-                     "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan})
+                     "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan,
+                     # the same runs ranked with calibration, from the same forward passes
+                     **{f"{stat}_{name}": getattr(group[name], stat)()
+                        for name in ("accuracy_contextual", "accuracy_pmi")
+                        for stat in ("mean", "std")},
+                     "mean": group["quality"].mean(),
+                     "agreement": agreement(list(group["predictions"]))})
     return pd.DataFrame(rows)
 
 

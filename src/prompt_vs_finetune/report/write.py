@@ -21,6 +21,7 @@ from .markdown import (
 )
 from .plots import (
     arm_colors,
+    plot_consistency,
     plot_cost_vs_volume,
     plot_data_efficiency,
     plot_model_scale,
@@ -87,7 +88,9 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
                         plot_data_efficiency, cells, metric, colors=colors, n_classes=chance),
                 _figure("prompt sensitivity", plots / f"{stem}_prompt_sensitivity.png",
                         plot_prompt_sensitivity, task_runs, metric, colors=colors,
-                        n_classes=chance)]
+                        n_classes=chance),
+                _figure("consistency", plots / f"{stem}_consistency.png", plot_consistency,
+                        cells, colors=colors)]
             advice = advise(cells, metric)
             shown = cells.assign(pareto=pareto_front(cells))
             spread = sensitivity(task_runs)
