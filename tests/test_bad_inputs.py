@@ -140,3 +140,18 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot write to /proc (where Hydra puts hydra.run.dir: ")
     assert line.endswith("run from a writable folder, or set hydra.run.dir=<a writable folder>")
+
+
+def test_a_conf_older_than_the_code_is_one_line(tmp_path):
+    """A project's conf/ (pvf-init's copy) from before a key existed: the key is named."""
+    from omegaconf import open_dict
+
+    from prompt_vs_finetune.cli import missing_key
+
+    cfg = compose_config(tmp_path, *FAST)
+    with open_dict(cfg):
+        del cfg.scorer["calibration"]
+    with pytest.raises(Exception) as raised:  # noqa: B017 - OmegaConf's own error type
+        job.run(cfg)
+    line = missing_key(raised.value)
+    assert line.startswith("the config has no key scorer.calibration: ") and "\n" not in line

@@ -137,6 +137,8 @@ def other_store(tmp_path, run):
 ])
 def test_an_attempt_that_cannot_continue_is_one_line_and_keeps_the_state(tmp_path, failed,
                                                                          damage, message):
+    client, _ = runs(tmp_path)
+    client.update_run(failed.info.run_id, status="RUNNING")  # what a SIGKILL leaves
     damage(tmp_path, failed)
     with pytest.raises(UserError, match=message) as raised:
         fit(tmp_path)
@@ -145,6 +147,8 @@ def test_an_attempt_that_cannot_continue_is_one_line_and_keeps_the_state(tmp_pat
     assert (folder / "last.ckpt").is_file() and not (folder / "lock").exists()
     _, found = runs(tmp_path)
     assert len(found) == 1  # no run opened (a deleted one included)
+    if damage is damage_checkpoint:  # it cannot continue: its run is not left RUNNING
+        assert found[0].info.status == "FAILED" and "damaged" in found[0].data.tags["error"]
 
 
 def test_resume_false_over_an_orphan_ends_it_failed(tmp_path, failed):

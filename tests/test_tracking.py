@@ -90,7 +90,8 @@ def test_params_read_well_and_the_datasets_used_are_logged(tmp_path):
     assert params["task.template"].startswith("Customer message: {text}")
     assert run.info.run_name == params["mlflow.run_name"] == "few_shot k=2 · tiny · seed0"
     assert run.data.metrics["data/n_classes"] == 8
-    assert tags["config_hash"] == config_hash(cfg) and tags["variant"] == "few_shot k=2 · tiny"
+    assert tags["config_hash"] == config_hash(cfg)
+    assert tags["variant"] == f"few_shot k=2 · tiny #{tags['cell'][:8]}"
     assert "mlflow.parentRunId" not in tags  # a single job nests under nothing
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
     assert set(inputs) == {"intent_sample/demos", "intent_sample/test"}
@@ -274,3 +275,34 @@ def test_a_parent_is_found_again_and_takes_an_optimising_sweeps_best(tmp_path):
                                 "sweep/jobs_failed": 1, "sweep/best_objective": 0.42}
     assert run.data.tags["best_overrides"] == "arm.lr=0.001"
     assert run.data.tags["failed_overrides"] == "arm.lr=0.5"
+
+
+def test_two_learning_rates_are_two_variants_and_a_dvc_experiment_is_named(tmp_path,
+                                                                          monkeypatch):
+    """The saved view averages a variant over seeds: runs that differ in anything but the
+    seed (a learning rate, which the name does not show) must not share one."""
+    from prompt_vs_finetune.tracking.runs import job_tags, run_name
+
+    base = ("task=intent_sample", "model=tiny", "arm=full_finetune")
+    slow, fast = (compose_config(tmp_path, *base, f"arm.lr={lr}") for lr in (1e-3, 3e-3))
+    assert run_name(slow) == run_name(fast)
+    assert job_tags(slow)["variant"] != job_tags(fast)["variant"]
+    assert job_tags(slow)["variant"] == job_tags(compose_config(tmp_path, *base, "arm.lr=1e-3",
+                                                                "seed=5"))["variant"]
+    monkeypatch.setenv("DVC_EXP_NAME", "lora-r16")
+    assert run_name(slow) == "full_finetune · tiny · lora-r16 · seed0"
+
+
+def test_a_dvc_experiments_report_writes_into_its_own_study_parent_only(monkeypatch):
+    """An experiment's report reads the baseline's runs of the stages it did not rerun; the
+    baseline study's parent must keep the baseline's numbers."""
+    from prompt_vs_finetune.report.mlflow_run import own_parents
+    from prompt_vs_finetune.tracking.parents import study_group
+
+    monkeypatch.setenv("DVC_STAGE", "report")
+    monkeypatch.setenv("DVC_EXP_NAME", "lora-r16")
+    mine = study_group("default").key
+    parents = [{"run_id": "a", "group": mine}, {"run_id": "b", "group": "baseline-key"}]
+    assert [p["run_id"] for p in own_parents(parents)] == ["a"]
+    monkeypatch.delenv("DVC_STAGE")
+    assert [p["run_id"] for p in own_parents(parents)] == ["a", "b"]  # a report by hand

@@ -135,6 +135,21 @@ def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
     return overrides, config_name, [searchpath] if searchpath else []
 
 
+def missing_key(err: BaseException) -> str | None:
+    """One line for a key the code reads that the composed config lacks: a project's conf/
+    (a pvf-init copy, a clone) older than the installed pvf."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if not isinstance(err, (ConfigAttributeError, ConfigKeyError)):
+        return None
+    from .project import config_dir, shipped_config_dir
+
+    key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+    return (f"the config has no key {key}: {config_dir()} is older than this pvf, or one of "
+            f"its files lost the key; add it as the shipped configs have it "
+            f"({shipped_config_dir()})")
+
+
 def disk_full(err: BaseException) -> str | None:
     """One line for a full disk (or quota), wherever in the chain of causes it shows."""
     import errno
@@ -170,7 +185,7 @@ def job(cfg: DictConfig) -> float | None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM, what a scheduler expects of a job it stopped
     except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
-        known = str(err) if isinstance(err, UserError) else disk_full(err)
+        known = str(err) if isinstance(err, UserError) else disk_full(err) or missing_key(err)
         message = redact(known or error_line(err))
         record_job(error=message)
         if in_multirun():

@@ -19,6 +19,7 @@ its own jobs' tasks (`runs`: how many of its jobs the report read).
 """
 
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ..tracking.parents import GROUP_TAG, dvc_study_name, study_group
 from ..tracking.runs import use_experiment
 from .load import REFERENCE_DTYPE
 
@@ -63,7 +65,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     report_id = run.info.run_id
-    for parent in parents:  # each gets the numbers of its own jobs' tasks
+    for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
         children = jobs[jobs["parent_run_id"] == parent["run_id"]]
         link_parent(client, parent["run_id"], report_id,
                     {"runs": float(len(children)),
@@ -194,9 +196,20 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
             log.warning("parent run %s not found (%s); not linked", run_id, err)
             continue
         found.append({"run_id": run_id, "name": run.info.run_name or "",
+                      "group": run.data.tags.get(GROUP_TAG, ""),
                       "link": UI_LINK.format(experiment_id=run.info.experiment_id,
                                              run_id=run_id)})
     return found
+
+
+def own_parents(parents: list[dict]) -> list[dict]:
+    """The parents this report may write into: under DVC, only its own study's (a `dvc exp
+    run` report also reads the baseline's runs for the stages it did not rerun, and must not
+    overwrite the baseline's parent with the experiment's numbers); elsewhere, all."""
+    if not (os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")):
+        return parents
+    own = study_group(dvc_study_name()).key
+    return [p for p in parents if p["group"] == own]
 
 
 def link_parent(client: MlflowClient, run_id: str, report_id: str,

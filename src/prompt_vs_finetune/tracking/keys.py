@@ -184,8 +184,8 @@ TAGS: dict[str, str] = {
     "task": "the task", "model": "the model", "seed": "the seed",
     "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
     "prompt": "the task's template name (task.prompt)",
-    "variant": "the run name less its seed: runs of one variant differ in their seed (or in "
-               "keys the name does not show; `cell` tells)",
+    "variant": "the run name less its seed, and its cell's first 8 characters: the saved view "
+               "'pvf: mean over seeds' averages the runs of one variant",
     "cell": "hash of the config less its seeds: runs with one cell are one experiment",
     "config_hash": "hash of the composed config (the resume key)",
     "config_source": "the folder Hydra composed the config from (config_searchpath: the ones "

@@ -208,8 +208,8 @@ def prompt_label(task) -> str | None:
 def variant_name(cfg: DictConfig) -> str:
     """What sets a job apart from its neighbours, seeds aside (the experiment is the task
     already): the arm, with k when it shows demonstrations (and their order when it is not the
-    seed's), the prompt when not `default`, the label budget when set, the model, and a reduced
-    inference dtype. E.g. `few_shot k=4 · question · n=64 · tiny`."""
+    seed's), the prompt when not `default`, the label budget when set, the model, a reduced
+    inference dtype, and the DVC experiment. E.g. `few_shot k=4 · question · n=64 · tiny`."""
     arm = str(cfg.arm.name)
     if cfg.arm.demos:
         arm += f" k={cfg.arm.k}"
@@ -218,7 +218,8 @@ def variant_name(cfg: DictConfig) -> str:
     parts = [arm, prompt_label(cfg.task),
              None if cfg.train_size is None else f"n={cfg.train_size}", str(cfg.model.name),
              None if cfg.model.api or cfg.inference_dtype == "float32"
-             else str(cfg.inference_dtype)]
+             else str(cfg.inference_dtype),
+             os.environ.get("DVC_EXP_NAME")]  # dvc exp run -S edits files, not overrides
     return NAME_JOIN.join(p for p in parts if p)
 
 
@@ -304,12 +305,14 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     """What a run is, as tags to filter and group by. `fit`: whether the arm trains weights
     (the arm config's own key), which the report uses rather than arm names. `config_hash`:
     the composed config's hash (the resume key); `cell`: the same without the seeds."""
+    cell = config_hash(cfg, drop=CELL_FREE)  # runs of one cell differ in their seeds only
     tags = {"arm": cfg.arm.name, "fit": str(bool(cfg.arm.fit)).lower(), "task": cfg.task.name,
             "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
             "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
-            "variant": variant_name(cfg),
-            # runs with the same `cell` differ in their seeds only: one experiment
-            "cell": config_hash(cfg, drop=CELL_FREE), "config_hash": config_hash(cfg)}
+            # what the saved view averages over seeds: the name, and the cell it stands for
+            # (two learning rates have one name)
+            "variant": f"{variant_name(cfg)} #{cell[:8]}",
+            "cell": cell, "config_hash": config_hash(cfg)}
     if hpo_trial():
         tags["hpo_trial"] = "true"
     if not cfg.model.api:  # a hosted model runs at whatever precision its provider uses

@@ -184,8 +184,12 @@ class ResumeState:
                         " and the ".join(changed), meta["run_id"])
             return self._retire(meta, f"the {' and the '.join(changed)} changed; a new run "
                                       "started afresh")
-        self._check_checkpoint()
         self._check_run(meta["run_id"])
+        try:
+            self._check_checkpoint()
+        except UserError as err:  # it cannot continue: its run ends, the files stay
+            self._end_run(meta["run_id"], str(err))
+            raise
         return meta
 
     def follow(self, resume: bool) -> dict | None:
@@ -225,18 +229,23 @@ class ResumeState:
                             "restore it (mlflow runs restore) to resume, or run with "
                             "resume=false to start afresh")
 
-    def _retire(self, meta: dict, reason: str) -> None:
-        """The old attempt's run FAILED with the reason (where the store still has it), its
-        checkpoint and records gone; the lock stays."""
+    def _end_run(self, run_id: str, reason: str) -> None:
+        """The attempt's run, if still RUNNING in this store (what a kill leaves), FAILED with
+        the reason as its `error` tag."""
         try:
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(self.tracking_uri)
-            if client.get_run(meta["run_id"]).info.status in ("RUNNING", "SCHEDULED"):
-                client.set_tag(meta["run_id"], "error", f"abandoned: {reason}")
-                client.set_terminated(meta["run_id"], "FAILED")
+            if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
+                client.set_tag(run_id, "error", reason)
+                client.set_terminated(run_id, "FAILED")
         except Exception:  # noqa: BLE001 - a run in another store, or deleted: nothing to end
-            log.debug("could not end the old run %s", meta.get("run_id"), exc_info=True)
+            log.debug("could not end the old run %s", run_id, exc_info=True)
+
+    def _retire(self, meta: dict, reason: str) -> None:
+        """The old attempt's run FAILED with the reason (where the store still has it), its
+        checkpoint and records gone; the lock stays."""
+        self._end_run(meta["run_id"], f"abandoned: {reason}")
         for name in ("last.ckpt", "last.ckpt.sha256", "job.json"):
             (self.folder / name).unlink(missing_ok=True)
         return None
