@@ -22,6 +22,10 @@ def _quiet_libraries() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "transformers", "datasets", "httpx", "alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # the loaders log a file they cannot parse at ERROR before raising; tasks/loading.py turns
+    # that error into the one line that names the file, the row and the fix
+    for name in ("datasets.packaged_modules.json.json", "datasets.packaged_modules.csv.csv"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     import datasets
 
     datasets.disable_progress_bars()
