@@ -93,13 +93,16 @@ def shared_study(jobs: pd.DataFrame) -> str:
 
 
 def run_name(jobs: pd.DataFrame) -> str:
-    """`report: default study · intent_sample, summary_sample · 24 runs`."""
+    """`report: default study · intent_sample, summary_sample · 24 runs` (with `experiment
+    <name>` under dvc exp run)."""
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
     study = shared_study(jobs)
     count = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
-    name = " · ".join([*([f"{study} study"] if study else []), what, count])
+    experiment = os.environ.get("DVC_EXP_NAME")  # dvc exp run: which experiment's report
+    name = " · ".join([*([f"{study} study"] if study else []),
+                       *([f"experiment {experiment}"] if experiment else []), what, count])
     return f"report: {name}"[:MAX_NAME]
 
 
