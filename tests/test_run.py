@@ -10,7 +10,7 @@ from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.train.module import ArmModule
-from prompt_vs_finetune.train.resume import ResumeState
+from prompt_vs_finetune.train.resume import ResumeState, file_sha256
 
 from .conftest import compose_config
 
@@ -135,12 +135,13 @@ def test_unreachable_tracking_server_fails_fast_without_a_run(tmp_path):
 def test_corrupted_files_are_named(tmp_path):
     """A truncated weights file, and a resume checkpoint that is not one."""
     cfg = compose_config(tmp_path, *FAST, "arm=full_finetune")
-    folder = ResumeState.for_job(cfg).folder
-    folder.mkdir(parents=True)
-    (folder / "last.ckpt").write_bytes(b"not a checkpoint")
-    (folder / "job.json").write_text('{"run_id": "x", "output_dir": "y"}')
+    state = ResumeState.for_job(cfg, "data-hash")
+    state.folder.mkdir(parents=True)
+    (state.folder / "last.ckpt").write_bytes(b"not a checkpoint")
+    # its checksum matches (written with it): the file itself is what cannot be read
+    (state.folder / "last.ckpt.sha256").write_text(file_sha256(state.folder / "last.ckpt"))
     with pytest.raises(UserError, match=r"checkpoint .*last.ckpt is unreadable.*resume=false"):
-        job.run(cfg)
+        state._check_checkpoint()
 
     model, _ = load_model(cfg.model, str(tmp_path / "cache"), ["refund please"] * 50)
     path = Path(model.name_or_path)
