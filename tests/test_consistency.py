@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
 from prompt_vs_finetune.metrics import consistency
@@ -109,3 +110,6 @@ def test_a_run_logs_every_ranking_and_the_chosen_one_is_test_accuracy(tmp_path):
     assert plain["test/accuracy"] == plain["test/accuracy_char"]  # the default ranking
     assert calibrated["test/accuracy"] == calibrated["test/accuracy_contextual"]
     assert 0.0 <= calibrated["test/ece"] <= 1.0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'cc' / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.data.tags["calibration"] == "contextual"

@@ -191,6 +191,8 @@ TAGS: dict[str, str] = {
     "config_source": "the folder Hydra composed the config from (config_searchpath: the ones "
                      "searched after it)",
     "overrides": "the job's command-line overrides, redacted",
+    "calibration": "how test/accuracy ranked the labels: none (scorer.length_norm), contextual "
+                   "or pmi (local classification)",
     "inference_dtype": "the dtype the test is scored in (local models)",
     "study": "the study (study=...; the DVC pipelines set it)",
     "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the "

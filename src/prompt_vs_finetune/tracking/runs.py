@@ -315,6 +315,8 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
             "cell": cell, "config_hash": config_hash(cfg)}
     if hpo_trial():
         tags["hpo_trial"] = "true"
+    if cfg.task.type == "classification" and not cfg.model.api:  # what test/accuracy ranks by
+        tags["calibration"] = str(cfg.scorer.calibration)
     if not cfg.model.api:  # a hosted model runs at whatever precision its provider uses
         tags["inference_dtype"] = str(cfg.inference_dtype)
     if cfg.study:
