@@ -96,6 +96,7 @@ def check_config(cfg: DictConfig) -> None:
     c.choice("inference_dtype", INFERENCE_DTYPES)
     c.boolean("compile")
     c.boolean("resume")
+    c.boolean("cache_predictions")
     c.integer("resume_every_n_steps", 1)
     if not str(cfg.mlflow.experiment_name or "").strip():
         c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")

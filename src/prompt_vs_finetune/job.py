@@ -17,7 +17,7 @@ import mlflow
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from . import hybrid, metrics
+from . import hybrid, metrics, prediction_cache
 from .backends import Backend, Predictions
 from .checks import check_config, seed_or, settle
 from .errors import Preempted, UserError
@@ -51,20 +51,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
     overlap = test_overlap(splits, demos, cfg.task.overlap)
     hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
     hashes["demos"] = content_hash(demos)
+    cache_key = (prediction_cache.key(cfg, task, splits["test"], demos, corpus)
+                 if prediction_cache.enabled(cfg) else None)
     with sigterm_as_preemption():  # from here on, SIGTERM stops the job as a preemption
-        backend = backend_class(cfg, task, splits, corpus, demos,
-                                "".join(hashes[k] for k in ("train", "validation", "test")))
+        cached = prediction_cache.load(cfg, cache_key) if cache_key else None
+        backend = None if cached else backend_class(
+            cfg, task, splits, corpus, demos,
+            "".join(hashes[k] for k in ("train", "validation", "test")))
         outcome = "failed"
         try:
-            with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
-                if active is not None and not backend.resume_run_id:
+            resumed = backend.resume_run_id if backend else None
+            with mlflow_run(cfg, resume_run_id=resumed) as active:
+                if active is not None and not resumed:
                     # two runs saw the same data iff these match
                     mlflow.log_params({f"data.{name}_sha256": hashes[name]
                                        for name in ("train", "validation", "test")}
                                       | {"fewshot.demos_sha256": hashes["demos"]}
                                       | label_params(task))
                     log_datasets(cfg, splits, demos, hashes)
-                predictions = backend.predict(active)
+                predictions = cached or backend.predict(active)
+                if cache_key and not cached and active is not None:
+                    prediction_cache.save(cfg, cache_key, predictions, active.info.run_id)
                 if teaching is not None:
                     predictions.tags["teacher_cached"] = str(teaching.cached).lower()
                 quality, each = metrics.score(task.type, task.metrics, predictions.rows)
@@ -85,7 +92,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             outcome = "interrupted"
             raise
         finally:
-            backend.close(outcome)
+            if backend is not None:
+                backend.close(outcome)
 
 
 def label_params(task: Task) -> dict[str, str]:

@@ -214,6 +214,10 @@ TAGS: dict[str, str] = {
              "attempt's reason (a changed dataset or code, resume=false)",
     "stopped": "a KILLED run stopped by SIGTERM (a preemption): the same command resumes it",
     "api_model": "the hosted model's name at the provider",
+    "predictions_cached": "the predictions came from the prediction cache: an earlier run with "
+                          "the same model, prompt, demos, test set and scoring made them "
+                          "(cost/eval_seconds is that run's)",
+    "predictions_from_run": "the run that made the cached predictions",
     "teacher_cached": "hybrid arm: the teacher's labels came from the teacher cache (paid by "
                       "an earlier run with the same teacher and pool)",
     "perplexity": "why test/perplexity is absent (hosted models)",

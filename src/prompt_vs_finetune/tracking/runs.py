@@ -169,7 +169,8 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file")
+VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
+            "cache_predictions")
 CELL_FREE = ("seed", "data_seed", "mlflow")  # what a cell's runs may differ in
 
 

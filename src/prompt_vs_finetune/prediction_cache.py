@@ -1,0 +1,97 @@
+"""Predictions a job has made before, served again: a study never computes the same thing twice.
+
+A prompting arm on a local model is fully determined by the model (its config, and the files
+of a local checkpoint), the task's prompt and labels, the demonstrations, the test examples,
+the scorer or decoding settings, the precision and the code: zero-shot gives the same
+predictions for every seed. Such a job's predictions and their usage are stored under
+`paths.cache_dir/predictions/<content hash>.json`; the next job with the same key skips the
+model and the scoring and logs them as they were (the modelled per-call cost, and the
+measured time of the run that made them), tagged `predictions_cached` and
+`predictions_from_run`. `cache_predictions=false` turns it off. Fine-tuned arms (trained
+weights) and hosted models (weights unknown; their replies have a cache of their own) are
+never served from it, nor are DDP jobs.
+"""
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .backends import Predictions
+from .tasks import Task, content_hash
+from .tracking.cost import Usage
+
+log = logging.getLogger(__name__)
+
+
+def enabled(cfg: DictConfig) -> bool:
+    single = (cfg.trainer.get("strategy", "auto") in ("auto", None)
+              and str(cfg.trainer.get("devices", 1)) in ("1", "auto", "None"))
+    return bool(cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single)
+
+
+def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str]) -> str:
+    """The content hash of everything the predictions depend on."""
+    from .train.resume import code_version
+
+    sampled = task.type == "generation" and cfg.decoding.strategy == "sampling"
+    identity = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "weights": _local_files(cfg.model.name_or_path),
+        "corpus": content_hash([{"t": t} for t in corpus]) if cfg.model.tiny else None,
+        "task": asdict(task), "demos": content_hash(demos), "test": content_hash(test),
+        "scoring": OmegaConf.to_container(
+            cfg.scorer if task.type == "classification" else cfg.decoding, resolve=True),
+        "sampling_seed": (cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)
+        if sampled else None,
+        "dtype": cfg.inference_dtype, "precision": str(cfg.trainer.get("precision")),
+        "accelerator": str(cfg.trainer.get("accelerator")), "code": code_version()}
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _local_files(name_or_path: str | None) -> list | None:
+    """A local checkpoint's files (name, size, modification time): new weights, a new key."""
+    folder = Path(name_or_path) if name_or_path else None
+    if folder is None or not folder.is_dir():
+        return None  # a Hub name (and revision, in the model config)
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                  if p.is_file())
+
+
+def _path(cfg: DictConfig, digest: str) -> Path:
+    return Path(cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
+
+
+def load(cfg: DictConfig, digest: str) -> Predictions | None:
+    """The stored predictions, tagged with where they came from; None when there are none
+    (or the file cannot be read: then they are made again)."""
+    path = _path(cfg, digest)
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        log.warning("ignoring an unreadable prediction cache file %s", path)
+        stored = None
+    if stored is None:
+        return None
+    stored["usage"] = Usage(**stored["usage"])
+    predictions = Predictions(**{k: v for k, v in stored.items() if k != "run_id"})
+    predictions.tags = {**predictions.tags, "predictions_cached": "true",
+                        "predictions_from_run": stored["run_id"]}
+    log.info("predictions served from the cache (made by run %s)", stored["run_id"])
+    return predictions
+
+
+def save(cfg: DictConfig, digest: str, predictions: Predictions, run_id: str) -> None:
+    """Written whole or not at all (a temporary file, then renamed)."""
+    path = _path(cfg, digest)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**asdict(predictions), "run_id": run_id}))
+        tmp.replace(path)
+    except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
+        log.warning("could not store the predictions in %s (%s)", path, err)
