@@ -66,6 +66,25 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(summary_setup):
     assert all(0 < len(tokens) <= 12 for tokens in batched)
 
 
+def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch):
+    """Prompts of different lengths are prefilled one by one (no padding), then decoded
+    together: the outputs of the per-example loop and of a padded batch, token for token."""
+    cfg, task, splits, model, tokenizer = summary_setup
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    prompts = [encoder.prompt_ids(t) for t in splits["test"]["text"][:6]]
+    assert len({len(p) for p in prompts}) > 1 and generation.ragged(model, prompts)
+    kwargs = generate_kwargs(cfg.decoding, tokenizer) | {"min_new_tokens": 12}
+    prefilled = []
+    real = generation.ragged_prefill
+    monkeypatch.setattr(generation, "ragged_prefill",
+                        lambda *a: prefilled.append(len(a[1])) or real(*a))
+    ragged = generate(model, prompts, kwargs)
+    assert prefilled == [6]
+    assert ragged == [generate(model, [p], kwargs)[0] for p in prompts]
+    monkeypatch.setattr(generation, "ragged", lambda *a: False)
+    assert ragged == generate(model, prompts, kwargs)  # the padded batch
+
+
 def test_shared_demo_prefix_is_encoded_once_and_changes_nothing(summary_setup):
     """Few-shot prompts: the demos come from a key/value cache (one copy per batch, padding in
     the middle of each row) and greedy outputs equal plain left-padded generation."""

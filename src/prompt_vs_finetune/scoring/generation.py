@@ -2,9 +2,16 @@
 and a prefix every prompt shares (few-shot demos) encoded once and reused."""
 
 import torch
+from transformers import DynamicCache
 
 from ..tensors import left_pad
-from .logprobs import PrefixCache, cache_argument, common_prefix_length
+from .logprobs import (
+    PrefixCache,
+    cache_argument,
+    common_prefix_length,
+    returned_cache,
+    takes_cache,
+)
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
@@ -56,6 +63,8 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
     if shared < MIN_SHARED_PREFIX or kwargs["num_beams"] > 1:
         input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
         extra = {}
+        if kwargs["num_beams"] == 1 and ragged(model, prompts):
+            extra = {cache_argument(model): ragged_prefill(model, prompts, device)}
     else:
         own_ids, own_mask = left_pad([p[shared:] for p in prompts], kwargs["pad_token_id"])
         prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
@@ -68,6 +77,44 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
     new_tokens = output[:, input_ids.size(1):].tolist()
     eos = kwargs["eos_token_id"]
     return [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in new_tokens]
+
+
+def ragged(model, prompts: list[list[int]]) -> bool:
+    """Whether prompts of different lengths should be prefilled one by one: a padded batch
+    costs compute on its padding, and attention leaves its fused causal kernel once a padding
+    mask exists (measured: 20.1 s padded vs 13.3 s one at a time, bench/generation_profile)."""
+    lengths = {len(p) for p in prompts}
+    return len(lengths) > 1 and min(lengths) > 1 and takes_cache(model)
+
+
+def ragged_prefill(model, prompts: list[list[int]], device):
+    """The key/value cache of every prompt but its last token, each run alone (no padding),
+    then left-padded into one batch cache: `generate` then runs each prompt's last token and
+    decodes all of them together. Position ids follow the attention mask, so each prompt's
+    positions are those of its own run."""
+    width = max(len(p) for p in prompts) - 1
+    layers = None
+    for prompt in prompts:
+        out = model(input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True)
+        per_layer = _layer_tensors(returned_cache(out))
+        pad = width - (len(prompt) - 1)
+        padded = [tuple(torch.nn.functional.pad(t, (0, 0, pad, 0)) for t in kv)
+                  for kv in per_layer]
+        layers = [[kv] for kv in padded] if layers is None else \
+            [acc + [kv] for acc, kv in zip(layers, padded, strict=True)]
+    batched = [(torch.cat([k for k, _ in layer]), torch.cat([v for _, v in layer]))
+               for layer in layers]
+    try:
+        return DynamicCache(ddp_cache_data=batched)
+    except TypeError:  # transformers before 4.56
+        return DynamicCache.from_legacy_cache(tuple(batched))
+
+
+def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) of each layer of a DynamicCache, [1, heads, tokens, dim] each."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
