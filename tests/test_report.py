@@ -249,6 +249,7 @@ def test_summary_json_has_null_not_nan(scale_report):
     assert all(c["unparsed_rate"] == pytest.approx(0.05) for c in claude)
     gpt2 = loaded["tasks"]["intent_sample/gpt2"]
     assert gpt2["best"]["zero_shot"] == pytest.approx(0.305)  # float32 cells
+    assert gpt2["usd_per_1k_predictions"]["zero_shot"] == 1.0  # the best float32 cell's cost
     assert gpt2["best_by_dtype"]["int8"]["zero_shot"] == pytest.approx(0.105)
 
 

@@ -196,11 +196,19 @@ def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not), and the unparsed rate per arm where runs logged one."""
+    when some are not) and what that cell's predictions cost per 1,000 (so `dvc metrics diff`
+    shows an experiment that changes only the cost, such as fewer demos), and the unparsed
+    rate per arm where runs logged one."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
 
-    entry: dict = {"metric": metric, "best": best(reference(cells))}
+    def cost_of_best(rows: pd.DataFrame) -> dict:  # what the best cell's calls cost
+        return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
+                for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
+
+    float32 = reference(cells)
+    entry: dict = {"metric": metric, "best": best(float32),
+                   "usd_per_1k_predictions": cost_of_best(float32)}
     if reduced(cells):
         entry["best_by_dtype"] = {dtype: best(cells[cells["dtype"] == dtype])
                                   for dtype in dtypes(cells)}
