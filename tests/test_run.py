@@ -53,7 +53,7 @@ def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ArmModule, "on_test_epoch_end", boom)
     with pytest.raises(RuntimeError, match="scorer exploded"):
-        job.run(compose_config(tmp_path, *FAST, "arm=zero_shot"))
+        job.run(compose_config(tmp_path, *FAST, "arm=zero_shot", "cache_predictions=false"))
     _, run = only_run(tmp_path)
     assert run.info.status == "FAILED"
 

@@ -40,7 +40,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
 
     Never at an epoch's last batch (Lightning would resume into the next epoch and skip that
     epoch's validation, which early stopping and the best checkpoint depend on); instead once
-    more after each epoch's validation.
+    more at each epoch's end, after its validation, best checkpoint and early stopping.
     """
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -62,7 +62,13 @@ class AtomicLastCheckpoint(ModelCheckpoint):
                 and not self._should_skip_saving_checkpoint(trainer))
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and not self._should_skip_saving_checkpoint(trainer):
+        """Not here: the best checkpoint and early stopping take this epoch's val/loss only at
+        the epoch's end; a checkpoint before that would resume without the epoch's best."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """After the epoch's validation, its best checkpoint and early stopping (checkpoint
+        callbacks run last, in order: the best one first, this one after it)."""
+        if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
