@@ -91,7 +91,7 @@ def main() -> None:
                 except Exception as err:  # noqa: BLE001 - reported, the bench goes on
                     print(f"seed {seed} {overrides}: {str(err).splitlines()[0]}")
             job.run(config(work, *base, f"seed={seed}", "arm=hybrid", "arm.teacher.k=8",
-                           "arm.teacher.model=claude", "mlflow.run_name=hybrid (API teacher)",
+                           "arm.teacher.model=claude",
                            "arm.teacher.arm=few_shot",
                            f"arm.teacher.overrides=['model.api.base_url={stub.url}']"))
     print(f"# {args.task}, tiny, seeds {args.seeds}, {args.epochs} epochs: "

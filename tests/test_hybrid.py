@@ -39,6 +39,7 @@ def test_a_local_teacher_labels_the_pool_and_the_student_trains_on_its_kept_labe
     results = job.run(cfg)
     # 64 labels: 56 train + 8 validation; the 4 demos are shown, not labelled by the teacher
     assert results["hybrid/pool"] == 60 and results["data/n_labels"] == 4
+    assert results["fewshot/demos_used"] == 0  # the teacher's demos: the student prompts none
     assert 30 <= results["hybrid/kept"] <= 60  # half, ties at the cut kept
     assert results["data/n_train"] + results["data/n_validation"] == results["hybrid/kept"] + 4
     assert 0 <= results["hybrid/pseudo_label_accuracy"] <= 1

@@ -45,12 +45,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg))
-    teaching = None
+    teaching, shown = None, demos  # shown: the demos with human labels (logged as such)
     if hybrid.is_hybrid(cfg):  # the teacher labels the splits the student trains on
-        splits, demos, teaching = hybrid.teach(cfg, task, splits, corpus)
-    overlap = test_overlap(splits, demos, cfg.task.overlap)
+        splits, shown, teaching = hybrid.teach(cfg, task, splits, corpus)  # its demos
+    overlap = test_overlap(splits, shown, cfg.task.overlap)
     hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
-    hashes["demos"] = content_hash(demos)
+    hashes["demos"] = content_hash(shown)
     cache_key = (prediction_cache.key(cfg, task, splits["test"], demos, corpus)
                  if prediction_cache.enabled(cfg) else None)
     with sigterm_as_preemption():  # from here on, SIGTERM stops the job as a preemption
@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                        for name in ("train", "validation", "test")}
                                       | {"fewshot.demos_sha256": hashes["demos"]}
                                       | label_params(task))
-                    log_datasets(cfg, splits, demos, hashes)
+                    log_datasets(cfg, splits, shown, hashes)
                 predictions = cached or backend.predict(active)
                 if cache_key and not cached and active is not None:
                     prediction_cache.save(cfg, cache_key, predictions, active.info.run_id)
