@@ -12,6 +12,7 @@ Only a FINISHED job, or one stopped on purpose (Ctrl-C), removes its state; a fa
 preemption keeps it for the same command to resume.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -120,8 +121,10 @@ def job_key(cfg: DictConfig) -> str:
     return config_hash(cfg)
 
 
+@functools.cache
 def code_version() -> str:
-    """A hash of the package's source: a job resumes only into the code it started with."""
+    """A hash of the package's source: a job resumes only into the code it started with (read
+    once per process: the resume key and the prediction cache both ask)."""
     digest = hashlib.sha256()
     for path in sorted(CODE_ROOT.rglob("*.py")):
         digest.update(path.relative_to(CODE_ROOT).as_posix().encode() + path.read_bytes())
