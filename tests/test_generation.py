@@ -77,9 +77,11 @@ def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch
     prefilled = []
     real = generation.ragged_prefill
     monkeypatch.setattr(generation, "ragged_prefill",
-                        lambda *a: prefilled.append(len(a[1])) or real(*a))
+                        lambda *a: prefilled.append(real(*a)) or prefilled[-1])
     ragged = generate(model, prompts, kwargs)
-    assert prefilled == [6]
+    assert [type(c).__name__ for c in prefilled] == ["StaticCache"]  # written in place
+    # room for every prompt (less its last token) and the new tokens, no more
+    assert prefilled[0].layers[0].keys.shape[:3] == (6, 2, max(map(len, prompts)) + 12)
     assert ragged == [generate(model, [p], kwargs)[0] for p in prompts]
     monkeypatch.setattr(generation, "ragged", lambda *a: False)
     assert ragged == generate(model, prompts, kwargs)  # the padded batch

@@ -9,7 +9,7 @@ from .logprobs import (
     PrefixCache,
     cache_argument,
     common_prefix_length,
-    returned_cache,
+    prefill,
     takes_cache,
 )
 
@@ -64,7 +64,8 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
         extra = {}
         if kwargs["num_beams"] == 1 and ragged(model, prompts):
-            extra = {cache_argument(model): ragged_prefill(model, prompts, device)}
+            extra = {cache_argument(model): ragged_prefill(model, prompts, device,
+                                                           kwargs["max_new_tokens"])}
     else:
         own_ids, own_mask = left_pad([p[shared:] for p in prompts], kwargs["pad_token_id"])
         prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
@@ -87,27 +88,56 @@ def ragged(model, prompts: list[list[int]]) -> bool:
     return len(lengths) > 1 and min(lengths) > 1 and takes_cache(model)
 
 
-def ragged_prefill(model, prompts: list[list[int]], device):
+def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
     """The key/value cache of every prompt but its last token, each run alone (no padding),
-    then left-padded into one batch cache: `generate` then runs each prompt's last token and
-    decodes all of them together. Position ids follow the attention mask, so each prompt's
-    positions are those of its own run."""
+    then left-padded into one batch cache with room for `new_tokens` more: `generate` then
+    runs each prompt's last token and decodes all of them together. Position ids follow the
+    attention mask, so each prompt's positions are those of its own run.
+
+    The batch cache is preallocated (StaticCache) and written in place: a DynamicCache grows
+    by concatenation, copying every layer's keys and values at every step (39% of a batch's
+    decoding time on 2 CPU cores, measured)."""
     width = max(len(p) for p in prompts) - 1
-    layers = None
-    for prompt in prompts:
-        out = model(input_ids=torch.tensor([prompt[:-1]], device=device), use_cache=True)
-        per_layer = _layer_tensors(returned_cache(out))
+    cache = _static_cache(model, width + new_tokens + 1)
+    rows: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    for row, prompt in enumerate(prompts):
+        per_layer = _layer_tensors(prefill(model, torch.tensor([prompt[:-1]], device=device)))
         pad = width - (len(prompt) - 1)
-        padded = [tuple(torch.nn.functional.pad(t, (0, 0, pad, 0)) for t in kv)
-                  for kv in per_layer]
-        layers = [[kv] for kv in padded] if layers is None else \
-            [acc + [kv] for acc, kv in zip(layers, padded, strict=True)]
-    batched = [(torch.cat([k for k, _ in layer]), torch.cat([v for _, v in layer]))
-               for layer in layers]
+        if cache is None:
+            rows.append([tuple(torch.nn.functional.pad(t, (0, 0, pad, 0)) for t in kv)
+                         for kv in per_layer])
+            continue
+        for layer, (keys, values) in zip(cache.layers, per_layer, strict=True):
+            if not layer.is_initialized:
+                layer.lazy_initialization(keys.expand(len(prompts), -1, -1, -1), values)
+            layer.keys[row, :, pad:width] = keys[0]
+            layer.values[row, :, pad:width] = values[0]
+    if cache is not None:
+        for layer in cache.layers:
+            layer.cumulative_length.fill_(width)
+        return cache
+    batched = [(torch.cat([r[i][0] for r in rows]), torch.cat([r[i][1] for r in rows]))
+               for i in range(len(rows[0]))]
     try:
         return DynamicCache(ddp_cache_data=batched)
     except TypeError:  # transformers before 4.56
         return DynamicCache.from_legacy_cache(tuple(batched))
+
+
+def _static_cache(model, length: int):
+    """An empty StaticCache of `length` positions, or None where this transformers' static
+    cache has no per-layer tensors to write into (then the batch cache is a DynamicCache)."""
+    try:
+        from transformers import StaticCache
+
+        cache = StaticCache(config=model.config, max_cache_len=length)
+    except (ImportError, TypeError, ValueError):
+        return None
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(hasattr(layer, "lazy_initialization")
+                             and hasattr(layer, "cumulative_length") for layer in layers):
+        return None
+    return cache
 
 
 def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:

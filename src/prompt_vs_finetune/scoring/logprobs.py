@@ -54,6 +54,13 @@ def returned_cache(output):
     return output["cache"] if "cache" in output else output["past_key_values"]
 
 
+def prefill(model, input_ids: torch.Tensor):
+    """The key/value cache of `input_ids` and nothing else: the logits of a prefix are never
+    read, and at GPT-2's 50,257 tokens the output projection is a third of the pass."""
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in _forward_kwargs(model) else {}
+    return returned_cache(model(input_ids=input_ids, use_cache=True, **keep))
+
+
 @torch.no_grad()
 def continuation_logprobs(model, contexts: list[list[int]], continuations: list[list[int]],
                           pad_id: int, batch_size: int = 64) -> Scores:
@@ -126,7 +133,7 @@ class PrefixCache:
             return self.cache, 0
         device = next(model.parameters()).device
         ids = torch.tensor([prefix], device=device)
-        self.cache = returned_cache(model(input_ids=ids, use_cache=True))
+        self.cache = prefill(model, ids)
         self.tokens = tuple(prefix)
         return self.cache, len(prefix)
 
