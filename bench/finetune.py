@@ -110,10 +110,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--arms", nargs="+", default=["full_finetune", "lora"])
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak dense TFLOP/s at the precision used (H100 SXM "
+                             "bf16: 989), to print model FLOP utilisation")
     args = parser.parse_args()
 
     cfg, task, splits = banking77(args.data)
-    _, tokenizer, path = random_model(args.arch, tokenizer_corpus(task, splits))
+    model, tokenizer, path = random_model(args.arch, tokenizer_corpus(task, splits))
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
     splits["train"] = splits["train"].shuffle(seed=0).select(range(args.n))
     encoder, _ = prompt_layout(task, tokenizer, 1024, None, [], splits["test"]["text"])
     rows = [encoder.training_example(r) for r in splits["train"]]
@@ -150,6 +155,13 @@ def main() -> None:
     print(table(["arm", "pvf tokens/s", "pvf packed tokens/s", "Trainer tokens/s",
                  "Trainer group_by_length tokens/s", "pvf / best Trainer",
                  "pvf packed / best Trainer", "largest round-to-round spread"], out))
+    # model FLOPs as nanoGPT counts them: 6 x parameters per real token (forward and
+    # backward, the output projection at every position included), whatever a side skips
+    for row in (r for r in out if r[0] == "full_finetune"):  # LoRA skips weight gradients
+        tflops = 6 * n_params * row[1] / 1e12
+        mfu = f", MFU {tflops / args.peak_tflops:.1%}" if args.peak_tflops else ""
+        print(f"# {row[0]}: pvf at {tflops:.3g} model TFLOP/s ({n_params / 1e6:.0f}M "
+              f"parameters x 6 per token){mfu}")
 
 
 if __name__ == "__main__":
