@@ -87,10 +87,14 @@ def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch
     assert ragged == generate(model, prompts, kwargs)  # the padded batch
 
 
-def test_shared_demo_prefix_is_encoded_once_and_changes_nothing(summary_setup):
-    """Few-shot prompts: the demos come from a key/value cache (one copy per batch, padding in
-    the middle of each row) and greedy outputs equal plain left-padded generation."""
+def test_shared_demo_prefix_is_encoded_once_and_changes_nothing(summary_setup, monkeypatch):
+    """Few-shot prompts: the demos come from a key/value cache (copied into one preallocated
+    batch cache, padding in the middle of each row) and greedy outputs equal plain left-padded
+    generation."""
     cfg, task, splits, model, tokenizer = summary_setup
+    built = []
+    real = generation.batch_cache
+    monkeypatch.setattr(generation, "batch_cache", lambda *a: built.append(real(*a)) or built[-1])
     encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
     encoder.set_demos(select_demos(splits["train"], 2, "random", seed=0), longest_prompt=300)
     prompts = [encoder.prompt_ids(t) for t in splits["test"]["text"][:5]]
@@ -99,6 +103,8 @@ def test_shared_demo_prefix_is_encoded_once_and_changes_nothing(summary_setup):
     cache = PrefixCache()
     shared = generate(model, prompts, kwargs, prefix_cache=cache)
     assert len(cache.tokens) >= len(encoder.prefix_ids) > MIN_SHARED_PREFIX  # the cache was used
+    assert type(built[0]).__name__ == "StaticCache"
+    assert built[0].layers[0].keys.shape[:2] == (5, 2)  # one row per prompt
     assert shared == generate(model, prompts, kwargs)
     assert shared == [generate(model, [p], kwargs)[0] for p in prompts]
     assert all(len(tokens) == 12 for tokens in shared)

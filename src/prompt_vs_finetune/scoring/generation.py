@@ -71,7 +71,9 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
         input_ids = torch.cat([prefix, own_ids], dim=1)
         attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
-        cache, _ = prefix_cache.expanded(model, prompts[0][:shared], len(prompts))
+        base, _ = prefix_cache.get(model, prompts[0][:shared])
+        cache = batch_cache(model, [_layer_tensors(base)] * len(prompts),
+                            shared + own_ids.size(1) + kwargs["max_new_tokens"])
         extra = {cache_argument(model): cache}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
@@ -92,36 +94,40 @@ def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
     """The key/value cache of every prompt but its last token, each run alone (no padding),
     then left-padded into one batch cache with room for `new_tokens` more: `generate` then
     runs each prompt's last token and decodes all of them together. Position ids follow the
-    attention mask, so each prompt's positions are those of its own run.
+    attention mask, so each prompt's positions are those of its own run."""
+    rows = [_layer_tensors(prefill(model, torch.tensor([p[:-1]], device=device)))
+            for p in prompts]
+    return batch_cache(model, rows, max(len(p) for p in prompts) + new_tokens)
 
-    The batch cache is preallocated (StaticCache) and written in place: a DynamicCache grows
-    by concatenation, copying every layer's keys and values at every step (39% of a batch's
-    decoding time on 2 CPU cores, measured)."""
-    width = max(len(p) for p in prompts) - 1
-    cache = _static_cache(model, width + new_tokens + 1)
-    rows: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-    for row, prompt in enumerate(prompts):
-        per_layer = _layer_tensors(prefill(model, torch.tensor([prompt[:-1]], device=device)))
-        pad = width - (len(prompt) - 1)
-        if cache is None:
-            rows.append([tuple(torch.nn.functional.pad(t, (0, 0, pad, 0)) for t in kv)
-                         for kv in per_layer])
-            continue
-        for layer, (keys, values) in zip(cache.layers, per_layer, strict=True):
+
+def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], length: int):
+    """One batch cache from each row's per-layer (keys, values) [1, heads, n, dim], left-padded
+    to the longest row, with room up to `length` positions.
+
+    Preallocated (StaticCache) and written in place: a DynamicCache grows by concatenation,
+    copying every layer's keys and values at every decoding step (39% of a batch's decoding
+    time on 2 CPU cores, measured)."""
+    width = max(layers[0][0].size(2) for layers in rows)
+    cache = _static_cache(model, length)
+    if cache is None:
+        padded = [[tuple(torch.nn.functional.pad(t, (0, 0, width - t.size(2), 0)) for t in kv)
+                   for kv in layers] for layers in rows]
+        batched = [(torch.cat([r[i][0] for r in padded]), torch.cat([r[i][1] for r in padded]))
+                   for i in range(len(padded[0]))]
+        try:
+            return DynamicCache(ddp_cache_data=batched)
+        except TypeError:  # transformers before 4.56
+            return DynamicCache.from_legacy_cache(tuple(batched))
+    for row, layers in enumerate(rows):
+        for layer, (keys, values) in zip(cache.layers, layers, strict=True):
             if not layer.is_initialized:
-                layer.lazy_initialization(keys.expand(len(prompts), -1, -1, -1), values)
+                layer.lazy_initialization(keys.expand(len(rows), -1, -1, -1), values)
+            pad = width - keys.size(2)
             layer.keys[row, :, pad:width] = keys[0]
             layer.values[row, :, pad:width] = values[0]
-    if cache is not None:
-        for layer in cache.layers:
-            layer.cumulative_length.fill_(width)
-        return cache
-    batched = [(torch.cat([r[i][0] for r in rows]), torch.cat([r[i][1] for r in rows]))
-               for i in range(len(rows[0]))]
-    try:
-        return DynamicCache(ddp_cache_data=batched)
-    except TypeError:  # transformers before 4.56
-        return DynamicCache.from_legacy_cache(tuple(batched))
+    for layer in cache.layers:
+        layer.cumulative_length.fill_(width)
+    return cache
 
 
 def _static_cache(model, length: int):
