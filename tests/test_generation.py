@@ -78,8 +78,12 @@ def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch
     real = generation.ragged_prefill
     monkeypatch.setattr(generation, "ragged_prefill",
                         lambda *a: prefilled.append(real(*a)) or prefilled[-1])
+    passed = []
+    real_generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: passed.append(kw) or real_generate(**kw))
     ragged = generate(model, prompts, kwargs)
     assert [type(c).__name__ for c in prefilled] == ["StaticCache"]  # written in place
+    assert passed[0]["disable_compile"] is True  # no auto-compile per batch shape on GPUs
     # room for every prompt (less its last token) and the new tokens, no more
     assert prefilled[0].layers[0].keys.shape[:3] == (6, 2, max(map(len, prompts)) + 12)
     assert ragged == [generate(model, [p], kwargs)[0] for p in prompts]

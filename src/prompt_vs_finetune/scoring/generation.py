@@ -75,6 +75,10 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         cache = batch_cache(model, [_layer_tensors(base)] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
         extra = {cache_argument(model): cache}
+    if extra and not isinstance(next(iter(extra.values())), DynamicCache):
+        # a StaticCache makes generate torch.compile the forward on GPUs, once per batch
+        # shape (width and batch size change every batch): minutes of compiling, not decoding
+        extra["disable_compile"] = True
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
     new_tokens = output[:, input_ids.size(1):].tolist()
