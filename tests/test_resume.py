@@ -23,8 +23,11 @@ def start(cwd, *extra: str):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(cwd / "log.txt", "a") as log:
+        # SIGINT at its default: a suite started in the background by a non-interactive shell
+        # ignores SIGINT, and the job would inherit that (Ctrl-C tests then see exit 0)
         return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
-                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def log_of(cwd) -> str:
