@@ -60,12 +60,11 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
     """
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
+    cache = None
     if shared < MIN_SHARED_PREFIX or kwargs["num_beams"] > 1:
         input_ids, attention = left_pad(prompts, kwargs["pad_token_id"])
-        extra = {}
         if kwargs["num_beams"] == 1 and ragged(model, prompts):
-            extra = {cache_argument(model): ragged_prefill(model, prompts, device,
-                                                           kwargs["max_new_tokens"])}
+            cache = ragged_prefill(model, prompts, device, kwargs["max_new_tokens"])
     else:
         own_ids, own_mask = left_pad([p[shared:] for p in prompts], kwargs["pad_token_id"])
         prefix = torch.tensor(prompts[0][:shared]).expand(len(prompts), -1)
@@ -74,8 +73,8 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         base, _ = prefix_cache.get(model, prompts[0][:shared])
         cache = batch_cache(model, [_layer_tensors(base)] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
-        extra = {cache_argument(model): cache}
-    if extra and not isinstance(next(iter(extra.values())), DynamicCache):
+    extra = {} if cache is None else {cache_argument(model): cache}
+    if cache is not None and not isinstance(cache, DynamicCache):
         # a StaticCache makes generate torch.compile the forward on GPUs, once per batch
         # shape (width and batch size change every batch): minutes of compiling, not decoding
         extra["disable_compile"] = True
