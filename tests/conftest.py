@@ -13,6 +13,8 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # No system metrics (a sampling thread per run) but where a test turns them on: a run's metric
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
+# Warm workers (warm.py: `dvc repro` in test_dvc, test_warm) exit soon after their last job.
+os.environ.setdefault("PVF_WARM_IDLE", "15")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

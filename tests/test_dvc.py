@@ -74,6 +74,7 @@ def test_dvc_repro_default_study_offline(tmp_path):
     logged = run_params(repo, "summary_sample", "zero_shot")
     assert logged["task.template"] == "{text}\nTL;DR:" and logged["config_source"].startswith(
         str(repo.resolve()))
+    assert logged["warm_start"] == "true"  # DVC's jobs fork from one warm worker (warm.py)
     assert run_params(repo, "intent_sample", "full_finetune")["arm.lr"] == "0.003"
     changed = sh(repo, "dvc", "exp", "show", "--only-changed", "--csv")
     header, *rows = changed.splitlines()

@@ -1,5 +1,5 @@
 """`python -m prompt_vs_finetune` is `pvf`."""
 
-from .cli import main
+from .warm import pvf
 
-main()
+pvf()

@@ -138,7 +138,8 @@ KEYS: dict[str, Key] = {
     "cost/flops": Key("estimated FLOPs: 2N per token run forward, 4N + 2N_trainable per token "
                       "trained (N: all parameters)", LOCAL),
     "cost/peak_memory_mb": Key("peak CUDA memory allocated, or the process's peak resident "
-                               "memory on CPU", LOCAL),
+                               "memory on CPU (a warm_start run's leaves out its worker's "
+                               "import-time peak: about 100 MB less)", LOCAL),
     "cost/model_memory_mb": Key("the weights' memory as scored (inference_dtype)", LOCAL),
     "cost/total_params": Key("all parameters of the model, tied weights once", LOCAL),
     "cost/devices": Key("devices paid for (DDP: every rank)", LOCAL),
@@ -205,6 +206,8 @@ TAGS: dict[str, str] = {
     "dvc_stage": "the DVC stage that ran the job (dvc repro, dvc exp run)",
     "dvc_exp": "the DVC experiment's name (dvc exp run)",
     "dvc_baseline_rev": "the commit the DVC experiment started from",
+    "warm_start": "the job ran in a child forked from a warm worker that had imported pvf's "
+                  "libraries (under DVC, or PVF_WARM=1): its process start-up was skipped",
     "pvf.group": "the sweep or study the run belongs to (its parent run has the same)",
     "mlflow.parentRunId": "the parent run: the sweep's or study's, one per experiment",
     "resumed": "how many times the run was resumed after a crash, a failure or a preemption",

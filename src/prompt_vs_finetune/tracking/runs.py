@@ -322,6 +322,10 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
         tags["inference_dtype"] = str(cfg.inference_dtype)
     if cfg.study:
         tags["study"] = str(cfg.study)
+    from .. import warm
+
+    if warm.STARTED_WARM:
+        tags["warm_start"] = "true"
     return {**tags, **hydra_tags(), **dvc_tags(), **git_tags()}
 
 

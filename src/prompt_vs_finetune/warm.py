@@ -1,0 +1,446 @@
+"""Warm start: a study's jobs fork from one process that has already imported pvf's libraries.
+
+A `pvf` process spends about 5 s importing torch, Lightning, transformers and MLflow before it
+reads its config; in a study of small jobs that is half the time. A warm worker imports them
+once, then forks one child per `pvf` / `pvf-prepare` / `pvf-report` command. The command
+passes its arguments, working folder, environment, umask and standard streams to the worker
+over a Unix socket; the child takes them on and runs the entry point as a new process would
+(its own pid, RNG seeds, signal handlers, exit through the interpreter's own shutdown). The
+command waits, forwards SIGINT / SIGTERM / SIGHUP to the child, and ends as the child ended;
+if the command is killed outright (SIGKILL), the child kills itself. The run is tagged
+`warm_start`.
+
+When: under DVC (`dvc repro`, `dvc exp run` set DVC_ROOT), or anywhere with PVF_WARM=1;
+PVF_WARM=0 turns it off. Linux only. A worker only serves commands with its key: the
+package's source files, the Python and its installed distributions, and the environment less
+DVC's per-stage variables (libraries read some variables once, at import). An edited source
+file, an installed package or a changed variable therefore gets another worker. A worker
+exits after PVF_WARM_IDLE seconds without a job (default 120); its log is beside its socket.
+
+This module is the commands' entry point, so the client side imports only the standard
+library; the heavy imports happen in the worker (`preload`).
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+ENTRIES = {  # command -> (module, function) it runs
+    "pvf": ("prompt_vs_finetune.cli", "main"),
+    "pvf-prepare": ("prompt_vs_finetune.cli", "prepare"),
+    "pvf-report": ("prompt_vs_finetune.report.cli", "main"),
+}
+# What a worker imports before serving: everything a job imports up to its first result
+# (not prompt_vs_finetune.cli: it reads the working folder's conf/ when imported).
+PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
+           "prompt_vs_finetune.tracking.parents", "prompt_vs_finetune.tracking.sweep",
+           "prompt_vs_finetune.metrics", "prompt_vs_finetune.train",
+           "mlflow.store.tracking.sqlalchemy_store", "hydra._internal.hydra",
+           "hydra.core.override_parser.overrides_parser", "peft", "rouge_score.rouge_scorer",
+           "git", "tabulate")
+# Variables DVC (and the shell) set differently for every command of one study: not the key
+VOLATILE_ENV = ("DVC_", "PVF_WARM", "_", "PWD", "OLDPWD", "SHLVL")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STARTUP_TIMEOUT_S = 120  # how long the first command waits for a new worker's imports
+STARTED_WARM = False  # set in a worker's child: the job's run is tagged warm_start
+
+
+def enabled() -> bool:
+    """PVF_WARM=1 / 0 decides; unset, a command DVC runs is warm."""
+    chosen = os.environ.get("PVF_WARM", "").strip().lower()
+    if chosen in ("0", "false", "no", "off") or not sys.platform.startswith("linux"):
+        return False
+    return chosen in ("1", "true", "yes", "on") or bool(os.environ.get("DVC_ROOT"))
+
+
+def launch(entry: str) -> None:
+    """A console script: run `entry` in a warm worker when enabled and one can be had, else
+    here, in this process."""
+    if enabled():
+        try:
+            key = worker_key()
+            conn, why = _connect(key), f"see {worker_dir() / key}.log"
+        except OSError as err:
+            conn, why = None, str(err)
+        if conn is not None:
+            _exit_like(_run_in_worker(conn, entry))
+        print(f"pvf: no warm worker ({why}); running in this process", file=sys.stderr)
+    _run_entry(entry)
+
+
+def pvf() -> None:
+    launch("pvf")
+
+
+def prepare() -> None:
+    launch("pvf-prepare")
+
+
+def report() -> None:
+    launch("pvf-report")
+
+
+def _run_entry(entry: str) -> None:
+    import importlib
+
+    module, function = ENTRIES[entry]
+    getattr(importlib.import_module(module), function)()
+
+
+# -- the key and the worker's files ------------------------------------------------------------
+
+
+def worker_key() -> str:
+    """What a worker's imports depend on: this package's sources, the interpreter and its
+    installed distributions, and the environment (less VOLATILE_ENV)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(package)} {stat.st_mtime_ns} {stat.st_size}\n".encode())
+    for folder in sys.path:  # a pip install or uninstall renames or adds entries here
+        if folder.endswith(("site-packages", "dist-packages")) and os.path.isdir(folder):
+            digest.update("\n".join(sorted(os.listdir(folder))).encode())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(VOLATILE_ENV)}
+    digest.update(json.dumps([sys.executable, sys.version, sys.path, str(sys.flags),
+                              sys.warnoptions, sorted(env.items())]).encode())
+    return digest.hexdigest()[:24]
+
+
+def worker_dir() -> Path:
+    """A folder only this user can use (a socket in it runs code as this user)."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"pvf-warm-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    stat = folder.stat()
+    if stat.st_uid != os.getuid() or stat.st_mode & 0o077:
+        raise OSError(f"{folder} is not private to this user")
+    return folder
+
+
+def _connect(key: str) -> socket.socket | None:
+    """A connection to the worker with this key, starting one if there is none; None when a
+    worker for it cannot start (its imports failed: see its log)."""
+    folder = worker_dir()
+    address, failed = folder / f"{key}.sock", folder / f"{key}.failed"
+    if failed.exists():
+        return None
+    lock, deadline, worker = folder / f"{key}.lock", time.monotonic() + STARTUP_TIMEOUT_S, None
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(address))
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+        if failed.exists() or time.monotonic() > deadline:
+            return None
+        if not _lock_held(lock):  # no worker is starting or serving
+            if worker is not None and worker.poll() is not None:
+                return None  # ours started and ended without serving (its log says why)
+            if worker is None:
+                worker = _start_worker(key, folder)
+        time.sleep(0.05)
+
+
+def _lock_held(path: Path) -> bool:
+    import fcntl
+
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _start_worker(key: str, folder: Path):
+    """The worker, in a session of its own (a terminal's Ctrl-C is the command's to forward),
+    with this command's environment and import path."""
+    import subprocess
+
+    with open(folder / f"{key}.log", "w") as log:
+        return subprocess.Popen(
+            [sys.executable, *_interpreter_flags(), "-m", "prompt_vs_finetune.warm", key,
+             json.dumps(sys.path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", start_new_session=True,
+            close_fds=True)
+
+
+def _interpreter_flags() -> list[str]:
+    import subprocess
+
+    return subprocess._args_from_interpreter_flags()  # -W, -X, -O ... as this Python has them
+
+
+# -- the command's side ------------------------------------------------------------------------
+
+
+def _run_in_worker(conn: socket.socket, entry: str) -> int:
+    """Hand this command to the worker; the child's wait status."""
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    request = {"entry": entry, "argv": sys.argv, "path": sys.path, "cwd": os.getcwd(),
+               "env": dict(os.environ),
+               "umask": _umask(), "main_module": spec.name if spec else None,
+               "sigint_ignored": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
+    streams = [fd for fd in (0, 1, 2) if _is_open(fd)]
+    request["streams"] = streams
+    body = json.dumps(request).encode()
+    socket.send_fds(conn, [struct.pack("!I", len(body))], streams)
+    conn.sendall(body)
+    reader = conn.makefile("rb")
+    child = _message(reader)["pid"]
+
+    def forward(signum, _frame):
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, forward)
+    return _message(reader)["status"]
+
+
+def _exit_like(status: int) -> None:
+    """End this command as the child ended: its exit code, or the signal that killed it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _message(reader) -> dict:
+    line = reader.readline()
+    if not line.endswith(b"\n"):
+        raise SystemExit("pvf: the warm worker went away before the job ended; run the "
+                         "command again (PVF_WARM=0 runs it without a worker)")
+    return json.loads(line)
+
+
+# -- the worker's side -------------------------------------------------------------------------
+
+
+def serve(key: str) -> tuple | None:
+    """Import, then fork a child per request until idle. Returns in a child only, with what it
+    needs to become the command; the worker itself ends by returning None."""
+    import fcntl
+    import gc
+
+    folder = worker_dir()
+    lock = open(folder / f"{key}.lock", "a")  # held for the worker's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # another worker with this key is starting or serving
+    try:
+        warned = preload()
+    except Exception as err:
+        (folder / f"{key}.failed").write_text(f"{type(err).__name__}: {err}\n")
+        raise
+    gc.freeze()  # children then copy fewer pages (CPython's advice for forking servers)
+    address = folder / f"{key}.sock"
+    address.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(address))
+    listener.listen(64)
+    child = _serve_until_idle(listener, float(os.environ.get("PVF_WARM_IDLE", "120")), lock)
+    if child is None:  # idle: leave nothing behind
+        for suffix in ("sock", "log", "lock"):
+            (folder / f"{key}.{suffix}").unlink(missing_ok=True)
+        return None
+    return (*child, warned)
+
+
+def preload() -> list:
+    """Import PRELOAD, keeping the warnings the imports showed (each child shows them, as a
+    new process would), and check the worker may fork."""
+    import importlib
+    import warnings
+
+    warned, show = [], warnings.showwarning  # not catch_warnings: it would undo the filters
+
+    def keep(message, category, filename, lineno, file=None, line=None):
+        warned.append((message, category, filename, lineno, line))
+
+    warnings.showwarning = keep
+    try:
+        for module in PRELOAD:
+            importlib.import_module(module)
+    finally:
+        warnings.showwarning = show
+    if "prompt_vs_finetune.cli" in sys.modules:
+        raise RuntimeError("prompt_vs_finetune.cli was imported: its config folder would be "
+                           "the worker's, not the command's")
+    import threading
+
+    # fork copies the calling thread only: a lock another Python thread holds stays held in
+    # every child. (The native pools the imports start, OpenBLAS's and jemalloc's, re-create
+    # themselves after fork; torch's OpenMP pool does not, so nothing here may compute.)
+    if threading.active_count() > 1:
+        raise RuntimeError(f"{threading.active_count()} Python threads after the imports; "
+                           "forking is unsafe")
+    return warned
+
+
+def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | None:
+    import selectors
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    last = time.monotonic()
+    print(f"worker {os.getpid()} serving {listener.getsockname()}", flush=True)
+    while children or time.monotonic() - last < idle_s:
+        for event, _ in selector.select(timeout=1.0):
+            if event.fileobj is not listener:
+                os.read(wake_r, 512)
+                continue
+            conn, _ = listener.accept()
+            try:
+                request, streams = _request(conn)
+            except (OSError, ValueError) as err:
+                print(f"bad request: {err}", flush=True)
+                conn.close()
+                continue
+            pid = os.fork()
+            if pid == 0:  # the child: drop the worker's own resources, become the command
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                selector.close()
+                for fd in (wake_r, wake_w, lock.fileno(), listener.fileno()):
+                    os.close(fd)
+                return conn, request, streams
+            for fd in streams:
+                os.close(fd)
+            _send(conn, {"pid": pid})
+            children[pid] = conn
+            last = time.monotonic()
+        while children:  # tell each command how its child ended
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = children.pop(pid)
+            _send(conn, {"status": status})
+            conn.close()
+            last = time.monotonic()
+    print(f"worker {os.getpid()}: {idle_s:g} s without a job; exiting", flush=True)
+    return None
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    try:
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # the command is gone (its child then kills itself)
+
+
+def _request(conn: socket.socket) -> tuple[dict, list[int]]:
+    header, fds, _, _ = socket.recv_fds(conn, 4, 3)
+    if len(header) != 4:
+        raise ValueError("short header")
+    size, body = struct.unpack("!I", header)[0], b""
+    while len(body) < size:
+        chunk = conn.recv(size - len(body))
+        if not chunk:
+            raise ValueError("short request")
+        body += chunk
+    request = json.loads(body)
+    if request.get("entry") not in ENTRIES or len(fds) != len(request.get("streams", ())):
+        raise ValueError(f"unknown entry or streams: {request.get('entry')!r}")
+    return request, fds
+
+
+def become(conn: socket.socket, request: dict, streams: list[int], warned: list) -> None:
+    """In the child: take on the command's streams, folder, environment, umask, arguments,
+    import path and signals, reseed what a new process seeds, show the imports' warnings,
+    then run its entry point."""
+    import importlib.util
+    import random
+    import threading
+    import types
+    import warnings
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    given = dict(zip(request["streams"], streams, strict=True))
+    for fd in (0, 1, 2):
+        os.dup2(given.get(fd, devnull), fd)
+    for fd in (*streams, devnull):
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.environ["PVF_WARM"] = "0"  # what this job starts itself (DDP ranks, ...) starts cold
+    sys.argv = request["argv"]
+    sys.path[:] = request["path"]
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        old = getattr(sys, name)
+        stream = open(fd, mode, closefd=False, encoding=old.encoding, errors=old.errors,
+                      buffering=1 if mode == "w" and (fd == 2 or os.isatty(fd)) else -1)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if request["sigint_ignored"]
+                  else signal.default_int_handler)
+    main = types.ModuleType("__main__")  # what launchers (Lightning's DDP) re-run
+    main.__file__ = request["argv"][0]
+    main.__spec__ = (importlib.util.find_spec(request["main_module"])
+                     if request["main_module"] else None)
+    sys.modules["__main__"] = main
+    random.seed()
+    for name, reseed in (("numpy", lambda m: m.random.seed()), ("torch", lambda m: m.seed())):
+        if name in sys.modules:
+            reseed(sys.modules[name])
+
+    def die_with_the_command() -> None:  # the command never writes again: EOF = it is gone
+        try:
+            conn.recv(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=die_with_the_command, daemon=True).start()
+    for message, category, filename, lineno, line in warned:
+        warnings.showwarning(message, category, filename, lineno, line=line)
+    importlib.import_module("prompt_vs_finetune.warm").STARTED_WARM = True
+    _run_entry(request["entry"])
+
+
+if __name__ == "__main__":
+    sys.path[:] = json.loads(sys.argv[2])  # the command's: what it would import from
+    child = serve(sys.argv[1])
+    if child is not None:
+        become(*child)
