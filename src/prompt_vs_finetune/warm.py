@@ -48,7 +48,6 @@ PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
 VOLATILE_ENV = ("DVC_", "PVF_WARM", "_", "PWD", "OLDPWD", "SHLVL")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_TIMEOUT_S = 120  # how long the first command waits for a new worker's imports
-STARTED_WARM = False  # set in a worker's child: the job's run is tagged warm_start
 
 
 def enabled() -> bool:
@@ -66,10 +65,11 @@ def launch(entry: str) -> None:
         try:
             key = worker_key()
             conn, why = _connect(key), f"see {worker_dir() / key}.log"
+            if conn is not None:
+                reader, child = _hand_over(conn, entry)
+                _exit_like(_wait_for(reader, child))
         except OSError as err:
-            conn, why = None, str(err)
-        if conn is not None:
-            _exit_like(_run_in_worker(conn, entry))
+            why = str(err)
         print(f"pvf: no warm worker ({why}); running in this process", file=sys.stderr)
     _run_entry(entry)
 
@@ -184,22 +184,28 @@ def _interpreter_flags() -> list[str]:
 # -- the command's side ------------------------------------------------------------------------
 
 
-def _run_in_worker(conn: socket.socket, entry: str) -> int:
-    """Hand this command to the worker; the child's wait status."""
+def _hand_over(conn: socket.socket, entry: str):
+    """Give the worker this command; (a reader of its messages, the child's pid). OSError
+    when the worker took nothing (the command may then run here)."""
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)
-    request = {"entry": entry, "argv": sys.argv, "path": sys.path, "cwd": os.getcwd(),
-               "env": dict(os.environ),
-               "umask": _umask(), "main_module": spec.name if spec else None,
-               "sigint_ignored": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
     streams = [fd for fd in (0, 1, 2) if _is_open(fd)]
-    request["streams"] = streams
+    request = {"entry": entry, "argv": sys.argv, "path": sys.path, "cwd": os.getcwd(),
+               "env": dict(os.environ), "umask": _umask(), "streams": streams,
+               "main_module": spec.name if spec else None,
+               "sigint_ignored": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
     body = json.dumps(request).encode()
     socket.send_fds(conn, [struct.pack("!I", len(body))], streams)
     conn.sendall(body)
     reader = conn.makefile("rb")
-    child = _message(reader)["pid"]
+    line = reader.readline()
+    if not line.endswith(b"\n"):
+        raise OSError("the worker closed the connection")
+    return reader, json.loads(line)["pid"]
 
+
+def _wait_for(reader, child: int) -> int:
+    """Forward signals to the child until it ends; its wait status."""
     def forward(signum, _frame):
         try:
             os.kill(child, signum)
@@ -209,7 +215,14 @@ def _run_in_worker(conn: socket.socket, entry: str) -> int:
     for signum in FORWARDED:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, forward)
-    return _message(reader)["status"]
+    try:
+        line = reader.readline()
+    except OSError:  # not a reason to run the command a second time, here
+        line = b""
+    if not line.endswith(b"\n"):
+        raise SystemExit("pvf: the warm worker went away before the job ended; run the "
+                         "command again (PVF_WARM=0 runs it without a worker)")
+    return json.loads(line)["status"]
 
 
 def _exit_like(status: int) -> None:
@@ -235,14 +248,6 @@ def _is_open(fd: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _message(reader) -> dict:
-    line = reader.readline()
-    if not line.endswith(b"\n"):
-        raise SystemExit("pvf: the warm worker went away before the job ended; run the "
-                         "command again (PVF_WARM=0 runs it without a worker)")
-    return json.loads(line)
 
 
 # -- the worker's side -------------------------------------------------------------------------
@@ -340,8 +345,10 @@ def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | N
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 selector.close()
-                for fd in (wake_r, wake_w, lock.fileno(), listener.fileno()):
-                    os.close(fd)
+                for resource in (listener, lock, *children.values()):  # the worker's flock
+                    resource.close()  # stays: its own descriptor still holds it
+                os.close(wake_r)
+                os.close(wake_w)
                 return conn, request, streams
             for fd in streams:
                 os.close(fd)
@@ -435,7 +442,7 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
     threading.Thread(target=die_with_the_command, daemon=True).start()
     for message, category, filename, lineno, line in warned:
         warnings.showwarning(message, category, filename, lineno, line=line)
-    importlib.import_module("prompt_vs_finetune.warm").STARTED_WARM = True
+    importlib.import_module("prompt_vs_finetune.tracking.runs").WARM_START = True  # its tag
     _run_entry(request["entry"])
 
 

@@ -291,6 +291,9 @@ def hydra_tags() -> dict[str, str]:
     return tags
 
 
+WARM_START = False  # warm.py sets it in a job forked from a warm worker
+
+
 # what `dvc repro` and `dvc exp run` tell the stage commands they start
 DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
            "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
@@ -322,9 +325,7 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
         tags["inference_dtype"] = str(cfg.inference_dtype)
     if cfg.study:
         tags["study"] = str(cfg.study)
-    from .. import warm
-
-    if warm.STARTED_WARM:
+    if WARM_START:
         tags["warm_start"] = "true"
     return {**tags, **hydra_tags(), **dvc_tags(), **git_tags()}
 
