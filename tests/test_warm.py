@@ -153,3 +153,22 @@ def test_warm_under_dvc_or_when_asked(env, on, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert warm.enabled() is on
+
+
+def test_a_worker_that_cannot_start_is_one_line_and_the_command_runs_here(monkeypatch, capsys):
+    """Its imports failed once (the `.failed` file beside its socket): every command with its
+    key says so in one line and runs in its own process, without starting another."""
+    monkeypatch.setenv("PVF_WARM", "1")
+    monkeypatch.setattr(warm, "worker_key", lambda: "test-failed-key")
+    failed = warm.worker_dir() / "test-failed-key.failed"
+    failed.write_text("ImportError: no module named torch\n")
+    ran, started = [], []
+    monkeypatch.setattr(warm, "_run_entry", ran.append)
+    monkeypatch.setattr(warm, "_start_worker", lambda *args: started.append(args))
+    try:
+        warm.launch("pvf-report")
+    finally:
+        failed.unlink()
+    assert ran == ["pvf-report"] and not started
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no warm worker" in err and "test-failed-key.log" in err
