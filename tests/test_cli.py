@@ -17,11 +17,16 @@ REQUIRED_METRICS = (
 )
 
 
-def pvf(cwd, *args, timeout=600):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+def job_env(**extra: str) -> dict[str, str]:
+    """The environment a `pvf` subprocess of the suite runs in: offline, its own store."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
     env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri in earlier tests exports it
-    return subprocess.run([sys.executable, "-m", "prompt_vs_finetune", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def pvf(cwd, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "prompt_vs_finetune", *args], cwd=cwd,
+                          env=job_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def runs_in(cwd, parents: bool = False):

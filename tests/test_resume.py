@@ -3,7 +3,6 @@ the same command resumes it into the same MLflow run and ends with the metrics o
 uninterrupted run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from .test_cli import runs_in
+from .test_cli import job_env, runs_in
 
 ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_finetune",
         "model.max_epochs=2", "callbacks.early_stopping.patience=100", "test_size=16",
@@ -20,13 +19,11 @@ ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_fi
 
 def start(cwd, *extra: str):
     """The job in the background; its output goes to cwd/log.txt (a pipe could fill up)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
     with open(cwd / "log.txt", "a") as log:
         # SIGINT at its default: a suite started in the background by a non-interactive shell
         # ignores SIGINT, and the job would inherit that (Ctrl-C tests then see exit 0)
         return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
-                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 

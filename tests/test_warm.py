@@ -13,7 +13,7 @@ from mlflow.entities import RunStatus
 
 from prompt_vs_finetune import warm
 
-from .test_cli import runs_in
+from .test_cli import job_env, runs_in
 
 FIT = ("task=intent_sample", "model=tiny", "arm=full_finetune", "train_size=64",
        "model.max_epochs=2", "seed=0")
@@ -26,17 +26,20 @@ def project(tmp_path_factory):
 
 
 def command(cwd: Path, *args: str, warm_on: bool = True) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               PVF_WARM="1" if warm_on else "0")
-    env.pop("MLFLOW_TRACKING_URI", None)
+    """The command in the background; its output goes to a file (a pipe could fill up)."""
+    env = job_env(PVF_WARM="1" if warm_on else "0")
     env.pop("PYTEST_CURRENT_TEST", None)  # one per test: the module's tests share a worker
-    return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *args], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = cwd / f"command-{time.monotonic_ns()}.txt"
+    with open(output, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *args],
+                                   cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process.output = output
+    return process
 
 
 def finished(process: subprocess.Popen) -> tuple[int, str]:
-    out, err = process.communicate(timeout=300)
-    return process.returncode, out + err
+    process.wait(timeout=300)
+    return process.returncode, process.output.read_text()
 
 
 def the_run(cwd: Path, run_dir: str):
@@ -93,7 +96,7 @@ def running(cwd: Path, run_dir: str, process: subprocess.Popen):
         run = the_run(cwd, run_dir)
         if run is not None and run.info.status == "RUNNING":
             return run
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, process.output.read_text()[-3000:]
         time.sleep(0.1)
     raise AssertionError("the job never started its run")
 

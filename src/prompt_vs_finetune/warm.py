@@ -64,10 +64,10 @@ def launch(entry: str) -> None:
     if enabled():
         try:
             key = worker_key()
-            conn, why = _connect(key), f"see {worker_dir() / key}.log"
+            conn = _connect(key)
             if conn is not None:
-                reader, child = _hand_over(conn, entry)
-                _exit_like(_wait_for(reader, child))
+                _exit_like(_wait_for(*_hand_over(conn, entry)))
+            why = f"see {worker_dir() / key}.log"
         except OSError as err:
             why = str(err)
         print(f"pvf: no warm worker ({why}); running in this process", file=sys.stderr)
@@ -168,17 +168,11 @@ def _start_worker(key: str, folder: Path):
     import subprocess
 
     with open(folder / f"{key}.log", "w") as log:
+        flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O ... as this Python's
         return subprocess.Popen(
-            [sys.executable, *_interpreter_flags(), "-m", "prompt_vs_finetune.warm", key,
-             json.dumps(sys.path)],
+            [sys.executable, *flags, "-m", "prompt_vs_finetune.warm", key, json.dumps(sys.path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", start_new_session=True,
             close_fds=True)
-
-
-def _interpreter_flags() -> list[str]:
-    import subprocess
-
-    return subprocess._args_from_interpreter_flags()  # -W, -X, -O ... as this Python has them
 
 
 # -- the command's side ------------------------------------------------------------------------
