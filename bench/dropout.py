@@ -72,7 +72,7 @@ def main() -> None:
                     for _ in range(steps):
                         step()
                     times[name].append((time.perf_counter() - start) / steps * 1e3)
-                    swap.on_fit_end(None, holder)
+                swap.on_fit_end(None, holder)  # torch's dropout again for the next round
             best = {k: min(v) for k, v in times.items()}
             rows.append([shape, arm, best["torch"], best["pvf"],
                          f"{best['torch'] / best['pvf']:.2f}x",

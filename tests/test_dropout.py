@@ -10,17 +10,11 @@ from peft import LoraConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from prompt_vs_finetune.tasks.prompts import IGNORE_INDEX
 from prompt_vs_finetune.train import dropout
 from prompt_vs_finetune.train.datamodule import pack_examples, pad_collate
 from prompt_vs_finetune.train.module import model_inputs
 
-EXAMPLES = [
-    {"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [IGNORE_INDEX] * 4 + [9, 10, 11]},
-    {"input_ids": [12, 13, 14, 15, 16], "labels": [IGNORE_INDEX] * 3 + [15, 16]},
-    {"input_ids": [20, 21, 22, 23, 24, 25, 26, 27, 28], "labels": [IGNORE_INDEX] * 6
-     + [26, 27, 28]},
-]
+from .test_training_loss import EXAMPLES  # prompt tokens, then the answer (with loss)
 
 
 def test_the_mask_keeps_one_minus_p_and_scales_what_it_keeps():

@@ -83,13 +83,12 @@ class CpuDropout(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if pl_module.device.type != "cpu":
             return
-        for parent in pl_module.modules():
+        for parent in list(pl_module.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is torch.nn.Dropout:
                     self.swapped.append((parent, name, child))
                     setattr(parent, name, FastDropout(child.p))
-        for module in pl_module.modules():
-            config = getattr(module, "config", None)
+            config = getattr(parent, "config", None)  # shared by the model's modules
             if getattr(config, "_attn_implementation", None) == "sdpa":
                 config._attn_implementation = ATTENTION
                 self.configs.append(config)
