@@ -175,3 +175,38 @@ def test_a_worker_that_cannot_start_is_one_line_and_the_command_runs_here(monkey
     assert ran == ["pvf-report"] and not started
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warm worker" in err and "test-failed-key.log" in err
+
+
+EXIT_PROBE = """
+import gc, sys, types
+from prompt_vs_finetune import warm
+
+finalized, froze = sys.argv[1], sys.argv[2]
+freeze = gc.freeze
+gc.freeze = lambda: (open(froze, "w").write("frozen"), freeze())
+
+
+class Node:
+    def __del__(self):
+        open(finalized, "w").write("finalized")
+
+
+def entry():
+    node = Node()
+    node.self = node  # garbage in a cycle: only the collector finalizes it
+
+
+sys.modules["probe"] = types.SimpleNamespace(entry=entry)
+warm.ENTRIES["probe"] = ("probe", "entry")
+warm._run_entry("probe")
+"""
+
+
+def test_a_command_freezes_what_is_left_at_exit_after_finalizing_its_garbage(tmp_path):
+    """The shutdown skips collecting the libraries' objects (2 s a command), yet garbage the
+    job left in a reference cycle is still finalized (a file flushed in its __del__)."""
+    finalized, froze = tmp_path / "finalized", tmp_path / "froze"
+    subprocess.run([sys.executable, "-c", EXIT_PROBE, str(finalized), str(froze)], check=True,
+                   env=job_env())
+    assert froze.read_text() == "frozen"
+    assert finalized.read_text() == "finalized"

@@ -87,10 +87,23 @@ def report() -> None:
 
 
 def _run_entry(entry: str) -> None:
+    import atexit
     import importlib
 
+    atexit.register(_skip_final_collection)  # before the entry's imports: runs after theirs
     module, function = ENTRIES[entry]
     getattr(importlib.import_module(module), function)()
+
+
+def _skip_final_collection() -> None:
+    """Collect once, then freeze what is left: the interpreter's shutdown then skips
+    collecting torch's, Lightning's and MLflow's ~600k objects one cycle at a time (2 s of
+    every `pvf` command on 2 cores, measured; 0.3 s this way). What is still alive at exit is
+    freed by the operating system, as in the warm worker's children since their fork."""
+    import gc
+
+    gc.collect()  # any garbage left in a cycle still gets its finalizer
+    gc.freeze()
 
 
 # -- the key and the worker's files ------------------------------------------------------------
