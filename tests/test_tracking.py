@@ -306,3 +306,27 @@ def test_a_dvc_experiments_report_writes_into_its_own_study_parent_only(monkeypa
     assert [p["run_id"] for p in own_parents(parents)] == ["a"]
     monkeypatch.delenv("DVC_STAGE")
     assert [p["run_id"] for p in own_parents(parents)] == ["a", "b"]  # a report by hand
+
+
+def test_a_sigterm_while_the_run_opens_ends_it_killed(tmp_path, monkeypatch):
+    """A preemption that lands between the run's creation and the job's body (a scheduler's
+    SIGTERM right after the run shows RUNNING) still ends the run KILLED."""
+    import os
+    import signal
+
+    from prompt_vs_finetune.errors import Preempted
+    from prompt_vs_finetune.preemption import sigterm_as_preemption
+    from prompt_vs_finetune.tracking import sweep
+    from prompt_vs_finetune.tracking.runs import mlflow_run
+
+    cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny")
+    monkeypatch.setattr(sweep, "note_run",
+                        lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # the run exists now
+    body = []
+    with sigterm_as_preemption(), pytest.raises(Preempted):
+        with mlflow_run(cfg):
+            body.append("ran")
+    assert not body
+    [run] = MlflowClient(cfg.mlflow.tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(cfg.mlflow.tracking_uri).search_experiments()])
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["stopped"]

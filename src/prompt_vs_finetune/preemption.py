@@ -16,13 +16,31 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .errors import Preempted
 
 _inside_lightning = False
+_noting = False
 _received = False
 
 
 def _handler(signum, frame) -> None:
     global _received
     _received = True
-    if not _inside_lightning:
+    if not (_inside_lightning or _noting):
+        raise Preempted("SIGTERM")
+
+
+@contextmanager
+def sigterm_noted():
+    """SIGTERM only noted for the block (opening a run: raised halfway, the run would exist
+    but nobody would end it); `raise_if_preempted` raises it once the run can be ended."""
+    global _noting
+    _noting = True
+    try:
+        yield
+    finally:
+        _noting = False
+
+
+def raise_if_preempted() -> None:
+    if _received and not _inside_lightning:
         raise Preempted("SIGTERM")
 
 

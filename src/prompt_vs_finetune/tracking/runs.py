@@ -29,6 +29,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import Preempted, UserError
+from ..preemption import raise_if_preempted, sigterm_noted
 from .keys import dashboard_metrics
 from .secrets import redact
 
@@ -439,9 +440,6 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
     if not is_rank_zero():
         yield None
         return
-    from .parents import GROUP_TAG, job_group, parent_run
-    from .sweep import note_run
-
     try:
         experiment = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
                                     dashboard_views(cfg.task.type))
@@ -451,6 +449,34 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     system_metrics = system_metrics_on(cfg)
+    with sigterm_noted():  # a SIGTERM now is raised in the try below, which ends the run
+        run = _open_run(cfg, experiment, resume_run_id, system_metrics)
+    try:
+        raise_if_preempted()
+        if not resume_run_id:
+            mlflow.log_params(job_params(cfg))
+            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+            mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+        yield run
+    except KeyboardInterrupt as err:
+        if isinstance(err, Preempted):
+            _safely(mlflow.set_tag, "stopped", "SIGTERM (preempted): the same command resumes")
+        _end(RunStatus.KILLED)
+        raise
+    except BaseException as err:
+        record_failure(err)
+        _end(RunStatus.FAILED)
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
+              system_metrics: bool) -> mlflow.ActiveRun:
+    """Start the job's run (or reopen the interrupted attempt's) under its parent."""
+    from .parents import GROUP_TAG, job_group, parent_run
+    from .sweep import note_run
+
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
         resumed = int(run.data.tags.get("resumed", "0")) + 1
@@ -469,23 +495,7 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         run = mlflow.start_run(run_name=run_name(cfg), tags=tags, parent_run_id=parent,
                                log_system_metrics=system_metrics)
     note_run(run.info.run_id, parent)
-    try:
-        if not resume_run_id:
-            mlflow.log_params(job_params(cfg))
-            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-            mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
-        yield run
-    except KeyboardInterrupt as err:
-        if isinstance(err, Preempted):
-            _safely(mlflow.set_tag, "stopped", "SIGTERM (preempted): the same command resumes")
-        _end(RunStatus.KILLED)
-        raise
-    except BaseException as err:
-        record_failure(err)
-        _end(RunStatus.FAILED)
-        raise
-    else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    return run
 
 
 def _safely(call, *args) -> bool:
