@@ -15,32 +15,32 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .errors import Preempted
 
-_inside_lightning = False
-_noting = False
+_noting = False  # inside `sigterm_noted`: SIGTERM is only noted
 _received = False
 
 
 def _handler(signum, frame) -> None:
     global _received
     _received = True
-    if not (_inside_lightning or _noting):
+    if not _noting:
         raise Preempted("SIGTERM")
 
 
 @contextmanager
 def sigterm_noted():
-    """SIGTERM only noted for the block (opening a run: raised halfway, the run would exist
-    but nobody would end it); `raise_if_preempted` raises it once the run can be ended."""
+    """SIGTERM only noted for the block: while Lightning runs (its handler stops at a safe
+    point) and while a run opens (raised halfway, the run would exist but nobody would end
+    it); `raise_if_preempted` raises it after."""
     global _noting
-    _noting = True
+    outer, _noting = _noting, True
     try:
         yield
     finally:
-        _noting = False
+        _noting = outer
 
 
 def raise_if_preempted() -> None:
-    if _received and not _inside_lightning:
+    if _received and not _noting:
         raise Preempted("SIGTERM")
 
 
@@ -66,17 +66,13 @@ def lightning_stops(trainer):
     understands them. SIGTERM (`SIGTERMException`, or a SIGTERM noted in a part of the call
     where Lightning had no handler) is `Preempted`; Ctrl-C, which Lightning turns into
     `sys.exit(1)`, is KeyboardInterrupt again, so the run ends KILLED, not FAILED."""
-    global _inside_lightning
-    _inside_lightning = True
     try:
-        yield
+        with sigterm_noted():
+            yield
     except SIGTERMException:
         raise Preempted("SIGTERM") from None
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    finally:
-        _inside_lightning = False
-    if _received:
-        raise Preempted("SIGTERM")
+    raise_if_preempted()

@@ -90,7 +90,7 @@ def _run_entry(entry: str) -> None:
     import atexit
     import importlib
 
-    atexit.register(_skip_final_collection)  # before the entry's imports: runs after theirs
+    atexit.register(_skip_final_collection)  # handlers run last-in first: cold, it runs last
     module, function = ENTRIES[entry]
     getattr(importlib.import_module(module), function)()
 
