@@ -15,6 +15,11 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 # Warm workers (warm.py: `dvc repro` in test_dvc, test_warm) exit soon after their last job.
 os.environ.setdefault("PVF_WARM_IDLE", "15")
+# Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
+# torch's default of one thread per core in each worker oversubscribes them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
