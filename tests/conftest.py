@@ -18,7 +18,8 @@ os.environ.setdefault("PVF_WARM_IDLE", "15")
 # Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
 # torch's default of one thread per core in each worker oversubscribes them.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 import pytest  # noqa: E402
