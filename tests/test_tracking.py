@@ -327,6 +327,6 @@ def test_a_sigterm_while_the_run_opens_ends_it_killed(tmp_path, monkeypatch):
         with mlflow_run(cfg):
             body.append("ran")
     assert not body
-    [run] = MlflowClient(cfg.mlflow.tracking_uri).search_runs(
-        [e.experiment_id for e in MlflowClient(cfg.mlflow.tracking_uri).search_experiments()])
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["stopped"]
