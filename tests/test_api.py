@@ -146,14 +146,25 @@ def test_openai_compatible_summarizes_through_the_chat_endpoint(tmp_path, key):
 def test_label_mapping_exact_then_normalised(tmp_path):
     task = Task.from_config(compose_config(tmp_path, "task=intent_sample").task)
     match = label_matcher(task)
-    problem = task.label_names.index("technical_problem")
-    assert match("technical problem") == problem  # the verbalization
-    assert match("technical_problem") == problem  # the label name
-    assert match("TECHNICAL_PROBLEM") == problem
-    assert match("  'Technical-problem'. ") == problem
-    assert match("billing") == task.label_names.index("billing")
-    assert match("technical problems") is None  # normalised, not fuzzy
-    assert match("billing, I think") is None
+    problem = task.label_names.index("card_arrival")
+    assert match("card arrival") == problem  # the verbalization
+    assert match("card_arrival") == problem  # the label name
+    assert match("CARD_ARRIVAL") == problem
+    assert match("  'Card-arrival'. ") == problem
+    assert match("exchange rate") == task.label_names.index("exchange_rate")
+    assert match("card arrivals") is None  # normalised, not fuzzy
+    assert match("exchange rate, I think") is None
+
+
+def test_the_chat_layout_sends_each_demo_as_a_turn(tmp_path, key):
+    """prompt.chat=true: the demos are earlier user / assistant turns, the query the last."""
+    gold, task = _gold_by_prompt(_claude(tmp_path, "http://unused"))
+    with StubAPI(_classifier_stub(gold, task)) as stub:
+        job.run(_claude(tmp_path, stub.url, "prompt.chat=true"))
+    messages = stub.requests[0]["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 2 + ["user"]
+    assert all(m["content"].count("Intent:") == 1 for m in messages if m["role"] == "user")
+    assert {messages[1]["content"], messages[3]["content"]} <= set(task.labels.values())
 
 
 @pytest.mark.parametrize("arm", ["full_finetune", "lora"])

@@ -15,7 +15,6 @@ from prompt_vs_finetune.errors import UserError
 
 from .conftest import compose_config
 
-SAMPLE = "pkg://prompt_vs_finetune/resources/datasets/intent_sample/"
 FAST = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "test_size=4",
         "model.max_epochs=1")
 
@@ -37,21 +36,25 @@ def write_files(folder):
     (folder / "ok.csv").write_text("text,label\n" + "".join(
         f"bill {i},billing\nrefund {i},refund\n" for i in range(10)))
     (folder / "latin1.csv").write_bytes("text,label\ncaf\xe9 bill,billing\n".encode("latin-1"))
+    jsonl("test.jsonl", [{"text": f"{word} {i}", "label": word}
+                         for i in range(10) for word in ("billing", "refund")])
     (folder / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (folder / "dir.csv").mkdir(exist_ok=True)
     (folder / "weights.bin").write_text("not a model folder")
 
 
-def files(train, test=f"{SAMPLE}test.jsonl"):
-    return f"task.data_files={{train: {train}, test: {test}}}"
+def files(train, test="{files}/test.jsonl") -> list[str]:
+    """The task's files: a `label` column, whose values are the labels."""
+    return [f"task.data_files={{train: {train}, test: {test}}}", "task.label_field=label",
+            "task.labels=null"]
 
 
 F = "{files}"  # replaced by the test's folder of bad files
 CASES = {  # case: (overrides, the one line it must give)
     # point 6: tracebacks before
-    "one-row train file, zero-shot": ([files(f"{F}/one.jsonl")],
+    "one-row train file, zero-shot": ([*files(f"{F}/one.jsonl")],
                                       r"the train split has 1 example\(s\): too few"),
-    "one-row train file, fine-tune": ([files(f"{F}/one.jsonl"), "arm=full_finetune"],
+    "one-row train file, fine-tune": ([*files(f"{F}/one.jsonl"), "arm=full_finetune"],
                                       r"the train split has 1 example\(s\)"),
     "task.val_fraction=0": (["task.val_fraction=0"], r"task.val_fraction=0 is outside \(0, 1\)"),
     "test_size=0": (["test_size=0"], r"test_size=0 is not >= 1"),
@@ -69,15 +72,15 @@ CASES = {  # case: (overrides, the one line it must give)
     "results_file naming a folder": (["results_file={files}"],
                                      r"results_file=.* is a folder; name a file in it"),
     # point 7: wrong causes named before
-    "malformed JSONL line": ([files(f"{F}/bad.jsonl")],
+    "malformed JSONL line": ([*files(f"{F}/bad.jsonl")],
                              r"bad.jsonl .* line 2 is not valid JSON"),
-    "test CSV with only a header": ([files(f"{F}/ok.csv", f"{F}/header.csv"), "task.labels=null"],
+    "test CSV with only a header": ([*files(f"{F}/ok.csv", f"{F}/header.csv")],
                                     r"header.csv .* it has a header but no rows"),
-    "latin-1 file": ([files(f"{F}/latin1.csv", f"{F}/ok.csv"), "task.labels=null"],
+    "latin-1 file": ([*files(f"{F}/latin1.csv", f"{F}/ok.csv")],
                      r"latin1.csv .* it is not UTF-8 text \(byte 0xe9"),
-    "binary file": ([files(f"{F}/binary.csv", f"{F}/ok.csv"), "task.labels=null"],
+    "binary file": ([*files(f"{F}/binary.csv", f"{F}/ok.csv")],
                     r"binary.csv .* it is binary, not text"),
-    "a folder named x.csv": ([files(f"{F}/dir.csv", f"{F}/ok.csv")],
+    "a folder named x.csv": ([*files(f"{F}/dir.csv", f"{F}/ok.csv")],
                              r"dir.csv \(task.data_files.train\) is a folder, not a file"),
     "model.name_or_path naming a file": (["model.tiny=null", "model.name_or_path={files}"
                                           "/weights.bin"],
@@ -106,15 +109,15 @@ def test_integer_label_columns_work(tmp_path, labels):
     """Integer labels (how most Hub sets store them): the data's values, or a mapping."""
     write_files(tmp_path / "files")
     data = files(tmp_path / "files/int.jsonl", tmp_path / "files/int.jsonl")
-    mapping = ["task.labels=null"] + ([f"task.labels={labels}"] if labels else [])
-    results = job.run(compose_config(tmp_path, *FAST, data, *mapping, "task.overlap=warn"))
+    mapping = [f"task.labels={labels}"] if labels else []  # after task.labels=null
+    results = job.run(compose_config(tmp_path, *FAST, *data, *mapping, "task.overlap=warn"))
     assert results["data/n_test"] == 4 and 0 <= results["test/accuracy"] <= 1
 
 
 def test_a_number_in_the_text_column_is_text(tmp_path):
     write_files(tmp_path / "files")
     data = files(tmp_path / "files/number_text.jsonl", tmp_path / "files/number_text.jsonl")
-    results = job.run(compose_config(tmp_path, *FAST, data, "task.labels=null"))
+    results = job.run(compose_config(tmp_path, *FAST, *data))
     assert results["data/n_test"] == 4
 
 

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 ARMS = ("zero_shot", "few_shot", "full_finetune", "lora")
-CHANCE = 1 / 8  # intent_sample has 8 balanced labels
+CHANCE = 1 / 14  # intent_sample has 14 balanced labels
 REQUIRED_METRICS = (
     "test/accuracy", "test/macro_f1", "test/perplexity", "cost/train_seconds",
     "cost/eval_seconds", "cost/train_tokens", "cost/eval_tokens", "cost/flops",
@@ -98,7 +98,7 @@ GENERATION_METRICS = ("test/rouge1", "test/rouge2", "test/rougeL", "test/rougeLs
 
 
 def test_summarization_sweep_all_arms(tmp_path):
-    """Four arms on summary_sample; 12 epochs (not tiny's 30) and 30 of the 60 test dialogues
+    """Four arms on summary_sample; 12 epochs (not tiny's 30) and 30 of the 40 test dialogues
     keep the test near two minutes."""
     result = pvf(tmp_path, "-m", f"arm={','.join(ARMS)}", "task=summary_sample", "model=tiny",
                  "model.max_epochs=12", "arm.k=2", "test_size=30")
@@ -113,8 +113,9 @@ def test_summarization_sweep_all_arms(tmp_path):
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"predictions.csv", "samples.md", "config.yaml"} <= artifacts, arm
     zero = by_arm["zero_shot"].data.metrics["test/rougeL"]
-    # margins for this 12-epoch budget (at tiny's default 30 epochs: 0.80 and 0.48 vs 0.003)
-    for arm, margin in (("full_finetune", 0.2), ("lora", 0.05)):
+    # margins for this 12-epoch budget on real DialogSum (2026-12-06: full 0.196 and LoRA
+    # 0.073 against zero-shot's 0.002)
+    for arm, margin in (("full_finetune", 0.1), ("lora", 0.03)):
         metrics = by_arm[arm].data.metrics
         assert metrics["test/rougeL"] > zero + margin, (arm, metrics["test/rougeL"], zero)
         assert metrics["test/perplexity"] < by_arm["zero_shot"].data.metrics["test/perplexity"]

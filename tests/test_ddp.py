@@ -27,7 +27,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, monkeypatch):
     expected = json.loads((single / "r.json").read_text())
     assert metrics["cost/devices"] == 2 and expected["cost/devices"] == 1
     predictions = client.download_artifacts(runs[0].info.run_id, "predictions.csv", str(ddp))
-    assert len(Path(predictions).read_text().splitlines()) == 1 + 120  # both ranks' shares
+    assert len(Path(predictions).read_text().splitlines()) == 1 + 168  # both ranks' shares
     assert abs(metrics["test/accuracy"] - expected["test/accuracy"]) <= 0.1
     assert abs(metrics["val/best_loss"] - expected["val/best_loss"]) <= 0.2 * expected[
         "val/best_loss"]

@@ -15,7 +15,7 @@ from prompt_vs_finetune.scoring.generation import (
     generate,
     generate_kwargs,
 )
-from prompt_vs_finetune.scoring.logprobs import PrefixCache
+from prompt_vs_finetune.scoring.logprobs import PrefixCache, continuation_logprobs
 from prompt_vs_finetune.tasks import IGNORE_INDEX, PromptEncoder, Task, load_splits, select_demos
 
 from .conftest import compose_config
@@ -148,6 +148,41 @@ def test_seeded_sampling_repeats(summary_setup):
     first = [r["generated"] for r in scorer.step(model, batch)[0]]
     scorer.start()
     assert first == [r["generated"] for r in scorer.step(model, batch)[0]]
+
+
+def random_llama(vocab_size: int):
+    """A 2-layer Llama (grouped key/value heads, rotary positions) with random weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_references_share_their_prompt_and_equal_a_sequence_per_reference(summary_setup,
+                                                                         architecture):
+    """Each prompt runs once for all its references (after the demos' cached keys/values):
+    the same log-likelihoods as one left-padded sequence per (prompt, reference), in fewer
+    tokens."""
+    cfg, task, splits, model, tokenizer = summary_setup
+    if architecture == "llama":
+        model = random_llama(len(tokenizer))
+    encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
+    encoder.set_demos(select_demos(splits["train"], 1, "random", seed=0), longest_prompt=200)
+    scorer = Summarizer(encoder, cfg.decoding, score_batch_size=64, seed=0)
+    refs = splits["test"]["references"][:3]
+    assert [len(r) for r in refs] == [3, 3, 3]  # DialogSum's three references
+    pairs = [(encoder.prompt_ids(text), encoder.encode(task.target(ref)))
+             for text, rs in zip(splits["test"]["text"][:3], refs, strict=True) for ref in rs]
+    shared = scorer._reference_logprobs(model, pairs, [len(r) for r in refs])
+    plain = continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
+                                  pad_id=tokenizer.pad_token_id)
+    assert torch.allclose(shared.logprob, plain.logprob, atol=1e-4)
+    assert torch.equal(shared.n_tokens, plain.n_tokens)
+    assert shared.tokens_processed < plain.tokens_processed / 2
 
 
 def test_long_reference_is_scored_within_the_context(summary_setup):

@@ -23,7 +23,7 @@ ARMS = {"zero_shot": [], "few_shot": ["arm.k=2"],
 
 def _corpus():
     rows = [json.loads(line) for line in INTENT_TRAIN.read_text().splitlines()]
-    return [f"{r['text']}\nIntent: {r['label'].replace('_', ' ')}" for r in rows]
+    return [f"{r['text']}\nIntent: {r['category'].replace('_', ' ')}" for r in rows]
 
 
 @pytest.fixture(scope="module")

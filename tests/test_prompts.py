@@ -35,8 +35,8 @@ def test_demos_come_from_train_only_and_are_seeded(sample):
 
 def test_class_balanced_covers_labels_evenly(sample):
     _, splits, _ = sample
-    counts = Counter(d["label"] for d in select_demos(splits["train"], 12, "class_balanced", 0))
-    assert len(counts) == 8 and max(counts.values()) - min(counts.values()) <= 1
+    counts = Counter(d["label"] for d in select_demos(splits["train"], 16, "class_balanced", 0))
+    assert len(counts) == 14 and max(counts.values()) - min(counts.values()) <= 1
     five = select_demos(splits["train"], 5, "class_balanced", 1)
     assert len({d["label"] for d in five}) == 5
 
@@ -57,9 +57,10 @@ def test_k_larger_than_pool_is_an_error(sample):
 def test_loss_mask_covers_the_answer_and_end_of_text_only(sample):
     task, _, tokenizer = sample
     encoder = PromptEncoder(tokenizer, task, max_length=256)
-    example = encoder.training_example({"text": "I was charged twice", "label": "billing"})
+    example = encoder.training_example({"text": "I was charged twice",
+                                        "label": "transaction_charged_twice"})
     prompt = tokenizer(task.prompt("I was charged twice"), add_special_tokens=False)["input_ids"]
-    answer = tokenizer(" billing", add_special_tokens=False)["input_ids"]
+    answer = tokenizer(" transaction charged twice", add_special_tokens=False)["input_ids"]
     assert example["input_ids"] == prompt + answer + [tokenizer.eos_token_id]
     assert example["labels"] == [IGNORE_INDEX] * len(prompt) + answer + [tokenizer.eos_token_id]
 
@@ -91,3 +92,63 @@ def test_no_demo_fitting_is_an_error_not_a_silent_zero_shot(sample):
     with pytest.raises(UserError, match="not even one demonstration fits"):
         cramped.set_demos(demos, longest_prompt=30)
     assert cramped.set_demos([], longest_prompt=30) == 0  # zero-shot: nothing to fit
+
+
+CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
+          "{{ '<|im_start|>system\nBe brief.<|im_end|>\n' }}{% endif %}"
+          "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+@pytest.fixture
+def chat_tokenizer(sample):
+    _, _, tokenizer = sample
+    tokenizer.chat_template = CHATML
+    yield tokenizer
+    tokenizer.chat_template = None
+
+
+@pytest.mark.parametrize("system", [None, "You sort support messages."])
+def test_chat_layout_is_the_tokenizers_own_template(sample, chat_tokenizer, system):
+    """prompt.chat=true: the demos are earlier turns and the prompt the last user message, as
+    apply_chat_template renders the same conversation; the answer is the assistant's reply."""
+    from prompt_vs_finetune.tasks.chat import chat_layout
+
+    task, splits, _ = sample
+    chat = task.with_chat(chat_layout(chat_tokenizer, system, "tiny"))
+    demos, text = select_demos(splits["train"], 3, "random", seed=0), splits["test"][0]["text"]
+    conversation = [] if system is None else [{"role": "system", "content": system}]
+    for d in demos:
+        conversation += [{"role": "user", "content": task.prompt(d["text"])},
+                         {"role": "assistant", "content": task.labels[d["label"]]}]
+    conversation.append({"role": "user", "content": task.prompt(text)})
+    rendered = chat_tokenizer.apply_chat_template(conversation, tokenize=False,
+                                                  add_generation_prompt=True)
+    assert chat.demo_prefix(demos) + chat.prompt(text) == rendered
+    assert chat.target("card arrival") == "card arrival"  # no leading space: a line of its own
+    head = "Be brief." if system is None else system
+    assert chat.demo_prefix([]).startswith(f"<|im_start|>system\n{head}<|im_end|>\n")
+
+    encoder = PromptEncoder(chat_tokenizer, chat, 1024)
+    encoder.set_demos([], longest_prompt=20)  # zero-shot: the system turn is the prefix
+    ids = encoder.prompt_ids(text)
+    assert chat_tokenizer.decode(ids) == chat.demo_prefix([]) + chat.prompt(text)
+    example = encoder.training_example(splits["train"][0])  # fine-tuned arms: the same layout
+    answer = chat.labels[splits["train"][0]["label"]]
+    assert example["input_ids"][:len(ids) - len(encoder.encode(chat.prompt(text)))] == \
+        encoder.prefix_ids
+    assert chat_tokenizer.decode([t for t in example["labels"] if t != IGNORE_INDEX]) == \
+        answer + chat_tokenizer.eos_token
+
+
+def test_chat_is_refused_without_a_template_or_with_an_uneven_one(sample, chat_tokenizer):
+    from prompt_vs_finetune.tasks.chat import chat_layout
+
+    _, _, tokenizer = sample
+    chat_tokenizer.chat_template = None
+    with pytest.raises(UserError, match=r"^prompt.chat=true needs a chat template, and the "
+                                        r"tokenizer of model=tiny has none; set prompt.chat="):
+        chat_layout(tokenizer, None, "tiny")
+    chat_tokenizer.chat_template = "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
+    with pytest.raises(UserError, match="does not lay out every turn the same way"):
+        chat_layout(tokenizer, None, "tiny")

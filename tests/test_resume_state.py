@@ -97,8 +97,8 @@ def test_a_failure_keeps_the_state_and_the_same_command_finishes_the_run(tmp_pat
 
 def test_changed_data_starts_afresh_and_says_so(tmp_path, failed, caplog):
     train = tmp_path / "train.jsonl"
-    train.write_text(train.read_text() + '{"text": "please end my plan today", '
-                     '"label": "cancel_subscription"}\n')
+    train.write_text(train.read_text() + '{"text": "please close my account today", '
+                     '"category": "terminate_account"}\n')
     fit(tmp_path)
     assert "the data changed since the interrupted attempt" in caplog.text
     client, (old, new) = runs(tmp_path)

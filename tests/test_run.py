@@ -75,7 +75,7 @@ def test_a_job_that_raises_ends_its_run_failed(tmp_path, monkeypatch):
     (("task=summary_sample", "decoding=sampling", "decoding.temperature=0"),
      r"decoding.temperature=0 is outside \(0, inf\]"),
     (("results_file=/proc/pvf/r.json",), r"cannot write to /proc/pvf \(results_file\)"),
-    (("train_size=100000",), r"train_size=100000 but the task has 440 labelled examples"),
+    (("train_size=100000",), r"train_size=100000 but the task has 280 labelled examples"),
 ])
 def test_bad_input_fails_before_any_run_exists(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
@@ -185,6 +185,22 @@ def test_a_label_budget_holds_validation_and_is_logged(tmp_path):
                                      "model.max_epochs=1"))
     assert (results["data/n_train"], results["data/n_validation"]) == (14, 2)
     assert results["data/n_labels"] == 16 and results["data/test_overlap"] == 0
+
+
+def test_a_small_budget_trains_at_least_min_steps(tmp_path):
+    """arm.min_steps: 14 train examples in batches of 16 are one step an epoch, so one epoch
+    becomes six (six validations); 60 examples (54 train: four steps an epoch) stay at
+    max_epochs=2."""
+    base = (*FAST, "arm=lora", "model.max_epochs=1", "arm.min_steps=6")
+    job.run(compose_config(tmp_path / "small", *base, "train_size=16"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'small' / 'mlflow.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 6
+    assert run.data.params["arm.min_steps"] == "6"
+    job.run(compose_config(tmp_path / "large", *base, "train_size=60", "arm.max_epochs=2"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'large' / 'mlflow.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2
 
 
 def test_arms_stay_themselves(tmp_path, caplog):

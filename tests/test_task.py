@@ -18,6 +18,7 @@ def write_jsonl(path, rows):
 def local_task(tmp_path, train_rows, test_rows, **changes):
     cfg = compose_config(tmp_path, "task=intent_sample").task
     OmegaConf.set_struct(cfg, False)
+    cfg.label_field, cfg.labels = "label", {"refund": "refund", "billing": "billing"}
     cfg.data_files = {"train": str(write_jsonl(tmp_path / "train.jsonl", train_rows)),
                       "test": str(write_jsonl(tmp_path / "test.jsonl", test_rows))}
     for key, value in changes.items():
@@ -37,7 +38,7 @@ def test_shipped_sample_loads_with_a_seeded_validation_split(tmp_path):
     c = label_budget(source, None, cfg.val_fraction, data_seed=1)
     assert set(a) == {"train", "validation", "test"}
     assert a.column_names["train"] == ["text", "label"]
-    assert len(a["train"]) + len(a["validation"]) == 440 and len(a["test"]) == 120
+    assert len(a["train"]) + len(a["validation"]) == 280 and len(a["test"]) == 168
     assert a["validation"]["text"] == b["validation"]["text"]
     assert a["validation"]["text"] != c["validation"]["text"]
     assert not set(a["validation"]["text"]) & set(a["train"]["text"])
@@ -157,11 +158,11 @@ def test_template_and_verbalization_checks(tmp_path):
     cfg = compose_config(tmp_path, "task=intent_sample").task
     task = Task.from_config(cfg)
     assert task.prompt("my {braces}") == "Customer message: my {braces}\nIntent:"
-    assert task.target(task.answer({"label": "technical_problem"})) == " technical problem"
+    assert task.target(task.answer({"label": "card_arrival"})) == " card arrival"
     with pytest.raises(UserError, match="no \\{text\\} placeholder"):
         Task.from_config(OmegaConf.merge(cfg, {"template": "Message:"}))
     with pytest.raises(UserError, match="share the verbalization"):
-        Task.from_config(OmegaConf.merge(cfg, {"labels": {"refund": "billing"}}))
+        Task.from_config(OmegaConf.merge(cfg, {"labels": {"request_refund": "card arrival"}}))
 
 
 def test_empty_or_unreadable_data_file(tmp_path):

@@ -86,10 +86,10 @@ def test_params_read_well_and_the_datasets_used_are_logged(tmp_path):
     params, tags = run.data.params, run.data.tags
     assert not [k for k in params if k.startswith(("task.labels.", "task.templates.",
                                                    "decoding."))]  # classification: no decoding
-    assert params["task.n_labels"] == "8" and len(params["task.labels_hash"]) == 16
+    assert params["task.n_labels"] == "14" and len(params["task.labels_hash"]) == 16
     assert params["task.template"].startswith("Customer message: {text}")
     assert run.info.run_name == params["mlflow.run_name"] == "few_shot k=2 · tiny · seed0"
-    assert run.data.metrics["data/n_classes"] == 8
+    assert run.data.metrics["data/n_classes"] == 14
     assert tags["config_hash"] == config_hash(cfg)
     assert tags["variant"] == f"few_shot k=2 · tiny #{tags['cell'][:8]}"
     assert "mlflow.parentRunId" not in tags  # a single job nests under nothing

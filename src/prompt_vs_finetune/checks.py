@@ -97,6 +97,9 @@ def check_config(cfg: DictConfig) -> None:
     c.boolean("compile")
     c.boolean("resume")
     c.boolean("cache_predictions")
+    c.boolean("prompt.chat")
+    if cfg.prompt.system is not None and not isinstance(cfg.prompt.system, str):
+        c.fail("prompt.system", "is not text", "quote the system message, or set it to null")
     c.integer("resume_every_n_steps", 1)
     if not str(cfg.mlflow.experiment_name or "").strip():
         c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")
@@ -173,6 +176,7 @@ def _check_arm(c: _Checker) -> None:
     c.number("arm.warmup_ratio", 0, 1, high_open=True)
     c.integer("arm.batch_size", 1)
     c.integer("arm.max_epochs", 1, fix="set model.max_epochs (or arm.max_epochs) >= 1")
+    c.integer("arm.min_steps", 1, null=True)
     c.boolean("arm.group_by_length")
     c.integer("arm.pack_length", 2, null=True)
     c.integer("trainer.max_epochs", 1)
@@ -225,6 +229,8 @@ def settle(cfg: DictConfig) -> None:
             arm.lora.target_modules = model.lora_target_modules
     if arm.max_epochs is None:
         arm.max_epochs = model.max_epochs
+    if arm.get("min_steps", 0) is None:
+        arm.min_steps = model.min_steps
     if cfg.trainer.get("max_epochs", 0) is None:
         cfg.trainer.max_epochs = arm.max_epochs
     if cfg.decoding.max_new_tokens is None:

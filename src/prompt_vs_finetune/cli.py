@@ -200,7 +200,7 @@ def job(cfg: DictConfig) -> float | None:
         log.error("error: %s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    record_job()
+    record_job(results=results)
     return results.get(cfg.objective, float("nan"))  # what an optimising sweeper minimises
 
 

@@ -284,7 +284,7 @@ def cache_key(teacher: DictConfig, task: Task, demos: list[dict], texts: list[st
     """What determines the teacher's outputs: its model, arm, prompt, scorer or decoding,
     dtype, the demos and the texts (not the student, the seed's other uses or the store)."""
     settings = {name: OmegaConf.to_container(teacher[name], resolve=True)
-                for name in ("model", "arm", "scorer", "decoding")}
+                for name in ("model", "arm", "scorer", "decoding", "prompt")}
     identity = {"settings": settings, "dtype": teacher.inference_dtype, "task": asdict(task),
                 "demos": content_hash(demos), "texts": content_hash([{"t": t} for t in texts])}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()

@@ -40,9 +40,10 @@ def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str])
     sampled = task.type == "generation" and cfg.decoding.strategy == "sampling"
     identity = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "weights": _local_files(cfg.model.name_or_path),
+        "weights": _weight_files(cfg.model),
         "corpus": content_hash([{"t": t} for t in corpus]) if cfg.model.tiny else None,
-        "task": asdict(task), "demos": content_hash(demos), "test": content_hash(test),
+        "task": asdict(task), "prompt": OmegaConf.to_container(cfg.prompt, resolve=True),
+        "demos": content_hash(demos), "test": content_hash(test),
         "scoring": OmegaConf.to_container(
             cfg.scorer if task.type == "classification" else cfg.decoding, resolve=True),
         "sampling_seed": (cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)
@@ -53,8 +54,15 @@ def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _local_files(name_or_path: str | None) -> list | None:
-    """A local checkpoint's files (name, size, modification time): new weights, a new key."""
+def _weight_files(model_cfg) -> list | None:
+    """A local checkpoint's files, or a package's GGUF file (name, size, modification time):
+    new weights, a new key."""
+    if model_cfg.get("gguf"):
+        from .models.gguf import gguf_file
+
+        path = gguf_file(model_cfg.gguf)
+        return [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
+    name_or_path = model_cfg.name_or_path
     folder = Path(name_or_path) if name_or_path else None
     if folder is None or not folder.is_dir():
         return None  # a Hub name (and revision, in the model config)

@@ -46,8 +46,9 @@ class HostedBackend(Backend):
         generation = task.type == "generation"
         max_tokens = cfg.decoding.max_new_tokens if generation else api.label_max_tokens
         self.max_tokens = int(max_tokens)
-        prefix, system = task.demo_prefix(demos), instruction(task)
-        self.requests = [self.client.request(system, prefix + task.prompt(text), max_tokens)
+        system = instruction(task)
+        self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
+                                             max_tokens)
                          for text in self.test["text"]]
         self.model_name = api.model
         if not self.requests:
@@ -86,6 +87,18 @@ class HostedBackend(Backend):
         return [{"index": i, "label": names.index(gold), "predicted": match(reply.text),
                  "reply": reply.text}
                 for i, (gold, reply) in enumerate(zip(self.test["label"], replies, strict=True))]
+
+
+def turns(task: Task, demos: list[dict], text: str, chat: bool) -> list[dict]:
+    """The conversation sent: one user message holding the prompt the local models read
+    (demonstrations first); with prompt.chat=true, each demonstration its own user turn and
+    assistant reply, as a local chat template lays them out."""
+    if not chat:
+        return [{"role": "user", "content": task.demo_prefix(demos) + task.prompt(text)}]
+    shown = [[{"role": "user", "content": task.prompt(d["text"])},
+              {"role": "assistant", "content": task.target(task.answer(d)).strip()}]
+             for d in demos]
+    return [*(m for pair in shown for m in pair), {"role": "user", "content": task.prompt(text)}]
 
 
 def instruction(task: Task) -> str:

@@ -5,6 +5,7 @@ the test: all are scored by the same scorer on the same split.
 """
 
 import logging
+import math
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -16,6 +17,7 @@ from ..models.precision import check_inference_dtype
 from ..preemption import lightning_stops
 from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
+from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model
 from ..tracking.cost import CostMeter
 from ..tracking.runs import is_rank_zero, lightning_logger
@@ -39,6 +41,9 @@ class LocalBackend(Backend):
         self.cfg, self.task, self.splits = cfg, task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         self.tokenizer = tokenizer
+        if cfg.prompt.chat:  # every arm alike: fine-tuning trains on the layout it is scored on
+            task = task.with_chat(chat_layout(tokenizer, cfg.prompt.system, cfg.model.name))
+            self.task = task
         fit = cfg.arm.fit
         if fit and cfg.arm.pack_length and not takes_cache(model):
             raise UserError(f"arm.pack_length needs 4D attention masks, which {cfg.model.name} "
@@ -88,7 +93,7 @@ class LocalBackend(Backend):
                 state.start(run.info.run_id, str(cfg.paths.output_dir))
         trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
                               logger=lightning_logger(run, cfg),
-                              default_root_dir=cfg.paths.output_dir)
+                              default_root_dir=cfg.paths.output_dir, **self._length())
         ckpt_path = self._fit(trainer) if cfg.arm.fit else None
         with lightning_stops(trainer):
             trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
@@ -105,6 +110,18 @@ class LocalBackend(Backend):
         return Predictions(rows=self.module.predictions, usage=usage,
                            demos_used=self.encoder.demos_used, demos_dropped=self.demos_dropped,
                            truncated_inputs=self.encoder.truncated, metrics=metrics)
+
+    def _length(self) -> dict:
+        """The fit's epochs: `arm.max_epochs`, or more when that would take fewer than
+        `arm.min_steps` optimizer steps (a small label budget is one or two batches an epoch),
+        and no early stop before them."""
+        cfg = self.cfg
+        if not (cfg.arm.fit and cfg.arm.get("min_steps")):
+            return {}
+        accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
+        per_epoch = max(1, len(self.datamodule.train_dataloader()) // accumulate)
+        epochs = max(int(cfg.trainer.max_epochs), math.ceil(cfg.arm.min_steps / per_epoch))
+        return {"max_epochs": epochs, "min_steps": int(cfg.arm.min_steps)}
 
     def _fit(self, trainer) -> str | None:
         """Fit (or resume fitting); "best" when a best checkpoint was kept, to score that."""

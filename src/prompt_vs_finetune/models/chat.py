@@ -82,8 +82,9 @@ class ChatModel:
     def _call(self, request: dict) -> Reply:
         raise NotImplementedError
 
-    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
-        """The provider's request body (model, messages, limits): what is sent and hashed."""
+    def request(self, system: str, turns: list[dict], max_tokens: int) -> dict:
+        """The provider's request body (model, messages, limits): what is sent and hashed.
+        `turns`: the conversation, ending with the user's message."""
         raise NotImplementedError
 
     def cache_key(self, request: dict) -> str:
@@ -136,10 +137,10 @@ class AnthropicChat(ChatModel):
     provider = "anthropic"
     sdk = ("anthropic", "Anthropic")
 
-    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
+    def request(self, system: str, turns: list[dict], max_tokens: int) -> dict:
         # no temperature: the current Messages API takes no sampling parameters
         return {"model": self.model, "max_tokens": int(max_tokens), "system": system,
-                "messages": [{"role": "user", "content": prompt}]}
+                "messages": turns}
 
     def _call(self, request: dict) -> Reply:
         raw = self.client.messages.with_raw_response.create(**request)
@@ -156,11 +157,10 @@ class OpenAICompatibleChat(ChatModel):
     provider = "openai_compatible"
     sdk = ("openai", "OpenAI")
 
-    def request(self, system: str, prompt: str, max_tokens: int) -> dict:
+    def request(self, system: str, turns: list[dict], max_tokens: int) -> dict:
         return {"model": self.model, "max_tokens": int(max_tokens),
                 "temperature": float(self.cfg.temperature),
-                "messages": [{"role": "system", "content": system},
-                             {"role": "user", "content": prompt}]}
+                "messages": [{"role": "system", "content": system}, *turns]}
 
     def _call(self, request: dict) -> Reply:
         raw = self.client.chat.completions.with_raw_response.create(**request)

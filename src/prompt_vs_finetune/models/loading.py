@@ -13,6 +13,7 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
+from .gguf import gguf_checkpoint
 from .tiny import build_tiny
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,13 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
     """Return (model, tokenizer), the tokenizer with a pad token.
 
     `model.tiny` set: build (or reuse) a small random GPT-2 whose tokenizer is trained on
-    `corpus`; otherwise load `model.name_or_path` from a local directory or the Hub.
+    `corpus`; `model.gguf` set: the GGUF file an installed package ships, as a cached plain
+    checkpoint; otherwise load `model.name_or_path` from a local directory or the Hub.
     """
     if model_cfg.tiny:
         path = build_tiny(model_cfg.tiny, corpus, Path(cache_dir) / "tiny")
+    elif model_cfg.get("gguf"):
+        path = gguf_checkpoint(model_cfg.gguf, Path(cache_dir) / "gguf")
     else:
         path = _resolve(model_cfg.name_or_path)
     kwargs = {"revision": model_cfg.revision,
@@ -125,7 +129,9 @@ def _resolve(name_or_path: str | None) -> str:
     hint = "" if hub_offline_flag() else " (no network?)"
     raise UserError(
         f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be reached{hint}; "
-        "run offline with model=tiny, or model.name_or_path=/path/to/a/local/model"
+        "run offline with model=smollm2 (a pretrained model installed with the package), "
+        "model.name_or_path=/path/to/a/local/model, or model=tiny (random weights, for smoke "
+        "tests)"
     )
 
 

@@ -68,6 +68,8 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
                "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "kind": kind,
                "prompt": tags.get("prompt") or params.get("task.prompt", ""),
+               "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
+               "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),
                "n_labels": n_labels(fit, metrics),

@@ -90,16 +90,26 @@ def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
 
 
 def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
-    """The prompt-sensitivity table, shown when a cell pools runs beyond its seeds."""
+    """The prompt-sensitivity table, shown when a cell pools runs beyond its seeds. A layout
+    column when some runs used the chat template, a ranking column when some ranked by a
+    calibration."""
     dtype = reduced(spread)
+    chat = bool(spread["chat"].eq("true").any()) if "chat" in spread else False
+    ranked = bool(spread["calibration"].isin(["contextual", "pmi"]).any()) \
+        if "calibration" in spread else False
+    extra = (["layout"] if chat else []) + (["ranked by"] if ranked else [])
     lines = ["**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
              f"seeds; {metric})", "",
-             f"| arm | {'dtype | ' if dtype else ''}k | runs | templates | orders | seeds | min "
+             f"| arm | {'dtype | ' if dtype else ''}k | "
+             + "".join(f"{name} | " for name in extra)
+             + "runs | templates | orders | seeds | min "
              "| max | std | best template | worst template | gap between template means |",
-             "|" + "---|" * (13 if dtype else 12)]
+             "|" + "---|" * (12 + dtype + len(extra))]
     for _, r in spread.iterrows():
+        shown = _layout(r, chat, ranked)
         lines.append(f"| {r['arm']} | {r['dtype'] + ' | ' if dtype else ''}"
-                     f"{int(r['n_labels'])} | {r['runs']} | {r['templates']} | "
+                     f"{int(r['n_labels'])} | " + "".join(f"{v} | " for v in shown)
+                     + f"{r['runs']} | {r['templates']} | "
                      f"{r['orders']} | {r['seeds']} | {num(r['min'], '.3f')} | "
                      f"{num(r['max'], '.3f')} | {num(r['std'], '.3f')} | "
                      f"{r['best_template']} | {r['worst_template']} | "
@@ -109,10 +119,13 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
         lines += ["The same runs ranked with calibration (the same forward passes): mean and "
                   "standard deviation over the runs; agreement: the share of test examples "
                   "every run answered alike.", "",
-                  "| arm | k | runs | mean | std | contextual: mean | std | PMI: mean | std "
-                  "| agreement |", "|" + "---|" * 10]
+                  "| arm | k | " + "".join(f"{name} | " for name in extra)
+                  + "runs | mean | std | contextual: mean | std | PMI: mean | std "
+                  "| agreement |", "|" + "---|" * (10 + len(extra))]
         for _, r in spread.iterrows():
-            lines.append(f"| {r['arm']} | {int(r['n_labels'])} | {r['runs']} | "
+            shown = _layout(r, chat, ranked)
+            lines.append(f"| {r['arm']} | {int(r['n_labels'])} | "
+                         + "".join(f"{v} | " for v in shown) + f"{r['runs']} | "
                          f"{num(r['mean'], '.3f')} | {num(r['std'], '.3f')} | "
                          f"{num(r['mean_accuracy_contextual'], '.3f')} | "
                          f"{num(r['std_accuracy_contextual'], '.3f')} | "
@@ -121,6 +134,12 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
                          f"{num(r['agreement'], '.0%')} |")
         lines.append("")
     return lines
+
+
+def _layout(r, chat: bool, ranked: bool) -> list[str]:
+    """A sensitivity row's layout and ranking cells, for the columns shown."""
+    return ([("chat" if r["chat"] == "true" else "plain")] if chat else []) + \
+        ([r["calibration"] or "n/a"] if ranked else [])
 
 
 def break_even_table(crossings: pd.DataFrame) -> list[str]:

@@ -38,6 +38,7 @@ def complete(runs: pd.DataFrame) -> pd.DataFrame:
     if "dtype" not in runs:
         runs = runs.assign(dtype=REFERENCE_DTYPE)
     defaults = {"hpo_trial": False, "test_set": "", "params": [{}] * len(runs),
+                "chat": "false", "calibration": "",
                 "predictions": [None] * len(runs),
                 "cell": runs[[*GROUP]].astype(str).agg("|".join, axis=1) if len(runs) else []}
     runs = runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
@@ -244,14 +245,17 @@ def crossover(table: pd.DataFrame, arm: str) -> dict | None:
 
 
 def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
-    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm
-    and k: range, standard deviation, and the mean of each template (best and worst)."""
+    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm,
+    k, layout (plain or chat) and ranking (calibration): range, standard deviation, and the
+    mean of each template (best and worst)."""
     runs = complete(runs)
     rows = []
-    for (dtype, arm, k), group in prompting(runs).groupby(["dtype", "arm", "n_labels"]):
+    keys = ["dtype", "arm", "n_labels", "chat", "calibration"]
+    for (dtype, arm, k, chat, ranked), group in prompting(runs).groupby(keys):
         by_prompt = group.groupby("prompt")["quality"].mean().dropna()
         scored = not by_prompt.empty  # False when no run logged the quality metric
-        rows.append({"dtype": dtype, "arm": arm, "n_labels": k, "runs": len(group),
+        rows.append({"dtype": dtype, "arm": arm, "n_labels": k, "chat": chat,
+                     "calibration": ranked, "runs": len(group),
                      "templates": group["prompt"].nunique(),
                      "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
                      "min": group["quality"].min(), "max": group["quality"].max(),

@@ -34,8 +34,3 @@ def pmi(logprob: torch.Tensor, premise: torch.Tensor) -> torch.Tensor:
     """log p(label | x) - log p(label | premise), as a distribution over the labels.
     `premise`: summed log-likelihoods [1, labels]."""
     return torch.log_softmax(logprob.double() - premise.double(), dim=-1)
-
-
-def premise(template: str) -> str:
-    """The template's words after the input: what the answer follows in every prompt."""
-    return template.split("{text}", 1)[1]

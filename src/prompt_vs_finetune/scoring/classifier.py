@@ -115,7 +115,7 @@ class RankClassifier:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
         premise = (self.encoder.prefix_ids
-                   + self.encoder.encode(calibration.premise(self.task.template)))
+                   + self.encoder.encode(self.task.prompt_parts()[1]))
         contexts.append(premise or [self.encoder.eos_id])  # a context needs a token
         logprob, _, processed = self._logprobs(model, contexts)
         self.references = {"contextual": logprob[:-1], "pmi": logprob[-1:]}

@@ -148,7 +148,8 @@ class PrefixCache:
 
 @torch.no_grad()
 def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
-                           pad_id: int, prefix_cache: PrefixCache | None = None) -> Scores:
+                           pad_id: int, prefix_cache: PrefixCache | None = None,
+                           shared: int | None = None) -> Scores:
     """log p(choice | context) for every context x choice, running every token once.
 
     The prefix all contexts share comes from a key/value cache (expanded across the batch);
@@ -157,12 +158,15 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     own choice only, with position ids restarting after the context. So a choice costs its
     own tokens, not a full prompt each. Logits are computed only at the positions that
     predict a choice token. Returns scores in the order of `continuation_logprobs` over
-    (context, choice) pairs, contexts outer.
+    (context, choice) pairs, contexts outer. `shared`: take at most this many leading tokens
+    from the cache (default: all the contexts share), so that one cached prefix (the demos)
+    serves calls whose contexts share more or less than it.
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     n_ctx, n_choice = len(contexts), len(choices)
-    shared = common_prefix_length(contexts)
+    common = common_prefix_length(contexts)
+    shared = common if shared is None else min(shared, common)
     suffixes = [c[shared:] for c in contexts]
     width = max(len(s) for s in suffixes)
     flat = [t for choice in choices for t in choice]

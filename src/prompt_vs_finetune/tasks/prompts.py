@@ -46,6 +46,9 @@ class PromptEncoder:
         return how many were dropped (from the end of the list). Not even one fitting is an
         error: the few-shot arm would silently become zero-shot."""
         budget = self.max_length - longest_prompt - self.answer_room
+        if not demos:  # a chat's system turn and first header (plain text: nothing)
+            self.prefix_ids, self.demos_used = self.encode(self.task.demo_prefix([])), 0
+            return 0
         for n in range(len(demos), 0, -1):
             ids = self.encode(self.task.demo_prefix(demos[:n]))
             if len(ids) <= budget:
@@ -74,7 +77,7 @@ class PromptEncoder:
         ids = self.encode(self.task.prompt(text))
         budget = self.max_length - len(self.prefix_ids) - room
         if len(ids) > budget:
-            head, tail = self.task.template.split("{text}", 1)
+            head, tail = self.task.prompt_parts()
             head_ids, tail_ids = self.encode(head), self.encode(tail)
             keep = budget - len(head_ids) - len(tail_ids)
             if keep <= 0:

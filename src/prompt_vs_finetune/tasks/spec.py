@@ -4,9 +4,10 @@ Tasks are YAML files under conf/task/ (sharing their common fields through a `_b
 lm-evaluation-harness tasks share theirs through `include:`); this is their checked form.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import UserError
+from .chat import ChatLayout
 
 TASK_TYPES = ("classification", "generation")
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
@@ -25,6 +26,7 @@ class Task:
     metrics: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)  # label name -> verbalization
     stop: tuple[str, ...] = ()  # generation: strings that end an answer besides end-of-text
+    chat: ChatLayout | None = None  # prompt.chat=true: the model's chat template (tasks/chat.py)
 
     @classmethod
     def from_config(cls, cfg, data_labels: list[str] | None = None) -> "Task":
@@ -58,13 +60,27 @@ class Task:
     def label_names(self) -> list[str]:
         return list(self.labels)
 
+    def with_chat(self, layout: ChatLayout | None) -> "Task":
+        """The same task laid out as a chat (`layout`), or as plain text (None)."""
+        return replace(self, chat=layout)
+
     def prompt(self, text: str) -> str:
-        """The prompt for one input (str.replace, so braces in the text are safe)."""
-        return self.template.replace("{text}", text)
+        """The prompt for one input (str.replace, so braces in the text are safe); as a chat,
+        the user's message up to the assistant's header."""
+        body = self.template.replace("{text}", text)
+        return body + self.chat.reply if self.chat else body
+
+    def prompt_parts(self) -> tuple[str, str]:
+        """What every prompt has before and after its input (an input cut to fit the context
+        keeps both)."""
+        before, after = self.prompt("\x00").split("\x00", 1)
+        return before, after
 
     def target(self, answer: str) -> str:
-        """The text after the prompt: a label's verbalization or a summary."""
-        return self.target_template.replace("{answer}", answer)
+        """The text after the prompt: a label's verbalization or a summary (as a chat, the
+        assistant's reply, which starts a line of its own: no leading space)."""
+        text = self.target_template.replace("{answer}", answer)
+        return text.lstrip() if self.chat else text
 
     def answer(self, row: dict) -> str:
         """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
@@ -77,7 +93,11 @@ class Task:
 
     def demo_prefix(self, demos: list[dict]) -> str:
         """The text every prompt starts with: the demonstrations, each followed by the
-        separator. The one layout of a few-shot prompt, for local and hosted models alike."""
+        separator. The one layout of a few-shot prompt, for local and hosted models alike.
+        As a chat: the system turn, then each demonstration as a user turn and its reply."""
+        if self.chat:
+            return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
+                                            for d in demos)
         return "".join(self.demonstration(d) + self.demo_separator for d in demos)
 
 

@@ -185,6 +185,7 @@ TAGS: dict[str, str] = {
     "task": "the task", "model": "the model", "seed": "the seed",
     "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
     "prompt": "the task's template name (task.prompt)",
+    "chat": "whether the prompt was laid out with the model's chat template (prompt.chat)",
     "variant": "the run name less its seed, and its cell's first 8 characters: the saved view "
                "'pvf: mean over seeds' averages the runs of one variant",
     "cell": "hash of the config less its seeds: runs with one cell are one experiment",

@@ -217,7 +217,7 @@ def variant_name(cfg: DictConfig) -> str:
         arm += f" k={cfg.arm.k}"
         if cfg.arm.get("order_seed") is not None and cfg.arm.order_seed != cfg.seed:
             arm += f" order{cfg.arm.order_seed}"
-    parts = [arm, prompt_label(cfg.task),
+    parts = [arm, prompt_label(cfg.task), "chat" if cfg.prompt.chat else None,
              None if cfg.train_size is None else f"n={cfg.train_size}", str(cfg.model.name),
              None if cfg.model.api or cfg.inference_dtype == "float32"
              else str(cfg.inference_dtype),
@@ -314,6 +314,7 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     tags = {"arm": cfg.arm.name, "fit": str(bool(cfg.arm.fit)).lower(), "task": cfg.task.name,
             "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
             "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
+            "chat": str(bool(cfg.prompt.chat)).lower(),
             # what the saved view averages over seeds: the name, and the cell it stands for
             # (two learning rates have one name)
             "variant": f"{variant_name(cfg)} #{cell[:8]}",

