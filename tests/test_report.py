@@ -543,3 +543,21 @@ def test_a_report_shows_agreement_consistency_and_calibrated_spread(tmp_path):
     assert "agreement across seeds" in text and "| 75% |" in text and "| 0.125 |" in text
     assert (out / "plots/intent_sample_tiny_consistency.png").is_file()
     assert "| few_shot | 4 | 2 | 0.500 | 0.000 | 0.650 | 0.071 | 0.400 | 0.000 | 75% |" in text
+
+
+def test_a_variant_names_what_sets_cells_apart_not_what_their_runs_disagree_on():
+    """Two zero-shot cells that differ in calibration, whose runs each wrote to their own
+    output folder (a per-seed checkpoint path among the params): the variant is the
+    calibration alone."""
+    from prompt_vs_finetune.report.stats import variants
+
+    def params(cal, seed):
+        return {"scorer.calibration": cal, "seed": seed,
+                "callbacks.model_checkpoint.dirpath": f"outputs/{cal}/seed{seed}/checkpoints"}
+
+    runs = pd.DataFrame([{"cell": cal, "params": params(cal, seed)}
+                         for cal in ("none", "pmi") for seed in (0, 1)])
+    table = pd.DataFrame([{"cell": cal, "task": "t", "model": "m", "dtype": "float32",
+                           "arm": "zero_shot", "fit": False, "n_labels": 0, "test_set": "abc"}
+                          for cal in ("none", "pmi")])
+    assert list(variants(table, runs)) == ["scorer.calibration=none", "scorer.calibration=pmi"]

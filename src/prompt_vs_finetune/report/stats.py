@@ -102,8 +102,9 @@ def _matrix(group: pd.DataFrame) -> np.ndarray | None:
 
 def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     """For cells that share task, model, dtype, arm and label budget: the config values that
-    differ among them (`key=value, ...`); empty where a cell is the only one."""
-    params = runs.groupby("cell")["params"].first()
+    differ among them (`key=value, ...`); empty where a cell is the only one. A value its own
+    runs disagree on (a per-run output folder, say) is not what sets a cell apart."""
+    params = runs.groupby("cell")["params"].agg(_shared_items)
     labels = pd.Series("", index=table.index)
     for _, same in table.groupby(GROUP).groups.items():
         if len(same) < 2:
@@ -116,6 +117,12 @@ def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             if not labels[i] and table.loc[i, "test_set"]:
                 labels[i] = f"test set {table.loc[i, 'test_set'][:8]}"
     return labels
+
+
+def _shared_items(dicts: pd.Series) -> dict:
+    """The params every run of a cell logged with the same value."""
+    first, *rest = list(dicts)
+    return {k: v for k, v in first.items() if all(d.get(k) == v for d in rest)}
 
 
 def pareto_front(points: pd.DataFrame) -> pd.Series:
