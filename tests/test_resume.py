@@ -84,14 +84,15 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path, straight):
 
 
 def test_sigkill_right_after_validation_then_while_testing_resumes(tmp_path, straight):
-    """With checkpoints every 1000 steps, one is written after each epoch's validation. Killed
-    after the first (epoch 0; resuming from it used to stop on a missing val/loss and delete
-    it), resumed, and killed again once the resumed job writes the last of the fit, so the
-    kill lands as it tests: the third attempt finishes the one run."""
-    kill_at_checkpoint(tmp_path, 1, "resume_every_n_steps=1000")
-    kill_at_checkpoint(tmp_path, 2, "resume_every_n_steps=1000")  # the 1st is the old one
+    """An epoch is 16 steps (252 train examples in batches of 16): the save due at its last
+    batch is written after the epoch's validation, and one more ends the fit. Killed after the
+    first (epoch 0; resuming from it used to stop on a missing val/loss and delete it),
+    resumed, and killed again once the resumed job writes the last of the fit, so the kill
+    lands as it tests: the third attempt finishes the one run."""
+    kill_at_checkpoint(tmp_path, 1, "resume_every_n_steps=16")
+    kill_at_checkpoint(tmp_path, 2, "resume_every_n_steps=16")  # the 1st is the old one
     assert "resuming" in log_of(tmp_path)
-    assert_resumed_like(tmp_path, straight, "resume_every_n_steps=1000", times=2)
+    assert_resumed_like(tmp_path, straight, "resume_every_n_steps=16", times=2)
 
 
 def test_sigterm_checkpoints_exits_143_and_the_same_command_resumes(tmp_path, straight):
