@@ -8,11 +8,10 @@ the same batch size, optimizer (AdamW), learning rate, epochs and precision, in 
 Throughput is real (non-padding) tokens per second of the training loop. The Trainer runs as
 users run it (DataCollatorForSeq2Seq, dynamic padding, random batches) and with its
 `train_sampling_strategy="group_by_length"` option. pvf loads and trains the model as a job
-does (`load_model`: GPT-2's activation as one fused kernel; on a CPU, `CpuDropout`'s masks)
-and computes logits at answer positions only; "packed" concatenates examples into rows of
-`--pack-length` tokens (one row a step, so a step still holds about `--batch-size`
-examples). Each configuration runs `--rounds` times, interleaved, and the fastest round counts
-(the spread is printed).
+does (`load_model`) and computes logits at answer positions only; "packed" concatenates
+examples into rows of `--pack-length` tokens (one row a step, so a step still holds about
+`--batch-size` examples). Each configuration runs `--rounds` times, interleaved, and the
+fastest round counts (the spread is printed).
 """
 
 import argparse
@@ -35,7 +34,6 @@ from transformers import (
 from prompt_vs_finetune.models import apply_lora, load_model
 from prompt_vs_finetune.tasks import prompt_layout
 from prompt_vs_finetune.train import ArmModule, TaskDataModule
-from prompt_vs_finetune.train.dropout import CpuDropout
 
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"]}
 LR = {"full_finetune": 5e-5, "lora": 2e-4}
@@ -77,7 +75,7 @@ def bench_lightning(path, arm, splits, encoder, args, precision, pack: int | Non
     trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, precision=precision,
-                        callbacks=[timer, CpuDropout()],  # as a job trains (on a CPU)
+                        callbacks=[timer],
                         gradient_clip_val=1.0,
                         accelerator="auto", devices=1)
     trainer.fit(module, train_dataloaders=data.train_dataloader())

@@ -87,18 +87,3 @@ def test_an_encoder_checkpoint_is_not_taken_for_a_causal_lm(tmp_path):
     cfg = compose_config(tmp_path, f"model.name_or_path={tmp_path}/bert").model
     with pytest.raises(UserError, match=r"is not a causal language model \(it is a BertModel\)"):
         load_model(cfg, str(tmp_path))
-
-
-def test_gpt2_activation_runs_as_one_fused_kernel_of_the_same_function(tmp_path):
-    from transformers import AutoModelForCausalLM
-    from transformers.activations import NewGELUActivation
-
-    cfg = compose_config(tmp_path, "model=tiny", "task=intent_sample")
-    model, tokenizer = load_model(cfg.model, str(tmp_path), corpus=["a b c", "d e f"] * 20)
-    stock = AutoModelForCausalLM.from_pretrained(model.name_or_path).eval()
-    assert stock.config.activation_function == model.config.activation_function == "gelu_new"
-    assert any(isinstance(m, NewGELUActivation) for m in stock.modules())
-    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
-    ids = torch.tensor([tokenizer.encode("a b c d e f a b")])
-    with torch.no_grad():
-        assert torch.allclose(model.eval()(ids).logits, stock(ids).logits, atol=1e-5)

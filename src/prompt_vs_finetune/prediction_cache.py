@@ -10,6 +10,10 @@ measured time of the run that made them), tagged `predictions_cached` and
 `predictions_from_run`. `cache_predictions=false` turns it off. Fine-tuned arms (trained
 weights) and hosted models (weights unknown; their replies have a cache of their own) are
 never served from it, nor are DDP jobs.
+
+What it saves, on the real-model study (SmolLM2, 3 seeds, 2 CPU cores): 12 of its 18 intent
+zero-shot jobs and 4 of its 6 summary zero-shot jobs are served from it (a job of another
+seed), 3-10 s each instead of 26-74 s: about 8.5 of the study's 130 minutes (6.5%).
 """
 
 import hashlib

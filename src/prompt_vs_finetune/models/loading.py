@@ -8,7 +8,6 @@ import torch
 from peft import LoraConfig, get_peft_model
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers.activations import GELUTanh, NewGELUActivation
 from transformers.utils import logging as hf_logging
 
 from ..errors import UserError
@@ -50,7 +49,6 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         raise UserError(f"the weights of model '{path}' are unreadable ({err}); the file is "
                         "corrupted or incomplete: download it again (or delete the cached "
                         "copy)") from err
-    fuse_gelu(model)
     _ensure_eos(model, tokenizer, model_cfg.eos_token, path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -60,17 +58,6 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         # does not give, and warns on every fit; it is the causal-LM loss
         model.loss_type = "ForCausalLM"
     return model, tokenizer
-
-
-def fuse_gelu(model: torch.nn.Module) -> None:
-    """Run GPT-2's activation (`gelu_new`: GELU, tanh approximation, written as six tensor
-    ops) as PyTorch's one fused kernel of the same formula (outputs within 3e-7): the six
-    ops and their backward were about a tenth of a GPT-2 training step on 2 CPU cores
-    (measured). The saved config keeps `gelu_new`."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, NewGELUActivation):
-                setattr(module, name, GELUTanh())
 
 
 def _from_pretrained(path: str, attn_implementation: str, kwargs: dict):
