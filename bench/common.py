@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # chat_stub: the loopback chat API the tests use too
 
 from prompt_vs_finetune.checks import settle  # noqa: E402
 from prompt_vs_finetune.cli import config_dir  # noqa: E402

@@ -22,15 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 os.environ.setdefault("ANTHROPIC_API_KEY", "stub")
 
+from chat_stub import StubAPI  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from prompt_vs_finetune import job  # noqa: E402
 from prompt_vs_finetune.checks import settle  # noqa: E402
-from prompt_vs_finetune.models.chat_stub import StubAPI  # noqa: E402
 from prompt_vs_finetune.project import shipped_config_dir  # noqa: E402
 from prompt_vs_finetune.report import load_runs, summarise  # noqa: E402
 from prompt_vs_finetune.tasks import job_splits  # noqa: E402

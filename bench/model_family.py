@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from chat_stub import StubAPI
 from common import config, machine, table
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.models.chat_stub import StubAPI
 from prompt_vs_finetune.models.scaled_down import build_scaled_down
 from prompt_vs_finetune.tasks import Task, job_splits
 

@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 from prompt_vs_finetune import job
 from prompt_vs_finetune.backends.hosted import label_matcher
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models.chat_stub import StubAPI, tokens
 from prompt_vs_finetune.tasks import Task, job_splits
 
+from .chat_stub import StubAPI, tokens
 from .conftest import compose_config
 
 SECRET = "sk-test-DO-NOT-LOG-9f3c2e"

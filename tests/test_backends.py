@@ -8,9 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.models.chat_stub import StubAPI
 from prompt_vs_finetune.tracking.keys import BOTH, KEYS, expected_keys
 
+from .chat_stub import StubAPI
 from .conftest import compose_config
 from .test_run import FAST
 

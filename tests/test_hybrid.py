@@ -6,9 +6,9 @@ from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import hybrid, job
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models.chat_stub import StubAPI
 from prompt_vs_finetune.tasks import job_splits
 
+from .chat_stub import StubAPI
 from .conftest import compose_config
 
 FAST = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "model.max_epochs=1",

@@ -3,15 +3,15 @@
 A `pvf` process spends about 8 s of 2 CPU cores importing torch, Lightning, transformers and
 MLflow before it reads its config. Measured on the real model (2026-12-06, quiet, whole
 process, median of 5): a `model=smollm2` zero-shot job served from the prediction cache takes
-2.5 s forked from a warm worker against 11.0 s as a new process; over the real-model study's
-99 commands that is about 14 of its 130 minutes (11%). A README job (`pvf -m ...` in a
-shell) does not use it. A warm worker imports them once, then forks one child per `pvf` / `pvf-prepare` / `pvf-report` command. The command
-passes its arguments, working folder, environment, umask and standard streams to the worker
-over a Unix socket; the child takes them on and runs the entry point as a new process would
-(its own pid, RNG seeds, signal handlers, exit through the interpreter's own shutdown). The
-command waits, forwards SIGINT / SIGTERM / SIGHUP to the child, and ends as the child ended;
-if the command is killed outright (SIGKILL), the child kills itself. The run is tagged
-`warm_start`.
+2.5 s forked from a warm worker against 11.0 s as a new process; over the real-model study's 99
+commands that is about 14 of its 130 minutes (11%). A README job (`pvf -m ...` in a shell) does
+not use it. A warm worker imports them once, then forks one child per `pvf` / `pvf-prepare` /
+`pvf-report` command. The command passes its arguments, working folder, environment, umask and
+standard streams to the worker over a Unix socket; the child takes them on and runs the entry
+point as a new process would (its own pid, RNG seeds, signal handlers, exit through the
+interpreter's own shutdown). The command waits, forwards SIGINT / SIGTERM / SIGHUP to the
+child, and ends as the child ended; if the command is killed outright (SIGKILL), the child
+kills itself. The run is tagged `warm_start`.
 
 When: under DVC (`dvc repro`, `dvc exp run` set DVC_ROOT), or anywhere with PVF_WARM=1;
 PVF_WARM=0 turns it off. Linux only. A worker only serves commands with its key: the

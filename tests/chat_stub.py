@@ -4,8 +4,8 @@ It speaks their wire formats (request paths, JSON bodies, usage fields, error bo
 `retry-after-ms`) on 127.0.0.1, so the official SDKs run unmodified against it. Replies come
 from a `respond(system, prompt)` function; `fail` lists HTTP statuses to answer first (a 429,
 a 500), which the SDKs must retry. Usage counts whitespace-separated words as tokens.
-Shipped with the package for offline dry runs of `model=claude` / `model=openai_compatible`
-(point `model.api.base_url` at it), the tests and the benchmarks.
+It lives with the tests (the benchmarks import it from here too): test code, not part of the
+package.
 """
 
 import json
