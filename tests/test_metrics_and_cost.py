@@ -6,7 +6,8 @@ from omegaconf import OmegaConf
 
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.metrics import classification, likelihood, per_example, perplexity
-from prompt_vs_finetune.tracking.cost import CostMeter, Usage, call_usd, cost_metrics
+from prompt_vs_finetune.train.cost_meter import CostMeter
+from prompt_vs_finetune.usage import Usage, call_usd, cost_metrics
 
 COST = OmegaConf.create({"usd_per_hour": 3600.0, "prompt_flops_per_second": 100.0,
                          "generated_flops_per_second": 10.0, "prefix_cache": False})

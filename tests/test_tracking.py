@@ -9,15 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.tracking.runs import (
-    MAX_PARAM_CHARS,
-    SAVED_VIEW_TAG,
-    config_hash,
-    flatten,
-    redact_override,
-    run_name,
-    split_changes,
-)
+from prompt_vs_finetune.provenance import config_hash, split_changes
+from prompt_vs_finetune.tracking.naming import MAX_PARAM_CHARS, flatten, redact_override, run_name
+from prompt_vs_finetune.tracking.store import SAVED_VIEW_TAG
 
 from .conftest import compose_config
 from .test_run import FAST
@@ -216,7 +210,7 @@ def test_dvc_outputs_come_from_the_lock_files(tmp_path, monkeypatch):
     """A stage's outputs from dvc.lock, resolved through the stage's wdir in dvc.yaml."""
     import subprocess
 
-    from prompt_vs_finetune.tracking.runs import dvc_outputs
+    from prompt_vs_finetune.provenance import dvc_outputs
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "dvc.lock").write_text(
@@ -281,7 +275,7 @@ def test_two_learning_rates_are_two_variants_and_a_dvc_experiment_is_named(tmp_p
                                                                           monkeypatch):
     """The saved view averages a variant over seeds: runs that differ in anything but the
     seed (a learning rate, which the name does not show) must not share one."""
-    from prompt_vs_finetune.tracking.runs import job_tags, run_name
+    from prompt_vs_finetune.tracking.naming import job_tags, run_name
 
     base = ("task=intent_sample", "model=tiny", "arm=full_finetune")
     slow, fast = (compose_config(tmp_path, *base, f"arm.lr={lr}") for lr in (1e-3, 3e-3))
@@ -316,11 +310,11 @@ def test_a_sigterm_while_the_run_opens_ends_it_killed(tmp_path, monkeypatch):
 
     from prompt_vs_finetune.errors import Preempted
     from prompt_vs_finetune.preemption import sigterm_as_preemption
-    from prompt_vs_finetune.tracking import sweep
+    from prompt_vs_finetune.tracking import runs
     from prompt_vs_finetune.tracking.runs import mlflow_run
 
     cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny")
-    monkeypatch.setattr(sweep, "note_run",
+    monkeypatch.setattr(runs, "note_run",
                         lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # the run exists now
     body = []
     with sigterm_as_preemption(), pytest.raises(Preempted):

@@ -128,22 +128,31 @@ def test_sigterm_is_forwarded_and_sigkill_takes_the_job_with_it(project):
 
 
 def test_the_key_follows_sources_environment_and_packages(tmp_path, monkeypatch):
+    """The sources count by content, through the code version resume and the caches use."""
+    from prompt_vs_finetune import provenance
+
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "warm.py").write_text("")
     (package / "job.py").write_text("")
-    monkeypatch.setattr(warm, "__file__", str(package / "warm.py"))
+    monkeypatch.setattr(provenance, "PACKAGE", package)
+    provenance.code_version.cache_clear()
     key = warm.worker_key()
     monkeypatch.setenv("DVC_STAGE", "run@intent_sample-lora-1")  # one per stage of a study
     monkeypatch.setenv("PVF_WARM", "1")
     assert warm.worker_key() == key
-    os.utime(package / "job.py", ns=(1, 1))  # an edited source file
+    os.utime(package / "job.py", ns=(1, 1))  # touched, not changed
+    assert warm.worker_key() == key
+    (package / "job.py").write_text("x = 1\n")  # an edited source file
+    provenance.code_version.cache_clear()  # (a command is a new process: read once)
     edited = warm.worker_key()
     assert edited != key
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # read once, when huggingface_hub is imported
     assert warm.worker_key() != edited
     monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path / "site-packages")])
     assert warm.worker_key() != edited
+    monkeypatch.undo()
+    provenance.code_version.cache_clear()  # the real package's again, for the next test
 
 
 @pytest.mark.parametrize(("env", "on"), [

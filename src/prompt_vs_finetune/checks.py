@@ -5,14 +5,16 @@ whole fine-tune) or silently (a sampling temperature of 0) fails here instead.
 Backends add their own (`Backend.check`: an API key, a dtype the device cannot run).
 """
 
+import copy
 import logging
 import math
 from numbers import Real
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from .errors import UserError
 from .models.precision import INFERENCE_DTYPES
+from .project import compose_options
 from .scoring.calibration import CALIBRATIONS
 from .scoring.generation import STRATEGIES
 from .tasks import TASK_TYPES
@@ -22,6 +24,8 @@ SELECTIONS = ("random", "class_balanced")
 EMPTY_ROWS = ("drop", "error")
 OVERLAP = ("warn", "error")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
+STUDENTS = {"full": "full_finetune", "lora": "lora"}  # hybrid: arm.student -> its arm file
+STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,8 @@ def check_config(cfg: DictConfig) -> None:
     _check_mlflow(c)
     _check_task(c)
     _check_arm(c)
+    if cfg.arm.get("teacher") is not None:
+        _check_hybrid(cfg)
     if cfg.task.type == "classification":
         c.choice("scorer.length_norm", LENGTH_NORMS)
         c.choice("scorer.calibration", CALIBRATIONS)
@@ -217,8 +223,6 @@ def settle(cfg: DictConfig) -> None:
     """
     arm, model = cfg.arm, cfg.model
     if arm.get("teacher") is not None:  # hybrid: the student trains as its own arm would
-        from .hybrid import fill_student
-
         fill_student(cfg)
     if arm.lr is None and arm.fit:
         arm.lr = model.finetune_lr if arm.lora is None else model.lora_lr
@@ -243,6 +247,35 @@ def settle(cfg: DictConfig) -> None:
         log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
                  arm.name, arm.k)
         arm.k = 0
+
+
+def fill_student(cfg: DictConfig) -> None:
+    """The student's training settings that the hybrid arm leaves null, from the student's own
+    arm file, so a hybrid student trains exactly as that arm does (idempotent)."""
+    arm = cfg.arm
+    if arm.student not in STUDENTS:
+        raise UserError(f"arm.student={arm.student!r} is not one of {', '.join(STUDENTS)}; "
+                        "pick full or lora")
+    if all(arm[key] is not None for key in STUDENT_KEYS if key != "lora") and (
+            arm.lora is not None or arm.student == "full"):
+        return
+    student = compose_options([f"arm={STUDENTS[arm.student]}"]).arm
+    with open_dict(arm):
+        for key in STUDENT_KEYS:
+            if arm[key] is None:
+                arm[key] = copy.deepcopy(student[key])
+
+
+def _check_hybrid(cfg: DictConfig) -> None:
+    """The hybrid arm's own settings: one line each."""
+    arm = cfg.arm
+    if not (isinstance(arm.keep, (int, float)) and 0 < arm.keep <= 1):
+        raise UserError(f"arm.keep={arm.keep!r} is outside (0, 1]; the share of the teacher's "
+                        "labels the student trains on, e.g. 0.5")
+    for name in arm.teacher.prompts or ():
+        if name not in (cfg.task.templates or {}):
+            raise UserError(f"arm.teacher.prompts names '{name}', not one of task.templates "
+                            f"({', '.join(cfg.task.templates or {})})")
 
 
 def seed_or(value, cfg: DictConfig) -> int:

@@ -175,9 +175,10 @@ def job(cfg: DictConfig) -> float | None:
     MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
     _quiet_libraries()
     from .job import run  # heavy imports after Hydra has parsed the command line
+    from .tracking.naming import in_multirun
     from .tracking.runs import error_line
     from .tracking.secrets import redact
-    from .tracking.sweep import in_multirun, record_job
+    from .tracking.sweep import record_job
 
     log = logging.getLogger("pvf")
     try:

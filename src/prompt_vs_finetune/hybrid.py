@@ -28,14 +28,13 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .checks import check_config, settle
 from .errors import UserError
 from .project import compose_options
 from .tasks import Task, content_hash, select_demos
-from .tracking.cost import Usage
+from .usage import Usage
 
 log = logging.getLogger(__name__)
-STUDENTS = {"full": "full_finetune", "lora": "lora"}
-STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
 _MISSING = object()
 
 
@@ -43,41 +42,10 @@ def is_hybrid(cfg: DictConfig) -> bool:
     return cfg.arm.get("teacher") is not None
 
 
-def fill_student(cfg: DictConfig) -> None:
-    """The student's training settings that the hybrid arm leaves null, from the student's own
-    arm file, so a hybrid student trains exactly as that arm does (idempotent)."""
-    arm = cfg.arm
-    if arm.student not in STUDENTS:
-        raise UserError(f"arm.student={arm.student!r} is not one of {', '.join(STUDENTS)}; "
-                        "pick full or lora")
-    if all(arm[key] is not None for key in STUDENT_KEYS if key != "lora") and (
-            arm.lora is not None or arm.student == "full"):
-        return
-    student = compose_options([f"arm={STUDENTS[arm.student]}"]).arm
-    with open_dict(arm):
-        for key in STUDENT_KEYS:
-            if arm[key] is None:
-                arm[key] = copy.deepcopy(student[key])
-
-
-def check(cfg: DictConfig) -> None:
-    """The hybrid settings, before any data or model: one line each."""
-    arm = cfg.arm
-    if not (isinstance(arm.keep, (int, float)) and 0 < arm.keep <= 1):
-        raise UserError(f"arm.keep={arm.keep!r} is outside (0, 1]; the share of the teacher's "
-                        "labels the student trains on, e.g. 0.5")
-    for name in arm.teacher.prompts or ():
-        if name not in (cfg.task.templates or {}):
-            raise UserError(f"arm.teacher.prompts names '{name}', not one of task.templates "
-                            f"({', '.join(cfg.task.templates or {})})")
-
-
 def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
     """The job's config as the teacher runs it: its model (`arm.teacher.model`, null: the
     job's), a prompting arm (`arm.teacher.arm`, with `arm.teacher.k` demonstrations) and
     `prompt` (a task.templates name)."""
-    from .checks import check_config, settle
-
     wanted = cfg.arm.teacher
     overrides = [f"arm={wanted.arm}"] + ([f"model={wanted.model}"] if wanted.model else [])
     composed = compose_options(overrides)

@@ -12,7 +12,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import lightning as L
 import mlflow
 from hydra.utils import get_class
 from omegaconf import DictConfig
@@ -24,8 +23,8 @@ from .errors import Preempted, UserError
 from .preemption import sigterm_as_preemption
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets, log_predictions
-from .tracking.cost import cost_metrics
 from .tracking.runs import mlflow_run
+from .usage import cost_metrics
 
 log = logging.getLogger(__name__)
 PER_EXAMPLE_FILE = "per_example.json"
@@ -39,9 +38,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     backend_class.check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
     check_writable(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if hybrid.is_hybrid(cfg):
-        hybrid.check(cfg)
     task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg))

@@ -25,8 +25,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .backends import Predictions
+from .provenance import code_version
 from .tasks import Task, content_hash
-from .tracking.cost import Usage
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def enabled(cfg: DictConfig) -> bool:
 
 def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str]) -> str:
     """The content hash of everything the predictions depend on."""
-    from .train.resume import code_version
-
     sampled = task.type == "generation" and cfg.decoding.strategy == "sampling"
     identity = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),

@@ -5,13 +5,12 @@ resume state, so the same command continues (exit code 143, what a scheduler exp
 Outside Lightning the signal raises `Preempted` at once. While Lightning runs (fit or test)
 it is only noted: Lightning's own handler, which calls this one too, stops after the current
 batch (the resume callback checkpoints that batch first), and its `SIGTERMException` becomes
-`Preempted` when it leaves `lightning_stops`.
+`Preempted` when it leaves `lightning_stops` (backends/local.py; this module imports no
+Lightning, so a hosted job never loads it).
 """
 
 import signal
 from contextlib import contextmanager
-
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .errors import Preempted
 
@@ -58,21 +57,3 @@ def sigterm_as_preemption():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def lightning_stops(trainer):
-    """Around `trainer.fit` / `trainer.test`: Lightning's ways of stopping, raised as the job
-    understands them. SIGTERM (`SIGTERMException`, or a SIGTERM noted in a part of the call
-    where Lightning had no handler) is `Preempted`; Ctrl-C, which Lightning turns into
-    `sys.exit(1)`, is KeyboardInterrupt again, so the run ends KILLED, not FAILED."""
-    try:
-        with sigterm_noted():
-            yield
-    except SIGTERMException:
-        raise Preempted("SIGTERM") from None
-    except SystemExit:
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    raise_if_preempted()

@@ -17,7 +17,7 @@ from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from ..tasks import Task
-from ..tracking.cost import Usage
+from ..usage import Usage
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..models.chat import api_key, chat_model, token_prices
 from ..tasks import Task
-from ..tracking.cost import Usage
+from ..usage import Usage
 from . import Backend, Predictions
 
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"

@@ -6,22 +6,26 @@ the test: all are scored by the same scorer on the same split.
 
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
+import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..errors import UserError
+from ..errors import Preempted, UserError
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
-from ..preemption import lightning_stops
+from ..preemption import raise_if_preempted, sigterm_noted
 from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model
-from ..tracking.cost import CostMeter
-from ..tracking.runs import is_rank_zero, lightning_logger
+from ..tracking.runs import is_rank_zero
 from ..train import ArmModule, ResumeState, TaskDataModule
+from ..train.cost_meter import CostMeter
+from ..train.logger import lightning_logger
 from ..train.module import LearningRateCurve
 from . import Backend, Predictions
 
@@ -38,6 +42,9 @@ class LocalBackend(Backend):
         check_inference_dtype(cfg.inference_dtype, cfg.trainer.accelerator)
 
     def __init__(self, cfg, task, splits, corpus, demos, data_sha):
+        # the job's seed, for everything random from here on: a model built from a config
+        # (model=tiny), dropout, data order (workers=True: data-loader workers too)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.cfg, self.task, self.splits = cfg, task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         self.tokenizer = tokenizer
@@ -138,3 +145,21 @@ class LocalBackend(Backend):
         the same command, and so does SIGKILL, which never gets here."""
         if self.state and is_rank_zero():
             self.state.close(outcome)
+
+
+@contextmanager
+def lightning_stops(trainer):
+    """Around `trainer.fit` / `trainer.test`: Lightning's ways of stopping, raised as the job
+    understands them. SIGTERM (`SIGTERMException`, or a SIGTERM noted in a part of the call
+    where Lightning had no handler) is `Preempted`; Ctrl-C, which Lightning turns into
+    `sys.exit(1)`, is KeyboardInterrupt again, so the run ends KILLED, not FAILED."""
+    try:
+        with sigterm_noted():
+            yield
+    except SIGTERMException:
+        raise Preempted("SIGTERM") from None
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    raise_if_preempted()

@@ -16,10 +16,6 @@ import argparse
 import os
 from pathlib import Path
 
-from .load import load_runs, run_ids_from
-from .mlflow_run import log_report_run
-from .write import write_report
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pvf-report", description=__doc__.splitlines()[0])
@@ -34,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--volume", type=int, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
+    from .load import load_runs, run_ids_from  # after parsing: --help needs none of them
+    from .mlflow_run import log_report_run
+    from .write import write_report
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     run_ids = run_ids_from(args.runs_from) if args.runs_from else None

@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..tracking.parents import GROUP_TAG, dvc_study_name, study_group
-from ..tracking.runs import use_experiment
+from ..tracking.store import use_experiment
 from .load import REFERENCE_DTYPE
 
 log = logging.getLogger(__name__)

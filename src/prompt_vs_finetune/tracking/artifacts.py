@@ -153,7 +153,7 @@ def log_fitted_model(model, tokenizer, cfg) -> str:
 
     from huggingface_hub import ModelCard
 
-    from .runs import run_name, variant_name
+    from .naming import run_name, variant_name
 
     peft = hasattr(model, "peft_config")
     base = model.peft_config["default"].base_model_name_or_path if peft \

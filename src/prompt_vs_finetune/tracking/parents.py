@@ -27,7 +27,9 @@ from pathlib import Path
 from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from .runs import git_head, store_lock
+from ..provenance import git_head
+from .naming import in_multirun, redact_override
+from .store import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ def _key(text: str) -> str:
 
 def job_group(cfg) -> Group | None:
     """The sweep or study this job belongs to, or None (a single job)."""
-    from .sweep import in_multirun
-
     if in_multirun():
         return sweep_group()
     under_dvc = bool(os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT"))
@@ -105,8 +105,6 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
     it sweeps (the overrides every job shares are its parent's tag `overrides`), and the
     optimising sweeper if any."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from .runs import redact_override
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from rich.console import Console
 from rich.table import Table
 
+from .naming import in_multirun, redact_override
+from .parents import SWEEP_FILE, log_sweep_summary, sweep_name
 from .secrets import redact
 
 JOBS_DIR = ".pvf_jobs"
@@ -30,10 +31,6 @@ def note_run(run_id: str, parent_run_id: str | None) -> None:
     """The job's MLflow run and its parent, for the job's record (tracking/runs.py calls it)."""
     _job_run.clear()
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 HEADLINE = ("test/accuracy", "test/rougeL", "cost/usd_per_1k_predictions")  # shown per job
@@ -77,9 +74,6 @@ class SweepSummary(Callback):
     name) in the sweep folder."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        from .parents import SWEEP_FILE, sweep_name
-        from .runs import redact_override
-
         for old in (Path(config.hydra.sweep.dir) / JOBS_DIR).glob("*.json"):
             old.unlink()  # a reused sweep dir: count this sweep's jobs only
         sweeper = str(config.hydra.sweeper.get("_target_", "")).lower()
@@ -112,8 +106,6 @@ class SweepSummary(Callback):
     @staticmethod
     def log_to_parents(config, jobs: list[dict]) -> None:
         """The summary into each parent run the jobs nested under (one per experiment)."""
-        from .parents import log_sweep_summary
-
         parents = sorted({j["parent_run_id"] for j in jobs if j.get("parent_run_id")})
         if not parents:
             return

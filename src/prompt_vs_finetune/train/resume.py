@@ -13,7 +13,6 @@ Only a FINISHED job, or one stopped on purpose (Ctrl-C), removes its state; a fa
 preemption keeps it for the same command to resume.
 """
 
-import functools
 import hashlib
 import json
 import logging
@@ -29,11 +28,10 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from ..errors import UserError
-from ..tracking.runs import config_hash
+from ..provenance import code_version, config_hash
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
-CODE_ROOT = Path(__file__).parents[1]  # the package
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
@@ -126,16 +124,6 @@ class ResumableEarlyStopping(EarlyStopping):
 def job_key(cfg: DictConfig) -> str:
     """Hash of what determines the job's result (not where it writes or how it logs)."""
     return config_hash(cfg)
-
-
-@functools.cache
-def code_version() -> str:
-    """A hash of the package's source: a job resumes only into the code it started with (read
-    once per process: the resume key and the prediction cache both ask)."""
-    digest = hashlib.sha256()
-    for path in sorted(CODE_ROOT.rglob("*.py")):
-        digest.update(path.relative_to(CODE_ROOT).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass

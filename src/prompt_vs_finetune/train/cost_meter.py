@@ -1,63 +1,14 @@
-"""What a job cost: wall time, tokens, money per phase, and for local models FLOPs and memory.
-
-Every backend reports a `Usage`; `cost_metrics` turns it into the `cost/*` keys the same way
-for all of them, so a key means one quantity whichever backend logged it (tracking/keys.py
-says which).
-
-FLOPs use the usual estimate with N = all parameters (tied weights once): a forward token
-costs 2N; a trained token costs 4N + 2N_trainable (forward 2N, gradients of the activations
-2N, gradients of the trainable weights 2N_trainable): 6N for full fine-tuning, about 4N for
-LoRA, whose frozen weights get no weight gradients.
-"""
+"""The Lightning callback that measures a local job's usage: fit and test wall time, the tokens
+each phase runs through the model, FLOPs and peak memory; `usage.py` prices them."""
 
 import resource
 import time
-from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 import torch.distributed as dist
 
-
-@dataclass
-class Usage:
-    """What producing a run's test predictions (and its training, if the arm trains) took."""
-
-    n_predictions: int
-    eval_seconds: float  # wall time to produce every test prediction
-    eval_usd: float  # what the predictions cost, each charged its own tokens (see call_usd)
-    input_tokens: int  # tokens read to produce them (prompts with demos, labels when ranked)
-    charged_tokens: int  # tokens the predictions are charged for (every call its own prompt)
-    eval_usd_measured: float | None = None  # wall time x price (None: the same as eval_usd)
-    generated_tokens: int = 0
-    eval_only_tokens: int = 0  # evaluation-only work (reference perplexity): no deployment pays
-    train_seconds: float = 0.0
-    train_usd: float = 0.0
-    train_tokens: int = 0
-    trainable_params: int = 0
-    local: dict[str, float] = field(default_factory=dict)  # flops, memory, params, devices
-
-
-def cost_metrics(usage: Usage) -> dict[str, float]:
-    """The `cost/*` keys of a run, from its usage."""
-    n = max(usage.n_predictions, 1)
-    measured = usage.eval_usd if usage.eval_usd_measured is None else usage.eval_usd_measured
-    return {
-        "cost/train_seconds": usage.train_seconds,
-        "cost/eval_seconds": usage.eval_seconds,
-        "cost/train_tokens": usage.train_tokens,
-        "cost/eval_tokens": usage.input_tokens,
-        "cost/generated_tokens": usage.generated_tokens,
-        "cost/eval_only_tokens": usage.eval_only_tokens,
-        "cost/trainable_params": usage.trainable_params,
-        "cost/usd": usage.train_usd + usage.eval_usd,
-        "cost/train_usd": usage.train_usd,
-        "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
-        "cost/usd_per_1k_predictions_measured": measured / n * 1000,
-        "cost/tokens_per_prediction": usage.charged_tokens / n,
-        "cost/latency_ms_per_example": usage.eval_seconds / n * 1000,
-        **{f"cost/{name}": value for name, value in usage.local.items()},
-    }
+from ..usage import Usage, call_usd
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -65,21 +16,6 @@ def _peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     # CPU: the process's peak resident set size (Linux reports KiB).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[float, float]:
-    """(tokens charged, USD) of one local prediction, as a deployment would pay for it: its
-    own prompt (the demos too, unless `cost.prefix_cache` spreads them over the run's calls),
-    the labels it ranks or the tokens it writes, at 2 x parameters FLOPs per token and the
-    FLOP/s the hardware sustains (conf/cost). The same work costs the same, whatever the
-    arm, and no timing noise enters it."""
-    prompt = row["call_tokens"]
-    if cost_cfg.prefix_cache:
-        prompt -= row["prefix_tokens"] * (1 - 1 / n_calls)
-    generated = row.get("generated_tokens", 0)
-    seconds = 2 * total_params * (prompt / cost_cfg.prompt_flops_per_second
-                                  + generated / cost_cfg.generated_flops_per_second)
-    return prompt + generated, seconds * cost_cfg.usd_per_hour / 3600
 
 
 class CostMeter(L.Callback):

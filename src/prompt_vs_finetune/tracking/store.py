@@ -1,0 +1,109 @@
+"""The MLflow store: the experiment a job logs to (created once, even by parallel jobs), its
+saved views of the runs table, and system metrics."""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+from filelock import FileLock
+from omegaconf import DictConfig
+
+from .keys import dashboard_metrics
+from .secrets import redact
+
+
+def _probe_server(uri: str) -> None:
+    """One quick request: MLflow's own client retries an unreachable server for minutes."""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as err:
+        raise ConnectionError(f"{redact(uri)} cannot be reached ({type(err).__name__})") from err
+
+
+def store_lock(tracking_uri: str) -> FileLock:
+    """A lock for what parallel jobs must create once: beside a sqlite database (creating its
+    tables), else in the temp folder per store (a server shared by jobs on one machine)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(f"{db}.lock", timeout=600)
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
+
+
+def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
+    """Point mlflow at the store and experiment, creating them if needed, and give the
+    experiment those of `tags` it lacks (a tag someone changed since stays theirs).
+
+    A new sqlite store builds its tables on first use, and two jobs doing that at once (a
+    joblib sweep, `dvc exp run` in parallel) corrupt it; so is creating one experiment twice.
+    A file lock beside the database serialises both; later writes rely on sqlite's own
+    locking (MLflow sets a 20 s busy timeout).
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        _probe_server(tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return _experiment(name, tags)
+    with store_lock(tracking_uri):
+        return _experiment(name, tags)
+
+
+def _experiment(name: str, tags: dict[str, str] | None):
+    experiment = mlflow.set_experiment(name)
+    missing = {k: v for k, v in (tags or {}).items() if k not in experiment.tags}
+    for key, value in missing.items():
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment
+
+
+# MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
+# {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
+SAVED_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def dashboard_views(task_type: str) -> dict[str, str]:
+    """Two saved views of the runs table (the `Views` menu of the experiment's Runs tab): the
+    job runs (sweep and study parents out) with the Dataset and Models columns and the
+    comparison's metrics, best first; and the same averaged over seeds (grouped by the tag
+    `variant`, the run name less its seed)."""
+    metrics = dashboard_metrics(task_type)
+    if not metrics:
+        return {}
+    state = {"searchFilter": "tags.`pvf.parent` IS NULL",
+             "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False,
+             "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`",
+                                 *(f"metrics.`{key}`" for key in metrics)],
+             "runsHiddenMode": "SHOW_ALL"}
+    grouped = {**state, "groupBy": {"aggregateFunction": "average", "groupByKeys": [
+        {"mode": "tag", "groupByData": "variant"}]}}
+    now = int(time.time() * 1000)
+    views = {"pvf-runs": ("pvf: compare runs", state),
+             "pvf-variants": ("pvf: mean over seeds", grouped)}
+    return {SAVED_VIEW_TAG + view_id: json.dumps({"name": name, "createdAt": now,
+                                                  "updatedAt": now, "state": json.dumps(view)})
+            for view_id, (name, view) in views.items()}
+
+
+SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+
+
+def system_metrics_on(cfg: DictConfig) -> bool:
+    """`mlflow.system_metrics` (CPU, memory, disk, network, GPU: `system/*`, sampled every
+    SYSTEM_METRICS_INTERVAL_S), unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    says false (the test suite does: a run's keys then do not depend on how long it took)."""
+    if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0"):
+        return False
+    if not cfg.mlflow.get("system_metrics", False):
+        return False
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        from mlflow.system_metrics import set_system_metrics_sampling_interval
+
+        set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    return True

@@ -1,0 +1,217 @@
+"""Warm start, the worker's side (warm.py is the command's): import pvf's libraries once, then
+serve each command that connects by forking a child that becomes that command: its arguments,
+working folder, environment, umask and standard streams, a fresh RNG, and the entry point run
+as a new process would run it. Started by the first command that finds no worker
+(`python -m prompt_vs_finetune.warm_worker KEY SYS_PATH`)."""
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+from .warm import ENTRIES, PRELOAD, _run_entry, worker_dir
+
+# -- the worker's side -------------------------------------------------------------------------
+
+
+def serve(key: str) -> tuple | None:
+    """Import, then fork a child per request until idle. Returns in a child only, with what it
+    needs to become the command; the worker itself ends by returning None."""
+    import fcntl
+    import gc
+
+    folder = worker_dir()
+    lock = open(folder / f"{key}.lock", "a")  # held for the worker's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # another worker with this key is starting or serving
+    try:
+        warned = preload()
+    except Exception as err:
+        (folder / f"{key}.failed").write_text(f"{type(err).__name__}: {err}\n")
+        raise
+    gc.freeze()  # children then copy fewer pages (CPython's advice for forking servers)
+    address = folder / f"{key}.sock"
+    address.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(address))
+    listener.listen(64)
+    child = _serve_until_idle(listener, float(os.environ.get("PVF_WARM_IDLE", "120")), lock)
+    if child is None:  # idle: leave nothing behind
+        for suffix in ("sock", "log", "lock"):
+            (folder / f"{key}.{suffix}").unlink(missing_ok=True)
+        return None
+    return (*child, warned)
+
+
+def preload() -> list:
+    """Import PRELOAD, keeping the warnings the imports showed (each child shows them, as a
+    new process would), and check the worker may fork."""
+    import importlib
+    import warnings
+
+    warned, show = [], warnings.showwarning  # not catch_warnings: it would undo the filters
+
+    def keep(message, category, filename, lineno, file=None, line=None):
+        warned.append((message, category, filename, lineno, line))
+
+    warnings.showwarning = keep
+    try:
+        for module in PRELOAD:
+            importlib.import_module(module)
+    finally:
+        warnings.showwarning = show
+    if "prompt_vs_finetune.cli" in sys.modules:
+        raise RuntimeError("prompt_vs_finetune.cli was imported: its config folder would be "
+                           "the worker's, not the command's")
+    import threading
+
+    # fork copies the calling thread only: a lock another Python thread holds stays held in
+    # every child. (The native pools the imports start, OpenBLAS's and jemalloc's, re-create
+    # themselves after fork; torch's OpenMP pool does not, so nothing here may compute.)
+    if threading.active_count() > 1:
+        raise RuntimeError(f"{threading.active_count()} Python threads after the imports; "
+                           "forking is unsafe")
+    return warned
+
+
+def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | None:
+    import selectors
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    last = time.monotonic()
+    print(f"worker {os.getpid()} serving {listener.getsockname()}", flush=True)
+    while children or time.monotonic() - last < idle_s:
+        for event, _ in selector.select(timeout=1.0):
+            if event.fileobj is not listener:
+                os.read(wake_r, 512)
+                continue
+            conn, _ = listener.accept()
+            try:
+                request, streams = _request(conn)
+            except (OSError, ValueError) as err:
+                print(f"bad request: {err}", flush=True)
+                conn.close()
+                continue
+            pid = os.fork()
+            if pid == 0:  # the child: drop the worker's own resources, become the command
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                selector.close()
+                for resource in (listener, lock, *children.values()):  # the worker's flock
+                    resource.close()  # stays: its own descriptor still holds it
+                os.close(wake_r)
+                os.close(wake_w)
+                return conn, request, streams
+            for fd in streams:
+                os.close(fd)
+            _send(conn, {"pid": pid})
+            children[pid] = conn
+            last = time.monotonic()
+        while children:  # tell each command how its child ended
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = children.pop(pid)
+            _send(conn, {"status": status})
+            conn.close()
+            last = time.monotonic()
+    print(f"worker {os.getpid()}: {idle_s:g} s without a job; exiting", flush=True)
+    return None
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    try:
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # the command is gone (its child then kills itself)
+
+
+def _request(conn: socket.socket) -> tuple[dict, list[int]]:
+    header, fds, _, _ = socket.recv_fds(conn, 4, 3)
+    if len(header) != 4:
+        raise ValueError("short header")
+    size, body = struct.unpack("!I", header)[0], b""
+    while len(body) < size:
+        chunk = conn.recv(size - len(body))
+        if not chunk:
+            raise ValueError("short request")
+        body += chunk
+    request = json.loads(body)
+    if request.get("entry") not in ENTRIES or len(fds) != len(request.get("streams", ())):
+        raise ValueError(f"unknown entry or streams: {request.get('entry')!r}")
+    return request, fds
+
+
+def become(conn: socket.socket, request: dict, streams: list[int], warned: list) -> None:
+    """In the child: take on the command's streams, folder, environment, umask, arguments,
+    import path and signals, reseed what a new process seeds, show the imports' warnings,
+    then run its entry point."""
+    import importlib.util
+    import random
+    import threading
+    import types
+    import warnings
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    given = dict(zip(request["streams"], streams, strict=True))
+    for fd in (0, 1, 2):
+        os.dup2(given.get(fd, devnull), fd)
+    for fd in (*streams, devnull):
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.environ["PVF_WARM"] = "0"  # what this job starts itself (DDP ranks, ...) starts cold
+    sys.argv = request["argv"]
+    sys.path[:] = request["path"]
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        old = getattr(sys, name)
+        stream = open(fd, mode, closefd=False, encoding=old.encoding, errors=old.errors,
+                      buffering=1 if mode == "w" and (fd == 2 or os.isatty(fd)) else -1)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if request["sigint_ignored"]
+                  else signal.default_int_handler)
+    main = types.ModuleType("__main__")  # what launchers (Lightning's DDP) re-run
+    main.__file__ = request["argv"][0]
+    main.__spec__ = (importlib.util.find_spec(request["main_module"])
+                     if request["main_module"] else None)
+    sys.modules["__main__"] = main
+    random.seed()
+    for name, reseed in (("numpy", lambda m: m.random.seed()), ("torch", lambda m: m.seed())):
+        if name in sys.modules:
+            reseed(sys.modules[name])
+
+    def die_with_the_command() -> None:  # the command never writes again: EOF = it is gone
+        try:
+            conn.recv(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=die_with_the_command, daemon=True).start()
+    for message, category, filename, lineno, line in warned:
+        warnings.showwarning(message, category, filename, lineno, line=line)
+    importlib.import_module("prompt_vs_finetune.tracking.naming").WARM_START = True  # its tag
+    _run_entry(request["entry"])
+
+
+if __name__ == "__main__":
+    sys.path[:] = json.loads(sys.argv[2])  # the command's: what it would import from
+    child = serve(sys.argv[1])
+    if child is not None:
+        become(*child)
