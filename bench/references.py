@@ -17,10 +17,10 @@ import torch
 from common import ROOT, machine, table, task_and_model  # noqa: F401  (ROOT: sys.path)
 from hydra import compose, initialize_config_dir
 
-from prompt_vs_finetune.checks import settle
 from prompt_vs_finetune.cli import config_dir
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.scoring import Summarizer, continuation_logprobs
+from prompt_vs_finetune.settle import settle
 from prompt_vs_finetune.tasks import job_splits, prompt_layout, select_demos
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
+from prompt_vs_finetune.checks import check_config
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.tasks import Task, data_labels, label_budget, limit_test, load_splits
 
@@ -159,8 +160,8 @@ def test_template_and_verbalization_checks(tmp_path):
     task = Task.from_config(cfg)
     assert task.prompt("my {braces}") == "Customer message: my {braces}\nIntent:"
     assert task.target(task.answer({"label": "card_arrival"})) == " card arrival"
-    with pytest.raises(UserError, match="no \\{text\\} placeholder"):
-        Task.from_config(OmegaConf.merge(cfg, {"template": "Message:"}))
+    with pytest.raises(UserError, match="no \\{text\\} placeholder"):  # checked up front
+        check_config(compose_config(tmp_path, "task=intent_sample", "task.template=Message:"))
     with pytest.raises(UserError, match="share the verbalization"):
         Task.from_config(OmegaConf.merge(cfg, {"labels": {"request_refund": "card arrival"}}))
 

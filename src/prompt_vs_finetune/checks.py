@@ -5,16 +5,15 @@ whole fine-tune) or silently (a sampling temperature of 0) fails here instead.
 Backends add their own (`Backend.check`: an API key, a dtype the device cannot run).
 """
 
-import copy
-import logging
 import math
+import tempfile
 from numbers import Real
+from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from .errors import UserError
 from .models.precision import INFERENCE_DTYPES
-from .project import compose_options
 from .scoring.calibration import CALIBRATIONS
 from .scoring.generation import STRATEGIES
 from .tasks import TASK_TYPES
@@ -24,10 +23,6 @@ SELECTIONS = ("random", "class_balanced")
 EMPTY_ROWS = ("drop", "error")
 OVERLAP = ("warn", "error")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
-STUDENTS = {"full": "full_finetune", "lora": "lora"}  # hybrid: arm.student -> its arm file
-STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
-
-log = logging.getLogger(__name__)
 
 
 def _number(value) -> bool:
@@ -162,6 +157,26 @@ def _check_task(c: _Checker) -> None:
     c.choice("task.overlap", OVERLAP)
     if c.cfg.task.splits.validation is None:  # carved from train
         c.number("task.val_fraction", 0, 1, low_open=True, high_open=True)
+    _check_templates(c.cfg.task)
+
+
+def _check_templates(task: DictConfig) -> None:
+    """The template a job will use (task.template, or the one task.prompt names) and the
+    target template hold the placeholders they are filled through."""
+    template = task.template
+    if template is None:  # null: the template named by task.prompt
+        if task.prompt not in (task.templates or {}):
+            raise UserError(f"task.prompt '{task.prompt}' is not one of task.templates "
+                            f"({', '.join(task.templates or {}) or 'none'}); pick one or "
+                            "set task.template")
+        template = task.templates[task.prompt]
+    if "{text}" not in template:
+        raise UserError(f"task.template has no {{text}} placeholder: {template!r}; add "
+                        "{text} where the input goes")
+    if "{answer}" not in task.target_template:
+        raise UserError(f"task.target_template has no {{answer}} placeholder: "
+                        f"{task.target_template!r}; add {{answer}} where the label or "
+                        "summary goes")
 
 
 def _check_arm(c: _Checker) -> None:
@@ -214,58 +229,6 @@ def _check_decoding(c: _Checker) -> None:
         c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
 
 
-def settle(cfg: DictConfig) -> None:
-    """Fill the values one config group takes from another (a null in the YAML, so that every
-    conf/ file is plain YAML that `dvc exp run -S` can edit), and keep an arm itself.
-
-    The seed-linked ones (arm.order_seed, decoding.seed) stay null, read as the seed where
-    used, so runs that differ only in their seed stay one cell.
-    """
-    arm, model = cfg.arm, cfg.model
-    if arm.get("teacher") is not None:  # hybrid: the student trains as its own arm would
-        fill_student(cfg)
-    if arm.lr is None and arm.fit:
-        arm.lr = model.finetune_lr if arm.lora is None else model.lora_lr
-    if arm.lora is not None:
-        if arm.lora.r is None:
-            arm.lora.r = model.lora_r
-        if arm.lora.target_modules is None:
-            arm.lora.target_modules = model.lora_target_modules
-    if arm.max_epochs is None:
-        arm.max_epochs = model.max_epochs
-    if arm.get("min_steps", 0) is None:
-        arm.min_steps = model.min_steps
-    if cfg.trainer.get("max_epochs", 0) is None:
-        cfg.trainer.max_epochs = arm.max_epochs
-    if cfg.decoding.max_new_tokens is None:
-        cfg.decoding.max_new_tokens = cfg.task.max_new_tokens
-    if cfg.task.template is None and cfg.task.prompt in (cfg.task.templates or {}):
-        cfg.task.template = cfg.task.templates[cfg.task.prompt]
-    # An arm that shows no demonstrations (`arm.demos: false`: zero-shot, the fine-tuned arms
-    # by default) uses none whatever arm.k a sweep passes to every arm, and logs arm.k=0.
-    if not arm.demos and arm.k != 0:
-        log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
-                 arm.name, arm.k)
-        arm.k = 0
-
-
-def fill_student(cfg: DictConfig) -> None:
-    """The student's training settings that the hybrid arm leaves null, from the student's own
-    arm file, so a hybrid student trains exactly as that arm does (idempotent)."""
-    arm = cfg.arm
-    if arm.student not in STUDENTS:
-        raise UserError(f"arm.student={arm.student!r} is not one of {', '.join(STUDENTS)}; "
-                        "pick full or lora")
-    if all(arm[key] is not None for key in STUDENT_KEYS if key != "lora") and (
-            arm.lora is not None or arm.student == "full"):
-        return
-    student = compose_options([f"arm={STUDENTS[arm.student]}"]).arm
-    with open_dict(arm):
-        for key in STUDENT_KEYS:
-            if arm[key] is None:
-                arm[key] = copy.deepcopy(student[key])
-
-
 def _check_hybrid(cfg: DictConfig) -> None:
     """The hybrid arm's own settings: one line each."""
     arm = cfg.arm
@@ -278,6 +241,20 @@ def _check_hybrid(cfg: DictConfig) -> None:
                             f"({', '.join(cfg.task.templates or {})})")
 
 
-def seed_or(value, cfg: DictConfig) -> int:
-    """A seed-linked value (arm.order_seed, decoding.seed): its own, or null = the job's seed."""
-    return int(cfg.seed if value is None else value)
+def check_writable(cfg: DictConfig) -> None:
+    """The output folder and the results file's folder take files, before any work."""
+    if cfg.results_file and Path(cfg.results_file).is_dir():
+        raise UserError(f"results_file={cfg.results_file} is a folder; name a file in it, "
+                        "e.g. results_file=<folder>/metrics.json")
+    for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
+                         ("results_file", Path(cfg.results_file).parent
+                          if cfg.results_file else None)):
+        if folder is None:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise UserError(f"cannot write to {folder} ({what}): {err.strerror}; point it at "
+                            "a writable folder") from err

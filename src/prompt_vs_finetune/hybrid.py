@@ -28,9 +28,10 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .checks import check_config, settle
+from .checks import check_config
 from .errors import UserError
 from .project import compose_options
+from .settle import settle
 from .tasks import Task, content_hash, select_demos
 from .usage import Usage
 

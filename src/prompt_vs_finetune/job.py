@@ -9,7 +9,6 @@ produces the predictions and what they took; everything else happens here.
 import hashlib
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 import mlflow
@@ -18,9 +17,10 @@ from omegaconf import DictConfig
 
 from . import hybrid, metrics, prediction_cache
 from .backends import Backend, Predictions
-from .checks import check_config, seed_or, settle
+from .checks import check_config, check_writable
 from .errors import Preempted, UserError
 from .preemption import sigterm_as_preemption
+from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets, log_predictions
 from .tracking.runs import mlflow_run
@@ -173,22 +173,3 @@ def test_overlap(splits, demos: list[dict], policy: str) -> int:
         log.warning("%d of %d test examples also appear among the labelled examples: their "
                     "score is not held-out (data/test_overlap)", overlap, len(splits["test"]))
     return overlap
-
-
-def check_writable(cfg: DictConfig) -> None:
-    """The output folder and the results file's folder take files, before any work."""
-    if cfg.results_file and Path(cfg.results_file).is_dir():
-        raise UserError(f"results_file={cfg.results_file} is a folder; name a file in it, "
-                        "e.g. results_file=<folder>/metrics.json")
-    for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
-                         ("results_file", Path(cfg.results_file).parent
-                          if cfg.results_file else None)):
-        if folder is None:
-            continue
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as err:
-            raise UserError(f"cannot write to {folder} ({what}): {err.strerror}; point it at "
-                            "a writable folder") from err

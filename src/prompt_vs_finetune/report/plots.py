@@ -1,6 +1,5 @@
 """The report's plots: quality against cost (with the Pareto front), against the label budget
-(prompting arms as bands), its spread over prompts, across model sizes, and total cost by
-volume.
+(prompting arms as bands), its spread over prompts, across model sizes, total cost by volume.
 
 Conventions, the same in every plot: one colour per arm (`arm_colors`); every quality point
 carries its cell's 95% interval (none drawn where the cell has none); classification quality

@@ -55,6 +55,25 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "tasks": {}, "break_even": {}}
+    md = _header(runs, trials, table)
+    colors = arm_colors(runs["arm"])  # one colour per arm in every plot
+    for task, task_cells in table.groupby("task"):
+        task_runs, chance = runs[runs["task"] == task], task_classes(runs[runs["task"] == task])
+        for model, cells in task_cells.groupby("model"):
+            md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
+                                 chance, out, colors, summary)
+        md += _cost_section(task, task_cells, trials, volume, plots, summary, colors)
+        if task_cells["model"].nunique() > 1:
+            md += _scale_section(task, task_cells, chance, out, colors, summary)
+    (out / "report.md").write_text("\n".join(md))
+    (out / "report.html").write_text(render_html("\n".join(md), out, title=TITLE))
+    summary = _json_safe(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    return summary
+
+
+def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """The title and what a cell, an interval, a cost and a label budget mean."""
     md = [f"# {TITLE}", "",
           f"{len(runs) - len(trials)} finished runs"
           + (f" (and {len(trials)} search trials, counted in up-front cost only)"
@@ -72,63 +91,59 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
         md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
                "of their own (dtype column), each compared with its float32 twin in a precision "
                "table.", ""]
-    colors = arm_colors(runs["arm"])  # one colour per arm in every plot
-    for task, task_cells in table.groupby("task"):
-        task_runs_all = runs[runs["task"] == task]
-        chance = task_classes(task_runs_all)
-        for model, cells in task_cells.groupby("model"):
-            kind = cells["kind"].iloc[0]
-            metric = QUALITY[kind].removeprefix("test/")
-            stem = f"{task}_{model}"
-            task_runs = task_runs_all[task_runs_all["model"] == model]
-            figures = [
-                _figure("quality vs cost", plots / f"{stem}_quality_vs_cost.png",
-                        plot_quality_vs_cost, cells, metric, colors=colors, n_classes=chance),
-                _figure("data efficiency", plots / f"{stem}_data_efficiency.png",
-                        plot_data_efficiency, cells, metric, colors=colors, n_classes=chance),
-                _figure("prompt sensitivity", plots / f"{stem}_prompt_sensitivity.png",
-                        plot_prompt_sensitivity, task_runs, metric, colors=colors,
-                        n_classes=chance),
-                _figure("consistency", plots / f"{stem}_consistency.png", plot_consistency,
-                        cells, colors=colors)]
-            advice = advise(cells, metric)
-            shown = cells.assign(pareto=pareto_front(cells))
-            spread = sensitivity(task_runs)
-            effect = precision_effect(cells) if reduced(cells) else pd.DataFrame()
-            md += [f"## {task} / {model}", "", *_ranking(task_runs, kind),
-                   cells_table(shown, metric), "",
-                   *(precision_table(effect, metric) if not effect.empty else []),
-                   "**Recommendation**", "", *[f"- {line}" for line in advice], "",
-                   *(sensitivity_table(spread, metric) if len(task_runs) > len(cells)
-                     else []),
-                   *_figures(figures)]
-            summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
-            (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
-        md += _cost_section(task, task_cells, trials, volume, plots, summary, colors)
-        if task_cells["model"].nunique() > 1:
-            metric = QUALITY[task_cells["kind"].iloc[0]].removeprefix("test/")
-            scale = model_scale(task_cells)
-            figure = _figure("model scale", plots / f"{task}_model_scale.png", plot_model_scale,
-                             scale, metric, task, colors=colors, n_classes=chance)
-            advice = recommend_scale(scale, metric)
-            md += [f"## {task}: model scale", "", *scale_table(scale, metric),
-                   "**Recommendation**", "", *[f"- {line}" for line in advice], "",
-                   *_figures([figure])]
-            summary.setdefault("model_scale", {})[task] = {
-                "metric": metric,
-                "cells": [{"model": r["model"], "dtype": r["dtype"], "arm": r["arm"],
-                           "n_labels": int(r["n_labels"]), "total_params": r["model_params"],
-                           "runs": int(r["runs"]), "quality": r["quality"],
-                           "quality_ci": r["quality_ci"], "perplexity": r["perplexity"],
-                           "bits_per_byte": r["bits_per_byte"],
-                           "unparsed_rate": r["unparsed_rate"], "usd_per_1k": r["usd_per_1k"]}
-                          for _, r in scale.iterrows()]}
-            (out / f"recommendation_{task}_model_scale.txt").write_text("\n".join(advice) + "\n")
-    (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text(render_html("\n".join(md), out, title=TITLE))
-    summary = _json_safe(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
-    return summary
+    return md
+
+
+def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
+                   chance, out: Path, colors: dict, summary: dict) -> list[str]:
+    """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
+    kind = cells["kind"].iloc[0]
+    metric = QUALITY[kind].removeprefix("test/")
+    stem, plots = f"{task}_{model}", out / "plots"
+    figures = [
+        _figure("quality vs cost", plots / f"{stem}_quality_vs_cost.png",
+                plot_quality_vs_cost, cells, metric, colors=colors, n_classes=chance),
+        _figure("data efficiency", plots / f"{stem}_data_efficiency.png",
+                plot_data_efficiency, cells, metric, colors=colors, n_classes=chance),
+        _figure("prompt sensitivity", plots / f"{stem}_prompt_sensitivity.png",
+                plot_prompt_sensitivity, task_runs, metric, colors=colors, n_classes=chance),
+        _figure("consistency", plots / f"{stem}_consistency.png", plot_consistency,
+                cells, colors=colors)]
+    advice = advise(cells, metric)
+    shown = cells.assign(pareto=pareto_front(cells))
+    spread = sensitivity(task_runs)
+    effect = precision_effect(cells) if reduced(cells) else pd.DataFrame()
+    summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
+    (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
+    return [f"## {task} / {model}", "", *_ranking(task_runs, kind),
+            cells_table(shown, metric), "",
+            *(precision_table(effect, metric) if not effect.empty else []),
+            "**Recommendation**", "", *[f"- {line}" for line in advice], "",
+            *(sensitivity_table(spread, metric) if len(task_runs) > len(cells) else []),
+            *_figures(figures)]
+
+
+def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
+                   summary: dict) -> list[str]:
+    """A task run on several models: quality by model size, and its recommendation."""
+    metric = QUALITY[task_cells["kind"].iloc[0]].removeprefix("test/")
+    scale = model_scale(task_cells)
+    figure = _figure("model scale", out / "plots" / f"{task}_model_scale.png", plot_model_scale,
+                     scale, metric, task, colors=colors, n_classes=chance)
+    advice = recommend_scale(scale, metric)
+    summary.setdefault("model_scale", {})[task] = {
+        "metric": metric,
+        "cells": [{"model": r["model"], "dtype": r["dtype"], "arm": r["arm"],
+                   "n_labels": int(r["n_labels"]), "total_params": r["model_params"],
+                   "runs": int(r["runs"]), "quality": r["quality"],
+                   "quality_ci": r["quality_ci"], "perplexity": r["perplexity"],
+                   "bits_per_byte": r["bits_per_byte"],
+                   "unparsed_rate": r["unparsed_rate"], "usd_per_1k": r["usd_per_1k"]}
+                  for _, r in scale.iterrows()]}
+    (out / f"recommendation_{task}_model_scale.txt").write_text("\n".join(advice) + "\n")
+    return [f"## {task}: model scale", "", *scale_table(scale, metric),
+            "**Recommendation**", "", *[f"- {line}" for line in advice], "",
+            *_figures([figure])]
 
 
 def _ranking(runs: pd.DataFrame, kind: str) -> list[str]:

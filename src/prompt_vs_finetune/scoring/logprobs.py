@@ -146,28 +146,12 @@ class PrefixCache:
         return cache, built
 
 
-@torch.no_grad()
-def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
-                           pad_id: int, prefix_cache: PrefixCache | None = None,
-                           shared: int | None = None) -> Scores:
-    """log p(choice | context) for every context x choice, running every token once.
-
-    The prefix all contexts share comes from a key/value cache (expanded across the batch);
-    each row then holds one context's own tokens followed by *all* choices back to back, and
-    a 4D attention mask lets each choice token see the context and the earlier tokens of its
-    own choice only, with position ids restarting after the context. So a choice costs its
-    own tokens, not a full prompt each. Logits are computed only at the positions that
-    predict a choice token. Returns scores in the order of `continuation_logprobs` over
-    (context, choice) pairs, contexts outer. `shared`: take at most this many leading tokens
-    from the cache (default: all the contexts share), so that one cached prefix (the demos)
-    serves calls whose contexts share more or less than it.
-    """
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    n_ctx, n_choice = len(contexts), len(choices)
-    common = common_prefix_length(contexts)
-    shared = common if shared is None else min(shared, common)
-    suffixes = [c[shared:] for c in contexts]
+def _choice_block(suffixes: list[list[int]], choices: list[list[int]], shared: int,
+                  pad_id: int, dtype: torch.dtype):
+    """The rows `shared_prefix_logprobs` runs after the cached prefix: (input ids, position
+    ids, the additive 4D mask over prefix + block, the column whose logits predict each choice
+    token). Columns: [left-padded own context tokens | choice 0 | choice 1 | ...]."""
+    n_ctx = len(suffixes)
     width = max(len(s) for s in suffixes)
     flat = [t for choice in choices for t in choice]
     length = width + len(flat)
@@ -203,7 +187,34 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
-    mask = additive_mask(allowed, dtype)
+    return input_ids, position_ids, additive_mask(allowed, dtype), keep
+
+
+@torch.no_grad()
+def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
+                           pad_id: int, prefix_cache: PrefixCache | None = None,
+                           shared: int | None = None) -> Scores:
+    """log p(choice | context) for every context x choice, running every token once.
+
+    The prefix all contexts share comes from a key/value cache (expanded across the batch);
+    each row then holds one context's own tokens followed by *all* choices back to back, and
+    a 4D attention mask lets each choice token see the context and the earlier tokens of its
+    own choice only, with position ids restarting after the context. So a choice costs its
+    own tokens, not a full prompt each. Logits are computed only at the positions that
+    predict a choice token. Returns scores in the order of `continuation_logprobs` over
+    (context, choice) pairs, contexts outer. `shared`: take at most this many leading tokens
+    from the cache (default: all the contexts share), so that one cached prefix (the demos)
+    serves calls whose contexts share more or less than it.
+    """
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    n_ctx, n_choice = len(contexts), len(choices)
+    common = common_prefix_length(contexts)
+    shared = common if shared is None else min(shared, common)
+    suffixes = [c[shared:] for c in contexts]
+    flat = [t for choice in choices for t in choice]
+    input_ids, position_ids, mask, keep = _choice_block(suffixes, choices, shared, pad_id, dtype)
+    own = torch.tensor([len(s) for s in suffixes])
 
     kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
               "attention_mask": mask.to(device)}

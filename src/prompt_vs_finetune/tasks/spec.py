@@ -30,24 +30,10 @@ class Task:
 
     @classmethod
     def from_config(cls, cfg, data_labels: list[str] | None = None) -> "Task":
-        """The checked task. `data_labels`: the label names found in the data; a task without
-        `labels:` takes them (verbalized by `task.verbalizer`), one with them must cover them."""
-        if cfg.type not in TASK_TYPES:
-            raise UserError(f"task.type '{cfg.type}' is unknown; use {' or '.join(TASK_TYPES)}")
-        template = cfg.template
-        if template is None:  # null: the template named by task.prompt
-            if cfg.prompt not in (cfg.templates or {}):
-                raise UserError(f"task.prompt '{cfg.prompt}' is not one of task.templates "
-                                f"({', '.join(cfg.templates or {}) or 'none'}); pick one or "
-                                "set task.template")
-            template = cfg.templates[cfg.prompt]
-        if "{text}" not in template:
-            raise UserError(f"task.template has no {{text}} placeholder: {template!r}; add "
-                            "{text} where the input goes")
-        if "{answer}" not in cfg.target_template:
-            raise UserError(f"task.target_template has no {{answer}} placeholder: "
-                            f"{cfg.target_template!r}; add {{answer}} where the label or "
-                            "summary goes")
+        """The task of a checked config (checks.py). `data_labels`: the label names found in
+        the data; a task without `labels:` takes them (verbalized by `task.verbalizer`), one
+        with them must cover them."""
+        template = cfg.template or cfg.templates[cfg.prompt]  # checked by checks.py
         labels = {}
         if cfg.type == "classification":
             labels = _labels(cfg, data_labels)
@@ -113,9 +99,6 @@ def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
         if not data_labels:
             raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
                             "task.label_field names the data's label column")
-        if cfg.verbalizer not in VERBALIZERS:
-            raise UserError(f"task.verbalizer '{cfg.verbalizer}' is unknown; use one of "
-                            f"{', '.join(VERBALIZERS)}, or write task.labels")
         return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
     labels = {str(name): str(verbal) for name, verbal in given.items()}
     unknown = sorted(set(data_labels or ()) - set(labels))
