@@ -19,9 +19,11 @@ def tokens(text: str) -> int:
 
 
 class StubAPI:
-    def __init__(self, respond: Callable[[str, str], str], fail: tuple[int, ...] = ()):
+    def __init__(self, respond: Callable[[str, str], str], fail: tuple[int, ...] = (),
+                 raw: tuple[bytes, str] | None = None):
         self.respond = respond
         self.failures = list(fail)
+        self.raw = raw  # (body, content type): every 200 answer sends it as it is
         self.requests: list[dict] = []  # every request that got a 200: path, headers, body
         self.statuses: list[int] = []  # every status answered, in order
         self.in_flight = self.max_in_flight = 0  # concurrent requests (now, at most)
@@ -95,9 +97,11 @@ class StubAPI:
                 else:
                     status, payload, extra = stub._answer(
                         self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                data = json.dumps(payload).encode()
+                data, kind = json.dumps(payload).encode(), "application/json"
+                if stub.raw and status == 200:
+                    data, kind = stub.raw
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(data)))
                 for key, value in extra.items():
                     self.send_header(key, value)

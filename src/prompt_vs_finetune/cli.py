@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from .errors import Preempted, UserError
+from .errors import Preempted, UserError, causes
 from .project import config_dir
 
 # Hydra's flags that print something and run nothing: no pre-check
@@ -158,14 +158,12 @@ def disk_full(err: BaseException) -> str | None:
     """One line for a full disk (or quota), wherever in the chain of causes it shows."""
     import errno
 
-    seen = err
-    while seen is not None:
+    for seen in causes(err):
         full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
         if full or "database or disk is full" in str(seen):
             where = getattr(seen, "filename", None)
             return (f"the disk is full{f' (writing {where})' if where else ''}; free space, "
                     "then run the same command again (a fine-tuning job resumes)")
-        seen = seen.__cause__ or seen.__context__
     return None
 
 

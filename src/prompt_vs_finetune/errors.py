@@ -8,3 +8,18 @@ class UserError(Exception):
 class Preempted(KeyboardInterrupt):
     """SIGTERM (a scheduler preempting the job): stop now, end the run KILLED and keep the
     resume state, so the same command continues. A KeyboardInterrupt, so a sweep stops too."""
+
+
+class UnreadableReply(Exception):
+    """A hosted model's reply that is not the API's reply shape (no choices, not JSON, no
+    usage): told apart from a bug in pvf, which would surface as itself."""
+
+
+def causes(err: BaseException | None):
+    """`err`, then what caused it (`__cause__`, else `__context__`), each once: a chain can
+    loop (an error raised from itself, or two that name each other)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UnreadableReply, UserError
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,10 @@ class ChatModel:
         try:
             reply = self._call(request)
         except Exception as err:  # noqa: BLE001 - turned into one actionable line
-            raise self._user_error(err) from err
+            wrapped = self._user_error(err)
+            if wrapped is err:  # nothing to add: as it is (never raised from itself)
+                raise
+            raise wrapped from err
         reply.latency_s = time.perf_counter() - started
         self.cache.put(key, reply)
         return reply
@@ -124,6 +127,9 @@ class ChatModel:
             return UserError(f"{where} answered HTTP {status} for model '{self.model}' after "
                              f"{self.cfg.max_retries} retries: {_first_line(err)}; check "
                              "model.api.model and the request limits")
+        if isinstance(err, UnreadableReply):
+            return UserError(f"{where} sent a reply that is not a {self.provider} chat reply "
+                             f"({err}); check model.api.base_url and model.api.model")
         if type(err).__name__ in ("APIConnectionError", "APITimeoutError"):
             return UserError(f"cannot reach {where} ({_first_line(err)}) after "
                              f"{self.cfg.max_retries} retries; check the network or "
@@ -145,8 +151,11 @@ class AnthropicChat(ChatModel):
     def _call(self, request: dict) -> Reply:
         raw = self.client.messages.with_raw_response.create(**request)
         message = raw.parse()
-        text = "".join(block.text for block in message.content if block.type == "text")
-        return Reply(text, message.usage.input_tokens, message.usage.output_tokens, 0.0,
+        content, usage = getattr(message, "content", None), getattr(message, "usage", None)
+        if not isinstance(content, list):
+            raise UnreadableReply(f"no content list: {str(message)[:80]!r}")
+        text = "".join(block.text for block in content if block.type == "text")
+        return Reply(text, *_token_counts(usage, "input_tokens", "output_tokens"), 0.0,
                      raw.retries_taken)
 
 
@@ -165,10 +174,23 @@ class OpenAICompatibleChat(ChatModel):
     def _call(self, request: dict) -> Reply:
         raw = self.client.chat.completions.with_raw_response.create(**request)
         completion = raw.parse()
-        usage = completion.usage
-        return Reply(completion.choices[0].message.content or "",
-                     usage.prompt_tokens if usage else 0,
-                     usage.completion_tokens if usage else 0, 0.0, raw.retries_taken)
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise UnreadableReply(f"no choices: {str(completion)[:80]!r}")
+        usage = getattr(completion, "usage", None)
+        return Reply(choices[0].message.content or "",
+                     *_token_counts(usage, "prompt_tokens", "completion_tokens"), 0.0,
+                     raw.retries_taken)
+
+
+def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
+    """(input, output) tokens of a reply: a call is priced by them, so a reply without them,
+    or with negative ones, is refused rather than counted as free."""
+    counts = tuple(getattr(usage, key, None) for key in (input_key, output_key))
+    if not all(isinstance(n, int) and n >= 0 for n in counts):
+        raise UnreadableReply(f"its usage gives {input_key}={counts[0]!r}, "
+                              f"{output_key}={counts[1]!r}, not token counts")
+    return counts
 
 
 def api_key(api_cfg) -> str:

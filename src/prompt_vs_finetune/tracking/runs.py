@@ -136,8 +136,10 @@ def error_line(err: BaseException) -> str:
         return f"{type(e).__name__}: {text[0] if text else ''}"
 
     root = err
-    while root.__cause__ is not None and root.__cause__ is not root:
+    seen = {id(err)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
         root = root.__cause__
+        seen.add(id(root))
     return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]
 
 

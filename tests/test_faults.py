@@ -1,0 +1,79 @@
+"""Faults a hostile or unlucky user meets (issue 28): each ends in one line, a finished exit
+and a run that is not left RUNNING; none hangs, none gives a meaningless number."""
+
+import json
+
+import pytest
+
+from prompt_vs_finetune import job
+from prompt_vs_finetune.errors import UserError, causes
+
+from .chat_stub import StubAPI
+from .conftest import compose_config
+from .test_api import SECRET, _runs
+from .test_cli import pvf, runs_in
+
+
+def test_a_chain_of_causes_that_loops_is_walked_once():
+    """An error raised from itself (what a hosted job's odd reply used to make) or two that
+    name each other: the walk ends, and the CLI's disk-full check with it."""
+    from prompt_vs_finetune.cli import disk_full
+
+    err = ValueError("odd reply")
+    err.__cause__ = err
+    assert list(causes(err)) == [err] and disk_full(err) is None
+    a, b = KeyError("a"), KeyError("b")
+    a.__cause__, b.__context__ = b, a
+    assert list(causes(a)) == [a, b]
+
+
+def _openai(tmp_path, url, *extra):
+    return compose_config(tmp_path, "task=intent_sample", "model=openai_compatible",
+                          "arm=zero_shot", "test_size=2", f"model.api.base_url={url}/v1",
+                          "model.api.max_retries=0", f"paths.cache_dir={tmp_path / 'cache'}",
+                          *extra)
+
+
+REPLIES = {
+    "no choices": (b'{"id": "x", "object": "chat.completion", "choices": []}',
+                   "application/json"),
+    "an HTML page": (b"<html><body>Gateway login</body></html>", "text/html"),
+    "no usage": (json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                             "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "x"}}]}).encode(),
+                 "application/json"),
+    "negative usage": (json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                                   "model": "m", "choices": [{
+                                       "index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": "x"}}],
+                                   "usage": {"prompt_tokens": -5, "completion_tokens": 1,
+                                             "total_tokens": -4}}).encode(),
+                       "application/json"),
+}
+
+
+@pytest.mark.parametrize("reply", sorted(REPLIES))
+def test_a_reply_that_is_not_a_chat_reply_is_one_line_and_a_failed_run(tmp_path, monkeypatch,
+                                                                       reply):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with StubAPI(lambda s, p: "x", raw=REPLIES[reply]) as stub:
+        with pytest.raises(UserError, match="sent a reply that is not a openai_compatible chat "
+                                            "reply .*; check model.api.base_url") as caught:
+            job.run(_openai(tmp_path, stub.url))
+    assert caught.value.__cause__ is not caught.value
+    _, (run,) = _runs(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_pvf_on_an_odd_reply_exits_with_one_line(tmp_path, monkeypatch):
+    """The command itself (it used to spin at full CPU after marking the run FAILED)."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with StubAPI(lambda s, p: "x", raw=REPLIES["no choices"]) as stub:
+        done = pvf(tmp_path, "task=intent_sample", "model=openai_compatible", "arm=zero_shot",
+                   "test_size=2", f"model.api.base_url={stub.url}/v1",
+                   "model.api.max_retries=0", timeout=120)
+    assert done.returncode != 0, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not a openai_compatible chat reply" in errors[0]
+    _, (run,) = runs_in(tmp_path)
+    assert run.info.status == "FAILED"
