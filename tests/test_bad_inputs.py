@@ -41,6 +41,14 @@ def write_files(folder):
     (folder / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (folder / "dir.csv").mkdir(exist_ok=True)
     (folder / "weights.bin").write_text("not a model folder")
+    jsonl("one_class.jsonl", [{"text": f"refund {i}", "label": "refund"} for i in range(20)])
+    jsonl("list_label.jsonl", [{"text": f"bill {i}", "label": ["billing", "refund"]}
+                               for i in range(10)])
+    # an integer column with one blank cell: pandas reads it as floats (3 -> 3.0)
+    (folder / "blank_int.csv").write_text("text,label\n" + "".join(
+        f"bill {i},{'' if i == 0 else i % 3}\n" for i in range(30)))
+    (folder / "int.csv").write_text("text,label\n" + "".join(
+        f"bill {i},{i % 3}\n" for i in range(30, 45)))
 
 
 def files(train, test="{files}/test.jsonl") -> list[str]:
@@ -57,6 +65,22 @@ CASES = {  # case: (overrides, the one line it must give)
     "one-row train file, fine-tune": ([*files(f"{F}/one.jsonl"), "arm=full_finetune"],
                                       r"the train split has 1 example\(s\)"),
     "task.val_fraction=0": (["task.val_fraction=0"], r"task.val_fraction=0 is outside \(0, 1\)"),
+    # issue 28: an arm that is another arm, a fit on nothing, degenerate data
+    "zero-shot that trains": (["arm=zero_shot", "arm.fit=true"],
+                              r"arm.fit=true makes arm=zero_shot another arm under its name"),
+    "few-shot without demos": (["arm=few_shot", "arm.demos=false"],
+                               r"arm.demos=false makes arm=few_shot another arm"),
+    "lora without adapters": (["arm=lora", "arm.lora=null"],
+                              r"arm.lora=null makes arm=lora another arm"),
+    "a LoRA rank as wide as the model": (["arm=lora", "arm.lora.r=4096"],
+                                         r"arm.lora.r=4096 is not below 128"),
+    "task.val_fraction=-1": (["task.val_fraction=-1"], r"task.val_fraction=-1 is outside"),
+    "a budget all validation": (["arm=full_finetune", "train_size=2", "task.val_fraction=0.9"],
+                                r"train_size=2 leaves no train example once "),
+    "one class": ([*files(f"{F}/one_class.jsonl", f"{F}/one_class.jsonl")],
+                  r"has 1 class\(es\) \(refund\): any classifier scores 1.0"),
+    "a test of one example": (["test_size=1"], r"the test split has 1 example\(s\)"),
+    "a list as a label": ([*files(f"{F}/list_label.jsonl")], r"a label in .* is a list"),
     "test_size=0": (["test_size=0"], r"test_size=0 is not >= 1"),
     "test_size=-1": (["test_size=-1"], r"test_size=-1 is not >= 1"),
     "seed=-5": (["seed=-5"], r"seed=-5 is not 0\.\.4294967295"),
@@ -112,6 +136,28 @@ def test_integer_label_columns_work(tmp_path, labels):
     mapping = [f"task.labels={labels}"] if labels else []  # after task.labels=null
     results = job.run(compose_config(tmp_path, *FAST, *data, *mapping, "task.overlap=warn"))
     assert results["data/n_test"] == 4 and 0 <= results["test/accuracy"] <= 1
+
+
+def test_an_integer_column_with_a_blank_cell_keeps_its_label_names(tmp_path):
+    """Train read as floats (one blank cell), test as integers: one label set, "0" to "2",
+    not six labels half of them "1.0"; the blank row is dropped as an empty label."""
+    write_files(tmp_path / "files")
+    data = files(tmp_path / "files/blank_int.csv", tmp_path / "files/int.csv")
+    results = job.run(compose_config(tmp_path, *FAST, *data))
+    assert results["data/n_classes"] == 3 and results["data/dropped_empty_rows"] == 1
+
+
+def test_repeated_rows_are_counted(tmp_path):
+    """Every train row twice: the budget counts them (data/n_labels), and the run says how
+    many repeat (data/duplicate_rows)."""
+    rows = [{"text": f"{word} {i}", "label": word} for i in range(8)
+            for word in ("billing", "refund")]
+    path = tmp_path / "twice.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+    write_files(tmp_path / "files")
+    results = job.run(compose_config(tmp_path, *FAST,
+                                     *files(path, tmp_path / "files/test.jsonl")))
+    assert results["data/duplicate_rows"] == 16 and results["data/n_labels"] == 0  # zero-shot
 
 
 def test_a_number_in_the_text_column_is_text(tmp_path):

@@ -105,6 +105,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_mlflow(c)
     _check_task(c)
     _check_arm(c)
+    _check_identity(cfg)
     if cfg.arm.get("teacher") is not None:
         _check_hybrid(cfg)
     if cfg.task.type == "classification":
@@ -155,8 +156,8 @@ def _check_task(c: _Checker) -> None:
         c.choice("task.verbalizer", ("words", "as_is"))
     c.choice("task.empty_rows", EMPTY_ROWS)
     c.choice("task.overlap", OVERLAP)
-    if c.cfg.task.splits.validation is None:  # carved from train
-        c.number("task.val_fraction", 0, 1, low_open=True, high_open=True)
+    # the validation share of a label budget, carved from train or from the task's own split
+    c.number("task.val_fraction", 0, 1, low_open=True, high_open=True)
     _check_templates(c.cfg.task)
 
 
@@ -208,6 +209,32 @@ def _check_arm(c: _Checker) -> None:
         if not arm.lora.target_modules:
             c.fail("arm.lora.target_modules", "is empty",
                    "name the modules to adapt (model.lora_target_modules)")
+
+
+def _check_identity(cfg: DictConfig) -> None:
+    """An arm stays what its file says it is: whether it trains, whether a prompting arm shows
+    demonstrations, whether it trains adapters or has a teacher. An override that changes one
+    of these would run another arm under this one's name (and the report would believe it)."""
+    from .project import compose_options
+
+    arm = cfg.arm
+    try:
+        own = compose_options([f"arm={arm.name}"]).arm
+    except Exception:  # noqa: BLE001 - no file of that name: an arm of the user's own naming
+        return
+    keys = {"fit": (own.fit, arm.fit)}
+    if not own.fit:
+        keys["demos"] = (own.demos, arm.demos)
+    if own.get("teacher") is None:  # a hybrid's lora comes from its student's arm file
+        keys["lora"] = (own.lora is not None, arm.lora is not None)
+    keys["teacher"] = (own.get("teacher") is not None, arm.get("teacher") is not None)
+    for key, (theirs, given) in keys.items():
+        if theirs != given:
+            value = "null" if key in ("lora", "teacher") and not given else str(given).lower()
+            shown = f"arm.{key}={value}"
+            raise UserError(f"{shown} makes arm={arm.name} another arm under its name; pick "
+                            "the arm that is that (zero_shot, few_shot, full_finetune, lora, "
+                            "hybrid), or give your variant its own arm.name")
 
 
 def _check_decoding(c: _Checker) -> None:

@@ -45,6 +45,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if hybrid.is_hybrid(cfg):  # the teacher labels the splits the student trains on
         splits, shown, teaching = hybrid.teach(cfg, task, splits, corpus)  # its demos
     overlap = test_overlap(splits, shown, cfg.task.overlap)
+    if repeats := duplicate_rows(splits):
+        log.warning("%d labelled row(s) repeat an earlier one (same text and answer); they "
+                    "count in the label budget (data/duplicate_rows): deduplicate the data "
+                    "for a budget of distinct examples", repeats)
     hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
     hashes["demos"] = content_hash(shown)
     cache_key = (prediction_cache.key(cfg, task, splits["test"], demos, corpus)
@@ -123,11 +127,24 @@ def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap:
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
+        "data/duplicate_rows": duplicate_rows(splits),
         "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
         **({"data/n_classes": len(task.labels)} if task.type == "classification" else {}),
     }
+
+
+def duplicate_rows(splits) -> int:
+    """Labelled rows (train and validation) that repeat an earlier one, text and answer: each
+    counts in data/n_labels, though it teaches nothing new."""
+    seen, repeats = set(), 0
+    for role in ("train", "validation"):
+        for row in splits[role]:
+            key = json.dumps([row["text"], row.get("label", row.get("references"))])
+            repeats += key in seen
+            seen.add(key)
+    return repeats
 
 
 def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,

@@ -152,7 +152,7 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
     config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                         target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, config)
+        adapted = get_peft_model(model, config)
     except ValueError as err:
         present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()
                           if name and not name.rsplit(".", 1)[-1].isdigit()})
@@ -160,6 +160,12 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
             f"LoRA target modules {list(lora_cfg.target_modules)} not found in the model "
             f"(arm.lora.target_modules); its modules include: {', '.join(present[:12])}"
         ) from err
+    narrowest = min(min(m.in_features, m.out_features) for m in adapted.modules()
+                    if hasattr(m, "lora_A") and hasattr(m, "in_features"))
+    if lora_cfg.r >= narrowest:  # a rank as wide as the layer adapts nothing low-rank
+        raise UserError(f"arm.lora.r={lora_cfg.r} is not below {narrowest}, the narrowest "
+                        "dimension of the layers it adapts; use a low rank (e.g. 8 or 16)")
+    return adapted
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -175,9 +175,21 @@ def _classification_row(split: Dataset, cfg, source: str):
         label = row[cfg.label_field]
         if names is not None and label is not None:
             label = names[int(label)]
-        return {"text": _text(row[cfg.text_field]), "label": _text(label)}
+        return {"text": _text(row[cfg.text_field]), "label": _label_name(label, source)}
 
     return to_row
+
+
+def _label_name(value, source: str) -> str:
+    """A label cell as its name. A whole number read as a float (an integer column with one
+    blank cell becomes float: 3 -> 3.0) is the integer's name, so splits read with and
+    without a blank agree on "3"; a list is not one label."""
+    if isinstance(value, (list, dict)):
+        raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
+                        "a label is one name per row: check task.label_field and the data")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _text(value)
 
 
 def _generation_row(split: Dataset, cfg, source: str):

@@ -25,9 +25,18 @@ def job_splits(cfg) -> tuple[Task, DatasetDict, int, list[str]]:
     else:
         source, dropped = load_splits(cfg.task)
     task = Task.from_config(cfg.task, data_labels(source))
+    if task.type == "classification" and len(task.labels) < 2:
+        raise UserError(f"task '{task.name}' has {len(task.labels)} class(es) "
+                        f"({', '.join(task.labels) or 'none'}): any classifier scores 1.0 on "
+                        "it; check task.label_field and the data, or list task.labels")
     # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
     splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
-    return task, limit_test(splits, cfg.test_size), dropped, tokenizer_corpus(task, source)
+    splits = limit_test(splits, cfg.test_size)
+    if len(splits["test"]) < 2:
+        raise UserError(f"the test split has {len(splits['test'])} example(s): a quality "
+                        "measured on one example says nothing; add test examples (or raise "
+                        "test_size)")
+    return task, splits, dropped, tokenizer_corpus(task, source)
 
 
 def data_labels(splits: DatasetDict) -> list[str] | None:
@@ -77,6 +86,10 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
         n_val = max(1, round(val_fraction * n))
         validation = train.select(range(n_val))
         train = train.select(range(n_val, n))
+    if len(train) == 0:
+        raise UserError(f"train_size={train_size} leaves no train example once "
+                        f"task.val_fraction={val_fraction} of it is held out for validation; "
+                        "raise train_size or lower task.val_fraction")
     return DatasetDict({"train": train, "validation": validation, "test": source["test"]})
 
 

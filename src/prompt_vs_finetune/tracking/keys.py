@@ -155,6 +155,8 @@ KEYS: dict[str, Key] = {
                           task_type="classification"),
     "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
     "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
+    "data/duplicate_rows": Key("labelled rows that repeat an earlier one (text and answer); "
+                               "they count in data/n_labels"),
     "fewshot/demos_used": Key("demonstrations in every prompt"),
     "fewshot/demos_dropped": Key("demonstrations drawn but dropped for want of context"),
     # hosted models only
