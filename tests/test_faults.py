@@ -77,3 +77,21 @@ def test_pvf_on_an_odd_reply_exits_with_one_line(tmp_path, monkeypatch):
     assert len(errors) == 1 and "not a openai_compatible chat reply" in errors[0]
     _, (run,) = runs_in(tmp_path)
     assert run.info.status == "FAILED"
+
+
+def test_a_report_for_a_negative_volume_is_refused(tmp_path):
+    from prompt_vs_finetune.report.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--volume", "-5"])
+    assert exited.value.code == 2 and not (tmp_path / "reports").exists()
+
+
+def test_a_negative_token_price_is_refused_before_any_call(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    cfg = compose_config(tmp_path, "task=intent_sample", "model=claude",
+                         "cost.token_prices.claude-haiku-4-5.input=-3")
+    with pytest.raises(UserError, match=r"cost.token_prices.claude-haiku-4-5.input=-3 is not "
+                                        r">= 0; a price cannot be negative"):
+        job.run(cfg)
+    assert not (tmp_path / "mlflow.db").exists() or not _runs(tmp_path)[1]

@@ -103,6 +103,7 @@ def check_config(cfg: DictConfig) -> None:
     if not str(cfg.mlflow.experiment_name or "").strip():
         c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")
     _check_mlflow(c)
+    _check_cost(cfg)
     _check_task(c)
     _check_arm(c)
     _check_identity(cfg)
@@ -145,6 +146,24 @@ def _check_mlflow(c: _Checker) -> None:
         c.fail("mlflow.log_model", "needs the whole model in one process, and trainer=fsdp "
                "shards it", "fine-tune with trainer=ddp or one device to log the model, or set "
                "mlflow.log_model=false")
+
+
+def _check_cost(cfg: DictConfig) -> None:
+    """Every price and rate under `cost` (the hardware's, each model's token prices): a
+    negative one would report negative dollars, a zero rate infinite ones."""
+    def walk(node, path: str):
+        for key, value in node.items():
+            name = f"{path}.{key}"
+            if isinstance(value, DictConfig):
+                walk(value, name)
+            elif isinstance(value, bool) or not isinstance(value, Real):
+                continue
+            elif value < 0 or (value == 0 and "per_second" in key):
+                need = "> 0" if "per_second" in key else ">= 0"
+                raise UserError(f"{name}={value} is not {need}; a price cannot be negative, "
+                                f"nor a rate zero (set {name} to a value {need})")
+
+    walk(cfg.cost, "cost")
 
 
 def _check_task(c: _Checker) -> None:

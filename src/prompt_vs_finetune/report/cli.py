@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the runs recorded in metrics.json files under this folder")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
-    parser.add_argument("--volume", type=int, default=None,
+    parser.add_argument("--volume", type=_positive, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     from .load import load_runs, run_ids_from  # after parsing: --help needs none of them
@@ -44,3 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_mlflow:
         log_report_run(uri, args.out, runs, summary)
     print((args.out / "report.md").read_text())
+
+
+def _positive(text: str) -> int:
+    """A number of predictions: a whole number of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} predictions: give 1 or more")
+    return value
