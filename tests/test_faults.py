@@ -95,3 +95,25 @@ def test_a_negative_token_price_is_refused_before_any_call(tmp_path, monkeypatch
                                         r">= 0; a price cannot be negative"):
         job.run(cfg)
     assert not (tmp_path / "mlflow.db").exists() or not _runs(tmp_path)[1]
+
+
+def test_a_secret_through_a_config_value_is_refused_and_sent_nowhere(tmp_path, monkeypatch):
+    """A label that interpolates the API key would send it in every prompt and store it in
+    config.yaml: refused before any call or run."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with StubAPI(lambda s, p: "x") as stub:
+        cfg = _openai(tmp_path, stub.url,
+                      "task.labels.card_arrival='card ${oc.env:OPENAI_API_KEY}'")
+        with pytest.raises(UserError, match=r"task.labels.card_arrival holds the value of "
+                                            r"\$OPENAI_API_KEY; .*remove the interpolation"):
+            job.run(cfg)
+        assert stub.requests == []
+    assert not (tmp_path / "mlflow.db").exists() or not _runs(tmp_path)[1]
+
+
+def test_a_name_with_a_path_in_it_is_refused_before_hydra_writes(tmp_path):
+    done = pvf(tmp_path, "task=intent_sample", "model=tiny", "task.name=../../escaped",
+               timeout=120)
+    assert done.returncode == 2
+    assert "task.name='../../escaped' is not a plain name" in done.stderr
+    assert not (tmp_path.parent.parent / "escaped").exists() and not (tmp_path / "outputs").exists()

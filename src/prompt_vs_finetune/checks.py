@@ -14,9 +14,11 @@ from omegaconf import DictConfig
 
 from .errors import UserError
 from .models.precision import INFERENCE_DTYPES
+from .project import name_error
 from .scoring.calibration import CALIBRATIONS
 from .scoring.generation import STRATEGIES
 from .tasks import TASK_TYPES
+from .tracking.secrets import leaked_secret
 
 LENGTH_NORMS = ("none", "token", "char")
 SELECTIONS = ("random", "class_balanced")
@@ -86,6 +88,9 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("task.name", "arm.name", "model.name"):
         if not isinstance(c.value(key), str) or not c.value(key).strip():
             c.fail(key, "is not set", f"give the {key.split('.')[0]}'s YAML file a `name:`")
+    if problem := name_error(cfg):
+        raise UserError(problem)
+    _check_no_secret(cfg)
     c.integer("seed", 0, MAX_SEED)
     c.integer("data_seed", 0, MAX_SEED)
     train_size = cfg.train_size
@@ -146,6 +151,24 @@ def _check_mlflow(c: _Checker) -> None:
         c.fail("mlflow.log_model", "needs the whole model in one process, and trainer=fsdp "
                "shards it", "fine-tune with trainer=ddp or one device to log the model, or set "
                "mlflow.log_model=false")
+
+
+def _check_no_secret(cfg: DictConfig) -> None:
+    """No config value holds a secret from the environment (keys are read where they are
+    used, never through the config: a label would send one in every prompt)."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - a value that cannot resolve yet (Hydra's own, in tests)
+        return
+    if leak := leaked_secret(resolved, dict(os.environ)):
+        key, variable = leak
+        raise UserError(f"{key} holds the value of ${variable}; a secret is read from the "
+                        "environment where it is used, never through a config value: remove "
+                        "the interpolation")
 
 
 def _check_cost(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from .errors import Preempted, UserError, causes
-from .project import config_dir
+from .project import config_dir, name_error
 
 # Hydra's flags that print something and run nothing: no pre-check
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
@@ -66,10 +66,13 @@ def config_error(args: list[str]) -> str | None:
             else:
                 first.append(override.input_line)
         with initialize_config_dir(config_dir(), version_base="1.3"):
-            compose(config_name, overrides=[*search, *first])
+            composed = [compose(config_name, overrides=[*search, *first])]
             for index, other in sweeps:
-                compose(config_name,
-                        overrides=[*search, *first[:index], other, *first[index + 1:]])
+                composed.append(compose(
+                    config_name, overrides=[*search, *first[:index], other, *first[index + 1:]]))
+        problem = next((p for cfg in composed if (p := name_error(cfg))), None)
+        if problem:
+            return problem
     except MissingConfigException as err:
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
         if not missing:

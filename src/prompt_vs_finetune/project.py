@@ -7,6 +7,7 @@ tracks there; without one, the configs shipped in the package are the fallback.
 """
 
 import os
+import re
 import shutil
 import sys
 from importlib.resources import files
@@ -87,3 +88,19 @@ def compose_options(overrides: list[str]):
         return compose(config_name=name, overrides=overrides)
     with initialize_config_dir(config_dir(), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+_PLAIN_NAME = re.compile(r"^[\w][\w.+-]*$")
+
+
+def name_error(cfg) -> str | None:
+    """A task, arm or model name that is not a plain name (a `/`, a leading `.`): the names
+    make Hydra's output folder (outputs/<task>/<arm>/...), so `task.name=../../x` would write
+    outside it. Checked before Hydra creates the folder."""
+    for key in ("task.name", "arm.name", "model.name"):
+        group, field = key.split(".")
+        value = (cfg.get(group) or {}).get(field)
+        if value is not None and not _PLAIN_NAME.match(str(value)):
+            return (f"{key}={value!r} is not a plain name (letters, digits, _ . + -); it names "
+                    "an output folder: rename it")
+    return None

@@ -162,8 +162,8 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
         ) from err
     narrowest = min(min(m.in_features, m.out_features) for m in adapted.modules()
                     if hasattr(m, "lora_A") and hasattr(m, "in_features"))
-    if lora_cfg.r >= narrowest:  # a rank as wide as the layer adapts nothing low-rank
-        raise UserError(f"arm.lora.r={lora_cfg.r} is not below {narrowest}, the narrowest "
+    if lora_cfg.r > narrowest:  # beyond the layer's rank: parameters that add nothing
+        raise UserError(f"arm.lora.r={lora_cfg.r} is above {narrowest}, the narrowest "
                         "dimension of the layers it adapts; use a low rank (e.g. 8 or 16)")
     return adapted
 

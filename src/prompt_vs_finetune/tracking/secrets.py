@@ -37,6 +37,34 @@ def redact(value):
     return value
 
 
+_SECRET_ENV = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+
+
+def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
+    """(the key of a config value, the variable) where the value holds the value of a
+    secret-looking environment variable (`${oc.env:OPENAI_API_KEY}` in a label, a template, a
+    URL), or None. Such a value would be sent in prompts and written wherever the config
+    goes."""
+    secrets = {name: value for name, value in environ.items()
+               if _SECRET_ENV.search(name) and len(value) >= 8}
+
+    def walk(node, path: str) -> tuple[str, str] | None:
+        if isinstance(node, dict):
+            items = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            text = str(node)
+            return next(((path, name) for name, value in secrets.items() if value in text),
+                        None)
+        for key, value in items:
+            if (found := walk(value, f"{path}.{key}" if path else str(key))) is not None:
+                return found
+        return None
+
+    return walk(resolved, "") if secrets else None
+
+
 class _RedactRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
