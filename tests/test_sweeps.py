@@ -77,3 +77,46 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
                                                     str(tmp_path))))["jobs"]
     assert sorted(j["status"] for j in jobs) == ["failed", "finished", "finished"]
     assert {j["run_id"] for j in jobs} == {r.info.run_id for r in runs}
+
+
+FLAKY_OPTUNA = """defaults:
+  - optuna
+direction: minimize
+n_trials: 4
+n_jobs: 1
+sampler:
+  seed: 0
+params:
+  arm.lr: choice(0.001, 1000000.0)
+  trainer.precision: choice(32-true, bogus)
+"""
+
+
+def test_an_optuna_study_goes_past_failed_and_diverged_trials(tmp_path):
+    """Trials that diverge (lr=1e6: a NaN loss) or fail (a bogus precision) are recorded as
+    failed and the study goes on to its last trial; the parent run gets the summary."""
+    extra = tmp_path / "extra" / "hydra" / "sweeper"
+    extra.mkdir(parents=True)
+    (extra / "flaky_optuna.yaml").write_text(FLAKY_OPTUNA)
+    result = pvf(tmp_path, "-m", "hydra/sweeper=flaky_optuna",
+                 f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "task=intent_sample",
+                 "model=tiny", "model.tiny.n_layer=1", "arm=lora", "test_size=8",
+                 "model.max_epochs=1")
+    assert result.returncode == 1, result.stderr[-3000:]  # some jobs failed: exit 1
+    assert "1 finished, 3 failed" in result.stderr
+    assert (tmp_path / "multirun").exists()
+    [results] = list((tmp_path / "multirun").glob("*/optimization_results.yaml"))
+    assert OmegaConf.load(results).best_params == {"arm.lr": 0.001, "trainer.precision": "32-true"}
+    client, runs = runs_in(tmp_path, parents=True)
+    [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    assert parent.data.metrics["sweep/jobs_failed"] == 3
+    assert sorted(r.info.status for r in runs if r is not parent) == [
+        "FAILED", "FAILED", "FAILED", "FINISHED"]
+
+
+def test_an_optuna_study_of_no_trial_is_one_line(tmp_path):
+    result = pvf(tmp_path, "-m", "hydra/sweeper=lora_optuna", "hydra.sweeper.n_trials=0",
+                 "task=intent_sample", "model=tiny", "arm=lora", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: hydra.sweeper.n_trials=0 runs no trial; give 1 "
+                                     "or more (each trial is one job)")

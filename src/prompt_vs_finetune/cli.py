@@ -1,6 +1,7 @@
 """`pvf`: the Hydra entry point. Thin on purpose: compose the config, run the job."""
 
 import logging
+import math
 import os
 import re
 import sys
@@ -52,6 +53,11 @@ def config_error(args: list[str]) -> str | None:
     overrides, config_name, search = _split_flags(args)
     if isinstance(overrides, str):
         return overrides
+    trials = next((a.split("=", 1)[1] for a in args
+                   if a.lstrip("+").startswith("hydra.sweeper.n_trials=")), None)
+    if trials is not None and not (trials.isdigit() and int(trials) >= 1):
+        return (f"hydra.sweeper.n_trials={trials} runs no trial; give 1 or more (each trial is "
+                "one job)")
     base = next((a for a in overrides if re.match(r"^[\w/]+=_", a)), None)
     if base:  # conf/<group>/_*.yaml are what the options extend, not options
         group, name = base.split("=", 1)
@@ -59,6 +65,8 @@ def config_error(args: list[str]) -> str | None:
     try:
         first, sweeps = [], []  # the first value of every sweep; then each other value alone
         for override in OverridesParser.create().parse_overrides(overrides):
+            if override.get_key_element().lstrip("+~").startswith("hydra."):
+                continue  # Hydra's own settings (a sweeper's search space): Hydra checks them
             if override.is_sweep_override():
                 key, values = override.get_key_element(), list(override.sweep_string_iterator())
                 first.append(f"{key}={values[0]}")
@@ -196,14 +204,31 @@ def job(cfg: DictConfig) -> float | None:
         record_job(error=message)
         if in_multirun():
             log.error("error: %s", message, exc_info=cfg.verbose or not known)
-            return float("nan")  # an optimising sweeper counts the trial as failed
+            return None  # an optimising sweeper records the trial as failed, and goes on
         if not known or cfg.verbose:
             raise
         log.error("error: %s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     record_job(results=results)
-    return results.get(cfg.objective, float("nan"))  # what an optimising sweeper minimises
+    return objective(cfg, results)
+
+
+def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:
+    """What an optimising sweeper minimises: the job's `objective` metric; None (a failed
+    trial, which the sweep goes past) when the job did not log it or it is not a number (a
+    learning rate that diverged)."""
+    value = results.get(cfg.objective)
+    if value is None:
+        logging.getLogger("pvf").error(
+            "objective=%s is not a metric this job logged; use one it logs, e.g. val/best_loss",
+            cfg.objective)
+        return None
+    if not math.isfinite(value):
+        logging.getLogger("pvf").warning("objective %s is %s (did the fit diverge?): the "
+                                         "trial counts as failed", cfg.objective, value)
+        return None
+    return value
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
