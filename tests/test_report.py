@@ -3,6 +3,7 @@
 import base64
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -561,3 +562,25 @@ def test_a_variant_names_what_sets_cells_apart_not_what_their_runs_disagree_on()
                            "arm": "zero_shot", "fit": False, "n_labels": 0, "test_set": "abc"}
                           for cal in ("none", "pmi")])
     assert list(variants(table, runs)) == ["scorer.calibration=none", "scorer.calibration=pmi"]
+
+
+def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path, monkeypatch):
+    """Ctrl-C as the plots are drawn (table.csv already written): the old report stays as it
+    was, file for file, and no half-written folder is left beside it."""
+    from prompt_vs_finetune.report import write
+
+    out = tmp_path / "report"
+    report.main(["--tracking-uri", store, "--out", str(out), "--no-mlflow"])
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "table.csv").write_text("the old table\n")
+    before[Path("table.csv")] = b"the old table\n"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write, "plot_consistency", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.main(["--tracking-uri", store, "--out", str(out), "--no-mlflow"])
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []

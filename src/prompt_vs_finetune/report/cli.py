@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = load_runs(uri, args.experiment, args.filter, run_ids)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
-    summary = write_report(runs, args.out, volume=args.volume)
+    summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
+                                                                     volume=args.volume))
     if not args.no_mlflow:
         log_report_run(uri, args.out, runs, summary)
     print((args.out / "report.md").read_text())
@@ -55,3 +56,28 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} predictions: give 1 or more")
     return value
+
+
+def write_atomically(out: Path, write):
+    """`write(folder)` into a new folder beside `out`, which then takes its place: a report
+    stopped halfway (Ctrl-C, a full disk) leaves the previous one whole, never new tables
+    beside old plots."""
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # as a folder made by mkdir would be
+    try:
+        result = write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return result
