@@ -117,3 +117,29 @@ def test_a_name_with_a_path_in_it_is_refused_before_hydra_writes(tmp_path):
     assert done.returncode == 2
     assert "task.name='../../escaped' is not a plain name" in done.stderr
     assert not (tmp_path.parent.parent / "escaped").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(tmp_path):
+    """SIGKILL right after the run opened (nothing could end it): the same job run again ends
+    that run KILLED, with the reason, and opens its own."""
+    import socket
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from prompt_vs_finetune.tracking.naming import job_tags
+
+    cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
+                         "test_size=4")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has ended
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    experiment = client.create_experiment(cfg.mlflow.experiment_name)
+    orphan = client.create_run(experiment, tags={
+        "config_hash": job_tags(cfg)["config_hash"], "pvf.pid": str(gone.pid),
+        "pvf.host": socket.gethostname()}).info.run_id
+    job.run(cfg)
+    old = client.get_run(orphan)
+    assert old.info.status == "KILLED" and "ended without closing it" in old.data.tags["stopped"]
+    statuses = sorted(r.info.status for r in client.search_runs([experiment]))
+    assert statuses == ["FINISHED", "KILLED"]

@@ -11,6 +11,7 @@ study, a parent run each job nests under (tracking/parents.py).
 
 import logging
 import os
+import socket
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,10 +102,45 @@ def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
         parent = parent_run(cfg.mlflow.tracking_uri, experiment.experiment_id, group) \
             if group else None
         tags = redact(job_tags(cfg)) | ({GROUP_TAG: group.key} if group else {})
-        run = mlflow.start_run(run_name=run_name(cfg), tags=tags, parent_run_id=parent,
-                               log_system_metrics=system_metrics)
+        end_orphans(experiment.experiment_id, tags["config_hash"])
+        run = mlflow.start_run(run_name=run_name(cfg), tags=tags | owner_tags(),
+                               parent_run_id=parent, log_system_metrics=system_metrics)
+    if resume_run_id:
+        mlflow.set_tags(owner_tags())
     note_run(run.info.run_id, parent)
     return run
+
+
+def owner_tags() -> dict[str, str]:
+    """The process that owns the run: a later job can tell a run whose process is gone."""
+    return {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}
+
+
+def end_orphans(experiment_id: str, config_hash: str) -> None:
+    """Runs of this same job left RUNNING by a process that no longer exists on this host
+    (SIGKILL, a power cut): ended KILLED, with the reason, before the new run opens."""
+    client, host = mlflow.MlflowClient(), socket.gethostname()
+    found = client.search_runs([experiment_id], filter_string=(
+        f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
+    for run in found:
+        pid = run.data.tags.get("pvf.pid", "")
+        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
+                       "closing it; ended by the next run of the same job")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        log.warning("ended run %s KILLED: left RUNNING by process %s, which is gone",
+                    run.info.run_id, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _safely(call, *args) -> bool:
