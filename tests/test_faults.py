@@ -143,3 +143,16 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(tmp_pat
     assert old.info.status == "KILLED" and "ended without closing it" in old.data.tags["stopped"]
     statuses = sorted(r.info.status for r in client.search_runs([experiment]))
     assert statuses == ["FINISHED", "KILLED"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.api.timeout_s=null", r"model.api.timeout_s=None is not a number"),
+    ("model.api.timeout_s=0", r"model.api.timeout_s=0 is outside \(0, 3600\]"),
+    ("model.api.max_retries=-1", r"model.api.max_retries=-1 is not 0\.\.20"),
+    ("model.api.max_concurrency=0", r"model.api.max_concurrency=0 is not 1\.\.256"),
+])
+def test_a_hosted_client_without_a_finite_deadline_is_refused(tmp_path, monkeypatch, override,
+                                                               message):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with pytest.raises(UserError, match=message):
+        job.run(_openai(tmp_path, "http://127.0.0.1:9", override))

@@ -108,6 +108,8 @@ def check_config(cfg: DictConfig) -> None:
     if not str(cfg.mlflow.experiment_name or "").strip():
         c.fail("mlflow.experiment_name", "is empty", "name the MLflow experiment")
     _check_mlflow(c)
+    if cfg.model.get("api"):
+        _check_api(c)
     _check_cost(cfg)
     _check_task(c)
     _check_arm(c)
@@ -151,6 +153,18 @@ def _check_mlflow(c: _Checker) -> None:
         c.fail("mlflow.log_model", "needs the whole model in one process, and trainer=fsdp "
                "shards it", "fine-tune with trainer=ddp or one device to log the model, or set "
                "mlflow.log_model=false")
+
+
+def _check_api(c: _Checker) -> None:
+    """A hosted model's client: every request has a finite deadline (timeout x retries), so
+    no job waits forever on an endpoint that does not answer."""
+    c.number("model.api.timeout_s", 0, 3600, low_open=True,
+             fix="set model.api.timeout_s to the seconds one request may take, e.g. 60")
+    c.integer("model.api.max_retries", 0, 20)
+    c.integer("model.api.max_concurrency", 1, 256)
+    c.integer("model.api.label_max_tokens", 1)
+    if "temperature" in c.cfg.model.api:  # the Messages API takes none
+        c.number("model.api.temperature", 0, 2)
 
 
 def _check_no_secret(cfg: DictConfig) -> None:
