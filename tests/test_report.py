@@ -584,3 +584,43 @@ def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path,
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
+
+
+CTRL_C_AS_THE_RUN_OPENS = """
+import os, signal, sys
+import mlflow
+from prompt_vs_finetune.report import mlflow_run
+from prompt_vs_finetune.report.cli import main
+
+real = mlflow.start_run
+
+def start_then_ctrl_c(*args, **kwargs):
+    run = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # as the run has just been created
+    return run
+
+mlflow_run.mlflow.start_run = start_then_ctrl_c
+try:
+    main(["--tracking-uri", sys.argv[1], "--out", sys.argv[2]])
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_as_the_report_run_opens_leaves_no_run_running(store, tmp_path):
+    """The Ctrl-C arrives while MLflow creates the report's run: it is held until the block
+    that ends the run, so the run ends KILLED and the command stops as Ctrl-C stops it. (In a
+    process of its own: a signal reaches the main thread only.)"""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AS_THE_RUN_OPENS, store,
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr[-2000:]
+    client = MlflowClient(store)
+    statuses = {r.info.status for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="tags.pvf_summary = 'true'")}
+    assert statuses == {"KILLED"}

@@ -57,3 +57,23 @@ def sigterm_as_preemption():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def hold_interrupts():
+    """Hold Ctrl-C back (SIGINT, blocked at the OS) until the returned function is called:
+    around the creation of a run, so that a Ctrl-C lands either before the run exists or
+    inside the block that ends it, never in between (a run left RUNNING). The function
+    delivers what arrived meanwhile; calling it again does nothing."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    done = []
+
+    def release() -> None:
+        if not done:
+            done.append(True)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    return release

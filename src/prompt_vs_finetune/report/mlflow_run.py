@@ -30,6 +30,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ..preemption import hold_interrupts
 from ..tracking.parents import GROUP_TAG, dvc_study_name, study_group
 from ..tracking.store import use_experiment
 from .load import REFERENCE_DTYPE
@@ -59,12 +60,23 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
             "mlflow.note.content": description(jobs, summary, parents)}
     if study:
         tags["study"] = study
-    with mlflow.start_run(run_name=run_name(jobs), tags=tags) as run:
+    release = hold_interrupts()  # a Ctrl-C lands before the run exists or inside the block
+    try:
+        active = mlflow.start_run(run_name=run_name(jobs), tags=tags)
+    except BaseException:
+        release()
+        raise
+    try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
+        release()
         mlflow.log_param("runs", len(jobs))
         mlflow.log_metrics(metrics)
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
-    report_id = run.info.run_id
+    except BaseException as err:
+        mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+    report_id = active.info.run_id
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
         children = jobs[jobs["parent_run_id"] == parent["run_id"]]
         link_parent(client, parent["run_id"], report_id,

@@ -21,7 +21,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import Preempted, UserError
-from ..preemption import raise_if_preempted, sigterm_noted
+from ..preemption import hold_interrupts, raise_if_preempted, sigterm_noted
 from .naming import job_params, job_tags, run_name
 from .parents import GROUP_TAG, job_group, parent_run
 from .secrets import redact
@@ -62,9 +62,15 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     system_metrics = system_metrics_on(cfg)
-    with sigterm_noted():  # a SIGTERM now is raised in the try below, which ends the run
-        run = _open_run(cfg, experiment, resume_run_id, system_metrics)
+    release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
+        with sigterm_noted():  # so is a SIGTERM
+            run = _open_run(cfg, experiment, resume_run_id, system_metrics)
+    except BaseException:
+        release()
+        raise
+    try:
+        release()
         raise_if_preempted()
         if not resume_run_id:
             mlflow.log_params(job_params(cfg))
