@@ -6,11 +6,12 @@ Backends add their own (`Backend.check`: an API key, a dtype the device cannot r
 """
 
 import math
+import os
 import tempfile
 from numbers import Real
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
 from .models.precision import INFERENCE_DTYPES
@@ -170,10 +171,6 @@ def _check_api(c: _Checker) -> None:
 def _check_no_secret(cfg: DictConfig) -> None:
     """No config value holds a secret from the environment (keys are read where they are
     used, never through the config: a label would send one in every prompt)."""
-    import os
-
-    from omegaconf import OmegaConf
-
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - a value that cannot resolve yet (Hydra's own, in tests)

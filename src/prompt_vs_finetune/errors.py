@@ -15,11 +15,11 @@ class UnreadableReply(Exception):
     usage): told apart from a bug in pvf, which would surface as itself."""
 
 
-def causes(err: BaseException | None):
-    """`err`, then what caused it (`__cause__`, else `__context__`), each once: a chain can
-    loop (an error raised from itself, or two that name each other)."""
+def causes(err: BaseException | None, implicit: bool = True):
+    """`err`, then what caused it (`__cause__`, and with `implicit` else `__context__`), each
+    once: a chain can loop (an error raised from itself, or two that name each other)."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         yield err
-        err = err.__cause__ or err.__context__
+        err = err.__cause__ or (err.__context__ if implicit else None)

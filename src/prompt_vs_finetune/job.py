@@ -75,8 +75,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 if teaching is not None:
                     predictions.tags["teacher_cached"] = str(teaching.cached).lower()
                 quality, each = metrics.score(task.type, task.metrics, predictions.rows)
-                results = job_results(cfg, task, splits, dropped_rows, overlap, predictions,
-                                      quality, teaching)
+                results = job_results(cfg, task, splits, (dropped_rows, overlap, repeats),
+                                      predictions, quality, teaching)
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": metrics.PER_EXAMPLE[task.type],
@@ -106,11 +106,13 @@ def label_params(task: Task) -> dict[str, str]:
             "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
 
 
-def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap: int,
+def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, int],
                 predictions: Predictions, quality: dict[str, float],
                 teaching: "hybrid.Teaching | None" = None) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
-    cost from the usage (and the hybrid teacher's), and what the job saw."""
+    cost from the usage (and the hybrid teacher's), and what the job saw; `counted`: the rows
+    the load dropped, the test rows among the labelled ones, the labelled rows repeated."""
+    dropped_rows, overlap, repeats = counted
     labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
     if teaching is not None:  # its labels are the teacher's; the human ones, its demos
         labelled = teaching.human_labels
@@ -127,7 +129,7 @@ def job_results(cfg: DictConfig, task: Task, splits, dropped_rows: int, overlap:
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
-        "data/duplicate_rows": duplicate_rows(splits),
+        "data/duplicate_rows": repeats,
         "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,

@@ -2,8 +2,8 @@
 whether tracked code differs from it), the config (a hash of what determines the result) and,
 under DVC, which files DVC rewrites as it runs.
 
-A leaf: the standard library only (and OmegaConf inside `config_hash`), so the warm-start
-client, resume, the prediction cache and the runs' tags can all use the one code version.
+A leaf (the standard library and OmegaConf, which the package imports anyway), so the
+warm-start client, resume, the prediction cache and the runs' tags share one code version.
 """
 
 import functools
@@ -13,6 +13,8 @@ import os
 import re
 import subprocess
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 PACKAGE = Path(__file__).parent
 
@@ -128,8 +130,6 @@ def config_hash(cfg, drop: tuple[str, ...] = ()) -> str:
     """Hash of what determines a job's result (not where it writes or how it logs), without
     the top-level keys in `drop`. The config is hashed unresolved: `${paths.output_dir}`
     carries a timestamp once resolved, `${seed}` in arm.order_seed is the seed's own key."""
-    from omegaconf import OmegaConf  # here: warm.py's client imports this module, stdlib only
-
     raw = OmegaConf.to_container(cfg, resolve=False)
     kept = {k: v for k, v in raw.items() if k not in (*VOLATILE, *drop)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from .provenance import code_version
+
 ENTRIES = {  # command -> (module, function) it runs
     "pvf": ("prompt_vs_finetune.cli", "main"),
     "pvf-prepare": ("prompt_vs_finetune.cli", "prepare"),
@@ -115,8 +117,6 @@ def _skip_final_collection() -> None:
 def worker_key() -> str:
     """What a worker's imports depend on: this package's sources, the interpreter and its
     installed distributions, and the environment (less VOLATILE_ENV)."""
-    from .provenance import code_version  # the standard library only: the client stays light
-
     digest = hashlib.sha256(code_version().encode())
     for folder in sys.path:  # a pip install or uninstall renames or adds entries here
         if folder.endswith(("site-packages", "dist-packages")) and os.path.isdir(folder):

@@ -20,7 +20,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import Preempted, UserError
+from ..errors import Preempted, UserError, causes
 from ..preemption import hold_interrupts, raise_if_preempted, sigterm_noted
 from .naming import job_params, job_tags, run_name
 from .parents import GROUP_TAG, job_group, parent_run
@@ -177,11 +177,7 @@ def error_line(err: BaseException) -> str:
         text = str(e).strip().splitlines()
         return f"{type(e).__name__}: {text[0] if text else ''}"
 
-    root = err
-    seen = {id(err)}
-    while root.__cause__ is not None and id(root.__cause__) not in seen:
-        root = root.__cause__
-        seen.add(id(root))
+    *_, root = causes(err, implicit=False)
     return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]
 
 
