@@ -80,7 +80,7 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
 
 
 FLAKY_OPTUNA = """defaults:
-  - optuna
+  - _optuna
 direction: minimize
 n_trials: 4
 n_jobs: 1
@@ -120,3 +120,24 @@ def test_an_optuna_study_of_no_trial_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: hydra.sweeper.n_trials=0 runs no trial; give 1 "
                                      "or more (each trial is one job)")
+
+
+def test_an_optuna_study_whose_every_trial_fails_ends_with_the_summary(tmp_path):
+    """Optuna's own sweeper ends such a study with "No trials are completed yet" and a
+    traceback, before the summary; pvf's ends it like any sweep with failed jobs."""
+    extra = tmp_path / "extra" / "hydra" / "sweeper"
+    extra.mkdir(parents=True)
+    (extra / "failing_optuna.yaml").write_text(
+        FLAKY_OPTUNA.replace("n_trials: 4", "n_trials: 2").replace(
+            "arm.lr: choice(0.001, 1000000.0)\n", "").replace("32-true, bogus", "bogus, bogus2"))
+    result = pvf(tmp_path, "-m", "hydra/sweeper=failing_optuna",
+                 f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "task=intent_sample",
+                 "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot", "test_size=8")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "No trials are completed" not in result.stderr
+    assert "every trial failed" in result.stdout  # Hydra's log lines go to stdout
+    assert "0 finished, 2 failed" in result.stderr
+    client, runs = runs_in(tmp_path, parents=True)
+    [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    assert parent.data.metrics["sweep/jobs_failed"] == 2
+    assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
