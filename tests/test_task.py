@@ -196,3 +196,30 @@ def test_prepared_and_direct_jobs_draw_the_same_examples(tmp_path):
     _, other, _, _ = job_splits(compose_config(tmp_path, "task=intent_sample", "seed=4",
                                                "train_size=64"))
     assert content_hash(other["train"]) != content_hash(a["train"])
+
+
+def test_a_data_file_rewritten_while_read_is_read_again(tmp_path, monkeypatch):
+    """A file still being written when the job read it was used at 40 of its 440 rows: a file
+    that changes during the read is read again; one that never holds still is refused."""
+    import prompt_vs_finetune.tasks.loading as loading
+
+    cfg = local_task(tmp_path, ROWS[:4], ROWS)  # the writer has written 4 rows of 20 so far
+    real_load, writes = loading.datasets.load_dataset, []
+
+    def load_while_writing(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        if "train" in kwargs["data_files"] and len(writes) < finish_after:
+            writes.append(1)
+            write_jsonl(tmp_path / "train.jsonl", ROWS[: 4 + 8 * len(writes)])
+        return loaded
+
+    monkeypatch.setattr(loading.datasets, "load_dataset", load_while_writing)
+    finish_after = 2
+    splits, _ = load_splits(cfg)
+    assert len(splits["train"]) == 20 and len(writes) == 2
+    writes.clear()
+    write_jsonl(tmp_path / "train.jsonl", ROWS[:4])
+    finish_after = 3
+    with pytest.raises(UserError, match=r"train.jsonl \(task.data_files.train\) changed while it"
+                                        r" was read, 3 times; run again once"):
+        load_splits(cfg)

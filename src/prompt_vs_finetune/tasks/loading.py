@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ROLES = ("train", "validation", "test")
+READ_TRIES = 3
 
 
 def _load_file(builder: str, path: Path, split: str) -> Dataset:
@@ -23,13 +24,30 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
     if path.stat().st_size == 0:
         raise UserError(f"data file is empty: {key}; fill it or point task.data_files at the "
                         "right file")
-    try:
-        loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
-    except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
-        raise UserError(f"cannot read {key} as {builder}: {_why(builder, path, err)}") from err
+    for _ in range(READ_TRIES):
+        before = _version(path)
+        try:
+            loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
+        except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
+            if _version(path) != before:
+                continue  # a half-written file: read it again
+            raise UserError(f"cannot read {key} as {builder}: {_why(builder, path, err)}") from err
+        if _version(path) == before:
+            break
+    else:
+        raise UserError(f"data file {key} changed while it was read, {READ_TRIES} times; run "
+                        "again once whatever writes it has finished")
     if len(loaded) == 0:
         raise UserError(f"data file has no rows: {key} (a header only?); add its examples")
     return loaded
+
+
+def _version(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten: a file written while it was read (a data job
+    still running) was used at 40 of its 440 rows. Its cache entry is keyed by mtime too, so a
+    reread after a change is a fresh read."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _why(builder: str, path: Path, err: Exception) -> str:
