@@ -156,3 +156,47 @@ def test_a_hosted_client_without_a_finite_deadline_is_refused(tmp_path, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with pytest.raises(UserError, match=message):
         job.run(_openai(tmp_path, "http://127.0.0.1:9", override))
+
+
+def test_a_server_that_trickles_its_reply_is_cut_at_the_total_deadline(tmp_path, monkeypatch):
+    """A byte every 0.2 s never trips a per-read timeout: the whole reply is bounded by
+    model.api.timeout_s (each try), so the job ends in one line instead of waiting forever."""
+    import socket
+    import threading
+    import time
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n")
+            began = time.monotonic()
+            try:  # 40 s at most, so that without the deadline the test fails, not hangs
+                while not stop.is_set() and time.monotonic() - began < 40:
+                    conn.sendall(b" ")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(UserError, match=r"cannot reach .* \(Request timed out.\) after 0 "
+                                            r"retries"):
+            job.run(_openai(tmp_path, url, "model.api.timeout_s=1.5"))
+    finally:
+        stop.set()
+        server.close()
+    assert time.monotonic() - started < 30
+    _, (run,) = _runs(tmp_path)
+    assert run.info.status == "FAILED"

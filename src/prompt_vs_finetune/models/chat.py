@@ -73,11 +73,16 @@ class ChatModel:
         self.cache = ReplyCache(cache_dir / self.provider if cache_dir else None)
 
     def _client(self, key: str):
-        """The SDK's client (`sdk.client_class`), with our retries, timeout and base URL."""
+        """The SDK's client (`sdk.client_class`), with our retries, base URL and timeout:
+        `timeout_s` bounds each read and, through the transport, each whole reply."""
+        from .deadline import deadline_client
+
         sdk_name, class_name = self.sdk
-        return getattr(_sdk(sdk_name), class_name)(
-            api_key=key, base_url=self.cfg.base_url or None,
-            max_retries=int(self.cfg.max_retries), timeout=float(self.cfg.timeout_s))
+        sdk, timeout = _sdk(sdk_name), float(self.cfg.timeout_s)
+        http = deadline_client(sdk, timeout)
+        return getattr(sdk, class_name)(
+            api_key=key, base_url=self.cfg.base_url or None, http_client=http,
+            max_retries=int(self.cfg.max_retries), timeout=timeout)
 
     def _call(self, request: dict) -> Reply:
         raise NotImplementedError
