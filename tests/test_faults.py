@@ -200,3 +200,42 @@ def test_a_server_that_trickles_its_reply_is_cut_at_the_total_deadline(tmp_path,
     assert time.monotonic() - started < 30
     _, (run,) = _runs(tmp_path)
     assert run.info.status == "FAILED"
+
+
+CTRL_C_AS_THE_JOB_RUN_OPENS = """
+import os, signal, sys
+from pathlib import Path
+from prompt_vs_finetune import job
+from prompt_vs_finetune.tracking import runs
+from tests.conftest import compose_config
+
+real = runs.mlflow.start_run
+
+def start_then_ctrl_c(*args, **kwargs):
+    run = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # as the run has just been created
+    return run
+
+runs.mlflow.start_run = start_then_ctrl_c
+try:
+    job.run(compose_config(Path(sys.argv[1]), "task=intent_sample", "model=tiny",
+                           "model.tiny.n_layer=1", "arm=zero_shot", "test_size=2"))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_as_a_job_run_opens_ends_it_killed(tmp_path):
+    """The Ctrl-C arrives while MLflow creates the job's run: it is held until the block that
+    ends the run, so the run ends KILLED, never RUNNING. (In a process of its own: a signal
+    reaches the main thread only.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AS_THE_JOB_RUN_OPENS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 130, done.stderr[-2000:]
+    _, (run,) = _runs(tmp_path)
+    assert run.info.status == "KILLED"
