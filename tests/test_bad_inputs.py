@@ -49,6 +49,11 @@ def write_files(folder):
         f"bill {i},{'' if i == 0 else i % 3}\n" for i in range(30)))
     (folder / "int.csv").write_text("text,label\n" + "".join(
         f"bill {i},{i % 3}\n" for i in range(30, 45)))
+    for name, target in (("loop_a.jsonl", "loop_b.jsonl"), ("loop_b.jsonl", "loop_a.jsonl")):
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(target)
+    if not (folder / "fifo.jsonl").exists():
+        os.mkfifo(folder / "fifo.jsonl")
 
 
 def files(train, test="{files}/test.jsonl") -> list[str]:
@@ -107,6 +112,11 @@ CASES = {  # case: (overrides, the one line it must give)
                      r"latin1.csv .* it is not UTF-8 text \(byte 0xe9"),
     "binary file": ([*files(f"{F}/binary.csv", f"{F}/ok.csv")],
                     r"binary.csv .* it is binary, not text"),
+    "a symbolic link loop": ([*files(f"{F}/loop_a.jsonl")],
+                             r"loop_a.jsonl \(task.data_files.train\) is a symbolic link that "
+                             r"leads nowhere"),
+    "a named pipe": ([*files(f"{F}/fifo.jsonl")], r"fifo.jsonl \(task.data_files.train\) is "
+                                                  r"not a regular file \(a pipe"),
     "a folder named x.csv": ([*files(f"{F}/dir.csv", f"{F}/ok.csv")],
                              r"dir.csv \(task.data_files.train\) is a folder, not a file"),
     "model.name_or_path naming a file": (["model.tiny=null", "model.name_or_path={files}"
@@ -114,6 +124,23 @@ CASES = {  # case: (overrides, the one line it must give)
                                          r"model.name_or_path=.*weights.bin is a file; name the "
                                          r"folder"),
     "arm.lora.r=0": (["arm=lora", "arm.lora.r=0"], r"arm.lora.r=0 is not >= 1"),
+    # issue 28: late failures (after the run existed) and tracebacks, now before any run
+    "all data as validation": (["arm=full_finetune", "task.val_fraction=0.999"],
+                               r"train_size=all leaves no train example once"),
+    "a 1-token context": (["model.max_length=1"],
+                          r"do not fit the 1-token context; .*raise model.max_length"),
+    "an unknown metric": (["task.metrics=[bleu]"], r"names bleu, not a classification metric"),
+    "a precision Lightning refuses": (["trainer.precision=bogus"],
+                                      r"Lightning refuses the trainer config: Precision 'bogus'"),
+    "an accelerator this machine lacks": (["trainer.accelerator=mps"],  # Linux has no MPS
+                                          r"Lightning refuses the trainer config: `MPSAcc"),
+    "several devices without a DDP trainer": (["trainer.devices=4"],
+                                              r"trainer.devices=4 needs .*; add trainer=ddp"),
+    "no gradient accumulation": (["arm=full_finetune", "trainer.accumulate_grad_batches=0"],
+                                 r"trainer.accumulate_grad_batches=0 is not >= 1"),
+    "LoRA targets as one string": (["arm=lora", "arm.lora.target_modules=c_attn"],
+                                   r"is one string, not a list; give a list: "
+                                   r"arm.lora.target_modules=\[c_attn\]"),
     "mlflow.experiment_name=''": (["mlflow.experiment_name=''"],
                                   r"mlflow.experiment_name='' is empty"),
 }

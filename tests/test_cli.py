@@ -3,10 +3,12 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+ROOT = Path(__file__).parent.parent
 ARMS = ("zero_shot", "few_shot", "full_finetune", "lora")
 CHANCE = 1 / 14  # intent_sample has 14 balanced labels
 REQUIRED_METRICS = (
@@ -20,6 +22,8 @@ REQUIRED_METRICS = (
 def job_env(**extra: str) -> dict[str, str]:
     """The environment a `pvf` subprocess of the suite runs in: offline, its own store."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
+    # `tests.faulty` importable from a job: a fault injected inside its run
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri in earlier tests exports it
     return env
 

@@ -44,38 +44,43 @@ def test_launcher_and_sweeper_configs_compose(tmp_path):
     assert cfg.objective == "val/best_loss"
 
 
+FAULT = ("+callbacks.fault._target_=tests.faulty.FailingCallback",  # raises inside the run
+         "cache_predictions=false")  # or the second zero-shot job reuses the first one's
+
+
 def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
-    """The second of three jobs fails inside its run: it ends FAILED with the error as a tag
-    and the traceback as an artifact, the others finish, and the sweep prints a summary and
+    """The second of two jobs fails inside its run: it ends FAILED with the error as a tag and
+    the traceback as an artifact, the other finishes, and the sweep prints a summary and
     exits 1."""
     result = pvf(tmp_path, "-m", "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
-                 "arm=zero_shot", "test_size=8", "trainer.precision=32-true,bogus,bf16-mixed",
+                 "arm=zero_shot", "test_size=8", *FAULT, "+callbacks.fault.fail=false,true",
                  "+notes.api_token=sk-secret")
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "2 finished, 1 failed" in result.stderr
-    assert "trainer.precision=bogus" in result.stderr
+    assert "1 finished, 1 failed" in result.stderr
+    assert "+callbacks.fault.fail=True" in result.stderr
     client, runs = runs_in(tmp_path, parents=True)
     [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
     runs = [r for r in runs if r is not parent]
-    by_precision = {r.data.params["trainer.precision"]: r for r in runs}
-    assert {p: r.info.status for p, r in by_precision.items()} == {
-        "32-true": "FINISHED", "bogus": "FAILED", "bf16-mixed": "FINISHED"}
-    failed = by_precision["bogus"]
-    assert "bogus" in failed.data.tags["error"]
+    by_fault = {r.data.params["callbacks.fault.fail"]: r for r in runs}
+    assert {f: r.info.status for f, r in by_fault.items()} == {
+        "False": "FINISHED", "True": "FAILED"}
+    failed = by_fault["True"]
+    assert "injected fault" in failed.data.tags["error"]
     trace = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
     assert "Traceback" in open(trace).read()
     # each job's overrides as one redacted tag; the sweep's summary in its parent
     assert failed.data.tags["overrides"] == (
         "task=intent_sample model=tiny model.tiny.n_layer=1 arm=zero_shot test_size=8 "
-        "trainer.precision=bogus +notes.api_token=***")
+        "+callbacks.fault._target_=tests.faulty.FailingCallback cache_predictions=False "
+        "+callbacks.fault.fail=True +notes.api_token=***")
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert (parent.data.metrics["sweep/jobs_finished"],
-            parent.data.metrics["sweep/jobs_failed"]) == (2, 1)
-    assert "trainer.precision=bogus" in parent.data.tags["failed_overrides"]
+            parent.data.metrics["sweep/jobs_failed"]) == (1, 1)
+    assert "+callbacks.fault.fail=True" in parent.data.tags["failed_overrides"]
     assert parent.info.status == "FINISHED"
     jobs = json.load(open(client.download_artifacts(parent.info.run_id, "sweep.json",
                                                     str(tmp_path))))["jobs"]
-    assert sorted(j["status"] for j in jobs) == ["failed", "finished", "finished"]
+    assert sorted(j["status"] for j in jobs) == ["failed", "finished"]
     assert {j["run_id"] for j in jobs} == {r.info.run_id for r in runs}
 
 
@@ -88,7 +93,7 @@ sampler:
   seed: 0
 params:
   arm.lr: choice(0.001, 1000000.0)
-  trainer.precision: choice(32-true, bogus)
+  +callbacks.fault.fail: choice(false, true)
 """
 
 
@@ -101,12 +106,13 @@ def test_an_optuna_study_goes_past_failed_and_diverged_trials(tmp_path):
     result = pvf(tmp_path, "-m", "hydra/sweeper=flaky_optuna",
                  f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "task=intent_sample",
                  "model=tiny", "model.tiny.n_layer=1", "arm=lora", "test_size=8",
-                 "model.max_epochs=1")
+                 "model.max_epochs=1", *FAULT)
     assert result.returncode == 1, result.stderr[-3000:]  # some jobs failed: exit 1
     assert "1 finished, 3 failed" in result.stderr
     assert (tmp_path / "multirun").exists()
     [results] = list((tmp_path / "multirun").glob("*/optimization_results.yaml"))
-    assert OmegaConf.load(results).best_params == {"arm.lr": 0.001, "trainer.precision": "32-true"}
+    assert OmegaConf.load(results).best_params == {"arm.lr": 0.001,
+                                                   "+callbacks.fault.fail": False}
     client, runs = runs_in(tmp_path, parents=True)
     [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
     assert parent.data.metrics["sweep/jobs_failed"] == 3
@@ -129,10 +135,10 @@ def test_an_optuna_study_whose_every_trial_fails_ends_with_the_summary(tmp_path)
     extra.mkdir(parents=True)
     (extra / "failing_optuna.yaml").write_text(
         FLAKY_OPTUNA.replace("n_trials: 4", "n_trials: 2").replace(
-            "arm.lr: choice(0.001, 1000000.0)\n", "").replace("32-true, bogus", "bogus, bogus2"))
+            "arm.lr: choice(0.001, 1000000.0)\n", "").replace("false, true", "true"))
     result = pvf(tmp_path, "-m", "hydra/sweeper=failing_optuna",
                  f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "task=intent_sample",
-                 "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot", "test_size=8")
+                 "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot", "test_size=8", *FAULT)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "No trials are completed" not in result.stderr
     assert "every trial failed" in result.stdout  # Hydra's log lines go to stdout

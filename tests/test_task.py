@@ -223,3 +223,12 @@ def test_a_data_file_rewritten_while_read_is_read_again(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"train.jsonl \(task.data_files.train\) changed while it"
                                         r" was read, 3 times; run again once"):
         load_splits(cfg)
+
+
+def test_a_split_whose_every_answer_is_empty_names_the_answer_column(tmp_path):
+    """Not "check task.text_field" (the texts are there): the labels are what is missing."""
+    cfg = local_task(tmp_path, ROWS, [{"text": f"t {i}", "label": ""} for i in range(3)])
+    with pytest.raises(UserError, match=r"task.data_files \[test\] has no row with "
+                                        r"a label \(all 3 are empty\); check the file and "
+                                        r"task.label_field"):
+        load_splits(cfg)

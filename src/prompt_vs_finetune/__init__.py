@@ -1,6 +1,7 @@
 """prompt-vs-finetune: measured evidence for prompting vs fine-tuning a causal LM."""
 
 from importlib.resources import files
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -18,3 +19,13 @@ def resource_path(relative: str) -> str:
 # write pkg://prompt_vs_finetune/resources/datasets/..., plain YAML that DVC can edit).
 if not OmegaConf.has_resolver("pvf_resource"):
     OmegaConf.register_new_resolver("pvf_resource", resource_path)
+
+
+def home() -> str:
+    """The user's home folder, from the password database when HOME is unset (a cron job, a
+    bare container): `${oc.env:HOME}` was an interpolation error at every command."""
+    return str(Path.home())
+
+
+if not OmegaConf.has_resolver("pvf_home"):
+    OmegaConf.register_new_resolver("pvf_home", home)

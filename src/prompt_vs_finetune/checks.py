@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
+from .metrics import KNOWN as KNOWN_METRICS
 from .models.precision import INFERENCE_DTYPES
 from .project import name_error
 from .scoring.calibration import CALIBRATIONS
@@ -205,6 +206,11 @@ def _check_task(c: _Checker) -> None:
     if not c.cfg.task.metrics:
         c.fail("task.metrics", "is not set", "list them, e.g. [accuracy, macro_f1] or [rouge] "
                "(or extend _intent / _summarization, which do)")
+    known = KNOWN_METRICS[c.cfg.task.type]
+    unknown = [m for m in c.cfg.task.metrics if m not in known]
+    if unknown:
+        c.fail("task.metrics", f"names {', '.join(map(str, unknown))}, not a "
+               f"{c.cfg.task.type} metric", f"use {', '.join(known)}")
     if c.cfg.task.type == "classification":
         c.choice("task.verbalizer", ("words", "as_is"))
     c.choice("task.empty_rows", EMPTY_ROWS)
@@ -255,6 +261,7 @@ def _check_arm(c: _Checker) -> None:
     c.boolean("arm.group_by_length")
     c.integer("arm.pack_length", 2, null=True)
     c.integer("trainer.max_epochs", 1)
+    c.integer("trainer.accumulate_grad_batches", 1)
     if arm.lora is not None:
         c.integer("arm.lora.r", 1)
         c.number("arm.lora.alpha", 0, low_open=True)
@@ -262,6 +269,9 @@ def _check_arm(c: _Checker) -> None:
         if not arm.lora.target_modules:
             c.fail("arm.lora.target_modules", "is empty",
                    "name the modules to adapt (model.lora_target_modules)")
+        if isinstance(arm.lora.target_modules, str):  # would be adapted letter by letter
+            c.fail("arm.lora.target_modules", "is one string, not a list",
+                   f"give a list: arm.lora.target_modules=[{arm.lora.target_modules}]")
 
 
 def _check_identity(cfg: DictConfig) -> None:

@@ -218,7 +218,11 @@ def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:
     """What an optimising sweeper minimises: the job's `objective` metric; None (a failed
     trial, which the sweep goes past) when the job did not log it or it is not a number (a
     learning rate that diverged)."""
+    from .tracking.naming import hpo_trial
+
     value = results.get(cfg.objective)
+    if not hpo_trial():  # nothing minimises it: a job that did not fit has none, rightly
+        return value
     if value is None:
         logging.getLogger("pvf").error(
             "objective=%s is not a metric this job logged; use one it logs, e.g. val/best_loss",

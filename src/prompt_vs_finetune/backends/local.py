@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..errors import Preempted, UserError
+from ..errors import Preempted, UserError, causes
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..preemption import raise_if_preempted, sigterm_noted
@@ -40,6 +40,7 @@ class LocalBackend(Backend):
     @staticmethod
     def check(cfg) -> None:
         check_inference_dtype(cfg.inference_dtype, cfg.trainer.accelerator)
+        check_trainer(cfg.trainer)
 
     def __init__(self, cfg, task, splits, corpus, demos, data_sha):
         # the job's seed, for everything random from here on: a model built from a config
@@ -145,6 +146,31 @@ class LocalBackend(Backend):
         the same command, and so does SIGKILL, which never gets here."""
         if self.state and is_rank_zero():
             self.state.close(outcome)
+
+
+def check_trainer(trainer_cfg) -> None:
+    """The `trainer` config as Lightning sees it, before any model loads or run opens: a
+    precision, accelerator or device count it refuses (which failed only after the run
+    existed), and several devices without a trainer that shards the data itself."""
+    devices = trainer_cfg.get("devices")
+    several = isinstance(devices, int) and devices > 1 or \
+        isinstance(devices, str) and devices not in ("1", "auto") or \
+        not isinstance(devices, (int, str, type(None)))
+    if several and trainer_cfg.get("use_distributed_sampler", True):
+        raise UserError(f"trainer.devices={devices} needs a trainer that runs one process per "
+                        "device and shards the data itself; add trainer=ddp (or trainer=fsdp)")
+    try:
+        instantiate(trainer_cfg, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False)
+    except Exception as err:  # noqa: BLE001 - Lightning's reason, as one line
+        *_, root = causes(err)  # what Lightning raised, under Hydra's InstantiationException
+        raise UserError(f"Lightning refuses the trainer config: {_first_line(root)}; fix the "
+                        "trainer key it names (`pvf --cfg job -p trainer` prints them)") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from . import consistency
 
 MODULES = Path(__file__).parent
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+KNOWN = {"classification": CLASSIFICATION_METRICS, "generation": ("rouge",)}  # task.metrics
 UNPARSED = -1  # the predicted index of a reply that named no label
 RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
 

@@ -108,6 +108,13 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
             if path.is_dir():
                 raise UserError(f"{path} (task.data_files.{split}) is a folder, not a file; "
                                 "name the data file inside it")
+            if path.is_symlink() and not path.exists():
+                raise UserError(f"{path} (task.data_files.{split}) is a symbolic link that "
+                                "leads nowhere (a loop, or its target is gone); point it at "
+                                "the data file")
+            if path.exists() and not path.is_file():
+                raise UserError(f"{path} (task.data_files.{split}) is not a regular file (a "
+                                "pipe or a device, read once); save the data to a file")
             if not path.is_file():
                 raise UserError(
                     f"data file not found: {path} (task.data_files.{split}); "
@@ -158,7 +165,7 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
                          keep_column(cfg): Value("string") if cfg.type == "classification"
                          else List(Value("string"))})
     split = split.map(to_row, remove_columns=split.column_names, features=features)
-    before = len(split)
+    before, texts = len(split), split["text"]
     keep = keep_column(cfg)
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
@@ -168,6 +175,11 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
         log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
                     keep, source)
     if len(split) == 0:
+        if any(text.strip() for text in texts):  # text, but every answer empty
+            what, field = ("label", "task.label_field") if keep == "label" else \
+                ("reference", "task.reference_fields")
+            raise UserError(f"{source} has no row with a {what} (all {before} are empty); "
+                            f"check the file and {field}")
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
     return split, before - len(split)
 

@@ -79,15 +79,24 @@ class PromptEncoder:
         if len(ids) > budget:
             head, tail = self.task.prompt_parts()
             head_ids, tail_ids = self.encode(head), self.encode(tail)
-            keep = budget - len(head_ids) - len(tail_ids)
-            if keep <= 0:
-                raise UserError(
-                    f"the prompt template and the answer do not fit the {self.max_length}-token "
-                    "context; shorten task.template, lower arm.k or max_new_tokens"
-                )
-            ids = head_ids + self.encode(text)[:keep] + tail_ids
+            ids = head_ids + self.encode(text)[:self.text_room(room)] + tail_ids
             self.truncated += 1
         return self.prefix_ids + ids
+
+    def text_room(self, room: int | None = None) -> int:
+        """The tokens left for an input's text once the demos, the template and `room` for
+        the answer have theirs; none is an error, raised when the layout is made (before any
+        run opens), not at the first example scored."""
+        room = self.answer_room if room is None else room
+        head, tail = self.task.prompt_parts()
+        keep = (self.max_length - len(self.prefix_ids) - room - len(self.encode(head))
+                - len(self.encode(tail)))
+        if keep <= 0:
+            raise UserError(
+                f"the prompt template and the answer do not fit the {self.max_length}-token "
+                "context; shorten task.template, lower arm.k or max_new_tokens, or raise "
+                "model.max_length")
+        return keep
 
     def training_example(self, row: dict) -> dict:
         """prompt -> answer + end-of-text, with the loss on the answer tokens only."""
@@ -104,6 +113,7 @@ def prompt_layout(task: Task, tokenizer, max_length: int, answer_room: int | Non
     prompts (see `demo_room`), and how many were dropped. Benchmarks build theirs here too."""
     encoder = PromptEncoder(tokenizer, task, max_length, answer_room)
     dropped = encoder.set_demos(demos, demo_room(encoder, test_texts))
+    encoder.text_room()
     return encoder, dropped
 
 
