@@ -239,3 +239,39 @@ def test_ctrl_c_as_a_job_run_opens_ends_it_killed(tmp_path):
     assert done.returncode == 130, done.stderr[-2000:]
     _, (run,) = _runs(tmp_path)
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{tmp}/a_file"], r"^error: --out .*a_file is a file; name a folder"),
+    (["--filter", "bogus(("], r"^error: --filter 'bogus\(\(' is not an MLflow filter \(Invalid"),
+    (["--runs-from", "{tmp}/nowhere"], r"^error: --runs-from .*nowhere is not a folder; name"),
+])
+def test_a_report_argument_that_cannot_work_is_one_line(tmp_path, capsys, args, message):
+    """Before: --out naming a file replaced the file with the report's folder; a bad filter
+    was MLflow's traceback; a missing --runs-from said "no finished pvf runs"."""
+    import re
+
+    from prompt_vs_finetune.report.cli import main
+
+    (tmp_path / "a_file").write_text("keep me")
+    with pytest.raises(SystemExit) as exited:
+        main(["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+              *[a.replace("{tmp}", str(tmp_path)) for a in args]])
+    assert exited.value.code == 2
+    assert re.match(message, capsys.readouterr().err.strip())
+    assert (tmp_path / "a_file").read_text() == "keep me" and not (tmp_path / "m.db").exists()
+
+
+def test_a_pvf_project_without_a_conf_folder_is_named(tmp_path):
+    import subprocess
+    import sys
+
+    from .test_cli import job_env
+
+    done = subprocess.run([sys.executable, "-m", "prompt_vs_finetune", "model=tiny"],
+                          cwd=tmp_path, env=job_env(PVF_PROJECT=str(tmp_path / "nowhere")),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: PVF_PROJECT={tmp_path / 'nowhere'} holds no "
+                                   f"conf/config.yaml; run `pvf-init {tmp_path / 'nowhere'}` "
+                                   "to make it a project, or unset PVF_PROJECT")

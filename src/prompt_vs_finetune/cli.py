@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from .errors import Preempted, UserError, causes
-from .project import config_dir, name_error
+from .project import config_dir, name_error, project_error
 
 # Hydra's flags that print something and run nothing: no pre-check
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
@@ -34,7 +34,7 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     """`pvf`: check the command line's config first, so a wrong group or key is one line."""
-    error = config_error(sys.argv[1:]) or output_error(sys.argv[1:])
+    error = project_error() or config_error(sys.argv[1:]) or output_error(sys.argv[1:])
     if error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

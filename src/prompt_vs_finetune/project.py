@@ -29,6 +29,16 @@ def project_dir() -> Path | None:
                 None)
 
 
+def project_error() -> str | None:
+    """A PVF_PROJECT that names no project (Hydra said only "Primary config directory not
+    found"), in one line; None when it is unset or holds a conf/config.yaml."""
+    named = os.environ.get("PVF_PROJECT")
+    if named and not (Path(named) / "conf" / "config.yaml").is_file():
+        return (f"PVF_PROJECT={named} holds no conf/config.yaml; run `pvf-init {named}` to "
+                "make it a project, or unset PVF_PROJECT")
+    return None
+
+
 def shipped_config_dir() -> Path:
     return PACKAGE_CONF if PACKAGE_CONF.is_dir() else REPO_CONF
 

@@ -14,6 +14,7 @@ run did not log (an API model's perplexity) read "n/a" in the tables and null in
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     from .mlflow_run import log_report_run
     from .write import write_report
 
+    problem = _argument_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     run_ids = run_ids_from(args.runs_from) if args.runs_from else None
@@ -45,6 +50,26 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_mlflow:
         log_report_run(uri, args.out, runs, summary)
     print((args.out / "report.md").read_text())
+
+
+def _argument_error(args) -> str | None:
+    """What is wrong with the arguments, in one line, before any run is read or file written
+    (an --out naming a file was replaced by the report's folder)."""
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file; name a folder (a report is several files)"
+    if args.runs_from and not args.runs_from.is_dir():
+        return (f"--runs-from {args.runs_from} is not a folder; name the folder of the study's "
+                "results (its metrics.json files)")
+    if args.filter:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.search_utils import SearchUtils
+
+        try:
+            SearchUtils.parse_search_filter(args.filter)
+        except MlflowException as err:
+            return (f"--filter {args.filter!r} is not an MLflow filter ({err.message}); e.g. "
+                    "\"tags.model = 'gpt2'\"")
+    return None
 
 
 def _positive(text: str) -> int:
