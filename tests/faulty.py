@@ -13,3 +13,8 @@ class FailingCallback(Callback):
     def on_test_start(self, trainer, pl_module) -> None:
         if self.fail:
             raise RuntimeError("injected fault (tests/faulty.py)")
+
+
+def interrupt() -> None:
+    """An entry point that the user stops with Ctrl-C (wherever it was)."""
+    raise KeyboardInterrupt

@@ -275,3 +275,17 @@ def test_a_pvf_project_without_a_conf_folder_is_named(tmp_path):
     assert done.stderr.strip() == (f"error: PVF_PROJECT={tmp_path / 'nowhere'} holds no "
                                    f"conf/config.yaml; run `pvf-init {tmp_path / 'nowhere'}` "
                                    "to make it a project, or unset PVF_PROJECT")
+
+
+def test_ctrl_c_anywhere_in_a_command_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C during the data load, the scoring or a report was a KeyboardInterrupt traceback
+    and exit 1; a shell expects 130."""
+    from prompt_vs_finetune import warm
+
+    monkeypatch.setitem(warm.ENTRIES, "pvf", ("tests.faulty", "interrupt"))
+    monkeypatch.setattr("atexit.register", lambda function: None)
+    with pytest.raises(SystemExit) as exited:
+        warm._run_entry("pvf")
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "error: pvf stopped by Ctrl-C (a run it had open ends " \
+                                      "KILLED)\n"

@@ -173,8 +173,12 @@ def disk_full(err: BaseException) -> str | None:
         full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
         if full or "database or disk is full" in str(seen):
             where = getattr(seen, "filename", None)
-            return (f"the disk is full{f' (writing {where})' if where else ''}; free space, "
-                    "then run the same command again (a fine-tuning job resumes)")
+            if not where:  # Lightning and MLflow stage files in the temporary folder too
+                import tempfile
+
+                where = f"the working folder, or the temporary folder {tempfile.gettempdir()}"
+            return (f"the disk is full (writing {where}); free space, then run the same "
+                    "command again (a fine-tuning job resumes)")
     return None
 
 

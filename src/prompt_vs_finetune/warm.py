@@ -97,7 +97,12 @@ def _run_entry(entry: str) -> None:
 
     atexit.register(_skip_final_collection)  # handlers run last-in first: cold, it runs last
     module, function = ENTRIES[entry]
-    getattr(importlib.import_module(module), function)()
+    try:
+        getattr(importlib.import_module(module), function)()
+    except KeyboardInterrupt:  # anywhere (data load, scoring, a report): one line, as a shell
+        print(f"error: {entry} stopped by Ctrl-C (a run it had open ends KILLED)",
+              file=sys.stderr)
+        sys.exit(130)  # 128 + SIGINT
 
 
 def _skip_final_collection() -> None:
