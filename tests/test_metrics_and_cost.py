@@ -10,7 +10,8 @@ from prompt_vs_finetune.train.cost_meter import CostMeter
 from prompt_vs_finetune.usage import Usage, call_usd, cost_metrics
 
 COST = OmegaConf.create({"usd_per_hour": 3600.0, "prompt_flops_per_second": 100.0,
-                         "generated_flops_per_second": 10.0, "prefix_cache": False})
+                         "generated_flops_per_second": 10.0, "train_flops_per_second": 50.0,
+                         "prefix_cache": False})
 
 
 def rows(preds, golds):
@@ -70,8 +71,12 @@ def test_cost_formulas():
     assert cost["cost/flops"] == (4 * 10 + 2 * 2) * 1000 + 2 * 10 * (100 + 300 + 7 + 93)
     per_call = 2 * 10 * 30 / 100 * 2.0 / 3600  # modelled: 30 tokens at 100 FLOP/s
     assert cost["cost/usd_per_1k_predictions"] == pytest.approx(per_call * 1000)
-    assert cost["cost/usd"] == pytest.approx(1800 / 3600 * 2.0 + 100 * per_call)
-    assert cost["cost/train_usd"] == pytest.approx(1.0)
+    # the fit, modelled: 44 FLOPs a trained token at 50 FLOP/s, and 100 validation tokens
+    # at 2N FLOPs each at the prompt rate; the wall time's price beside it
+    fit = ((4 * 10 + 2 * 2) * 1000 / 50 + 2 * 10 * 100 / 100) * 2.0 / 3600
+    assert cost["cost/train_usd"] == pytest.approx(fit)
+    assert cost["cost/usd"] == pytest.approx(fit + 100 * per_call)
+    assert cost["cost/train_usd_measured"] == pytest.approx(1800 / 3600 * 2.0)
     assert cost["cost/tokens_per_prediction"] == 30
     assert cost["cost/latency_ms_per_example"] == pytest.approx(360.0)
     assert cost["cost/usd_per_1k_predictions_measured"] == pytest.approx(
@@ -83,6 +88,13 @@ def test_cost_formulas():
                                     cost_cfg=COST, device=torch.device("cpu"), fitted=True,
                                     model_memory_mb=1.5))
     assert full["cost/flops"] == 6 * 10 * 1000 + 2 * 10 * 500  # the familiar 6N per token
+    # load moves the wall time, never the modelled cost: a fit that took 5x as long
+    meter.seconds["train"] *= 5
+    loaded = cost_metrics(meter.usage(rows=rows, total_params=10, trainable_params=10,
+                                      cost_cfg=COST, device=torch.device("cpu"), fitted=True,
+                                      model_memory_mb=1.5))
+    assert loaded["cost/train_usd"] == full["cost/train_usd"]
+    assert loaded["cost/train_usd_measured"] == pytest.approx(5 * full["cost/train_usd_measured"])
 
 
 def test_hosted_usage_gives_the_same_cost_keys_by_the_same_formulas():

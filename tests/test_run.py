@@ -173,8 +173,8 @@ def test_identical_inference_work_costs_the_same_per_prediction(tmp_path):
     assert tuned[key] == pytest.approx(zero[key], rel=0.05)
     assert tuned["cost/tokens_per_prediction"] == zero["cost/tokens_per_prediction"]
     assert few["cost/tokens_per_prediction"] > zero["cost/tokens_per_prediction"] + 4 * 5
-    assert few[key] / zero[key] == pytest.approx(
-        few["cost/tokens_per_prediction"] / zero["cost/tokens_per_prediction"])
+    assert few[key] / zero[key] == pytest.approx(  # each logged to 4 significant digits
+        few["cost/tokens_per_prediction"] / zero["cost/tokens_per_prediction"], rel=1e-3)
 
 
 def test_a_label_budget_holds_validation_and_is_logged(tmp_path):

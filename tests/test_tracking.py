@@ -106,6 +106,9 @@ def test_params_read_well_and_the_datasets_used_are_logged(tmp_path):
     assert state["selectedColumns"][:3] == [
         "attributes.`Dataset`", "attributes.`Models`", "metrics.`test/accuracy`"]
     assert client.search_runs([run.info.experiment_id], state["searchFilter"])  # it parses
+    # MLflow 3's UI opens an experiment of this kind on its runs table, not its GenAI pages
+    assert experiments[run.info.experiment_id].tags["mlflow.experimentKind"] == \
+        "custom_model_development"
 
 
 def test_a_fitted_run_logs_its_learning_rate_and_a_loadable_model(tmp_path):

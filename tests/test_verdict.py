@@ -87,6 +87,27 @@ def test_identical_reruns_and_search_trials_are_not_pooled_into_a_cell(tmp_path)
     assert costs.loc[0, "up_front"] == pytest.approx(5.0)  # but its cost is counted
 
 
+def test_an_identical_rerun_counts_once_and_the_report_says_so(tmp_path):
+    """The same seed-0 job run twice (same config hash, code and data: e.g. once through
+    --config-dir, once through hydra.searchpath) was a cell of "runs 2" agreeing 100%; the
+    later run replaces the earlier. Another seed, or other code, is another run."""
+    store = Store(tmp_path)
+    same = {"config_hash": "c0", "pvf.code": "k1"}
+    store.run("zero_shot", right(0.3), tags=same)
+    store.run("zero_shot", right(0.35), tags=same)  # the rerun: the one kept
+    store.run("zero_shot", right(0.4), seed=1, tags={"config_hash": "c1", "pvf.code": "k1"})
+    store.run("zero_shot", right(0.45), seed=2, tags={"config_hash": "c2", "pvf.code": "k1"})
+    store.run("zero_shot", right(0.5), seed=2, tags={"config_hash": "c2", "pvf.code": "k2"})
+    runs = report.load_runs(store.uri)
+    kept, replaced = report.latest_of_identical(runs)
+    assert replaced == 1 and len(kept) == 4
+    assert sorted(kept["quality"].round(3)) == [0.35, 0.4, 0.45, 0.5]
+    summary = report.write_report(runs, tmp_path / "out")
+    assert summary["runs"] == 4 and summary["identical_reruns_replaced"] == 1
+    assert "1 identical rerun(s) (same config, seed, data and code as a later run) left out" in \
+        (tmp_path / "out" / "report.md").read_text()
+
+
 def test_a_paired_comparison_sees_what_overlapping_intervals_hide(tmp_path):
     """B is right on every example A is right on, plus 10 more: the intervals overlap, but the
     paired difference (+0.05) excludes zero."""

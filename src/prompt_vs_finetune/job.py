@@ -9,6 +9,7 @@ produces the predictions and what they took; everything else happens here.
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 
 import mlflow
@@ -75,8 +76,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 if teaching is not None:
                     predictions.tags["teacher_cached"] = str(teaching.cached).lower()
                 quality, each = metrics.score(task.type, task.metrics, predictions.rows)
-                results = job_results(cfg, task, splits, (dropped_rows, overlap, repeats),
-                                      predictions, quality, teaching)
+                results = significant(job_results(cfg, task, splits,
+                                                  (dropped_rows, overlap, repeats),
+                                                  predictions, quality, teaching))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": metrics.PER_EXAMPLE[task.type],
@@ -135,6 +137,17 @@ def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, in
         "fewshot/demos_dropped": predictions.demos_dropped,
         **({"data/n_classes": len(task.labels)} if task.type == "classification" else {}),
     }
+
+
+SIGNIFICANT_DIGITS = 4
+
+
+def significant(results: dict[str, float]) -> dict[str, float]:
+    """Every fraction to 4 significant digits (0.8667, 1.289e-05), counts as they are: what
+    MLflow's tables show and DVC diffs, and all that the test set can resolve (one of 168
+    examples is 0.006); the report's intervals come from the per-example values."""
+    return {key: value if float(value).is_integer() or not math.isfinite(value)
+            else float(f"{value:.{SIGNIFICANT_DIGITS}g}") for key, value in results.items()}
 
 
 def duplicate_rows(splits) -> int:

@@ -29,7 +29,8 @@ class Usage:
     generated_tokens: int = 0
     eval_only_tokens: int = 0  # evaluation-only work (reference perplexity): no deployment pays
     train_seconds: float = 0.0
-    train_usd: float = 0.0
+    train_usd: float = 0.0  # modelled from FLOPs (`fit_usd`), like the predictions
+    train_usd_measured: float | None = None  # wall time x price (None: the same)
     train_tokens: int = 0
     trainable_params: int = 0
     local: dict[str, float] = field(default_factory=dict)  # flops, memory, params, devices
@@ -39,6 +40,8 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
     """The `cost/*` keys of a run, from its usage."""
     n = max(usage.n_predictions, 1)
     measured = usage.eval_usd if usage.eval_usd_measured is None else usage.eval_usd_measured
+    train_measured = usage.train_usd if usage.train_usd_measured is None else \
+        usage.train_usd_measured
     return {
         "cost/train_seconds": usage.train_seconds,
         "cost/eval_seconds": usage.eval_seconds,
@@ -49,6 +52,7 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
         "cost/trainable_params": usage.trainable_params,
         "cost/usd": usage.train_usd + usage.eval_usd,
         "cost/train_usd": usage.train_usd,
+        "cost/train_usd_measured": train_measured,
         "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
         "cost/usd_per_1k_predictions_measured": measured / n * 1000,
         "cost/tokens_per_prediction": usage.charged_tokens / n,
@@ -70,3 +74,14 @@ def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[floa
     seconds = 2 * total_params * (prompt / cost_cfg.prompt_flops_per_second
                                   + generated / cost_cfg.generated_flops_per_second)
     return prompt + generated, seconds * cost_cfg.usd_per_hour / 3600
+
+
+def fit_usd(train_flops: float, val_tokens: int, total_params: int, cost_cfg) -> float:
+    """What fitting costs, modelled as a prediction's cost is: its FLOPs (trained tokens x
+    (4N + 2N_trainable)) at the FLOP/s the hardware sustains for training, plus the
+    validation passes during the fit (2N a token) at its prompt FLOP/s, x usd_per_hour. The
+    measured wall time moved 5x with machine load (a break-even of 15,109 predictions became
+    82,054 on a busy machine); this does not."""
+    seconds = (train_flops / cost_cfg.train_flops_per_second
+               + 2 * total_params * val_tokens / cost_cfg.prompt_flops_per_second)
+    return seconds * cost_cfg.usd_per_hour / 3600

@@ -7,6 +7,7 @@ on 2 cores), so `pvf-report --help` answers at once."""
 import importlib
 
 _HOME = {"main": "cli", "load_runs": "load", "run_ids_from": "load", "write_report": "write",
+         "latest_of_identical": "load",
          "recommend": "words", **dict.fromkeys(
              ("crossover", "mean_ci", "model_scale", "pareto_front", "sensitivity",
               "summarise"), "stats")}

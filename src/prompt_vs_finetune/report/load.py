@@ -81,6 +81,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                # from before the `cell` tag fall back to a name match
                "cell": f"{tags.get('cell') or legacy_cell(tags, fit, metrics)}/{test_set}",
                "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
+               "identity": identity(run), "started": run.info.start_time or 0,
                "artifact_uri": run.info.artifact_uri}
         for column, key in COLUMNS.items():
             if key:
@@ -92,6 +93,28 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     logged = per_example(runs)
     return runs.assign(examples=logged.map(lambda d: None if d is None else d[0]),
                        predictions=logged.map(lambda d: None if d is None else d[1]))
+
+
+def identity(run) -> str:
+    """What makes two runs the same job, so the second is a rerun and no new seed: the same
+    config (seed included: `config_hash`), the same data (the splits' and demos' hashes) and
+    the same code (`pvf.code`, the package's source hash). A run without those tags (older
+    pvf) is only itself."""
+    tags, params = run.data.tags, run.data.params
+    if not (tags.get("config_hash") and tags.get("pvf.code")):
+        return run.info.run_id
+    data = [params.get(key, "") for key in ("data.train_sha256", "data.validation_sha256",
+                                            "data.test_sha256", "fewshot.demos_sha256")]
+    return "|".join([tags["config_hash"], tags["pvf.code"], *data])
+
+
+def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the runs with each identical rerun replaced by the latest of its kind, how many were
+    replaced): a job run twice is one seed, not two agreeing ones."""
+    if runs.empty:
+        return runs, 0
+    kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
+    return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
 
 def legacy_cell(tags: dict, fit: bool, metrics: dict) -> str:

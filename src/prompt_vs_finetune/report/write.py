@@ -10,7 +10,7 @@ import pandas as pd
 
 from .costs import arm_costs, at_volume, break_even
 from .html import render_html
-from .load import QUALITY
+from .load import QUALITY, latest_of_identical
 from .markdown import (
     break_even_table,
     cells_table,
@@ -48,14 +48,16 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     """Write table.csv, report.md, report.html, plots and summary.json under `out`; return the
     summary.
     `volume`: also rank every arm by its total cost for that many predictions."""
+    runs, reruns = latest_of_identical(runs)
     runs = complete(runs)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
     table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
-    summary: dict = {"runs": len(runs), "tasks": {}, "break_even": {}}
-    md = _header(runs, trials, table)
+    summary: dict = {"runs": len(runs), "identical_reruns_replaced": reruns, "tasks": {},
+                     "break_even": {}}
+    md = _header(runs, trials, table, reruns)
     colors = arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
         task_runs, chance = runs[runs["task"] == task], task_classes(runs[runs["task"] == task])
@@ -72,12 +74,15 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     return summary
 
 
-def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
+            reruns: int) -> list[str]:
     """The title and what a cell, an interval, a cost and a label budget mean."""
     md = [f"# {TITLE}", "",
           f"{len(runs) - len(trials)} finished runs"
           + (f" (and {len(trials)} search trials, counted in up-front cost only)"
              if len(trials) else "")
+          + (f"; {reruns} identical rerun(s) (same config, seed, data and code as a later "
+             "run) left out, so each seed counts once" if reruns else "")
           + ". A cell is one experiment: runs of the same config that differ only in their "
           "seeds, on the same test set (cells that share an arm and a label budget name what "
           "sets them apart: variant). Quality: the cell's mean with a 95% interval from a "

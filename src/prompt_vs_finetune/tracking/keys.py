@@ -111,7 +111,12 @@ KEYS: dict[str, Key] = {
     # cost: the same quantity for every backend
     "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
     "cost/train_tokens": Key("tokens trained on, over all epochs"),
-    "cost/train_usd": Key("what fitting cost: train_seconds x the hardware price per hour"),
+    "cost/train_usd": Key("what fitting cost, modelled like a prediction: trained tokens x "
+                          "(4N + 2N_trainable) FLOPs at cost.train_flops_per_second, plus the "
+                          "validation passes (2N a token) at cost.prompt_flops_per_second, x "
+                          "usd_per_hour; machine load does not move it"),
+    "cost/train_usd_measured": Key("the same from the measured wall time (train_seconds x "
+                                   "usd_per_hour x devices): noisy, it moves with load"),
     "cost/trainable_params": Key("parameters the arm trains (0 when it does not train)"),
     "cost/eval_seconds": Key("wall time to produce every test prediction (batched, or "
                              "concurrent requests)"),

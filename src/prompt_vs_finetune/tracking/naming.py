@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ..provenance import CELL_FREE, _clip, config_hash, git_tags
+from ..provenance import CELL_FREE, _clip, code_version, config_hash, git_tags
 from .secrets import redact
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -164,7 +164,8 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
             # what the saved view averages over seeds: the name, and the cell it stands for
             # (two learning rates have one name)
             "variant": f"{variant_name(cfg)} #{cell[:8]}",
-            "cell": cell, "config_hash": config_hash(cfg)}
+            "cell": cell, "config_hash": config_hash(cfg),
+            "pvf.code": code_version()}  # with config_hash and the data: a rerun's identity
     if hpo_trial():
         tags["hpo_trial"] = "true"
     if cfg.task.type == "classification" and not cfg.model.api:  # what test/accuracy ranks by

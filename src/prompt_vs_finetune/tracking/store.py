@@ -37,9 +37,15 @@ def store_lock(tracking_uri: str) -> FileLock:
     return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
 
 
+# MLflow 3's UI opens an experiment on the page its kind names; without it, on its GenAI pages
+# (traces, evaluations). pvf's runs are model development: the runs table, the charts.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the store and experiment, creating them if needed, and give the
-    experiment those of `tags` it lacks (a tag someone changed since stays theirs).
+    experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed since
+    stays theirs).
 
     A new sqlite store builds its tables on first use, and two jobs doing that at once (a
     joblib sweep, `dvc exp run` in parallel) corrupt it; so is creating one experiment twice.
@@ -57,7 +63,8 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
 
 def _experiment(name: str, tags: dict[str, str] | None):
     experiment = mlflow.set_experiment(name)
-    missing = {k: v for k, v in (tags or {}).items() if k not in experiment.tags}
+    missing = {k: v for k, v in (EXPERIMENT_KIND | (tags or {})).items()
+               if k not in experiment.tags}
     for key, value in missing.items():
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     return experiment

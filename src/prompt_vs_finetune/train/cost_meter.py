@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from ..usage import Usage, call_usd
+from ..usage import Usage, call_usd, fit_usd
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -75,7 +75,7 @@ class CostMeter(L.Callback):
     def usage(self, *, rows: list[dict], total_params: int, trainable_params: int,
               cost_cfg, device: torch.device, fitted: bool, model_memory_mb: float) -> Usage:
         """The run's usage from its prediction rows: each prediction charged its own tokens
-        (`call_usd`), the wall time priced beside; training is the measured time x price of
+        (`call_usd`), the fit its FLOPs (`fit_usd`); the wall time of each priced beside, for
         every device (a DDP job pays for each). Under DDP a collective: call on every rank."""
         devices = self._reduce()
         usd_per_second = cost_cfg.usd_per_hour * devices / 3600
@@ -90,7 +90,8 @@ class CostMeter(L.Callback):
             charged_tokens=round(sum(c[0] for c in calls)),
             input_tokens=tokens["input"], generated_tokens=tokens["generated"],
             eval_only_tokens=tokens["eval_only"], train_seconds=train_s,
-            train_usd=train_s * usd_per_second, train_tokens=tokens["train"],
+            train_usd=fit_usd(train_flops, tokens["val"], total_params, cost_cfg),
+            train_usd_measured=train_s * usd_per_second, train_tokens=tokens["train"],
             trainable_params=trainable_params if fitted else 0,
             local={"flops": float(train_flops + 2 * total_params * forward),
                    "peak_memory_mb": _peak_memory_mb(device), "total_params": total_params,
