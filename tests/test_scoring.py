@@ -130,3 +130,26 @@ def test_common_prefix_keeps_one_token_per_context():
     assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
     assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1  # [1, 2]'s last token must run
     assert common_prefix_length([[7], [8]]) == 0
+
+
+def test_ece_is_near_zero_for_a_model_whose_confidence_matches_its_accuracy():
+    """2,000 examples, two labels of 20 and 30 characters: the model gives the first label
+    probability 0.8 and is right 80% of the time. Its ECE is near 0 from the label
+    distribution a user reads (the summed log-likelihoods), not the 0.3 that the softmax of
+    per-character scores (nearly flat: confidence ~0.5) gave."""
+    from prompt_vs_finetune.metrics.consistency import expected_calibration_error
+    from prompt_vs_finetune.scoring.classifier import label_distribution
+
+    n = 2000
+    summed = torch.log(torch.tensor([[0.8, 0.2]])).repeat(n, 1)
+    chars, tokens = torch.tensor([20, 30]), torch.ones(n, 2, dtype=torch.long)
+    rankings = {"sum": summed, "char": normalise(summed, tokens, chars, "char")}
+    gold = [0] * int(0.8 * n) + [1] * int(0.2 * n)
+    predicted = rankings["char"].argmax(-1)  # ranked per character: label 0 throughout
+    confidence = label_distribution(rankings, "none")[torch.arange(n), predicted]
+    ece = expected_calibration_error(confidence.tolist(), [p == g for p, g in
+                                                           zip(predicted.tolist(), gold)])
+    assert confidence[0] == pytest.approx(0.8) and ece == pytest.approx(0.0, abs=1e-6)
+    flat = torch.softmax(rankings["char"].double(), dim=-1)[torch.arange(n), predicted]
+    assert expected_calibration_error(flat.tolist(), [p == g for p, g in
+                                                      zip(predicted.tolist(), gold)]) > 0.25

@@ -70,8 +70,7 @@ class RankClassifier:
                     "contextual": calibration.contextual(logprob, references["contextual"]),
                     "pmi": calibration.pmi(logprob, references["pmi"])}
         chosen = ranked if self.calibration == "none" else rankings[self.calibration]
-        # the label distribution the prediction was ranked by: its confidence, for ECE
-        distribution = torch.softmax(chosen.double(), dim=-1)
+        distribution = label_distribution(rankings, self.calibration)
         predicted = chosen.argmax(-1)
         top2 = distribution.topk(min(2, distribution.size(-1)), dim=-1).values
         margin = top2[:, 0] - (top2[:, 1] if top2.size(-1) > 1 else 0)
@@ -120,3 +119,14 @@ class RankClassifier:
         logprob, _, processed = self._logprobs(model, contexts)
         self.references = {"contextual": logprob[:-1], "pmi": logprob[-1:]}
         return self.references, processed
+
+
+def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> torch.Tensor:
+    """The probability of each label given the prompt, as a user reads one: the softmax of the
+    summed label log-likelihoods (the model's own P(label | prompt), renormalised over the
+    labels), or of the calibrated scores when the run is calibrated. Its value at the
+    prediction is the confidence ECE and the hybrid teacher's margin read. Not the softmax of
+    per-character scores, which is nearly flat: a fine-tuned model right 87% of the time had
+    ECE 0.65 from it."""
+    scores = rankings["sum"] if calibration == "none" else rankings[calibration]
+    return torch.softmax(scores.double(), dim=-1)

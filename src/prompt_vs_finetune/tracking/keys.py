@@ -47,8 +47,10 @@ KEYS: dict[str, Key] = {
                              "before the answer), from the same pass", LOCAL,
                              task_type="classification"),
     "test/ece": Key("expected calibration error, 15 bins: how far the predicted label's "
-                    "probability (softmax over the labels of the scores it was ranked by) is "
-                    "from how often it is right", LOCAL, task_type="classification"),
+                    "probability is from how often it is right; the probability is the "
+                    "softmax over the labels of their summed log-likelihoods (of the "
+                    "calibrated scores when scorer.calibration is set)", LOCAL,
+                    task_type="classification"),
     "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
                               "classification, which picks a label by likelihood)",
                               task_type="classification"),
