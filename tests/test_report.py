@@ -73,7 +73,7 @@ def test_crossover_and_recommendation(store):
     assert "Fine-tune (full_finetune) once you have about 64 labelled examples" in words
     assert "With fewer labels (16) it does not clearly beat prompting" in words
     assert "At 64 labels lora reaches accuracy 0.800" in words
-    assert "at 25% of its training cost" in words
+    assert "at 25% of full_finetune's training cost" in words
 
 
 def test_pareto_front(store):

@@ -147,9 +147,8 @@ def test_ece_is_near_zero_for_a_model_whose_confidence_matches_its_accuracy():
     gold = [0] * int(0.8 * n) + [1] * int(0.2 * n)
     predicted = rankings["char"].argmax(-1)  # ranked per character: label 0 throughout
     confidence = label_distribution(rankings, "none")[torch.arange(n), predicted]
-    ece = expected_calibration_error(confidence.tolist(), [p == g for p, g in
-                                                           zip(predicted.tolist(), gold)])
+    correct = [p == g for p, g in zip(predicted.tolist(), gold, strict=True)]
+    ece = expected_calibration_error(confidence.tolist(), correct)
     assert confidence[0] == pytest.approx(0.8) and ece == pytest.approx(0.0, abs=1e-6)
     flat = torch.softmax(rankings["char"].double(), dim=-1)[torch.arange(n), predicted]
-    assert expected_calibration_error(flat.tolist(), [p == g for p, g in
-                                                      zip(predicted.tolist(), gold)]) > 0.25
+    assert expected_calibration_error(flat.tolist(), correct) > 0.25

@@ -164,6 +164,29 @@ def test_break_even_is_training_cost_over_the_per_call_saving(tmp_path):
     report.main(["--tracking-uri", store.uri, "--out", str(out), "--volume", "10000",
                  "--no-mlflow"])
     md = (out / "report.md").read_text()
-    assert "| m/lora | m/few_shot | 3 | 0.0005 | 0.002 | 2,000 predictions |" in md
+    assert "| m/lora | m/few_shot | 0.800 vs 0.500 | 3 | 0.0005 | 0.002 | 2,000 predictions |" in md
     assert "**At 10,000 predictions**" in md
     assert (out / "plots/t_cost_vs_volume.png").stat().st_size > 0
+
+
+def test_random_weights_and_ties_are_said_in_words(tmp_path):
+    """model=tiny's prompting arms are at chance by construction: the report says so and
+    words every prompting statement accordingly; two prompting cells at the same shown
+    quality are a tie, not a "best"."""
+    store = Store(tmp_path)
+    random = {"pretrained": "false"}
+    store.run("zero_shot", right(0.133), tags=random)
+    store.run("few_shot", right(0.133), n_labels=4, tags=random)
+    store.run("lora", right(0.9), n_labels=64, tags=random)
+    words = report.recommend(store.table(), "accuracy")
+    assert words[0].startswith("This model has random weights (model.tiny): its prompting arms "
+                               "are at chance by construction")
+    assert ("Best prompting arm: a tie between few_shot with 4 demonstration(s), zero_shot "
+            "with 0 demonstration(s), accuracy 0.135 (at chance by construction: random "
+            "weights).") in words
+    assert any("(The prompts compared are at chance by construction" in w for w in words)
+    md = tmp_path / "out"
+    report.write_report(report.load_runs(store.uri), md)
+    text = (md / "report.md").read_text()
+    assert "| lora | few_shot | accuracy, fine-tuned vs prompting" not in text  # the header
+    assert "| accuracy, fine-tuned vs prompting |" in text and "| 0.900 vs 0.135 |" in text

@@ -49,6 +49,8 @@ def break_even(costs: pd.DataFrame) -> pd.DataFrame:
                          "up_front_usd": tuned["up_front"],
                          "per_call_usd_fine_tuned": tuned["per_call"],
                          "per_call_usd_prompting": prompt["per_call"],
+                         "quality_fine_tuned": tuned["quality"],
+                         "quality_prompting": prompt["quality"],
                          "break_even_predictions": volume})
     return pd.DataFrame(rows)
 

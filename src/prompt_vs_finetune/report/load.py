@@ -69,6 +69,9 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "kind": kind,
                "prompt": tags.get("prompt") or params.get("task.prompt", ""),
                "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
+               # random weights (model.tiny; runs from before the tag: the model's name)
+               "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower())
+               == "true",
                "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),

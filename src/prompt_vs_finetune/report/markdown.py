@@ -142,14 +142,18 @@ def _layout(r, chat: bool, ranked: bool) -> list[str]:
         ([r["calibration"] or "n/a"] if ranked else [])
 
 
-def break_even_table(crossings: pd.DataFrame) -> list[str]:
-    """Each fine-tuned x prompting pair: up-front and per-call cost, and the break-even."""
-    lines = ["| fine-tuned | prompting | up-front USD | USD per call, fine-tuned | USD per call, "
-             "prompting | cheaper after |", "|" + "---|" * 6]
+def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
+    """Each fine-tuned x prompting pair: up-front and per-call cost, the break-even, and the
+    quality each buys (a "never cheaper" means nothing without it)."""
+    lines = [f"| fine-tuned | prompting | {metric}, fine-tuned vs prompting | up-front USD | "
+             "USD per call, fine-tuned | USD per call, prompting | cheaper after |",
+             "|" + "---|" * 7]
     for _, r in crossings.iterrows():
         after = ("never (its calls cost as much or more)" if r["break_even_predictions"] ==
                  float("inf") else f"{r['break_even_predictions']:,.0f} predictions")
-        lines.append(f"| {r['fine_tuned']} | {r['prompting']} | {num(r['up_front_usd'])} | "
+        lines.append(f"| {r['fine_tuned']} | {r['prompting']} | "
+                     f"{num(r['quality_fine_tuned'], '.3f')} vs "
+                     f"{num(r['quality_prompting'], '.3f')} | {num(r['up_front_usd'])} | "
                      f"{num(r['per_call_usd_fine_tuned'])} | {num(r['per_call_usd_prompting'])}"
                      f" | {after} |")
     return [*lines, ""]

@@ -38,7 +38,7 @@ def complete(runs: pd.DataFrame) -> pd.DataFrame:
     if "dtype" not in runs:
         runs = runs.assign(dtype=REFERENCE_DTYPE)
     defaults = {"hpo_trial": False, "test_set": "", "params": [{}] * len(runs),
-                "chat": "false", "calibration": "",
+                "chat": "false", "calibration": "", "pretrained": True,
                 "predictions": [None] * len(runs),
                 "cell": runs[[*GROUP]].astype(str).agg("|".join, axis=1) if len(runs) else []}
     runs = runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
@@ -58,7 +58,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     for cell, group in runs.groupby("cell", sort=True):
         row = {key: group[key].iloc[0] for key in GROUP}
         row.update(cell=cell, kind=group["kind"].iloc[0], test_set=group["test_set"].iloc[0],
-                   runs=int(group["quality"].notna().sum()))
+                   runs=int(group["quality"].notna().sum()),
+                   pretrained=bool(group["pretrained"].all()))
         matrix = _matrix(group)
         if matrix is not None:
             mean, low, high = bootstrap_interval(matrix)

@@ -29,7 +29,21 @@ def quality(row) -> str:
 
 
 def cell(row) -> str:
-    return f"{quality(row)} (n={int(row['runs'])} runs)"
+    runs = int(row["runs"])
+    return f"{quality(row)} ({runs} run{'' if runs == 1 else 's'})"
+
+
+RANDOM_WEIGHTS = "at chance by construction: random weights"
+
+
+def tied_best(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose quality equals the best one's as the report shows it (3 decimals): one
+    row, or the arms that tie, which no "best" may pick between."""
+    scored = rows[rows["quality"].notna()]
+    if scored.empty:
+        return scored
+    shown = scored["quality"].round(3)
+    return scored[shown == shown.max()]
 
 
 def params(n) -> str:
@@ -54,6 +68,7 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     top = best(table)
     if top is None:
         return [f"No run logged {metric}: nothing to recommend."]
+    random = not table["pretrained"].all() if "pretrained" in table else False
     if table["runs"].max() < 2 and not (table["interval"] == "bootstrap").any():
         lines.append(f"Evidence too thin to recommend: every cell has a single run and no "
                      f"per-example values, so no confidence interval. Rerun with seed=0,1,2 "
@@ -62,21 +77,40 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     if table["runs"].max() < 2:
         lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
                      "not the seed's; rerun with seed=0,1,2 for both.")
-    top_prompt = best(prompting(table))
-    if top_prompt is not None:
-        unparsed = top_prompt.get("unparsed_rate", math.nan)
-        note = ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
-                else f"; {unparsed:.1%} of its replies matched no label")
-        lines.append(f"Best prompting arm: {top_prompt['arm']} with "
-                     f"{int(top_prompt['n_labels'])} demonstration(s), {metric} "
-                     f"{cell(top_prompt)}{note}.")
+    if random:  # model.tiny: every prompting statement below is about a model that knows nothing
+        lines.insert(0, f"This model has random weights (model.tiny): its prompting arms are "
+                     f"{RANDOM_WEIGHTS.split(':')[0]}, so nothing here says whether prompting a "
+                     "pretrained model works; its fine-tuning rows check the pipeline, not the "
+                     "rule. Run a pretrained model (model=smollm2) for a verdict.")
+    lines += _best_prompt(prompting(table), metric, random)
     trained = fitted(table)
     if prompting_only_note and trained.empty:
         lines.append("Only the prompting arms ran for this model (API models are not "
                      "fine-tuned here): no fine-tuned arm of it to compare with.")
     if prompting(table)["quality"].notna().any():
-        lines += [_crossover_line(table, arm, metric) for arm in arm_order(trained)]
+        crossings = [_crossover_line(table, arm, metric) for arm in arm_order(trained)]
+        lines += [f"{line} (The prompts compared are {RANDOM_WEIGHTS}.)" if random and line
+                  else line for line in crossings]
     return [line for line in lines if line] + _cheaper_training(trained, metric)
+
+
+def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
+    """The best prompting arm, or the arms that tie for it (as shown, 3 decimals)."""
+    tied = tied_best(prompts)
+    if tied.empty:
+        return []
+    caveat = f" ({RANDOM_WEIGHTS})" if random else ""
+    if len(tied) > 1:
+        arms = ", ".join(f"{r['arm']} with {int(r['n_labels'])} demonstration(s)"
+                         for _, r in tied.iterrows())
+        return [f"Best prompting arm: a tie between {arms}, {metric} "
+                f"{tied['quality'].iloc[0]:.3f}{caveat}."]
+    top = tied.iloc[0]
+    unparsed = top.get("unparsed_rate", math.nan)
+    note = ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
+            else f"; {unparsed:.1%} of its replies matched no label")
+    return [f"Best prompting arm: {top['arm']} with {int(top['n_labels'])} demonstration(s), "
+            f"{metric} {cell(top)}{note}{caveat}."]
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
@@ -136,7 +170,7 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
         if hi["train_usd"] > 0:
             lines.append(f"At {int(shared[-1])} labels {arm} reaches {metric} {cell(lo)} vs "
                          f"{most} {cell(hi)}, at {100 * lo['train_usd'] / hi['train_usd']:.0f}%"
-                         f" of its training cost and {num(lo['trainable_params'])} vs "
+                         f" of {most}'s training cost and {num(lo['trainable_params'])} vs "
                          f"{num(hi['trainable_params'])} trainable parameters.")
     return lines
 

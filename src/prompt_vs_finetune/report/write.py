@@ -175,7 +175,7 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     metric = QUALITY[cells["kind"].iloc[0]].removeprefix("test/")
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
-              *(break_even_table(crossings) if not crossings.empty else []),
+              *(break_even_table(crossings, metric) if not crossings.empty else []),
               *_figures([figure])]
     if volume:
         ranked = at_volume(costs, volume)

@@ -161,6 +161,8 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
             "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
             "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
             "chat": str(bool(cfg.prompt.chat)).lower(),
+            # model.tiny builds random weights: its prompting arms are at chance by construction
+            "pretrained": str(not cfg.model.get("tiny")).lower(),
             # what the saved view averages over seeds: the name, and the cell it stands for
             # (two learning rates have one name)
             "variant": f"{variant_name(cfg)} #{cell[:8]}",
