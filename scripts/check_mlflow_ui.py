@@ -110,8 +110,9 @@ def runs_table(page: Page) -> bool:
 
 
 def genai_nav(page: Page) -> set[str]:
-    nav = page.get_by_role("navigation").first
-    return GENAI_NAV & set(nav.inner_text().splitlines()) if nav.count() else set()
+    """(CSS, not roles: a feature tip's modal hides the rest of the page from roles.)"""
+    lines = "\n".join(page.locator("nav").all_inner_texts()).splitlines()
+    return GENAI_NAV & {line.strip() for line in lines}
 
 
 def dismiss(page: Page) -> None:
@@ -144,26 +145,26 @@ def unrounded(texts: list[str]) -> list[str]:
     return sorted({t for t in texts if sig_digits(t) > 4})
 
 
-def choose_view(page: Page, view: str) -> bool:
+def open_views_menu(page: Page) -> list[str]:
     trigger = page.get_by_test_id("saved-views-trigger")
-    if not trigger.count():
-        trigger = page.get_by_role("button", name="Views")
-    trigger.first.click()
-    item = page.get_by_role("menuitem", name=view)
-    if not until(page, lambda: item.count() > 0, 15_000):
+    (trigger if trigger.count() else page.get_by_role("button", name="Views")).first.click()
+    until(page, lambda: page.get_by_role("menuitem").count() > 0, 15_000)
+    return [" ".join(t.split()) for t in page.get_by_role("menuitem").all_inner_texts()]
+
+
+def choose_view(page: Page, view: str, menu_open: bool = False) -> bool:
+    if view not in (page.get_by_role("menuitem").all_inner_texts() if menu_open
+                    else open_views_menu(page)):
         return False
-    item.first.click()
+    page.get_by_role("menuitem", name=view).first.click()
     return until(page, lambda: "viewStateShareKey" in page.url and runs_table(page))
 
 
 def check_saved_view(page: Page, out: Path) -> None:
-    page.get_by_test_id("saved-views-trigger").first.click()
-    page.wait_for_timeout(1500)
+    listed = open_views_menu(page)
     page.screenshot(path=out / "2-views-menu.png")
-    listed = page.get_by_role("menuitem").all_inner_texts()
     check("views menu", all(v in listed for v in VIEWS), f"menu lists {listed}")
-    page.keyboard.press("Escape")
-    chosen = choose_view(page, VIEWS[0])
+    chosen = choose_view(page, VIEWS[0], menu_open=True)
     if not layout(page, f"saved view '{VIEWS[0]}' keeps the runs table", out / "3-saved-view.png"):
         return
     area = page.locator(".ag-center-cols-viewport").first.bounding_box()
@@ -232,6 +233,16 @@ def check_run_page(page: Page, out: Path) -> None:
           f"{any(s.startswith(('train', 'val')) for s in in_view)}")
 
 
+def step(name: str, page: Page, out: Path, fn, *args) -> None:
+    """Run one check; a step that cannot run (a timeout, a missing element) is a failed check."""
+    try:
+        fn(page, *args)
+    except Exception as err:
+        page.screenshot(path=out / f"error-{name.replace(' ', '-')}.png")
+        lines = [line.strip() for line in str(err).splitlines()]
+        check(name, False, f"could not run: {type(err).__name__}: {' '.join(lines[:3])}")
+
+
 def run_checks(url: str, out: Path, experiment: str) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -243,9 +254,9 @@ def run_checks(url: str, out: Path, experiment: str) -> None:
         exp_id = re.search(r"/experiments/(\d+)", page.url)[1]
         page.get_by_role("button", name="Model training", exact=True).click()
         if layout(page, "after the 'Model training' toggle", out / "1-landing-model-training.png"):
-            check_saved_view(page, out)
-            check_compare(page, out)
-            check_run_page(page, out)
+            step("saved view", page, out, check_saved_view, out)
+            step("compare view", page, out, check_compare, out)
+            step("run page", page, out, check_run_page, out)
         # README's other way in: a link with ?workflowType=machine_learning, in a fresh browser
         page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
         page.goto(f"{url}/#/experiments/{exp_id}?workflowType=machine_learning")

@@ -18,10 +18,20 @@ INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completio
               "--version")
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(verbose: bool = False) -> None:
+    """The terminal shows pvf's lines; the libraries' INFO lines (MLflow's "Creating a new
+    experiment", its system-metrics monitor) and their deprecation and user warnings only with
+    verbose=true. (Called again once the libraries are imported: MLflow sets its level then.)"""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "transformers", "datasets", "httpx", "alembic", "mlflow.store"):
+    quiet = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+             "transformers", "datasets", "httpx", "alembic", "mlflow.store"]
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        quiet.append("mlflow")
+        import warnings
+
+        warnings.simplefilter("ignore")  # pvf's own warnings are log lines, not these
+    for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
     # the loaders log a file they cannot parse at ERROR before raising; tasks/loading.py turns
     # that error into the one line that names the file, the row and the fix
@@ -186,9 +196,11 @@ def disk_full(err: BaseException) -> str | None:
 def job(cfg: DictConfig) -> float | None:
     """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
     MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
-    _quiet_libraries()
+    _quiet_libraries(cfg.verbose)
     from .job import run  # heavy imports after Hydra has parsed the command line
     from .tracking.naming import in_multirun
+
+    _quiet_libraries(cfg.verbose)  # MLflow set its own level as it was imported
     from .tracking.runs import error_line
     from .tracking.secrets import redact
     from .tracking.sweep import record_job
@@ -199,7 +211,7 @@ def job(cfg: DictConfig) -> float | None:
     except Preempted:  # SIGTERM: the run is KILLED, its resume state kept
         record_job(error="stopped by SIGTERM")
         message = "stopped by SIGTERM (preempted); the same command resumes this job"
-        log.error(message)
+        _to_log_file(f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM, what a scheduler expects of a job it stopped
     except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
@@ -211,11 +223,20 @@ def job(cfg: DictConfig) -> float | None:
             return None  # an optimising sweeper records the trial as failed, and goes on
         if not known or cfg.verbose:
             raise
-        log.error("error: %s", message)
+        _to_log_file(f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     record_job(results=results)
     return objective(cfg, results)
+
+
+def _to_log_file(line: str) -> None:
+    """An error into the job's log file (Hydra's FileHandler) only: the terminal gets it once,
+    as the `error:` line on stderr, not also as a log line on stdout."""
+    record = logging.LogRecord("pvf", logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:

@@ -24,6 +24,7 @@ from .preemption import sigterm_as_preemption
 from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets, log_predictions
+from .tracking.naming import run_address
 from .tracking.runs import mlflow_run
 from .usage import cost_metrics
 
@@ -177,6 +178,8 @@ def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
     write_results_file(cfg, run_id, results)
     log.info("run %s: %s", run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
+    log.info("%s", run_address(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                               mlflow.get_run(run_id).info.experiment_id, run_id))
 
 
 def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:

@@ -179,3 +179,18 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
     if WARM_START:
         tags["warm_start"] = "true"
     return {**tags, **hydra_tags(), **dvc_tags(), **git_tags()}
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
+    """Where the run went, as a job's last line: the store, the experiment and the run's page
+    (a tracking server's own address; for a local store, the address `mlflow ui` serves it
+    at, with the command that starts it)."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    where = redact(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
+    return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
+            f"`mlflow ui --backend-store-uri {where}` runs in this folder")
