@@ -22,6 +22,37 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
+
+
+def _pristine_project() -> str | None:
+    """A project folder whose conf/ is the repository's as committed (git HEAD), for every
+    test and every `pvf` a test starts (PVF_PROJECT): what a user edited in the working tree's
+    conf/ (`dvc exp run -S` leaves its edit there) does not reach the suite. PVF_TEST_CONF=
+    worktree tests the working tree's conf/ instead (while editing the configs); outside a git
+    checkout the shipped conf/ is used as it is."""
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).parents[1]
+    if os.environ.get("PVF_TEST_CONF") == "worktree" or not (root / ".git").exists():
+        return None
+    try:
+        archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD", "conf"],
+                                 capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    project = tempfile.mkdtemp(prefix="pvf-test-project-")
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(project, filter="data")
+    return project
+
+
+PRISTINE_PROJECT = _pristine_project()
+if PRISTINE_PROJECT:
+    os.environ["PVF_PROJECT"] = PRISTINE_PROJECT
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import PRISTINE_PROJECT
+
 ROOT = Path(__file__).parents[1]
 STUDY = """model: tiny
 tasks: [intent_sample, summary_sample]
@@ -24,6 +26,7 @@ def sh(cwd, *cmd):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PVF_PROJECT", None)  # the copy's own conf/, as DVC tracks it
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (cmd, result.stdout[-2000:], result.stderr[-2000:])
     return result.stdout
@@ -36,6 +39,8 @@ def test_dvc_repro_default_study_offline(tmp_path):
     for name in files:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
+    if PRISTINE_PROJECT:  # the configs as committed, not as a user may have edited them
+        shutil.copytree(Path(PRISTINE_PROJECT) / "conf", repo / "conf", dirs_exist_ok=True)
     (repo / "conf/study.yaml").write_text(STUDY)
     sh(repo, "git", "init", "-q")
     commit(repo, "study")

@@ -5,6 +5,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -80,3 +81,19 @@ def test_own_task_typo_is_one_line_on_both_routes(project):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "unknown task 'fqa'" in lines[0] and "faq" in lines[0], lines
+
+
+def test_the_suite_composes_from_the_committed_configs():
+    """A user's edit to the working tree's conf/ (`dvc exp run -S` leaves one there) does not
+    reach the suite: it composes from conf/ as committed (conftest, PVF_PROJECT)."""
+    from prompt_vs_finetune.cli import config_dir
+
+    from .conftest import PRISTINE_PROJECT
+
+    root = Path(__file__).parents[1]
+    if not PRISTINE_PROJECT:
+        pytest.skip("not a git checkout, or PVF_TEST_CONF=worktree")
+    assert Path(config_dir()) == Path(PRISTINE_PROJECT).resolve() / "conf"
+    committed = subprocess.run(["git", "-C", str(root), "show", "HEAD:conf/arm/lora.yaml"],
+                               capture_output=True, text=True, check=True).stdout
+    assert (Path(config_dir()) / "arm/lora.yaml").read_text() == committed

@@ -102,6 +102,7 @@ def test_data_paths_resolve_against_the_project_folder(tmp_path, monkeypatch):
     pvf runs from below it; pkg:// names a shipped file."""
     from prompt_vs_finetune.project import data_path
 
+    monkeypatch.delenv("PVF_PROJECT", raising=False)  # the suite's pristine conf/ (conftest)
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf/config.yaml").write_text("defaults: []\n")
     (tmp_path / "sub").mkdir()

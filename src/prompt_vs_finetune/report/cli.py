@@ -13,6 +13,7 @@ run did not log (an API model's perplexity) read "n/a" in the tables and null in
 """
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--volume", type=_positive, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
     from .load import load_runs, run_ids_from  # after parsing: --help needs none of them
     from .mlflow_run import log_report_run
     from .write import write_report
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     run_ids = run_ids_from(args.runs_from) if args.runs_from else None
     runs = load_runs(uri, args.experiment, args.filter, run_ids)
