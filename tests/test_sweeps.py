@@ -147,3 +147,24 @@ def test_an_optuna_study_whose_every_trial_fails_ends_with_the_summary(tmp_path)
     [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
     assert parent.data.metrics["sweep/jobs_failed"] == 2
     assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
+
+
+def test_submitit_runs_a_sweep_as_it_would_on_slurm(tmp_path):
+    """hydra/launcher=submitit_local: the SLURM launcher's machinery (submitit pickles each job,
+    starts it in a process of its own and collects its result) without a cluster. Each job
+    is one FINISHED run under the sweep's parent."""
+    result = pvf(tmp_path, "-m", "hydra/launcher=submitit_local", "task=intent_sample",
+                 "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot", "seed=0,1",
+                 "test_size=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 finished, 0 failed" in result.stderr
+    client, runs = runs_in(tmp_path, parents=True)
+    [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
+    jobs = [r for r in runs if r is not parent]
+    assert sorted(r.data.tags["seed"] for r in jobs) == ["0", "1"]
+    assert {r.info.status for r in jobs} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
+    # submitit's own records: one folder per job, with its pickled result and logs
+    [sweep] = list((tmp_path / "multirun").iterdir())
+    folders = [p for p in (sweep / ".submitit").iterdir() if p.name != "%j"]
+    assert len(folders) == 2 and all(list(f.glob("*_result.pkl")) for f in folders)

@@ -199,6 +199,10 @@ TAGS: dict[str, str] = {
                "'pvf: mean over seeds' averages the runs of one variant",
     "cell": "hash of the config less its seeds: runs with one cell are one experiment",
     "config_hash": "hash of the composed config (the resume key)",
+    "pvf.code": "hash of pvf's source files: with config_hash and the data hashes, what makes "
+                "a rerun identical (the report counts it once)",
+    "pretrained": "false for random weights (model.tiny): the report says its prompting arms "
+                  "are at chance by construction",
     "config_source": "the folder Hydra composed the config from (config_searchpath: the ones "
                      "searched after it)",
     "overrides": "the job's command-line overrides, redacted",
