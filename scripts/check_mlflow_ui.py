@@ -195,10 +195,10 @@ def check_compare(page: Page, out: Path) -> None:
     until(page, lambda: page.get_by_text("Comparing 2 Runs").count() > 0)
     page.screenshot(path=out / "4-compare.png")
     heading = page.get_by_text("Metrics", exact=True).last
+    y = int(heading.bounding_box()["y"]) if heading.count() else -1  # before any scrolling
     heading.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=out / "4-compare-metrics.png")
-    y = int(heading.bounding_box()["y"] + page.evaluate("window.scrollY")) if heading.count() else -1
     section = heading.locator("xpath=ancestor::div[contains(@class,'collapse-item')][1]")
     names = section.locator("a[title='Plot chart']").all_inner_texts()
     values = section.locator("[role=grid]").last.inner_text().split() if section.count() else []
@@ -219,18 +219,23 @@ def check_run_page(page: Page, out: Path) -> None:
     link.click()
     until(page, lambda: page.get_by_role("tab", name="Model metrics").count() > 0)
     page.screenshot(path=out / "5-run-overview.png")
-    texts = page.locator("main td, main [role=cell]").all_inner_texts()
+    table = page.get_by_role("table").filter(
+        has=page.get_by_role("columnheader", name="Metric", exact=True))
+    rows = [r.split("\n") for r in table.get_by_role("row").all_inner_texts()]
+    long = [f"{r[0]}={r[-1]}" for r in rows if len(r) > 1 and sig_digits(r[-1]) > 4]
     check("run page", page.get_by_role("tab", name="Model metrics").count() > 0,
-          f"'{run_name}' overview; values over 4 significant digits: {unrounded(texts) or 'none'}")
+          f"'{run_name}' overview, Metrics table; over 4 significant digits: {long or 'none'}")
     page.get_by_role("tab", name="Model metrics").click()
     headers = page.get_by_test_id("experiment-view-compare-runs-section-header")
     until(page, lambda: headers.count() > 0)
     page.screenshot(path=out / "6-run-model-metrics.png")
-    sections = [" ".join(h.split()) for h in headers.all_inner_texts()]
-    in_view = [" ".join(h.inner_text().split()) for h in headers.all()
+    sections = [" ".join(h.split()[:2]) for h in headers.all_inner_texts()]
+    in_view = [" ".join(h.inner_text().split()[:2]) for h in headers.all()
                if (b := h.bounding_box()) and b["y"] < page.viewport_size["height"]]
+    cards = page.get_by_test_id("experiment-view-compare-runs-card").locator("h4").all()
+    first = [c.inner_text() for c in cards if (b := c.bounding_box()) and b["y"] < 1000]
     check("run page Model metrics tab", bool(sections),
-          f"sections in order {sections}; within the first screen: {in_view}; "
+          f"sections in order {sections}; first screen: sections {in_view}, charts {first}; "
           f"loss curves (train/val) on the first screen: "
           f"{any(s.startswith(('train', 'val')) for s in in_view)}")
 

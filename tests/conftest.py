@@ -79,10 +79,23 @@ def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
     return cfg
 
 
-@pytest.fixture
-def random_gpt2():
-    """A 2-layer GPT-2 with random weights, in eval mode, for exact log-likelihood checks."""
+@pytest.fixture(params=["gpt2", "llama"])
+def random_lm(request):
+    """A 2-layer causal LM with random weights, in eval mode, for exact checks of the fast
+    paths against direct forward passes: GPT-2 (absolute positions, `past_key_values` as
+    tuples in old releases, Conv1D projections) and Llama, SmolLM2's architecture (rotary
+    positions, grouped key/value heads, tied embeddings, a cache object)."""
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config).eval()
+    if request.param == "gpt2":
+        config = GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        return GPT2LMHeadModel(config).eval()
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+LORA_TARGETS = {"gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"]}  # what LoRA adapts

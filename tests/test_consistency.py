@@ -68,7 +68,7 @@ def test_contextual_calibration_removes_a_bias_toward_one_label():
     assert calibration.pmi(logprob, content_free[:1]).argmax(-1).tolist() == [0, 1, 2]
 
 
-def test_content_free_estimate_matches_direct_forward_passes(random_gpt2):
+def test_content_free_estimate_matches_direct_forward_passes(random_lm):
     """The classifier's content-free and premise log-likelihoods equal a plain forward pass of
     prefix + template(content-free text) + label, on both scoring paths."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -90,11 +90,11 @@ def test_content_free_estimate_matches_direct_forward_passes(random_gpt2):
     for share in (True, False):
         scorer = RankClassifier(encoder, "none", 8, 8, share, None, "contextual",
                                 ("N/A", "", "[MASK]"))
-        references, tokens = scorer._references(random_gpt2)
-        assert tokens > 0 and scorer._references(random_gpt2)[1] == 0  # once per test
+        references, tokens = scorer._references(random_lm)
+        assert tokens > 0 and scorer._references(random_lm)[1] == 0  # once per test
         contexts = [encoder.prompt_ids(t) for t in ("N/A", "", "[MASK]")]
         contexts.append(encoder.prefix_ids + encoder.encode("\nintent:"))
-        direct = continuation_logprobs(random_gpt2, [c for c in contexts for _ in range(2)],
+        direct = continuation_logprobs(random_lm, [c for c in contexts for _ in range(2)],
                                        encoder.choice_ids * 4, pad_id=38).logprob.view(4, 2)
         torch.testing.assert_close(references["contextual"], direct[:3], atol=1e-4, rtol=0)
         torch.testing.assert_close(references["pmi"], direct[3:], atol=1e-4, rtol=0)

@@ -31,7 +31,7 @@ def test_length_grouped_batches_cover_every_example_with_little_padding():
     assert second != first and sorted(i for b in second for i in b) == list(range(1000))
 
 
-def test_packed_rows_give_the_loss_of_separate_examples(random_gpt2):
+def test_packed_rows_give_the_loss_of_separate_examples(random_lm):
     """Three prompt -> answer examples packed into one row: the same loss as the three padded
     rows, because the mask keeps them apart and positions restart."""
     gen = torch.Generator().manual_seed(0)
@@ -43,8 +43,8 @@ def test_packed_rows_give_the_loss_of_separate_examples(random_gpt2):
     assert len(packs) == 1 and sorted(packs[0]["segments"]) == [4, 7, 12]
     collate = pad_collate(pad_id=0)
     with torch.no_grad():
-        packed = random_gpt2(**model_inputs(collate(packs))).loss
-        separate = random_gpt2(**model_inputs(collate(rows))).loss
+        packed = random_lm(**model_inputs(collate(packs))).loss
+        separate = random_lm(**model_inputs(collate(rows))).loss
     assert packed.item() == pytest.approx(separate.item(), abs=1e-5)
     # an example never spans two rows; one longer than the row length gets a row of its own
     assert [p["segments"] for p in pack_examples(rows, length=10, seed=0)] == [[4], [7], [12]]

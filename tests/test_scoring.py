@@ -22,24 +22,24 @@ def direct_logprob(model, context: list[int], continuation: list[int]) -> float:
     return sum(float(logprobs[len(context) + t - 1, tok]) for t, tok in enumerate(continuation))
 
 
-def test_matches_direct_forward_pass_with_padding_and_uneven_lengths(random_gpt2):
+def test_matches_direct_forward_pass_with_padding_and_uneven_lengths(random_lm):
     gen = torch.Generator().manual_seed(1)
     contexts = [torch.randint(0, 97, (n,), generator=gen).tolist() for n in (3, 11, 7, 1, 20)]
     continuations = [torch.randint(0, 97, (n,), generator=gen).tolist() for n in (1, 4, 2, 3, 6)]
-    scores = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=2)
+    scores = continuation_logprobs(random_lm, contexts, continuations, pad_id=0, batch_size=2)
     for i, (ctx, cont) in enumerate(zip(contexts, continuations, strict=True)):
-        assert scores.logprob[i].item() == pytest.approx(direct_logprob(random_gpt2, ctx, cont),
+        assert scores.logprob[i].item() == pytest.approx(direct_logprob(random_lm, ctx, cont),
                                                          abs=1e-5)
     assert scores.n_tokens.tolist() == [1, 4, 2, 3, 6]
     expected_tokens = sum(len(a) + len(b) for a, b in zip(contexts, continuations, strict=True))
     assert scores.tokens_processed == expected_tokens
 
 
-def test_batch_size_does_not_change_scores(random_gpt2):
+def test_batch_size_does_not_change_scores(random_lm):
     contexts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
     continuations = [[1, 2], [3], [4, 4, 4]]
-    one = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=1)
-    all_ = continuation_logprobs(random_gpt2, contexts, continuations, pad_id=0, batch_size=8)
+    one = continuation_logprobs(random_lm, contexts, continuations, pad_id=0, batch_size=1)
+    all_ = continuation_logprobs(random_lm, contexts, continuations, pad_id=0, batch_size=8)
     assert torch.allclose(one.logprob, all_.logprob, atol=1e-5)
 
 
@@ -54,9 +54,9 @@ def test_length_normalisation():
         normalise(logprob, n_tokens, n_chars, "bytes")
 
 
-def test_probabilities_of_all_continuations_sum_to_one(random_gpt2):
+def test_probabilities_of_all_continuations_sum_to_one(random_lm):
     """Scoring every one-token continuation covers the whole distribution."""
-    scores = continuation_logprobs(random_gpt2, [[3, 4, 5]] * 97, [[t] for t in range(97)],
+    scores = continuation_logprobs(random_lm, [[3, 4, 5]] * 97, [[t] for t in range(97)],
                                    pad_id=0, batch_size=32)
     assert math.fsum(math.exp(x) for x in scores.logprob.tolist()) == pytest.approx(1.0, abs=1e-4)
 
@@ -99,7 +99,7 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
 
 
 @pytest.mark.parametrize("demo_tokens", [0, 9])
-def test_shared_prefix_scores_equal_plain_full_forward_passes(random_gpt2, demo_tokens):
+def test_shared_prefix_scores_equal_plain_full_forward_passes(random_lm, demo_tokens):
     """Shared-prefix scoring (cached demos, every label after one copy of each prompt) gives
     the log-likelihoods of plain prompt + label passes: padded prompts of different lengths,
     labels of 1 to 4 tokens, with and without a shared demo prefix."""
@@ -107,21 +107,21 @@ def test_shared_prefix_scores_equal_plain_full_forward_passes(random_gpt2, demo_
     demos = torch.randint(1, 97, (demo_tokens,), generator=gen).tolist()
     contexts = [demos + torch.randint(1, 97, (n,), generator=gen).tolist() for n in (3, 12, 1, 7)]
     choices = [torch.randint(1, 97, (n,), generator=gen).tolist() for n in (1, 4, 2, 3, 1)]
-    plain = continuation_logprobs(random_gpt2, [c for c in contexts for _ in choices],
+    plain = continuation_logprobs(random_lm, [c for c in contexts for _ in choices],
                                   choices * len(contexts), pad_id=0)
     cache = PrefixCache()
-    shared = shared_prefix_logprobs(random_gpt2, contexts, choices, pad_id=0, prefix_cache=cache)
+    shared = shared_prefix_logprobs(random_lm, contexts, choices, pad_id=0, prefix_cache=cache)
     assert (shared.logprob - plain.logprob).abs().max() < 1e-4
     assert shared.n_tokens.tolist() == plain.n_tokens.tolist()
     for i, ctx in enumerate(contexts):  # and one unpadded forward pass per pair
         for j, choice in enumerate(choices):
             assert shared.logprob[i * len(choices) + j].item() == pytest.approx(
-                direct_logprob(random_gpt2, ctx, choice), abs=1e-4)
+                direct_logprob(random_lm, ctx, choice), abs=1e-4)
     label_tokens = len(contexts) * sum(map(len, choices))
     shared_len = common_prefix_length(contexts)
     assert shared.tokens_processed == shared_len + sum(len(c) - shared_len for c in contexts) \
         + label_tokens
-    again = shared_prefix_logprobs(random_gpt2, contexts, choices, pad_id=0, prefix_cache=cache)
+    again = shared_prefix_logprobs(random_lm, contexts, choices, pad_id=0, prefix_cache=cache)
     assert torch.equal(again.logprob, shared.logprob)
     assert again.tokens_processed == shared.tokens_processed - shared_len  # prefix reused
 

@@ -10,6 +10,8 @@ from prompt_vs_finetune.tasks.prompts import IGNORE_INDEX
 from prompt_vs_finetune.train.datamodule import pack_examples, pad_collate
 from prompt_vs_finetune.train.module import answer_loss, decoder_of, model_inputs
 
+from .conftest import LORA_TARGETS
+
 EXAMPLES = [  # prompt tokens (no loss), then the answer and end-of-text
     {"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [IGNORE_INDEX] * 4 + [9, 10, 11]},
     {"input_ids": [12, 13, 14, 15, 16], "labels": [IGNORE_INDEX] * 3 + [15, 16]},
@@ -24,10 +26,11 @@ def full_logits_loss(model, batch):
 
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("lora", [False, True])
-def test_answer_only_loss_equals_the_full_logits_loss(random_gpt2, packed, lora):
-    model = random_gpt2
+def test_answer_only_loss_equals_the_full_logits_loss(random_lm, packed, lora):
+    model = random_lm
     if lora:
-        model = get_peft_model(model, LoraConfig(r=4, target_modules=["c_attn"],
+        targets = LORA_TARGETS[model.config.model_type]
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=targets,
                                                  init_lora_weights=False))
     rows = pack_examples(EXAMPLES, 16, seed=0) if packed else EXAMPLES
     batch = pad_collate(pad_id=0)(rows)
