@@ -104,14 +104,37 @@ def true_vocab(path: str, vocab_size: int) -> str:
     return str(grown)
 
 
+REAL = {"smollm2": "model=smollm2"}  # pretrained models shipped offline (models/gguf.py)
+
+
+def real_model(arch: str):
+    """(model, tokenizer, path) of a pretrained model a package ships: SmolLM2-135M-Instruct
+    (30 layers of width 576, 9 heads, 3 key-value heads, 49,152-token vocabulary, tied
+    embeddings), dequantized once into the cache as a job does; `path` is that checkpoint."""
+    from prompt_vs_finetune.models.gguf import gguf_checkpoint
+
+    cfg = config(REAL[arch])
+    cache = Path(cfg.paths.cache_dir)
+    path = gguf_checkpoint(cfg.model.gguf, cache / "gguf")
+    model, tokenizer = load_model(cfg.model, str(cache))
+    return model.eval(), tokenizer, path
+
+
 def task_and_model(load_task, data, arch: str):
     """(task, splits, model on the best device, tokenizer, checkpoint path) for a benchmark:
-    the tokenizer is trained on the task's text as a job's is, the model is `arch` with random
-    weights."""
+    `arch` is a shape with random weights (and a tokenizer trained on the task's text, as a
+    job's is), or a pretrained model (REAL: its own tokenizer)."""
     _, task, splits = load_task(data)
-    model, tokenizer, path = random_model(arch, tokenizer_corpus(task, splits))
+    if arch in REAL:
+        model, tokenizer, path = real_model(arch)
+    else:
+        model, tokenizer, path = random_model(arch, tokenizer_corpus(task, splits))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return task, splits, model, tokenizer, path
+
+
+def weights(arch: str) -> str:
+    return "pretrained weights" if arch in REAL else "random weights"
 
 
 def scoring_contexts(task, splits, tokenizer, n: int, k: int):

@@ -2,7 +2,8 @@
 
     python bench/finetune.py [--data ../shared/data/banking77] [--n 256] [--arch gpt2]
 
-Both sides train the same random-weight checkpoint (loaded from the same directory) on the
+Both sides train the same checkpoint (loaded from the same directory: GPT-2's shape with random
+weights, or `--arch smollm2`, the pretrained SmolLM2-135M-Instruct) on the
 same prompt -> answer examples (PromptEncoder.training_example, loss on the answer), with
 the same batch size, optimizer (AdamW), learning rate, epochs and precision, in one process.
 Throughput is real (non-padding) tokens per second of the training loop. The Trainer runs as
@@ -20,7 +21,17 @@ import time
 
 import lightning as L
 import torch
-from common import banking77, config, machine, random_model, table, tokenizer_corpus
+from common import (
+    REAL,
+    banking77,
+    config,
+    machine,
+    random_model,
+    real_model,
+    table,
+    tokenizer_corpus,
+    weights,
+)
 from datasets import Dataset
 from omegaconf import OmegaConf
 from transformers import (
@@ -35,7 +46,9 @@ from prompt_vs_finetune.models import apply_lora, load_model
 from prompt_vs_finetune.tasks import prompt_layout
 from prompt_vs_finetune.train import ArmModule, TaskDataModule
 
-LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"]}
+LORA = {"r": 8, "alpha": 16, "dropout": 0.05}
+TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"],  # every linear layer, as conf/model/*.yaml
+           "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 LR = {"full_finetune": 5e-5, "lora": 2e-4}
 
 
@@ -61,7 +74,8 @@ def load(path: str, arm: str, ours: bool):
     else:
         model = AutoModelForCausalLM.from_pretrained(path)
     if arm == "lora":
-        model = apply_lora(model, OmegaConf.create(LORA))
+        targets = TARGETS[model.config.model_type]
+        model = apply_lora(model, OmegaConf.create({**LORA, "target_modules": targets}))
     return model
 
 
@@ -117,7 +131,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg, task, splits = banking77(args.data)
-    model, tokenizer, path = random_model(args.arch, tokenizer_corpus(task, splits))
+    model, tokenizer, path = (real_model(args.arch) if args.arch in REAL
+                              else random_model(args.arch, tokenizer_corpus(task, splits)))
+    vocabulary = len(tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     del model
     splits["train"] = splits["train"].shuffle(seed=0).select(range(args.n))
@@ -151,7 +167,7 @@ def main() -> None:
                     f"{speed['pvf packed'] / best_hf:.2f}x", f"{spread:.0%}"])
     print(f"# finetune: Banking77, {args.n} examples x {args.epochs} epoch(s), batch "
           f"{args.batch_size} (packed: rows of {args.pack_length} tokens, one a step), "
-          f"{args.arch} architecture (random weights, vocabulary 50,257), {precision}, "
+          f"{args.arch} ({weights(args.arch)}, vocabulary {vocabulary:,}), {precision}, "
           f"{machine()}; {tokens} real tokens; best of {args.rounds} interleaved rounds")
     print(table(["arm", "pvf tokens/s", "pvf packed tokens/s", "Trainer tokens/s",
                  "Trainer group_by_length tokens/s", "pvf / best Trainer",

@@ -2,7 +2,8 @@
 
     python bench/generation.py [--data ../shared/data/dialogsum] [--n 32] [--arch gpt2]
 
-DialogSum test dialogues, GPT-2 124M architecture with random weights, greedy decoding, the
+DialogSum test dialogues, GPT-2 124M architecture with random weights (`--arch smollm2`: the
+pretrained SmolLM2-135M-Instruct), greedy decoding, the
 same prompts and `max_new_tokens` on both sides (`min_new_tokens` too: a random model would
 otherwise stop at random, and both sides must do the same work). pvf: prompts sorted by
 length, batches within a token budget, each prompt prefilled alone (no padding) and the batch
@@ -16,7 +17,7 @@ import argparse
 import time
 
 import torch
-from common import dialogsum, machine, table, task_and_model
+from common import dialogsum, machine, table, task_and_model, weights
 from transformers import AutoModelForCausalLM, pipeline
 
 from prompt_vs_finetune.scoring.generation import generate
@@ -85,8 +86,8 @@ def main() -> None:
     same = sum(tokenizer.decode(ours[i]) == theirs[i] for i in range(len(prompts)))
     mean_prompt = sum(map(len, prompts)) / len(prompts)
     print(f"# generation: DialogSum test, {args.n} dialogues (mean prompt {mean_prompt:.0f} "
-          f"tokens), {args.max_new_tokens} new tokens each, greedy, {args.arch} architecture "
-          f"(random weights), {machine()}")
+          f"tokens), {args.max_new_tokens} new tokens each, greedy, {args.arch} "
+          f"({weights(args.arch)}), {machine()}")
     print(table(["method", "summaries/s", "seconds", "identical outputs"], [
         ["pipeline('text-generation') per example", args.n / looped, looped, "-"],
         [f"pvf batched (<= {args.batch_size} prompts and {args.max_batch_tokens} tokens, "

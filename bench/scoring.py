@@ -2,14 +2,23 @@
 
     python bench/scoring.py [--data ../shared/data/banking77] [--n 16] [--arch gpt2]
 
-Banking77 (77 labels), GPT-2 124M architecture with random weights, zero-shot and 8-shot:
+Banking77 (77 labels), GPT-2 124M architecture with random weights (`--arch smollm2`: the
+pretrained SmolLM2-135M-Instruct), zero-shot and 8-shot:
 examples/s of both paths on the same examples in one process, their ratio, and the largest
 absolute difference between their label log-likelihoods.
 """
 
 import argparse
 
-from common import banking77, machine, scoring_contexts, table, task_and_model, timed_scoring
+from common import (
+    banking77,
+    machine,
+    scoring_contexts,
+    table,
+    task_and_model,
+    timed_scoring,
+    weights,
+)
 
 
 def main() -> None:
@@ -37,7 +46,7 @@ def main() -> None:
         shared_rate, plain_rate = args.n / timings[True][0], args.n / timings[False][0]
         rows.append([f"{k}-shot", round(prompt_tokens), len(task.labels), args.n, plain_rate,
                      shared_rate, f"{shared_rate / plain_rate:.1f}x", f"{diff:.2e}"])
-    print(f"# scoring: Banking77, {args.arch} architecture (random weights), {machine()}")
+    print(f"# scoring: Banking77, {args.arch} ({weights(args.arch)}), {machine()}")
     print(table(["prompt", "mean prompt tokens", "labels", "examples", "plain ex/s",
                  "shared-prefix ex/s", "speed-up", "max |Δ log-lik|"], rows))
 

@@ -52,10 +52,10 @@ def test_local_and_hosted_runs_log_the_same_keys_meaning_the_same(tmp_path, monk
     for run in (local, hosted):  # each derived key is derived the same way from its inputs
         n = run["data/n_test"]
         assert n == 8 and run["fewshot/demos_used"] == k
-        assert run["cost/latency_ms_per_example"] == pytest.approx(
-            run["cost/eval_seconds"] / n * 1000)
+        assert run["cost/latency_ms_per_example"] == pytest.approx(  # each to 4 digits
+            run["cost/eval_seconds"] / n * 1000, rel=1e-3)
         assert run["cost/usd_per_1k_predictions"] == pytest.approx(
-            (run["cost/usd"] - run["cost/train_usd"]) / n * 1000)
+            (run["cost/usd"] - run["cost/train_usd"]) / n * 1000, rel=1e-3)
         assert run["cost/eval_tokens"] > run["cost/generated_tokens"] >= 0
         assert run["cost/train_seconds"] == 0 and run["cost/trainable_params"] == 0
     if task_type == "classification":

@@ -108,7 +108,8 @@ def test_a_job_says_where_its_run_went_and_nothing_of_the_libraries(tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.endswith(
         f"logged to experiment 'intent_sample' in sqlite:///mlflow.db: http://127.0.0.1:5000/#/"
-        f"experiments/{run.info.experiment_id}/runs/{run.info.run_id} once `mlflow ui "
+        f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType="
+        "machine_learning once `mlflow ui "
         "--backend-store-uri sqlite:///mlflow.db` runs in this folder")
     assert "INFO mlflow" not in done.stderr and "deprecated" not in done.stderr
     assert "Warning" not in done.stderr, done.stderr

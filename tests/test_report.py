@@ -467,7 +467,7 @@ def test_report_run_names_and_links_its_job_runs(study):
     experiments = {r.run_id: study.client.get_run(r.run_id).info.experiment_id
                    for r in jobs.itertuples()}
     assert all(r.link == f"#/experiments/{experiments[r.run_id]}/runs/{r.run_id}"
-               for r in jobs.itertuples())
+               "?workflowType=machine_learning" for r in jobs.itertuples())
     note = tags["mlflow.note.content"]
     assert "- **intent_sample**: lora (tiny), accuracy 0.820" in note
     assert "- **summary_sample**: full_finetune (tiny), rougeL 0.305" in note
@@ -495,7 +495,8 @@ def test_parent_run_gets_the_summary_and_is_no_job(study):
         pytest.approx(0.25 / (0.05e-3 - 0.012e-3))
     runs = report.load_runs(study.uri)
     assert study.parent not in set(runs["run_id"]) and len(runs) == 14
-    assert f"[sweep](#/experiments/{parent.info.experiment_id}/runs/{study.parent})" in \
+    assert (f"[sweep](#/experiments/{parent.info.experiment_id}/runs/{study.parent}"
+            "?workflowType=machine_learning)") in \
         study.run.data.tags["mlflow.note.content"]
 
 

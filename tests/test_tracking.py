@@ -106,6 +106,10 @@ def test_params_read_well_and_the_datasets_used_are_logged(tmp_path):
     assert state["selectedColumns"][:3] == [
         "attributes.`Dataset`", "attributes.`Models`", "metrics.`test/accuracy`"]
     assert client.search_runs([run.info.experiment_id], state["searchFilter"])  # it parses
+    # the comparison's metrics first, after the run's name and date (scripts/check_mlflow_ui.py
+    # saw test/accuracy cut off at the right edge without it)
+    assert state["columnOrder"][:3] == [
+        "attributes.`Run Name`", "runDateAndNestInfo", "metrics.`test/accuracy`"]
     # MLflow 3's UI opens an experiment of this kind on its runs table, not its GenAI pages
     assert experiments[run.info.experiment_id].tags["mlflow.experimentKind"] == \
         "custom_model_development"

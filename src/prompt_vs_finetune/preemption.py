@@ -60,20 +60,26 @@ def sigterm_as_preemption():
 
 
 def hold_interrupts():
-    """Hold Ctrl-C back (SIGINT, blocked at the OS) until the returned function is called:
-    around the creation of a run, so that a Ctrl-C lands either before the run exists or
-    inside the block that ends it, never in between (a run left RUNNING). The function
-    delivers what arrived meanwhile; calling it again does nothing."""
+    """Hold Ctrl-C back until the returned function is called: around the creation of a run,
+    so that a Ctrl-C lands either before the run exists or inside the block that ends it,
+    never in between (a run left RUNNING, or closed FINISHED by MLflow at exit). A SIGINT
+    handler that only notes the signal, not a blocked signal mask: the mask is per thread,
+    and a process's SIGINT reached another thread (MLflow's, torch's) and was raised at once
+    under load. The function restores the handler and re-raises what arrived; calling it
+    again does nothing."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    arrived = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
     done = []
 
     def release() -> None:
         if not done:
             done.append(True)
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            signal.signal(signal.SIGINT, previous)
+            if arrived:
+                signal.raise_signal(signal.SIGINT)  # to the handler it was held from
 
     return release

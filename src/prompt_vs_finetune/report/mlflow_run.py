@@ -38,7 +38,8 @@ from .load import REFERENCE_DTYPE
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "pvf-report"
-UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}"  # relative: the UI's own address
+# relative: the UI's own address; on its Model training pages (tracking/store.ML_WORKFLOW)
+UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 MAX_IDS_TAG = 5000  # characters of `pvf.job_runs`; job_runs.csv has them all
 MAX_NOTE = 7500  # characters of the description (MLflow truncates tag values at 8000)
 MAX_NAME = 250

@@ -188,7 +188,9 @@ def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: 
     """Where the run went, as a job's last line: the store, the experiment and the run's page
     (a tracking server's own address; for a local store, the address `mlflow ui` serves it
     at, with the command that starts it)."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    from .store import ML_WORKFLOW
+
+    page = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
     where = redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"

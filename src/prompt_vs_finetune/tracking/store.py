@@ -37,9 +37,12 @@ def store_lock(tracking_uri: str) -> FileLock:
     return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
 
 
-# MLflow 3's UI opens an experiment on the page its kind names; without it, on its GenAI pages
-# (traces, evaluations). pvf's runs are model development: the runs table, the charts.
+# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle does not decide
+# (3.17.2, checked in Chromium by scripts/check_mlflow_ui.py: the toggle, remembered per
+# browser and GenAI by default, decides; `?workflowType=machine_learning` in a link too).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow UI links that open on the Model training pages whatever the browser last chose
+ML_WORKFLOW = "?workflowType=machine_learning"
 
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
@@ -87,6 +90,12 @@ def dashboard_views(task_type: str) -> dict[str, str]:
              "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`",
                                  *(f"metrics.`{key}`" for key in metrics)],
+             # the comparison's metrics right after the run's name and date, in pvf's order
+             # (MLflow otherwise puts them A-Z after the wide Dataset and Models columns, and
+             # test/accuracy fell off the right edge of a 1600-pixel window)
+             "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo",
+                             *(f"metrics.`{key}`" for key in metrics), "attributes.`Dataset`",
+                             "duration", "attributes.`Models`"],
              "runsHiddenMode": "SHOW_ALL"}
     grouped = {**state, "groupBy": {"aggregateFunction": "average", "groupByKeys": [
         {"mode": "tag", "groupByData": "variant"}]}}
