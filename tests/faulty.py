@@ -18,3 +18,26 @@ class FailingCallback(Callback):
 def interrupt() -> None:
     """An entry point that the user stops with Ctrl-C (wherever it was)."""
     raise KeyboardInterrupt
+
+
+def ctrl_c_as_a_run_opens(call: str) -> str:
+    """A Python program that runs `call` (statements; `sys` is imported) with a Ctrl-C sent the
+    moment MLflow has created a run, and exits 130 on KeyboardInterrupt: for a process of its
+    own, since a signal reaches the main thread only."""
+    return f"""
+import os, signal, sys
+import mlflow
+
+real = mlflow.start_run
+
+def start_then_ctrl_c(*args, **kwargs):
+    run = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # as the run has just been created
+    return run
+
+mlflow.start_run = start_then_ctrl_c
+try:
+    exec({call!r})
+except KeyboardInterrupt:
+    sys.exit(130)
+"""

@@ -10,6 +10,7 @@ from prompt_vs_finetune.errors import UserError, causes
 
 from .chat_stub import StubAPI
 from .conftest import compose_config
+from .faulty import ctrl_c_as_a_run_opens
 from .test_api import SECRET, _runs
 from .test_cli import pvf, runs_in
 
@@ -202,27 +203,13 @@ def test_a_server_that_trickles_its_reply_is_cut_at_the_total_deadline(tmp_path,
     assert run.info.status == "FAILED"
 
 
-CTRL_C_AS_THE_JOB_RUN_OPENS = """
-import os, signal, sys
+CTRL_C_AS_THE_JOB_RUN_OPENS = ctrl_c_as_a_run_opens("""
 from pathlib import Path
 from prompt_vs_finetune import job
-from prompt_vs_finetune.tracking import runs
 from tests.conftest import compose_config
-
-real = runs.mlflow.start_run
-
-def start_then_ctrl_c(*args, **kwargs):
-    run = real(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGINT)  # as the run has just been created
-    return run
-
-runs.mlflow.start_run = start_then_ctrl_c
-try:
-    job.run(compose_config(Path(sys.argv[1]), "task=intent_sample", "model=tiny",
-                           "model.tiny.n_layer=1", "arm=zero_shot", "test_size=2"))
-except KeyboardInterrupt:
-    sys.exit(130)
-"""
+job.run(compose_config(Path(sys.argv[1]), "task=intent_sample", "model=tiny",
+                       "model.tiny.n_layer=1", "arm=zero_shot", "test_size=2"))
+""")
 
 
 def test_ctrl_c_as_a_job_run_opens_ends_it_killed(tmp_path):

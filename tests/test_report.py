@@ -15,6 +15,8 @@ from scipy import stats
 from prompt_vs_finetune import report
 from prompt_vs_finetune.report import mlflow_run, plots
 
+from .faulty import ctrl_c_as_a_run_opens
+
 CELLS = {  # (arm, n_labels): accuracies over seeds 0, 1, 2
     ("zero_shot", 0): [0.30, 0.30, 0.30],
     ("few_shot", 4): [0.60, 0.62, 0.64],
@@ -587,25 +589,10 @@ def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
 
 
-CTRL_C_AS_THE_RUN_OPENS = """
-import os, signal, sys
-import mlflow
-from prompt_vs_finetune.report import mlflow_run
+CTRL_C_AS_THE_RUN_OPENS = ctrl_c_as_a_run_opens("""
 from prompt_vs_finetune.report.cli import main
-
-real = mlflow.start_run
-
-def start_then_ctrl_c(*args, **kwargs):
-    run = real(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGINT)  # as the run has just been created
-    return run
-
-mlflow_run.mlflow.start_run = start_then_ctrl_c
-try:
-    main(["--tracking-uri", sys.argv[1], "--out", sys.argv[2]])
-except KeyboardInterrupt:
-    sys.exit(130)
-"""
+main(["--tracking-uri", sys.argv[1], "--out", sys.argv[2]])
+""")
 
 
 def test_ctrl_c_as_the_report_run_opens_leaves_no_run_running(store, tmp_path):

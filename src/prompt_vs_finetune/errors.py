@@ -15,6 +15,13 @@ class UnreadableReply(Exception):
     usage): told apart from a bug in pvf, which would surface as itself."""
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An error's first line (its type's name when it has no message), at most `limit`
+    characters: what a one-line message quotes of a library's error."""
+    text = str(err).strip().splitlines()
+    return text[0][:limit] if text else type(err).__name__
+
+
 def causes(err: BaseException | None, implicit: bool = True):
     """`err`, then what caused it (`__cause__`, and with `implicit` else `__context__`), each
     once: a chain can loop (an error raised from itself, or two that name each other)."""

@@ -179,7 +179,7 @@ def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
     log.info("run %s: %s", run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     log.info("%s", run_address(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                               mlflow.get_run(run_id).info.experiment_id, run_id))
+                               mlflow.active_run().info.experiment_id, run_id))
 
 
 def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .backends import Predictions
 from .provenance import code_version
+from .settle import one_device
 from .tasks import Task, content_hash
 from .usage import Usage
 
@@ -33,8 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def enabled(cfg: DictConfig) -> bool:
-    single = (cfg.trainer.get("strategy", "auto") in ("auto", None)
-              and str(cfg.trainer.get("devices", 1)) in ("1", "auto", "None"))
+    single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
     return bool(cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single)
 
 

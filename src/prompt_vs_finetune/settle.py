@@ -71,3 +71,9 @@ def fill_student(cfg: DictConfig) -> None:
 def seed_or(value, cfg: DictConfig) -> int:
     """A seed-linked value (arm.order_seed, decoding.seed): its own, or null = the job's seed."""
     return int(cfg.seed if value is None else value)
+
+
+def one_device(trainer_cfg) -> bool:
+    """Whether the trainer runs on one device (`devices` 1, auto or unset): several need a
+    trainer that shards the data (trainer=ddp) and share no prediction cache."""
+    return str(trainer_cfg.get("devices", 1)) in ("1", "auto", "None")

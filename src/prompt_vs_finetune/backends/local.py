@@ -14,11 +14,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..errors import Preempted, UserError, causes
+from ..errors import Preempted, UserError, causes, first_line
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..preemption import raise_if_preempted, sigterm_noted
 from ..scoring import build_scorer, takes_cache
+from ..settle import one_device
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model
@@ -152,11 +153,8 @@ def check_trainer(trainer_cfg) -> None:
     """The `trainer` config as Lightning sees it, before any model loads or run opens: a
     precision, accelerator or device count it refuses (which failed only after the run
     existed), and several devices without a trainer that shards the data itself."""
-    devices = trainer_cfg.get("devices")
-    several = isinstance(devices, int) and devices > 1 or \
-        isinstance(devices, str) and devices not in ("1", "auto") or \
-        not isinstance(devices, (int, str, type(None)))
-    if several and trainer_cfg.get("use_distributed_sampler", True):
+    if not one_device(trainer_cfg) and trainer_cfg.get("use_distributed_sampler", True):
+        devices = trainer_cfg.get("devices")
         raise UserError(f"trainer.devices={devices} needs a trainer that runs one process per "
                         "device and shards the data itself; add trainer=ddp (or trainer=fsdp)")
     try:
@@ -164,13 +162,8 @@ def check_trainer(trainer_cfg) -> None:
                     enable_progress_bar=False)
     except Exception as err:  # noqa: BLE001 - Lightning's reason, as one line
         *_, root = causes(err)  # what Lightning raised, under Hydra's InstantiationException
-        raise UserError(f"Lightning refuses the trainer config: {_first_line(root)}; fix the "
+        raise UserError(f"Lightning refuses the trainer config: {first_line(root)}; fix the "
                         "trainer key it names (`pvf --cfg job -p trainer` prints them)") from err
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UnreadableReply, UserError
+from ..errors import UnreadableReply, UserError, first_line
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,13 @@ class ChatModel:
                              f"{status}); check the key and its permissions")
         if status is not None:
             return UserError(f"{where} answered HTTP {status} for model '{self.model}' after "
-                             f"{self.cfg.max_retries} retries: {_first_line(err)}; check "
+                             f"{self.cfg.max_retries} retries: {first_line(err, 200)}; check "
                              "model.api.model and the request limits")
         if isinstance(err, UnreadableReply):
             return UserError(f"{where} sent a reply that is not a {self.provider} chat reply "
                              f"({err}); check model.api.base_url and model.api.model")
         if type(err).__name__ in ("APIConnectionError", "APITimeoutError"):
-            return UserError(f"cannot reach {where} ({_first_line(err)}) after "
+            return UserError(f"cannot reach {where} ({first_line(err, 200)}) after "
                              f"{self.cfg.max_retries} retries; check the network or "
                              "model.api.base_url")
         return err
@@ -237,8 +237,3 @@ def _sdk(name: str):
     except ImportError as err:
         raise UserError(f"the `{name}` SDK is not installed; pip install "
                         "'prompt-vs-finetune[api]'") from err
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

@@ -33,7 +33,8 @@ def cell(row) -> str:
     return f"{quality(row)} ({runs} run{'' if runs == 1 else 's'})"
 
 
-RANDOM_WEIGHTS = "at chance by construction: random weights"
+AT_CHANCE = "at chance by construction"
+RANDOM_WEIGHTS = f"{AT_CHANCE}: random weights"
 
 
 def tied_best(rows: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +80,7 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
                      "not the seed's; rerun with seed=0,1,2 for both.")
     if random:  # model.tiny: every prompting statement below is about a model that knows nothing
         lines.insert(0, f"This model has random weights (model.tiny): its prompting arms are "
-                     f"{RANDOM_WEIGHTS.split(':')[0]}, so nothing here says whether prompting a "
+                     f"{AT_CHANCE}, so nothing here says whether prompting a "
                      "pretrained model works; its fine-tuning rows check the pipeline, not the "
                      "rule. Run a pretrained model (model=smollm2) for a verdict.")
     lines += _best_prompt(prompting(table), metric, random)

@@ -164,8 +164,8 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
     features = Features({"text": Value("string"),
                          keep_column(cfg): Value("string") if cfg.type == "classification"
                          else List(Value("string"))})
-    split = split.map(to_row, remove_columns=split.column_names, features=features)
-    before, texts = len(split), split["text"]
+    split = mapped = split.map(to_row, remove_columns=split.column_names, features=features)
+    before = len(split)
     keep = keep_column(cfg)
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
@@ -175,7 +175,7 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
         log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
                     keep, source)
     if len(split) == 0:
-        if any(text.strip() for text in texts):  # text, but every answer empty
+        if any(text.strip() for text in mapped["text"]):  # text, but every answer empty
             what, field = ("label", "task.label_field") if keep == "label" else \
                 ("reference", "task.reference_fields")
             raise UserError(f"{source} has no row with a {what} (all {before} are empty); "

@@ -6,6 +6,7 @@ prefixes and fine-tuning sees exactly the tokens the scorer scores.
 """
 
 import logging
+from functools import cached_property
 
 from ..errors import UserError
 from .spec import Task
@@ -77,20 +78,22 @@ class PromptEncoder:
         ids = self.encode(self.task.prompt(text))
         budget = self.max_length - len(self.prefix_ids) - room
         if len(ids) > budget:
-            head, tail = self.task.prompt_parts()
-            head_ids, tail_ids = self.encode(head), self.encode(tail)
+            head_ids, tail_ids = self.template_ids
             ids = head_ids + self.encode(text)[:self.text_room(room)] + tail_ids
             self.truncated += 1
         return self.prefix_ids + ids
+
+    @cached_property
+    def template_ids(self) -> tuple[list[int], list[int]]:
+        """The template's tokens before and after the input's text (encoded once)."""
+        return tuple(self.encode(part) for part in self.task.prompt_parts())
 
     def text_room(self, room: int | None = None) -> int:
         """The tokens left for an input's text once the demos, the template and `room` for
         the answer have theirs; none is an error, raised when the layout is made (before any
         run opens), not at the first example scored."""
         room = self.answer_room if room is None else room
-        head, tail = self.task.prompt_parts()
-        keep = (self.max_length - len(self.prefix_ids) - room - len(self.encode(head))
-                - len(self.encode(tail)))
+        keep = self.max_length - len(self.prefix_ids) - room - sum(map(len, self.template_ids))
         if keep <= 0:
             raise UserError(
                 f"the prompt template and the answer do not fit the {self.max_length}-token "
