@@ -98,23 +98,6 @@ def test_missing_data_file_and_label_column_name_the_culprit(tmp_path):
     assert "error: column 'intent' (task.label_field) not found" in column.stderr
 
 
-def test_a_job_says_where_its_run_went_and_nothing_of_the_libraries(tmp_path):
-    """The last line names the experiment, the store and the run's page; MLflow's INFO lines
-    and the libraries' deprecation warnings stay out (verbose=true shows them)."""
-    done = pvf(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
-               "arm=zero_shot", "test_size=4", timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    _, (run,) = runs_in(tmp_path)
-    last = done.stdout.strip().splitlines()[-1]
-    assert last.endswith(
-        f"logged to experiment 'intent_sample' in sqlite:///mlflow.db: http://127.0.0.1:5000/#/"
-        f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType="
-        "machine_learning once `mlflow ui "
-        "--backend-store-uri sqlite:///mlflow.db` runs in this folder")
-    assert "INFO mlflow" not in done.stderr and "deprecated" not in done.stderr
-    assert "Warning" not in done.stderr, done.stderr
-
-
 GENERATION_METRICS = ("test/rouge1", "test/rouge2", "test/rougeL", "test/rougeLsum",
                       "test/perplexity", "test/gen_length_mean", "cost/generated_tokens",
                       "cost/usd_per_1k_predictions", "cost/eval_tokens")

@@ -72,6 +72,14 @@ def test_own_task_runs_through_both_hydra_routes(project, route):
     config = client.download_artifacts(run.info.run_id, "config.yaml", str(project / route))
     assert "labels: null" in open(config).read()  # taken from the data, not written out
     assert run.data.tags["config_source"].endswith(str(project / "conf"))
+    # the last line says where the run went; the libraries' INFO lines and warnings stay out
+    assert result.stdout.strip().splitlines()[-1].endswith(
+        f"logged to experiment 'faq' in sqlite:///mlflow.db: http://127.0.0.1:5000/#/"
+        f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType="
+        "machine_learning once `mlflow ui --backend-store-uri sqlite:///mlflow.db` runs in "
+        "this folder")
+    assert "INFO mlflow" not in result.stderr and "deprecated" not in result.stderr
+    assert "Warning" not in result.stderr, result.stderr
 
 
 def test_own_task_typo_is_one_line_on_both_routes(project):
