@@ -13,8 +13,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # No system metrics (a sampling thread per run) but where a test turns them on: a run's metric
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
-# Warm workers (warm.py: `dvc repro` in test_dvc, test_warm) exit soon after their last job.
-os.environ.setdefault("PVF_WARM_IDLE", "15")
+# Warm workers (warm.py: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
+# soon after their last job.
+os.environ.setdefault("PVF_WARM_IDLE", "30")
 # Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
 # torch's default of one thread per core in each worker oversubscribes them.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
@@ -63,6 +64,20 @@ from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.settle import settle  # noqa: E402
 
 INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
+
+
+# The files that take longest (seconds on 2 cores, 2026-12-06), started first: xdist gives each
+# worker a whole file (`--dist loadfile`, so a module-scoped fixture is built once), and a long
+# file started last would run on alone.
+LONGEST_FIRST = ("test_cli", "test_resume", "test_sweeps", "test_dvc", "test_real_model",
+                 "test_ddp", "test_model_family", "test_run", "test_warm", "test_hybrid",
+                 "test_faults")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2],
+                                         len(rank)))  # stable: a file's own order is kept
 
 
 def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):

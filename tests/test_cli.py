@@ -20,8 +20,12 @@ REQUIRED_METRICS = (
 
 
 def job_env(**extra: str) -> dict[str, str]:
-    """The environment a `pvf` subprocess of the suite runs in: offline, its own store."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
+    """The environment a `pvf` subprocess of the suite runs in: offline, its own store, and
+    forked from a warm worker (as under DVC: 8-10 s of imports a job saved) unless `extra`
+    says PVF_WARM=0 (the tests of what a killed or interrupted command leaves behind)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PVF_WARM="1")
+    env.pop("PYTEST_CURRENT_TEST", None)  # per test: it would key a new worker for each
+    env.update(extra)
     # `tests.faulty` importable from a job: a fault injected inside its run
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri in earlier tests exports it

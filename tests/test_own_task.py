@@ -2,7 +2,6 @@
 user's folders, nothing in the package; labels taken from the data (`yes` / `no` included)."""
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune.project import init
+
+from .test_cli import job_env
 
 TASK = """defaults:
   - _intent          # the shipped intent templates and metrics
@@ -28,8 +29,7 @@ QUESTIONS = {"yes": ["is the shop open on sunday {}", "can I pay by card {}"],
 
 
 def pvf(cwd, *args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = job_env()
     env.pop("PVF_PROJECT", None)
     return subprocess.run([sys.executable, "-m", "prompt_vs_finetune", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=600)

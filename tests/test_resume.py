@@ -23,7 +23,8 @@ def start(cwd, *extra: str):
         # SIGINT at its default: a suite started in the background by a non-interactive shell
         # ignores SIGINT, and the job would inherit that (Ctrl-C tests then see exit 0)
         return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
-                                cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=job_env(PVF_WARM="0"), stdout=log,
+                                stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 

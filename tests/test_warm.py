@@ -216,6 +216,6 @@ def test_a_command_freezes_what_is_left_at_exit_after_finalizing_its_garbage(tmp
     job left in a reference cycle is still finalized (a file flushed in its __del__)."""
     finalized, froze = tmp_path / "finalized", tmp_path / "froze"
     subprocess.run([sys.executable, "-c", EXIT_PROBE, str(finalized), str(froze)], check=True,
-                   env=job_env())
+                   env=job_env(PVF_WARM="0"))
     assert froze.read_text() == "frozen"
     assert finalized.read_text() == "finalized"
