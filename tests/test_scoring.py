@@ -100,13 +100,15 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
 
 @pytest.mark.parametrize("demo_tokens", [0, 9])
 def test_shared_prefix_scores_equal_plain_full_forward_passes(random_lm, demo_tokens):
-    """Shared-prefix scoring (cached demos, every label after one copy of each prompt) gives
-    the log-likelihoods of plain prompt + label passes: padded prompts of different lengths,
-    labels of 1 to 4 tokens, with and without a shared demo prefix."""
+    """Shared-prefix scoring (cached demos, every label after one copy of each prompt, labels
+    that begin alike run as a prefix tree) gives the log-likelihoods of plain prompt + label
+    passes: padded prompts of different lengths, labels of 1 to 4 tokens, labels that share
+    their first tokens or are a prefix of another, with and without a shared demo prefix."""
     gen = torch.Generator().manual_seed(2)
     demos = torch.randint(1, 97, (demo_tokens,), generator=gen).tolist()
     contexts = [demos + torch.randint(1, 97, (n,), generator=gen).tolist() for n in (3, 12, 1, 7)]
     choices = [torch.randint(1, 97, (n,), generator=gen).tolist() for n in (1, 4, 2, 3, 1)]
+    choices += [choices[1][:2] + [choices[1][2] % 96 + 1], choices[1][:3], choices[1][:1]]
     plain = continuation_logprobs(random_lm, [c for c in contexts for _ in choices],
                                   choices * len(contexts), pad_id=0)
     cache = PrefixCache()
@@ -117,7 +119,9 @@ def test_shared_prefix_scores_equal_plain_full_forward_passes(random_lm, demo_to
         for j, choice in enumerate(choices):
             assert shared.logprob[i * len(choices) + j].item() == pytest.approx(
                 direct_logprob(random_lm, ctx, choice), abs=1e-4)
-    label_tokens = len(contexts) * sum(map(len, choices))
+    # inputs run per context: each distinct proper prefix of a label once: 3 + 1 + 2 (the
+    # labels made from label 1's tokens add none; 25 tokens if every label ran whole)
+    label_tokens = len(contexts) * 6
     shared_len = common_prefix_length(contexts)
     assert shared.tokens_processed == shared_len + sum(len(c) - shared_len for c in contexts) \
         + label_tokens

@@ -8,6 +8,7 @@ from ..tasks import PromptEncoder
 from . import calibration
 from .logprobs import (
     PrefixCache,
+    choice_inputs,
     continuation_logprobs,
     normalise,
     shared_prefix_logprobs,
@@ -39,7 +40,9 @@ class RankClassifier:
         self.length_norm = length_norm
         self.batch_size = batch_size
         self.examples_per_batch = examples_per_batch
-        self.label_tokens = sum(map(len, encoder.choice_ids))  # all labels after one prompt
+        # the label tokens run after one prompt: as a prefix tree when shared, else whole
+        self.label_tokens = choice_inputs(encoder.choice_ids) if share_prefix \
+            else sum(map(len, encoder.choice_ids))
         targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
         self.choice_chars = torch.tensor([len(t) for t in targets])
         self.choice_bytes = [len(t.encode()) for t in targets]
@@ -87,7 +90,7 @@ class RankClassifier:
                          "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
-                         # what one call reads: its prompt (demos included) and every label
+                         # what one call runs: its prompt (demos included) and the labels
                          "call_tokens": len(context) + self.label_tokens,
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the calibration inputs run once per test, like a deployment would: no call pays

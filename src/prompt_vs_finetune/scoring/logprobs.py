@@ -146,48 +146,59 @@ class PrefixCache:
         return cache, built
 
 
-def _choice_block(suffixes: list[list[int]], choices: list[list[int]], shared: int,
+def _choice_trie(choices: list[list[int]]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """(the choice prefixes that must be run as inputs, each once: every proper prefix of a
+    choice, shortest first; for each choice token in order, the index into those prefixes of
+    the one that predicts it, -1 for the context's last token). Choices that begin alike
+    (Banking77's " card ...", " transfer ...") share those inputs, and a choice's last token
+    is only ever predicted, never run."""
+    nodes = sorted({tuple(c[:t]) for c in choices for t in range(1, len(c))},
+                   key=lambda n: (len(n), n))
+    index = {node: i for i, node in enumerate(nodes)}
+    return nodes, [index.get(tuple(c[:t]), -1) for c in choices for t in range(len(c))]
+
+
+def choice_inputs(choices: list[list[int]]) -> int:
+    """Tokens `shared_prefix_logprobs` runs for the choices after one context."""
+    return len(_choice_trie(choices)[0])
+
+
+def _choice_block(suffixes: list[list[int]], nodes: list[tuple[int, ...]], shared: int,
                   pad_id: int, dtype: torch.dtype):
     """The rows `shared_prefix_logprobs` runs after the cached prefix: (input ids, position
-    ids, the additive 4D mask over prefix + block, the column whose logits predict each choice
-    token). Columns: [left-padded own context tokens | choice 0 | choice 1 | ...]."""
+    ids, the additive 4D mask over prefix + block). Columns: [left-padded own context tokens |
+    one per choice prefix in `nodes`]; a prefix's column holds its last token at the position
+    after the context where that token stands, and sees the context and its own ancestors."""
     n_ctx = len(suffixes)
     width = max(len(s) for s in suffixes)
-    flat = [t for choice in choices for t in choice]
-    length = width + len(flat)
-
-    # column layout of the new block: [left-padded own tokens | choice 0 | choice 1 | ...]
-    choice_of = torch.full((length,), -1, dtype=torch.long)  # -1: context column
-    step_in = torch.zeros(length, dtype=torch.long)  # index within its choice
-    keep = []  # column whose logits predict each choice token
-    col = width
-    for c, choice in enumerate(choices):
-        for t in range(len(choice)):
-            choice_of[col + t], step_in[col + t] = c, t
-            keep.append(width - 1 if t == 0 else col + t - 1)
-        col += len(choice)
-    own = torch.tensor([len(s) for s in suffixes])
+    length = width + len(nodes)
+    index = {node: i for i, node in enumerate(nodes)}
     cols = torch.arange(length)
+    depth = torch.tensor([0] * width + [len(n) - 1 for n in nodes])
+    own = torch.tensor([len(s) for s in suffixes])
     real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
     input_ids = torch.full((n_ctx, length), pad_id, dtype=torch.long)
     for i, s in enumerate(suffixes):
         input_ids[i, width - len(s):width] = torch.tensor(s)
-    input_ids[:, width:] = torch.tensor(flat)
+    if nodes:
+        input_ids[:, width:] = torch.tensor([n[-1] for n in nodes])
     position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
-                               shared + own[:, None] + step_in).clamp(min=0)
+                               shared + own[:, None] + depth).clamp(min=0)
 
-    q, k = cols[:, None], cols[None, :]
-    is_choice_q, is_choice_k = choice_of[q] >= 0, choice_of[k] >= 0
-    same_choice = is_choice_q & is_choice_k & (choice_of[q] == choice_of[k]) & (k <= q)
-    causal_ctx = ~is_choice_k & (k <= q)
-    allowed = real_ctx[:, None, :] & (causal_ctx | is_choice_q)[None]  # context keys
-    allowed = allowed | same_choice[None]
-    query_real = real_ctx | (choice_of >= 0)[None]
+    ancestor = torch.zeros(length, length, dtype=torch.bool)  # query column x key column
+    for i, node in enumerate(nodes):
+        for t in range(1, len(node) + 1):
+            ancestor[width + i, width + index[node[:t]]] = True
+    is_node = cols >= width
+    causal_ctx = ~is_node[None, :] & (cols[None, :] <= cols[:, None])
+    allowed = real_ctx[:, None, :] & (causal_ctx | is_node[:, None])[None]  # context keys
+    allowed = allowed | ancestor[None]
+    query_real = real_ctx | is_node[None]
     allowed = allowed & query_real[:, :, None]
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
-    return input_ids, position_ids, additive_mask(allowed, dtype), keep
+    return input_ids, position_ids, additive_mask(allowed, dtype)
 
 
 @torch.no_grad()
@@ -197,11 +208,12 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     """log p(choice | context) for every context x choice, running every token once.
 
     The prefix all contexts share comes from a key/value cache (expanded across the batch);
-    each row then holds one context's own tokens followed by *all* choices back to back, and
-    a 4D attention mask lets each choice token see the context and the earlier tokens of its
-    own choice only, with position ids restarting after the context. So a choice costs its
-    own tokens, not a full prompt each. Logits are computed only at the positions that
-    predict a choice token. Returns scores in the order of `continuation_logprobs` over
+    each row then holds one context's own tokens followed by the choices as a prefix tree
+    (each distinct choice prefix once, a choice's last token never), and a 4D attention mask
+    lets each of those tokens see the context and its own earlier tokens only, with position
+    ids restarting after the context. So a choice costs the tokens it does not share with
+    another, not a full prompt each. Logits are computed only at the positions that predict
+    a choice token, each position once. Returns scores in the order of `continuation_logprobs` over
     (context, choice) pairs, contexts outer. `shared`: take at most this many leading tokens
     from the cache (default: all the contexts share), so that one cached prefix (the demos)
     serves calls whose contexts share more or less than it.
@@ -213,24 +225,27 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     shared = common if shared is None else min(shared, common)
     suffixes = [c[shared:] for c in contexts]
     flat = [t for choice in choices for t in choice]
-    input_ids, position_ids, mask, keep = _choice_block(suffixes, choices, shared, pad_id, dtype)
+    nodes, predictor = _choice_trie(choices)
+    input_ids, position_ids, mask = _choice_block(suffixes, nodes, shared, pad_id, dtype)
+    width = max(len(s) for s in suffixes)
     own = torch.tensor([len(s) for s in suffixes])
 
     kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
               "attention_mask": mask.to(device)}
-    processed = int(own.sum()) + n_ctx * len(flat)
+    processed = int(own.sum()) + n_ctx * len(nodes)
     if shared:
         cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
                                                                 n_ctx)
         kwargs[cache_argument(model)] = cache
         processed += built
-    index = torch.tensor(keep)
+    # the columns whose logits predict a choice token, each once; which of them each token reads
+    columns, row = torch.unique(torch.tensor(predictor) + width, return_inverse=True)
     if "logits_to_keep" in _forward_kwargs(model):
-        logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=index.to(device)).logits
+        logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=columns.to(device)).logits
     else:
-        logits = model(**kwargs, use_cache=bool(shared)).logits[:, index.to(device)]
-    targets = torch.tensor(flat, device=device).expand(n_ctx, -1)
-    token_lp = F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        logits = model(**kwargs, use_cache=bool(shared)).logits[:, columns.to(device)]
+    targets = torch.tensor(flat, device=device)
+    token_lp = F.log_softmax(logits.float(), dim=-1)[:, row.to(device), targets]
     which = torch.tensor([c for c, choice in enumerate(choices) for _ in choice], device=device)
     sums = torch.zeros(n_ctx, n_choice, dtype=torch.float64, device=device)
     sums.index_add_(1, which, token_lp.double())
