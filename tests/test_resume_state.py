@@ -181,6 +181,24 @@ def test_one_live_job_per_key_and_a_dead_owners_lock_is_taken_over(tmp_path, fai
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
 
 
+def test_a_stop_asked_before_min_steps_saves_the_resume_state_once(tmp_path, monkeypatch):
+    """Early stopping that fires before arm.min_steps does not end the fit, so the epochs
+    after it are not each the fit's last: the resume state is saved once, at the end."""
+    saves = []
+    original = TorchCheckpointIO.save_checkpoint
+
+    def counting(self, checkpoint, path, storage_options=None):
+        saves.append(os.path.basename(path))
+        return original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", counting)
+    fit(tmp_path, "train_size=16", "arm.min_steps=6", "resume_every_n_steps=1000",
+        "+callbacks.early_stopping.stopping_threshold=1e9")  # asks to stop at the first check
+    client, (run,) = runs(tmp_path)
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) >= 3  # trained on
+    assert saves.count("last.ckpt.tmp") == 1
+
+
 def test_a_full_disk_mid_fit_fails_the_run_keeps_the_state_and_is_one_line(tmp_path,
                                                                           monkeypatch):
     saves = []
