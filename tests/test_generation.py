@@ -66,10 +66,14 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(summary_setup):
     assert all(0 < len(tokens) <= 12 for tokens in batched)
 
 
-def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch):
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_ragged_prefill_gives_the_per_example_outputs(summary_setup, monkeypatch, architecture):
     """Prompts of different lengths are prefilled one by one (no padding), then decoded
-    together: the outputs of the per-example loop and of a padded batch, token for token."""
+    together: the outputs of the per-example loop and of a padded batch, token for token, on
+    GPT-2 (absolute positions) and on Llama (rotary positions, grouped key/value heads)."""
     cfg, task, splits, model, tokenizer = summary_setup
+    if architecture == "llama":
+        model = random_llama(len(tokenizer))
     encoder = PromptEncoder(tokenizer, task, 1024, answer_room=12)
     prompts = [encoder.prompt_ids(t) for t in splits["test"]["text"][:6]]
     assert len({len(p) for p in prompts}) > 1 and generation.ragged(model, prompts)
