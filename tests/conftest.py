@@ -66,6 +66,20 @@ from prompt_vs_finetune.settle import settle  # noqa: E402
 INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
 
 
+# The files that take longest (seconds on 2 cores, 2026-12-06), started first: xdist gives each
+# worker a whole file (`--dist loadfile`, so a module-scoped fixture is built once), and a long
+# file started last would run on alone.
+LONGEST_FIRST = ("test_cli", "test_resume", "test_sweeps", "test_dvc", "test_real_model",
+                 "test_ddp", "test_model_family", "test_run", "test_warm", "test_hybrid",
+                 "test_faults")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2],
+                                         len(rank)))  # stable: a file's own order is kept
+
+
 def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
     """The `pvf` config as Hydra composes it and a job settles it (settle.py), with
     outputs and MLflow under tmp_path."""
