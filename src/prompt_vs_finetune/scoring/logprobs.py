@@ -9,6 +9,7 @@ import copy
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -146,33 +147,41 @@ class PrefixCache:
         return cache, built
 
 
-def _choice_trie(choices: list[list[int]]) -> tuple[list[tuple[int, ...]], list[int]]:
-    """(the choice prefixes that must be run as inputs, each once: every proper prefix of a
-    choice, shortest first; for each choice token in order, the index into those prefixes of
-    the one that predicts it, -1 for the context's last token). Choices that begin alike
-    (Banking77's " card ...", " transfer ...") share those inputs, and a choice's last token
-    is only ever predicted, never run."""
+class ChoiceTrie(NamedTuple):
+    """The choices as a prefix tree. `nodes`: every proper prefix of a choice, each once,
+    shortest first (the inputs to run); `parent`: each node's parent node, -1 for a first
+    token; `predictor`: for each choice token in order, the node that predicts it, -1 for the
+    context's last token. Choices that begin alike (Banking77's " card ...", " transfer ...")
+    share those inputs, and a choice's last token is only ever predicted, never run."""
+
+    nodes: list[tuple[int, ...]]
+    parent: list[int]
+    predictor: list[int]
+
+
+def _choice_trie(choices: list[list[int]]) -> ChoiceTrie:
     nodes = sorted({tuple(c[:t]) for c in choices for t in range(1, len(c))},
                    key=lambda n: (len(n), n))
     index = {node: i for i, node in enumerate(nodes)}
-    return nodes, [index.get(tuple(c[:t]), -1) for c in choices for t in range(len(c))]
+    return ChoiceTrie(nodes, [index.get(n[:-1], -1) for n in nodes],
+                      [index.get(tuple(c[:t]), -1) for c in choices for t in range(len(c))])
 
 
 def choice_inputs(choices: list[list[int]]) -> int:
     """Tokens `shared_prefix_logprobs` runs for the choices after one context."""
-    return len(_choice_trie(choices)[0])
+    return len(_choice_trie(choices).nodes)
 
 
-def _choice_block(suffixes: list[list[int]], nodes: list[tuple[int, ...]], shared: int,
-                  pad_id: int, dtype: torch.dtype):
+def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_id: int,
+                  dtype: torch.dtype):
     """The rows `shared_prefix_logprobs` runs after the cached prefix: (input ids, position
-    ids, the additive 4D mask over prefix + block). Columns: [left-padded own context tokens |
-    one per choice prefix in `nodes`]; a prefix's column holds its last token at the position
+    ids, the additive 4D mask over prefix + block, the columns whose logits predict a choice
+    token (each once), and which of them each choice token reads). Columns: [left-padded own
+    context tokens | one per trie node]; a node's column holds its last token at the position
     after the context where that token stands, and sees the context and its own ancestors."""
-    n_ctx = len(suffixes)
+    n_ctx, nodes = len(suffixes), trie.nodes
     width = max(len(s) for s in suffixes)
     length = width + len(nodes)
-    index = {node: i for i, node in enumerate(nodes)}
     cols = torch.arange(length)
     depth = torch.tensor([0] * width + [len(n) - 1 for n in nodes])
     own = torch.tensor([len(s) for s in suffixes])
@@ -186,9 +195,10 @@ def _choice_block(suffixes: list[list[int]], nodes: list[tuple[int, ...]], share
                                shared + own[:, None] + depth).clamp(min=0)
 
     ancestor = torch.zeros(length, length, dtype=torch.bool)  # query column x key column
-    for i, node in enumerate(nodes):
-        for t in range(1, len(node) + 1):
-            ancestor[width + i, width + index[node[:t]]] = True
+    for i, parent in enumerate(trie.parent):  # parents come first: their rows are complete
+        if parent >= 0:
+            ancestor[width + i] = ancestor[width + parent]
+        ancestor[width + i, width + i] = True
     is_node = cols >= width
     causal_ctx = ~is_node[None, :] & (cols[None, :] <= cols[:, None])
     allowed = real_ctx[:, None, :] & (causal_ctx | is_node[:, None])[None]  # context keys
@@ -198,7 +208,8 @@ def _choice_block(suffixes: list[list[int]], nodes: list[tuple[int, ...]], share
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
-    return input_ids, position_ids, additive_mask(allowed, dtype)
+    columns, row = torch.unique(torch.tensor(trie.predictor) + width, return_inverse=True)
+    return input_ids, position_ids, additive_mask(allowed, dtype), columns, row
 
 
 @torch.no_grad()
@@ -225,21 +236,19 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     shared = common if shared is None else min(shared, common)
     suffixes = [c[shared:] for c in contexts]
     flat = [t for choice in choices for t in choice]
-    nodes, predictor = _choice_trie(choices)
-    input_ids, position_ids, mask = _choice_block(suffixes, nodes, shared, pad_id, dtype)
-    width = max(len(s) for s in suffixes)
+    trie = _choice_trie(choices)
+    input_ids, position_ids, mask, columns, row = _choice_block(suffixes, trie, shared, pad_id,
+                                                                dtype)
     own = torch.tensor([len(s) for s in suffixes])
 
     kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
               "attention_mask": mask.to(device)}
-    processed = int(own.sum()) + n_ctx * len(nodes)
+    processed = int(own.sum()) + n_ctx * len(trie.nodes)
     if shared:
         cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
                                                                 n_ctx)
         kwargs[cache_argument(model)] = cache
         processed += built
-    # the columns whose logits predict a choice token, each once; which of them each token reads
-    columns, row = torch.unique(torch.tensor(predictor) + width, return_inverse=True)
     if "logits_to_keep" in _forward_kwargs(model):
         logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=columns.to(device)).logits
     else:
