@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.backends.hosted import label_matcher
+from prompt_vs_finetune.tasks.classification import label_matcher
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.tasks import Task, job_splits
 

@@ -28,7 +28,7 @@ def test_several_prompts_vote_and_agreement_is_the_confidence():
                 {"a": "a", "b": "b"})
     runs = [{"outputs": ["a", "b", None]}, {"outputs": ["a", "a", None]},
             {"outputs": ["a", "b", "b"]}]
-    outputs, confidence = hybrid.combine(task, runs)
+    outputs, confidence = task.kind.vote(runs)
     assert outputs == ["a", "b", "b"] and confidence == pytest.approx([1, 2 / 3, 1 / 3])
 
 

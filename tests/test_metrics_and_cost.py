@@ -5,7 +5,9 @@ import torch
 from omegaconf import OmegaConf
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.metrics import classification, likelihood, per_example, perplexity
+from prompt_vs_finetune.metrics import likelihood, perplexity
+from prompt_vs_finetune.tasks import per_example
+from prompt_vs_finetune.tasks.classification import metrics as classification
 from prompt_vs_finetune.train.cost_meter import CostMeter
 from prompt_vs_finetune.usage import Usage, call_usd, cost_metrics
 

@@ -14,12 +14,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
-from .metrics import KNOWN as KNOWN_METRICS
 from .models.precision import INFERENCE_DTYPES
 from .project import name_error
-from .scoring.calibration import CALIBRATIONS
-from .scoring.generation import STRATEGIES
-from .tasks import TASK_TYPES
+from .tasks import task_type
 from .tracking.secrets import leaked_secret
 
 LENGTH_NORMS = ("none", "token", "char")
@@ -39,6 +36,8 @@ def _integer(value) -> bool:
 
 class _Checker:
     """Reads `key` from the config and raises one UserError naming it."""
+
+    MAX_SEED = MAX_SEED
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -118,18 +117,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_identity(cfg)
     if cfg.arm.get("teacher") is not None:
         _check_hybrid(cfg)
-    if cfg.task.type == "classification":
-        c.choice("scorer.length_norm", LENGTH_NORMS)
-        c.choice("scorer.calibration", CALIBRATIONS)
-        if not cfg.scorer.content_free:
-            c.fail("scorer.content_free", "is empty",
-                   'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')
-        c.boolean("scorer.share_prefix")
-        c.integer("scorer.batch_size", 1)
-        c.integer("scorer.examples_per_batch", 1)
-        c.integer("scorer.max_batch_tokens", 1, null=True)
-    else:
-        _check_decoding(c)
+    task_type(cfg.task.type).check_config(c)
     c.integer("model.max_length", 1, null=True)
     tiny = cfg.model.tiny
     if tiny and cfg.model.max_length and cfg.model.max_length > tiny.n_positions:
@@ -202,17 +190,14 @@ def _check_cost(cfg: DictConfig) -> None:
 
 
 def _check_task(c: _Checker) -> None:
-    c.choice("task.type", TASK_TYPES)
+    kind = task_type(c.cfg.task.type)
     if not c.cfg.task.metrics:
         c.fail("task.metrics", "is not set", "list them, e.g. [accuracy, macro_f1] or [rouge] "
                "(or extend _intent / _summarization, which do)")
-    known = KNOWN_METRICS[c.cfg.task.type]
-    unknown = [m for m in c.cfg.task.metrics if m not in known]
+    unknown = [m for m in c.cfg.task.metrics if m not in kind.metric_names]
     if unknown:
         c.fail("task.metrics", f"names {', '.join(map(str, unknown))}, not a "
-               f"{c.cfg.task.type} metric", f"use {', '.join(known)}")
-    if c.cfg.task.type == "classification":
-        c.choice("task.verbalizer", ("words", "as_is"))
+               f"{c.cfg.task.type} metric", f"use {', '.join(kind.metric_names)}")
     c.choice("task.empty_rows", EMPTY_ROWS)
     c.choice("task.overlap", OVERLAP)
     # the validation share of a label budget, carved from train or from the task's own split
@@ -298,25 +283,6 @@ def _check_identity(cfg: DictConfig) -> None:
             raise UserError(f"{shown} makes arm={arm.name} another arm under its name; pick "
                             "the arm that is that (zero_shot, few_shot, full_finetune, lora, "
                             "hybrid), or give your variant its own arm.name")
-
-
-def _check_decoding(c: _Checker) -> None:
-    decoding = c.cfg.decoding
-    c.choice("decoding.strategy", STRATEGIES)
-    c.integer("decoding.max_new_tokens", 1)
-    c.integer("decoding.num_beams", 1)
-    c.number("decoding.length_penalty")
-    c.number("decoding.repetition_penalty", 0, low_open=True)
-    c.integer("decoding.no_repeat_ngram_size", 0)
-    c.integer("decoding.batch_size", 1)
-    c.integer("decoding.max_batch_tokens", 1, null=True)
-    c.integer("decoding.seed", 0, MAX_SEED, null=True)
-    if decoding.strategy == "sampling":
-        c.number("decoding.temperature", 0, low_open=True)
-        c.integer("decoding.top_k", 0)
-        c.number("decoding.top_p", 0, 1, low_open=True)
-    if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
-        c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
 
 
 def _check_hybrid(cfg: DictConfig) -> None:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,7 +128,7 @@ def teach(cfg: DictConfig, task: Task, splits: DatasetDict,
             for role in ("train", "validation")}
     texts = list(pool["train"]["text"]) + list(pool["validation"]["text"])
     runs = [label(teacher, task, splits, corpus, demos, texts) for teacher in teachers]
-    outputs, confidence = combine(task, runs)
+    outputs, confidence = task.kind.vote(runs)
     keep = kept(confidence, cfg.arm.keep)
     n_train = len(pool["train"])
     student = DatasetDict({
@@ -148,7 +147,7 @@ def teach(cfg: DictConfig, task: Task, splits: DatasetDict,
                         "are usable: a label named, a summary ended before max_new_tokens); "
                         "raise arm.keep or train_size, or use a stronger teacher")
     gold = list(pool["train"]["label"]) + list(pool["validation"]["label"]) \
-        if task.type == "classification" else None
+        if task.labels else None
     teaching = Teaching(
         pseudo_label_accuracy=_accuracy(outputs, gold, [True] * len(outputs)),
         kept_accuracy=_accuracy(outputs, gold, keep),
@@ -178,10 +177,7 @@ def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str
     path = Path(teacher.paths.cache_dir) / "teacher" / f"{key}.json"
     if path.is_file():
         return json.loads(path.read_text()) | {"cached": True}
-    if task.type == "classification":
-        hidden = [{"text": t, "label": task.label_names[0]} for t in texts]
-    else:
-        hidden = [{"text": t, "references": ["-"]} for t in texts]
+    hidden = [task.kind.hidden(task, t) for t in texts]
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
                           "test": Dataset.from_list(hidden)})
     backend = get_class(teacher.model.backend)(teacher, teacher_task, inputs, corpus, demos,
@@ -201,32 +197,9 @@ def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str
 
 def outputs_of(task: Task, rows: list[dict], usage: Usage) -> dict:
     """The teacher's label (or summary) and confidence per text, in text order."""
-    rows = sorted(rows, key=lambda r: r["index"])
-    if task.type == "classification":
-        names = task.label_names
-        outputs = [None if r["predicted"] is None else names[r["predicted"]] for r in rows]
-        confidence = [0.0 if r["predicted"] is None else float(r.get("margin", 1.0))
-                      for r in rows]
-    else:
-        outputs = [r["generated"].strip() for r in rows]
-        confidence = [float(bool(o) and not r["hit_limit"]) for o, r in zip(outputs, rows,
-                                                                           strict=True)]
+    outputs, confidence = task.kind.taught(task, sorted(rows, key=lambda r: r["index"]))
     return {"outputs": outputs, "confidence": confidence, "usd": usage.eval_usd,
             "tokens": usage.charged_tokens, "seconds": usage.eval_seconds}
-
-
-def combine(task: Task, runs: list[dict]) -> tuple[list, list[float]]:
-    """One teacher: its outputs and confidence. Several prompts: the majority label and the
-    share of prompts that agree with it (summaries: the first prompt's)."""
-    if len(runs) == 1 or task.type != "classification":
-        return runs[0]["outputs"], runs[0]["confidence"]
-    outputs, confidence = [], []
-    for votes in zip(*(r["outputs"] for r in runs), strict=True):
-        counted = Counter(v for v in votes if v is not None)
-        top, n = counted.most_common(1)[0] if counted else (None, 0)
-        outputs.append(top)
-        confidence.append(n / len(votes))
-    return outputs, confidence
 
 
 def kept(confidence: list[float], keep: float) -> list[bool]:
@@ -241,8 +214,8 @@ def kept(confidence: list[float], keep: float) -> list[bool]:
 
 def with_outputs(split: Dataset, outputs: list, keep: list[bool], task: Task) -> Dataset:
     """The split's kept rows, their label (or reference) replaced by the teacher's."""
-    column = "label" if task.type == "classification" else "references"
-    rows = [row | {column: out if column == "label" else [out]}
+    column = task.kind.answer_column
+    rows = [row | {column: task.kind.as_answer(out)}
             for row, out, k in zip(split, outputs, keep, strict=True) if k]
     if not rows:
         return split.select([])

@@ -16,14 +16,14 @@ import mlflow
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from . import hybrid, metrics, prediction_cache
+from . import hybrid, prediction_cache
 from .backends import Backend, Predictions
 from .checks import check_config, check_writable
 from .errors import Preempted, UserError
 from .preemption import sigterm_as_preemption
 from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
-from .tracking.artifacts import log_datasets, log_predictions
+from .tracking.artifacts import log_datasets
 from .tracking.naming import run_address
 from .tracking.runs import mlflow_run
 from .usage import cost_metrics
@@ -76,13 +76,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     prediction_cache.save(cfg, cache_key, predictions, active.info.run_id)
                 if teaching is not None:
                     predictions.tags["teacher_cached"] = str(teaching.cached).lower()
-                quality, each = metrics.score(task.type, task.metrics, predictions.rows)
+                quality, each = task.kind.score(task, predictions.rows)
                 results = significant(job_results(cfg, task, splits,
                                                   (dropped_rows, overlap, repeats),
                                                   predictions, quality, teaching))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
-                           {"metric": metrics.PER_EXAMPLE[task.type],
+                           {"metric": task.kind.per_example,
                             "test_sha256": hashes["test"], "values": each,
                             "predictions": [row.get("predicted", row.get("generated"))
                                             for row in predictions.rows]})
@@ -136,7 +136,7 @@ def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, in
         "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
-        **({"data/n_classes": len(task.labels)} if task.type == "classification" else {}),
+        **({"data/n_classes": len(task.labels)} if task.labels else {}),
     }
 
 
@@ -172,8 +172,7 @@ def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
     title = f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})"
-    log_predictions(task.type, task.label_names, splits["test"]["text"], predictions.rows,
-                    title)
+    task.kind.log_predictions(task, splits["test"]["text"], predictions.rows, title)
     mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
     write_results_file(cfg, run_id, results)
     log.info("run %s: %s", run_id,

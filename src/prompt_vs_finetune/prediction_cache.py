@@ -40,7 +40,7 @@ def enabled(cfg: DictConfig) -> bool:
 
 def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str]) -> str:
     """The content hash of everything the predictions depend on."""
-    sampled = task.type == "generation" and cfg.decoding.strategy == "sampling"
+    sampled = task.kind.decodes and cfg.decoding.strategy == "sampling"
     identity = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "weights": _weight_files(cfg.model),
@@ -48,7 +48,7 @@ def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str])
         "task": asdict(task), "prompt": OmegaConf.to_container(cfg.prompt, resolve=True),
         "demos": content_hash(demos), "test": content_hash(test),
         "scoring": OmegaConf.to_container(
-            cfg.scorer if task.type == "classification" else cfg.decoding, resolve=True),
+            cfg.decoding if task.kind.decodes else cfg.scorer, resolve=True),
         "sampling_seed": (cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)
         if sampled else None,
         "dtype": cfg.inference_dtype, "precision": str(cfg.trainer.get("precision")),

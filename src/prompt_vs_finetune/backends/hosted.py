@@ -8,7 +8,6 @@ absent (not zero). Cost is the API's own usage (input and output tokens) times t
 prices in conf/cost/token_prices.
 """
 
-import re
 import time
 from pathlib import Path
 
@@ -17,9 +16,6 @@ from ..models.chat import api_key, chat_model, token_prices
 from ..tasks import Task
 from ..usage import Usage
 from . import Backend, Predictions
-
-CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
-COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
 
 
 class HostedBackend(Backend):
@@ -43,10 +39,8 @@ class HostedBackend(Backend):
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
-        generation = task.type == "generation"
-        max_tokens = cfg.decoding.max_new_tokens if generation else api.label_max_tokens
-        self.max_tokens = int(max_tokens)
-        system = instruction(task)
+        self.max_tokens = max_tokens = task.kind.reply_tokens(cfg)
+        system = task.kind.instruction(task)
         self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
                                              max_tokens)
                          for text in self.test["text"]]
@@ -71,22 +65,10 @@ class HostedBackend(Backend):
             "api/usd_billed": sum(u for u, r in zip(usd, replies, strict=True) if not r.cached),
             "api/request_latency_ms": 1000 * sum(r.latency_s for r in replies) / len(replies),
         }
-        return Predictions(rows=self._rows(replies), usage=usage, demos_used=len(self.demos),
-                           metrics=metrics,
+        rows = self.task.kind.read_replies(self.task, self.test, replies, self.max_tokens)
+        return Predictions(rows=rows, usage=usage, demos_used=len(self.demos), metrics=metrics,
                            tags={"perplexity": "n/a: an API model gives no log-likelihoods",
                                  "api_model": self.model_name})
-
-    def _rows(self, replies) -> list[dict]:
-        if self.task.type == "generation":
-            return [{"index": i, "references": refs, "generated": reply.text.strip(),
-                     "generated_tokens": reply.output_tokens,
-                     "hit_limit": reply.output_tokens >= self.max_tokens}
-                    for i, (refs, reply) in enumerate(zip(self.test["references"], replies,
-                                                          strict=True))]
-        match, names = label_matcher(self.task), self.task.label_names
-        return [{"index": i, "label": names.index(gold), "predicted": match(reply.text),
-                 "reply": reply.text}
-                for i, (gold, reply) in enumerate(zip(self.test["label"], replies, strict=True))]
 
 
 def turns(task: Task, demos: list[dict], text: str, chat: bool) -> list[dict]:
@@ -99,33 +81,3 @@ def turns(task: Task, demos: list[dict], text: str, chat: bool) -> list[dict]:
               {"role": "assistant", "content": task.target(task.answer(d)).strip()}]
              for d in demos]
     return [*(m for pair in shown for m in pair), {"role": "user", "content": task.prompt(text)}]
-
-
-def instruction(task: Task) -> str:
-    """The system message: the label set for classification (a chat model cannot be ranked
-    over it), a plain continuation for generation (the template already asks for a summary)."""
-    if task.type == "classification":
-        return CLASSIFY.format("\n".join(f"- {v.strip()}" for v in task.labels.values()))
-    return COMPLETE
-
-
-def _normalised(text: str) -> str:
-    text = text.casefold().replace("_", " ").replace("-", " ")
-    text = re.sub(r"\s+", " ", text)
-    return text.strip(" \t\n\"'`.,;:!*")
-
-
-def label_matcher(task: Task):
-    """reply -> label index or None: exact (verbalization or label name), then normalised
-    (case, `_`/`-` as spaces, surrounding quotes and punctuation)."""
-    exact, loose = {}, {}
-    for index, (name, verbal) in enumerate(task.labels.items()):
-        for form in (verbal.strip(), name):
-            exact.setdefault(form, index)
-            loose.setdefault(_normalised(form), index)
-
-    def match(reply: str) -> int | None:
-        reply = reply.strip()
-        return exact[reply] if reply in exact else loose.get(_normalised(reply))
-
-    return match

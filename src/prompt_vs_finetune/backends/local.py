@@ -60,7 +60,7 @@ class LocalBackend(Backend):
         if fit and cfg.arm.lora:
             model = apply_lora(model, cfg.arm.lora)
         self.total_params, self.trainable_params = count_parameters(model)
-        answer_room = cfg.decoding.max_new_tokens if task.type == "generation" else None
+        answer_room = cfg.decoding.max_new_tokens if task.kind.decodes else None
         self.encoder, self.demos_dropped = prompt_layout(
             task, tokenizer, context_length(model, cfg.model.max_length), answer_room, demos,
             splits["test"]["text"])

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 PER_EXAMPLE_FILE = "per_example.json"  # written by the job: each test example's quality
 
-QUALITY = {"classification": "test/accuracy", "generation": "test/rougeL"}
+QUALITY_TAG = "quality_metric"  # the task type's headline metric, as the job tagged it
 REFERENCE_DTYPE = "float32"  # runs without the inference_dtype tag
 COLUMNS = {  # report column -> MLflow metric
     "quality": None, "perplexity": "test/perplexity",
@@ -59,14 +59,14 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
             continue
         if run_ids is not None and run.info.run_id not in run_ids:
             continue
-        kind = "generation" if "test/rougeL" in metrics else "classification"
+        metric = quality_metric(tags, metrics)
         fit = fitted(tags, metrics)
         test_set = params.get("data.test_sha256", "")
         row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                "parent_run_id": tags.get("mlflow.parentRunId", ""),
                "task": tags["task"], "model": tags["model"],
                "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
-               "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "kind": kind,
+               "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "metric": metric,
                "prompt": tags.get("prompt") or params.get("task.prompt", ""),
                "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
                # random weights (model.tiny; runs from before the tag: the model's name)
@@ -76,8 +76,8 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
                "template": params.get("task.template", ""),
                "order_seed": params.get("arm.order_seed", ""),
                "n_labels": n_labels(fit, metrics),
-               "n_classes": n_classes(kind, metrics, params),
-               "quality": metrics.get(QUALITY[kind], math.nan),
+               "n_classes": n_classes(metrics, params),
+               "quality": metrics.get(metric, math.nan),
                "study": tags.get("study", ""), "test_set": test_set,
                "hpo_trial": tags.get("hpo_trial") == "true",
                # one experiment: the same config but the seeds, on the same test set; runs
@@ -164,11 +164,16 @@ def n_labels(fit: bool, metrics: dict) -> int:
     return int(metrics.get("fewshot/demos_used", 0))
 
 
-def n_classes(kind: str, metrics: dict, params: dict) -> float:
-    """A classification run's number of classes: `data/n_classes`, else the labels its config
-    named (`task.labels.<label>` params); NaN when unknown and for generation."""
-    if kind != "classification":
-        return math.nan
+def quality_metric(tags: dict, metrics: dict) -> str:
+    """The metric a run's arms are ranked by: its task type's (the `quality_metric` tag), or
+    for runs from before the tag, ROUGE-L where logged and accuracy otherwise."""
+    return tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
+                                     else "test/accuracy")
+
+
+def n_classes(metrics: dict, params: dict) -> float:
+    """A run's number of classes: `data/n_classes`, else the labels its config named
+    (`task.labels.<label>` params); NaN when unknown and for a task without labels."""
     if "data/n_classes" in metrics:
         return float(metrics["data/n_classes"])
     named = sum(key.startswith("task.labels.") for key in params)

@@ -13,14 +13,14 @@ def cells_table(table: pd.DataFrame, metric: str) -> str:
     dtype, unparsed = reduced(table), bool((table["unparsed_rate"] > 0).any())
     variant = bool((table["variant"] != "").any())
     agree = "agreement" in table and bool(table["agreement"].notna().any())
-    kind = "generation" if metric.startswith("rouge") else "classification"
-    logged = CONSISTENCY_KEY[kind]  # runs from before these metrics have no such column
-    steady = logged in table and bool(table[logged].notna().any())
+    # the first consistency measure the cells logged (runs from before them have none)
+    kind = next((c for c in CONSISTENCY if c[1] in table and table[c[1]].notna().any()), None)
+    steady = kind is not None
     head = ["arm", *(["variant"] if variant else []), *(["dtype"] if dtype else []),
             "N labels", "runs", f"{metric} [95% interval]", "perplexity",
             *(["unparsed replies"] if unparsed else []),
             *(["agreement across seeds"] if agree else []),
-            *([CONSISTENCY[kind]] if steady else []),
+            *([kind[0]] if steady else []),
             "USD / 1k pred.", "train USD", "trainable params", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
@@ -37,18 +37,18 @@ def cells_table(table: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines)
 
 
-CONSISTENCY = {"classification": "ECE",
-               "generation": "repeated trigrams / cut at max tokens / length sd (words)"}
-CONSISTENCY_KEY = {"classification": "ece", "generation": "repeated_ngram_rate"}
+# a consistency column: (its title, the column that says the cells have it, (column, format)s)
+CONSISTENCY = (
+    ("ECE", "ece", (("ece", ".3f"),)),  # rank classification: calibration error
+    ("repeated trigrams / cut at max tokens / length sd (words)", "repeated_ngram_rate",
+     (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"),
+      ("length_words_std", ".1f"))),  # generation: degeneration and length spread
+)
 
 
-def consistency(r, kind: str) -> str:
-    """A cell's consistency numbers: calibration error, or degeneration and length spread."""
-    if kind == "classification":
-        return num(r.get("ece"), ".3f")
-    return " / ".join([num(r.get("repeated_ngram_rate"), ".1%"),
-                       num(r.get("hit_max_new_tokens"), ".0%"),
-                       num(r.get("length_words_std"), ".1f")])
+def consistency(r, kind) -> str:
+    """A cell's consistency numbers, as the column `kind` (a CONSISTENCY entry) shows them."""
+    return " / ".join(num(r.get(column), fmt) for column, fmt in kind[2])
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:

@@ -57,7 +57,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
         row = {key: group[key].iloc[0] for key in GROUP}
-        row.update(cell=cell, kind=group["kind"].iloc[0], test_set=group["test_set"].iloc[0],
+        row.update(cell=cell, metric=group["metric"].iloc[0], test_set=group["test_set"].iloc[0],
                    runs=int(group["quality"].notna().sum()),
                    pretrained=bool(group["pretrained"].all()))
         matrix = _matrix(group)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .costs import arm_costs, at_volume, break_even
 from .html import render_html
-from .load import QUALITY, latest_of_identical
+from .load import latest_of_identical
 from .markdown import (
     break_even_table,
     cells_table,
@@ -102,8 +102,7 @@ def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
 def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
                    chance, out: Path, colors: dict, summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
-    kind = cells["kind"].iloc[0]
-    metric = QUALITY[kind].removeprefix("test/")
+    metric = cells["metric"].iloc[0].removeprefix("test/")
     stem, plots = f"{task}_{model}", out / "plots"
     figures = [
         _figure("quality vs cost", plots / f"{stem}_quality_vs_cost.png",
@@ -120,7 +119,7 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
     effect = precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
     (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
-    return [f"## {task} / {model}", "", *_ranking(task_runs, kind),
+    return [f"## {task} / {model}", "", *_ranking(task_runs),
             cells_table(shown, metric), "",
             *(precision_table(effect, metric) if not effect.empty else []),
             "**Recommendation**", "", *[f"- {line}" for line in advice], "",
@@ -131,7 +130,7 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
 def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
                    summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
-    metric = QUALITY[task_cells["kind"].iloc[0]].removeprefix("test/")
+    metric = task_cells["metric"].iloc[0].removeprefix("test/")
     scale = model_scale(task_cells)
     figure = _figure("model scale", out / "plots" / f"{task}_model_scale.png", plot_model_scale,
                      scale, metric, task, colors=colors, n_classes=chance)
@@ -151,9 +150,9 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
             *_figures([figure])]
 
 
-def _ranking(runs: pd.DataFrame, kind: str) -> list[str]:
-    """Which normalisation ranked the labels (classification), from the runs' own config."""
-    if kind != "classification":
+def _ranking(runs: pd.DataFrame) -> list[str]:
+    """Which normalisation ranked the labels (runs ranked by accuracy), from their config."""
+    if not runs["metric"].eq("test/accuracy").any():
         return []
     norms = sorted({p.get("scorer.length_norm", "none") for p in runs["params"]})
     return [f"Labels ranked by log-likelihood with scorer.length_norm={', '.join(norms)} "
@@ -172,7 +171,7 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     if figure[2] is not None:  # nothing priced: the note, no table
         return [*lines, *_figures([figure])]
     summary["break_even"][task] = crossings.to_dict("records")
-    metric = QUALITY[cells["kind"].iloc[0]].removeprefix("test/")
+    metric = cells["metric"].iloc[0].removeprefix("test/")
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(break_even_table(crossings, metric) if not crossings.empty else []),
@@ -187,10 +186,9 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
 
 
 def task_classes(runs: pd.DataFrame) -> int | None:
-    """A classification task's number of classes, for the chance line: the runs' own
-    (`data/n_classes`, else their `task.labels.*` params) when they agree; None for generation
-    or when unknown."""
-    if runs.empty or runs["kind"].iloc[0] != "classification" or "n_classes" not in runs:
+    """A task's number of classes, for the chance line: the runs' own (`data/n_classes`, else
+    their `task.labels.*` params) when they agree; None without labels or when unknown."""
+    if runs.empty or "n_classes" not in runs:
         return None
     found = set(runs["n_classes"].dropna().astype(int))
     return found.pop() if len(found) == 1 else None

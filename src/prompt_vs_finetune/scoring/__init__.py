@@ -11,7 +11,7 @@ __all__ = ["PrefixCache", "RankClassifier", "Summarizer", "build_scorer",
 
 def build_scorer(encoder, cfg) -> RankClassifier | Summarizer:
     """The task type's scorer, as the job's config sets it up (`scorer`, `decoding`)."""
-    if encoder.task.type == "generation":
+    if encoder.task.kind.decodes:
         seed = int(cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)
         return Summarizer(encoder, cfg.decoding, score_batch_size=cfg.scorer.batch_size,
                           seed=seed)

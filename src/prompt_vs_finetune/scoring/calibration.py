@@ -15,8 +15,6 @@ its length included, so no length normalisation applies on top.
 
 import torch
 
-CALIBRATIONS = ("none", "contextual", "pmi")
-
 
 def label_distribution(logprob: torch.Tensor) -> torch.Tensor:
     """Log-probabilities over the label set from summed log-likelihoods [n, labels]."""

@@ -15,8 +15,6 @@ from .logprobs import (
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
-STRATEGIES = ("greedy", "beam", "sampling")
-
 
 def stop_strings(task_stop: tuple[str, ...], decoding) -> tuple[str, ...]:
     """Strings that end an answer besides end-of-text: the task's, then the decoding's."""

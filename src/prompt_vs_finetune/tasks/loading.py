@@ -6,11 +6,12 @@ import logging
 from pathlib import Path
 
 import datasets
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+from datasets import Dataset, DatasetDict, Features, Value
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
 from ..project import data_path
+from .task_type import task_type
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +159,10 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
             f"column '{cfg.text_field}' (task.text_field) not found in {source}; "
             f"available columns: {', '.join(split.column_names)}"
         )
-    to_row = _classification_row(split, cfg, source) if cfg.type == "classification" else \
-        _generation_row(split, cfg, source)
+    kind = task_type(cfg.type)
+    to_row = kind.row_maker(split, cfg, source)
     # stated, or datasets keeps an integer label column's (or a number text's) old type
-    features = Features({"text": Value("string"),
-                         keep_column(cfg): Value("string") if cfg.type == "classification"
-                         else List(Value("string"))})
+    features = Features({"text": Value("string"), kind.answer_column: kind.answer_feature()})
     split = mapped = split.map(to_row, remove_columns=split.column_names, features=features)
     before = len(split)
     keep = keep_column(cfg)
@@ -185,57 +184,4 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
 
 
 def keep_column(cfg) -> str:
-    return "label" if cfg.type == "classification" else "references"
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
-def _classification_row(split: Dataset, cfg, source: str):
-    if cfg.label_field not in split.column_names:
-        raise UserError(
-            f"column '{cfg.label_field}' (task.label_field) not found in {source}; "
-            f"available columns: {', '.join(split.column_names)}"
-        )
-    feature = split.features[cfg.label_field]
-    names = feature.names if isinstance(feature, ClassLabel) else None
-
-    def to_row(row):
-        label = row[cfg.label_field]
-        if names is not None and label is not None:
-            label = names[int(label)]
-        return {"text": _text(row[cfg.text_field]), "label": _label_name(label, source)}
-
-    return to_row
-
-
-def _label_name(value, source: str) -> str:
-    """A label cell as its name. A whole number read as a float (an integer column with one
-    blank cell becomes float: 3 -> 3.0) is the integer's name, so splits read with and
-    without a blank agree on "3"; a list is not one label."""
-    if isinstance(value, (list, dict)):
-        raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
-                        "a label is one name per row: check task.label_field and the data")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return _text(value)
-
-
-def _generation_row(split: Dataset, cfg, source: str):
-    fields = [f for f in cfg.reference_fields if f in split.column_names]
-    if not fields:
-        raise UserError(
-            f"none of the reference columns {list(cfg.reference_fields)} "
-            f"(task.reference_fields) is in {source}; available columns: "
-            f"{', '.join(split.column_names)}"
-        )
-
-    def to_row(row):
-        references = []
-        for f in fields:  # a column may hold one reference or a list of them
-            values = row[f] if isinstance(row[f], list) else [row[f]]
-            references += [_text(v).strip() for v in values]
-        return {"text": _text(row[cfg.text_field]), "references": [r for r in references if r]}
-
-    return to_row
+    return task_type(cfg.type).answer_column

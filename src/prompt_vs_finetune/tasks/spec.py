@@ -6,20 +6,14 @@ lm-evaluation-harness tasks share theirs through `include:`); this is their chec
 
 from dataclasses import dataclass, field, replace
 
-from ..errors import UserError
 from .chat import ChatLayout
-
-TASK_TYPES = ("classification", "generation")
-VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
-    "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
-    "as_is": lambda name: name,
-}
+from .task_type import TaskType, task_type
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    type: str  # classification | generation
+    type: str  # task.type: a built-in task type's name, or a TaskType's import path
     template: str
     target_template: str
     demo_separator: str
@@ -34,13 +28,15 @@ class Task:
         the data; a task without `labels:` takes them (verbalized by `task.verbalizer`), one
         with them must cover them."""
         template = cfg.template or cfg.templates[cfg.prompt]  # checked by checks.py
-        labels = {}
-        if cfg.type == "classification":
-            labels = _labels(cfg, data_labels)
-            _check_verbalizations(labels)
         return cls(name=cfg.name, type=cfg.type, template=template,
                    target_template=cfg.target_template, demo_separator=cfg.demo_separator,
-                   metrics=tuple(cfg.metrics), labels=labels, stop=tuple(cfg.stop or ()))
+                   metrics=tuple(cfg.metrics), labels=task_type(cfg.type).labels(cfg, data_labels),
+                   stop=tuple(cfg.stop or ()))
+
+    @property
+    def kind(self) -> TaskType:
+        """What this task's type does differently (tasks/task_type.py)."""
+        return task_type(self.type)
 
     @property
     def label_names(self) -> list[str]:
@@ -70,9 +66,7 @@ class Task:
 
     def answer(self, row: dict) -> str:
         """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
-        if self.type == "classification":
-            return self.labels[row["label"]]
-        return row["references"][0]
+        return self.kind.answer(self, row)
 
     def demonstration(self, row: dict) -> str:
         return self.prompt(row["text"]) + self.target(self.answer(row))
@@ -85,37 +79,3 @@ class Task:
             return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
                                             for d in demos)
         return "".join(self.demonstration(d) + self.demo_separator for d in demos)
-
-
-def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
-    """label name -> verbalization: `task.labels` as written, or the data's label names."""
-    given = dict(cfg.labels or {})
-    trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
-    if trap is not None:
-        raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML reads "
-                        "unquoted yes/no/on/off/true/false as booleans; quote it ('yes': ...), "
-                        "or drop task.labels to take the labels from the data")
-    if not given:
-        if not data_labels:
-            raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
-                            "task.label_field names the data's label column")
-        return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
-    labels = {str(name): str(verbal) for name, verbal in given.items()}
-    unknown = sorted(set(data_labels or ()) - set(labels))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
-                        "add them to task.labels (or drop task.labels to take every label "
-                        "from the data), or fix task.label_field")
-    return labels
-
-
-def _check_verbalizations(labels: dict[str, str]) -> None:
-    seen: dict[str, str] = {}
-    for name, verbal in labels.items():
-        if not verbal.strip():
-            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-        if verbal in seen:
-            raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
-                            f"{verbal!r}; give each label its own words in task.labels")
-        seen[verbal] = name

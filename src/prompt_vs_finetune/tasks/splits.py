@@ -25,10 +25,7 @@ def job_splits(cfg) -> tuple[Task, DatasetDict, int, list[str]]:
     else:
         source, dropped = load_splits(cfg.task)
     task = Task.from_config(cfg.task, data_labels(source))
-    if task.type == "classification" and len(task.labels) < 2:
-        raise UserError(f"task '{task.name}' has {len(task.labels)} class(es) "
-                        f"({', '.join(task.labels) or 'none'}): any classifier scores 1.0 on "
-                        "it; check task.label_field and the data, or list task.labels")
+    task.kind.check_task(task)
     # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
     splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
     splits = limit_test(splits, cfg.test_size)

@@ -73,15 +73,6 @@ def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> Non
                       tags_list=[None] * len(inputs))
 
 
-def log_predictions(task_type: str, label_names: list[str], texts: list[str],
-                    rows: list[dict], title: str) -> None:
-    """The run's predictions (`rows` from a backend, in test-split order) as files."""
-    if task_type == "classification":
-        log_classification(label_names, texts, rows, title)
-    else:
-        log_generation(texts, rows, title)
-
-
 def predictions_table(label_names: list[str], texts: list[str], rows: list[dict]) -> pd.DataFrame:
     """text, gold, predicted (`<unparsed>` where a reply named no label), and whatever else
     the backend recorded per example (a score and the gold log-prob, or the raw reply)."""

@@ -8,74 +8,13 @@ for hosted models (cache and retries); everything else is logged by both. `sweep
 on a sweep's parent run, not on job runs; `system/*` only where system metrics are on.
 """
 
-from dataclasses import dataclass
+from ..metrics import BOTH, HOSTED, LOCAL, Key
+from ..tasks import BUILT_IN, task_type
 
-BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
+__all__ = ["BOTH", "HOSTED", "KEYS", "LOCAL", "Key", "dashboard_metrics", "expected_keys"]
 
-
-@dataclass(frozen=True)
-class Key:
-    meaning: str
-    backends: tuple[str, ...] = BOTH
-    task_type: str | None = None  # classification | generation; None: both
-    fitted_only: bool = False  # logged only by arms that train (arm.fit)
-    run: str = "job"  # job: every job run has it; parent: a sweep's parent run
-    optional: bool = False  # present only when a switch or the run's length allows
-
-
-KEYS: dict[str, Key] = {
+COMMON: dict[str, Key] = {
     # quality, on the test split
-    "test/accuracy": Key("share of test examples whose predicted label is the gold label "
-                         "(ranked as scorer.length_norm says: per character by default)",
-                         task_type="classification"),
-    "test/macro_f1": Key("F1 averaged over the gold labels, each label weighing the same; an "
-                         "unparsed reply counts as wrong, never as a class",
-                         task_type="classification"),
-    "test/accuracy_sum": Key("accuracy with labels ranked by summed log-likelihood (favours "
-                             "short labels; lm-evaluation-harness's acc)", LOCAL,
-                             task_type="classification"),
-    "test/accuracy_char": Key("accuracy with labels ranked by log-likelihood per character "
-                              "(lm-evaluation-harness's acc_norm), from the same pass", LOCAL,
-                              task_type="classification"),
-    "test/accuracy_contextual": Key("accuracy with labels ranked by contextually calibrated "
-                                    "probability (Zhao et al. 2021: divided by the label "
-                                    "distribution after content-free inputs in the same "
-                                    "prompt), from the same pass", LOCAL,
-                                    task_type="classification"),
-    "test/accuracy_pmi": Key("accuracy with labels ranked by domain-conditional PMI (Holtzman "
-                             "et al. 2021: log-likelihood less that after the template's words "
-                             "before the answer), from the same pass", LOCAL,
-                             task_type="classification"),
-    "test/ece": Key("expected calibration error, 15 bins: how far the predicted label's "
-                    "probability is from how often it is right; the probability is the "
-                    "softmax over the labels of their summed log-likelihoods (of the "
-                    "calibrated scores when scorer.calibration is set)", LOCAL,
-                    task_type="classification"),
-    "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
-                              "classification, which picks a label by likelihood)",
-                              task_type="classification"),
-    "test/rouge1": Key("ROUGE-1 F-measure, stemmed, best reference per example",
-                       task_type="generation"),
-    "test/rouge2": Key("ROUGE-2 F-measure, stemmed, best reference per example",
-                       task_type="generation"),
-    "test/rougeL": Key("ROUGE-L F-measure, stemmed, best reference per example",
-                       task_type="generation"),
-    "test/rougeLsum": Key("ROUGE-Lsum F-measure, stemmed, best reference per example",
-                          task_type="generation"),
-    "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
-                                "tokenizer)", task_type="generation"),
-    "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
-                           "repetitive outputs; Li et al. 2016)", task_type="generation"),
-    "test/distinct_2": Key("distinct word bigrams / all bigrams over every output",
-                           task_type="generation"),
-    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams that repeat one "
-                                    "earlier in the same output (loops)",
-                                    task_type="generation"),
-    "test/hit_max_new_tokens": Key("share of outputs cut by max_new_tokens, never ended by "
-                                   "the model itself", task_type="generation"),
-    "test/length_words_mean": Key("mean output length in words", task_type="generation"),
-    "test/length_words_std": Key("standard deviation of the output length in words (how "
-                                 "consistent the length is)", task_type="generation"),
     "test/perplexity": Key("exp of the mean negative log-likelihood per token of the gold "
                            "answer (classification: the gold label; generation: the "
                            "references) given the prompt; comparable only between models "
@@ -96,12 +35,6 @@ KEYS: dict[str, Key] = {
                        optional=True, fitted_only=True),
     "hybrid/kept": Key("teacher labels kept for the student (arm.keep: the most confident)",
                        optional=True, fitted_only=True),
-    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
-                                        "labels, which the teacher never sees",
-                                        task_type="classification", optional=True,
-                                        fitted_only=True),
-    "hybrid/kept_accuracy": Key("the same over the kept labels (what the student learns from)",
-                                task_type="classification", optional=True, fitted_only=True),
     "cost/teacher_usd": Key("what the teacher's labels cost (its predictions, priced as any "
                             "prediction); up-front, like training, and part of cost/usd",
                             optional=True, fitted_only=True),
@@ -158,8 +91,6 @@ KEYS: dict[str, Key] = {
     "data/test_overlap": Key("test examples whose normalised text is also among the labelled "
                              "examples (task.overlap=error refuses to run)"),
     "data/n_test": Key("test examples scored"),
-    "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)",
-                          task_type="classification"),
     "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
     "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
     "data/duplicate_rows": Key("labelled rows that repeat an earlier one (text and answer); "
@@ -185,6 +116,10 @@ KEYS: dict[str, Key] = {
                                 "its parameters)", run="parent", optional=True),
 }
 
+# every task type's keys besides: what the tables list, each once
+KEYS: dict[str, Key] = {**COMMON, **{name: key for kind in BUILT_IN
+                                     for name, key in task_type(kind).keys.items()}}
+
 # Tags: what a run is, to filter and group by (the report reads arm, fit, task, model, seed,
 # cell, hpo_trial, study, inference_dtype and mlflow.parentRunId).
 TAGS: dict[str, str] = {
@@ -194,6 +129,8 @@ TAGS: dict[str, str] = {
     "task": "the task", "model": "the model", "seed": "the seed",
     "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
     "prompt": "the task's template name (task.prompt)",
+    "quality_metric": "the task type's headline metric, which the report ranks arms by "
+                      "(test/accuracy, test/rougeL, or a task type's own)",
     "chat": "whether the prompt was laid out with the model's chat template (prompt.chat)",
     "variant": "the run name less its seed, and its cell's first 8 characters: the saved view "
                "'pvf: mean over seeds' averages the runs of one variant",
@@ -242,32 +179,30 @@ TAGS: dict[str, str] = {
 }
 
 
-def dashboard_metrics(task_type: str) -> tuple[str, ...]:
+def dashboard_metrics(type_name: str) -> tuple[str, ...]:
     """The metric columns of the runs table's saved views (tracking/runs.py), quality first."""
-    quality = {"classification": ("test/accuracy", "test/macro_f1"),
-               "generation": ("test/rougeL", "test/rouge1")}.get(task_type, ())
-    return (*quality, "test/perplexity", "cost/usd_per_1k_predictions", "cost/train_usd",
-            "data/n_labels") if quality else ()
+    return (*task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
+            "cost/train_usd", "data/n_labels")
 
 
-def expected_keys(backend: str, task_type: str, fitted: bool) -> set[str]:
+def expected_keys(backend: str, type_name: str, fitted: bool) -> set[str]:
     """The keys a finished run of this backend, task type and arm logs."""
-    return {name for name, key in KEYS.items()
-            if backend in key.backends and key.task_type in (None, task_type)
-            and (fitted or not key.fitted_only) and key.run == "job" and not key.optional}
+    return {name for name, key in {**COMMON, **task_type(type_name).keys}.items()
+            if backend in key.backends and (fitted or not key.fitted_only)
+            and key.run == "job" and not key.optional}
 
 
 def markdown_table() -> str:
     """The README's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
-    def who(key: Key) -> str:
+    def who(name: str, key: Key) -> str:
         if key.run == "parent":
             return "a sweep's parent run"
         side = {BOTH: "both", LOCAL: "local models", HOSTED: "hosted models"}[key.backends]
-        extra = [*([key.task_type] if key.task_type else []),
-                 *(["arms that train"] if key.fitted_only else [])]
+        owner = next((kind for kind in BUILT_IN if name in task_type(kind).keys), None)
+        extra = [*([owner] if owner else []), *(["arms that train"] if key.fitted_only else [])]
         return side + (f" ({', '.join(extra)})" if extra else "")
 
-    rows = [f"| `{name}` | {key.meaning} | {who(key)} |" for name, key in KEYS.items()]
+    rows = [f"| `{name}` | {key.meaning} | {who(name, key)} |" for name, key in KEYS.items()]
     return "\n".join(["| key | what it is | logged by |", "|---|---|---|", *rows])
 
 

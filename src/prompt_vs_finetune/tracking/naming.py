@@ -10,6 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..provenance import CELL_FREE, _clip, code_version, config_hash, git_tags
+from ..tasks.task_type import task_type
 from .secrets import redact
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -97,7 +98,7 @@ def job_params(cfg: DictConfig) -> dict[str, str]:
     task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
     mlflow_cfg = {**resolved["mlflow"], "run_name": run_name(cfg)}
     params = {**resolved, "task": task, "mlflow": mlflow_cfg}
-    if cfg.task.type == "classification":
+    if not task_type(cfg.task.type).decodes:
         params.pop("decoding", None)
     return flatten(params)
 
@@ -161,6 +162,7 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
             "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
             "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
             "chat": str(bool(cfg.prompt.chat)).lower(),
+            "quality_metric": task_type(cfg.task.type).quality,  # what the report ranks by
             # model.tiny builds random weights: its prompting arms are at chance by construction
             "pretrained": str(not cfg.model.get("tiny")).lower(),
             # what the saved view averages over seeds: the name, and the cell it stands for
@@ -170,7 +172,7 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
             "pvf.code": code_version()}  # with config_hash and the data: a rerun's identity
     if hpo_trial():
         tags["hpo_trial"] = "true"
-    if cfg.task.type == "classification" and not cfg.model.api:  # what test/accuracy ranks by
+    if not task_type(cfg.task.type).decodes and not cfg.model.api:  # what ranked the labels
         tags["calibration"] = str(cfg.scorer.calibration)
     if not cfg.model.api:  # a hosted model runs at whatever precision its provider uses
         tags["inference_dtype"] = str(cfg.inference_dtype)

@@ -1,0 +1,268 @@
+"""Classification: one label per text, out of a fixed set (intent detection).
+
+A local model ranks every label's verbalization by log-likelihood after the prompt (rank
+classification: it always names a label); a hosted model is asked for one label and its reply
+is matched onto the set (a reply that matches none is wrong, and counted as unparsed). Quality
+is accuracy (the headline) and macro-F1, with the accuracy under each ranking the scorer
+computed in the same pass, the calibration error and the gold label's perplexity.
+"""
+
+import re
+from collections import Counter
+
+from ..errors import UserError
+from ..metrics import LOCAL, UNPARSED, Key, consistency, likelihood, load
+from .task_type import TaskType, text_of
+
+VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
+    "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
+    "as_is": lambda name: name,
+}
+RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
+CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
+LENGTH_NORMS = ("none", "token", "char")
+CALIBRATIONS = ("none", "contextual", "pmi")  # scorer.calibration (scoring/calibration.py)
+
+KEYS = {
+    "test/accuracy": Key("share of test examples whose predicted label is the gold label "
+                         "(ranked as scorer.length_norm says: per character by default)"),
+    "test/macro_f1": Key("F1 averaged over the gold labels, each label weighing the same; an "
+                         "unparsed reply counts as wrong, never as a class"),
+    "test/accuracy_sum": Key("accuracy with labels ranked by summed log-likelihood (favours "
+                             "short labels; lm-evaluation-harness's acc)", LOCAL),
+    "test/accuracy_char": Key("accuracy with labels ranked by log-likelihood per character "
+                              "(lm-evaluation-harness's acc_norm), from the same pass", LOCAL),
+    "test/accuracy_contextual": Key("accuracy with labels ranked by contextually calibrated "
+                                    "probability (Zhao et al. 2021: divided by the label "
+                                    "distribution after content-free inputs in the same "
+                                    "prompt), from the same pass", LOCAL),
+    "test/accuracy_pmi": Key("accuracy with labels ranked by domain-conditional PMI (Holtzman "
+                             "et al. 2021: log-likelihood less that after the template's words "
+                             "before the answer), from the same pass", LOCAL),
+    "test/ece": Key("expected calibration error, 15 bins: how far the predicted label's "
+                    "probability is from how often it is right; the probability is the "
+                    "softmax over the labels of their summed log-likelihoods (of the "
+                    "calibrated scores when scorer.calibration is set)", LOCAL),
+    "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
+                              "classification, which picks a label by likelihood)"),
+    "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)"),
+    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
+                                        "labels, which the teacher never sees",
+                                        optional=True, fitted_only=True),
+    "hybrid/kept_accuracy": Key("the same over the kept labels (what the student learns from)",
+                                optional=True, fitted_only=True),
+}
+
+
+class Classification(TaskType):
+    name = "classification"
+    answer_column = "label"
+    metric_names = ("accuracy", "macro_f1")
+    per_example = "accuracy"
+    quality = "test/accuracy"
+    decodes = False
+    keys = KEYS
+
+    def answer_feature(self):
+        from datasets import Value
+
+        return Value("string")
+
+    def row_maker(self, split, cfg, source: str):
+        from datasets import ClassLabel
+
+        if cfg.label_field not in split.column_names:
+            raise UserError(f"column '{cfg.label_field}' (task.label_field) not found in "
+                            f"{source}; available columns: {', '.join(split.column_names)}")
+        feature = split.features[cfg.label_field]
+        names = feature.names if isinstance(feature, ClassLabel) else None
+
+        def to_row(row):
+            label = row[cfg.label_field]
+            if names is not None and label is not None:
+                label = names[int(label)]
+            return {"text": text_of(row[cfg.text_field]), "label": label_name(label, source)}
+
+        return to_row
+
+    def labels(self, cfg, data_labels) -> dict[str, str]:
+        labels = _labels(cfg, data_labels)
+        _check_verbalizations(labels)
+        return labels
+
+    def check_task(self, task) -> None:
+        if len(task.labels) < 2:
+            raise UserError(f"task '{task.name}' has {len(task.labels)} class(es) "
+                            f"({', '.join(task.labels) or 'none'}): any classifier scores 1.0 "
+                            "on it; check task.label_field and the data, or list task.labels")
+
+    def check_config(self, c) -> None:
+        c.choice("task.verbalizer", tuple(VERBALIZERS))
+        c.choice("scorer.length_norm", LENGTH_NORMS)
+        c.choice("scorer.calibration", CALIBRATIONS)
+        if not c.cfg.scorer.content_free:
+            c.fail("scorer.content_free", "is empty",
+                   'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')
+        c.boolean("scorer.share_prefix")
+        c.integer("scorer.batch_size", 1)
+        c.integer("scorer.examples_per_batch", 1)
+        c.integer("scorer.max_batch_tokens", 1, null=True)
+
+    def answer(self, task, row: dict) -> str:
+        return task.labels[row["label"]]
+
+    def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
+        values = metrics(task.metrics, rows)
+        return {f"test/{name}": value for name, value in values.items()}, self.each(rows)
+
+    def each(self, rows: list[dict]) -> list[float]:
+        return [float(r["predicted"] == r["label"]) for r in rows]
+
+    def dashboard(self) -> tuple[str, ...]:
+        return ("test/accuracy", "test/macro_f1")
+
+    def instruction(self, task) -> str:
+        """The label set (a chat model cannot be ranked over it)."""
+        return CLASSIFY.format("\n".join(f"- {v.strip()}" for v in task.labels.values()))
+
+    def reply_tokens(self, cfg) -> int:
+        return int(cfg.model.api.label_max_tokens)
+
+    def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
+        match, names = label_matcher(task), task.label_names
+        return [{"index": i, "label": names.index(gold), "predicted": match(reply.text),
+                 "reply": reply.text}
+                for i, (gold, reply) in enumerate(zip(test["label"], replies, strict=True))]
+
+    def hidden(self, task, text: str) -> dict:
+        return {"text": text, "label": task.label_names[0]}
+
+    def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
+        """A local teacher's margin (top label's probability less the runner-up's); 1 for a
+        hosted reply that names a label."""
+        names = task.label_names
+        outputs = [None if r["predicted"] is None else names[r["predicted"]] for r in rows]
+        confidence = [0.0 if r["predicted"] is None else float(r.get("margin", 1.0))
+                      for r in rows]
+        return outputs, confidence
+
+    def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
+        """The majority label, and the share of prompts that agree with it."""
+        if len(runs) == 1:
+            return super().vote(runs)
+        outputs, confidence = [], []
+        for votes in zip(*(r["outputs"] for r in runs), strict=True):
+            counted = Counter(v for v in votes if v is not None)
+            top, n = counted.most_common(1)[0] if counted else (None, 0)
+            outputs.append(top)
+            confidence.append(n / len(votes))
+        return outputs, confidence
+
+    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
+        from ..tracking.artifacts import log_classification
+
+        log_classification(task.label_names, texts, rows, title)
+
+
+TASK_TYPE = Classification()
+
+
+def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
+    """The task's metrics (`names`: accuracy, macro_f1) over rows with a gold `label` index and
+    a `predicted` index (None: the reply named no label, which counts as wrong). Macro-F1
+    averages over the gold labels, as scikit-learn does by default: an unparsed reply is
+    never a class of its own. Perplexity where the backend scored the gold label."""
+    gold = [r["label"] for r in rows]
+    predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
+    results = {}
+    for name in names:
+        if name == "accuracy":
+            results[name] = load("accuracy").compute(
+                predictions=predicted, references=gold)["accuracy"]
+        elif name == "macro_f1":
+            results[name] = load("f1").compute(predictions=predicted, references=gold,
+                                               average="macro", labels=sorted(set(gold)))["f1"]
+        else:
+            raise UserError(f"unknown metric '{name}' in task.metrics; use "
+                            f"{', '.join(Classification.metric_names)}")
+    results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
+    for ranking in RANKINGS:  # ranked by likelihood: every ranking, from one pass
+        if f"predicted_{ranking}" in rows[0]:
+            results[f"accuracy_{ranking}"] = sum(r[f"predicted_{ranking}"] == r["label"]
+                                                 for r in rows) / len(rows)
+    if "confidence" in rows[0]:
+        results["ece"] = consistency.expected_calibration_error(
+            [r["confidence"] for r in rows], [r["predicted"] == r["label"] for r in rows])
+    if "gold_logprob" in rows[0]:
+        results.update(likelihood([r["gold_logprob"] for r in rows],
+                                  [r["gold_tokens"] for r in rows],
+                                  [r["gold_bytes"] for r in rows]))
+    return results
+
+
+def label_name(value, source: str) -> str:
+    """A label cell as its name. A whole number read as a float (an integer column with one
+    blank cell becomes float: 3 -> 3.0) is the integer's name, so splits read with and
+    without a blank agree on "3"; a list is not one label."""
+    if isinstance(value, (list, dict)):
+        raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
+                        "a label is one name per row: check task.label_field and the data")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return text_of(value)
+
+
+def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
+    """label name -> verbalization: `task.labels` as written, or the data's label names."""
+    given = dict(cfg.labels or {})
+    trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
+    if trap is not None:
+        raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML reads "
+                        "unquoted yes/no/on/off/true/false as booleans; quote it ('yes': ...), "
+                        "or drop task.labels to take the labels from the data")
+    if not given:
+        if not data_labels:
+            raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
+                            "task.label_field names the data's label column")
+        return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
+    labels = {str(name): str(verbal) for name, verbal in given.items()}
+    unknown = sorted(set(data_labels or ()) - set(labels))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
+                        "add them to task.labels (or drop task.labels to take every label "
+                        "from the data), or fix task.label_field")
+    return labels
+
+
+def _check_verbalizations(labels: dict[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for name, verbal in labels.items():
+        if not verbal.strip():
+            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
+        if verbal in seen:
+            raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+                            f"{verbal!r}; give each label its own words in task.labels")
+        seen[verbal] = name
+
+
+def _normalised(text: str) -> str:
+    text = text.casefold().replace("_", " ").replace("-", " ")
+    text = re.sub(r"\s+", " ", text)
+    return text.strip(" \t\n\"'`.,;:!*")
+
+
+def label_matcher(task):
+    """reply -> label index or None: exact (verbalization or label name), then normalised
+    (case, `_`/`-` as spaces, surrounding quotes and punctuation)."""
+    exact, loose = {}, {}
+    for index, (name, verbal) in enumerate(task.labels.items()):
+        for form in (verbal.strip(), name):
+            exact.setdefault(form, index)
+            loose.setdefault(_normalised(form), index)
+
+    def match(reply: str) -> int | None:
+        reply = reply.strip()
+        return exact[reply] if reply in exact else loose.get(_normalised(reply))
+
+    return match

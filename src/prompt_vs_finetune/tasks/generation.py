@@ -1,0 +1,149 @@
+"""Generation: the model writes the answer (summarization), scored against references.
+
+A local model decodes (`decoding`: greedy, beam or sampling) and also scores the references'
+likelihood, for perplexity; a hosted model's reply is the answer. Quality is ROUGE (ROUGE-L
+the headline), with the output's length, its degeneration (repeats, outputs cut at
+max_new_tokens) and the references' perplexity. A type that decodes but scores otherwise
+(exact match, say) subclasses this one and overrides `metric_names`, `quality`, `score`.
+"""
+
+from ..errors import UserError
+from ..metrics import Key, consistency, likelihood, rouge_each
+from .task_type import TaskType, text_of
+
+STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
+COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
+
+KEYS = {
+    "test/rouge1": Key("ROUGE-1 F-measure, stemmed, best reference per example"),
+    "test/rouge2": Key("ROUGE-2 F-measure, stemmed, best reference per example"),
+    "test/rougeL": Key("ROUGE-L F-measure, stemmed, best reference per example"),
+    "test/rougeLsum": Key("ROUGE-Lsum F-measure, stemmed, best reference per example"),
+    "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
+                                "tokenizer)"),
+    "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
+                           "repetitive outputs; Li et al. 2016)"),
+    "test/distinct_2": Key("distinct word bigrams / all bigrams over every output"),
+    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams that repeat one "
+                                    "earlier in the same output (loops)"),
+    "test/hit_max_new_tokens": Key("share of outputs cut by max_new_tokens, never ended by "
+                                   "the model itself"),
+    "test/length_words_mean": Key("mean output length in words"),
+    "test/length_words_std": Key("standard deviation of the output length in words (how "
+                                 "consistent the length is)"),
+}
+
+
+class Generation(TaskType):
+    name = "generation"
+    answer_column = "references"
+    metric_names = ("rouge",)
+    per_example = "rougeL"
+    quality = "test/rougeL"
+    decodes = True
+    keys = KEYS
+
+    def answer_feature(self):
+        from datasets import List, Value
+
+        return List(Value("string"))
+
+    def row_maker(self, split, cfg, source: str):
+        fields = [f for f in cfg.reference_fields if f in split.column_names]
+        if not fields:
+            raise UserError(f"none of the reference columns {list(cfg.reference_fields)} "
+                            f"(task.reference_fields) is in {source}; available columns: "
+                            f"{', '.join(split.column_names)}")
+
+        def to_row(row):
+            references = []
+            for f in fields:  # a column may hold one reference or a list of them
+                values = row[f] if isinstance(row[f], list) else [row[f]]
+                references += [text_of(v).strip() for v in values]
+            return {"text": text_of(row[cfg.text_field]),
+                    "references": [r for r in references if r]}
+
+        return to_row
+
+    def check_config(self, c) -> None:
+        decoding = c.cfg.decoding
+        c.choice("decoding.strategy", STRATEGIES)
+        c.integer("decoding.max_new_tokens", 1)
+        c.integer("decoding.num_beams", 1)
+        c.number("decoding.length_penalty")
+        c.number("decoding.repetition_penalty", 0, low_open=True)
+        c.integer("decoding.no_repeat_ngram_size", 0)
+        c.integer("decoding.batch_size", 1)
+        c.integer("decoding.max_batch_tokens", 1, null=True)
+        c.integer("decoding.seed", 0, c.MAX_SEED, null=True)
+        if decoding.strategy == "sampling":
+            c.number("decoding.temperature", 0, low_open=True)
+            c.integer("decoding.top_k", 0)
+            c.number("decoding.top_p", 0, 1, low_open=True)
+        if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
+            c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
+
+    def answer(self, task, row: dict) -> str:
+        return row["references"][0]
+
+    def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
+        """ROUGE computed once: its per-example values give the mean and the report's
+        resampling alike."""
+        scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
+        values = metrics(rows, scores)
+        return {f"test/{name}": value for name, value in values.items()}, scores["rougeL"]
+
+    def each(self, rows: list[dict]) -> list[float]:
+        return rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])[
+            "rougeL"]
+
+    def dashboard(self) -> tuple[str, ...]:
+        return ("test/rougeL", "test/rouge1")
+
+    def instruction(self, task) -> str:
+        """A plain continuation: the template already asks for the answer."""
+        return COMPLETE
+
+    def reply_tokens(self, cfg) -> int:
+        return int(cfg.decoding.max_new_tokens)
+
+    def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
+        return [{"index": i, "references": refs, "generated": reply.text.strip(),
+                 "generated_tokens": reply.output_tokens,
+                 "hit_limit": reply.output_tokens >= max_tokens}
+                for i, (refs, reply) in enumerate(zip(test["references"], replies, strict=True))]
+
+    def hidden(self, task, text: str) -> dict:
+        return {"text": text, "references": ["-"]}
+
+    def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
+        """A summary counts when it is not empty and was not cut by max_new_tokens."""
+        outputs = [r["generated"].strip() for r in rows]
+        confidence = [float(bool(o) and not r["hit_limit"])
+                      for o, r in zip(outputs, rows, strict=True)]
+        return outputs, confidence
+
+    def as_answer(self, output):
+        return [output]
+
+    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
+        from ..tracking.artifacts import log_generation
+
+        log_generation(texts, rows, title)
+
+
+TASK_TYPE = Generation()
+
+
+def metrics(rows: list[dict], scores: dict[str, list[float]]) -> dict[str, float]:
+    """ROUGE of `generated` against `references` (the mean of the per-example `scores`, as
+    `rouge_each` returns them), the mean generated length in tokens, the outputs' consistency,
+    and the references' perplexity where the backend scored them."""
+    values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
+    values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
+    values.update(consistency.generation(rows))
+    if "ref_logprob" in rows[0]:
+        values.update(likelihood([r["ref_logprob"] for r in rows],
+                                 [r["ref_tokens"] for r in rows],
+                                 [r["ref_bytes"] for r in rows]))
+    return values

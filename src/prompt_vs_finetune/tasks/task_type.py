@@ -1,0 +1,118 @@
+"""A task type: everything that differs between classifying and generating, in one object.
+
+The rest of pvf asks the task's type (`task.kind`) instead of comparing names: how a data row
+becomes an example, what a model is asked for (a label ranked by likelihood, or text decoded),
+the metrics and the one the report ranks by, how a hosted model's reply is read, what a hybrid
+teacher's output is worth, and which config keys matter. The built-in types are the modules
+of this package named after them (`classification.py`, `generation.py`); `task.type` may also
+name a class by its import path (`package.module.ClassName`), a type of the user's own.
+"""
+
+import importlib
+from functools import cache
+
+from ..errors import UserError
+
+BUILT_IN = ("classification", "generation")  # task.type values: the modules of this package
+
+
+def text_of(value) -> str:
+    """A data cell as text (None: empty)."""
+    return "" if value is None else str(value)
+
+
+class TaskType:
+    """The interface; `classification.py` and `generation.py` are the two implementations."""
+
+    name: str
+    answer_column: str  # the split column holding the answer: "label" or "references"
+    metric_names: tuple[str, ...]  # what task.metrics may list
+    per_example: str  # the per-example metric the report resamples (its mean: `quality`)
+    quality: str  # the headline metric the report ranks arms by
+    decodes: bool  # a local model writes the answer (True) or ranks the labels (False)
+    keys: dict = {}  # its metric keys (metrics.Key), beside the common ones
+
+    def answer_feature(self):
+        """The `datasets` feature of the answer column."""
+        raise NotImplementedError
+
+    def row_maker(self, split, cfg, source: str):
+        """data row -> {"text": ..., <answer_column>: ...}, for one split of the task's data."""
+        raise NotImplementedError
+
+    def labels(self, cfg, data_labels) -> dict[str, str]:
+        """The task's label set (label name -> verbalization); none by default."""
+        return {}
+
+    def check_task(self, task) -> None:
+        """What the task and its data must hold before any model loads."""
+
+    def check_config(self, checker) -> None:
+        """The config keys this type reads (`checks._Checker`)."""
+
+    def answer(self, task, row: dict) -> str:
+        """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
+        raise NotImplementedError
+
+    def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
+        """(`test/*` metrics of the predictions, each example's `per_example` value)."""
+        raise NotImplementedError
+
+    def each(self, rows: list[dict]) -> list[float]:
+        """Each test example's `per_example` value, in test-split order: the report resamples
+        them for intervals that include test-set noise."""
+        return self.score(None, rows)[1]
+
+    def dashboard(self) -> tuple[str, ...]:
+        """The quality columns of the MLflow runs table's saved views."""
+        return (self.quality,)
+
+    # hosted chat models
+    def instruction(self, task) -> str:
+        """The system message of a hosted model's request."""
+        raise NotImplementedError
+
+    def reply_tokens(self, cfg) -> int:
+        """The most tokens a hosted model may reply with."""
+        raise NotImplementedError
+
+    def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
+        """A hosted model's replies as prediction rows (backends/__init__.py)."""
+        raise NotImplementedError
+
+    # the hybrid arm's teacher
+    def hidden(self, task, text: str) -> dict:
+        """A text to label, its answer replaced by a placeholder: gold never reaches a teacher."""
+        raise NotImplementedError
+
+    def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
+        """The teacher's output per text and its confidence (0: unusable)."""
+        raise NotImplementedError
+
+    def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
+        """Several teacher prompts' outputs as one: by default the first prompt's."""
+        return runs[0]["outputs"], runs[0]["confidence"]
+
+    def as_answer(self, output):
+        """A teacher's output as the value of `answer_column`."""
+        return output
+
+    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
+        """The run's prediction files in MLflow (tracking/artifacts.py)."""
+        raise NotImplementedError
+
+
+@cache
+def task_type(name: str) -> TaskType:
+    """The type `task.type` names: a built-in one, or a TaskType subclass by import path."""
+    if name in BUILT_IN:
+        return importlib.import_module(f"{__package__}.{name}").TASK_TYPE
+    module, _, attribute = str(name).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), attribute) if module else None
+    except ImportError:
+        found = None
+    if not (isinstance(found, type) and issubclass(found, TaskType)):
+        raise UserError(f"task.type={name!r} is unknown; use one of {', '.join(BUILT_IN)}, or "
+                        "the import path of a TaskType class (package.module.ClassName)")
+    return found()
