@@ -14,7 +14,7 @@ from .chat_stub import StubAPI
 from .conftest import compose_config
 from .test_run import FAST
 
-README = Path(__file__).parents[1] / "README.md"
+README = Path(__file__).parents[1] / "docs" / "tracking.md"
 
 
 def _metrics(tmp_path):

@@ -81,7 +81,7 @@ def init(argv: list[str] | None = None) -> None:
     shutil.copytree(shipped_config_dir(), target,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     print(f"wrote {target}: pvf run in {target.parent} now composes from it. Add your own "
-          f"task as {target / 'task' / 'mine.yaml'} (README: Your own task).")
+          f"task as {target / 'task' / 'mine.yaml'} (docs/configuration.md: Your own task).")
 
 
 def compose_options(overrides: list[str]):

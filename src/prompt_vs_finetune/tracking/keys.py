@@ -1,6 +1,6 @@
 """Every metric and tag a job logs, what it means, and which runs have it: the one list that
-the job, the README's tables and the test that both backends log the same keys are held
-against.
+the job, the tables of docs/tracking.md and the test that both backends log the same keys are
+held against.
 
 A key means one quantity whichever backend logs it. A few need local weights (perplexity
 needs log-likelihoods; FLOPs, memory and parameter counts need the model) and a few exist only
@@ -193,7 +193,7 @@ def expected_keys(backend: str, type_name: str, fitted: bool) -> set[str]:
 
 
 def markdown_table() -> str:
-    """The README's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
+    """docs/tracking.md's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
     def who(name: str, key: Key) -> str:
         if key.run == "parent":
             return "a sweep's parent run"
@@ -207,7 +207,7 @@ def markdown_table() -> str:
 
 
 def markdown_tags_table() -> str:
-    """The README's table of tags."""
+    """docs/tracking.md's table of tags."""
     rows = [f"| `{name}` | {meaning} |" for name, meaning in TAGS.items()]
     return "\n".join(["| tag | what it is |", "|---|---|", *rows])
 
