@@ -4,7 +4,8 @@ confident labels are kept, a student is fine-tuned on them."""
 import pytest
 from mlflow.tracking import MlflowClient
 
-from prompt_vs_finetune import hybrid, job
+from prompt_vs_finetune import job
+from prompt_vs_finetune.backends import hybrid
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.tasks import job_splits
 

@@ -19,7 +19,6 @@ from .project import name_error
 from .tasks import task_type
 from .tracking.secrets import leaked_secret
 
-LENGTH_NORMS = ("none", "token", "char")
 SELECTIONS = ("random", "class_balanced")
 EMPTY_ROWS = ("drop", "error")
 OVERLAP = ("warn", "error")
@@ -78,9 +77,10 @@ class _Checker:
         if self.value(key) not in options:
             self.fail(key, "is unknown", f"use one of {', '.join(options)}")
 
-    def boolean(self, key: str):
-        if not isinstance(self.value(key), bool):
-            self.fail(key, "is not true or false", f"set {key}=true or {key}=false")
+    def boolean(self, *keys: str):
+        for key in keys:
+            if not isinstance(self.value(key), bool):
+                self.fail(key, "is not true or false", f"set {key}=true or {key}=false")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -99,10 +99,7 @@ def check_config(cfg: DictConfig) -> None:
         c.fail("train_size", "is not a label budget", "use a whole number >= 2, or all")
     c.integer("test_size", 1, null=True)
     c.choice("inference_dtype", INFERENCE_DTYPES)
-    c.boolean("compile")
-    c.boolean("resume")
-    c.boolean("cache_predictions")
-    c.boolean("prompt.chat")
+    c.boolean("compile", "resume", "cache_predictions", "prompt.chat")
     if cfg.prompt.system is not None and not isinstance(cfg.prompt.system, str):
         c.fail("prompt.system", "is not text", "quote the system message, or set it to null")
     c.integer("resume_every_n_steps", 1)
@@ -115,8 +112,6 @@ def check_config(cfg: DictConfig) -> None:
     _check_task(c)
     _check_arm(c)
     _check_identity(cfg)
-    if cfg.arm.get("teacher") is not None:
-        _check_hybrid(cfg)
     task_type(cfg.task.type).check_config(c)
     c.integer("model.max_length", 1, null=True)
     tiny = cfg.model.tiny
@@ -226,8 +221,7 @@ def _check_templates(task: DictConfig) -> None:
 
 def _check_arm(c: _Checker) -> None:
     arm = c.cfg.arm
-    c.boolean("arm.fit")
-    c.boolean("arm.demos")
+    c.boolean("arm.fit", "arm.demos")
     c.integer("arm.k", 0)
     if arm.demos and arm.k == 0:
         c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
@@ -283,18 +277,6 @@ def _check_identity(cfg: DictConfig) -> None:
             raise UserError(f"{shown} makes arm={arm.name} another arm under its name; pick "
                             "the arm that is that (zero_shot, few_shot, full_finetune, lora, "
                             "hybrid), or give your variant its own arm.name")
-
-
-def _check_hybrid(cfg: DictConfig) -> None:
-    """The hybrid arm's own settings: one line each."""
-    arm = cfg.arm
-    if not (isinstance(arm.keep, (int, float)) and 0 < arm.keep <= 1):
-        raise UserError(f"arm.keep={arm.keep!r} is outside (0, 1]; the share of the teacher's "
-                        "labels the student trains on, e.g. 0.5")
-    for name in arm.teacher.prompts or ():
-        if name not in (cfg.task.templates or {}):
-            raise UserError(f"arm.teacher.prompts names '{name}', not one of task.templates "
-                            f"({', '.join(cfg.task.templates or {})})")
 
 
 def check_writable(cfg: DictConfig) -> None:

@@ -13,11 +13,9 @@ import math
 from pathlib import Path
 
 import mlflow
-from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from . import hybrid, prediction_cache
-from .backends import Backend, Predictions
+from .backends import Predictions, backend_for, build
 from .checks import check_config, check_writable
 from .errors import Preempted, UserError
 from .preemption import sigterm_as_preemption
@@ -36,16 +34,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Check everything, load the data and build the backend (bad input fails here, before
     any run exists), then predict, score and log inside the job's MLflow run."""
     settle(cfg)
-    backend_class: type[Backend] = get_class(cfg.model.backend)
-    backend_class.check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
+    backend_for(cfg).check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
     check_writable(cfg)
     task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg))
-    teaching, shown = None, demos  # shown: the demos with human labels (logged as such)
-    if hybrid.is_hybrid(cfg):  # the teacher labels the splits the student trains on
-        splits, shown, teaching = hybrid.teach(cfg, task, splits, corpus)  # its demos
+    backend = build(cfg)
+    # what the arm learns from and shows (a hybrid's teacher labels its splits here); `shown`:
+    # the demonstrations with human labels, logged as such
+    splits, shown = backend.prepare(task, splits, corpus, demos)
     overlap = test_overlap(splits, shown, cfg.task.overlap)
     if repeats := duplicate_rows(splits):
         log.warning("%d labelled row(s) repeat an earlier one (same text and answer); they "
@@ -53,33 +51,24 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     "for a budget of distinct examples", repeats)
     hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
     hashes["demos"] = content_hash(shown)
-    cache_key = (prediction_cache.key(cfg, task, splits["test"], demos, corpus)
-                 if prediction_cache.enabled(cfg) else None)
     with sigterm_as_preemption():  # from here on, SIGTERM stops the job as a preemption
-        cached = prediction_cache.load(cfg, cache_key) if cache_key else None
-        backend = None if cached else backend_class(
-            cfg, task, splits, corpus, demos,
-            "".join(hashes[k] for k in ("train", "validation", "test")))
+        backend.load(task, splits, corpus, demos,
+                     "".join(hashes[k] for k in ("train", "validation", "test")))
         outcome = "failed"
         try:
-            resumed = backend.resume_run_id if backend else None
-            with mlflow_run(cfg, resume_run_id=resumed) as active:
-                if active is not None and not resumed:
+            with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
+                if active is not None and not backend.resume_run_id:
                     # two runs saw the same data iff these match
                     mlflow.log_params({f"data.{name}_sha256": hashes[name]
                                        for name in ("train", "validation", "test")}
                                       | {"fewshot.demos_sha256": hashes["demos"]}
                                       | label_params(task))
                     log_datasets(cfg, splits, shown, hashes)
-                predictions = cached or backend.predict(active)
-                if cache_key and not cached and active is not None:
-                    prediction_cache.save(cfg, cache_key, predictions, active.info.run_id)
-                if teaching is not None:
-                    predictions.tags["teacher_cached"] = str(teaching.cached).lower()
+                predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
                 results = significant(job_results(cfg, task, splits,
                                                   (dropped_rows, overlap, repeats),
-                                                  predictions, quality, teaching))
+                                                  predictions, quality))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": task.kind.per_example,
@@ -95,8 +84,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             outcome = "interrupted"
             raise
         finally:
-            if backend is not None:
-                backend.close(outcome)
+            backend.close(outcome)
 
 
 def label_params(task: Task) -> dict[str, str]:
@@ -110,25 +98,21 @@ def label_params(task: Task) -> dict[str, str]:
 
 
 def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, int],
-                predictions: Predictions, quality: dict[str, float],
-                teaching: "hybrid.Teaching | None" = None) -> dict[str, float]:
+                predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
-    cost from the usage (and the hybrid teacher's), and what the job saw; `counted`: the rows
-    the load dropped, the test rows among the labelled ones, the labelled rows repeated."""
+    cost from the usage (and what was paid up-front besides: a hybrid's teacher), and what
+    the job saw; `counted`: the rows the load dropped, the test rows among the labelled ones,
+    the labelled rows repeated."""
     dropped_rows, overlap, repeats = counted
     labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
-    if teaching is not None:  # its labels are the teacher's; the human ones, its demos
-        labelled = teaching.human_labels
+    if predictions.n_labels is not None:  # a hybrid: its labels are the teacher's
+        labelled = predictions.n_labels
     costs = cost_metrics(predictions.usage)
-    extra = {}
-    if teaching is not None:
-        extra = teaching.metrics()
-        costs["cost/usd"] += teaching.usd
+    costs["cost/usd"] += predictions.upfront_usd
     return {
         **quality,
-        **predictions.metrics,
         **costs,
-        **extra,
+        **predictions.metrics,
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,

@@ -114,3 +114,15 @@ def name_error(cfg) -> str | None:
             return (f"{key}={value!r} is not a plain name (letters, digits, _ . + -); it names "
                     "an output folder: rename it")
     return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file of this process beside it, renamed
+    over it (a reader, or a second process writing the same file, never sees half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

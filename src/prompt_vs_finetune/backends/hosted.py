@@ -34,7 +34,8 @@ class HostedBackend(Backend):
         api_key(cfg.model.api)
         token_prices(cfg.cost, cfg.model.api.model)
 
-    def __init__(self, cfg, task, splits, corpus, demos, data_sha):
+    def load(self, task, splits, corpus, demos, data_sha):
+        cfg = self.cfg
         api = cfg.model.api
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)

@@ -43,11 +43,12 @@ class LocalBackend(Backend):
         check_inference_dtype(cfg.inference_dtype, cfg.trainer.accelerator)
         check_trainer(cfg.trainer)
 
-    def __init__(self, cfg, task, splits, corpus, demos, data_sha):
+    def load(self, task, splits, corpus, demos, data_sha):
         # the job's seed, for everything random from here on: a model built from a config
         # (model=tiny), dropout, data order (workers=True: data-loader workers too)
+        cfg = self.cfg
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        self.cfg, self.task, self.splits = cfg, task, splits
+        self.task, self.splits = task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         self.tokenizer = tokenizer
         if cfg.prompt.chat:  # every arm alike: fine-tuning trains on the layout it is scored on

@@ -1,26 +1,26 @@
-"""Tasks: the spec (template, labels), loading data as clean splits, the label budget and
-test subset, few-shot demonstrations, and the token layout of a prompt."""
+"""Tasks: the spec (template, labels), the task types (what differs between classifying and
+generating), loading data as clean splits, the label budget and test subset, few-shot
+demonstrations, and the token layout of a prompt.
 
-from .demos import select_demos
-from .loading import load_splits
-from .prompts import IGNORE_INDEX, PromptEncoder, prompt_layout
-from .spec import Task
-from .splits import (
-    content_hash,
-    data_labels,
-    job_splits,
-    label_budget,
-    limit_test,
-    tokenizer_corpus,
-)
-from .task_type import BUILT_IN, TaskType, task_type
+Its names load on first use: the task types are read by the report and the tracking keys,
+which should not pay for `datasets` (loading.py) to import."""
+
+import importlib
+
+_HOME = {"select_demos": "demos", "load_splits": "loading", "IGNORE_INDEX": "prompts",
+         "PromptEncoder": "prompts", "prompt_layout": "prompts", "Task": "spec",
+         "BUILT_IN": "task_types", "TaskType": "task_types", "task_type": "task_types",
+         **dict.fromkeys(("content_hash", "data_labels", "job_splits", "label_budget",
+                          "limit_test", "tokenizer_corpus"), "splits")}
+__all__ = sorted([*_HOME, "per_example"])
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
 
 
 def per_example(type_name: str, rows: list[dict]) -> list[float]:
     """Each test example's quality under the named task type (its `per_example` metric)."""
-    return task_type(type_name).each(rows)
-
-
-__all__ = ["BUILT_IN", "IGNORE_INDEX", "PromptEncoder", "Task", "content_hash", "data_labels",
-           "job_splits", "label_budget", "load_splits", "prompt_layout", "select_demos",
-           "limit_test", "per_example", "task_type", "TaskType", "tokenizer_corpus"]
+    return importlib.import_module(".task_types", __name__).task_type(type_name).each(rows)

@@ -12,7 +12,7 @@ from collections import Counter
 
 from ..errors import UserError
 from ..metrics import LOCAL, UNPARSED, Key, consistency, likelihood, load
-from .task_type import TaskType, text_of
+from .task_types import TaskType, text_of
 
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
     "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),

@@ -9,7 +9,7 @@ max_new_tokens) and the references' perplexity. A type that decodes but scores o
 
 from ..errors import UserError
 from ..metrics import Key, consistency, likelihood, rouge_each
-from .task_type import TaskType, text_of
+from .task_types import TaskType, text_of
 
 STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."

@@ -11,7 +11,7 @@ from datasets import Dataset, DatasetDict, Features, Value
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
 from ..project import data_path
-from .task_type import task_type
+from .task_types import task_type
 
 log = logging.getLogger(__name__)
 

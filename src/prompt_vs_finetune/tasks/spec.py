@@ -7,7 +7,7 @@ lm-evaluation-harness tasks share theirs through `include:`); this is their chec
 from dataclasses import dataclass, field, replace
 
 from .chat import ChatLayout
-from .task_type import TaskType, task_type
+from .task_types import TaskType, task_type
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Task:
 
     @property
     def kind(self) -> TaskType:
-        """What this task's type does differently (tasks/task_type.py)."""
+        """What this task's type does differently (tasks/task_types.py)."""
         return task_type(self.type)
 
     @property

@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..provenance import CELL_FREE, _clip, code_version, config_hash, git_tags
-from ..tasks.task_type import task_type
+from ..tasks.task_types import task_type
 from .secrets import redact
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value

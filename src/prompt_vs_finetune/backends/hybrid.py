@@ -1,4 +1,4 @@
-"""The hybrid arm: prototype with a prompt, then fine-tune on what it produces.
+"""The hybrid arm as a backend: prototype with a prompt, then fine-tune on what it produces.
 
 A teacher (any prompting configuration the project runs: the job's own model or another,
 local or hosted, zero- or few-shot) labels the texts of the job's train and validation
@@ -11,35 +11,73 @@ teacher (`hybrid/pseudo_label_accuracy`).
 Confidence: with several teacher prompts (`arm.teacher.prompts`), the share of prompts that
 agree with the majority label; else a local teacher's margin (top label's probability less
 the runner-up's) and 1 for every reply a hosted teacher gave that names a label. A summary
-counts when it is not empty and was not cut by max_new_tokens. The teacher's outputs are
-cached by content hash under `paths.cache_dir/teacher`, so a sweep over students pays once.
+counts when it is not empty and was not cut by max_new_tokens. The teacher is a backend of
+its own, behind the same cache as any prompting job (a hosted teacher's replies have the
+request cache), so a sweep over students pays for the teacher once.
 """
 
 import copy
-import hashlib
-import json
 import logging
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict, concatenate_datasets
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .checks import check_config
-from .errors import UserError
-from .project import compose_options
-from .settle import settle
-from .tasks import Task, content_hash, select_demos
-from .usage import Usage
+from ..checks import check_config
+from ..errors import UserError
+from ..project import compose_options
+from ..settle import settle
+from ..tasks import Task, select_demos
+from ..usage import Usage
+from . import Backend, Predictions, backend_for, build
+from .local import LocalBackend
 
 log = logging.getLogger(__name__)
 _MISSING = object()
 
 
-def is_hybrid(cfg: DictConfig) -> bool:
-    return cfg.arm.get("teacher") is not None
+class HybridBackend(Backend):
+    """A teacher backend (a prompting configuration) labels the pool; a student, a local
+    backend trained as `arm.student` would be, learns from its kept labels."""
+
+    kind = "local"
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        """The student's settings as a local fine-tune's, and the arm's own: one line each."""
+        LocalBackend.check(cfg)
+        arm = cfg.arm
+        if not (isinstance(arm.keep, (int, float)) and 0 < arm.keep <= 1):
+            raise UserError(f"arm.keep={arm.keep!r} is outside (0, 1]; the share of the "
+                            "teacher's labels the student trains on, e.g. 0.5")
+        for name in arm.teacher.prompts or ():
+            if name not in (cfg.task.templates or {}):
+                raise UserError(f"arm.teacher.prompts names '{name}', not one of "
+                                f"task.templates ({', '.join(cfg.task.templates or {})})")
+
+    def prepare(self, task, splits, corpus, demos):
+        """The teacher labels the pool: the student's splits, and the teacher's demos."""
+        splits, shown, self.teaching = teach(self.cfg, task, splits, corpus)
+        return splits, shown
+
+    def load(self, task, splits, corpus, demos, data_sha) -> None:
+        self.student = LocalBackend(self.cfg)
+        self.student.load(task, splits, corpus, demos, data_sha)
+        self.resume_run_id = self.student.resume_run_id
+
+    def predict(self, run) -> Predictions:
+        """The student's predictions, with what the teacher did and cost (up-front)."""
+        predictions = self.student.predict(run)
+        teaching = self.teaching
+        predictions.metrics.update(teaching.metrics())
+        predictions.tags["teacher_cached"] = str(teaching.cached).lower()
+        predictions.n_labels, predictions.upfront_usd = teaching.human_labels, teaching.usd
+        return predictions
+
+    def close(self, outcome: str) -> None:
+        if hasattr(self, "student"):
+            self.student.close(outcome)
 
 
 def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
@@ -71,7 +109,7 @@ def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
     if teacher.arm.fit:
         raise UserError(f"arm.teacher.arm={wanted.arm} trains; the teacher is a prompting arm "
                         "(zero_shot or few_shot)")
-    get_class(teacher.model.backend).check(teacher)
+    backend_for(teacher).check(teacher)
     check_config(teacher)
     return teacher
 
@@ -170,29 +208,21 @@ def _accuracy(outputs, gold, keep) -> float | None:
 def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
           demos: list[dict], texts: list[str]) -> dict:
     """The teacher's output for every text ({outputs, confidence, usd, tokens, seconds,
-    cached}), from the cache when this teacher labelled these texts before. The texts go to
-    it with a placeholder label: gold labels never reach a teacher."""
+    cached}), made by the teacher's backend as a prompting job's would be (from the cache
+    when this teacher labelled these texts before). The texts go to it with a placeholder
+    answer: gold labels never reach a teacher."""
     teacher_task = Task.from_config(teacher.task, task.label_names or None)
-    key = cache_key(teacher, teacher_task, demos, texts)
-    path = Path(teacher.paths.cache_dir) / "teacher" / f"{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text()) | {"cached": True}
-    hidden = [task.kind.hidden(task, t) for t in texts]
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
-                          "test": Dataset.from_list(hidden)})
-    backend = get_class(teacher.model.backend)(teacher, teacher_task, inputs, corpus, demos,
-                                               data_sha="")
+                          "test": Dataset.from_list([task.kind.hidden(task, t) for t in texts])})
+    backend = build(teacher)
+    backend.load(teacher_task, inputs, corpus, demos, data_sha="")
     try:
         predictions = backend.predict(None)
     finally:
         backend.close("finished")
-    result = {**outputs_of(task, predictions.rows, predictions.usage),
-              "cached": False}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(path)
-    return result
+    replies = predictions.metrics.get("api/cache_hits")  # a hosted teacher's cached replies
+    cached = predictions.tags.get("predictions_cached") == "true" or replies == len(texts)
+    return {**outputs_of(task, predictions.rows, predictions.usage), "cached": cached}
 
 
 def outputs_of(task: Task, rows: list[dict], usage: Usage) -> dict:
@@ -220,14 +250,3 @@ def with_outputs(split: Dataset, outputs: list, keep: list[bool], task: Task) ->
     if not rows:
         return split.select([])
     return Dataset.from_list(rows, features=split.features)
-
-
-def cache_key(teacher: DictConfig, task: Task, demos: list[dict], texts: list[str]) -> str:
-    """What determines the teacher's outputs: its model, arm, prompt, scorer or decoding,
-    dtype, the demos and the texts (not the student, the seed's other uses or the store)."""
-    settings = {name: OmegaConf.to_container(teacher[name], resolve=True)
-                for name in ("model", "arm", "scorer", "decoding", "prompt")}
-    identity = {"settings": settings, "dtype": teacher.inference_dtype, "task": asdict(task),
-                "demos": content_hash(demos), "texts": content_hash([{"t": t} for t in texts])}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:24]

@@ -1,15 +1,16 @@
 """Predictions a job has made before, served again: a study never computes the same thing twice.
 
-A prompting arm on a local model is fully determined by the model (its config, and the files
-of a local checkpoint), the task's prompt and labels, the demonstrations, the test examples,
-the scorer or decoding settings, the precision and the code: zero-shot gives the same
-predictions for every seed. Such a job's predictions and their usage are stored under
-`paths.cache_dir/predictions/<content hash>.json`; the next job with the same key skips the
-model and the scoring and logs them as they were (the modelled per-call cost, and the
+One cache, in front of any backend whose predictions are fully determined by its inputs: a
+prompting arm on a local model (its config, and the files of a local checkpoint), the task's
+prompt and labels, the demonstrations, the test examples, the scorer or decoding settings, the
+precision and the code; zero-shot gives the same predictions for every seed. They are stored
+under `paths.cache_dir/predictions/<content hash>.json`; the next job with the same key skips
+the model and the scoring and logs them as they were (the modelled per-call cost, and the
 measured time of the run that made them), tagged `predictions_cached` and
-`predictions_from_run`. `cache_predictions=false` turns it off. Fine-tuned arms (trained
-weights) and hosted models (weights unknown; their replies have a cache of their own) are
-never served from it, nor are DDP jobs.
+`predictions_from_run`. The hybrid arm's teacher is served from it too. `cache_predictions=
+false` turns it off. Fine-tuned arms (trained weights) and hosted models (weights unknown;
+their replies have a request-level cache, models/chat.py) are never served from it, nor are
+DDP jobs.
 
 What it saves, on the real-model study (SmolLM2, 3 seeds, 2 CPU cores): 12 of its 18 intent
 zero-shot jobs and 4 of its 6 summary zero-shot jobs are served from it (a job of another
@@ -24,21 +25,52 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .backends import Predictions
-from .provenance import code_version
-from .settle import one_device
-from .tasks import Task, content_hash
-from .usage import Usage
+from ..project import write_atomic
+from ..provenance import code_version
+from ..settle import one_device
+from ..tasks import content_hash
+from ..usage import Usage
+from . import Backend, Predictions
 
 log = logging.getLogger(__name__)
 
 
-def enabled(cfg: DictConfig) -> bool:
+def cacheable(cfg: DictConfig) -> bool:
     single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
     return bool(cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single)
 
 
-def key(cfg: DictConfig, task: Task, test, demos: list[dict], corpus: list[str]) -> str:
+class CachedBackend(Backend):
+    """`backend`'s predictions, from the cache when it has them (the model is then never
+    loaded), else made by it and stored (cacheable jobs run on one device: no DDP rank)."""
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend.cfg)
+        self.backend, self.kind, self.key, self.cached = backend, backend.kind, None, None
+
+    def prepare(self, task, splits, corpus, demos):
+        return self.backend.prepare(task, splits, corpus, demos)
+
+    def load(self, task, splits, corpus, demos, data_sha) -> None:
+        self.key = key(self.cfg, task, splits["test"], demos, corpus)
+        self.cached = load(self.cfg, self.key)
+        if self.cached is None:
+            self.backend.load(task, splits, corpus, demos, data_sha)
+            self.resume_run_id = self.backend.resume_run_id
+
+    def predict(self, run) -> Predictions:
+        if self.cached is not None:
+            return self.cached
+        predictions = self.backend.predict(run)  # run None: a hybrid arm's teacher
+        save(self.cfg, self.key, predictions, run.info.run_id if run else "")
+        return predictions
+
+    def close(self, outcome: str) -> None:
+        if self.cached is None:
+            self.backend.close(outcome)
+
+
+def key(cfg: DictConfig, task, test, demos: list[dict], corpus: list[str]) -> str:
     """The content hash of everything the predictions depend on."""
     sampled = task.kind.decodes and cfg.decoding.strategy == "sampling"
     identity = {
@@ -61,7 +93,7 @@ def _weight_files(model_cfg) -> list | None:
     """A local checkpoint's files, or a package's GGUF file (name, size, modification time):
     new weights, a new key."""
     if model_cfg.get("gguf"):
-        from .models.gguf import gguf_file
+        from ..models.gguf import gguf_file
 
         path = gguf_file(model_cfg.gguf)
         return [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
@@ -97,12 +129,9 @@ def load(cfg: DictConfig, digest: str) -> Predictions | None:
 
 
 def save(cfg: DictConfig, digest: str, predictions: Predictions, run_id: str) -> None:
-    """Written whole or not at all (a temporary file, then renamed)."""
+    """Written whole or not at all."""
     path = _path(cfg, digest)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**asdict(predictions), "run_id": run_id}))
-        tmp.replace(path)
+        write_atomic(path, json.dumps({**asdict(predictions), "run_id": run_id}))
     except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
         log.warning("could not store the predictions in %s (%s)", path, err)
