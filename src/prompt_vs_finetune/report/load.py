@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-PER_EXAMPLE_FILE = "per_example.json"  # written by the job: each test example's quality
+from ..tracking.keys import PER_EXAMPLE_FILE
 
 QUALITY_TAG = "quality_metric"  # the task type's headline metric, as the job tagged it
 REFERENCE_DTYPE = "float32"  # runs without the inference_dtype tag
