@@ -7,18 +7,16 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
+from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, prompting
+from .comparisons import pareto_front
+from .runs import REFERENCE_DTYPE
+from .tables import params
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, prompting  # noqa: E402
-from .comparisons import pareto_front  # noqa: E402
-from .runs import REFERENCE_DTYPE  # noqa: E402
-from .tables import params  # noqa: E402
+plt.switch_backend("Agg")  # files only, no window
 
 ARM_COLORS = {"zero_shot": "tab:blue", "few_shot": "tab:orange", "full_finetune": "tab:green",
               "lora": "tab:red", "hybrid": "tab:purple"}
@@ -31,12 +29,10 @@ DTYPE_MARKERS = {"float32": "o", "bfloat16": "s", "float16": "^", "int8": "D"}
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
     """Each arm's colour: the standard arms' own, any other name (sorted) the next colour of a
     qualitative palette after them. Pass every arm of the report so that every plot agrees."""
-    names = sorted(set(arms))
-    others = [arm for arm in names if arm not in ARM_COLORS]
-    colors = {arm: ARM_COLORS[arm] for arm in names if arm in ARM_COLORS}
-    colors.update({arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
-                   for i, arm in enumerate(others)})
-    return colors
+    names = set(arms)
+    others = sorted(names - set(ARM_COLORS))
+    return {**{arm: color for arm, color in ARM_COLORS.items() if arm in names},
+            **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)] for i, arm in enumerate(others)}}
 
 
 def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
@@ -187,13 +183,13 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
     """Total cost against the number of predictions, one line per arm (a fine-tuned arm
     starts at its up-front cost; one line style per model), break-even volumes marked where a
     fine-tuned line crosses below a prompting one."""
-    priced = costs[costs["per_call"].notna()] if not costs.empty else costs
+    priced = costs[costs["per_call"].notna()]
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
                 "set a cost profile (conf/cost/) or an API's token prices to draw it")
-    finite = crossings["break_even_predictions"].replace(math.inf, math.nan).dropna() \
-        if not crossings.empty else pd.Series(dtype=float)
-    top = max(1e6, 10 * finite.max()) if not finite.empty else 1e6
+    if not crossings.empty:  # those that happen
+        crossings = crossings[crossings["break_even_predictions"] < math.inf]
+    top = 1e6 if crossings.empty else max(1e6, 10 * crossings["break_even_predictions"].max())
     volumes = np.logspace(0, math.log10(top), 200)
     models = list(dict.fromkeys(zip(priced["model"], priced["dtype"], strict=True)))
     styles = ("-", "--", ":", "-.")
@@ -202,8 +198,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
                 linestyle=style, label=label(f"{row['model']}/{row['arm']}", row["dtype"]))
-    for _, cross in crossings[crossings["break_even_predictions"] < math.inf].iterrows() \
-            if not crossings.empty else []:
+    for _, cross in crossings.iterrows():
         v = cross["break_even_predictions"]
         y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]
         ax.plot([v], [y], "kx")

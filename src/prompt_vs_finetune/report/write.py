@@ -227,8 +227,6 @@ def _json_safe(value):
     return value
 
 
-IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
-               ".jpeg": "image/jpeg"}
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -253,16 +251,16 @@ code {{ background: #f6f8fa; padding: 0.1em 0.3em; border-radius: 3px; }}
 
 
 def render_html(markdown: str, folder: Path) -> str:
-    """The markdown as one page (raw HTML in it escaped), each image under `folder` inlined as
-    a data URI so that it shows wherever only the file travels; others keep their link."""
+    """The markdown as one page (raw HTML in it escaped), each PNG under `folder` (the plots)
+    inlined as a data URI so that it shows wherever only the file travels."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
         src = str(child.attrGet("src") or "")
         path = (folder / src).resolve()
         if (src and "://" not in src and not src.startswith(("/", "data:")) and path.is_file()
-                and path.is_relative_to(folder.resolve()) and path.suffix.lower() in IMAGE_TYPES):
+                and path.is_relative_to(folder.resolve()) and path.suffix == ".png"):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            child.attrSet("src", f"data:{IMAGE_TYPES[path.suffix.lower()]};base64,{data}")
+            child.attrSet("src", f"data:image/png;base64,{data}")
     body = md.renderer.render(tokens, md.options, {})
     return PAGE.format(title=html.escape(TITLE), body=body)
