@@ -512,7 +512,7 @@ def test_job_runs_tag_truncated_with_a_count():
 
 
 def test_agreement_is_the_share_answered_alike_by_every_run():
-    from prompt_vs_finetune.report.stats import agreement
+    from prompt_vs_finetune.report.cells import agreement
 
     assert agreement([[0, 1, 2, 3], [0, 1, 2, 0], [0, 2, 2, 3]]) == pytest.approx(2 / 4)
     assert agreement([["a b", "c"], ["a b", "c"]]) == 1.0  # summaries: the same text
@@ -553,7 +553,7 @@ def test_a_variant_names_what_sets_cells_apart_not_what_their_runs_disagree_on()
     """Two zero-shot cells that differ in calibration, whose runs each wrote to their own
     output folder (a per-seed checkpoint path among the params): the variant is the
     calibration alone."""
-    from prompt_vs_finetune.report.stats import variants
+    from prompt_vs_finetune.report.cells import variants
 
     def params(cal, seed):
         return {"scorer.calibration": cal, "seed": seed,

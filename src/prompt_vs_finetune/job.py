@@ -22,12 +22,12 @@ from .preemption import sigterm_as_preemption
 from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets
+from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import run_address
 from .tracking.runs import mlflow_run
 from .usage import cost_metrics
 
 log = logging.getLogger(__name__)
-PER_EXAMPLE_FILE = "per_example.json"
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -1,16 +1,14 @@
 """`pvf-report`: load the finished runs, group them into cells, compute the statistics, and
 write the comparison (tables, plots, recommendation) that says whether to prompt or fine-tune.
-
-Its names load on first use (pandas, matplotlib, MLflow and SciPy take about 2.5 s to import
-on 2 cores), so `pvf-report --help` answers at once."""
+Names load on first use (pandas, matplotlib, MLflow and SciPy take seconds to import), so
+`pvf-report --help` answers at once."""
 
 import importlib
 
-_HOME = {"main": "cli", "load_runs": "load", "run_ids_from": "load", "write_report": "write",
-         "latest_of_identical": "load",
-         "recommend": "words", **dict.fromkeys(
-             ("crossover", "mean_ci", "model_scale", "pareto_front", "sensitivity",
-              "summarise"), "stats")}
+_HOME = {"main": "cli", "load_runs": "runs", "run_ids_from": "runs",
+         "latest_of_identical": "runs", "write_report": "write", "recommend": "verdict",
+         "mean_ci": "cells", "summarise": "cells", **dict.fromkeys(
+             ("crossover", "model_scale", "pareto_front", "sensitivity"), "comparisons")}
 __all__ = sorted(_HOME)
 
 

@@ -1,16 +1,9 @@
 """`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
 
-Per task it writes a table (markdown + CSV), plots and a recommendation in plain words, as
-report.md and report.html (plots embedded), and logs them to a report run in MLflow that
-links the job runs it summarised (report/mlflow_run.py).
-Quality is the mean over seeds with a 95% Student-t interval (n-1 degrees of freedom); a cell
-with one seed has no interval, and the recommendation says when that makes the evidence thin.
-
-Runs scored at reduced precision (MLflow tag `inference_dtype`; untagged runs are float32) are
-cells of their own, compared with float32 in a precision table. A task with runs of several
-models also gets a model-scale table and plot, models ordered by parameter count. Metrics a
-run did not log (an API model's perplexity) read "n/a" in the tables and null in summary.json.
-"""
+What it writes: docs/report.md. Besides: runs scored at reduced precision (tag
+`inference_dtype`; untagged runs are float32) are cells of their own, compared with float32 in
+a precision table; a task run on several models gets a model-scale table and plot, models by
+parameter count; a metric a run did not log reads "n/a" in the tables, null in summary.json."""
 
 import argparse
 import logging
@@ -33,12 +26,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    from .load import load_runs, run_ids_from  # after parsing: --help needs none of them
+    # after parsing: --help needs none of them
     from .mlflow_run import log_report_run
+    from .runs import load_runs, run_ids_from
     from .write import write_report
 
-    problem = _argument_error(args)
-    if problem:
+    if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -56,8 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _argument_error(args) -> str | None:
-    """What is wrong with the arguments, in one line, before any run is read or file written
-    (an --out naming a file was replaced by the report's folder)."""
+    """What is wrong with the arguments, in one line, before any run is read or file written."""
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} is a file; name a folder (a report is several files)"
     if args.runs_from and not args.runs_from.is_dir():
@@ -76,7 +68,6 @@ def _argument_error(args) -> str | None:
 
 
 def _positive(text: str) -> int:
-    """A number of predictions: a whole number of at least one."""
     try:
         value = int(text)
     except ValueError:

@@ -1,22 +1,9 @@
-"""The report's own MLflow run, in the `pvf-report` experiment: named after what it summarises,
-linked to the job runs it read, with the summary numbers as metrics and the report's files
-(report.html shows with its plots in MLflow's artifact viewer) as artifacts.
-
-- name: `report: <study> study · <tasks> · <N> runs` (the study when the runs share one);
-- tags: `pvf_summary=true` (the report loader skips it), `study` when shared, `pvf.job_runs`
-  (the job run ids, comma-separated), and the description (`mlflow.note.content`, markdown on
-  the run page): each task's best arm and its quality, and a link to every job run;
-- artifacts: report.md, report.html, table.csv, summary.json, plots/, job_runs.csv (run id,
-  experiment, task, arm, model, seed, cell and a link to each job run);
-- metrics: `best/<task>/<model>/<arm>/<metric>` (each arm's best float32 cell),
-  `best_by_dtype/<dtype>/<task>/<model>/<arm>/<metric>` (reduced precision),
-  `break_even/<task>/<fine-tuned model/arm>/vs/<prompting model/arm>` (predictions; only
-  where one exists) and `runs`.
-
-Job runs of a sweep or a DVC study nest under a parent run (`mlflow.parentRunId`; one parent
-per experiment): each parent gets the tag `pvf.report_run=<this run's id>` and the metrics of
-its own jobs' tasks (`runs`: how many of its jobs the report read).
-"""
+"""The report's own MLflow run, in the `pvf-report` experiment (docs/report.md): named after
+what it summarises, tagged with the job runs it read (`pvf.job_runs`, and a description that
+links each), the report's files as artifacts, summary.json's numbers as metrics
+(`best/<task>/<model>/<arm>/<metric>`, `best_by_dtype/<dtype>/...`, `break_even/<task>/<model>/
+<arm>/vs/<model>/<arm>`, `runs`). A parent run (sweep, DVC study) of those jobs gets
+`pvf.report_run` and the metrics of its own jobs' tasks."""
 
 import logging
 import os
@@ -33,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from ..preemption import hold_interrupts
 from ..tracking.parents import GROUP_TAG, dvc_study_name, study_group
 from ..tracking.store import use_experiment
-from .load import REFERENCE_DTYPE
+from .runs import REFERENCE_DTYPE
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +29,22 @@ EXPERIMENT = "pvf-report"
 UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 MAX_IDS_TAG = 5000  # characters of `pvf.job_runs`; job_runs.csv has them all
 MAX_NOTE = 7500  # characters of the description (MLflow truncates tag values at 8000)
-MAX_NAME = 250
 JOB_COLUMNS = ["run_id", "experiment_id", "task", "arm", "model", "seed", "cell", "link",
                "n_labels", "quality"]
 _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ separates them)
 
 
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
-    """Log the report under `out` (written by write_report from `runs`, its `summary`) as one
-    run; link its job runs and their parent runs. Returns the report run's id."""
+    """Log the report under `out` (written from `runs`, with its `summary`) as one run; link
+    its job runs and their parent runs. Returns the report run's id."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
     parents = parent_runs(client, jobs)
-    metrics = {"runs": float(len(jobs)), **summary_metrics(summary)}
     study = shared_study(jobs)
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
-            "mlflow.note.content": description(jobs, summary, parents)}
-    if study:
-        tags["study"] = study
+            "mlflow.note.content": description(jobs, summary, parents),
+            **({"study": study} if study else {})}
     release = hold_interrupts()  # a Ctrl-C lands before the run exists or inside the block
     try:
         active = mlflow.start_run(run_name=run_name(jobs), tags=tags)
@@ -68,31 +52,26 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
         release()
         raise
     try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
-        release()
+        release()  # inside: a Ctrl-C held until now ends the run KILLED
         mlflow.log_param("runs", len(jobs))
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({"runs": float(len(jobs)), **summary_metrics(summary)})
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     except BaseException as err:
         mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
-    report_id = active.info.run_id
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
         children = jobs[jobs["parent_run_id"] == parent["run_id"]]
-        link_parent(client, parent["run_id"], report_id,
+        link_parent(client, parent["run_id"], active.info.run_id,
                     {"runs": float(len(children)),
                      **summary_metrics(summary, set(children["task"]))})
-    return report_id
+    return active.info.run_id
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The summarised runs in a stable order (task, model, arm, budget, seed), with their UI
-    link; frames built by hand may lack the experiment and parent columns."""
-    jobs = runs.assign(**{c: "" for c in ("experiment_id", "parent_run_id", "study", "cell")
-                          if c not in runs})
-    jobs = jobs.assign(seed=jobs["seed"].astype(str), experiment_id=jobs["experiment_id"]
-                       .astype(str), parent_run_id=jobs["parent_run_id"].fillna("").astype(str))
+    """The summarised runs in a stable order (task, model, arm, budget, seed), with links."""
+    jobs = runs.assign(seed=runs["seed"].astype(str))
     jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
     links = [UI_LINK.format(experiment_id=e, run_id=r)
              for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)]
@@ -111,27 +90,23 @@ def run_name(jobs: pd.DataFrame) -> str:
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
-    study = shared_study(jobs)
-    count = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
-    experiment = os.environ.get("DVC_EXP_NAME")  # dvc exp run: which experiment's report
+    study, experiment = shared_study(jobs), os.environ.get("DVC_EXP_NAME")
     name = " · ".join([*([f"{study} study"] if study else []),
-                       *([f"experiment {experiment}"] if experiment else []), what, count])
-    return f"report: {name}"[:MAX_NAME]
+                       *([f"experiment {experiment}"] if experiment else []), what,
+                       f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"])
+    return f"report: {name}"[:250]
 
 
 def ids_tag(run_ids) -> str:
     """The run ids, comma-separated, within MAX_IDS_TAG characters (the rest counted)."""
     ids = list(run_ids)
-    text = ",".join(ids)
-    if len(text) <= MAX_IDS_TAG:
-        return text
     kept: list[str] = []
     for i, run_id in enumerate(ids):
         more = f",... (+{len(ids) - i} more: job_runs.csv)"
         if len(",".join([*kept, run_id])) + len(more) > MAX_IDS_TAG:
             return ",".join(kept) + more
         kept.append(run_id)
-    return text  # not reached
+    return ",".join(ids)
 
 
 def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, float]:
@@ -145,17 +120,13 @@ def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, f
         for arm, value in entry.get("best", {}).items():
             metrics[metric_key("best", task, model, arm, entry["metric"])] = value
         for dtype, best in entry.get("best_by_dtype", {}).items():
-            if dtype != REFERENCE_DTYPE:
-                for arm, value in best.items():
-                    metrics[metric_key("best_by_dtype", dtype, task, model, arm,
-                                       entry["metric"])] = value
+            for arm, value in best.items() if dtype != REFERENCE_DTYPE else ():
+                metrics[metric_key("best_by_dtype", dtype, task, model, arm,
+                                   entry["metric"])] = value
     for task, crossings in summary.get("break_even", {}).items():
-        if tasks is not None and task not in tasks:
-            continue
-        for cross in crossings:
+        for cross in crossings if tasks is None or task in tasks else ():
             metrics[metric_key("break_even", task, *cross["fine_tuned"].split("/"), "vs",
-                               *cross["prompting"].split("/"))] = \
-                cross["break_even_predictions"]
+                               *cross["prompting"].split("/"))] = cross["break_even_predictions"]
     return {k: float(v) for k, v in metrics.items() if v is not None}
 
 
@@ -165,32 +136,27 @@ def metric_key(*segments: str) -> str:
     return "/".join("_" if s in (".", "..") else s for s in clean)[:250].rstrip("/")
 
 
-def headline(summary: dict) -> list[str]:
-    """Per task: the best arm (over its models) and its quality, from summary.json."""
+def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
+    """The run page's description (markdown): each task's best arm (over its models) and its
+    quality, then a link to every job run (as many as fit; job_runs.csv has them all)."""
     best: dict[str, tuple[float, str, str, str]] = {}
     for name, entry in summary.get("tasks", {}).items():
         task, _, model = name.partition("/")
         for arm, value in entry.get("best", {}).items():
             if value is not None and (task not in best or value > best[task][0]):
                 best[task] = (value, arm, model, entry["metric"])
-    return [f"- **{task}**: {arm} ({model}), {metric} {value:.3f}"
-            for task, (value, arm, model, metric) in sorted(best.items())]
-
-
-def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
-    """The run page's description (markdown): the headline, then a link to every job run
-    (as many as fit; job_runs.csv has them all)."""
     study = shared_study(jobs)
     lines = [f"Report of **{len(jobs)} job runs**" + (f" (study `{study}`)" if study else "")
              + f" on {', '.join(sorted(jobs['task'].unique()))}. Tables and plots: "
              "**report.html** under Artifacts.", "",
              "**Best arm per task** (each arm at its best float32 cell)", "",
-             *(headline(summary) or ["- no quality logged"]), ""]
+             *([f"- **{task}**: {arm} ({model}), {metric} {value:.3f}"
+                for task, (value, arm, model, metric) in sorted(best.items())]
+               or ["- no quality logged"]), ""]
     if parents:
         lines += ["**Parent runs** (sweep or study): " + ", ".join(
             f"[{p['name'] or p['run_id']}]({p['link']})" for p in parents), ""]
-    lines += ["**Job runs** (all of them in job_runs.csv)", ""]
-    text = "\n".join(lines)
+    text = "\n".join([*lines, "**Job runs** (all of them in job_runs.csv)", ""])
     for i, r in enumerate(jobs.itertuples()):
         line = (f"\n- [{r.task} · {r.model} · {r.arm} · n={int(r.n_labels)} · seed {r.seed}]"
                 f"({r.link})")
@@ -202,8 +168,8 @@ def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
 
 
 def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
-    """The parent runs (sweep, DVC study) of the job runs: id, name, UI link. One that cannot
-    be read (deleted) is left out with a warning."""
+    """The parent runs (sweep, DVC study) of the job runs: id, name, group, UI link. One that
+    cannot be read (deleted) is left out with a warning."""
     found = []
     for run_id in sorted(set(jobs["parent_run_id"]) - {""}):
         try:

@@ -1,36 +1,22 @@
-"""The report's plots: quality against cost (with the Pareto front), against the label budget
-(prompting arms as bands), its spread over prompts, across model sizes, total cost by volume.
-
-Conventions, the same in every plot: one colour per arm (`arm_colors`); every quality point
-carries its cell's 95% interval (none drawn where the cell has none); classification quality
-plots show chance, a uniform guess over the task's classes. A plot with nothing to show (one
-label budget, one run per prompt, one model, nothing priced) is not drawn: its function
-returns a one-line note saying what is missing, and None when it drew."""
+"""The report's plots. In every one: one colour per arm (`arm_colors`), each quality point with
+its cell's 95% interval, chance (a uniform guess over the classes) on classification plots. A
+plot with nothing to show is not drawn: its function returns a one-line note saying what is
+missing (None when it drew)."""
 
 import math
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
+from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, prompting
+from .comparisons import pareto_front
+from .runs import REFERENCE_DTYPE
+from .tables import params
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .load import REFERENCE_DTYPE  # noqa: E402
-from .stats import (  # noqa: E402
-    arm_order,
-    best,
-    complete,
-    dtype_rank,
-    dtypes,
-    fitted,
-    pareto_front,
-    prompting,
-)
-from .words import label, params  # noqa: E402
+plt.switch_backend("Agg")  # files only, no window
 
 ARM_COLORS = {"zero_shot": "tab:blue", "few_shot": "tab:orange", "full_finetune": "tab:green",
               "lora": "tab:red", "hybrid": "tab:purple"}
@@ -38,31 +24,23 @@ ARM_COLORS = {"zero_shot": "tab:blue", "few_shot": "tab:orange", "full_finetune"
 FALLBACK_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "#1b9e77", "#d95f02",
                    "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
 DTYPE_MARKERS = {"float32": "o", "bfloat16": "s", "float16": "^", "int8": "D"}
-CHANCE_STYLE = {"color": "black", "linestyle": ":", "lw": 1.2}
 
 
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
     """Each arm's colour: the standard arms' own, any other name (sorted) the next colour of a
     qualitative palette after them. Pass every arm of the report so that every plot agrees."""
-    names = sorted(set(arms))
-    others = [arm for arm in names if arm not in ARM_COLORS]
-    colors = {arm: ARM_COLORS[arm] for arm in names if arm in ARM_COLORS}
-    colors.update({arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
-                   for i, arm in enumerate(others)})
-    return colors
-
-
-def chance_label(n_classes: int) -> str:
-    return f"chance (1/{n_classes} classes)"
+    names = set(arms)
+    others = sorted(names - set(ARM_COLORS))
+    return {**{arm: color for arm, color in ARM_COLORS.items() if arm in names},
+            **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)] for i, arm in enumerate(others)}}
 
 
 def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
-                         colors: dict | None = None, n_classes: int | None = None) -> str | None:
+                         colors: dict, n_classes: int | None = None) -> str | None:
     priced = table[table["quality"].notna() & table["usd_per_1k"].notna()]
     if priced.empty:
         return (f"quality vs cost: no cell logged both {metric} and a per-call cost "
                 "(cost/usd_per_1k_predictions)")
-    colors = colors or arm_colors(table["arm"])
     fig, ax = plt.subplots(figsize=(7, 5))
     for arm in arm_order(priced):
         for dtype, group in priced[priced["arm"] == arm].groupby("dtype"):
@@ -70,20 +48,17 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
                      label=label(arm, dtype))
     edge = priced[pareto_front(priced)].sort_values("usd_per_1k")
     ax.plot(edge["usd_per_1k"], edge["quality"], "k--", lw=1, label="Pareto front")
-    _chance(ax, n_classes)
     if (priced["usd_per_1k"] > 0).any():
         ax.set_xscale("log")
     unpriced = len(table) - len(priced)
     ax.set(xlabel="USD per 1,000 predictions (log)"
            + (f"; {unpriced} cell(s) without a cost not shown" if unpriced else ""),
            ylabel=metric, title=f"Quality vs inference cost (N={int(table['runs'].sum())} runs)")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return None
+    return _finish(fig, path, n_classes)
 
 
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
-                         colors: dict | None = None, n_classes: int | None = None) -> str | None:
+                         colors: dict, n_classes: int | None = None) -> str | None:
     """Fine-tuned arms against the label budget, prompting arms as horizontal bands (their
     best cell's interval; at reduced precision: dashed lines, no band). Needs a fine-tuned
     arm at two or more budgets."""
@@ -97,7 +72,6 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
                 f"train_size={','.join(map(str, _smaller_budgets(tuned['n_labels'].max())))} "
                 "to draw it")
-    colors = colors or arm_colors(table["arm"])
     fig, ax = plt.subplots(figsize=(7, 5))
     for dtype in dtypes(table):
         cells_of = table[table["dtype"] == dtype]
@@ -111,12 +85,10 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
             top = best(prompts[prompts["arm"] == arm])
             if top is None:
                 continue
-            low, high = _interval(top)
-            if dtype == REFERENCE_DTYPE and not math.isnan(low):
-                ax.axhspan(low, high, color=colors[arm], alpha=0.2)
+            if dtype == REFERENCE_DTYPE and not math.isnan(top["quality_low"]):
+                ax.axhspan(top["quality_low"], top["quality_high"], color=colors[arm], alpha=0.2)
             ax.axhline(top["quality"], color=colors[arm], lw=1, linestyle=style,
                        label=f"{label(arm, dtype)} (k={int(top['n_labels'])})")
-    _chance(ax, n_classes)
     ticks = sorted(tuned["n_labels"].unique())
     if min(ticks) > 0:
         ax.set_xscale("log")
@@ -124,17 +96,13 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         ax.minorticks_off()
     ax.set(xlabel="labelled training examples (log)", ylabel=metric,
            title="How many labels is a prompt worth?")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return None
+    return _finish(fig, path, n_classes)
 
 
-def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path,
-                            colors: dict | None = None,
+def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors: dict,
                             n_classes: int | None = None) -> str | None:
     """Spread of quality across templates, demo orders and seeds for the prompting arms: one
     box per arm and k, each run a dot. Needs an arm and k with two or more runs."""
-    runs = complete(runs)
     prompts = prompting(runs)
     order = {arm: i for i, arm in enumerate(arm_order(prompts))} if not prompts.empty else {}
     groups = sorted(((dtype, arm, int(k), group["quality"].dropna()) for (dtype, arm, k), group
@@ -146,7 +114,6 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path,
         held = ", ".join(f"{label(arm, dtype)} k={k}" for dtype, arm, k, _ in groups)
         return (f"prompt sensitivity: one run per prompting arm and k ({held}); run several "
                 "templates (task.prompt), demo orders (arm.order_seed) or seeds to draw it")
-    colors = colors or arm_colors(runs["arm"])
     fig, ax = plt.subplots(figsize=(7, 4))
     boxes = ax.boxplot([values.tolist() for *_, values in groups], patch_artist=True,
                        medianprops={"color": "black"},
@@ -157,22 +124,17 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path,
         box.set(facecolor=colors[arm], alpha=0.35, edgecolor=colors[arm])
         ax.plot(np.full(len(values), x) + _jitter(len(values)), values, "o", ms=3,
                 color=colors[arm])
-    _chance(ax, n_classes)
-    if n_classes:
-        ax.legend(fontsize=8)
     ax.set(ylabel=metric, title="Prompt sensitivity (templates x demo orders x seeds)")
-    _save(fig, path)
-    return None
+    return _finish(fig, path, n_classes, legend=bool(n_classes))
 
 
-def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict | None = None) -> str | None:
+def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict) -> str | None:
     """Agreement of each cell's runs (the share of test examples every seed answered alike):
     one bar per cell, in the arm's colour. Needs a cell with two or more runs."""
     shown = cells[cells["agreement"].notna()] if "agreement" in cells else cells.iloc[:0]
     if shown.empty:
         return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
                 "whether an arm answers the same way every time")
-    colors = colors or arm_colors(cells["arm"])
     order = {arm: i for i, arm in enumerate(arm_order(shown))}
     shown = shown.assign(_o=shown["arm"].map(order)).sort_values(["_o", "n_labels"])
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -182,17 +144,15 @@ def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict | None = None
     ax.set_xticks(range(len(shown)), names, fontsize=8)
     ax.set(ylim=(0, 1), ylabel="share of test examples answered alike by every run",
            title="Consistency across seeds (each cell's runs)")
-    _save(fig, path)
-    return None
+    return _finish(fig, path, legend=False)
 
 
 def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
-                     colors: dict | None = None, n_classes: int | None = None) -> str | None:
+                     colors: dict, n_classes: int | None = None) -> str | None:
     """Quality per model (x axis, by parameter count, API models last), one line per arm."""
     if scale["model"].nunique() < 2:
         return (f"model scale: one model ({scale['model'].iloc[0]}); run the arms with other "
                 "model= values (e.g. distilgpt2, gpt2, gpt2-medium) to draw it")
-    colors = colors or arm_colors(scale["arm"])
     keys = list(dict.fromkeys(zip(scale["model"], scale["dtype"], strict=True)))
     where = {key: i for i, key in enumerate(keys)}
     sizes = dict(zip(zip(scale["model"], scale["dtype"], strict=True), scale["model_params"],
@@ -210,30 +170,26 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
             if not part.empty:
                 _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
                          part, colors[arm], **style)
-    _chance(ax, n_classes)
     ax.set_xticks(range(len(keys)), [f"{label(m, d)}\n{params(sizes[(m, d)])}"
                                       for m, d in keys])
     ax.set(xlabel="model, by parameter count (API models last; hollow: reduced precision "
                   "or API)", ylabel=metric,
            title=f"{task}: quality by model size")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return None
+    return _finish(fig, path, n_classes)
 
 
 def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
-                        path: Path, colors: dict | None = None) -> str | None:
+                        path: Path, colors: dict) -> str | None:
     """Total cost against the number of predictions, one line per arm (a fine-tuned arm
     starts at its up-front cost; one line style per model), break-even volumes marked where a
     fine-tuned line crosses below a prompting one."""
-    priced = costs[costs["per_call"].notna()] if not costs.empty else costs
+    priced = costs[costs["per_call"].notna()]
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
                 "set a cost profile (conf/cost/) or an API's token prices to draw it")
-    colors = colors or arm_colors(costs["arm"])
-    finite = crossings["break_even_predictions"].replace(math.inf, math.nan).dropna() \
-        if not crossings.empty else pd.Series(dtype=float)
-    top = max(1e6, 10 * finite.max()) if not finite.empty else 1e6
+    if not crossings.empty:  # those that happen
+        crossings = crossings[crossings["break_even_predictions"] < math.inf]
+    top = 1e6 if crossings.empty else max(1e6, 10 * crossings["break_even_predictions"].max())
     volumes = np.logspace(0, math.log10(top), 200)
     models = list(dict.fromkeys(zip(priced["model"], priced["dtype"], strict=True)))
     styles = ("-", "--", ":", "-.")
@@ -242,8 +198,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
                 linestyle=style, label=label(f"{row['model']}/{row['arm']}", row["dtype"]))
-    for _, cross in crossings[crossings["break_even_predictions"] < math.inf].iterrows() \
-            if not crossings.empty else []:
+    for _, cross in crossings.iterrows():
         v = cross["break_even_predictions"]
         y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]
         ax.plot([v], [y], "kx")
@@ -253,31 +208,27 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         ax.set_yscale("log")
     ax.set(xlabel="predictions served", ylabel="total USD (training + calls)",
            title=f"{task}: total cost by volume (x: break-even)")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return None
+    return _finish(fig, path)
 
 
 def _quality(ax, x, cells: pd.DataFrame, color: str, **style) -> None:
     """Quality points (or a line) with each cell's 95% interval as error bars; a cell without
     an interval gets none."""
-    low, high = _interval(cells)
-    yerr = np.vstack([cells["quality"] - low, high - cells["quality"]])
+    yerr = np.vstack([cells["quality"] - cells["quality_low"],
+                      cells["quality_high"] - cells["quality"]])
     ax.errorbar(x, cells["quality"], yerr=yerr, color=color, capsize=3, **style)
 
 
-def _interval(cells):
-    """(low, high) of the 95% interval: the bootstrap's bounds, or quality ± the t half-width
-    (frames without bounds); NaN where there is none."""
-    if "quality_low" in cells and "quality_high" in cells:
-        return cells["quality_low"], cells["quality_high"]
-    return cells["quality"] - cells["quality_ci"], cells["quality"] + cells["quality_ci"]
-
-
-def _chance(ax, n_classes: int | None) -> None:
-    """A uniform guess over the classes (classification only: the caller passes None else)."""
+def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) -> None:
+    """Chance (classification: a uniform guess over the classes), the legend, and the file:
+    None, the plot was drawn."""
+    ax = fig.axes[0]
     if n_classes and n_classes >= 2:
-        ax.axhline(1 / n_classes, label=chance_label(n_classes), **CHANCE_STYLE)
+        ax.axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)", color="black",
+                   linestyle=":", lw=1.2)
+    if legend:
+        ax.legend(fontsize=8)
+    _save(fig, path)
 
 
 def _marker(dtype: str) -> str:

@@ -1,24 +1,18 @@
-"""Write the report: table.csv, report.md, report.html (the same, plots embedded), the plots,
-one recommendation file per task x model and summary.json (for `dvc metrics`), under one
-folder. A plot with nothing to show is not drawn; report.md says why in its place."""
+"""Write the report under one folder: table.csv, report.md, report.html (the same on one page,
+plots embedded, for MLflow's artifact viewer), the plots, one recommendation file per task x
+model and summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
 
+import base64
+import html
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
-from .costs import arm_costs, at_volume, break_even
-from .html import render_html
-from .load import latest_of_identical
-from .markdown import (
-    break_even_table,
-    cells_table,
-    precision_table,
-    scale_table,
-    sensitivity_table,
-    volume_table,
-)
+from . import comparisons, tables
+from .cells import dtypes, reduced, reference, summarise
 from .plots import (
     arm_colors,
     plot_consistency,
@@ -28,28 +22,16 @@ from .plots import (
     plot_prompt_sensitivity,
     plot_quality_vs_cost,
 )
-from .stats import (
-    complete,
-    dtypes,
-    model_scale,
-    pareto_front,
-    precision_effect,
-    reduced,
-    reference,
-    sensitivity,
-    summarise,
-)
-from .words import advise, recommend_scale
+from .runs import latest_of_identical
+from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
 
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
-    """Write table.csv, report.md, report.html, plots and summary.json under `out`; return the
-    summary.
-    `volume`: also rank every arm by its total cost for that many predictions."""
+    """Write the report under `out` and return its summary; with `volume`, rank every arm by
+    its total cost for that many predictions."""
     runs, reruns = latest_of_identical(runs)
-    runs = complete(runs)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
@@ -68,7 +50,7 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
         if task_cells["model"].nunique() > 1:
             md += _scale_section(task, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text(render_html("\n".join(md), out, title=TITLE))
+    (out / "report.html").write_text(render_html("\n".join(md), out))
     summary = _json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
@@ -103,27 +85,24 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
                    chance, out: Path, colors: dict, summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
     metric = cells["metric"].iloc[0].removeprefix("test/")
-    stem, plots = f"{task}_{model}", out / "plots"
+    stem = out / "plots" / f"{task}_{model}"
     figures = [
-        _figure("quality vs cost", plots / f"{stem}_quality_vs_cost.png",
-                plot_quality_vs_cost, cells, metric, colors=colors, n_classes=chance),
-        _figure("data efficiency", plots / f"{stem}_data_efficiency.png",
-                plot_data_efficiency, cells, metric, colors=colors, n_classes=chance),
-        _figure("prompt sensitivity", plots / f"{stem}_prompt_sensitivity.png",
-                plot_prompt_sensitivity, task_runs, metric, colors=colors, n_classes=chance),
-        _figure("consistency", plots / f"{stem}_consistency.png", plot_consistency,
-                cells, colors=colors)]
-    advice = advise(cells, metric)
-    shown = cells.assign(pareto=pareto_front(cells))
-    spread = sensitivity(task_runs)
-    effect = precision_effect(cells) if reduced(cells) else pd.DataFrame()
+        _figure(stem, "quality vs cost", plot_quality_vs_cost, cells, metric, colors=colors,
+                n_classes=chance),
+        _figure(stem, "data efficiency", plot_data_efficiency, cells, metric, colors=colors,
+                n_classes=chance),
+        _figure(stem, "prompt sensitivity", plot_prompt_sensitivity, task_runs, metric,
+                colors=colors, n_classes=chance),
+        _figure(stem, "consistency", plot_consistency, cells, colors=colors)]
+    shown = cells.assign(pareto=comparisons.pareto_front(cells))
+    spread = comparisons.sensitivity(task_runs)
+    effect = comparisons.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
-    (out / f"recommendation_{stem}.txt").write_text("\n".join(advice) + "\n")
     return [f"## {task} / {model}", "", *_ranking(task_runs),
-            cells_table(shown, metric), "",
-            *(precision_table(effect, metric) if not effect.empty else []),
-            "**Recommendation**", "", *[f"- {line}" for line in advice], "",
-            *(sensitivity_table(spread, metric) if len(task_runs) > len(cells) else []),
+            tables.cells_table(shown, metric), "",
+            *(tables.precision_table(effect, metric) if not effect.empty else []),
+            *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
+            *(tables.sensitivity_table(spread, metric) if len(task_runs) > len(cells) else []),
             *_figures(figures)]
 
 
@@ -131,23 +110,23 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
                    summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
     metric = task_cells["metric"].iloc[0].removeprefix("test/")
-    scale = model_scale(task_cells)
-    figure = _figure("model scale", out / "plots" / f"{task}_model_scale.png", plot_model_scale,
-                     scale, metric, task, colors=colors, n_classes=chance)
-    advice = recommend_scale(scale, metric)
-    summary.setdefault("model_scale", {})[task] = {
-        "metric": metric,
-        "cells": [{"model": r["model"], "dtype": r["dtype"], "arm": r["arm"],
-                   "n_labels": int(r["n_labels"]), "total_params": r["model_params"],
-                   "runs": int(r["runs"]), "quality": r["quality"],
-                   "quality_ci": r["quality_ci"], "perplexity": r["perplexity"],
-                   "bits_per_byte": r["bits_per_byte"],
-                   "unparsed_rate": r["unparsed_rate"], "usd_per_1k": r["usd_per_1k"]}
-                  for _, r in scale.iterrows()]}
-    (out / f"recommendation_{task}_model_scale.txt").write_text("\n".join(advice) + "\n")
-    return [f"## {task}: model scale", "", *scale_table(scale, metric),
-            "**Recommendation**", "", *[f"- {line}" for line in advice], "",
+    scale = comparisons.model_scale(task_cells)
+    figure = _figure(out / "plots" / task, "model scale", plot_model_scale, scale, metric, task,
+                     colors=colors, n_classes=chance)
+    columns = ["model", "dtype", "arm", "n_labels", "model_params", "runs", "quality",
+               "quality_ci", "perplexity", "bits_per_byte", "unparsed_rate", "usd_per_1k"]
+    summary.setdefault("model_scale", {})[task] = {"metric": metric, "cells": scale[columns]
+        .rename(columns={"model_params": "total_params"}).to_dict("records")}
+    return [f"## {task}: model scale", "", *tables.scale_table(scale, metric),
+            *_recommendation(out / f"recommendation_{task}_model_scale.txt",
+                             recommend_scale(scale, metric)),
             *_figures([figure])]
+
+
+def _recommendation(path: Path, advice: list[str]) -> list[str]:
+    """The advice into its own file, and as report.md's lines."""
+    path.write_text("\n".join(advice) + "\n")
+    return ["**Recommendation**", "", *[f"- {line}" for line in advice], ""]
 
 
 def _ranking(runs: pd.DataFrame) -> list[str]:
@@ -163,9 +142,10 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
                   plots: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
-    costs = arm_costs(cells, search)
-    crossings = break_even(costs) if costs["per_call"].notna().any() else pd.DataFrame()
-    figure = _figure("cost vs volume", plots / f"{task}_cost_vs_volume.png",
+    costs = comparisons.arm_costs(cells, search)
+    priced = costs["per_call"].notna().any()
+    crossings = comparisons.break_even(costs) if priced else pd.DataFrame()
+    figure = _figure(plots / task, "cost vs volume",
                      plot_cost_vs_volume, costs, crossings, task, colors=colors)
     lines = [f"## {task}: cost by volume", ""]
     if figure[2] is not None:  # nothing priced: the note, no table
@@ -174,29 +154,27 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     metric = cells["metric"].iloc[0].removeprefix("test/")
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
-              *(break_even_table(crossings, metric) if not crossings.empty else []),
+              *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
               *_figures([figure])]
     if volume:
-        ranked = at_volume(costs, volume)
+        ranked = comparisons.at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
             "volume": volume, "ranked": ranked[["arm_name", "total_usd", "quality"]]
             .to_dict("records")}
-        lines += volume_table(ranked, volume, metric)
+        lines += tables.volume_table(ranked, volume, metric)
     return lines
 
 
 def task_classes(runs: pd.DataFrame) -> int | None:
-    """A task's number of classes, for the chance line: the runs' own (`data/n_classes`, else
-    their `task.labels.*` params) when they agree; None without labels or when unknown."""
-    if runs.empty or "n_classes" not in runs:
-        return None
+    """A task's number of classes, for the chance line, when its runs agree on one."""
     found = set(runs["n_classes"].dropna().astype(int))
     return found.pop() if len(found) == 1 else None
 
 
-def _figure(name: str, path: Path, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
-    """Draw one plot: (name, path, None), or (name, path, the note) when there is nothing to
-    draw; then an image left from an earlier report at that path is removed."""
+def _figure(stem: Path, name: str, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
+    """Draw one plot into `<stem>_<name>.png`: (name, path, None), or (name, path, the note)
+    when there is nothing to draw (then an image left there by an earlier report goes)."""
+    path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
     note = plot(*args, path=path, **kwargs)
     if note is not None:
         path.unlink(missing_ok=True)
@@ -247,3 +225,42 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; line-height: 1.45; color: #1f2328; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #d0d7de; padding: 0.25em 0.6em; }}
+th {{ background: #f6f8fa; }}
+tr:nth-child(even) td {{ background: #fafbfc; }}
+img {{ max-width: 48%; vertical-align: top; margin: 0.25em; }}
+code {{ background: #f6f8fa; padding: 0.1em 0.3em; border-radius: 3px; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def render_html(markdown: str, folder: Path) -> str:
+    """The markdown as one page (raw HTML in it escaped), each PNG under `folder` (the plots)
+    inlined as a data URI so that it shows wherever only the file travels."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(markdown)
+    for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
+        src = str(child.attrGet("src") or "")
+        path = (folder / src).resolve()
+        if (src and "://" not in src and not src.startswith(("/", "data:")) and path.is_file()
+                and path.is_relative_to(folder.resolve()) and path.suffix == ".png"):
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            child.attrSet("src", f"data:image/png;base64,{data}")
+    body = md.renderer.render(tokens, md.options, {})
+    return PAGE.format(title=html.escape(TITLE), body=body)

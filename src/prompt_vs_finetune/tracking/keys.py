@@ -11,7 +11,13 @@ on a sweep's parent run, not on job runs; `system/*` only where system metrics a
 from ..metrics import BOTH, HOSTED, LOCAL, Key
 from ..tasks import BUILT_IN, task_type
 
-__all__ = ["BOTH", "HOSTED", "KEYS", "LOCAL", "Key", "dashboard_metrics", "expected_keys"]
+__all__ = ["BOTH", "HOSTED", "KEYS", "LOCAL", "PER_EXAMPLE_FILE", "Key", "dashboard_metrics",
+           "expected_keys"]
+
+# The job <-> report contract: besides the keys and tags below, each job run logs this file
+# (each test example's quality, `values`, and prediction, in test-split order), which the
+# report resamples for its intervals and paired comparisons.
+PER_EXAMPLE_FILE = "per_example.json"
 
 COMMON: dict[str, Key] = {
     # quality, on the test split

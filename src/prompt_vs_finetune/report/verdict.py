@@ -1,88 +1,38 @@
-"""The report in plain words: numbers as they are shown, and the recommendation per task x
-model (which arm to use, from how many labels fine-tuning wins), per dtype and across models."""
+"""The verdict in plain words, per task x model: which arm to use, from how many labels
+fine-tuning beats the best prompt, what a reduced precision changes, and across models."""
 
 import math
 
 import pandas as pd
 
-from .load import REFERENCE_DTYPE
-from .stats import arm_order, best, crossover, dtypes, fitted, precision_effect, prompting
-
-
-def num(value, spec: str = ".3g") -> str:
-    """A number for a table; "n/a" when the runs did not log it (NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return format(value, spec)
-
-
-def quality(row) -> str:
-    """The mean and its 95% interval: [low, high] from the bootstrap over test examples and
-    seeds, or ± the t half-width over seeds (marked †: no test-set noise in it) for runs
-    without per-example values; "n/a" when no run logged the quality metric."""
-    if math.isnan(row["quality"]):
-        return "n/a"
-    if row.get("interval") == "bootstrap":
-        return f"{row['quality']:.3f} [{row['quality_low']:.3f}, {row['quality_high']:.3f}]"
-    ci = "" if math.isnan(row["quality_ci"]) else f" ± {row['quality_ci']:.3f}†"
-    return f"{row['quality']:.3f}{ci}"
-
-
-def cell(row) -> str:
-    runs = int(row["runs"])
-    return f"{quality(row)} ({runs} run{'' if runs == 1 else 's'})"
-
+from .cells import arm_order, best, dtypes, fitted, label, prompting
+from .comparisons import crossover, precision_effect
+from .tables import cell, num, params
 
 AT_CHANCE = "at chance by construction"
 RANDOM_WEIGHTS = f"{AT_CHANCE}: random weights"
 
 
-def tied_best(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose quality equals the best one's as the report shows it (3 decimals): one
-    row, or the arms that tie, which no "best" may pick between."""
-    scored = rows[rows["quality"].notna()]
-    if scored.empty:
-        return scored
-    shown = scored["quality"].round(3)
-    return scored[shown == shown.max()]
-
-
-def params(n) -> str:
-    """A parameter count in words: 82M, 1.56B; "n/a" when not logged (API models)."""
-    if n is None or math.isnan(n):
-        return "n/a"
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def label(model_or_arm: str, dtype: str) -> str:
-    """A model or arm name, with its dtype unless float32."""
-    return model_or_arm if dtype == REFERENCE_DTYPE else f"{model_or_arm} ({dtype})"
-
-
 def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True) -> list[str]:
-    """Plain-words recommendation for one task x model (at one precision), from its table.
-    With only prompting arms (an API model) it says so, unless `prompting_only_note` is off."""
-    lines = []
+    """The recommendation for one task x model at one precision, from its cells; with only
+    prompting arms (an API model) it says so, unless `prompting_only_note` is off."""
     top = best(table)
     if top is None:
         return [f"No run logged {metric}: nothing to recommend."]
-    random = not table["pretrained"].all() if "pretrained" in table else False
     if table["runs"].max() < 2 and not (table["interval"] == "bootstrap").any():
-        lines.append(f"Evidence too thin to recommend: every cell has a single run and no "
-                     f"per-example values, so no confidence interval. Rerun with seed=0,1,2 "
-                     f"(best {metric} so far: {top['arm']}).")
-        return lines
-    if table["runs"].max() < 2:
-        lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
-                     "not the seed's; rerun with seed=0,1,2 for both.")
+        return [f"Evidence too thin to recommend: every cell has a single run and no "
+                f"per-example values, so no confidence interval. Rerun with seed=0,1,2 "
+                f"(best {metric} so far: {top['arm']})."]
+    random = "pretrained" in table and not table["pretrained"].all()
+    lines = []
     if random:  # model.tiny: every prompting statement below is about a model that knows nothing
-        lines.insert(0, f"This model has random weights (model.tiny): its prompting arms are "
+        lines.append(f"This model has random weights (model.tiny): its prompting arms are "
                      f"{AT_CHANCE}, so nothing here says whether prompting a "
                      "pretrained model works; its fine-tuning rows check the pipeline, not the "
                      "rule. Run a pretrained model (model=smollm2) for a verdict.")
+    if table["runs"].max() < 2:
+        lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
+                     "not the seed's; rerun with seed=0,1,2 for both.")
     lines += _best_prompt(prompting(table), metric, random)
     trained = fitted(table)
     if prompting_only_note and trained.empty:
@@ -96,8 +46,10 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
 
 
 def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
-    """The best prompting arm, or the arms that tie for it (as shown, 3 decimals)."""
-    tied = tied_best(prompts)
+    """The best prompting arm, or the arms that tie for it as shown (3 decimals): no "best"
+    may pick between those."""
+    scored = prompts[prompts["quality"].notna()]
+    tied = scored[scored["quality"].round(3) == scored["quality"].round(3).max()]
     if tied.empty:
         return []
     caveat = f" ({RANDOM_WEIGHTS})" if random else ""
@@ -115,8 +67,8 @@ def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
-    """From which label budget a fine-tuned arm beats the best prompt, holding at every
-    larger budget tested; or that it does not; or, with one budget, only what was tested."""
+    """From which label budget a fine-tuned arm beats the best prompt for good, or that it
+    does not, or (one budget) only what was tested."""
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
@@ -154,8 +106,8 @@ def _difference(result: dict) -> str:
 
 
 def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned arm that trains fewer parameters (LoRA) against the one that trains the
-    most (full fine-tuning), at the largest label budget both ran."""
+    """Each fine-tuned arm against the one that trains the most parameters (LoRA against full
+    fine-tuning), at the largest label budget both ran."""
     arms = trained.groupby("arm")["trainable_params"].max().sort_values()
     if len(arms) < 2:
         return []
@@ -178,9 +130,9 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
 
 def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
     """One line per reduced dtype: its quality change against float32, and its cost."""
-    lines = []
     if effect.empty:  # no reduced-precision cell has a float32 twin
-        return lines
+        return []
+    lines = []
     for dtype, rows in effect.groupby("dtype", sort=False):
         rows = rows[rows["delta"].notna()]
         if rows.empty:
@@ -200,8 +152,8 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
 
 
 def advise(cells: pd.DataFrame, metric: str) -> list[str]:
-    """The recommendation for one task x model section: per dtype when there are several
-    (prefixed with the dtype), then the precision comparison."""
+    """The recommendation for one task x model: per dtype (prefixed) when there are several,
+    then the precision comparison."""
     present = dtypes(cells)
     if len(present) == 1:
         return recommend(cells, metric)
@@ -214,13 +166,12 @@ def advise(cells: pd.DataFrame, metric: str) -> list[str]:
 def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:
     """The best cell across models, and the smallest model whose best cell is not clearly
     worse (95% intervals overlap)."""
-    scored = scale[scale["quality"].notna()]
-    if scored.empty:
+    top = best(scale)
+    if top is None:
         return []
-    top = scored.loc[scored["quality"].idxmax()]
     floor = top["quality"] - (0 if math.isnan(top["quality_ci"]) else top["quality_ci"])
-    close = scored[scored["quality"] + scored["quality_ci"].fillna(0) >= floor]
-    small = close.iloc[0]  # `scale` is in parameter order, API models last
+    # `scale` is in parameter order, API models last
+    small = scale[scale["quality"] + scale["quality_ci"].fillna(0) >= floor].iloc[0]
 
     def model_cell(r) -> str:
         return (f"{label(r['model'], r['dtype'])} ({params(r['model_params'])}) {r['arm']}, "
