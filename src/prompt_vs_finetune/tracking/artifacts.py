@@ -121,12 +121,10 @@ def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: in
 
 
 def log_fitted_model(model, tokenizer, cfg) -> str:
-    """The fine-tuned model as an MLflow transformers model (a text-generation pipeline), to
-    register and serve: full fine-tuning, the whole model and its tokenizer; LoRA, the PEFT
-    adapter and the tokenizer, with the base model referenced (its Hub name, or its local
-    folder, which must still be there to load it). Offline-safe: the model card is written
-    here instead of fetched from the Hub, and the requirements are pinned from what is
-    installed instead of inferred by loading the model in a subprocess. Returns the model URI."""
+    """The fine-tuned model as an MLflow text-generation pipeline, to register and serve: the
+    whole model, or a LoRA adapter with its base model referenced (its Hub name, or its local
+    folder, which must still be there to load it); with the tokenizer. Offline-safe: the model
+    card is written here, and the requirements pinned from what is installed. Its URI."""
     from importlib.metadata import PackageNotFoundError, version
 
     from huggingface_hub import ModelCard

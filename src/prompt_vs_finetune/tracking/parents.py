@@ -1,18 +1,9 @@
 """Parent runs: a Hydra multirun, or a DVC study, is one parent run in each MLflow experiment
-its jobs log to, with the job runs nested under it (the tag `mlflow.parentRunId`), so a
-36-job study is one row to expand, not 36 loose runs.
-
-A job finds its group's parent by tag (`pvf.parent=true`, `pvf.group=<key>`) in its own
-experiment, or creates it under the store's file lock (parallel jobs: one parent per group
-and experiment). A parent is created FINISHED (children nest under it whatever its status),
-so a killed sweep leaves no run RUNNING forever. The group key:
-
-- a multirun: its sweep folder (`multirun/<time>`);
-- a study (`study=...`, or any job that `dvc repro` / `dvc exp run` starts): the study's name
-  and the DVC experiment (`dvc exp run` names it), or else the git commit.
-
-At the end of a multirun, the SweepSummary callback (tracking/sweep.py) logs the sweep's
-summary into its parents.
+its jobs log to, the job runs nested under it, so a 36-job study is one row to expand. A job
+finds its group's parent by tag (`pvf.parent=true`, `pvf.group=<key>`), or creates it under
+the store's lock (one per group and experiment), FINISHED at once, so a killed sweep leaves
+no run RUNNING. The group key: a multirun's sweep folder; a study's name (`study=...`, or any
+job DVC starts) and its DVC experiment, or else the git commit.
 """
 
 import json

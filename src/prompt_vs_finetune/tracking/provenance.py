@@ -1,10 +1,7 @@
 """Where a result came from: the code (a hash of the package's sources, the git commit and
-whether tracked code differs from it), the config (a hash of what determines the result) and,
-under DVC, which files DVC rewrites as it runs.
-
-A leaf (the standard library and OmegaConf), so the warm-start client, resume, the prediction
-cache and the runs' tags share one code version without importing MLflow.
-"""
+whether tracked code differs from it) and the config (a hash of what determines the result).
+A leaf (no MLflow), so the warm-start client, resume, the prediction cache and the runs' tags
+share one code version."""
 
 import functools
 import hashlib
@@ -49,17 +46,8 @@ def _git(*args: str) -> str | None:
 
 def changed_files() -> list[str] | None:
     """Tracked files that differ from HEAD (from the repository root); None outside git."""
-    out = _git("status", "--porcelain=v1", "-z", "--untracked-files=no")
-    if out is None:
-        return None
-    entries, paths = iter(out.split("\0")), []
-    for entry in entries:
-        if len(entry) < 4:
-            continue
-        paths.append(entry[3:])
-        if entry[0] in "RC":  # a rename or copy: its source path follows
-            next(entries, None)
-    return paths
+    out = _git("diff", "HEAD", "--name-only", "--find-renames", "-z")
+    return None if out is None else [path for path in out.split("\0") if path]
 
 
 def _yaml_stages(path: Path) -> dict:

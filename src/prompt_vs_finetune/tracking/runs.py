@@ -1,16 +1,9 @@
-"""MLflow: one run per job, owned by the job, ended with the job's real outcome.
-
-Lightning's MLFlowLogger ends its run when `trainer.fit` finishes; a job here runs fit *and*
-test, so the job opens the run, the logger writes into it, and only the job's outcome sets the
-final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ctrl-C or on
-SIGTERM, a preemption (what SLURM, Kubernetes or a spot instance sends before it kills a job):
-the job stops at a safe point and a fine-tuning job keeps its resume state, so the same
-command continues (exit code 143, what a scheduler expects).
-
-Outside Lightning SIGTERM raises `Preempted` at once. While Lightning runs it is only noted:
-Lightning's own handler, which calls this one too, stops after the current batch, and its
-`SIGTERMException` becomes `Preempted` in backends/local.py (no Lightning import here, so a
-hosted job never loads it).
+"""One MLflow run per job, which the job opens (Lightning's logger writes into it; it would
+end the run after `fit`) and ends with its real outcome: FINISHED after the last artifact,
+FAILED on an error, KILLED on Ctrl-C or SIGTERM. SIGTERM is a preemption (what a scheduler or
+a spot instance sends before a kill): the job stops at a safe point, a fine-tuning job keeps
+its resume state and the same command continues (exit code 143). While Lightning runs, its
+own handler stops after the batch and backends/local.py turns its exception into `Preempted`.
 """
 
 import logging

@@ -1,11 +1,7 @@
 """Sweeps that lose nothing: a failed job is recorded and the sweep goes on; at the end, one
-screen says what finished and what failed (by override), and the exit code is non-zero when
-anything failed.
-
-Each job writes its outcome to `<sweep dir>/.pvf_jobs/<job number>.json` (this works in any
-launcher's worker process); the `SweepSummary` Hydra callback reads them in the parent, and
-logs the summary into the sweep's MLflow parent runs (tracking/parents.py).
-"""
+screen says what finished and what failed (by override), the summary goes into the sweep's
+parent runs, and the exit code is non-zero when anything failed. Each job writes its outcome
+to `<sweep dir>/.pvf_jobs/<num>.json`, which works in any launcher's worker process."""
 
 import json
 import logging
@@ -35,14 +31,13 @@ _job_run: dict[str, str | None] = {}  # this process's current job: its run and 
 
 
 def note_run(run_id: str, parent_run_id: str | None) -> None:
-    """The job's MLflow run and its parent, for the job's record (tracking/runs.py calls it)."""
+    """The job's MLflow run and its parent, for the job's record."""
     _job_run.clear()
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
 
 
 def record_job(error: str | None = None, results: dict[str, float] | None = None) -> None:
-    """Write this job's outcome and headline numbers for the summary (no-op outside a
-    multirun)."""
+    """This job's outcome and headline numbers for the summary (in a multirun)."""
     if not in_multirun():
         return
     hydra = HydraConfig.get()
@@ -103,9 +98,8 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
 
 
 class SweepSummary(Callback):
-    """Prints finished / failed per job after a multirun and logs it into the sweep's MLflow
-    parent runs; exits 1 when any job failed. At the start, names the sweep (its parent runs'
-    name) in the sweep folder."""
+    """At the start, names the sweep (its parent runs' name) in the sweep folder; at the end,
+    the summary."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         folder = Path(config.hydra.sweep.dir)
