@@ -51,10 +51,9 @@ def split_source(cfg, role: str):
 
 
 def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> None:
-    """The datasets the arm used, as the run's inputs, named `<task>/<split>`, with the
-    split's content hash as digest (the `data.*_sha256` params) and its use as context: an arm
-    that trains, `train` (training) and `validation`; one that shows demonstrations, `demos`
-    (the demonstrations themselves, not the pool they came from); every arm, `test`."""
+    """The datasets the arm used, as the run's inputs `<task>/<split>`, with the `data.*_sha256`
+    params as digests: `train` and `validation` for an arm that trains, the demonstrations
+    shown (not their pool) as `demos`, and `test`."""
     import datasets
     from mlflow.data.huggingface_dataset import from_huggingface
 

@@ -75,12 +75,10 @@ def sigterm_as_preemption():
 
 
 def hold_interrupts():
-    """Hold Ctrl-C back until the returned function is called: around the creation of a run,
-    so that a Ctrl-C lands either before the run exists or inside the block that ends it,
-    never in between. A SIGINT handler that only notes the signal, not a blocked signal mask:
-    the mask is per thread, and a process's SIGINT reached another thread (MLflow's, torch's)
-    and was raised at once under load. The function restores the handler and re-raises what
-    arrived; calling it again does nothing."""
+    """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
+    what arrived: around a run's creation, so that a Ctrl-C lands before the run exists or in
+    the block that ends it. A handler, not a signal mask: the mask is per thread, and under
+    load a SIGINT reached another thread (MLflow's, torch's) and was raised at once."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived, done = [], []

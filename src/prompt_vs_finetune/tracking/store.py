@@ -39,9 +39,8 @@ def store_lock(tracking_uri: str) -> FileLock:
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the store and experiment, creating them if needed, and give the
     experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
-    theirs). Two jobs building a new sqlite store's tables at once (a joblib sweep, `dvc exp
-    run` in parallel), or creating one experiment twice, corrupt it: a file lock beside the
-    database serialises both; later writes rely on sqlite's own locking."""
+    theirs). Under a lock: parallel jobs building a new sqlite store, or one experiment, at
+    once corrupt it (later writes rely on sqlite's own locking)."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -66,10 +65,9 @@ def _experiment(name: str, tags: dict[str, str] | None):
 
 
 def dashboard_views(task_type: str) -> dict[str, str]:
-    """Two saved views of the runs table (the `Views` menu of the experiment's Runs tab): the
-    job runs (sweep and study parents out) with the Dataset and Models columns and the
-    comparison's metrics, best first; and the same averaged over seeds (grouped by the tag
-    `variant`, the run name less its seed)."""
+    """Two saved views of the runs table (its `Views` menu): the job runs (no parents) with the
+    Dataset and Models columns and the comparison's metrics, best first; and the same averaged
+    over seeds (grouped by the tag `variant`)."""
     metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
     if not metrics:
         return {}

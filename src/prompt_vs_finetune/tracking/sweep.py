@@ -75,10 +75,8 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
 
 def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
                       best: dict | None = None) -> None:
-    """Into a sweep's parent run: jobs finished / failed (`sweep/*` metrics), the failed jobs'
-    overrides (tag `failed_overrides`), the best objective of an optimising sweeper
-    (`sweep/best_objective`, tag `best_overrides`), the job table (`sweep.json`); and the
-    sweep's end as the parent's end time."""
+    """Into a sweep's parent run: `sweep/*` metrics, the tags `failed_overrides` and (an
+    optimising sweeper's) `best_overrides`, the job table (`sweep.json`) and its end time."""
     client = MlflowClient(tracking_uri)
     failed = [j for j in jobs if j["status"] != "finished"]
     values = {"sweep/jobs": len(jobs), "sweep/jobs_finished": len(jobs) - len(failed),
