@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from prompt_vs_finetune import job
 from prompt_vs_finetune.cli import disk_full
 from prompt_vs_finetune.errors import Preempted, UserError
-from prompt_vs_finetune.preemption import sigterm_as_preemption
+from prompt_vs_finetune.tracking.runs import sigterm_as_preemption
 from prompt_vs_finetune.train import ArmModule, resume
 
 from .conftest import INTENT_TRAIN, compose_config

@@ -9,8 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.provenance import config_hash, split_changes
-from prompt_vs_finetune.tracking.naming import MAX_PARAM_CHARS, flatten, redact_override, run_name
+from prompt_vs_finetune.tracking.naming import MAX_PARAM_CHARS, flatten, run_name
+from prompt_vs_finetune.tracking.provenance import config_hash, split_changes
+from prompt_vs_finetune.tracking.secrets import redact_override
 from prompt_vs_finetune.tracking.store import SAVED_VIEW_TAG
 
 from .conftest import compose_config
@@ -217,7 +218,7 @@ def test_dvc_outputs_come_from_the_lock_files(tmp_path, monkeypatch):
     """A stage's outputs from dvc.lock, resolved through the stage's wdir in dvc.yaml."""
     import subprocess
 
-    from prompt_vs_finetune.provenance import dvc_outputs
+    from prompt_vs_finetune.tracking.provenance import dvc_outputs
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "dvc.lock").write_text(
@@ -256,8 +257,12 @@ def test_log_model_refuses_weights_it_cannot_save(tmp_path):
 
 
 def test_a_parent_is_found_again_and_takes_an_optimising_sweeps_best(tmp_path):
-    from prompt_vs_finetune.tracking.parents import Group, log_sweep_summary, parent_run
-    from prompt_vs_finetune.tracking.sweep import OPTIMISATION_FILE, optimisation_result
+    from prompt_vs_finetune.tracking.parents import Group, parent_run
+    from prompt_vs_finetune.tracking.sweep import (
+        OPTIMISATION_FILE,
+        log_sweep_summary,
+        optimisation_result,
+    )
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -316,9 +321,8 @@ def test_a_sigterm_while_the_run_opens_ends_it_killed(tmp_path, monkeypatch):
     import signal
 
     from prompt_vs_finetune.errors import Preempted
-    from prompt_vs_finetune.preemption import sigterm_as_preemption
     from prompt_vs_finetune.tracking import runs
-    from prompt_vs_finetune.tracking.runs import mlflow_run
+    from prompt_vs_finetune.tracking.runs import mlflow_run, sigterm_as_preemption
 
     cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny")
     monkeypatch.setattr(runs, "note_run",

@@ -129,7 +129,7 @@ def test_sigterm_is_forwarded_and_sigkill_takes_the_job_with_it(project):
 
 def test_the_key_follows_sources_environment_and_packages(tmp_path, monkeypatch):
     """The sources count by content, through the code version resume and the caches use."""
-    from prompt_vs_finetune import provenance
+    from prompt_vs_finetune.tracking import provenance
 
     package = tmp_path / "pkg"
     package.mkdir()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from .backends import Predictions, backend_for, build
 from .checks import check_config, check_writable
 from .errors import Preempted, UserError
-from .preemption import sigterm_as_preemption
+from .tracking.runs import sigterm_as_preemption
 from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from .provenance import code_version
+from .tracking.provenance import code_version
 
 ENTRIES = {  # command -> (module, function) it runs
     "pvf": ("prompt_vs_finetune.cli", "main"),

@@ -26,7 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..project import write_atomic
-from ..provenance import code_version
+from ..tracking.provenance import code_version
 from ..settle import one_device
 from ..tasks import content_hash
 from ..usage import Usage

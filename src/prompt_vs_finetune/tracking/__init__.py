@@ -1,2 +1,2 @@
-"""Tracking: one MLflow run per job (config, tags, status), secrets kept out, the files a
-run leaves, what it cost, the list of keys it logs, and the sweep summary."""
+"""Tracking: one MLflow run per job (its name, params, tags, files and outcome), secrets kept
+out, where a result came from, sweeps' and studies' parent runs, and every key a run logs."""

@@ -1,7 +1,7 @@
 """What a run leaves in MLflow besides metrics: the datasets it used (its inputs: MLflow's
 Dataset column), the predictions (predictions.csv, and predictions.json as an MLflow table to
-compare runs by), and the confusion matrix (classification) or a few outputs to read
-(generation). One layout for every backend."""
+compare runs by), the confusion matrix (classification) or a few outputs to read
+(generation), and the fitted model. One layout for every backend."""
 
 import json
 from pathlib import Path
@@ -16,16 +16,17 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 UNPARSED = "<unparsed>"  # a reply that named no label: a prediction, never a class
-TABLE_FILE = "predictions.json"  # mlflow.log_table: the run page's and the compare view's table
 # how each split served the arm, as the dataset's context in MLflow
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
+MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
 
 
 def split_source(cfg, role: str):
     """Where a split's rows came from, as an MLflow dataset source: the prepared file
     (`data_dir`), the task's data file, or the Hub dataset and split. A validation split carved
     from train (the task has none) comes from train's file; the demonstrations are train's."""
-    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 
     from ..project import data_path
@@ -42,20 +43,17 @@ def split_source(cfg, role: str):
         return HuggingFaceDatasetSource(path=cfg.task.hub, config_name=cfg.task.hub_config,
                                         split=splits[origin])
     if "://" in path:  # a URL or hf:// path the loader opened as it is
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-
         try:
             return resolve_dataset_source(path)
         except Exception:  # noqa: BLE001 - a scheme MLflow has no source for: keep the URI
             pass
-    return get_dataset_source_from_json(json.dumps({"uri": path}), "local")
+    return local(json.dumps({"uri": path}), "local")
 
 
 def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> None:
-    """The datasets the arm used, as the run's inputs, named `<task>/<split>`, with the
-    split's content hash as digest (the `data.*_sha256` params) and its use as context: an arm
-    that trains, `train` (training) and `validation`; one that shows demonstrations, `demos`
-    (the demonstrations themselves, not the pool they came from); every arm, `test`."""
+    """The datasets the arm used, as the run's inputs `<task>/<split>`, with the `data.*_sha256`
+    params as digests: `train` and `validation` for an arm that trains, the demonstrations
+    shown (not their pool) as `demos`, and `test`."""
     import datasets
     from mlflow.data.huggingface_dataset import from_huggingface
 
@@ -73,9 +71,15 @@ def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> Non
                       tags_list=[None] * len(inputs))
 
 
-def predictions_table(label_names: list[str], texts: list[str], rows: list[dict]) -> pd.DataFrame:
-    """text, gold, predicted (`<unparsed>` where a reply named no label), and whatever else
-    the backend recorded per example (a score and the gold log-prob, or the raw reply)."""
+def _log_predictions(table: pd.DataFrame) -> None:
+    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
+    mlflow.log_table(table, "predictions.json")  # the run page's and compare view's table
+
+
+def log_classification(label_names: list[str], texts: list[str], rows: list[dict],
+                       title: str) -> None:
+    """predictions.csv: text, gold, predicted (`<unparsed>` where a reply named no label) and
+    whatever else the backend recorded per example; and its confusion_matrix.png."""
     names = [*label_names, UNPARSED]
     table = pd.DataFrame({
         "text": [texts[r["index"]] for r in rows],
@@ -85,42 +89,27 @@ def predictions_table(label_names: list[str], texts: list[str], rows: list[dict]
     for extra in ("score", "gold_logprob", "reply"):
         if extra in rows[0]:
             table[extra] = [r[extra] for r in rows]
-    return table
-
-
-def confusion_matrix_figure(table: pd.DataFrame, label_names: list[str], title: str):
-    size = max(6.0, 0.18 * len(label_names) + 4)
+    _log_predictions(table)
+    shown = [*label_names, *([UNPARSED] if (table["predicted"] == UNPARSED).any() else [])]
+    size = max(6.0, 0.18 * len(shown) + 4)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
-        table["gold"], table["predicted"], labels=label_names, ax=ax, colorbar=False,
-        include_values=len(label_names) <= 20, xticks_rotation="vertical")
+        table["gold"], table["predicted"], labels=shown, ax=ax, colorbar=False,
+        include_values=len(shown) <= 20, xticks_rotation="vertical")
     ax.set_title(title)
     fig.tight_layout()
-    return fig
-
-
-def log_classification(label_names: list[str], texts: list[str], rows: list[dict],
-                       title: str) -> None:
-    """predictions.csv and its confusion_matrix.png (with an `<unparsed>` column if needed)."""
-    table = predictions_table(label_names, texts, rows)
-    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
-    mlflow.log_table(table, TABLE_FILE)
-    shown = [*label_names, *([UNPARSED] if (table["predicted"] == UNPARSED).any() else [])]
-    fig = confusion_matrix_figure(table, shown, title)
     mlflow.log_figure(fig, "confusion_matrix.png")
     plt.close(fig)
 
 
 def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: int = 5) -> None:
     """predictions.csv (input, references, generated) and samples.md, a few outputs to read."""
-    table = pd.DataFrame({
+    _log_predictions(pd.DataFrame({
         "input": [texts[r["index"]] for r in rows],
         "references": [" ||| ".join(r["references"]) for r in rows],
         "generated": [r["generated"] for r in rows],
         "generated_tokens": [r["generated_tokens"] for r in rows],
-    })
-    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
-    mlflow.log_table(table, TABLE_FILE)
+    }))
     lines = [f"# {title}", ""]
     for r in rows[:n_samples]:
         lines += [f"## Example {r['index']}", "", "**Input**", "",
@@ -130,16 +119,11 @@ def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: in
     mlflow.log_text("\n".join(lines), "samples.md")
 
 
-MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
-
-
 def log_fitted_model(model, tokenizer, cfg) -> str:
-    """The fine-tuned model as an MLflow transformers model (a text-generation pipeline), to
-    register and serve: full fine-tuning, the whole model and its tokenizer; LoRA, the PEFT
-    adapter and the tokenizer, with the base model referenced (its Hub name, or its local
-    folder, which must still be there to load it). Offline-safe: the model card is written
-    here instead of fetched from the Hub, and the requirements are pinned from what is
-    installed instead of inferred by loading the model in a subprocess. Returns the model URI."""
+    """The fine-tuned model as an MLflow text-generation pipeline, to register and serve: the
+    whole model, or a LoRA adapter with its base model referenced (its Hub name, or its local
+    folder, which must still be there to load it); with the tokenizer. Offline-safe: the model
+    card is written here, and the requirements pinned from what is installed. Its URI."""
     from importlib.metadata import PackageNotFoundError, version
 
     from huggingface_hub import ModelCard

@@ -1,17 +1,16 @@
-"""MLflow: one run per job, owned by the job.
-
-Lightning's MLFlowLogger ends its run when `trainer.fit` finishes; a job here runs fit *and*
-test, so the job opens the run, the logger writes into it, and only the job's outcome sets the
-final status: FINISHED after the last artifact, FAILED on an error, KILLED on Ctrl-C.
-
-What the runs table shows: a name that says what differs between runs (the experiment is the
-task already), params a person can read, tags to filter and group by, and, in a sweep or a
-study, a parent run each job nests under (tracking/parents.py).
+"""One MLflow run per job, which the job opens (Lightning's logger writes into it; it would
+end the run after `fit`) and ends with its real outcome: FINISHED after the last artifact,
+FAILED on an error, KILLED on Ctrl-C or SIGTERM. SIGTERM is a preemption (what a scheduler or
+a spot instance sends before a kill): the job stops at a safe point, a fine-tuning job keeps
+its resume state and the same command continues (exit code 143). While Lightning runs, its
+own handler stops after the batch and backends/local.py turns its exception into `Preempted`.
 """
 
 import logging
 import os
+import signal
 import socket
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import Preempted, UserError, causes
-from ..preemption import hold_interrupts, raise_if_preempted, sigterm_noted
 from .naming import job_params, job_tags, run_name
 from .parents import GROUP_TAG, job_group, parent_run
 from .secrets import redact
@@ -31,13 +29,74 @@ from .sweep import note_run
 log = logging.getLogger(__name__)
 
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
+_noting = False  # inside `sigterm_noted`: SIGTERM is only noted
+_received = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _received
+    _received = True
+    if not _noting:
+        raise Preempted("SIGTERM")
+
+
+@contextmanager
+def sigterm_noted():
+    """SIGTERM only noted for the block: while Lightning runs (its handler stops at a safe
+    point) and while a run opens (raised halfway, the run would exist but nobody would end
+    it); `raise_if_preempted` raises it after."""
+    global _noting
+    outer, _noting = _noting, True
+    try:
+        yield
+    finally:
+        _noting = outer
+
+
+def raise_if_preempted() -> None:
+    if _received and not _noting:
+        raise Preempted("SIGTERM")
+
+
+@contextmanager
+def sigterm_as_preemption():
+    """For the length of a job: SIGTERM stops it as a preemption."""
+    global _received
+    _received = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (a launcher's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def hold_interrupts():
+    """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
+    what arrived: around a run's creation, so that a Ctrl-C lands before the run exists or in
+    the block that ends it. A handler, not a signal mask: the mask is per thread, and under
+    load a SIGINT reached another thread (MLflow's, torch's) and was raised at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    arrived, done = [], []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+
+    def release() -> None:
+        if not done:
+            done.append(True)
+            signal.signal(signal.SIGINT, previous)
+            if arrived:
+                signal.raise_signal(signal.SIGINT)  # to the handler it was held from
+
+    return release
 
 
 def is_rank_zero() -> bool:
-    """False in the processes a DDP launcher starts for ranks > 0 (they log nothing). Read
-    from the environment as Lightning's `rank_zero_only` reads it when it is imported (the
-    first of RANK, LOCAL_RANK, SLURM_PROCID, JSM_NAMESPACE_RANK that is set), so that a job
-    that never trains (a hosted model) need not import Lightning."""
+    """False in the processes a DDP launcher starts for ranks > 0 (they log nothing), read from
+    the environment as Lightning's `rank_zero_only` reads it, without importing Lightning."""
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key) is not None:
             return int(os.environ[key]) == 0
@@ -61,11 +120,10 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
             f"cannot use the MLflow tracking store {redact(cfg.mlflow.tracking_uri)!r} "
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
-    system_metrics = system_metrics_on(cfg)
     release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
         with sigterm_noted():  # so is a SIGTERM
-            run = _open_run(cfg, experiment, resume_run_id, system_metrics)
+            run = _open_run(cfg, experiment, resume_run_id, system_metrics_on(cfg))
     except BaseException:
         release()
         raise
@@ -93,15 +151,16 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
 def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
               system_metrics: bool) -> mlflow.ActiveRun:
     """Start the job's run (or reopen the interrupted attempt's) under its parent."""
+    owner = {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}  # alive or gone
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
-        resumed = int(run.data.tags.get("resumed", "0")) + 1
-        mlflow.set_tag("resumed", str(resumed))
+        mlflow.set_tag("resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
         ended = {tag: run.data.tags[tag] for tag in ("error", "stopped") if tag in run.data.tags}
         if ended:  # what stopped the attempt this one continues: history, not this run's end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
                 mlflow.MlflowClient().delete_tag(resume_run_id, tag)
+        mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
         group = job_group(cfg)
@@ -109,17 +168,10 @@ def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
             if group else None
         tags = redact(job_tags(cfg)) | ({GROUP_TAG: group.key} if group else {})
         end_orphans(experiment.experiment_id, tags["config_hash"])
-        run = mlflow.start_run(run_name=run_name(cfg), tags=tags | owner_tags(),
+        run = mlflow.start_run(run_name=run_name(cfg), tags=tags | owner,
                                parent_run_id=parent, log_system_metrics=system_metrics)
-    if resume_run_id:
-        mlflow.set_tags(owner_tags())
     note_run(run.info.run_id, parent)
     return run
-
-
-def owner_tags() -> dict[str, str]:
-    """The process that owns the run: a later job can tell a run whose process is gone."""
-    return {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}
 
 
 def end_orphans(experiment_id: str, config_hash: str) -> None:
@@ -159,8 +211,8 @@ def _safely(call, *args) -> bool:
 
 def _end(status: int) -> None:
     """End the active run with a failure status; when the store cannot take it (a full disk,
-    a lost server), say so in one line instead of a second traceback: the run is ended FAILED
-    when its job's key is next used (a fine-tuning job), or stays RUNNING in that store."""
+    a lost server), say so in one line instead of a second traceback (a fine-tuning job's run
+    is ended FAILED when its key is next used; another stays RUNNING in that store)."""
     run = mlflow.active_run()
     if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
         log.error("could not mark run %s %s in the tracking store (it cannot be written)",

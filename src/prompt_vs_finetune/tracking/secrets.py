@@ -8,23 +8,20 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-# values of keys like these, and passwords inside URIs, never reach MLflow
-_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?)$",
-                         re.I)
+_SECRET_WORD = r"api[_-]?key|token|secret|password|passwd|credentials?"
+_SECRET_KEY = re.compile(rf"(^|[_-])({_SECRET_WORD})$", re.I)
+_SECRET_ENV = re.compile(_SECRET_WORD, re.I)
 _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+(?P<tail>@)")
-# a key passed in a URL's query string (`https://host/v1?api_key=...`)
 _QUERY_SECRET = re.compile(r"(?P<head>[?&](?:api[_-]?key|key|token|access_token|secret|"
                            r"password|sig|signature)=)[^&#\s]+", re.I)
-# a secret passed as a Hydra override (`+model.api.api_key=sk-...`), as overrides.yaml and
-# hydra.yaml hold them
-_OVERRIDE_SECRET = re.compile(r"(?P<head>(?:^|(?<=[\s,\[]))[+~]*(?:[\w.-]*[._-])?(?:api[_-]?key|"
-                              r"token|secret|password|passwd|credentials?)=)[^,\s\]]+", re.I)
+# an override (`+model.api.api_key=sk-...`), as overrides.yaml and hydra.yaml hold them
+_OVERRIDE_SECRET = re.compile(rf"(?P<head>(?:^|(?<=[\s,\[]))[+~]*(?:[\w.-]*[._-])?"
+                              rf"(?:{_SECRET_WORD})=)[^,\s\]]+", re.I)
 REDACTED = "***"
 
 
 def redact(value):
-    """The config with secrets replaced by ***: values under secret-looking keys, the
-    password of any user:password@host URI and keys in URL query strings, at any depth."""
+    """`value` (a config, a list, a string) with its secrets replaced by ***, at any depth."""
     if isinstance(value, dict):
         return {k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)
                 for k, v in value.items()}
@@ -37,32 +34,31 @@ def redact(value):
     return value
 
 
-_SECRET_ENV = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+def redact_override(override: str) -> str:
+    """`key=value` from the command line with the value redacted as the config's would be."""
+    key, eq, value = override.partition("=")
+    if not eq:
+        return redact(override)
+    leaf = key.lstrip("+~").split(".")[-1]
+    return f"{key}={redact({leaf: value})[leaf]}"
+
+
+def _leaves(node, path: str = ""):
+    if isinstance(node, dict | list):
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    else:
+        yield path, str(node)
 
 
 def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
     """(the key of a config value, the variable) where the value holds the value of a
     secret-looking environment variable (`${oc.env:OPENAI_API_KEY}` in a label, a template, a
-    URL), or None. Such a value would be sent in prompts and written wherever the config
-    goes."""
+    URL), or None: such a value would be sent in prompts and written wherever the config goes."""
     secrets = {name: value for name, value in environ.items()
                if _SECRET_ENV.search(name) and len(value) >= 8}
-
-    def walk(node, path: str) -> tuple[str, str] | None:
-        if isinstance(node, dict):
-            items = node.items()
-        elif isinstance(node, list):
-            items = enumerate(node)
-        else:
-            text = str(node)
-            return next(((path, name) for name, value in secrets.items() if value in text),
-                        None)
-        for key, value in items:
-            if (found := walk(value, f"{path}.{key}" if path else str(key))) is not None:
-                return found
-        return None
-
-    return walk(resolved, "") if secrets else None
+    return next(((path, name) for path, text in _leaves(resolved)
+                 for name, value in secrets.items() if value in text), None)
 
 
 class _RedactRecords(logging.Filter):
@@ -72,6 +68,22 @@ class _RedactRecords(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, ()
         return True
+
+
+# loggers that print a job's overrides (Hydra's launchers list each job's)
+_OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                     "hydra_plugins.hydra_joblib_launcher._core",
+                     "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+                     "hydra._internal.utils", "hydra.core.utils")
+
+
+def _filter_logs() -> None:
+    """Through `redact`: the lines of the loggers that print overrides (a filter on the logger
+    survives Hydra reconfiguring handlers) and whatever reaches the root's handlers."""
+    loggers = [logging.getLogger(name) for name in _OVERRIDE_LOGGERS]
+    for each in (*loggers, *logging.getLogger().handlers):
+        if not any(isinstance(f, _RedactRecords) for f in each.filters):
+            each.addFilter(_RedactRecords())
 
 
 class RedactHydraFiles(Callback):
@@ -99,19 +111,3 @@ class RedactHydraFiles(Callback):
                 raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
                 path.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(raw))))
         _filter_logs()  # the job's own log handlers, which Hydra has just configured
-
-
-# loggers that print a job's overrides (Hydra's launchers list each job's)
-_OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
-                     "hydra_plugins.hydra_joblib_launcher._core",
-                     "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
-                     "hydra._internal.utils", "hydra.core.utils")
-
-
-def _filter_logs() -> None:
-    """Log lines pass through `redact`: those of the loggers that print overrides (a filter
-    on the logger survives Hydra reconfiguring handlers) and whatever reaches the root's."""
-    loggers = [logging.getLogger(name) for name in _OVERRIDE_LOGGERS]
-    for each in (*loggers, *logging.getLogger().handlers):
-        if not any(isinstance(f, _RedactRecords) for f in each.filters):
-            each.addFilter(_RedactRecords())

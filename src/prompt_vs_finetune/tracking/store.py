@@ -15,15 +15,14 @@ from omegaconf import DictConfig
 from .keys import dashboard_metrics
 from .secrets import redact
 
-
-def _probe_server(uri: str) -> None:
-    """One quick request: MLflow's own client retries an unreachable server for minutes."""
-    import requests
-
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=10)
-    except requests.RequestException as err:
-        raise ConnectionError(f"{redact(uri)} cannot be reached ({type(err).__name__})") from err
+# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle does not decide
+# (3.17.2, checked in Chromium by scripts/check_mlflow_ui.py: the toggle, remembered per
+# browser and GenAI by default, decides; `?workflowType=machine_learning` in a link too).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
+# {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
+SAVED_VIEW_TAG = "mlflow.sharedViewState."
+SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
 
 
 def store_lock(tracking_uri: str) -> FileLock:
@@ -37,27 +36,20 @@ def store_lock(tracking_uri: str) -> FileLock:
     return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
 
 
-# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle does not decide
-# (3.17.2, checked in Chromium by scripts/check_mlflow_ui.py: the toggle, remembered per
-# browser and GenAI by default, decides; `?workflowType=machine_learning` in a link too).
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# MLflow UI links that open on the Model training pages whatever the browser last chose
-ML_WORKFLOW = "?workflowType=machine_learning"
-
-
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the store and experiment, creating them if needed, and give the
-    experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed since
-    stays theirs).
+    experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
+    theirs). Under a lock: parallel jobs building a new sqlite store, or one experiment, at
+    once corrupt it (later writes rely on sqlite's own locking)."""
+    import requests
 
-    A new sqlite store builds its tables on first use, and two jobs doing that at once (a
-    joblib sweep, `dvc exp run` in parallel) corrupt it; so is creating one experiment twice.
-    A file lock beside the database serialises both; later writes rely on sqlite's own
-    locking (MLflow sets a 20 s busy timeout).
-    """
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
-        _probe_server(tracking_uri)
+        try:  # one quick request: MLflow's own client retries for minutes
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10)
+        except requests.RequestException as err:
+            raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
+                                  f"({type(err).__name__})") from err
     if not tracking_uri.startswith("sqlite:///"):
         return _experiment(name, tags)
     with store_lock(tracking_uri):
@@ -66,36 +58,27 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
 
 def _experiment(name: str, tags: dict[str, str] | None):
     experiment = mlflow.set_experiment(name)
-    missing = {k: v for k, v in (EXPERIMENT_KIND | (tags or {})).items()
-               if k not in experiment.tags}
-    for key, value in missing.items():
-        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    for key, value in (EXPERIMENT_KIND | (tags or {})).items():
+        if key not in experiment.tags:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     return experiment
 
 
-# MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
-# {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
-SAVED_VIEW_TAG = "mlflow.sharedViewState."
-
-
 def dashboard_views(task_type: str) -> dict[str, str]:
-    """Two saved views of the runs table (the `Views` menu of the experiment's Runs tab): the
-    job runs (sweep and study parents out) with the Dataset and Models columns and the
-    comparison's metrics, best first; and the same averaged over seeds (grouped by the tag
-    `variant`, the run name less its seed)."""
-    metrics = dashboard_metrics(task_type)
+    """Two saved views of the runs table (its `Views` menu): the job runs (no parents) with the
+    Dataset and Models columns and the comparison's metrics, best first; and the same averaged
+    over seeds (grouped by the tag `variant`)."""
+    metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
     if not metrics:
         return {}
-    state = {"searchFilter": "tags.`pvf.parent` IS NULL",
-             "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False,
-             "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`",
-                                 *(f"metrics.`{key}`" for key in metrics)],
-             # the comparison's metrics right after the run's name and date, in pvf's order
-             # (MLflow otherwise puts them A-Z after the wide Dataset and Models columns, and
-             # test/accuracy fell off the right edge of a 1600-pixel window)
-             "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo",
-                             *(f"metrics.`{key}`" for key in metrics), "attributes.`Dataset`",
-                             "duration", "attributes.`Models`"],
+    state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
+             "orderByAsc": False,
+             "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
+             # the comparison's metrics right after the run's name and date (MLflow otherwise
+             # puts them A-Z after the wide Dataset and Models columns, and test/accuracy fell
+             # off the right edge of a 1600-pixel window)
+             "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo", *metrics,
+                             "attributes.`Dataset`", "duration", "attributes.`Models`"],
              "runsHiddenMode": "SHOW_ALL"}
     grouped = {**state, "groupBy": {"aggregateFunction": "average", "groupByKeys": [
         {"mode": "tag", "groupByData": "variant"}]}}
@@ -107,16 +90,12 @@ def dashboard_views(task_type: str) -> dict[str, str]:
             for view_id, (name, view) in views.items()}
 
 
-SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
-
-
 def system_metrics_on(cfg: DictConfig) -> bool:
-    """`mlflow.system_metrics` (CPU, memory, disk, network, GPU: `system/*`, sampled every
-    SYSTEM_METRICS_INTERVAL_S), unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
-    says false (the test suite does: a run's keys then do not depend on how long it took)."""
-    if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0"):
-        return False
-    if not cfg.mlflow.get("system_metrics", False):
+    """`mlflow.system_metrics` (`system/*`, sampled every SYSTEM_METRICS_INTERVAL_S), unless
+    MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the test suite does:
+    a run's keys then do not depend on how long it took)."""
+    if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
+            or not cfg.mlflow.get("system_metrics", False):
         return False
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         from mlflow.system_metrics import set_system_metrics_sampling_interval

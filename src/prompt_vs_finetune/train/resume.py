@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from ..errors import UserError
-from ..provenance import code_version, config_hash
+from ..tracking.provenance import code_version, config_hash
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,7 @@
 """Where a result came from: the code (a hash of the package's sources, the git commit and
-whether tracked code differs from it), the config (a hash of what determines the result) and,
-under DVC, which files DVC rewrites as it runs.
-
-A leaf (the standard library and OmegaConf, which the package imports anyway), so the
-warm-start client, resume, the prediction cache and the runs' tags share one code version.
-"""
+whether tracked code differs from it) and the config (a hash of what determines the result).
+A leaf (no MLflow), so the warm-start client, resume, the prediction cache and the runs' tags
+share one code version."""
 
 import functools
 import hashlib
@@ -16,17 +13,21 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parents[1]
 
 
 @functools.cache
 def code_version() -> str:
     """A hash of the package's source files: a job resumes, and a cached prediction is served,
-    only into the code that made it (read once per process)."""
+    only into the code that made it."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def clip(text: str, limit: int = 5000) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # Tracked files whose values every run logs as params (the composed config) or that DVC
@@ -44,39 +45,31 @@ def _git(*args: str) -> str | None:
 
 
 def changed_files() -> list[str] | None:
-    """Tracked files that differ from HEAD (paths from the repository root), or None outside
-    a git repository."""
-    out = _git("status", "--porcelain=v1", "-z", "--untracked-files=no")
-    if out is None:
-        return None
-    entries, paths = iter(out.split("\0")), []
-    for entry in entries:
-        if len(entry) < 4:
-            continue
-        paths.append(entry[3:])
-        if entry[0] in "RC":  # a rename or copy: its source path follows
-            next(entries, None)
-    return paths
+    """Tracked files that differ from HEAD (from the repository root); None outside git."""
+    out = _git("diff", "HEAD", "--name-only", "--find-renames", "-z")
+    return None if out is None else [path for path in out.split("\0") if path]
+
+
+def _yaml_stages(path: Path) -> dict:
+    import yaml
+
+    return (yaml.safe_load(path.read_text()) or {}).get("stages") or {} if path.is_file() else {}
 
 
 def dvc_outputs() -> list[str]:
-    """Under DVC (`DVC_ROOT`): the outputs its lock files list (paths from the repository
-    root). A study that versions its results rewrites them as it runs (DVC removes a stage's
-    outputs before running it), which says nothing about the code."""
+    """Under DVC (`DVC_ROOT`): the outputs its lock files list (from the repository root). A
+    study that versions its results rewrites them as it runs, which says nothing of the code."""
+    import yaml
+
     root, top = os.environ.get("DVC_ROOT"), (_git("rev-parse", "--show-toplevel") or "").strip()
     if not root or not top:
         return []
-    import yaml
-
     locks = {Path(root) / "dvc.lock", *(Path(root) / p for p in (
         _git("-C", root, "ls-files", "-z", "--", "*dvc.lock") or "").split("\0") if p)}
     outputs = []
     for lock in locks:
         try:
-            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
-            spec = lock.with_name("dvc.yaml")
-            specs = (yaml.safe_load(spec.read_text()) or {}).get("stages") or {} \
-                if spec.is_file() else {}
+            stages, specs = _yaml_stages(lock), _yaml_stages(lock.with_name("dvc.yaml"))
         except (OSError, yaml.YAMLError):
             continue
         for name, stage in stages.items():
@@ -102,10 +95,8 @@ def git_head() -> str | None:
 
 
 def git_tags() -> dict[str, str]:
-    """`git_commit`, and `git_dirty`: whether tracked code differs from it. Changes to the config
-    files (conf/**/*.yaml, pipelines/*/study.yaml: what `dvc exp run -S` edits, and values the
-    run logs as params anyway) and, under DVC, to dvc.lock and the stages' outputs do not
-    count; they are listed in `git_ignored_changes`."""
+    """`git_commit`, and `git_dirty`: whether tracked code differs from it; changes to the
+    config files and DVC's outputs (`split_changes`) are listed in `git_ignored_changes`."""
     commit, paths = git_head(), changed_files()
     if commit is None or paths is None:
         return {}
@@ -113,12 +104,8 @@ def git_tags() -> dict[str, str]:
     tags = {"git_commit": commit, "mlflow.source.git.commit": commit,
             "git_dirty": str(bool(code)).lower()}
     if ignored:
-        tags["git_ignored_changes"] = _clip(", ".join(sorted(ignored)), 1000)
+        tags["git_ignored_changes"] = clip(", ".join(sorted(ignored)), 1000)
     return tags
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
