@@ -8,9 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.tasks.classification import label_matcher
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.tasks import Task, job_splits
+from prompt_vs_finetune.tasks.classification import label_matcher
 
 from .chat_stub import StubAPI, tokens
 from .conftest import compose_config
