@@ -1,6 +1,5 @@
-"""Rank classification of the test split: every verbalized label ranked by its log-likelihood
-after the prompt. With `Summarizer`, the only part of a local job that differs between task
-types: the module, the arms, the metrics and the logging are shared."""
+"""Rank classification of the test split. With `Summarizer`, the only part of a local job that
+differs between task types."""
 
 import torch
 
@@ -17,29 +16,21 @@ from .logprobs import (
 
 
 class RankClassifier:
-    """Rank every verbalized label by its log-likelihood after the prompt.
-
-    `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for all
-    labels; the plain path runs prompt + label as a separate sequence per label (the same
-    numbers, for comparison and for models whose attention takes no 4D mask).
-    """
+    """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
+    the shared demos once (a cached prefix) and each prompt once for all labels; the plain
+    path runs prompt + label per label (the same numbers, for models without 4D masks).
+    `calibration`: what `predicted` is ranked by (none: `length_norm`; contextual or pmi)."""
 
     def __init__(self, encoder: PromptEncoder, length_norm: str, batch_size: int,
                  examples_per_batch: int, share_prefix: bool, max_batch_tokens: int | None,
                  calibration: str = "none", content_free: tuple[str, ...] = ()):
-        """`calibration`: what `predicted` is ranked by (none: `length_norm`; contextual or
-        pmi, see calibration.py); every ranking is computed from the same pass."""
-        self.encoder = encoder
-        self.calibration = calibration
+        self.encoder, self.task = encoder, encoder.task
+        self.length_norm, self.calibration = length_norm, calibration
+        self.batch_size, self.examples_per_batch = batch_size, examples_per_batch
+        self.share_prefix, self.max_batch_tokens = share_prefix, max_batch_tokens
         self.content_free = tuple(content_free)
         self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
-        self.max_batch_tokens = max_batch_tokens
-        self.share_prefix = share_prefix
         self.prefix_cache = PrefixCache()
-        self.task = encoder.task
-        self.length_norm = length_norm
-        self.batch_size = batch_size
-        self.examples_per_batch = examples_per_batch
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
         self.label_tokens = choice_inputs(encoder.choice_ids) if share_prefix \
             else sum(map(len, encoder.choice_ids))
@@ -65,18 +56,18 @@ class RankClassifier:
         contexts = batch["context_ids"]
         logprob, n_tokens, processed = self._logprobs(model, contexts)
         references, reference_tokens = self._references(model)
-        ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         # every ranking from the same log-likelihoods: summed and per character
         # (lm-evaluation-harness's acc / acc_norm), and both calibrations
-        rankings = {"sum": logprob, "char": normalise(logprob, n_tokens, self.choice_chars,
-                                                      "char"),
+        rankings = {"sum": logprob,
+                    "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
                     "contextual": calibration.contextual(logprob, references["contextual"]),
                     "pmi": calibration.pmi(logprob, references["pmi"])}
+        ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         chosen = ranked if self.calibration == "none" else rankings[self.calibration]
         distribution = label_distribution(rankings, self.calibration)
         predicted = chosen.argmax(-1)
         top2 = distribution.topk(min(2, distribution.size(-1)), dim=-1).values
-        margin = top2[:, 0] - (top2[:, 1] if top2.size(-1) > 1 else 0)
+        margin = top2[:, 0] - (top2[:, 1] if top2.size(-1) > 1 else 0)  # over the runner-up
         best = {name: scores.argmax(-1) for name, scores in rankings.items()}
         rows = []
         for r, (index, gold, context) in enumerate(zip(batch["index"], batch["label"], contexts,
@@ -86,8 +77,7 @@ class RankClassifier:
                          **{f"predicted_{name}": int(b[r]) for name, b in best.items()},
                          "score": float(chosen[r, pred]),
                          "confidence": float(distribution[r, pred]),
-                         "margin": float(margin[r]),  # over the runner-up: how sure it is
-                         "gold_logprob": float(logprob[r, gold]),
+                         "margin": float(margin[r]), "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
                          # what one call runs: its prompt (demos included) and the labels
@@ -97,8 +87,7 @@ class RankClassifier:
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
 
     def _logprobs(self, model, contexts: list[list[int]]):
-        """Summed log-likelihood and token count of every label after every context
-        [contexts, labels], and the tokens run."""
+        """Summed log-likelihood and token count [contexts, labels], and the tokens run."""
         choices, pad_id = self.encoder.choice_ids, self.encoder.tokenizer.pad_token_id
         if self.share_prefix and takes_cache(model):
             scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
@@ -110,9 +99,8 @@ class RankClassifier:
         return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
 
     def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
-        """The labels' log-likelihoods after the content-free inputs (in the same prompt,
-        demos included) and after the domain premise, computed at the first test batch;
-        the tokens that took (0 after)."""
+        """The labels' log-likelihoods after the content-free inputs (in the same prompt) and
+        after the domain premise, at the first test batch; the tokens that took (0 after)."""
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
@@ -125,11 +113,8 @@ class RankClassifier:
 
 
 def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> torch.Tensor:
-    """The probability of each label given the prompt, as a user reads one: the softmax of the
-    summed label log-likelihoods (the model's own P(label | prompt), renormalised over the
-    labels), or of the calibrated scores when the run is calibrated. Its value at the
-    prediction is the confidence ECE and the hybrid teacher's margin read. Not the softmax of
-    per-character scores, which is nearly flat: a fine-tuned model right 87% of the time had
-    ECE 0.65 from it."""
+    """P(label | prompt) as a user reads it (ECE's confidence, the hybrid teacher's margin): the
+    softmax of the summed (or calibrated) scores. Not of per-character scores, which is
+    nearly flat: a fine-tuned model right 87% of the time had ECE 0.65 from it."""
     scores = rankings["sum"] if calibration == "none" else rankings[calibration]
     return torch.softmax(scores.double(), dim=-1)

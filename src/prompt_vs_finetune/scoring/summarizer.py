@@ -1,5 +1,5 @@
-"""Summarization (any generation task) of the test split: decode an answer after the prompt,
-and score the references' log-likelihood (their perplexity, an evaluation-only measure)."""
+"""Generation tasks' scorer: decode an answer after the prompt, and score the references'
+log-likelihood (their perplexity, an evaluation-only measure)."""
 
 import torch
 
@@ -15,21 +15,14 @@ from .logprobs import (
 
 
 class Summarizer:
-    """Decode an answer after the prompt; ROUGE against the references, and the perplexity of
-    the references given the prompt."""
-
     def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int, seed: int):
         """`seed`: what sampling draws from (decoding.seed, or the job's seed)."""
-        self.encoder = encoder
+        self.encoder, self.task, self.tokenizer = encoder, encoder.task, encoder.tokenizer
+        self.seed, self.batch_size = seed, score_batch_size
         self.max_batch_tokens = decoding.max_batch_tokens
+        self.examples_per_batch = int(decoding.batch_size)
         self.prefix_cache = PrefixCache()
         self.reference_cache = PrefixCache()  # the demos' keys/values, for the references
-        self.task = encoder.task
-        self.tokenizer = encoder.tokenizer
-        self.decoding = decoding
-        self.seed = seed
-        self.batch_size = score_batch_size
-        self.examples_per_batch = int(decoding.batch_size)
         self.stops = stop_strings(self.task.stop, decoding)
         self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
 
@@ -76,18 +69,15 @@ class Summarizer:
                                           for ids in scored),
                          "call_tokens": len(context),
                          "prefix_tokens": len(self.encoder.prefix_ids)})
-        n_generated = sum(len(t) for t in generated)
-        prompt_tokens = sum(len(c) for c in contexts)
         # the references' likelihood is evaluation only: no deployment pays for it
-        return rows, {"input_tokens": prompt_tokens, "generated_tokens": n_generated,
+        return rows, {"input_tokens": sum(map(len, contexts)),
+                      "generated_tokens": sum(map(len, generated)),
                       "eval_only_tokens": scores.tokens_processed}
 
     def _reference_logprobs(self, model, pairs: list[tuple[list[int], list[int]]],
                             per_context: list[int]) -> Scores:
-        """log p(reference | prompt) for every (prompt, reference) pair. With a KV cache, each
-        prompt runs once for all its references, after the demos' cached keys and values: a
-        DialogSum test row (a ~170-token prompt, three ~30-token references) runs ~260 tokens
-        instead of ~600. Without one, a sequence per pair."""
+        """log p(reference | prompt) per pair. With a KV cache each prompt runs once for all
+        its references, after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
         pad_id = self.tokenizer.pad_token_id
         if not takes_cache(model):
             return continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
