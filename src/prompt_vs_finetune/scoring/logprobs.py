@@ -5,6 +5,7 @@ position, so logits are computed only there, never over the whole prompt."""
 import copy
 import functools
 import inspect
+import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -59,9 +60,7 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
     """Sum of log p(continuation | context) for each (context, continuation) pair."""
     if len(contexts) != len(continuations):
         raise ValueError("contexts and continuations differ in length")
-    device = next(model.parameters()).device
-    accepts = _forward_kwargs(model)
-    n = len(contexts)
+    device, n = next(model.parameters()).device, len(contexts)
     logprob = torch.zeros(n, dtype=torch.float64)
     n_tokens = torch.tensor([len(c) for c in continuations])
     lengths = [len(a) + len(b) for a, b in zip(contexts, continuations, strict=True)]
@@ -70,13 +69,11 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
         rows = order[start:start + batch_size]
         window = max(len(continuations[i]) for i in rows)
         input_ids, attention = left_pad([contexts[i] + continuations[i] for i in rows], pad_id)
-        target_mask = torch.zeros((len(rows), window), dtype=torch.bool)
-        for r, i in enumerate(rows):
-            target_mask[r, window - len(continuations[i]):] = True
+        target_mask = torch.arange(window) >= window - n_tokens[rows, None]
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
         kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
                   "position_ids": position_ids.to(device)}
-        if "logits_to_keep" in accepts:
+        if "logits_to_keep" in _forward_kwargs(model):
             kwargs["logits_to_keep"] = window + 1
         logits = model(**kwargs).logits[:, -(window + 1):-1].float()
         targets = input_ids[:, -window:].to(device)
@@ -101,11 +98,7 @@ def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tens
 def common_prefix_length(seqs: list[list[int]]) -> int:
     """Tokens every sequence starts with, leaving at least one of each: the last context
     token's logits predict a continuation's first token, so it must run per row."""
-    first, limit = seqs[0], min(len(s) for s in seqs) - 1
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in seqs):
-        n += 1
-    return n
+    return max(0, min(len(os.path.commonprefix(seqs)), min(map(len, seqs)) - 1))
 
 
 class PrefixCache:
@@ -120,7 +113,7 @@ class PrefixCache:
         self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
-        """(batch-1 cache of `prefix`, tokens run to build it: 0 when reused)."""
+        """(batch-1 cache of `prefix`, tokens run to build it)."""
         if tuple(prefix) == self.tokens and self.cache is not None:
             return self.cache, 0
         device = next(model.parameters()).device
@@ -130,8 +123,7 @@ class PrefixCache:
         return self.cache, len(prefix)
 
     def expanded(self, model, prefix: list[int], rows: int) -> tuple[object, int]:
-        """A copy of the prefix's cache repeated for `rows` batch rows (the model extends the
-        copy; the batch-1 original stays reusable), and the tokens run to build it."""
+        """A copy repeated for `rows` batch rows (the model extends the copy, not the cache)."""
         base, built = self.get(model, prefix)
         cache = copy.deepcopy(base)
         cache.batch_repeat_interleave(rows)
@@ -158,7 +150,7 @@ def _choice_trie(choices: list[list[int]]) -> ChoiceTrie:
 
 
 def choice_inputs(choices: list[list[int]]) -> int:
-    """Tokens `shared_prefix_logprobs` runs for the choices after one context."""
+    """Tokens `shared_prefix_logprobs` runs for the choices after each context."""
     return len(_choice_trie(choices).nodes)
 
 

@@ -4,6 +4,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from datasets import DatasetDict
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..tasks import IGNORE_INDEX, PromptEncoder
@@ -15,15 +16,11 @@ def pad_collate(pad_id: int):
     restarting per example and a block-diagonal causal 4D mask."""
 
     def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(row["input_ids"]) for row in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            n = len(row["input_ids"])
-            input_ids[r, :n] = torch.tensor(row["input_ids"])
-            labels[r, :n] = torch.tensor(row["labels"])
-            attention[r, :n] = 1
+        ids = [row["input_ids"] for row in rows]
+        input_ids = _right_pad(ids, pad_id)
+        labels = _right_pad([row["labels"] for row in rows], IGNORE_INDEX)
+        attention = _right_pad([[1] * len(seq) for seq in ids], 0)
+        width = input_ids.size(1)
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
                  "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
         if "segments" in rows[0]:
@@ -33,16 +30,19 @@ def pad_collate(pad_id: int):
     return collate
 
 
+def _right_pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    return pad_sequence([torch.tensor(seq, dtype=torch.long) for seq in seqs], batch_first=True,
+                        padding_value=value)
+
+
 def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Tensor]:
     """Position ids and an additive [batch, 1, width, width] mask for packed rows."""
     owner = torch.full((len(segments), width), -1, dtype=torch.long)  # segment of each column
     position_ids = torch.zeros((len(segments), width), dtype=torch.long)
     for r, lengths in enumerate(segments):
-        start = 0
-        for s, n in enumerate(lengths):
-            owner[r, start:start + n] = s
-            position_ids[r, start:start + n] = torch.arange(n)
-            start += n
+        n = sum(lengths)
+        owner[r, :n] = torch.arange(len(lengths)).repeat_interleave(torch.tensor(lengths))
+        position_ids[r, :n] = torch.cat([torch.arange(k) for k in lengths])
     cols = torch.arange(width)
     allowed = ((owner[:, :, None] == owner[:, None, :]) & (owner[:, :, None] >= 0)
                & (cols[None, None, :] <= cols[None, :, None]))
