@@ -43,8 +43,7 @@ class ChatModel:
         self.cache_dir = cache_dir / self.provider if cache_dir else None
 
     def _client(self, key: str):
-        """The SDK's client with our retries, base URL and timeout: `timeout_s` bounds each
-        read and, through the transport, each whole reply."""
+        """`timeout_s` bounds each read and, through the transport, each whole reply."""
         sdk_name, class_name = self.sdk
         sdk, timeout = _sdk(sdk_name), float(self.cfg.timeout_s)
         return getattr(sdk, class_name)(

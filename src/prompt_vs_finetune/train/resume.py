@@ -54,8 +54,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
                 and not self._should_skip_saving_checkpoint(trainer))
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        """Not here: the best checkpoint and early stopping take this epoch's val/loss only at
-        the epoch's end; a checkpoint before that would resume without the epoch's best."""
+        """Not here: a checkpoint before the epoch's end would resume without its best."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """After the epoch's validation, best checkpoint and early stopping (checkpoint
@@ -125,8 +124,7 @@ class ResumeState:
         return path if path.is_file() else None
 
     def lock(self) -> None:
-        """One live job per key: a second identical job is refused while the first runs; a
-        lock whose process is gone (killed) is taken over."""
+        """One live job per key; a lock whose process is gone (killed) is taken over."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path, me = self.folder / "lock", {"pid": os.getpid(), "host": socket.gethostname(),
                                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}

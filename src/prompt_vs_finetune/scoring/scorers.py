@@ -1,12 +1,14 @@
-"""Rank classification of the test split. With `Summarizer`, the only part of a local job that
-differs between task types."""
+"""The task types' scorers of the test split on a local model: rank classification and
+generation. With the task types, the only part of a local job that differs between them."""
 
 import torch
 
 from ..tasks import PromptEncoder
 from . import calibration
+from .generation import cut_at_stop, generate, generate_kwargs, stop_strings
 from .logprobs import (
     PrefixCache,
+    Scores,
     choice_inputs,
     continuation_logprobs,
     normalise,
@@ -15,7 +17,27 @@ from .logprobs import (
 )
 
 
-class RankClassifier:
+class _Scorer:
+    """The test rows, sorted by prompt length (little padding in a batch), and the cache of
+    the demos' keys and values, cleared before each test (the weights may have changed)."""
+
+    def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
+                 max_batch_tokens: int | None):
+        self.encoder, self.task = encoder, encoder.task
+        self.batch_size, self.examples_per_batch = batch_size, examples_per_batch
+        self.max_batch_tokens = max_batch_tokens
+        self.prefix_cache = PrefixCache()
+
+    def test_rows(self, split) -> list[dict]:
+        rows = [{"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
+                 **self._answer(row)} for i, row in enumerate(split)]
+        return sorted(rows, key=lambda row: len(row["context_ids"]))
+
+    def start(self) -> None:
+        self.prefix_cache.clear()
+
+
+class RankClassifier(_Scorer):
     """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
     the shared demos once (a cached prefix) and each prompt once for all labels; the plain
     path runs prompt + label per label (the same numbers, for models without 4D masks).
@@ -24,13 +46,10 @@ class RankClassifier:
     def __init__(self, encoder: PromptEncoder, length_norm: str, batch_size: int,
                  examples_per_batch: int, share_prefix: bool, max_batch_tokens: int | None,
                  calibration: str = "none", content_free: tuple[str, ...] = ()):
-        self.encoder, self.task = encoder, encoder.task
+        super().__init__(encoder, batch_size, examples_per_batch, max_batch_tokens)
         self.length_norm, self.calibration = length_norm, calibration
-        self.batch_size, self.examples_per_batch = batch_size, examples_per_batch
-        self.share_prefix, self.max_batch_tokens = share_prefix, max_batch_tokens
-        self.content_free = tuple(content_free)
+        self.share_prefix, self.content_free = share_prefix, tuple(content_free)
         self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
-        self.prefix_cache = PrefixCache()
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
         self.label_tokens = choice_inputs(encoder.choice_ids) if share_prefix \
             else sum(map(len, encoder.choice_ids))
@@ -38,14 +57,11 @@ class RankClassifier:
         self.choice_chars = torch.tensor([len(t) for t in targets])
         self.choice_bytes = [len(t.encode()) for t in targets]
 
-    def test_rows(self, split) -> list[dict]:
-        rows = [{"index": i, "context_ids": self.encoder.prompt_ids(row["text"]),
-                 "label": self.task.label_names.index(row["label"])}
-                for i, row in enumerate(split)]
-        return sorted(rows, key=lambda row: len(row["context_ids"]))  # little padding
+    def _answer(self, row) -> dict:
+        return {"label": self.task.label_names.index(row["label"])}
 
     def start(self) -> None:
-        self.prefix_cache.clear()  # the weights may have changed since the last scoring
+        super().start()
         self.references = None
 
     def row_tokens(self, row: dict) -> int:
@@ -118,3 +134,80 @@ def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> t
     nearly flat: a fine-tuned model right 87% of the time had ECE 0.65 from it."""
     scores = rankings["sum"] if calibration == "none" else rankings[calibration]
     return torch.softmax(scores.double(), dim=-1)
+
+
+class Summarizer(_Scorer):
+    """Decode an answer after the prompt, and score the references' log-likelihood."""
+
+    def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int, seed: int):
+        """`seed`: what sampling draws from (decoding.seed, or the job's seed)."""
+        super().__init__(encoder, score_batch_size, int(decoding.batch_size),
+                         decoding.max_batch_tokens)
+        self.tokenizer, self.seed = encoder.tokenizer, seed
+        self.reference_cache = PrefixCache()  # the demos' keys/values, for the references
+        self.stops = stop_strings(self.task.stop, decoding)
+        self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
+
+    def _answer(self, row) -> dict:
+        return {"references": row["references"]}
+
+    def row_tokens(self, row: dict) -> int:
+        """Width of a test row in a generate() batch: its prompt and the tokens to write."""
+        return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
+
+    def start(self) -> None:
+        super().start()
+        self.reference_cache.clear()
+        if self.kwargs["do_sample"]:
+            torch.manual_seed(self.seed)
+
+    def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
+        contexts = batch["context_ids"]
+        generated = generate(model, contexts, self.kwargs,
+                             self.prefix_cache if takes_cache(model) else None)
+        # a reference longer than the room left after the prompt is scored on what fits
+        pairs = [(ctx, self.encoder.encode(self.task.target(ref))[: self.encoder.max_length
+                                                                  - len(ctx)])
+                 for ctx, refs in zip(contexts, batch["references"], strict=True) for ref in refs]
+        scores = self._reference_logprobs(model, pairs, [len(r) for r in batch["references"]])
+        rows, offset = [], 0
+        for index, refs, tokens, context in zip(batch["index"], batch["references"], generated,
+                                                contexts, strict=True):
+            text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                               self.stops)
+            span = slice(offset, offset + len(refs))
+            offset += len(refs)
+            scored = [p[1] for p in pairs[span]]  # the reference tokens as scored (cut to fit)
+            rows.append({"index": index, "references": refs, "generated": text,
+                         "generated_tokens": len(tokens),
+                         # no end-of-text within the limit (a stop string ends it sooner)
+                         "hit_limit": len(tokens) >= self.kwargs["max_new_tokens"],
+                         "ref_logprob": float(scores.logprob[span].sum()),
+                         "ref_tokens": int(scores.n_tokens[span].sum()),
+                         "ref_bytes": sum(len(self.tokenizer.decode(ids).encode())
+                                          for ids in scored),
+                         "call_tokens": len(context),
+                         "prefix_tokens": len(self.encoder.prefix_ids)})
+        # the references' likelihood is evaluation only: no deployment pays for it
+        return rows, {"input_tokens": sum(map(len, contexts)),
+                      "generated_tokens": sum(map(len, generated)),
+                      "eval_only_tokens": scores.tokens_processed}
+
+    def _reference_logprobs(self, model, pairs: list[tuple[list[int], list[int]]],
+                            per_context: list[int]) -> Scores:
+        """log p(reference | prompt) per pair. With a KV cache each prompt runs once for all
+        its references, after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
+        pad_id = self.tokenizer.pad_token_id
+        if not takes_cache(model):
+            return continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
+                                         pad_id=pad_id, batch_size=self.batch_size)
+        parts, start = [], 0
+        for n in per_context:
+            context, refs = pairs[start][0], [p[1] for p in pairs[start:start + n]]
+            parts.append(shared_prefix_logprobs(model, [context], refs, pad_id,
+                                                self.reference_cache,
+                                                shared=len(self.encoder.prefix_ids)))
+            start += n
+        return Scores(logprob=torch.cat([p.logprob for p in parts]),
+                      n_tokens=torch.cat([p.n_tokens for p in parts]),
+                      tokens_processed=sum(p.tokens_processed for p in parts))
