@@ -1,9 +1,7 @@
-"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms.
-
-The official SDKs do the HTTP, the retries (with backoff that honours `retry-after`) and the
-error types; on top: a thread pool bounded by `max_concurrency`, a disk cache keyed by the
-request's hash (an interrupted sweep started again does not pay twice), and a total deadline
-per reply. The API key is read from the environment variable the config names, only there.
+"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms. The SDKs
+do the HTTP, retries and error types; on top: a thread pool bounded by `max_concurrency`, a
+disk cache keyed by the request's hash (a sweep started again does not pay twice), and a total
+deadline per reply. The API key is read only from the environment variable the config names.
 """
 
 import hashlib

@@ -1,6 +1,5 @@
-"""Calibrated rank classification: the standard remedies for prompting's instability with
-GPT-2-class models, where the template, the demos and their order shift the label
-probabilities toward some labels whatever the input.
+"""Calibrated rank classification: the template, the demos and their order shift a small
+model's label probabilities toward some labels whatever the input. The remedies:
 
 - contextual (Zhao et al. 2021): divide by the label distribution after content-free inputs
   ("N/A", "", "[MASK]") in the same prompt, renormalised.

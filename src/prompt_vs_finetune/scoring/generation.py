@@ -33,15 +33,13 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
         "pad_token_id": tokenizer.pad_token_id,
     }
     if decoding.strategy == "beam":
-        kwargs["length_penalty"] = float(decoding.length_penalty)
-        kwargs["early_stopping"] = True
+        kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
     if decoding.strategy == "sampling":
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
     stops = stop_strings(stop, decoding)
     if stops:
-        kwargs["stop_strings"] = list(stops)
-        kwargs["tokenizer"] = tokenizer
+        kwargs.update(stop_strings=list(stops), tokenizer=tokenizer)
     return kwargs
 
 
