@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import config, machine, table  # first: puts tests/ (chat_stub) on sys.path
+
+# isort: split
 from chat_stub import StubAPI
-from common import config, machine, table
+from scaled_down import build_scaled_down
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.models.scaled_down import build_scaled_down
 from prompt_vs_finetune.tasks import Task, job_splits
 
 LOCAL = ["openai-gpt", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]

@@ -10,8 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
 from prompt_vs_finetune.metrics import consistency
-from prompt_vs_finetune.scoring import calibration
-from prompt_vs_finetune.scoring.classifier import RankClassifier
+from prompt_vs_finetune.scoring import RankClassifier, calibration
 from prompt_vs_finetune.scoring.logprobs import continuation_logprobs
 from prompt_vs_finetune.tasks import PromptEncoder, Task
 

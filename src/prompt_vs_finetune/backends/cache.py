@@ -26,9 +26,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..project import write_atomic
-from ..tracking.provenance import code_version
 from ..settle import one_device
 from ..tasks import content_hash
+from ..tracking.provenance import code_version
 from ..usage import Usage
 from . import Backend, Predictions
 

@@ -17,13 +17,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from ..errors import Preempted, UserError, causes, first_line
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
-from ..tracking.runs import raise_if_preempted, sigterm_noted
 from ..scoring import build_scorer, takes_cache
 from ..settle import one_device
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model
-from ..tracking.runs import is_rank_zero
+from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..train import ArmModule, ResumeState, TaskDataModule
 from ..train.cost_meter import CostMeter
 from ..train.logger import lightning_logger

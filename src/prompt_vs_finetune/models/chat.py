@@ -1,16 +1,13 @@
-"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms.
-
-The official SDKs do the HTTP, the retries (408/409/429/5xx and dropped connections, with
-exponential backoff that honours `retry-after`) and the error types; this module adds what a
-sweep needs on top: a thread pool bounded by `max_concurrency`, and a disk cache keyed by the
-request's hash, so a sweep that is interrupted and started again does not pay twice.
-The API key is read from the environment variable the config names, and only from there.
+"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms. The SDKs
+do the HTTP, retries and error types; on top: a thread pool bounded by `max_concurrency`, a
+disk cache keyed by the request's hash (a sweep started again does not pay twice), and a total
+deadline per reply. The API key is read only from the environment variable the config names.
 """
 
 import hashlib
 import json
-import logging
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -18,8 +15,6 @@ from pathlib import Path
 
 from ..errors import UnreadableReply, UserError, first_line
 from ..tracking.secrets import redact
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,36 +27,9 @@ class Reply:
     cached: bool = False
 
 
-class ReplyCache:
-    """One JSON file per request hash; written atomically, so a killed job leaves no half."""
-
-    def __init__(self, folder: Path | None):
-        self.folder = folder
-
-    def path(self, key: str) -> Path:
-        return self.folder / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> Reply | None:
-        if self.folder is None or not self.path(key).is_file():
-            return None
-        try:
-            return Reply(**{**json.loads(self.path(key).read_text()), "cached": True,
-                            "retries": 0})
-        except (ValueError, TypeError):  # an unreadable entry is a miss, rewritten below
-            return None
-
-    def put(self, key: str, reply: Reply) -> None:
-        if self.folder is None:
-            return
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(reply)))
-        tmp.replace(path)
-
-
 class ChatModel:
-    """A provider's chat endpoint: `complete_all` sends one request per prompt."""
+    """A provider's chat endpoint. Subclasses give `request` (the body that is sent and
+    hashed; `turns` ends with the user's message) and `_call` (send it, read the reply)."""
 
     provider = ""
     sdk = ("", "")  # (module, client class)
@@ -70,27 +38,16 @@ class ChatModel:
         self.cfg = api_cfg
         self.model = api_cfg.model
         self.client = self._client(api_key(api_cfg))
-        self.cache = ReplyCache(cache_dir / self.provider if cache_dir else None)
+        self.cache_dir = cache_dir / self.provider if cache_dir else None
 
     def _client(self, key: str):
-        """The SDK's client (`sdk.client_class`), with our retries, base URL and timeout:
-        `timeout_s` bounds each read and, through the transport, each whole reply."""
-        from .deadline import deadline_client
-
+        """`timeout_s` bounds each read and, through the transport, each whole reply."""
         sdk_name, class_name = self.sdk
         sdk, timeout = _sdk(sdk_name), float(self.cfg.timeout_s)
-        http = deadline_client(sdk, timeout)
         return getattr(sdk, class_name)(
-            api_key=key, base_url=self.cfg.base_url or None, http_client=http,
-            max_retries=int(self.cfg.max_retries), timeout=timeout)
-
-    def _call(self, request: dict) -> Reply:
-        raise NotImplementedError
-
-    def request(self, system: str, turns: list[dict], max_tokens: int) -> dict:
-        """The provider's request body (model, messages, limits): what is sent and hashed.
-        `turns`: the conversation, ending with the user's message."""
-        raise NotImplementedError
+            api_key=key, base_url=self.cfg.base_url or None,
+            http_client=deadline_client(sdk, timeout), max_retries=int(self.cfg.max_retries),
+            timeout=timeout)
 
     def cache_key(self, request: dict) -> str:
         """Same provider, endpoint and body -> same reply (temperature 0 by default)."""
@@ -98,9 +55,28 @@ class ChatModel:
                     "request": request}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
+    def _cached(self, key: str) -> Reply | None:
+        path = self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            return Reply(**{**json.loads(path.read_text()), "cached": True, "retries": 0})
+        except (ValueError, TypeError):  # an unreadable entry is a miss, rewritten after
+            return None
+
+    def _store(self, key: str, reply: Reply) -> None:
+        """One JSON file per request hash, written atomically: a killed job leaves no half."""
+        if self.cache_dir is None:
+            return
+        path = self.cache_dir / key[:2] / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(reply)))
+        tmp.replace(path)
+
     def complete(self, request: dict) -> Reply:
         key = self.cache_key(request)
-        cached = self.cache.get(key)
+        cached = self._cached(key)
         if cached is not None:
             return cached
         started = time.perf_counter()
@@ -112,13 +88,12 @@ class ChatModel:
                 raise
             raise wrapped from err
         reply.latency_s = time.perf_counter() - started
-        self.cache.put(key, reply)
+        self._store(key, reply)
         return reply
 
     def complete_all(self, requests: list[dict]) -> list[Reply]:
         """Replies in request order; at most `max_concurrency` requests in flight."""
-        workers = max(1, int(self.cfg.max_concurrency))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, int(self.cfg.max_concurrency))) as pool:
             return list(pool.map(self.complete, requests))
 
     def _user_error(self, err: Exception) -> Exception:
@@ -143,8 +118,6 @@ class ChatModel:
 
 
 class AnthropicChat(ChatModel):
-    """Claude through the Messages API (`anthropic` SDK)."""
-
     provider = "anthropic"
     sdk = ("anthropic", "Anthropic")
 
@@ -156,17 +129,17 @@ class AnthropicChat(ChatModel):
     def _call(self, request: dict) -> Reply:
         raw = self.client.messages.with_raw_response.create(**request)
         message = raw.parse()
-        content, usage = getattr(message, "content", None), getattr(message, "usage", None)
+        content = getattr(message, "content", None)
         if not isinstance(content, list):
             raise UnreadableReply(f"no content list: {str(message)[:80]!r}")
         text = "".join(block.text for block in content if block.type == "text")
+        usage = getattr(message, "usage", None)
         return Reply(text, *_token_counts(usage, "input_tokens", "output_tokens"), 0.0,
                      raw.retries_taken)
 
 
 class OpenAICompatibleChat(ChatModel):
-    """Any OpenAI-compatible chat-completions endpoint (`openai` SDK; base URL from config):
-    OpenAI itself, vLLM, llama.cpp's server, a gateway."""
+    """Any OpenAI-compatible chat-completions endpoint: OpenAI, vLLM, llama.cpp, a gateway."""
 
     provider = "openai_compatible"
     sdk = ("openai", "OpenAI")
@@ -189,13 +162,46 @@ class OpenAICompatibleChat(ChatModel):
 
 
 def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
-    """(input, output) tokens of a reply: a call is priced by them, so a reply without them,
-    or with negative ones, is refused rather than counted as free."""
+    """(input, output) tokens: a call is priced by them, so a reply without them (or with
+    negative ones) is refused rather than counted as free."""
     counts = tuple(getattr(usage, key, None) for key in (input_key, output_key))
     if not all(isinstance(n, int) and n >= 0 for n in counts):
         raise UnreadableReply(f"its usage gives {input_key}={counts[0]!r}, "
                               f"{output_key}={counts[1]!r}, not token counts")
     return counts
+
+
+def deadline_client(sdk, total_s: float):
+    """The SDK's default http client with a total deadline of `total_s` per request: httpx's
+    timeouts bound each read, so a server trickling a byte a second kept a job waiting
+    forever; this transport ends the body with a read timeout (retried by the SDK) instead.
+    Built on whichever httpx (`httpx` or `httpx2`) the SDK's client is made of."""
+    httpx = sys.modules[sdk.DefaultHttpxClient.__mro__[1].__module__.split(".")[0]]
+
+    class Until(httpx.SyncByteStream):
+        def __init__(self, stream, deadline: float, request):
+            self.stream, self.deadline, self.request = stream, deadline, request
+
+        def __iter__(self):
+            for chunk in self.stream:
+                if time.monotonic() > self.deadline:
+                    raise httpx.ReadTimeout(f"the reply took over {total_s:g} s in all "
+                                            "(model.api.timeout_s)", request=self.request)
+                yield chunk
+
+        def close(self) -> None:
+            self.stream.close()
+
+    class DeadlineTransport(httpx.HTTPTransport):
+        def handle_request(self, request):
+            deadline = time.monotonic() + total_s
+            response = super().handle_request(request)
+            return httpx.Response(response.status_code, headers=response.headers,
+                                  stream=Until(response.stream, deadline, request),
+                                  extensions=response.extensions)
+
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)  # the SDKs'
+    return sdk.DefaultHttpxClient(transport=DeadlineTransport(limits=limits), timeout=total_s)
 
 
 def api_key(api_cfg) -> str:

@@ -1,8 +1,7 @@
 """A pretrained model from a GGUF file that a Python package ships (`model=smollm2`): a model
-that knows language, with no network. transformers reads GGUF (`gguf_file=`) and dequantizes it
-to float32, which takes about 20 s on 2 CPU cores; so the first job saves the result as an
-ordinary safetensors checkpoint under `paths.cache_dir/gguf/`, keyed by the file's SHA-256,
-and every later job loads that in seconds.
+that knows language, with no network. transformers dequantizes GGUF to float32 in about 20 s
+on 2 CPU cores, so the first job saves it as a plain safetensors checkpoint under
+`paths.cache_dir/gguf/`, keyed by the file's SHA-256, which later jobs load in seconds.
 """
 
 import hashlib
@@ -34,10 +33,25 @@ def gguf_file(gguf_cfg) -> Path:
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
     return digest.hexdigest()
+
+
+def build_once(path: Path, build) -> None:
+    """`build(folder)` into a private folder, then renamed to `path`: parallel jobs never see
+    half a checkpoint, and a job that loses the race drops its copy."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(path)
+    except OSError:  # another job finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
@@ -48,27 +62,17 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
     if (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file():
         return str(path)
     log.info("dequantizing %s into %s (once)", source.name, path)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        _dequantize(source, tmp)
+        build_once(path, lambda out: _dequantize(source, out))
     except ImportError as err:  # the `gguf` reader transformers uses
-        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"reading a GGUF file needs the package gguf ({err}); pip install "
                         "gguf") from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:  # a rename: parallel jobs never see half a checkpoint
-        tmp.rename(path)
-    except OSError:  # another job finished the same conversion first
-        shutil.rmtree(tmp, ignore_errors=True)
     return str(path)
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """Load the GGUF file and save it as a plain checkpoint. A GGUF-loaded model refuses
-    `save_pretrained` (its config carries the GGUF quantization), so the weights move into a
-    fresh model built from the config without it."""
+    """Save the GGUF model as a plain checkpoint. A GGUF-loaded model refuses `save_pretrained`
+    (its config carries the GGUF quantization): the weights move into a fresh model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,5 +1,8 @@
-"""Load any Hugging Face causal LM (Hub name or local path) with its tokenizer, wrap LoRA."""
+"""Load any Hugging Face causal LM (Hub name, local path, the offline `tiny` GPT-2 or a GGUF
+file a package ships) with its tokenizer, wrap LoRA."""
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,20 +15,15 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
-from .gguf import gguf_checkpoint
-from .tiny import build_tiny
+from .gguf import build_once, gguf_checkpoint
 
 log = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()
+TINY_EOS = "<|endoftext|>"
 
 
 def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
-    """Return (model, tokenizer), the tokenizer with a pad token.
-
-    `model.tiny` set: build (or reuse) a small random GPT-2 whose tokenizer is trained on
-    `corpus`; `model.gguf` set: the GGUF file an installed package ships, as a cached plain
-    checkpoint; otherwise load `model.name_or_path` from a local directory or the Hub.
-    """
+    """(model, tokenizer with a pad token); `corpus` trains `model.tiny`'s tokenizer."""
     if model_cfg.tiny:
         path = build_tiny(model_cfg.tiny, corpus, Path(cache_dir) / "tiny")
     elif model_cfg.get("gguf"):
@@ -39,10 +37,9 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = _from_pretrained(path, model_cfg.attn_implementation, kwargs)
     except ValueError as err:  # e.g. a BERT checkpoint: no causal-LM head for its config
-        raise UserError(
-            f"'{path}' is not a causal language model ({str(err).splitlines()[0][:160]}); "
-            "pick a decoder model such as gpt2"
-        ) from err
+        raise UserError(f"'{path}' is not a causal language model "
+                        f"({str(err).splitlines()[0][:160]}); pick a decoder model such as "
+                        "gpt2") from err
     except OSError as err:
         raise UserError(f"could not load model '{path}': {str(err).splitlines()[0]}") from err
     except SafetensorError as err:
@@ -75,9 +72,8 @@ def _from_pretrained(path: str, attn_implementation: str, kwargs: dict):
 
 
 def _ensure_eos(model, tokenizer, eos_token: str | None, path: str) -> None:
-    """Fine-tuned answers end with end-of-text, and generation stops at it. GPT-1 has none:
-    `model.eos_token` adds one as a new special token, its embedding initialised at the mean
-    of the others (resize_token_embeddings), which fine-tuning then learns to predict."""
+    """Answers end with end-of-text. GPT-1 has none: `model.eos_token` adds one, its embedding
+    initialised at the mean of the others, which fine-tuning then learns to predict."""
     if tokenizer.eos_token is not None:
         return
     if not eos_token:
@@ -91,8 +87,7 @@ def _ensure_eos(model, tokenizer, eos_token: str | None, path: str) -> None:
 
 
 def _check_causal(config, path: str) -> None:
-    """A checkpoint saved as an encoder (BERT's BertModel / BertForMaskedLM) would load as
-    a "causal LM" with a fresh, untrained head; refuse it instead of scoring noise."""
+    """An encoder checkpoint (BertModel) would load as a "causal LM" with an untrained head."""
     architectures = getattr(config, "architectures", None) or []
     if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel"))
                                  for a in architectures):
@@ -114,12 +109,10 @@ def _resolve(name_or_path: str | None) -> str:
     if _cached(name_or_path) or hub_reachable():
         return name_or_path
     hint = "" if hub_offline_flag() else " (no network?)"
-    raise UserError(
-        f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be reached{hint}; "
-        "run offline with model=smollm2 (a pretrained model installed with the package), "
-        "model.name_or_path=/path/to/a/local/model, or model=tiny (random weights, for smoke "
-        "tests)"
-    )
+    raise UserError(f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be "
+                    f"reached{hint}; run offline with model=smollm2 (a pretrained model "
+                    "installed with the package), model.name_or_path=/path/to/a/local/model, "
+                    "or model=tiny (random weights, for smoke tests)")
 
 
 def _cached(name: str) -> bool:
@@ -132,9 +125,7 @@ def _cached(name: str) -> bool:
 
 
 def context_length(model: PreTrainedModel, override: int | None = None) -> int:
-    """The context the job lays prompts out in: the model's positions, or `model.max_length`
-    when set (and no longer than the positions: beyond them a forward pass indexes past its
-    position embeddings)."""
+    """The model's positions, or `model.max_length` when set (never beyond the positions)."""
     config = model.config
     positions = next((int(getattr(config, key)) for key in
                       ("n_positions", "max_position_embeddings", "n_ctx")
@@ -156,10 +147,9 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
     except ValueError as err:
         present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()
                           if name and not name.rsplit(".", 1)[-1].isdigit()})
-        raise UserError(
-            f"LoRA target modules {list(lora_cfg.target_modules)} not found in the model "
-            f"(arm.lora.target_modules); its modules include: {', '.join(present[:12])}"
-        ) from err
+        raise UserError(f"LoRA target modules {list(lora_cfg.target_modules)} not found in the "
+                        "model (arm.lora.target_modules); its modules include: "
+                        f"{', '.join(present[:12])}") from err
     narrowest = min(min(m.in_features, m.out_features) for m in adapted.modules()
                     if hasattr(m, "lora_A") and hasattr(m, "in_features"))
     if lora_cfg.r > narrowest:  # beyond the layer's rank: parameters that add nothing
@@ -169,12 +159,45 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameters, each tensor counted once (tied weights too)."""
-    seen, total, trainable = set(), 0, 0
-    for param in model.parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-    return total, trainable
+    """(total, trainable) parameters; `parameters()` yields a tied tensor once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
+    """`model=tiny`: a small GPT-2 (random weights) + byte-level BPE trained on `corpus`, so
+    every arm runs offline in seconds; cached by the corpus and the architecture."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    texts = list(corpus)
+    # initializer_range: GPT-2's 0.02 suits width 768; at width 128 it leaves the tied
+    # embeddings so short that a frozen-base LoRA cannot make any answer token likely.
+    arch = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
+                                     "vocab_size", "init_seed", "initializer_range")}
+    digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\0")
+    path = cache_root / digest.hexdigest()[:16]
+    if (path / "config.json").is_file() and (path / "tokenizer.json").is_file():
+        return str(path)
+    if not texts:
+        raise UserError("model=tiny needs the task's training text to train its tokenizer")
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=arch["vocab_size"], min_frequency=2,
+                            special_tokens=[TINY_EOS], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=TINY_EOS,
+                                        eos_token=TINY_EOS, unk_token=TINY_EOS,
+                                        pad_token=TINY_EOS)
+    eos_id = tokenizer.convert_tokens_to_ids(TINY_EOS)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=arch["n_positions"],
+                        n_embd=arch["n_embd"], n_layer=arch["n_layer"], n_head=arch["n_head"],
+                        initializer_range=arch["initializer_range"],
+                        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(arch["init_seed"])
+        model = GPT2LMHeadModel(config)
+    build_once(path, lambda out: (tokenizer.save_pretrained(out), model.save_pretrained(out)))
+    log.info("built tiny model at %s (%d parameters)", path, model.num_parameters())
+    return str(path)

@@ -1,10 +1,6 @@
-"""Reduced-precision inference: the test split scored / generated in float16, bfloat16 or int8.
-
-Every arm is scored at one `inference_dtype`; the fine-tuned arms train as `trainer.precision`
-says and are cast only after training, right before the test. So arms stay comparable at any
-inference precision, and the precision's own effect (quality, speed, weight memory) is what
-changes between two runs of the same job that differ only in `inference_dtype`.
-"""
+"""Reduced-precision inference: the test split scored in float16, bfloat16 or int8. Fine-tuned
+arms train as `trainer.precision` says and are cast only right before the test, so every arm
+is scored at the one `inference_dtype`."""
 
 import importlib.util
 import warnings
@@ -26,8 +22,8 @@ def _device_type(device) -> str:
 
 
 def check_inference_dtype(name: str, device_type: str) -> None:
-    """Fail before any work on a dtype that is unknown or that this device cannot run.
-    `device_type`: a torch device type (cpu, cuda) or a Lightning accelerator (gpu, auto)."""
+    """Fail before any work on a dtype unknown or that this device (a torch device type or a
+    Lightning accelerator) cannot run."""
     if name not in INFERENCE_DTYPES:
         raise UserError(f"inference_dtype '{name}' is unknown; use {', '.join(INFERENCE_DTYPES)}")
     if name != "int8":
@@ -46,18 +42,10 @@ def check_inference_dtype(name: str, device_type: str) -> None:
 
 
 def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
-    """`model` ready to score in `name` on `device` (the model is changed in place; use the
-    returned one: int8 merges LoRA adapters and replaces modules).
-
-    float16 / bfloat16: every weight cast (LoRA adapters too, still unmerged), GPT-2's Conv1D
-    layers made nn.Linear (same numbers; see `conv1d_to_linear` for why). int8: LoRA
-    merged first (quantized base weights cannot take an adapter), GPT-2's Conv1D layers made
-    nn.Linear, then every Linear given 8-bit weights: on CPU by dynamic quantization (int8
-    per-channel weights, activations quantized per batch, int8 matrix products; the rest in
-    float32), on CUDA by bitsandbytes LLM.int8() (Linear8bitLt; the rest in float16; untested
-    here: no GPU). An output layer tied to the input embeddings is not quantized (see
-    `_tied_head`), nor are embeddings and layer norms.
-    """
+    """`model` ready to score in `name` on `device`, changed in place (use the one returned:
+    int8 merges LoRA adapters, since quantized weights cannot take one, and replaces modules).
+    Every Linear but a tied output layer gets int8 weights: on CPU by dynamic quantization
+    (the rest in float32), on CUDA by bitsandbytes LLM.int8() (the rest in float16)."""
     check_inference_dtype(name, _device_type(device))
     if name == "float32":
         return model
@@ -86,29 +74,20 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 def _tied_head(model: nn.Module) -> nn.Module | None:
     """The output layer when it shares its weight with the input embeddings (GPT-2), else None.
-
-    It stays unquantized: the embedding lookup needs the float matrix anyway, so an int8
-    copy would add memory (a quarter of the largest matrix) rather than save it and would
-    untie the two; and in scoring only a few positions reach it (logits_to_keep), so its int8
-    speed-up would be small while its error lands on every logit directly.
-    """
-    get_head = getattr(model, "get_output_embeddings", None)
-    get_embeddings = getattr(model, "get_input_embeddings", None)
-    head = get_head() if get_head else None
-    embeddings = get_embeddings() if get_embeddings else None
+    It stays unquantized: the embedding lookup needs the float matrix anyway (an int8 copy
+    would add memory), and only a few positions reach it in scoring (logits_to_keep)."""
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
     if head is None or embeddings is None:
         return None
-    tied = getattr(head, "weight", None) is getattr(embeddings, "weight", 0)
-    return head if tied else None
+    return head if getattr(head, "weight", None) is getattr(embeddings, "weight", 0) else None
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Replace every transformers Conv1D (GPT-1/GPT-2: y = x @ W + b, W stored [in, out]) by
-    the equivalent nn.Linear (W transposed, same bias), in place. Quantizers and bitsandbytes
-    look for nn.Linear and would otherwise leave every transformer block in float; and on a
-    CPU without bf16/fp16 matrix units (AVX2) Conv1D's half-precision addmm takes a slow path,
-    ~20x slower than Linear's (GPT-2 124M, measured). The base layer of a LoRA adapter is
-    converted too; the adapter is told its base is no longer transposed (fan_in_fan_out)."""
+    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) made the equivalent nn.Linear,
+    in place: quantizers look for nn.Linear, and on a CPU without bf16/fp16 matrix units
+    Conv1D's half-precision addmm is ~20x slower (GPT-2 124M, measured). A LoRA adapter
+    around one is told its base is no longer transposed (fan_in_fan_out)."""
     from transformers.pytorch_utils import Conv1D
 
     for parent in list(model.modules()):
@@ -127,11 +106,9 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
                        device: torch.device) -> nn.Module:
-    """Each Linear replaced by bitsandbytes' Linear8bitLt (LLM.int8(), outlier threshold 6 as
-    transformers' load_in_8bit): its Int8Params quantize when moved from the CPU to the GPU,
-    so the float weight goes through the CPU. The rest of the model runs in float16, as with
-    load_in_8bit: the int8 kernels take float16 inputs (and warn on every call otherwise).
-    UNTESTED on CUDA (no GPU here); the same code ran on bitsandbytes 0.50's CPU backend."""
+    """Each Linear made bitsandbytes' Linear8bitLt (as transformers' load_in_8bit): its
+    Int8Params quantize when moved from the CPU to the GPU; the rest runs in float16, which
+    the int8 kernels take. Ran on bitsandbytes 0.50's CPU backend; untested on CUDA here."""
     import bitsandbytes as bnb
 
     model.to(torch.float16)
@@ -150,21 +127,16 @@ def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
 
 
 def weight_memory_mb(model: nn.Module) -> float:
-    """MiB the model's weights take as it is scored: parameters and buffers at their element
-    size (shared tensors once), and dynamically quantized layers' packed int8 weights, which
-    are neither (they hide in a `_packed_params` object), at 1 byte per weight plus their
-    bias and per-channel scales. bitsandbytes' int8 weights are int8 parameters; their
-    per-row scales (`SCB`) are counted too."""
+    """MiB the model's weights take as it is scored: parameters and buffers (shared ones once,
+    bitsandbytes' row scales `SCB` too), and the packed int8 weights, bias and scales that
+    dynamically quantized layers hide in `_packed_params`."""
     from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
     def size(t: torch.Tensor | None) -> int:
         return 0 if t is None else t.numel() * t.element_size()
 
-    seen, total = set(), 0
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            total += size(tensor) + size(getattr(tensor, "SCB", None))
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
+    total = sum(size(t) + size(getattr(t, "SCB", None)) for t in tensors)
     for module in model.modules():
         if isinstance(module, LinearPackedParams):
             weight, bias = module._weight_bias()

@@ -1,9 +1,8 @@
 """Scoring the test split on a local model: log-likelihoods of continuations (plain and
 shared-prefix), batched generation, and the two per-task scorers built on them."""
 
-from .classifier import RankClassifier
 from .logprobs import PrefixCache, continuation_logprobs, shared_prefix_logprobs, takes_cache
-from .summarizer import Summarizer
+from .scorers import RankClassifier, Summarizer
 
 __all__ = ["PrefixCache", "RankClassifier", "Summarizer", "build_scorer",
            "continuation_logprobs", "shared_prefix_logprobs", "takes_cache"]

@@ -1,5 +1,5 @@
-"""Batched generation: left padding, the KV cache (generate's default), decoding from config,
-and a prefix every prompt shares (few-shot demos) encoded once and reused."""
+"""Batched generation: left padding, decoding from config, a shared prefix (few-shot demos)
+encoded once and reused, and ragged prompts prefilled one by one."""
 
 import torch
 from transformers import DynamicCache
@@ -22,8 +22,7 @@ def stop_strings(task_stop: tuple[str, ...], decoding) -> tuple[str, ...]:
 
 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
-    """`model.generate` keyword arguments for a `conf/decoding/` config (checked up front by
-    the job) and the task's stop strings `stop`."""
+    """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`."""
     kwargs = {
         "max_new_tokens": int(decoding.max_new_tokens),
         "do_sample": decoding.strategy == "sampling",
@@ -34,28 +33,22 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
         "pad_token_id": tokenizer.pad_token_id,
     }
     if decoding.strategy == "beam":
-        kwargs["length_penalty"] = float(decoding.length_penalty)
-        kwargs["early_stopping"] = True
+        kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
     if decoding.strategy == "sampling":
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
     stops = stop_strings(stop, decoding)
     if stops:
-        kwargs["stop_strings"] = list(stops)
-        kwargs["tokenizer"] = tokenizer
+        kwargs.update(stop_strings=list(stops), tokenizer=tokenizer)
     return kwargs
 
 
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], kwargs: dict,
              prefix_cache: PrefixCache | None = None) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text.
-
-    With a `prefix_cache` and greedy or sampled decoding, the prefix all prompts share (the
-    few-shot demos) comes from the cache: each row is [prefix | left-padded own tokens], the
-    attention mask zeroes the padding in the middle (position ids follow the mask), and
-    `generate` runs only the uncached tokens.
-    """
+    """New tokens for each prompt, cut at the first end-of-text. With a `prefix_cache` (and no
+    beams) the prefix all prompts share comes from it: rows are [prefix | left-padded own
+    tokens] and `generate` runs only the uncached tokens."""
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
     cache = None
@@ -84,30 +77,24 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
 
 
 def ragged(model, prompts: list[list[int]]) -> bool:
-    """Whether prompts of different lengths should be prefilled one by one: a padded batch
-    costs compute on its padding, and attention leaves its fused causal kernel once a padding
-    mask exists (measured: 20.1 s padded vs 13.3 s one at a time, bench/generation_profile)."""
+    """Whether to prefill prompts of different lengths one by one: a padding mask costs the
+    fused causal kernel (20.1 s padded vs 13.3 s one at a time, bench/generation_profile)."""
     lengths = {len(p) for p in prompts}
     return len(lengths) > 1 and min(lengths) > 1 and takes_cache(model)
 
 
 def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
-    """The key/value cache of every prompt but its last token, each run alone (no padding),
-    then left-padded into one batch cache with room for `new_tokens` more: `generate` then
-    runs each prompt's last token and decodes all of them together. Position ids follow the
-    attention mask, so each prompt's positions are those of its own run."""
+    """The KV cache of every prompt but its last token, each run alone, left-padded into one
+    batch cache with room for `new_tokens` more; `generate` runs the last tokens together."""
     rows = [_layer_tensors(prefill(model, torch.tensor([p[:-1]], device=device)))
             for p in prompts]
     return batch_cache(model, rows, max(len(p) for p in prompts) + new_tokens)
 
 
 def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], length: int):
-    """One batch cache from each row's per-layer (keys, values) [1, heads, n, dim], left-padded
-    to the longest row, with room up to `length` positions.
-
-    Preallocated (StaticCache) and written in place: a DynamicCache grows by concatenation,
-    copying every layer's keys and values at every decoding step (39% of a batch's decoding
-    time on 2 CPU cores, measured)."""
+    """One batch cache of `length` positions from each row's per-layer (keys, values), left-
+    padded to the longest row. A preallocated StaticCache: a DynamicCache grows by copying
+    every layer at every step (39% of a batch's decoding time on 2 CPU cores, measured)."""
     width = max(layers[0][0].size(2) for layers in rows)
     cache = _static_cache(model, length)
     if cache is None:
@@ -132,8 +119,7 @@ def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], leng
 
 
 def _static_cache(model, length: int):
-    """An empty StaticCache of `length` positions, or None where this transformers' static
-    cache has no per-layer tensors to write into (then the batch cache is a DynamicCache)."""
+    """An empty StaticCache, or None where this transformers' has no per-layer tensors."""
     try:
         from transformers import StaticCache
 

@@ -1,13 +1,11 @@
 """Log-likelihood of continuations (verbalized labels, reference answers) after a context.
-
-Sequences are left-padded with position ids taken from the attention mask, so every
-continuation ends at the last position and only the last few positions need logits: a
-vocabulary-sized softmax over the whole prompt is never materialised.
-"""
+Left padding (position ids from the attention mask) ends every continuation at the last
+position, so logits are computed only there, never over the whole prompt."""
 
 import copy
 import functools
 import inspect
+import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -30,9 +28,8 @@ def _forward_kwargs(model) -> frozenset[str]:
     return _forward_params(type(base))
 
 
-@functools.cache
+@functools.cache  # scoring asks on every batch
 def _forward_params(model_class) -> frozenset[str]:
-    """A class's forward arguments, read once (scoring asks on every batch)."""
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
@@ -44,22 +41,17 @@ def cache_argument(model) -> str | None:
 
 
 def takes_cache(model) -> bool:
-    """Whether the model's forward takes a KV cache (and with it, in transformers' current
-    attention code, 4D masks): GPT-2 does; GPT-1 does not, so it runs the plain paths."""
+    """Whether the model's forward takes a KV cache (and with it 4D masks): GPT-2 does; GPT-1
+    does not, so it runs the plain paths."""
     return cache_argument(model) is not None
 
 
-def returned_cache(output):
-    """The key/value cache a forward pass returned (`cache`, or `past_key_values` before
-    transformers 5.24)."""
-    return output["cache"] if "cache" in output else output["past_key_values"]
-
-
 def prefill(model, input_ids: torch.Tensor):
-    """The key/value cache of `input_ids` and nothing else: the logits of a prefix are never
+    """The key/value cache of `input_ids`, with one position's logits: a prefix's are never
     read, and at GPT-2's 50,257 tokens the output projection is a third of the pass."""
     keep = {"logits_to_keep": 1} if "logits_to_keep" in _forward_kwargs(model) else {}
-    return returned_cache(model(input_ids=input_ids, use_cache=True, **keep))
+    output = model(input_ids=input_ids, use_cache=True, **keep)
+    return output["cache"] if "cache" in output else output["past_key_values"]  # < 5.24
 
 
 @torch.no_grad()
@@ -68,9 +60,7 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
     """Sum of log p(continuation | context) for each (context, continuation) pair."""
     if len(contexts) != len(continuations):
         raise ValueError("contexts and continuations differ in length")
-    device = next(model.parameters()).device
-    accepts = _forward_kwargs(model)
-    n = len(contexts)
+    device, n = next(model.parameters()).device, len(contexts)
     logprob = torch.zeros(n, dtype=torch.float64)
     n_tokens = torch.tensor([len(c) for c in continuations])
     lengths = [len(a) + len(b) for a, b in zip(contexts, continuations, strict=True)]
@@ -79,13 +69,11 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
         rows = order[start:start + batch_size]
         window = max(len(continuations[i]) for i in rows)
         input_ids, attention = left_pad([contexts[i] + continuations[i] for i in rows], pad_id)
-        target_mask = torch.zeros((len(rows), window), dtype=torch.bool)
-        for r, i in enumerate(rows):
-            target_mask[r, window - len(continuations[i]):] = True
+        target_mask = torch.arange(window) >= window - n_tokens[rows, None]
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
         kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
                   "position_ids": position_ids.to(device)}
-        if "logits_to_keep" in accepts:
+        if "logits_to_keep" in _forward_kwargs(model):
             kwargs["logits_to_keep"] = window + 1
         logits = model(**kwargs).logits[:, -(window + 1):-1].float()
         targets = input_ids[:, -window:].to(device)
@@ -108,18 +96,14 @@ def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tens
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
-    """Tokens every sequence starts with, leaving at least one token of each: the last
-    context token's logits predict a continuation's first token, so it must be run per row."""
-    first, limit = seqs[0], min(len(s) for s in seqs) - 1
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in seqs):
-        n += 1
-    return n
+    """Tokens every sequence starts with, leaving at least one of each: the last context
+    token's logits predict a continuation's first token, so it must run per row."""
+    return max(0, min(len(os.path.commonprefix(seqs)), min(map(len, seqs)) - 1))
 
 
 class PrefixCache:
-    """The key/value cache of a shared token prefix (few-shot demos + template head),
-    computed once and reused by every batch until `clear()` (weights changed)."""
+    """The key/value cache of a shared prefix (few-shot demos + template head), reused by
+    every batch until `clear()` (the weights changed)."""
 
     def __init__(self):
         self.tokens: tuple[int, ...] = ()
@@ -129,7 +113,7 @@ class PrefixCache:
         self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
-        """(batch-1 cache of `prefix`, tokens run to build it: 0 when reused)."""
+        """(batch-1 cache of `prefix`, tokens run to build it)."""
         if tuple(prefix) == self.tokens and self.cache is not None:
             return self.cache, 0
         device = next(model.parameters()).device
@@ -139,8 +123,7 @@ class PrefixCache:
         return self.cache, len(prefix)
 
     def expanded(self, model, prefix: list[int], rows: int) -> tuple[object, int]:
-        """A copy of the prefix's cache repeated for `rows` batch rows (the model extends the
-        copy; the batch-1 original stays reusable), and the tokens run to build it."""
+        """A copy repeated for `rows` batch rows (the model extends the copy, not the cache)."""
         base, built = self.get(model, prefix)
         cache = copy.deepcopy(base)
         cache.batch_repeat_interleave(rows)
@@ -148,11 +131,10 @@ class PrefixCache:
 
 
 class ChoiceTrie(NamedTuple):
-    """The choices as a prefix tree. `nodes`: every proper prefix of a choice, each once,
-    shortest first (the inputs to run); `parent`: each node's parent node, -1 for a first
-    token; `predictor`: for each choice token in order, the node that predicts it, -1 for the
-    context's last token. Choices that begin alike (Banking77's " card ...", " transfer ...")
-    share those inputs, and a choice's last token is only ever predicted, never run."""
+    """The choices as a prefix tree. `nodes`: every proper prefix of a choice once, shortest
+    first (the inputs to run); `parent`: each node's parent, -1 for a first token;
+    `predictor`: for each choice token in order, the node predicting it, -1 for the context's
+    last token. Choices that begin alike share inputs; a last token is never run."""
 
     nodes: list[tuple[int, ...]]
     parent: list[int]
@@ -168,29 +150,26 @@ def _choice_trie(choices: list[list[int]]) -> ChoiceTrie:
 
 
 def choice_inputs(choices: list[list[int]]) -> int:
-    """Tokens `shared_prefix_logprobs` runs for the choices after one context."""
+    """Tokens `shared_prefix_logprobs` runs for the choices after each context."""
     return len(_choice_trie(choices).nodes)
 
 
 def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_id: int,
                   dtype: torch.dtype):
-    """The rows `shared_prefix_logprobs` runs after the cached prefix: (input ids, position
-    ids, the additive 4D mask over prefix + block, the columns whose logits predict a choice
-    token (each once), and which of them each choice token reads). Columns: [left-padded own
-    context tokens | one per trie node]; a node's column holds its last token at the position
-    after the context where that token stands, and sees the context and its own ancestors."""
+    """The rows run after the cached prefix: (input ids, position ids, the 4D mask over prefix
+    + block, the columns whose logits predict a choice token, which one each token reads).
+    Columns: [left-padded own context | one per trie node]; a node's column holds its last
+    token at its position after the context, and sees the context and its ancestors."""
     n_ctx, nodes = len(suffixes), trie.nodes
     width = max(len(s) for s in suffixes)
-    length = width + len(nodes)
+    context_ids, _ = left_pad(suffixes, pad_id, width)
+    node_ids = torch.tensor([n[-1] for n in nodes], dtype=torch.long).expand(n_ctx, -1)
+    input_ids = torch.cat([context_ids, node_ids], dim=1)
+    length = input_ids.size(1)
     cols = torch.arange(length)
     depth = torch.tensor([0] * width + [len(n) - 1 for n in nodes])
     own = torch.tensor([len(s) for s in suffixes])
     real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
-    input_ids = torch.full((n_ctx, length), pad_id, dtype=torch.long)
-    for i, s in enumerate(suffixes):
-        input_ids[i, width - len(s):width] = torch.tensor(s)
-    if nodes:
-        input_ids[:, width:] = torch.tensor([n[-1] for n in nodes])
     position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
                                shared + own[:, None] + depth).clamp(min=0)
 
@@ -216,34 +195,22 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
 def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
                            pad_id: int, prefix_cache: PrefixCache | None = None,
                            shared: int | None = None) -> Scores:
-    """log p(choice | context) for every context x choice, running every token once.
-
-    The prefix all contexts share comes from a key/value cache (expanded across the batch);
-    each row then holds one context's own tokens followed by the choices as a prefix tree
-    (each distinct choice prefix once, a choice's last token never), and a 4D attention mask
-    lets each of those tokens see the context and its own earlier tokens only, with position
-    ids restarting after the context. So a choice costs the tokens it does not share with
-    another, not a full prompt each. Logits are computed only at the positions that predict
-    a choice token, each position once. Returns scores in the order of `continuation_logprobs` over
-    (context, choice) pairs, contexts outer. `shared`: take at most this many leading tokens
-    from the cache (default: all the contexts share), so that one cached prefix (the demos)
-    serves calls whose contexts share more or less than it.
-    """
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    n_ctx, n_choice = len(contexts), len(choices)
+    """log p(choice | context) for every context x choice (contexts outer), every token run
+    once: the shared prefix from a KV cache, then per row the context's own tokens and the
+    choices as a prefix tree under a 4D mask, so a choice costs only the tokens it shares
+    with no other. `shared`: at most this many leading tokens come from the cache (default:
+    all the contexts share), so one cached prefix (the demos) serves every call."""
+    param = next(model.parameters())
+    device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)
     shared = common if shared is None else min(shared, common)
     suffixes = [c[shared:] for c in contexts]
-    flat = [t for choice in choices for t in choice]
     trie = _choice_trie(choices)
     input_ids, position_ids, mask, columns, row = _choice_block(suffixes, trie, shared, pad_id,
-                                                                dtype)
-    own = torch.tensor([len(s) for s in suffixes])
-
+                                                                param.dtype)
     kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
               "attention_mask": mask.to(device)}
-    processed = int(own.sum()) + n_ctx * len(trie.nodes)
+    processed = sum(map(len, suffixes)) + n_ctx * len(trie.nodes)
     if shared:
         cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
                                                                 n_ctx)
@@ -253,10 +220,10 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
         logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=columns.to(device)).logits
     else:
         logits = model(**kwargs, use_cache=bool(shared)).logits[:, columns.to(device)]
-    targets = torch.tensor(flat, device=device)
+    targets = torch.tensor([t for choice in choices for t in choice], device=device)
     token_lp = F.log_softmax(logits.float(), dim=-1)[:, row.to(device), targets]
     which = torch.tensor([c for c, choice in enumerate(choices) for _ in choice], device=device)
-    sums = torch.zeros(n_ctx, n_choice, dtype=torch.float64, device=device)
+    sums = torch.zeros(n_ctx, len(choices), dtype=torch.float64, device=device)
     sums.index_add_(1, which, token_lp.double())
     n_tokens = torch.tensor([len(c) for c in choices]).repeat(n_ctx)
     return Scores(logprob=sums.flatten().cpu(), n_tokens=n_tokens, tokens_processed=processed)

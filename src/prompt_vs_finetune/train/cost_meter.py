@@ -1,5 +1,5 @@
-"""The Lightning callback that measures a local job's usage: fit and test wall time, the tokens
-each phase runs through the model, FLOPs and peak memory; `usage.py` prices them."""
+"""The Lightning callback that measures a local job's usage (wall time, tokens, FLOPs, peak
+memory); `usage.py` prices it."""
 
 import resource
 import time
@@ -26,27 +26,22 @@ class CostMeter(L.Callback):
         self.tokens = {"train": 0, "val": 0, "input": 0, "generated": 0, "eval_only": 0}
         self._started = 0.0
 
-    def _start(self, trainer):
+    def _clock(self, trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()
-        self._started = time.perf_counter()
-
-    def _stop(self, trainer, phase):
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.synchronize()
-        self.seconds[phase] += time.perf_counter() - self._started
+        return time.perf_counter()
 
     def on_fit_start(self, trainer, pl_module):
-        self._start(trainer)
+        self._started = self._clock(trainer)
 
     def on_fit_end(self, trainer, pl_module):
-        self._stop(trainer, "train")
+        self.seconds["train"] += self._clock(trainer) - self._started
 
     def on_test_start(self, trainer, pl_module):
-        self._start(trainer)
+        self._started = self._clock(trainer)
 
     def on_test_end(self, trainer, pl_module):
-        self._stop(trainer, "eval")
+        self.seconds["eval"] += self._clock(trainer) - self._started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.tokens["train"] += int(batch["n_tokens"])
@@ -60,8 +55,7 @@ class CostMeter(L.Callback):
             self.tokens[kind] += int(outputs.get(f"{kind}_tokens", 0))
 
     def _reduce(self) -> int:
-        """Under DDP: sum every rank's token counts (a collective: call on all ranks); returns
-        the number of devices, each of which is paid for."""
+        """Under DDP, every rank's token counts summed (a collective); the devices paid for."""
         if not (dist.is_available() and dist.is_initialized()):
             return 1
         keys = sorted(self.tokens)
@@ -74,9 +68,8 @@ class CostMeter(L.Callback):
 
     def usage(self, *, rows: list[dict], total_params: int, trainable_params: int,
               cost_cfg, device: torch.device, fitted: bool, model_memory_mb: float) -> Usage:
-        """The run's usage from its prediction rows: each prediction charged its own tokens
-        (`call_usd`), the fit its FLOPs (`fit_usd`); the wall time of each priced beside, for
-        every device (a DDP job pays for each). Under DDP a collective: call on every rank."""
+        """Each prediction charged its own tokens, the fit its FLOPs, and the wall time of
+        each priced beside, for every device. Under DDP a collective: call on every rank."""
         devices = self._reduce()
         usd_per_second = cost_cfg.usd_per_hour * devices / 3600
         calls = [call_usd(row, total_params, cost_cfg, len(rows)) for row in rows]

@@ -4,6 +4,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from datasets import DatasetDict
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..tasks import IGNORE_INDEX, PromptEncoder
@@ -11,20 +12,15 @@ from ..tensors import additive_mask
 
 
 def pad_collate(pad_id: int):
-    """Right-pad a batch to its own longest sequence (dynamic padding). Packed rows (with
-    `segments`) get position ids restarting per example and a block-diagonal causal 4D mask,
-    so packed examples never attend to each other."""
+    """Right-pad a batch to its longest row. Packed rows (with `segments`) get position ids
+    restarting per example and a block-diagonal causal 4D mask."""
 
     def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(row["input_ids"]) for row in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            n = len(row["input_ids"])
-            input_ids[r, :n] = torch.tensor(row["input_ids"])
-            labels[r, :n] = torch.tensor(row["labels"])
-            attention[r, :n] = 1
+        ids = [row["input_ids"] for row in rows]
+        input_ids = _right_pad(ids, pad_id)
+        labels = _right_pad([row["labels"] for row in rows], IGNORE_INDEX)
+        attention = _right_pad([[1] * len(seq) for seq in ids], 0)
+        width = input_ids.size(1)
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
                  "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
         if "segments" in rows[0]:
@@ -34,16 +30,19 @@ def pad_collate(pad_id: int):
     return collate
 
 
+def _right_pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    return pad_sequence([torch.tensor(seq, dtype=torch.long) for seq in seqs], batch_first=True,
+                        padding_value=value)
+
+
 def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Tensor]:
     """Position ids and an additive [batch, 1, width, width] mask for packed rows."""
     owner = torch.full((len(segments), width), -1, dtype=torch.long)  # segment of each column
     position_ids = torch.zeros((len(segments), width), dtype=torch.long)
     for r, lengths in enumerate(segments):
-        start = 0
-        for s, n in enumerate(lengths):
-            owner[r, start:start + n] = s
-            position_ids[r, start:start + n] = torch.arange(n)
-            start += n
+        n = sum(lengths)
+        owner[r, :n] = torch.arange(len(lengths)).repeat_interleave(torch.tensor(lengths))
+        position_ids[r, :n] = torch.cat([torch.arange(k) for k in lengths])
     cols = torch.arange(width)
     allowed = ((owner[:, :, None] == owner[:, None, :]) & (owner[:, :, None] >= 0)
                & (cols[None, None, :] <= cols[None, :, None]))
@@ -51,7 +50,7 @@ def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Ten
 
 
 def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
-    """Concatenate training examples (in a seeded order) into rows of at most `length`
+    """Training examples (in a seeded order) concatenated into rows of at most `length`
     tokens: far less padding when examples are short. An example never spans two rows."""
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     packs, current = [], None
@@ -68,12 +67,9 @@ def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Training batches of similar lengths, in a new random order every epoch.
-
-    Shuffle, cut into windows of `window` batches, sort each window by length, batch it, and
-    shuffle the batches: padding drops to a few tokens per batch while batches stay random.
-    Under DDP each process takes every world-th batch (equal counts on every rank).
-    """
+    """Training batches of similar lengths, in a new random order every epoch: shuffle, sort
+    windows of `window` batches by length, batch, shuffle the batches. Under DDP each
+    process takes every world-th batch (equal counts on every rank)."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
         self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
@@ -112,8 +108,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
 def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:
     """Consecutive batches of at most `max_rows` rows and `max_tokens` padded tokens (rows x
-    longest row); sort rows by length first. One long input then gets a small batch of its
-    own instead of padding fifteen short ones to its length."""
+    longest row), for rows sorted by length: a long input gets a small batch of its own."""
     batches, current, width = [], [], 0
     for i, n in enumerate(lengths):
         wider = max(width, n)
@@ -140,11 +135,9 @@ class TaskDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int,
                  group_by_length: bool, seed: int, pack_length: int | None = None):
         super().__init__()
-        self.group_by_length, self.seed, self.pack_length = group_by_length, seed, pack_length
-        self.splits = splits
-        self.encoder = encoder
-        self.scorer = scorer
-        self.batch_size = batch_size
+        self.splits, self.encoder, self.scorer = splits, encoder, scorer
+        self.batch_size, self.group_by_length = batch_size, group_by_length
+        self.seed, self.pack_length = seed, pack_length
         self._encoded: dict[str, list[dict]] = {}
 
     def _rows(self, split: str) -> list[dict]:
@@ -158,13 +151,11 @@ class TaskDataModule(L.LightningDataModule):
 
     def _loader(self, rows: list[dict], batch_size: int, collate, shuffle: bool) -> DataLoader:
         """Under DDP each process takes its share (trainer=ddp turns Lightning's own sampler
-        injection off, since it cannot shard the length-grouped batch sampler)."""
-        if _distributed():
-            sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed)
-            return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                              generator=self._generator())
-        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                          generator=self._generator())
+        injection off: it cannot shard the length-grouped batch sampler)."""
+        sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed) \
+            if _distributed() else None
+        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, collate_fn=collate, generator=self._generator())
 
     def _generator(self) -> torch.Generator:
         """Loaders draw from their own generator: creating an iterator must not consume the
@@ -187,8 +178,8 @@ class TaskDataModule(L.LightningDataModule):
                             pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The scorer's rows (sorted by length) in token-budgeted batches; under DDP each
-        process takes every world-th batch and the module gathers the predictions."""
+        """The scorer's rows in token-budgeted batches; under DDP each process takes every
+        world-th batch and the module gathers the predictions."""
         rows = self._rows("test")
         batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)

@@ -1,9 +1,6 @@
-"""One LightningModule for all four arms: they differ only in whether `fit` runs first.
-
-Training minimises the loss on the answer tokens of prompt -> answer sequences; testing hands
-each batch to the task type's scorer (rank classification or generation), for every arm alike,
-and collects the per-example predictions the job turns into metrics.
-"""
+"""One LightningModule for every local arm (they differ only in whether `fit` runs first):
+training minimises the loss on the answer tokens; testing hands each batch to the task type's
+scorer and collects the per-example predictions."""
 
 import contextlib
 import logging
@@ -30,17 +27,15 @@ def model_inputs(batch: dict) -> dict:
 
 
 def decoder_of(model) -> torch.nn.Module:
-    """The causal LM's transformer without its output projection (a peft model's too: its
-    adapters live inside the layers)."""
+    """The causal LM without its output projection (a peft model's adapters are inside)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder()
 
 
 def answer_loss(decoder, head, batch: dict) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens, as transformers' causal-LM loss computes it,
-    with logits only at the positions that predict an answer token: the output projection
-    (768 x 50,257 for GPT-2) is about a third of a forward pass per token, and an answer is
-    3-10 of a Banking77 example's ~25 tokens."""
+    """Mean cross-entropy over the answer tokens (as transformers' causal-LM loss), with logits
+    only where they predict one: GPT-2's output projection is a third of a forward pass, and
+    an answer 3-10 of a Banking77 example's ~25 tokens."""
     inputs = model_inputs(batch)
     target = inputs.pop("labels")[:, 1:]  # position t predicts token t + 1
     where = target != IGNORE_INDEX
@@ -53,25 +48,22 @@ class ArmModule(L.LightningModule):
                  compile: bool, inference_dtype: str):
         super().__init__()
         self.model = model.train()  # from_pretrained returns eval mode: dropout would be off
-        # torch.compile for the training forward only (dynamic shapes: batches vary in
-        # length); scoring calls the plain model with its own keyword arguments. Kept as a
-        # bound method so the model is not registered (and checkpointed) a second time.
+        # torch.compile for the training forward only (batches vary in length); a bound
+        # method, so the model is not registered (and checkpointed) a second time
         decoder = decoder_of(model)
         self.train_decoder = (torch.compile(decoder, dynamic=True) if compile
                               else decoder).__call__
         self.head = model.get_output_embeddings().__call__  # tied to the input embeddings
-        self.scorer = scorer
+        self.scorer, self.inference_dtype = scorer, inference_dtype
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
-        # LoRA: checkpoints hold only the trainable weights; the frozen base comes from the hub.
+        # LoRA: checkpoints hold only the trainable weights; the frozen base comes from the hub
         self.trainable_only = any(not p.requires_grad for p in model.parameters())
         self.strict_loading = not self.trainable_only
         self.predictions: list[dict] = []
-        self.inference_dtype = inference_dtype
         self.weight_memory_mb: float | None = None  # of the model as scored (cost metric)
 
     @classmethod
     def from_config(cls, model, scorer, cfg) -> "ArmModule":
-        """The module as the job's config sets it up (`arm`, `compile`, `inference_dtype`)."""
         return cls(model, scorer, lr=cfg.arm.lr, weight_decay=cfg.arm.weight_decay,
                    warmup_ratio=cfg.arm.warmup_ratio, compile=cfg.compile,
                    inference_dtype=cfg.inference_dtype)
@@ -109,8 +101,8 @@ class ArmModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self):
-        """Resumed mid-epoch (Lightning restores the loop, not the data order): the epoch's
-        batch order is rebuilt from (seed, epoch); skip the batches already trained on."""
+        """Resumed mid-epoch (Lightning restores the loop, not the data order): skip the
+        batches already trained on of the order rebuilt from (seed, epoch)."""
         sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
         if not hasattr(sampler, "skip"):
             return
@@ -147,8 +139,7 @@ class ArmModule(L.LightningModule):
 
     # -- scoring ------------------------------------------------------------------------
     def on_test_start(self):
-        """Cast to `inference_dtype` once, here: after Lightning has loaded the best checkpoint
-        (ckpt_path="best"), so fine-tuned arms train as trainer.precision says."""
+        """Cast to `inference_dtype` once, after Lightning loaded the best checkpoint."""
         if self.inference_dtype != "float32" and self.weight_memory_mb is None:
             self.model = to_inference_dtype(self.model, self.inference_dtype, self.device)
         self.weight_memory_mb = weight_memory_mb(self.model)
@@ -176,9 +167,8 @@ class ArmModule(L.LightningModule):
 
 
 class LearningRateCurve(LearningRateMonitor):
-    """`train/lr` at every logged training step: the learning rate the schedule gives (linear
-    warm-up, then linear decay). Every parameter group follows the one schedule (the groups
-    differ in weight decay only), so one curve instead of Lightning's one per group."""
+    """`train/lr` at every logged training step: one curve, not Lightning's one per parameter
+    group (the groups differ in weight decay only)."""
 
     KEY = "train/lr"
 

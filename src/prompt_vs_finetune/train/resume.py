@@ -1,19 +1,12 @@
 """Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss).
 
-A job's state folder is keyed by its resolved config (without paths, Hydra and logging
-switches), so starting the same command again finds it: it holds `last.ckpt` (model,
-optimizer, scheduler, loop and data-loader position, RNG states, callbacks; written every
-`resume_every_n_steps` steps (at the epoch's end, after its validation, when that step is the
-epoch's last), at the end of the fit and when SIGTERM arrives), its
-checksum, `job.json` (the MLflow run id, the data's content hash and the code's version) and,
-while a job runs, `lock` (its pid). The job then continues from that step into the same run,
-unless the data or the code changed since (it starts afresh and says so).
-
-Only a FINISHED job, or one stopped on purpose (Ctrl-C), removes its state; a failure or a
-preemption keeps it for the same command to resume.
+A job's state folder, keyed by its resolved config, holds `last.ckpt` (the whole training
+state, written every `resume_every_n_steps` steps, at the fit's end and on SIGTERM), its
+checksum, `job.json` (MLflow run id, data hash, code version) and, while it runs, `lock`. The
+same command continues from it into the same run, unless the data or code changed. Only a
+FINISHED job, or one stopped on purpose (Ctrl-C), removes its state.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from ..errors import UserError
+from ..models.gguf import file_sha256
 from ..tracking.provenance import code_version, config_hash
 from ..tracking.secrets import redact
 
@@ -35,25 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
-    """last.ckpt every n steps, written to a temporary file and renamed: a kill mid-write
-    leaves the previous checkpoint intact, never half a file.
-
-    Never at an epoch's last batch (Lightning would resume into the next epoch and skip that
-    epoch's validation, which early stopping and the best checkpoint depend on): a save that
-    falls due there is made at the epoch's end, after its validation, best checkpoint and
-    early stopping; and once at the fit's end, so that a job stopped while it tests does not
-    train again. Not at every epoch's end: a small label budget's epoch is one step, and a
-    full fine-tune of SmolLM2 (1.6 GB with its optimizer state, written and checksummed) took
-    ten times its 16 steps' arithmetic when it saved after each of its 16 epochs.
-    """
+    """last.ckpt every n steps, written to a temporary file and renamed (a kill mid-write
+    leaves the previous one intact). Never at an epoch's last batch (the resumed run would
+    skip that epoch's validation): a save due there is made at the epoch's end, after it; and
+    once at the fit's end. Not at every epoch's end: SmolLM2's 1.6 GB state saved after each
+    one-step epoch took ten times the steps' arithmetic."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         if self._due(trainer) or trainer.received_sigterm:
-            # Lightning logs a step's metrics only after this hook: a kill between the
-            # checkpoint and that logging would lose the step's point for good (the resumed
-            # run starts after it). Log first; the job's logger drops the repeat.
+            # Lightning logs a step's metrics after this hook: a kill in between would lose the
+            # step's point for good. Log first; the job's logger drops the repeat.
             trainer._logger_connector.update_train_step_metrics()
         if trainer.received_sigterm and not self._due(trainer):
             # preempted: Lightning stops after this batch; save where a periodic save would
@@ -66,16 +53,14 @@ class AtomicLastCheckpoint(ModelCheckpoint):
                 and not self._should_skip_saving_checkpoint(trainer))
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        """Not here: the best checkpoint and early stopping take this epoch's val/loss only at
-        the epoch's end; a checkpoint before that would resume without the epoch's best."""
+        """Not here: a checkpoint before the epoch's end would resume without its best."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """After the epoch's validation, its best checkpoint and early stopping (checkpoint
-        callbacks run last, in order: the best one first, this one after it), when a save fell
-        due at the epoch's last batch or the fit ends with this epoch."""
-        # a stop asked for before arm.min_steps does not end the fit (Lightning trains on):
-        # taken for the end, it saved the state at every later epoch (SmolLM2's full
-        # fine-tune on 14 labels: 8 saves of 1.6 GB, 87 s of a 228 s job)
+        """After the epoch's validation, best checkpoint and early stopping (checkpoint
+        callbacks run last, this one after the best one), when a save fell due at the epoch's
+        last batch or the fit ends with this epoch."""
+        # a stop asked for before arm.min_steps does not end the fit (Lightning trains on);
+        # taken for the end, it saved 8 x 1.6 GB in SmolLM2's 228 s full fine-tune
         stops = trainer.should_stop and trainer.fit_loop._can_stop_early
         last = stops or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if self._due(trainer) or (last and not self._should_skip_saving_checkpoint(trainer)):
@@ -85,8 +70,8 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         tmp = f"{filepath}.tmp"
         super()._save_checkpoint(trainer, tmp)
         if trainer.is_global_zero:
-            # the checksum of the new file joins the old one's before the file moves in, so
-            # whenever a kill lands, last.ckpt matches one of them
+            # the new checksum joins the old one before the file moves in: last.ckpt always
+            # matches one of them, whenever a kill lands
             sums = Path(f"{filepath}.sha256")
             old = sums.read_text().split()[:1] if sums.is_file() else []
             tmp_sums = Path(f"{sums}.tmp")
@@ -96,19 +81,10 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ResumableEarlyStopping(EarlyStopping):
-    """EarlyStopping that survives a resume from the checkpoint written right after an
-    epoch's validation: that epoch was already checked (the callback's state is in the
-    checkpoint), and the restored trainer has no `val/loss` to check again, which Lightning's
-    own callback takes for a missing metric and stops the job."""
+    """EarlyStopping that survives a resume from a checkpoint written right after an epoch's
+    validation: that epoch was checked, and the restored trainer has no `val/loss`, which
+    Lightning's own callback takes for a missing metric."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -125,11 +101,6 @@ class ResumableEarlyStopping(EarlyStopping):
         super()._run_early_stopping_check(trainer)
 
 
-def job_key(cfg: DictConfig) -> str:
-    """Hash of what determines the job's result (not where it writes or how it logs)."""
-    return config_hash(cfg)
-
-
 @dataclass
 class ResumeState:
     folder: Path
@@ -142,7 +113,7 @@ class ResumeState:
         """The state of a fitted arm (also with resume=false, to retire an old attempt)."""
         if not cfg.arm.fit:
             return None
-        return cls(Path(cfg.paths.resume_dir) / job_key(cfg), data, code_version(),
+        return cls(Path(cfg.paths.resume_dir) / config_hash(cfg), data, code_version(),
                    cfg.mlflow.tracking_uri)
 
     @property
@@ -151,8 +122,7 @@ class ResumeState:
         return path if path.is_file() else None
 
     def lock(self) -> None:
-        """One live job per key: a second identical job is refused while the first runs; a
-        lock whose process is gone (killed) is taken over."""
+        """One live job per key; a lock whose process is gone (killed) is taken over."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path, me = self.folder / "lock", {"pid": os.getpid(), "host": socket.gethostname(),
                                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -174,10 +144,9 @@ class ResumeState:
         (self.folder / "lock").unlink(missing_ok=True)
 
     def previous(self, resume: bool) -> dict | None:
-        """{run_id, output_dir} of an interrupted attempt to continue, or None. An attempt
-        that cannot be continued as asked (resume=false, other data or code) is retired: its
-        run marked FAILED, its checkpoint removed. One that should continue but cannot (a
-        damaged checkpoint, a run not in this store) is one line, the state left in place."""
+        """{run_id, output_dir} of an interrupted attempt to continue, or None. One not to be
+        continued (resume=false, other data or code) is retired; one that should continue but
+        cannot (a damaged checkpoint, a run not in this store) is one line, its state kept."""
         meta_path = self.folder / "job.json"
         if not meta_path.is_file():
             return None
@@ -238,8 +207,8 @@ class ResumeState:
                             "resume=false to start afresh")
 
     def _end_run(self, run_id: str, reason: str) -> None:
-        """The attempt's run, if still RUNNING in this store (what a kill leaves), FAILED with
-        the reason as its `error` tag."""
+        """The attempt's run, if still RUNNING here (what a kill leaves), FAILED with the
+        reason as its `error` tag."""
         try:
             from mlflow.tracking import MlflowClient
 
@@ -251,8 +220,7 @@ class ResumeState:
             log.debug("could not end the old run %s", run_id, exc_info=True)
 
     def _retire(self, meta: dict, reason: str) -> None:
-        """The old attempt's run FAILED with the reason (where the store still has it), its
-        checkpoint and records gone; the lock stays."""
+        """The old attempt's run FAILED with the reason, its checkpoint and records gone."""
         self._end_run(meta["run_id"], f"abandoned: {reason}")
         for name in ("last.ckpt", "last.ckpt.sha256", "job.json"):
             (self.folder / name).unlink(missing_ok=True)
@@ -264,14 +232,13 @@ class ResumeState:
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        """Writes last.ckpt every n optimizer steps (atomically: Lightning saves, then moves)."""
+        """Writes last.ckpt every n optimizer steps."""
         return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
                                     save_last=True, every_n_train_steps=every_n_steps,
                                     enable_version_counter=False)
 
     def close(self, outcome: str) -> None:
-        """After the job: FINISHED or stopped on purpose (Ctrl-C) removes the state; a
-        failure or a preemption keeps it, for the same command to resume."""
+        """A failure or a preemption keeps the state, for the same command to resume."""
         if outcome in ("finished", "interrupted"):
             shutil.rmtree(self.folder, ignore_errors=True)
             return

@@ -17,8 +17,8 @@ import torch
 from tokenizers import pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from .. import resource_path
-from ..errors import UserError
+from prompt_vs_finetune import resource_path
+from prompt_vs_finetune.errors import UserError
 
 HUB_CONFIGS = Path(resource_path("hub_configs"))
 END_OF_TEXT = "<|endoftext|>"
@@ -87,7 +87,7 @@ def build_scaled_down(name: str, corpus: Iterable[str], out_dir: str | Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m prompt_vs_finetune.models.scaled_down gpt2-xl out/ --text train.jsonl`."""
+    """`python bench/scaled_down.py gpt2-xl out/ --text train.jsonl`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a name under resources/hub_configs (gpt2-xl, ...)")
     parser.add_argument("out_dir")
