@@ -18,13 +18,13 @@ from omegaconf import DictConfig
 from .backends import Predictions, backend_for, build
 from .checks import check_config, check_writable
 from .errors import Preempted, UserError
+from .metrics.cost import cost_metrics
 from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets
 from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import run_address
 from .tracking.runs import mlflow_run, sigterm_as_preemption
-from .usage import cost_metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from ..usage import Usage
+from ..metrics.cost import Usage
 
 
 @dataclass

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..metrics.cost import Usage
 from ..project import write_atomic
 from ..settle import one_device
 from ..tasks import content_hash
 from ..tracking.provenance import code_version
-from ..usage import Usage
 from . import Backend, Predictions
 
 log = logging.getLogger(__name__)

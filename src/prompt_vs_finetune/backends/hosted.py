@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..metrics.cost import Usage
 from ..models.chat import api_key, chat_model, token_prices
 from ..tasks import Task
-from ..usage import Usage
 from . import Backend, Predictions
 
 

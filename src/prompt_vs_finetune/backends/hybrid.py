@@ -26,10 +26,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import check_config
 from ..errors import UserError
+from ..metrics.cost import Usage
 from ..project import compose_options
 from ..settle import settle
 from ..tasks import Task, select_demos
-from ..usage import Usage
 from . import Backend, Predictions, backend_for, build
 from .local import LocalBackend
 

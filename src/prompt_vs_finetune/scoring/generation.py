@@ -4,7 +4,6 @@ encoded once and reused, and ragged prompts prefilled one by one."""
 import torch
 from transformers import DynamicCache
 
-from ..tensors import left_pad
 from .logprobs import (
     PrefixCache,
     cache_argument,
@@ -12,6 +11,7 @@ from .logprobs import (
     prefill,
     takes_cache,
 )
+from .tensors import left_pad
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..tensors import additive_mask, left_pad
+from .tensors import additive_mask, left_pad
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The Lightning callback that measures a local job's usage (wall time, tokens, FLOPs, peak
-memory); `usage.py` prices it."""
+memory); `metrics/cost.py` prices it."""
 
 import resource
 import time
@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from ..usage import Usage, call_usd, fit_usd
+from ..metrics.cost import Usage, call_usd, fit_usd
 
 
 def _peak_memory_mb(device: torch.device) -> float:

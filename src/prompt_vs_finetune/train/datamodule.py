@@ -7,8 +7,8 @@ from datasets import DatasetDict
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from ..scoring.tensors import additive_mask
 from ..tasks import IGNORE_INDEX, PromptEncoder
-from ..tensors import additive_mask
 
 
 def pad_collate(pad_id: int):
