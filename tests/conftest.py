@@ -24,6 +24,37 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
+def _mlflow_store_template() -> None:
+    """One empty MLflow store, made once for the whole suite (xdist's workers and every
+    process they start inherit PVF_TEST_MLFLOW_TEMPLATE): tests/site/sitecustomize.py makes
+    each new store a copy of it rather than running MLflow's migrations again (3-9 s a store
+    here). The folder goes on PYTHONPATH, so the `pvf` jobs the tests start copy it too."""
+    import atexit
+    import shutil
+    import sys
+
+    site = str(Path(__file__).parent / "site")
+    if site not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [site, os.environ.get("PYTHONPATH")]))
+    if site not in sys.path:
+        sys.path.insert(0, site)
+    import sitecustomize
+
+    sitecustomize.install()
+    if os.environ.get("PVF_TEST_MLFLOW_TEMPLATE"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    folder = tempfile.mkdtemp(prefix="pvf-test-mlflow-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    template = os.path.join(folder, "mlflow.db")
+    MlflowClient(f"sqlite:///{template}").search_experiments()  # made by MLflow's migrations
+    os.environ["PVF_TEST_MLFLOW_TEMPLATE"] = template
+
+
+_mlflow_store_template()
+
 
 def _pristine_project() -> str | None:
     """A project folder whose conf/ is the repository's as committed (git HEAD), for every
