@@ -14,8 +14,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 # Warm workers (warm.py: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
-# soon after their last job.
-os.environ.setdefault("PVF_WARM_IDLE", "30")
+# soon after their last job, yet outlive the gap between two test files that run `pvf` (a new
+# worker is 8-10 s of imports).
+os.environ.setdefault("PVF_WARM_IDLE", "90")
 # Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
 # torch's default of one thread per core in each worker oversubscribes them.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
