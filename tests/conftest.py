@@ -14,9 +14,11 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 # Warm workers (warm.py: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
-# soon after their last job, yet outlive the gap between two test files that run `pvf` (a new
-# worker is 8-10 s of imports).
-os.environ.setdefault("PVF_WARM_IDLE", "90")
+# a few minutes after their last job started, so that one outlives the suite's longest
+# command (a sweep: a worker counts its idle time from the last job's start, and exits as
+# that job ends if it ran longer) and the gaps between the files that run `pvf`: a new
+# worker is 8-10 s of imports.
+os.environ.setdefault("PVF_WARM_IDLE", "240")
 # Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
 # torch's default of one thread per core in each worker oversubscribes them.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
