@@ -14,8 +14,11 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 # Warm workers (warm.py: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
-# soon after their last job.
-os.environ.setdefault("PVF_WARM_IDLE", "30")
+# a few minutes after their last job started, so that one outlives the suite's longest
+# command (a sweep: a worker counts its idle time from the last job's start, and exits as
+# that job ends if it ran longer) and the gaps between the files that run `pvf`: a new
+# worker is 8-10 s of imports.
+os.environ.setdefault("PVF_WARM_IDLE", "240")
 # Under pytest-xdist each worker (and every `pvf` it starts) gets its share of the cores:
 # torch's default of one thread per core in each worker oversubscribes them.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
@@ -23,6 +26,37 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
+
+def _mlflow_store_template() -> None:
+    """One empty MLflow store, made once for the whole suite (xdist's workers and every
+    process they start inherit PVF_TEST_MLFLOW_TEMPLATE): tests/site/sitecustomize.py makes
+    each new store a copy of it rather than running MLflow's migrations again (3-9 s a store
+    here). The folder goes on PYTHONPATH, so the `pvf` jobs the tests start copy it too."""
+    import atexit
+    import shutil
+    import sys
+
+    site = str(Path(__file__).parent / "site")
+    if site not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [site, os.environ.get("PYTHONPATH")]))
+    if site not in sys.path:
+        sys.path.insert(0, site)
+    import sitecustomize
+
+    sitecustomize.install()
+    if os.environ.get("PVF_TEST_MLFLOW_TEMPLATE"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    folder = tempfile.mkdtemp(prefix="pvf-test-mlflow-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    template = os.path.join(folder, "mlflow.db")
+    MlflowClient(f"sqlite:///{template}").search_experiments()  # made by MLflow's migrations
+    os.environ["PVF_TEST_MLFLOW_TEMPLATE"] = template
+
+
+_mlflow_store_template()
 
 
 def _pristine_project() -> str | None:

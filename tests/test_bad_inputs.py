@@ -211,7 +211,9 @@ def test_a_damaged_tracking_store_is_one_line(tmp_path):
 
 def test_an_unwritable_output_folder_is_one_line(tmp_path):
     """Hydra writes its run folder before the job starts: checked first, exit code 2."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    from .test_cli import job_env
+
+    env = job_env()  # offline, forked from the suite's warm worker
     result = subprocess.run([sys.executable, "-m", "prompt_vs_finetune", *FAST,
                              "hydra.run.dir=/proc/pvf/out"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)

@@ -25,6 +25,7 @@ def job_env(**extra: str) -> dict[str, str]:
     says PVF_WARM=0 (the tests of what a killed or interrupted command leaves behind)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PVF_WARM="1")
     env.pop("PYTEST_CURRENT_TEST", None)  # per test: it would key a new worker for each
+    env.pop("PYTEST_XDIST_WORKER", None)  # per xdist worker: both share one warm worker
     env.update(extra)
     # `tests.faulty` importable from a job: a fault injected inside its run
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

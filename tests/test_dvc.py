@@ -16,7 +16,7 @@ tasks: [intent_sample, summary_sample]
 arms: [zero_shot, full_finetune]
 seeds: [0]
 decoding: greedy
-overrides: "test_size=16 model.max_epochs=2 model.tiny.n_layer=1"
+overrides: "test_size=8 model.max_epochs=1 model.tiny.n_layer=1"
 """
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -17,13 +17,15 @@ ARGS = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=full_fi
         "resume_every_n_steps=5", "results_file=r.json")
 
 
-def start(cwd, *extra: str):
-    """The job in the background; its output goes to cwd/log.txt (a pipe could fill up)."""
+def start(cwd, *extra: str, warm: bool = False):
+    """The job in the background; its output goes to cwd/log.txt (a pipe could fill up). A
+    new process (the jobs that are killed, and those that resume them), or with `warm` one
+    forked from the suite's warm worker (a job that runs through: the same results, test_warm)."""
     with open(cwd / "log.txt", "a") as log:
         # SIGINT at its default: a suite started in the background by a non-interactive shell
         # ignores SIGINT, and the job would inherit that (Ctrl-C tests then see exit 0)
         return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
-                                cwd=cwd, env=job_env(PVF_WARM="0"), stdout=log,
+                                cwd=cwd, env=job_env(PVF_WARM="1" if warm else "0"), stdout=log,
                                 stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -36,7 +38,7 @@ def log_of(cwd) -> str:
 def straight(tmp_path_factory):
     """The uninterrupted job: (its folder, its results file)."""
     cwd = tmp_path_factory.mktemp("straight")
-    job = start(cwd)
+    job = start(cwd, warm=True)
     assert job.wait(timeout=600) == 0, log_of(cwd)[-3000:]
     assert not list((cwd / "outputs/.resume").glob("*"))  # a job that ends leaves none
     return cwd, json.loads((cwd / "r.json").read_text())

@@ -1,11 +1,12 @@
 """No secret on disk: a key given as an override or inside a URL reaches no file a run writes
 (Hydra's .hydra/ and multirun.yaml, the job log, MLflow's store and artifacts)."""
 
-import os
 import subprocess
 import sys
 
 from prompt_vs_finetune.tracking.secrets import redact
+
+from .test_cli import job_env
 
 SECRET = "sk-SECRET-4f1c9e"
 
@@ -21,8 +22,7 @@ def test_overrides_and_urls_are_redacted():
 
 
 def test_no_file_a_sweep_writes_holds_the_secret(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = job_env()  # offline, forked from the suite's warm worker
     result = subprocess.run(
         [sys.executable, "-m", "prompt_vs_finetune", "-m", "task=intent_sample", "model=tiny",
          "model.tiny.n_layer=1", "arm=zero_shot", "test_size=2", f"+model.api_key={SECRET}",

@@ -19,10 +19,14 @@ FIT = ("task=intent_sample", "model=tiny", "arm=full_finetune", "train_size=64",
        "model.max_epochs=2", "seed=0")
 
 
+PROJECTS: list[Path] = []  # the module's working folder (forked_jobs counts its jobs only)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """One working folder for the module's commands: they share one worker (its key)."""
-    return tmp_path_factory.mktemp("warm")
+    PROJECTS.append(tmp_path_factory.mktemp("warm"))
+    return PROJECTS[-1]
 
 
 def command(cwd: Path, *args: str, warm_on: bool = True) -> subprocess.Popen:
@@ -78,8 +82,10 @@ def test_a_bad_command_is_its_one_line_and_exit_code(project):
 
 
 def forked_jobs() -> set[int]:
-    """The pids of jobs that workers forked (a child shares its worker's command line)."""
-    warm_processes = {}
+    """The pids of jobs that workers forked (a child shares its worker's command line) in
+    this module's working folder: not the jobs that the suite's other tests (the other xdist
+    worker) or other users fork meanwhile."""
+    warm_processes, cwds = {}, {}
     for entry in Path("/proc").iterdir():
         try:
             line = (entry / "cmdline").read_bytes()
@@ -88,7 +94,12 @@ def forked_jobs() -> set[int]:
             continue
         if b"prompt_vs_finetune.warm" in line:
             warm_processes[int(entry.name)] = parent
-    return {pid for pid, parent in warm_processes.items() if parent in warm_processes}
+            try:
+                cwds[int(entry.name)] = os.readlink(entry / "cwd")
+            except OSError:
+                cwds[int(entry.name)] = ""
+    return {pid for pid, parent in warm_processes.items() if parent in warm_processes
+            and any(cwds[pid].startswith(str(folder)) for folder in PROJECTS)}
 
 
 def running(cwd: Path, run_dir: str, process: subprocess.Popen):
