@@ -17,8 +17,8 @@ TARGET = "mlflow.store.db.utils"
 
 
 def _patch(utils) -> None:
-    original = utils._initialize_tables
-    if hasattr(original, "original"):
+    original = getattr(utils, "_initialize_tables", None)
+    if original is None or hasattr(original, "original"):  # another MLflow: its own migration
         return
 
     def initialize_tables(engine):
