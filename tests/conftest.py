@@ -61,7 +61,7 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from prompt_vs_finetune import resource_path  # noqa: E402
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
-from prompt_vs_finetune.settle import settle  # noqa: E402
+from prompt_vs_finetune.config import settle  # noqa: E402
 
 INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
 

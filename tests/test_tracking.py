@@ -244,7 +244,7 @@ def test_overrides_are_redacted_like_the_config():
 
 
 def test_log_model_refuses_weights_it_cannot_save(tmp_path):
-    from prompt_vs_finetune.checks import check_config
+    from prompt_vs_finetune.config import check_config
     from prompt_vs_finetune.errors import UserError
 
     cfg = compose_config(tmp_path, *FAST, "arm=lora", "inference_dtype=int8",

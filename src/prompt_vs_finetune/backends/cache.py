@@ -25,9 +25,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import one_device
 from ..project import write_atomic
 from ..provenance import code_version
-from ..settle import one_device
 from ..tasks import content_hash
 from ..usage import Usage
 from . import Backend, Predictions
