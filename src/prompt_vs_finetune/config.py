@@ -1,15 +1,13 @@
-"""The config a job runs: `settle` fills what one group takes from another, then `check_config`
-refuses, with one line (the key, what is wrong, the fix) before any data, model or run exists,
-every value that would fail late (after a fine-tune) or silently (a temperature of 0)."""
+"""The config a job runs: `settle` fills what one group takes from another; `check_config` refuses
+in one line, before any work, each value that would fail late or silently (a temperature of 0)."""
 
 import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections import namedtuple
 from numbers import Real
 from pathlib import Path
-from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -24,51 +22,42 @@ STUDENTS = {"full": "full_finetune", "lora": "lora"}  # hybrid: arm.student -> i
 STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
 _ABSENT = object()
+# what a key's value must be: ok(value), or "{key}={value!r} {problem}; {fix}" (a fix may name
+# {key} and {value}); a table maps each key to its rules, checked in order
+Rule = namedtuple("Rule", "ok problem fix")
 
-
-# (a value that is null, a value it takes then): filled in this order, where the key exists
-FILLS = (("arm.lora.r", "model.lora_r"), ("arm.lora.target_modules", "model.lora_target_modules"),
-         ("arm.max_epochs", "model.max_epochs"), ("arm.min_steps", "model.min_steps"),
-         ("trainer.max_epochs", "arm.max_epochs"),
-         ("decoding.max_new_tokens", "task.max_new_tokens"))
+# a null key -> the key it takes its value from, filled in this order where the key exists
+FILLS = {"arm.lora.r": "model.lora_r", "arm.lora.target_modules": "model.lora_target_modules",
+         "arm.max_epochs": "model.max_epochs", "arm.min_steps": "model.min_steps",
+         "trainer.max_epochs": "arm.max_epochs", "decoding.max_new_tokens": "task.max_new_tokens"}
 
 
 def settle(cfg: DictConfig) -> None:
-    """Fill the values one config group takes from another (a null in the YAML, so that every
-    conf/ file is plain YAML that `dvc exp run -S` can edit), and keep an arm itself. The
-    seed-linked ones (arm.order_seed, decoding.seed) stay null: `seed_or` reads them."""
+    """Fill the nulls one group takes from another (every conf/ file stays plain YAML that `dvc
+    exp run -S` can edit). arm.order_seed and decoding.seed stay null: `seed_or` reads them."""
     arm = cfg.arm
-    if arm.get("teacher") is not None:  # hybrid: the student trains as its own arm would
-        fill_student(cfg)
+    if arm.get("teacher") is not None:  # hybrid: the student's nulls from its own arm file
+        if arm.student not in STUDENTS:
+            raise UserError(f"arm.student={arm.student!r} is not one of {', '.join(STUDENTS)}; "
+                            "pick full or lora")
+        missing = [key for key in STUDENT_KEYS if arm[key] is None
+                   and (key != "lora" or arm.student == "lora")]
+        student = compose_options([f"arm={STUDENTS[arm.student]}"]).arm if missing else None
+        with open_dict(arm):
+            for key in missing:
+                arm[key] = student[key]
     if arm.lr is None and arm.fit:
         arm.lr = cfg.model.finetune_lr if arm.lora is None else cfg.model.lora_lr
-    for key, source in FILLS:
+    for key, source in FILLS.items():
         if OmegaConf.select(cfg, key, default=_ABSENT) is None:
             OmegaConf.update(cfg, key, OmegaConf.select(cfg, source), merge=False)
     if cfg.task.template is None and cfg.task.prompt in (cfg.task.templates or {}):
         cfg.task.template = cfg.task.templates[cfg.task.prompt]
-    # An arm that shows no demonstrations (`arm.demos: false`: zero-shot, the fine-tuned arms
-    # by default) uses none whatever arm.k a sweep passes to every arm, and logs arm.k=0.
+    # An arm without demonstrations (arm.demos: false) ignores the arm.k a sweep gives them all
     if not arm.demos and arm.k != 0:
         log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
                  arm.name, arm.k)
         arm.k = 0
-
-
-def fill_student(cfg: DictConfig) -> None:
-    """The student's training settings that the hybrid arm leaves null, from the student's own
-    arm file, so a hybrid student trains exactly as that arm does (idempotent)."""
-    arm = cfg.arm
-    if arm.student not in STUDENTS:
-        raise UserError(f"arm.student={arm.student!r} is not one of {', '.join(STUDENTS)}; "
-                        "pick full or lora")
-    # a full student's lora stays null; compose the student's arm only for what is missing
-    missing = [key for key in STUDENT_KEYS if arm[key] is None
-               and (key != "lora" or arm.student == "lora")]
-    student = compose_options([f"arm={STUDENTS[arm.student]}"]).arm if missing else None
-    with open_dict(arm):
-        for key in missing:
-            arm[key] = student[key]
 
 
 def seed_or(value, cfg: DictConfig) -> int:
@@ -77,25 +66,15 @@ def seed_or(value, cfg: DictConfig) -> int:
 
 
 def one_device(trainer_cfg) -> bool:
-    """Whether the trainer runs on one device (`devices` 1, auto or unset): several need a
-    trainer that shards the data (trainer=ddp) and share no prediction cache."""
+    """`devices` 1, auto or unset: several need trainer=ddp and share no prediction cache."""
     return str(trainer_cfg.get("devices", 1)) in ("1", "auto", "None")
-
-
-class Rule(NamedTuple):
-    """What a key's value must be: `ok(value)`, else "{key}={value!r} {problem}; {fix}" (a fix
-    may name {key} and {value})."""
-
-    ok: Callable[[object], bool]
-    problem: str
-    fix: str
 
 
 def _integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def whole(low: int = 0, high: int | None = None, null: bool = False, fix: str = ""):
+def whole(low=0, high=None, null=False, fix=""):
     """A whole number in low..high (no high: >= low), or null where `null`."""
     bounds = f"{low}..{high}" if high is not None else f">= {low}"
     return (Rule(lambda v: (null and v is None) or _integer(v), "is not a whole number",
@@ -104,9 +83,8 @@ def whole(low: int = 0, high: int | None = None, null: bool = False, fix: str = 
                  f"is not {bounds}", fix or f"use {bounds}"))
 
 
-def real(low: float | None = None, high: float | None = None, low_open: bool = False,
-         high_open: bool = False, fix: str = ""):
-    """A finite number between low and high, each end in the range unless it is open."""
+def real(low=None, high=None, low_open=False, high_open=False, fix=""):
+    """A finite number from low to high, an end in range unless it is open."""
     bounds = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
               f"{'inf' if high is None else high}{')' if high_open else ']'}")
     return (Rule(lambda v: isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v),
@@ -126,8 +104,7 @@ OPTIONAL = {"mlflow.system_metrics", "mlflow.log_model", "model.api.temperature"
 
 
 class _Checker:
-    """Reads `key` from the config and raises one UserError naming it. Task types call its
-    shorthands, which take the arguments of `whole`, `real` and `one_of`."""
+    """Raises one UserError naming a key. Task types call its shorthands (`whole`, `real`...)."""
 
     MAX_SEED = MAX_SEED
 
@@ -135,10 +112,7 @@ class _Checker:
         self.cfg = cfg
 
     def value(self, key: str):
-        node = self.cfg
-        for part in key.split("."):
-            node = node[part]
-        return node
+        return OmegaConf.select(self.cfg, key, throw_on_missing=True)
 
     def fail(self, key: str, problem: str, fix: str):
         raise UserError(f"{key}={self.value(key)!r} {problem}; {fix}")
@@ -184,8 +158,7 @@ JOB = {"seed": whole(0, MAX_SEED), "data_seed": whole(0, MAX_SEED),
 API = {"model.api.timeout_s": real(0, 3600, low_open=True, fix="set model.api.timeout_s to "
                                    "the seconds one request may take, e.g. 60"),
        "model.api.max_retries": whole(0, 20), "model.api.max_concurrency": whole(1, 256),
-       "model.api.label_max_tokens": whole(1),
-       "model.api.temperature": real(0, 2)}  # where set: the Messages API takes none
+       "model.api.label_max_tokens": whole(1), "model.api.temperature": real(0, 2)}
 TASK = {"task.empty_rows": one_of(("drop", "error")), "task.overlap": one_of(("warn", "error")),
         # the validation share of a label budget, carved from train or the task's own split
         "task.val_fraction": real(0, 1, low_open=True, high_open=True)}
@@ -200,7 +173,7 @@ FIT = {"arm.weight_decay": real(0), "arm.warmup_ratio": real(0, 1, high_open=Tru
        "trainer.accumulate_grad_batches": whole(1)}
 LORA = {"arm.lora.r": whole(1), "arm.lora.alpha": real(0, low_open=True),
         "arm.lora.dropout": real(0, 1, high_open=True),
-        "arm.lora.target_modules": (  # one string would be adapted letter by letter
+        "arm.lora.target_modules": (  # one string: adapted letter by letter
             Rule(bool, "is empty", "name the modules to adapt (model.lora_target_modules)"),
             Rule(lambda v: not isinstance(v, str), "is one string, not a list",
                  "give a list: arm.lora.target_modules=[{value}]"))}
@@ -245,7 +218,18 @@ def check_config(cfg: DictConfig) -> None:
                f"{cfg.task.type} metric", f"use {', '.join(names)}")
     c.check(TASK)
     _check_templates(cfg.task)
-    _check_arm(c)
+    arm = cfg.arm
+    c.check(ARM)
+    if arm.demos and arm.k == 0:
+        c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
+               "use arm.k >= 1, or arm=zero_shot for a prompt without them")
+    c.check(ORDER)
+    if arm.fit:
+        source = "model.finetune_lr" if arm.lora is None else "model.lora_lr"
+        c.number("arm.lr", 0, low_open=True, fix=f"set arm.lr > 0 (or {source})")
+        c.check(FIT)
+    if arm.fit and arm.lora is not None:
+        c.check(LORA)
     _check_identity(cfg.arm)
     task_type(cfg.task.type).check_config(c)
     c.integer("model.max_length", 1, null=True)
@@ -256,8 +240,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _check_cost(node: DictConfig, path: str) -> None:
-    """Every price and rate under `cost` (the hardware's, each model's token prices): a
-    negative one would report negative dollars, a zero rate infinite ones."""
+    """No price under `cost` negative (negative dollars), no rate zero (infinite ones)."""
     for key, value in node.items():
         name = f"{path}.{key}"
         if isinstance(value, DictConfig):
@@ -270,8 +253,7 @@ def _check_cost(node: DictConfig, path: str) -> None:
 
 
 def _check_templates(task: DictConfig) -> None:
-    """The template a job uses (task.template, or the one task.prompt names) and the target
-    template hold the placeholders they are filled through."""
+    """The templates hold the placeholders they are filled through."""
     if task.template is None:  # settle fills it where task.prompt names a template
         raise UserError(f"task.prompt '{task.prompt}' is not one of task.templates "
                         f"({', '.join(task.templates or {}) or 'none'}); pick one or "
@@ -283,37 +265,18 @@ def _check_templates(task: DictConfig) -> None:
                             f"where {where}")
 
 
-def _check_arm(c: _Checker) -> None:
-    arm = c.cfg.arm
-    c.check(ARM)
-    if arm.demos and arm.k == 0:
-        c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
-               "use arm.k >= 1, or arm=zero_shot for a prompt without them")
-    c.check(ORDER)
-    if arm.fit:
-        source = "model.finetune_lr" if arm.lora is None else "model.lora_lr"
-        c.number("arm.lr", 0, low_open=True, fix=f"set arm.lr > 0 (or {source})")
-        c.check(FIT)
-    if arm.fit and arm.lora is not None:
-        c.check(LORA)
-
-
 def _check_identity(arm: DictConfig) -> None:
-    """An arm stays what its file says (whether it trains, shows demonstrations, trains
-    adapters, has a teacher): an override that changes one would run another arm under this
-    one's name, and the report would believe it."""
+    """No override makes an arm another (fit, demos, lora, teacher) still under its name."""
     try:
         own = compose_options([f"arm={arm.name}"]).arm
     except Exception:  # noqa: BLE001 - no file of that name: an arm of the user's own naming
         return
-    keys = {"fit": (own.fit, arm.fit)}
-    if not own.fit:
-        keys["demos"] = (own.demos, arm.demos)
-    if own.get("teacher") is None:  # a hybrid's lora comes from its student's arm file
-        keys["lora"] = (own.lora is not None, arm.lora is not None)
-    keys["teacher"] = (own.get("teacher") is not None, arm.get("teacher") is not None)
+    hybrid = own.get("teacher") is not None  # its lora comes from its student's arm file
+    keys = {"fit": (own.fit, arm.fit), "demos": (own.demos, arm.demos),  # a fitting arm's: free
+            "lora": (own.lora is not None, arm.lora is not None),
+            "teacher": (hybrid, arm.get("teacher") is not None)}
     for key, (theirs, given) in keys.items():
-        if theirs != given:
+        if theirs != given and not (key == "demos" and own.fit) and not (key == "lora" and hybrid):
             value = "null" if key in ("lora", "teacher") and not given else str(given).lower()
             raise UserError(f"arm.{key}={value} makes arm={arm.name} another arm under its "
                             "name; pick the arm that is that (zero_shot, few_shot, "
@@ -328,12 +291,10 @@ def check_writable(cfg: DictConfig) -> None:
                         "e.g. results_file=<folder>/metrics.json")
     for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
                          ("results_file", results and results.parent)):
-        if folder is None:
-            continue
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+            if folder is not None:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                tempfile.TemporaryFile(dir=folder).close()
         except OSError as err:
             raise UserError(f"cannot write to {folder} ({what}): {err.strerror}; point it at "
                             "a writable folder") from err
