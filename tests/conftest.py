@@ -81,7 +81,7 @@ def pytest_collection_modifyitems(items):
 
 
 def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
-    """The `pvf` config as Hydra composes it and a job settles it (settle.py), with
+    """The `pvf` config as Hydra composes it and a job settles it (config.settle), with
     outputs and MLflow under tmp_path."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("config", return_hydra_config=return_hydra, overrides=[
