@@ -22,8 +22,7 @@ STUDENTS = {"full": "full_finetune", "lora": "lora"}  # hybrid: arm.student -> i
 STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
 _ABSENT = object()
-# what a key's value must be: ok(value), or "{key}={value!r} {problem}; {fix}" (a fix may name
-# {key} and {value}); a table maps each key to its rules, checked in order
+# a table maps keys to rules, checked in order: ok(value), else "{key}={value!r} {problem}; {fix}"
 Rule = namedtuple("Rule", "ok problem fix")
 
 # a null key -> the key it takes its value from, filled in this order where the key exists
@@ -111,14 +110,16 @@ class _Checker:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
 
-    def value(self, key: str):
-        return OmegaConf.select(self.cfg, key, throw_on_missing=True)
+    def value(self, key: str):  # a key missing from conf/ raises OmegaConf's error (cli names it)
+        node = self.cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
 
     def fail(self, key: str, problem: str, fix: str):
         raise UserError(f"{key}={self.value(key)!r} {problem}; {fix}")
 
     def check(self, table: dict) -> None:
-        """Each key's rules in order: the first one its value breaks fails."""
         for key, rules in table.items():
             if key in OPTIONAL and OmegaConf.select(self.cfg, key, default=_ABSENT) is _ABSENT:
                 continue
@@ -160,7 +161,6 @@ API = {"model.api.timeout_s": real(0, 3600, low_open=True, fix="set model.api.ti
        "model.api.max_retries": whole(0, 20), "model.api.max_concurrency": whole(1, 256),
        "model.api.label_max_tokens": whole(1), "model.api.temperature": real(0, 2)}
 TASK = {"task.empty_rows": one_of(("drop", "error")), "task.overlap": one_of(("warn", "error")),
-        # the validation share of a label budget, carved from train or the task's own split
         "task.val_fraction": real(0, 1, low_open=True, high_open=True)}
 ARM = {"arm.fit": BOOL, "arm.demos": BOOL, "arm.k": whole(0)}
 ORDER = {"arm.selection": one_of(("random", "class_balanced")),
