@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # chat_stub: the loopback chat API the tests use too
 
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
+from prompt_vs_finetune.config import settle  # noqa: E402
 from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
 from prompt_vs_finetune.scoring import (  # noqa: E402
     PrefixCache,
     continuation_logprobs,
     shared_prefix_logprobs,
 )
-from prompt_vs_finetune.settle import settle  # noqa: E402
 from prompt_vs_finetune.tasks import (  # noqa: E402
     Task,
     data_labels,

@@ -31,9 +31,9 @@ from chat_stub import StubAPI  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from prompt_vs_finetune import job  # noqa: E402
+from prompt_vs_finetune.config import settle  # noqa: E402
 from prompt_vs_finetune.project import shipped_config_dir  # noqa: E402
 from prompt_vs_finetune.report import load_runs, summarise  # noqa: E402
-from prompt_vs_finetune.settle import settle  # noqa: E402
 from prompt_vs_finetune.tasks import job_splits  # noqa: E402
 
 

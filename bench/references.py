@@ -18,9 +18,9 @@ from common import ROOT, machine, table, task_and_model  # noqa: F401  (ROOT: sy
 from hydra import compose, initialize_config_dir
 
 from prompt_vs_finetune.cli import config_dir
+from prompt_vs_finetune.config import settle
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.scoring import Summarizer, continuation_logprobs
-from prompt_vs_finetune.settle import settle
 from prompt_vs_finetune.tasks import job_splits, prompt_layout, select_demos
 
 

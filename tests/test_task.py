@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from prompt_vs_finetune.checks import check_config
+from prompt_vs_finetune.config import check_config
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.tasks import Task, data_labels, label_budget, limit_test, load_splits
 

@@ -65,7 +65,7 @@ def test_run_names_say_what_differs_and_a_name_of_ones_own_wins(tmp_path):
         "few_shot k=4 order2 · tiny · seed0"
     assert name("arm=few_shot", "arm.k=4", "task.template='Q: {text}\nA:'") == \
         "few_shot k=4 · custom prompt · tiny · seed0"
-    # zero-shot shows no demonstrations whatever arm.k says (settle.py sets it to 0)
+    # zero-shot shows no demonstrations whatever arm.k says (config.settle sets it to 0)
     assert name("arm=zero_shot", "arm.k=4", "inference_dtype=bfloat16") == \
         "zero_shot · tiny · bfloat16 · seed0"
     assert name("arm=lora", "mlflow.run_name=mine") == "mine"
@@ -245,7 +245,7 @@ def test_overrides_are_redacted_like_the_config():
 
 
 def test_log_model_refuses_weights_it_cannot_save(tmp_path):
-    from prompt_vs_finetune.checks import check_config
+    from prompt_vs_finetune.config import check_config
     from prompt_vs_finetune.errors import UserError
 
     cfg = compose_config(tmp_path, *FAST, "arm=lora", "inference_dtype=int8",

@@ -265,8 +265,7 @@ def prepare(cfg: DictConfig) -> None:
     """`pvf-prepare data_dir=DIR task=...`: load the task's splits and write them to DIR; a job
     on DIR carves its label budget from them by data_seed, as a direct job does."""
     _quiet_libraries()
-    from .checks import check_config
-    from .settle import settle
+    from .config import check_config, settle
     from .tasks import Task, data_labels, load_splits
     from .tasks.splits import write_splits
 

@@ -16,10 +16,9 @@ import mlflow
 from omegaconf import DictConfig
 
 from .backends import Predictions, backend_for, build
-from .checks import check_config, check_writable
+from .config import check_config, check_writable, seed_or, settle
 from .errors import Preempted, UserError
 from .metrics.cost import cost_metrics
-from .settle import seed_or, settle
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets
 from .tracking.keys import PER_EXAMPLE_FILE

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import one_device
 from ..metrics.cost import Usage
 from ..project import write_atomic
-from ..settle import one_device
 from ..tasks import content_hash
 from ..tracking.provenance import code_version
 from . import Backend, Predictions

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..checks import check_config
+from ..config import check_config, settle
 from ..errors import UserError
 from ..metrics.cost import Usage
 from ..project import compose_options
-from ..settle import settle
 from ..tasks import Task, select_demos
 from . import Backend, Predictions, backend_for, build
 from .local import LocalBackend

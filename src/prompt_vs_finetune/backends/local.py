@@ -14,11 +14,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ..config import one_device
 from ..errors import Preempted, UserError, causes, first_line
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer, takes_cache
-from ..settle import one_device
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model

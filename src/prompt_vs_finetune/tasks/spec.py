@@ -24,10 +24,10 @@ class Task:
 
     @classmethod
     def from_config(cls, cfg, data_labels: list[str] | None = None) -> "Task":
-        """The task of a checked config (checks.py). `data_labels`: the label names found in
+        """The task of a checked config (config.py). `data_labels`: the label names found in
         the data; a task without `labels:` takes them (verbalized by `task.verbalizer`), one
         with them must cover them."""
-        template = cfg.template or cfg.templates[cfg.prompt]  # checked by checks.py
+        template = cfg.template or cfg.templates[cfg.prompt]  # checked by config.py
         return cls(name=cfg.name, type=cfg.type, template=template,
                    target_template=cfg.target_template, demo_separator=cfg.demo_separator,
                    metrics=tuple(cfg.metrics), labels=task_type(cfg.type).labels(cfg, data_labels),

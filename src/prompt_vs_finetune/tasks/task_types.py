@@ -48,7 +48,7 @@ class TaskType:
         """What the task and its data must hold before any model loads."""
 
     def check_config(self, checker) -> None:
-        """The config keys this type reads (`checks._Checker`)."""
+        """The config keys this type reads (`config._Checker`)."""
 
     def answer(self, task, row: dict) -> str:
         """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
