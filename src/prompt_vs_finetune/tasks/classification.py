@@ -12,13 +12,14 @@ from collections import Counter
 
 from ..errors import UserError
 from ..metrics import LOCAL, UNPARSED, Key, consistency, likelihood, load
-from .task_types import TaskType, text_of
+from .task_types import TaskType, log_table, text_of
 
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
     "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
     "as_is": lambda name: name,
 }
 RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
+NO_LABEL = "<unparsed>"  # a reply that named no label: a prediction, never a class
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
 LENGTH_NORMS = ("none", "token", "char")
 CALIBRATIONS = ("none", "contextual", "pmi")  # scorer.calibration (scoring/calibration.py)
@@ -159,9 +160,37 @@ class Classification(TaskType):
         return outputs, confidence
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        from ..tracking.artifacts import log_classification
+        """predictions.csv: text, gold, predicted (`<unparsed>` where a reply named no label)
+        and whatever else the backend recorded per example; and its confusion_matrix.png."""
+        import matplotlib
 
-        log_classification(task.label_names, texts, rows, title)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import mlflow
+        import pandas as pd
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        label_names = task.label_names
+        names = [*label_names, NO_LABEL]
+        table = pd.DataFrame({
+            "text": [texts[r["index"]] for r in rows],
+            "gold": [label_names[r["label"]] for r in rows],
+            "predicted": [names[-1 if r["predicted"] is None else r["predicted"]]
+                          for r in rows]})
+        for extra in ("score", "gold_logprob", "reply"):
+            if extra in rows[0]:
+                table[extra] = [r[extra] for r in rows]
+        log_table(table)
+        shown = [*label_names, *([NO_LABEL] if (table["predicted"] == NO_LABEL).any() else [])]
+        size = max(6.0, 0.18 * len(shown) + 4)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ConfusionMatrixDisplay.from_predictions(
+            table["gold"], table["predicted"], labels=shown, ax=ax, colorbar=False,
+            include_values=len(shown) <= 20, xticks_rotation="vertical")
+        ax.set_title(title)
+        fig.tight_layout()
+        mlflow.log_figure(fig, "confusion_matrix.png")
+        plt.close(fig)
 
 
 TASK_TYPE = Classification()

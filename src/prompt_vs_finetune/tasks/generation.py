@@ -9,7 +9,7 @@ max_new_tokens) and the references' perplexity. A type that decodes but scores o
 
 from ..errors import UserError
 from ..metrics import Key, consistency, likelihood, rouge_each
-from .task_types import TaskType, text_of
+from .task_types import TaskType, log_table, text_of
 
 STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
@@ -126,10 +126,24 @@ class Generation(TaskType):
     def as_answer(self, output):
         return [output]
 
-    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        from ..tracking.artifacts import log_generation
+    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str,
+                        n_samples: int = 5) -> None:
+        """predictions.csv (input, references, generated) and samples.md, a few outputs."""
+        import mlflow
+        import pandas as pd
 
-        log_generation(texts, rows, title)
+        log_table(pd.DataFrame({
+            "input": [texts[r["index"]] for r in rows],
+            "references": [" ||| ".join(r["references"]) for r in rows],
+            "generated": [r["generated"] for r in rows],
+            "generated_tokens": [r["generated_tokens"] for r in rows]}))
+        lines = [f"# {title}", ""]
+        for r in rows[:n_samples]:
+            lines += [f"## Example {r['index']}", "", "**Input**", "",
+                      "> " + texts[r["index"]].replace("\n", "\n> "), "",
+                      "**Reference**: " + r["references"][0], "",
+                      "**Generated**: " + (r["generated"] or "*(empty)*"), ""]
+        mlflow.log_text("\n".join(lines), "samples.md")
 
 
 TASK_TYPE = Generation()

@@ -98,8 +98,18 @@ class TaskType:
         return output
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """The run's prediction files in MLflow (tracking/artifacts.py)."""
+        """The run's prediction files in MLflow: predictions.csv and its table, and what
+        reads best for the type (a confusion matrix, a few outputs)."""
         raise NotImplementedError
+
+
+def log_table(table) -> None:
+    """A run's predictions (a DataFrame) as predictions.csv, and as the MLflow table the run
+    page and the compare view show (predictions.json)."""
+    import mlflow
+
+    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
+    mlflow.log_table(table, "predictions.json")
 
 
 @cache

@@ -1,21 +1,12 @@
-"""What a run leaves in MLflow besides metrics: the datasets it used (its inputs: MLflow's
-Dataset column), the predictions (predictions.csv, and predictions.json as an MLflow table to
-compare runs by), the confusion matrix (classification) or a few outputs to read
-(generation), and the fitted model. One layout for every backend."""
+"""What a run leaves in MLflow besides metrics and its prediction files (its task type writes
+those): the datasets it used (its inputs: MLflow's Dataset column) and the fitted model. One
+layout for every backend."""
 
 import json
 from pathlib import Path
 
-import matplotlib
+import mlflow
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
-
-UNPARSED = "<unparsed>"  # a reply that named no label: a prediction, never a class
 # how each split served the arm, as the dataset's context in MLflow
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
 MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
@@ -69,54 +60,6 @@ def log_datasets(cfg, splits, demos: list[dict], digests: dict[str, str]) -> Non
                                        digest=digests[role], source=split_source(cfg, role)))
     mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
                       tags_list=[None] * len(inputs))
-
-
-def _log_predictions(table: pd.DataFrame) -> None:
-    mlflow.log_text(table.to_csv(index=False), "predictions.csv")
-    mlflow.log_table(table, "predictions.json")  # the run page's and compare view's table
-
-
-def log_classification(label_names: list[str], texts: list[str], rows: list[dict],
-                       title: str) -> None:
-    """predictions.csv: text, gold, predicted (`<unparsed>` where a reply named no label) and
-    whatever else the backend recorded per example; and its confusion_matrix.png."""
-    names = [*label_names, UNPARSED]
-    table = pd.DataFrame({
-        "text": [texts[r["index"]] for r in rows],
-        "gold": [label_names[r["label"]] for r in rows],
-        "predicted": [names[-1 if r["predicted"] is None else r["predicted"]] for r in rows],
-    })
-    for extra in ("score", "gold_logprob", "reply"):
-        if extra in rows[0]:
-            table[extra] = [r[extra] for r in rows]
-    _log_predictions(table)
-    shown = [*label_names, *([UNPARSED] if (table["predicted"] == UNPARSED).any() else [])]
-    size = max(6.0, 0.18 * len(shown) + 4)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(
-        table["gold"], table["predicted"], labels=shown, ax=ax, colorbar=False,
-        include_values=len(shown) <= 20, xticks_rotation="vertical")
-    ax.set_title(title)
-    fig.tight_layout()
-    mlflow.log_figure(fig, "confusion_matrix.png")
-    plt.close(fig)
-
-
-def log_generation(texts: list[str], rows: list[dict], title: str, n_samples: int = 5) -> None:
-    """predictions.csv (input, references, generated) and samples.md, a few outputs to read."""
-    _log_predictions(pd.DataFrame({
-        "input": [texts[r["index"]] for r in rows],
-        "references": [" ||| ".join(r["references"]) for r in rows],
-        "generated": [r["generated"] for r in rows],
-        "generated_tokens": [r["generated_tokens"] for r in rows],
-    }))
-    lines = [f"# {title}", ""]
-    for r in rows[:n_samples]:
-        lines += [f"## Example {r['index']}", "", "**Input**", "",
-                  "> " + texts[r["index"]].replace("\n", "\n> "), "",
-                  "**Reference**: " + r["references"][0], "",
-                  "**Generated**: " + (r["generated"] or "*(empty)*"), ""]
-    mlflow.log_text("\n".join(lines), "samples.md")
 
 
 def log_fitted_model(model, tokenizer, cfg) -> str:
