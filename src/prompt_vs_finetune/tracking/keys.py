@@ -46,9 +46,9 @@ COMMON: dict[str, Key] = {
                             optional=True, fitted_only=True),
     "cost/teacher_tokens": Key("tokens the teacher's labels were charged for", optional=True,
                                fitted_only=True),
-    "cost/teacher_seconds": Key("wall time the teacher took to label the pool (a run served "
-                                "from the teacher cache logs the original's, tag "
-                                "teacher_cached)", optional=True, fitted_only=True),
+    "cost/teacher_seconds": Key("wall time the teacher took to label the pool (a local "
+                                "teacher served from the prediction cache logs the "
+                                "original's; tag teacher_cached)", optional=True, fitted_only=True),
     # cost: the same quantity for every backend
     "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
     "cost/train_tokens": Key("tokens trained on, over all epochs"),
@@ -178,8 +178,9 @@ TAGS: dict[str, str] = {
                           "the same model, prompt, demos, test set and scoring made them "
                           "(cost/eval_seconds is that run's)",
     "predictions_from_run": "the run that made the cached predictions",
-    "teacher_cached": "hybrid arm: the teacher's labels came from the teacher cache (paid by "
-                      "an earlier run with the same teacher and pool)",
+    "teacher_cached": "hybrid arm: the teacher's labels came from the caches (the prediction "
+                      "cache, or a hosted teacher's reply cache: paid by an earlier run with "
+                      "the same teacher and pool)",
     "perplexity": "why test/perplexity is absent (hosted models)",
     "pvf.parent": "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
 }
