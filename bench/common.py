@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # chat_stub: the loopback chat API the tests use too
 
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
-from prompt_vs_finetune.config import settle  # noqa: E402
+from prompt_vs_finetune.config import fill_inherited  # noqa: E402
 from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
 from prompt_vs_finetune.scoring import (  # noqa: E402
     PrefixCache,
@@ -45,7 +45,7 @@ ARCHS = {  # GPT-2 family shapes (n_layer, n_head, n_embd)
 def config(*overrides: str):
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["paths.output_dir=/tmp/pvf-bench", *overrides])
-    settle(cfg)
+    fill_inherited(cfg)
     return cfg
 
 

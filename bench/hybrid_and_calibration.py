@@ -31,7 +31,7 @@ from chat_stub import StubAPI  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from prompt_vs_finetune import job  # noqa: E402
-from prompt_vs_finetune.config import settle  # noqa: E402
+from prompt_vs_finetune.config import fill_inherited  # noqa: E402
 from prompt_vs_finetune.project import shipped_config_dir  # noqa: E402
 from prompt_vs_finetune.report import load_runs, summarise  # noqa: E402
 from prompt_vs_finetune.tasks import job_splits  # noqa: E402
@@ -43,7 +43,7 @@ def config(work: Path, *overrides: str):
             f"paths.output_dir={work / 'out'}", f"paths.resume_dir={work / 'resume'}",
             f"paths.cache_dir={work / 'cache'}",
             f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}", *overrides])
-    settle(cfg)
+    fill_inherited(cfg)
     return cfg
 
 

@@ -18,7 +18,7 @@ from common import ROOT, machine, table, task_and_model  # noqa: F401  (ROOT: sy
 from hydra import compose, initialize_config_dir
 
 from prompt_vs_finetune.cli import config_dir
-from prompt_vs_finetune.config import settle
+from prompt_vs_finetune.config import fill_inherited
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.scoring import Summarizer, continuation_logprobs
 from prompt_vs_finetune.tasks import job_splits, prompt_layout, select_demos
@@ -29,7 +29,7 @@ def smollm2(k: int):
         cfg = compose("config", overrides=["model=smollm2", "task=summary_sample",
                                            "paths.output_dir=/tmp/pvf-bench",
                                            "mlflow.tracking_uri=sqlite:////tmp/pvf-bench.db"])
-    settle(cfg)
+    fill_inherited(cfg)
     task, splits, _, corpus = job_splits(cfg)
     model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
     return cfg, task, splits, model.eval(), tokenizer

@@ -95,7 +95,7 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from prompt_vs_finetune import resource_path  # noqa: E402
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
-from prompt_vs_finetune.config import settle  # noqa: E402
+from prompt_vs_finetune.config import fill_inherited  # noqa: E402
 
 INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
 
@@ -115,7 +115,7 @@ def pytest_collection_modifyitems(items):
 
 
 def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
-    """The `pvf` config as Hydra composes it and a job settles it (config.settle), with
+    """The `pvf` config as Hydra composes it and a job settles it (config.fill_inherited), with
     outputs and MLflow under tmp_path."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("config", return_hydra_config=return_hydra, overrides=[
@@ -124,7 +124,7 @@ def compose_config(tmp_path: Path, *overrides: str, return_hydra: bool = False):
             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
             *overrides,
         ])
-    settle(cfg)
+    fill_inherited(cfg)
     return cfg
 
 

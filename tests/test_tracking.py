@@ -65,7 +65,7 @@ def test_run_names_say_what_differs_and_a_name_of_ones_own_wins(tmp_path):
         "few_shot k=4 order2 · tiny · seed0"
     assert name("arm=few_shot", "arm.k=4", "task.template='Q: {text}\nA:'") == \
         "few_shot k=4 · custom prompt · tiny · seed0"
-    # zero-shot shows no demonstrations whatever arm.k says (config.settle sets it to 0)
+    # zero-shot shows no demonstrations whatever arm.k says (config.fill_inherited sets it to 0)
     assert name("arm=zero_shot", "arm.k=4", "inference_dtype=bfloat16") == \
         "zero_shot · tiny · bfloat16 · seed0"
     assert name("arm=lora", "mlflow.run_name=mine") == "mine"
@@ -257,7 +257,7 @@ def test_log_model_refuses_weights_it_cannot_save(tmp_path):
 
 
 def test_a_parent_is_found_again_and_takes_an_optimising_sweeps_best(tmp_path):
-    from prompt_vs_finetune.tracking.parents import Group, parent_run
+    from prompt_vs_finetune.tracking.groups import Group, parent_run
     from prompt_vs_finetune.tracking.sweep import (
         OPTIMISATION_FILE,
         log_sweep_summary,
@@ -303,7 +303,7 @@ def test_a_dvc_experiments_report_writes_into_its_own_study_parent_only(monkeypa
     """An experiment's report reads the baseline's runs of the stages it did not rerun; the
     baseline study's parent must keep the baseline's numbers."""
     from prompt_vs_finetune.report.mlflow_run import own_parents
-    from prompt_vs_finetune.tracking.parents import study_group
+    from prompt_vs_finetune.tracking.groups import study_group
 
     monkeypatch.setenv("DVC_STAGE", "report")
     monkeypatch.setenv("DVC_EXP_NAME", "lora-r16")

@@ -265,7 +265,7 @@ def prepare(cfg: DictConfig) -> None:
     """`pvf-prepare data_dir=DIR task=...`: load the task's splits and write them to DIR; a job
     on DIR carves its label budget from them by data_seed, as a direct job does."""
     _quiet_libraries()
-    from .config import check_config, settle
+    from .config import check_config, fill_inherited
     from .tasks import Task, data_labels, load_splits
     from .tasks.splits import write_splits
 
@@ -273,7 +273,7 @@ def prepare(cfg: DictConfig) -> None:
         print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
         sys.exit(2)
     try:
-        settle(cfg)
+        fill_inherited(cfg)
         check_config(cfg)  # the task's keys among them, one line each
         splits, dropped = load_splits(cfg.task)
         Task.from_config(cfg.task, data_labels(splits))  # the labels check, before any file

@@ -1,5 +1,5 @@
-"""The config a job runs: `settle` fills what one group takes from another; `check_config` refuses
-in one line, before any work, each value that would fail late or silently (a temperature of 0)."""
+"""The config a job runs: `fill_inherited` fills what one group takes from another; a value
+that would fail late or silently (a temperature of 0) is refused in one line before any work."""
 
 import logging
 import math
@@ -31,7 +31,7 @@ FILLS = {"arm.lora.r": "model.lora_r", "arm.lora.target_modules": "model.lora_ta
          "trainer.max_epochs": "arm.max_epochs", "decoding.max_new_tokens": "task.max_new_tokens"}
 
 
-def settle(cfg: DictConfig) -> None:
+def fill_inherited(cfg: DictConfig) -> None:
     """Fill the nulls one group takes from another (every conf/ file stays plain YAML that `dvc
     exp run -S` can edit). arm.order_seed and decoding.seed stay null: `seed_or` reads them."""
     arm = cfg.arm
@@ -254,7 +254,7 @@ def _check_cost(node: DictConfig, path: str) -> None:
 
 def _check_templates(task: DictConfig) -> None:
     """The templates hold the placeholders they are filled through."""
-    if task.template is None:  # settle fills it where task.prompt names a template
+    if task.template is None:  # fill_inherited fills it where task.prompt names a template
         raise UserError(f"task.prompt '{task.prompt}' is not one of task.templates "
                         f"({', '.join(task.templates or {}) or 'none'}); pick one or "
                         "set task.template")

@@ -16,7 +16,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from .backends import Predictions, backend_for, build
-from .config import check_config, check_writable, seed_or, settle
+from .config import check_config, check_writable, fill_inherited, seed_or
 from .errors import Preempted, UserError
 from .metrics.cost import cost_metrics
 from .tasks import Task, content_hash, job_splits, select_demos
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Check everything, load the data and build the backend (bad input fails here, before
     any run exists), then predict, score and log inside the job's MLflow run."""
-    settle(cfg)
+    fill_inherited(cfg)
     backend_for(cfg).check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
     check_writable(cfg)

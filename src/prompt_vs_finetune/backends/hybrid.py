@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..config import check_config, settle
+from ..config import check_config, fill_inherited
 from ..errors import UserError
 from ..metrics.cost import Usage
 from ..project import compose_options
@@ -57,7 +57,7 @@ class HybridBackend(Backend):
 
     def prepare(self, task, splits, corpus, demos):
         """The teacher labels the pool: the student's splits, and the teacher's demos."""
-        splits, shown, self.teaching = teach(self.cfg, task, splits, corpus)
+        splits, shown, self.teaching = label_pool(self.cfg, task, splits, corpus)
         return splits, shown
 
     def load(self, task, splits, corpus, demos, data_sha) -> None:
@@ -104,7 +104,7 @@ def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
                 raise UserError(f"arm.teacher.overrides sets {key}, which the teacher's config "
                                 "does not have; check the key (e.g. model.api.base_url)")
             OmegaConf.update(teacher, key, value)
-    settle(teacher)
+    fill_inherited(teacher)
     if teacher.arm.fit:
         raise UserError(f"arm.teacher.arm={wanted.arm} trains; the teacher is a prompting arm "
                         "(zero_shot or few_shot)")
@@ -150,7 +150,7 @@ class Teaching:
         return values
 
 
-def teach(cfg: DictConfig, task: Task, splits: DatasetDict,
+def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
           corpus: list[str]) -> tuple[DatasetDict, list[dict], Teaching]:
     """(the splits the student trains on: the kept teacher labels of train and validation,
     plus the teacher's demos with their own labels; the teacher's demos; what it took)."""

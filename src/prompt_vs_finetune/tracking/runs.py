@@ -20,8 +20,8 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import Preempted, UserError, causes
+from .groups import GROUP_TAG, job_group, parent_run
 from .naming import job_params, job_tags, run_name
-from .parents import GROUP_TAG, job_group, parent_run
 from .secrets import redact
 from .store import dashboard_views, system_metrics_on, use_experiment
 from .sweep import note_run

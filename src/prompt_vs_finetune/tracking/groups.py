@@ -1,9 +1,9 @@
-"""Parent runs: a Hydra multirun, or a DVC study, is one parent run in each MLflow experiment
-its jobs log to, the job runs nested under it, so a 36-job study is one row to expand. A job
-finds its group's parent by tag (`pvf.parent=true`, `pvf.group=<key>`), or creates it under
-the store's lock (one per group and experiment), FINISHED at once, so a killed sweep leaves
-no run RUNNING. The group key: a multirun's sweep folder; a study's name (`study=...`, or any
-job DVC starts) and its DVC experiment, or else the git commit.
+"""A run's group and its parent run: a Hydra multirun, or a DVC study, is one parent run in
+each MLflow experiment its jobs log to, the job runs nested under it, so a 36-job study is one
+row to expand. A job finds its group's parent by tag (`pvf.parent=true`, `pvf.group=<key>`),
+or creates it under the store's lock (one per group and experiment), FINISHED at once, so a
+killed sweep leaves no run RUNNING. The group key: a multirun's sweep folder; a study's name
+(`study=...`, or any job DVC starts) and its DVC experiment, or else the git commit.
 """
 
 import json
