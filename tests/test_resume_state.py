@@ -268,3 +268,15 @@ def test_sigterm_outside_lightning_is_a_preemption():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_ends_with_its_job():
+    """A SIGTERM a job saw does not preempt the next job of the same process (a hybrid's
+    teacher labels the pool before its own job's SIGTERM handling starts): the suite crashed
+    on it when an in-process job followed test_tracking's SIGTERM test."""
+    from prompt_vs_finetune.tracking.runs import raise_if_preempted
+
+    with pytest.raises(Preempted), sigterm_as_preemption():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    raise_if_preempted()  # nothing left over: no Preempted here

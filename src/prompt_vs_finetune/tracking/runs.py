@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 _noting = False  # inside `sigterm_noted`: SIGTERM is only noted
 _received = False
+_UNSET = object()
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -60,18 +61,20 @@ def raise_if_preempted() -> None:
 
 @contextmanager
 def sigterm_as_preemption():
-    """For the length of a job: SIGTERM stops it as a preemption."""
+    """For the length of a job: SIGTERM stops it as a preemption. The SIGTERM it saw ends
+    with it: a later job in the same process (a hybrid's teacher) is not preempted by it."""
     global _received
     _received = False
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (a launcher's worker): leave signals alone
-        yield
-        return
+        previous = _UNSET
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not _UNSET:
+            signal.signal(signal.SIGTERM, previous)
+        _received = False
 
 
 def hold_interrupts():
