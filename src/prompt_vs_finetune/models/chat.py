@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UnreadableReply, UserError, first_line
+from ..project import write_atomic
 from ..tracking.secrets import redact
 
 
@@ -68,11 +69,7 @@ class ChatModel:
         """One JSON file per request hash, written atomically: a killed job leaves no half."""
         if self.cache_dir is None:
             return
-        path = self.cache_dir / key[:2] / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(reply)))
-        tmp.replace(path)
+        write_atomic(self.cache_dir / key[:2] / f"{key}.json", json.dumps(asdict(reply)))
 
     def complete(self, request: dict) -> Reply:
         key = self.cache_key(request)

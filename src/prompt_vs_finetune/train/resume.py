@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from ..errors import UserError
 from ..models.gguf import file_sha256
+from ..project import write_atomic
 from ..tracking.provenance import code_version, config_hash
 from ..tracking.secrets import redact
 
@@ -74,9 +75,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
             # matches one of them, whenever a kill lands
             sums = Path(f"{filepath}.sha256")
             old = sums.read_text().split()[:1] if sums.is_file() else []
-            tmp_sums = Path(f"{sums}.tmp")
-            tmp_sums.write_text(" ".join([file_sha256(Path(tmp)), *old]))
-            os.replace(tmp_sums, sums)
+            write_atomic(sums, " ".join([file_sha256(Path(tmp)), *old]))
             os.replace(tmp, filepath)
         self._last_checkpoint_saved = filepath
 
@@ -136,9 +135,7 @@ class ResumeState:
                             f"or stop it (kill {owner['pid']}) and run this again to resume it")
         if owner:
             log.info("taking over the lock of pid %s, which is gone", owner.get("pid"))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(me))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(me))
 
     def unlock(self) -> None:
         (self.folder / "lock").unlink(missing_ok=True)
