@@ -181,7 +181,9 @@ def test_references_share_their_prompt_and_equal_a_sequence_per_reference(summar
     assert [len(r) for r in refs] == [3, 3, 3]  # DialogSum's three references
     pairs = [(encoder.prompt_ids(text), encoder.encode(task.target(ref)))
              for text, rs in zip(splits["test"]["text"][:3], refs, strict=True) for ref in rs]
-    shared = scorer._reference_logprobs(model, pairs, [len(r) for r in refs])
+    shared = scorer._reference_logprobs(
+        model, [encoder.prompt_ids(text) for text in splits["test"]["text"][:3]],
+        [[encoder.encode(task.target(ref)) for ref in rs] for rs in refs])
     plain = continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
                                   pad_id=tokenizer.pad_token_id)
     assert torch.allclose(shared.logprob, plain.logprob, atol=1e-4)
