@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from rouge_score import rouge_scorer
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.metrics import rouge
+from prompt_vs_finetune.metrics import rouge_each
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.scoring import Summarizer, generation
 from prompt_vs_finetune.scoring.generation import (
@@ -26,6 +26,11 @@ PAIRS = [
                                           "Leeds police arrest two men"]),
     ("rain delayed trains", ["storms cancelled ferries", "heavy rain delayed the trains"]),
 ]
+
+
+def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """ROUGE F-measures averaged over the examples, as the generation task type's mean."""
+    return {t: sum(v) / len(v) for t, v in rouge_each(predictions, references).items()}
 
 
 def test_rouge_matches_rouge_score_with_single_and_multiple_references():

@@ -13,7 +13,7 @@ BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 __all__ = ["BOTH", "HOSTED", "LOCAL", "UNPARSED", "Key", "accuracy", "consistency", "likelihood",
-           "macro_f1", "perplexity", "rouge", "rouge_each"]
+           "macro_f1", "perplexity", "rouge_each"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,3 @@ def rouge_each(predictions: list[str], references: list[list[str]]) -> dict[str,
               for prediction, refs in zip(predictions, references, strict=True)]
     return {rouge_type: [s[rouge_type].fmeasure for s in scores] for rouge_type in ROUGE_TYPES}
 
-
-def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """The same F-measures, averaged over the examples."""
-    return {rouge_type: sum(values) / len(values) if values else 0.0
-            for rouge_type, values in rouge_each(predictions, references).items()}

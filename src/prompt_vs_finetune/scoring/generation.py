@@ -133,6 +133,5 @@ def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
     """The answer ends before the first stop string (generate stops *after* producing it)."""
     for stop in stops:
-        if stop and stop in text:
-            text = text[: text.index(stop)]
+        text = text.split(stop, 1)[0]
     return text.strip()

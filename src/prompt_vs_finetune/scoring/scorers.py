@@ -47,11 +47,10 @@ class _Scorer:
 
 
 class RankClassifier(_Scorer):
-    """Rank every verbalized label by its log-likelihood after the prompt, as the `scorer`
-    config group says. `share_prefix` runs the shared demos once (a cached prefix) and each
-    prompt once for all labels; the plain path runs prompt + label per label (the same
-    numbers, for models without 4D masks). `predicted` is ranked by `calibration`, or by
-    `length_norm` when that is none."""
+    """Rank every verbalized label by its log-likelihood after the prompt (`scorer`: the config
+    group). `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for
+    all labels; the plain path runs prompt + label per label (the same numbers, for models
+    without 4D masks). `predicted`: by `calibration`, else by `length_norm`."""
 
     def __init__(self, encoder: PromptEncoder, scorer):
         super().__init__(encoder, scorer.batch_size, scorer.examples_per_batch,
@@ -148,7 +147,6 @@ class Summarizer(_Scorer):
     """Decode an answer after the prompt, and score the references' log-likelihood."""
 
     def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int, seed: int):
-        """`seed`: what sampling draws from (decoding.seed, or the job's seed)."""
         super().__init__(encoder, score_batch_size, int(decoding.batch_size),
                          decoding.max_batch_tokens)
         self.tokenizer, self.seed = encoder.tokenizer, seed
