@@ -85,13 +85,10 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
 def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tensor,
               length_norm: str) -> torch.Tensor:
     """Rank score of each choice: summed log-prob, or per token / per character."""
-    if length_norm == "none":
-        return logprob
-    if length_norm == "token":
-        return logprob / n_tokens
-    if length_norm == "char":
-        return logprob / n_chars
-    raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+    divisor = {"none": 1, "token": n_tokens, "char": n_chars}.get(length_norm)
+    if divisor is None:
+        raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+    return logprob / divisor
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
