@@ -61,8 +61,9 @@ def main() -> None:
     encoder, _ = prompt_layout(task, tokenizer, 2048, 64, demos, test["text"])
     scorer = Summarizer(encoder, cfg.decoding, score_batch_size=64, seed=0)
     refs = list(test["references"])
-    pairs = [(encoder.prompt_ids(text), encoder.encode(task.target(ref)))
-             for text, rs in zip(test["text"], refs, strict=True) for ref in rs]
+    contexts = [encoder.prompt_ids(text) for text in test["text"]]
+    ref_ids = [[encoder.encode(task.target(ref)) for ref in rs] for rs in refs]
+    pairs = [(c, r) for c, rs in zip(contexts, ref_ids, strict=True) for r in rs]
 
     def plain():
         return continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
@@ -70,7 +71,7 @@ def main() -> None:
 
     def shared():
         scorer.start()
-        return scorer._reference_logprobs(model, pairs, [len(r) for r in refs])
+        return scorer._reference_logprobs(model, contexts, ref_ids)
 
     shared()  # warm-up
     t_plain, a = best_of(args.repeats, plain)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from prompt_vs_finetune import job
 from prompt_vs_finetune.metrics import consistency
@@ -87,8 +88,10 @@ def test_content_free_estimate_matches_direct_forward_passes(random_lm):
     encoder = PromptEncoder(tokenizer, task, max_length=60)
     encoder.set_demos([{"text": "pay", "label": "bill"}], longest_prompt=20)
     for share in (True, False):
-        scorer = RankClassifier(encoder, "none", 8, 8, share, None, "contextual",
-                                ("N/A", "", "[MASK]"))
+        scorer = RankClassifier(encoder, OmegaConf.create(
+            {"length_norm": "none", "batch_size": 8, "examples_per_batch": 8,
+             "share_prefix": share, "max_batch_tokens": None, "calibration": "contextual",
+             "content_free": ["N/A", "", "[MASK]"]}))
         references, tokens = scorer._references(random_lm)
         assert tokens > 0 and scorer._references(random_lm)[1] == 0  # once per test
         contexts = [encoder.prompt_ids(t) for t in ("N/A", "", "[MASK]")]

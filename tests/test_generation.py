@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from rouge_score import rouge_scorer
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.metrics import rouge
+from prompt_vs_finetune.metrics import rouge_each
 from prompt_vs_finetune.models import load_model
 from prompt_vs_finetune.scoring import Summarizer, generation
 from prompt_vs_finetune.scoring.generation import (
@@ -26,6 +26,11 @@ PAIRS = [
                                           "Leeds police arrest two men"]),
     ("rain delayed trains", ["storms cancelled ferries", "heavy rain delayed the trains"]),
 ]
+
+
+def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """ROUGE F-measures averaged over the examples, as the generation task type's mean."""
+    return {t: sum(v) / len(v) for t, v in rouge_each(predictions, references).items()}
 
 
 def test_rouge_matches_rouge_score_with_single_and_multiple_references():
@@ -181,7 +186,9 @@ def test_references_share_their_prompt_and_equal_a_sequence_per_reference(summar
     assert [len(r) for r in refs] == [3, 3, 3]  # DialogSum's three references
     pairs = [(encoder.prompt_ids(text), encoder.encode(task.target(ref)))
              for text, rs in zip(splits["test"]["text"][:3], refs, strict=True) for ref in rs]
-    shared = scorer._reference_logprobs(model, pairs, [len(r) for r in refs])
+    shared = scorer._reference_logprobs(
+        model, [encoder.prompt_ids(text) for text in splits["test"]["text"][:3]],
+        [[encoder.encode(task.target(ref)) for ref in rs] for rs in refs])
     plain = continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
                                   pad_id=tokenizer.pad_token_id)
     assert torch.allclose(shared.logprob, plain.logprob, atol=1e-4)

@@ -1,9 +1,7 @@
-"""pvf's Optuna sweeper (`hydra/sweeper=_optuna`), a Hydra plugin because Hydra instantiates
-sweepers only from the `hydra_plugins` namespace. It is Optuna's sweeper, except that a study
-whose every trial failed ends like any sweep with failed jobs (the summary table, the parent
-run's record, exit 1), not with Optuna's "No trials are completed yet" traceback, which also
-skipped the summary. Optuna is imported when a sweep uses it: the plugin scan that imports this
-module on every run must not need the `sweeps` extra."""
+"""pvf's Optuna sweeper (`hydra/sweeper=_optuna`; Hydra finds sweepers in `hydra_plugins`
+only): a study whose every trial failed ends like any sweep with failed jobs (the summary,
+the parent run's record, exit 1), not in Optuna's "No trials are completed yet" traceback.
+Optuna is imported when a sweep uses it: the plugin scan on every run must not need it."""
 
 import logging
 

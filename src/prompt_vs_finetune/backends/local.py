@@ -64,7 +64,7 @@ class LocalBackend(Backend):
         self.encoder, self.demos_dropped = prompt_layout(
             task, tokenizer, context_length(model, cfg.model.max_length), answer_room, demos,
             splits["test"]["text"])
-        scorer = build_scorer(self.encoder, cfg)
+        scorer = build_scorer(self.encoder, cfg.scorer, cfg.decoding, cfg.seed)
         self.datamodule = TaskDataModule(splits, self.encoder, scorer,
                                          batch_size=cfg.arm.batch_size,
                                          group_by_length=cfg.arm.group_by_length,

@@ -1,26 +1,19 @@
 """Quality metrics, one definition each, for every backend and task type, and the vocabulary
-of a logged key (`Key`). The task types (tasks/classification.py, tasks/generation.py) say
-which metrics a run logs; this package computes them.
-
-Computed through `evaluate`, from modules shipped in this folder: `evaluate.load("accuracy")`
-downloads its script from the Hub; loading these folders works offline and computes the same
-numbers (scikit-learn and rouge_score underneath). `evaluate` imports torch, so it is
-imported on first use: the report reads these names without it.
-"""
+of a logged key (`Key`). The task types say which metrics a run logs; this package computes
+them with scikit-learn and rouge_score, offline (`evaluate.load` would fetch its Hub modules,
+which wrap the same). Both are imported on first use: the report reads these names without."""
 
 import math
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 from . import consistency
 
-MODULES = Path(__file__).parent
 UNPARSED = -1  # the predicted index of a reply that named no label
 BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
-__all__ = ["BOTH", "HOSTED", "LOCAL", "UNPARSED", "Key", "consistency", "likelihood", "load",
-           "perplexity", "rouge", "rouge_each"]
+__all__ = ["BOTH", "HOSTED", "LOCAL", "UNPARSED", "Key", "accuracy", "consistency", "likelihood",
+           "macro_f1", "perplexity", "rouge_each"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +27,17 @@ class Key:
     optional: bool = False  # present only when a switch or the run's length allows
 
 
-@cache
-def load(module: str):
-    import evaluate
+def accuracy(predicted: list[int], gold: list[int]) -> float:
+    from sklearn.metrics import accuracy_score
 
-    return evaluate.load(str(MODULES / module))
+    return float(accuracy_score(gold, predicted))
+
+
+def macro_f1(predicted: list[int], gold: list[int], labels: list[int]) -> float:
+    """F1 averaged over `labels`, each weighing the same (one never predicted counts, as 0)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0))
 
 
 def likelihood(logprobs: list[float], tokens: list[int], n_bytes: list[int]) -> dict[str, float]:
@@ -53,12 +52,13 @@ def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
     return math.exp(-sum(gold_logprobs) / sum(gold_tokens))
 
 
-def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """rouge1 / rouge2 / rougeL / rougeLsum F-measures (stemmed, best reference), averaged."""
-    return load("rouge").compute(predictions=predictions, references=references)
-
-
 def rouge_each(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
-    """The same F-measures, one per example."""
-    return load("rouge").compute(predictions=predictions, references=references,
-                                 use_aggregator=False)
+    """ROUGE-1/2/L/Lsum F-measures, one per example: stemmed, each type against the reference
+    that scores best for it (rouge_score's `score_multi`)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    scores = [scorer.score_multi(refs, prediction)
+              for prediction, refs in zip(predictions, references, strict=True)]
+    return {rouge_type: [s[rouge_type].fmeasure for s in scores] for rouge_type in ROUGE_TYPES}
+

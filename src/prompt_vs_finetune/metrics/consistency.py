@@ -1,12 +1,6 @@
-"""Consistency and degeneration of a run's outputs: what "fine-tune when you need repeatable,
-strictly formatted output" is about, and what ROUGE and accuracy do not show.
-
-Generation: distinct-n over all outputs (Li et al. 2016: low = generic, repetitive
-summaries), the share of each output's n-grams that repeat one earlier in the same output
-(loops), how often decoding ran into `max_new_tokens` (never stopped by itself), and the
-spread of output lengths in words. Classification: the expected calibration error of the
-label distribution the prediction was ranked by (Guo et al. 2017, 15 equal-width bins).
-"""
+"""Consistency and degeneration of a run's outputs, which ROUGE and accuracy do not show
+(docs/tracking.md defines each key): distinct-n (Li et al. 2016), repeated n-grams, runs into
+max_new_tokens, the spread of lengths; for classification the ECE (Guo et al. 2017)."""
 
 import math
 from collections import Counter

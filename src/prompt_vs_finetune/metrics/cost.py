@@ -1,17 +1,6 @@
-"""What a job cost: wall time, tokens, money per phase, and for local models FLOPs and memory.
-
-Arithmetic only (no torch), so the hosted backend and the report can use it; the meter that
-counts a local model's tokens and time as it trains and tests is `train/cost_meter.py`.
-
-Every backend reports a `Usage`; `cost_metrics` turns it into the `cost/*` keys the same way
-for all of them, so a key means one quantity whichever backend logged it (tracking/keys.py
-says which).
-
-FLOPs use the usual estimate with N = all parameters (tied weights once): a forward token
-costs 2N; a trained token costs 4N + 2N_trainable (forward 2N, gradients of the activations
-2N, gradients of the trainable weights 2N_trainable): 6N for full fine-tuning, about 4N for
-LoRA, whose frozen weights get no weight gradients.
-"""
+"""What a job cost (docs/cost.md: the model and each key). Arithmetic only (no torch), so the
+hosted backend and the report use it; train/cost_meter.py counts a local model's tokens and time.
+Every backend reports a `Usage`; `cost_metrics` turns it into the same `cost/*` keys for all."""
 
 from dataclasses import dataclass, field
 
@@ -40,8 +29,8 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
     """The `cost/*` keys of a run, from its usage."""
     n = max(usage.n_predictions, 1)
     measured = usage.eval_usd if usage.eval_usd_measured is None else usage.eval_usd_measured
-    train_measured = usage.train_usd if usage.train_usd_measured is None else \
-        usage.train_usd_measured
+    train_measured = (usage.train_usd if usage.train_usd_measured is None
+                      else usage.train_usd_measured)
     return {
         "cost/train_seconds": usage.train_seconds,
         "cost/eval_seconds": usage.eval_seconds,
@@ -62,11 +51,9 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
 
 
 def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[float, float]:
-    """(tokens charged, USD) of one local prediction, as a deployment would pay for it: its
-    own prompt (the demos too, unless `cost.prefix_cache` spreads them over the run's calls),
-    the labels it ranks or the tokens it writes, at 2 x parameters FLOPs per token and the
-    FLOP/s the hardware sustains (conf/cost). The same work costs the same, whatever the
-    arm, and no timing noise enters it."""
+    """(tokens charged, USD) of one local prediction, as a deployment pays for it: its own
+    prompt (the demos spread over the run's calls with `cost.prefix_cache`), the labels it
+    ranks or the tokens it writes, at 2N FLOPs a token and the hardware's FLOP/s."""
     prompt = row["call_tokens"]
     if cost_cfg.prefix_cache:
         prompt -= row["prefix_tokens"] * (1 - 1 / n_calls)
@@ -77,11 +64,9 @@ def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[floa
 
 
 def fit_usd(train_flops: float, val_tokens: int, total_params: int, cost_cfg) -> float:
-    """What fitting costs, modelled as a prediction's cost is: its FLOPs (trained tokens x
-    (4N + 2N_trainable)) at the FLOP/s the hardware sustains for training, plus the
-    validation passes during the fit (2N a token) at its prompt FLOP/s, x usd_per_hour. The
-    measured wall time moved 5x with machine load (a break-even of 15,109 predictions became
-    82,054 on a busy machine); this does not."""
+    """What fitting costs, modelled like a prediction (not timed: wall time moved 5x with
+    machine load): `train_flops` at the training FLOP/s, plus the validation passes (2N a
+    token) at the prompt FLOP/s."""
     seconds = (train_flops / cost_cfg.train_flops_per_second
                + 2 * total_params * val_tokens / cost_cfg.prompt_flops_per_second)
     return seconds * cost_cfg.usd_per_hour / 3600

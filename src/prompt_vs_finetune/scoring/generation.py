@@ -4,25 +4,15 @@ encoded once and reused, and ragged prompts prefilled one by one."""
 import torch
 from transformers import DynamicCache
 
-from .logprobs import (
-    PrefixCache,
-    cache_argument,
-    common_prefix_length,
-    prefill,
-    takes_cache,
-)
+from .logprobs import PrefixCache, cache_argument, common_prefix_length, prefill, takes_cache
 from .tensors import left_pad
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
 
-def stop_strings(task_stop: tuple[str, ...], decoding) -> tuple[str, ...]:
-    """Strings that end an answer besides end-of-text: the task's, then the decoding's."""
-    return tuple(s for s in (*task_stop, *(decoding.stop or ())) if s)
-
-
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
-    """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`."""
+    """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`
+    strings (the decoding's own follow them)."""
     kwargs = {
         "max_new_tokens": int(decoding.max_new_tokens),
         "do_sample": decoding.strategy == "sampling",
@@ -37,9 +27,9 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
     if decoding.strategy == "sampling":
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
-    stops = stop_strings(stop, decoding)
+    stops = [s for s in (*stop, *(decoding.stop or ())) if s]
     if stops:
-        kwargs.update(stop_strings=list(stops), tokenizer=tokenizer)
+        kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     return kwargs
 
 
@@ -71,9 +61,9 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         extra["disable_compile"] = True
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
-    new_tokens = output[:, input_ids.size(1):].tolist()
     eos = kwargs["eos_token_id"]
-    return [tokens[: tokens.index(eos)] if eos in tokens else tokens for tokens in new_tokens]
+    return [tokens[: tokens.index(eos)] if eos in tokens else tokens
+            for tokens in output[:, input_ids.size(1):].tolist()]
 
 
 def ragged(model, prompts: list[list[int]]) -> bool:
@@ -84,8 +74,8 @@ def ragged(model, prompts: list[list[int]]) -> bool:
 
 
 def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
-    """The KV cache of every prompt but its last token, each run alone, left-padded into one
-    batch cache with room for `new_tokens` more; `generate` runs the last tokens together."""
+    """The KV cache of every prompt but its last token, each run alone, in one batch cache
+    with room for `new_tokens` more; `generate` runs the last tokens together."""
     rows = [_layer_tensors(prefill(model, torch.tensor([p[:-1]], device=device)))
             for p in prompts]
     return batch_cache(model, rows, max(len(p) for p in prompts) + new_tokens)
@@ -143,6 +133,5 @@ def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
     """The answer ends before the first stop string (generate stops *after* producing it)."""
     for stop in stops:
-        if stop and stop in text:
-            text = text[: text.index(stop)]
+        text = text.split(stop, 1)[0]
     return text.strip()

@@ -41,16 +41,20 @@ def cache_argument(model) -> str | None:
 
 
 def takes_cache(model) -> bool:
-    """Whether the model's forward takes a KV cache (and with it 4D masks): GPT-2 does; GPT-1
-    does not, so it runs the plain paths."""
+    """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not:
+    it runs the plain paths)."""
     return cache_argument(model) is not None
 
 
+def _logits_kept(model, keep) -> dict:
+    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the output
+    projection of positions never read is a third of a pass."""
+    return {"logits_to_keep": keep} if "logits_to_keep" in _forward_kwargs(model) else {}
+
+
 def prefill(model, input_ids: torch.Tensor):
-    """The key/value cache of `input_ids`, with one position's logits: a prefix's are never
-    read, and at GPT-2's 50,257 tokens the output projection is a third of the pass."""
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in _forward_kwargs(model) else {}
-    output = model(input_ids=input_ids, use_cache=True, **keep)
+    """The key/value cache of `input_ids` (one position's logits: a prefix's are never read)."""
+    output = model(input_ids=input_ids, use_cache=True, **_logits_kept(model, 1))
     return output["cache"] if "cache" in output else output["past_key_values"]  # < 5.24
 
 
@@ -58,8 +62,6 @@ def prefill(model, input_ids: torch.Tensor):
 def continuation_logprobs(model, contexts: list[list[int]], continuations: list[list[int]],
                           pad_id: int, batch_size: int = 64) -> Scores:
     """Sum of log p(continuation | context) for each (context, continuation) pair."""
-    if len(contexts) != len(continuations):
-        raise ValueError("contexts and continuations differ in length")
     device, n = next(model.parameters()).device, len(contexts)
     logprob = torch.zeros(n, dtype=torch.float64)
     n_tokens = torch.tensor([len(c) for c in continuations])
@@ -71,28 +73,22 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
         input_ids, attention = left_pad([contexts[i] + continuations[i] for i in rows], pad_id)
         target_mask = torch.arange(window) >= window - n_tokens[rows, None]
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
-                  "position_ids": position_ids.to(device)}
-        if "logits_to_keep" in _forward_kwargs(model):
-            kwargs["logits_to_keep"] = window + 1
-        logits = model(**kwargs).logits[:, -(window + 1):-1].float()
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                       position_ids=position_ids.to(device),
+                       **_logits_kept(model, window + 1)).logits[:, -(window + 1):-1].float()
         targets = input_ids[:, -window:].to(device)
         token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        sums = (token_lp * target_mask.to(device)).sum(-1).double().cpu()
-        logprob[torch.tensor(rows)] = sums
+        logprob[torch.tensor(rows)] = (token_lp * target_mask.to(device)).sum(-1).double().cpu()
     return Scores(logprob=logprob, n_tokens=n_tokens, tokens_processed=sum(lengths))
 
 
 def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tensor,
               length_norm: str) -> torch.Tensor:
     """Rank score of each choice: summed log-prob, or per token / per character."""
-    if length_norm == "none":
-        return logprob
-    if length_norm == "token":
-        return logprob / n_tokens
-    if length_norm == "char":
-        return logprob / n_chars
-    raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+    divisor = {"none": 1, "token": n_tokens, "char": n_chars}.get(length_norm)
+    if divisor is None:
+        raise UserError(f"unknown scorer.length_norm '{length_norm}'; use none, token or char")
+    return logprob / divisor
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
@@ -106,28 +102,19 @@ class PrefixCache:
     every batch until `clear()` (the weights changed)."""
 
     def __init__(self):
-        self.tokens: tuple[int, ...] = ()
-        self.cache = None
+        self.clear()
 
     def clear(self) -> None:
-        self.tokens, self.cache = (), None
+        self.tokens: tuple[int, ...] = ()
+        self.cache = None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
         """(batch-1 cache of `prefix`, tokens run to build it)."""
         if tuple(prefix) == self.tokens and self.cache is not None:
             return self.cache, 0
-        device = next(model.parameters()).device
-        ids = torch.tensor([prefix], device=device)
-        self.cache = prefill(model, ids)
+        self.cache = prefill(model, torch.tensor([prefix], device=next(model.parameters()).device))
         self.tokens = tuple(prefix)
         return self.cache, len(prefix)
-
-    def expanded(self, model, prefix: list[int], rows: int) -> tuple[object, int]:
-        """A copy repeated for `rows` batch rows (the model extends the copy, not the cache)."""
-        base, built = self.get(model, prefix)
-        cache = copy.deepcopy(base)
-        cache.batch_repeat_interleave(rows)
-        return cache, built
 
 
 class ChoiceTrie(NamedTuple):
@@ -140,18 +127,13 @@ class ChoiceTrie(NamedTuple):
     parent: list[int]
     predictor: list[int]
 
-
-def _choice_trie(choices: list[list[int]]) -> ChoiceTrie:
-    nodes = sorted({tuple(c[:t]) for c in choices for t in range(1, len(c))},
-                   key=lambda n: (len(n), n))
-    index = {node: i for i, node in enumerate(nodes)}
-    return ChoiceTrie(nodes, [index.get(n[:-1], -1) for n in nodes],
-                      [index.get(tuple(c[:t]), -1) for c in choices for t in range(len(c))])
-
-
-def choice_inputs(choices: list[list[int]]) -> int:
-    """Tokens `shared_prefix_logprobs` runs for the choices after each context."""
-    return len(_choice_trie(choices).nodes)
+    @classmethod
+    def of(cls, choices: list[list[int]]) -> "ChoiceTrie":
+        nodes = sorted({tuple(c[:t]) for c in choices for t in range(1, len(c))},
+                       key=lambda n: (len(n), n))
+        index = {node: i for i, node in enumerate(nodes)}
+        return cls(nodes, [index.get(n[:-1], -1) for n in nodes],
+                   [index.get(tuple(c[:t]), -1) for c in choices for t in range(len(c))])
 
 
 def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_id: int,
@@ -172,18 +154,14 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
     real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
     position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
                                shared + own[:, None] + depth).clamp(min=0)
-
     ancestor = torch.zeros(length, length, dtype=torch.bool)  # query column x key column
     for i, parent in enumerate(trie.parent):  # parents come first: their rows are complete
         if parent >= 0:
             ancestor[width + i] = ancestor[width + parent]
         ancestor[width + i, width + i] = True
-    is_node = cols >= width
-    causal_ctx = ~is_node[None, :] & (cols[None, :] <= cols[:, None])
-    allowed = real_ctx[:, None, :] & (causal_ctx | is_node[:, None])[None]  # context keys
-    allowed = allowed | ancestor[None]
-    query_real = real_ctx | is_node[None]
-    allowed = allowed & query_real[:, :, None]
+    causal = cols[None, :] <= cols[:, None]  # a node's column comes after every context's
+    query_real = real_ctx | (cols >= width)[None]
+    allowed = (real_ctx[:, None, :] & causal[None] | ancestor[None]) & query_real[:, :, None]
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
@@ -205,21 +183,22 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
     common = common_prefix_length(contexts)
     shared = common if shared is None else min(shared, common)
     suffixes = [c[shared:] for c in contexts]
-    trie = _choice_trie(choices)
+    trie = ChoiceTrie.of(choices)
     input_ids, position_ids, mask, columns, row = _choice_block(suffixes, trie, shared, pad_id,
                                                                 param.dtype)
     kwargs = {"input_ids": input_ids.to(device), "position_ids": position_ids.to(device),
-              "attention_mask": mask.to(device)}
+              "attention_mask": mask.to(device), "use_cache": bool(shared)}
     processed = sum(map(len, suffixes)) + n_ctx * len(trie.nodes)
     if shared:
-        cache, built = (prefix_cache or PrefixCache()).expanded(model, contexts[0][:shared],
-                                                                n_ctx)
+        base, built = (prefix_cache or PrefixCache()).get(model, contexts[0][:shared])
+        cache = copy.deepcopy(base)  # the model extends the copy, not the cached prefix
+        cache.batch_repeat_interleave(n_ctx)
         kwargs[cache_argument(model)] = cache
         processed += built
-    if "logits_to_keep" in _forward_kwargs(model):
-        logits = model(**kwargs, use_cache=bool(shared), logits_to_keep=columns.to(device)).logits
-    else:
-        logits = model(**kwargs, use_cache=bool(shared)).logits[:, columns.to(device)]
+    keep = _logits_kept(model, columns.to(device))
+    logits = model(**kwargs, **keep).logits
+    if not keep:
+        logits = logits[:, columns.to(device)]
     targets = torch.tensor([t for choice in choices for t in choice], device=device)
     token_lp = F.log_softmax(logits.float(), dim=-1)[:, row.to(device), targets]
     which = torch.tensor([c for c, choice in enumerate(choices) for _ in choice], device=device)

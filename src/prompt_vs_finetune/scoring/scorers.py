@@ -1,20 +1,29 @@
 """The task types' scorers of the test split on a local model: rank classification and
-generation. With the task types, the only part of a local job that differs between them."""
+generation, the only part of a local job that differs between the task types."""
 
 import torch
 
 from ..tasks import PromptEncoder
 from . import calibration
-from .generation import cut_at_stop, generate, generate_kwargs, stop_strings
+from .generation import cut_at_stop, generate, generate_kwargs
 from .logprobs import (
+    ChoiceTrie,
     PrefixCache,
     Scores,
-    choice_inputs,
     continuation_logprobs,
     normalise,
     shared_prefix_logprobs,
     takes_cache,
 )
+
+
+def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
+    """The task type's scorer from the `scorer` and `decoding` config groups; `seed`: the
+    job's, what sampling draws from unless `decoding.seed` is set."""
+    if encoder.task.kind.decodes:
+        return Summarizer(encoder, decoding, score_batch_size=scorer.batch_size,
+                          seed=int(seed if decoding.seed is None else decoding.seed))
+    return RankClassifier(encoder, scorer)
 
 
 class _Scorer:
@@ -38,20 +47,19 @@ class _Scorer:
 
 
 class RankClassifier(_Scorer):
-    """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
-    the shared demos once (a cached prefix) and each prompt once for all labels; the plain
-    path runs prompt + label per label (the same numbers, for models without 4D masks).
-    `calibration`: what `predicted` is ranked by (none: `length_norm`; contextual or pmi)."""
+    """Rank every verbalized label by its log-likelihood after the prompt (`scorer`: the config
+    group). `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for
+    all labels; the plain path runs prompt + label per label (the same numbers, for models
+    without 4D masks). `predicted`: by `calibration`, else by `length_norm`."""
 
-    def __init__(self, encoder: PromptEncoder, length_norm: str, batch_size: int,
-                 examples_per_batch: int, share_prefix: bool, max_batch_tokens: int | None,
-                 calibration: str = "none", content_free: tuple[str, ...] = ()):
-        super().__init__(encoder, batch_size, examples_per_batch, max_batch_tokens)
-        self.length_norm, self.calibration = length_norm, calibration
-        self.share_prefix, self.content_free = share_prefix, tuple(content_free)
+    def __init__(self, encoder: PromptEncoder, scorer):
+        super().__init__(encoder, scorer.batch_size, scorer.examples_per_batch,
+                         scorer.max_batch_tokens)
+        self.length_norm, self.calibration = scorer.length_norm, scorer.calibration
+        self.share_prefix, self.content_free = scorer.share_prefix, tuple(scorer.content_free)
         self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
-        self.label_tokens = choice_inputs(encoder.choice_ids) if share_prefix \
+        self.label_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
             else sum(map(len, encoder.choice_ids))
         targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
         self.choice_chars = torch.tensor([len(t) for t in targets])
@@ -78,8 +86,8 @@ class RankClassifier(_Scorer):
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
                     "contextual": calibration.contextual(logprob, references["contextual"]),
                     "pmi": calibration.pmi(logprob, references["pmi"])}
-        ranked = normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
-        chosen = ranked if self.calibration == "none" else rankings[self.calibration]
+        chosen = rankings[self.calibration] if self.calibration != "none" \
+            else normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         distribution = label_distribution(rankings, self.calibration)
         predicted = chosen.argmax(-1)
         top2 = distribution.topk(min(2, distribution.size(-1)), dim=-1).values
@@ -120,8 +128,7 @@ class RankClassifier(_Scorer):
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
-        premise = (self.encoder.prefix_ids
-                   + self.encoder.encode(self.task.prompt_parts()[1]))
+        premise = self.encoder.prefix_ids + self.encoder.encode(self.task.prompt_parts()[1])
         contexts.append(premise or [self.encoder.eos_id])  # a context needs a token
         logprob, _, processed = self._logprobs(model, contexts)
         self.references = {"contextual": logprob[:-1], "pmi": logprob[-1:]}
@@ -140,13 +147,12 @@ class Summarizer(_Scorer):
     """Decode an answer after the prompt, and score the references' log-likelihood."""
 
     def __init__(self, encoder: PromptEncoder, decoding, score_batch_size: int, seed: int):
-        """`seed`: what sampling draws from (decoding.seed, or the job's seed)."""
         super().__init__(encoder, score_batch_size, int(decoding.batch_size),
                          decoding.max_batch_tokens)
         self.tokenizer, self.seed = encoder.tokenizer, seed
         self.reference_cache = PrefixCache()  # the demos' keys/values, for the references
-        self.stops = stop_strings(self.task.stop, decoding)
         self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
+        self.stops = tuple(self.kwargs.get("stop_strings", ()))
 
     def _answer(self, row) -> dict:
         return {"references": row["references"]}
@@ -162,22 +168,19 @@ class Summarizer(_Scorer):
             torch.manual_seed(self.seed)
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
-        contexts = batch["context_ids"]
+        contexts, references = batch["context_ids"], batch["references"]
         generated = generate(model, contexts, self.kwargs,
                              self.prefix_cache if takes_cache(model) else None)
         # a reference longer than the room left after the prompt is scored on what fits
-        pairs = [(ctx, self.encoder.encode(self.task.target(ref))[: self.encoder.max_length
-                                                                  - len(ctx)])
-                 for ctx, refs in zip(contexts, batch["references"], strict=True) for ref in refs]
-        scores = self._reference_logprobs(model, pairs, [len(r) for r in batch["references"]])
-        rows, offset = [], 0
-        for index, refs, tokens, context in zip(batch["index"], batch["references"], generated,
-                                                contexts, strict=True):
+        scored = [[self.encoder.encode(self.task.target(ref))[: self.encoder.max_length - len(ctx)]
+                   for ref in refs] for ctx, refs in zip(contexts, references, strict=True)]
+        scores = self._reference_logprobs(model, contexts, scored)
+        rows, end = [], 0
+        for index, refs, ref_ids, tokens, context in zip(
+                batch["index"], references, scored, generated, contexts, strict=True):
+            span, end = slice(end, end + len(refs)), end + len(refs)
             text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
                                self.stops)
-            span = slice(offset, offset + len(refs))
-            offset += len(refs)
-            scored = [p[1] for p in pairs[span]]  # the reference tokens as scored (cut to fit)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
                          # no end-of-text within the limit (a stop string ends it sooner)
@@ -185,7 +188,7 @@ class Summarizer(_Scorer):
                          "ref_logprob": float(scores.logprob[span].sum()),
                          "ref_tokens": int(scores.n_tokens[span].sum()),
                          "ref_bytes": sum(len(self.tokenizer.decode(ids).encode())
-                                          for ids in scored),
+                                          for ids in ref_ids),
                          "call_tokens": len(context),
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the references' likelihood is evaluation only: no deployment pays for it
@@ -193,21 +196,20 @@ class Summarizer(_Scorer):
                       "generated_tokens": sum(map(len, generated)),
                       "eval_only_tokens": scores.tokens_processed}
 
-    def _reference_logprobs(self, model, pairs: list[tuple[list[int], list[int]]],
-                            per_context: list[int]) -> Scores:
-        """log p(reference | prompt) per pair. With a KV cache each prompt runs once for all
-        its references, after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
+    def _reference_logprobs(self, model, contexts: list[list[int]],
+                            references: list[list[list[int]]]) -> Scores:
+        """log p(reference | prompt) for each prompt's references, in order. With a KV cache
+        each prompt runs once for all its references, after the cached demos (DialogSum: ~260
+        tokens a row, not ~600)."""
         pad_id = self.tokenizer.pad_token_id
         if not takes_cache(model):
-            return continuation_logprobs(model, [p[0] for p in pairs], [p[1] for p in pairs],
-                                         pad_id=pad_id, batch_size=self.batch_size)
-        parts, start = [], 0
-        for n in per_context:
-            context, refs = pairs[start][0], [p[1] for p in pairs[start:start + n]]
-            parts.append(shared_prefix_logprobs(model, [context], refs, pad_id,
-                                                self.reference_cache,
-                                                shared=len(self.encoder.prefix_ids)))
-            start += n
+            return continuation_logprobs(
+                model, [ctx for ctx, refs in zip(contexts, references, strict=True) for _ in refs],
+                [ref for refs in references for ref in refs], pad_id=pad_id,
+                batch_size=self.batch_size)
+        parts = [shared_prefix_logprobs(model, [ctx], refs, pad_id, self.reference_cache,
+                                        shared=len(self.encoder.prefix_ids))
+                 for ctx, refs in zip(contexts, references, strict=True)]
         return Scores(logprob=torch.cat([p.logprob for p in parts]),
                       n_tokens=torch.cat([p.n_tokens for p in parts]),
                       tokens_processed=sum(p.tokens_processed for p in parts))

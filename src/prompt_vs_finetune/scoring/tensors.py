@@ -1,13 +1,12 @@
-"""Batch layout helpers that scoring, generation and training share: left padding and the
-additive 4D attention mask that transformers takes in place of a 2D padding mask."""
+"""Batch layout that scoring, generation and training share."""
 
 import torch
 
 
 def left_pad(seqs: list[list[int]], pad_id: int,
              width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ids, attention mask), each row right-aligned: every sequence ends at the last
-    column, so the next-token logits of all rows sit at the same position."""
+    """(input ids, attention mask), every row ending at the last column, so the next-token
+    logits of all rows sit at the same position."""
     width = width or max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -19,9 +18,9 @@ def left_pad(seqs: list[list[int]], pad_id: int,
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[batch, 1, queries, keys] mask from a boolean `allowed` [batch, queries, keys]: 0 where
-    a query may attend, the dtype's minimum where not. A query that may attend to nothing (a
-    padding row) is let see itself, so no softmax runs over an empty row (NaN)."""
+    """The [batch, 1, queries, keys] mask transformers takes for a boolean `allowed` [batch,
+    queries, keys]: 0 or the dtype's minimum. A query that may attend to nothing (a padding
+    row) sees itself, so no softmax runs over an empty row (NaN)."""
     queries, keys = allowed.shape[-2:]
     allowed = allowed.clone()
     allowed[..., :, keys - queries:] |= torch.eye(queries, dtype=torch.bool)

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 
 from ..errors import UserError
-from ..metrics import LOCAL, UNPARSED, Key, consistency, likelihood, load
+from ..metrics import LOCAL, UNPARSED, Key, accuracy, consistency, likelihood, macro_f1
 from .task_types import TaskType, log_table, text_of
 
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
@@ -206,11 +206,9 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     results = {}
     for name in names:
         if name == "accuracy":
-            results[name] = load("accuracy").compute(
-                predictions=predicted, references=gold)["accuracy"]
+            results[name] = accuracy(predicted, gold)
         elif name == "macro_f1":
-            results[name] = load("f1").compute(predictions=predicted, references=gold,
-                                               average="macro", labels=sorted(set(gold)))["f1"]
+            results[name] = macro_f1(predicted, gold, labels=sorted(set(gold)))
         else:
             raise UserError(f"unknown metric '{name}' in task.metrics; use "
                             f"{', '.join(Classification.metric_names)}")
