@@ -11,7 +11,7 @@ import math
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..config import check_config, fill_inherited
+from ..config import check_config, fill_inherited, seed_or
 from ..errors import UserError
 from ..metrics.cost import Usage
 from ..project import compose_options
@@ -123,8 +123,7 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
     teachers = [teacher_config(cfg, prompt) for prompt in prompts]  # every check first
     first = teachers[0]
     demos = select_demos(splits["train"], first.arm.k, first.arm.selection, cfg.seed,
-                         first.arm.order_seed if first.arm.order_seed is not None
-                         else cfg.seed)
+                         seed_or(first.arm.order_seed, cfg.seed))
     shown = {d["text"] for d in demos}
     pool = {role: splits[role].filter(lambda row: row["text"] not in shown)
             for role in ("train", "validation")}
