@@ -33,14 +33,15 @@ class CachedBackend(Backend):
 
     def __init__(self, backend: Backend):
         super().__init__(backend.cfg)
-        self.backend, self.kind, self.key, self.cached = backend, backend.kind, None, None
+        self.backend, self.kind, self.cached = backend, backend.kind, None
 
     def prepare(self, task, splits, corpus, demos):
         return self.backend.prepare(task, splits, corpus, demos)
 
     def load(self, task, splits, corpus, demos, data_sha) -> None:
-        self.key = key(self.cfg, task, splits["test"], demos, corpus)
-        self.cached = load(self.cfg, self.key)
+        digest = key(self.cfg, task, splits["test"], demos, corpus)
+        self.path = Path(self.cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
+        self.cached = load(self.path)
         if self.cached is None:
             self.backend.load(task, splits, corpus, demos, data_sha)
             self.resume_run_id = self.backend.resume_run_id
@@ -49,7 +50,7 @@ class CachedBackend(Backend):
         if self.cached is not None:
             return self.cached
         predictions = self.backend.predict(run)  # run None: a hybrid arm's teacher
-        save(self.cfg, self.key, predictions, run.info.run_id if run else "")
+        save(self.path, predictions, run.info.run_id if run else "")
         return predictions
 
     def close(self, outcome: str) -> None:
@@ -91,13 +92,8 @@ def _weight_files(model_cfg) -> list | None:
                   if p.is_file())
 
 
-def _path(cfg: DictConfig, digest: str) -> Path:
-    return Path(cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
-
-
-def load(cfg: DictConfig, digest: str) -> Predictions | None:
+def load(path: Path) -> Predictions | None:
     """The stored predictions, tagged with their origin; None (made again) when unreadable."""
-    path = _path(cfg, digest)
     try:
         stored = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
@@ -113,8 +109,7 @@ def load(cfg: DictConfig, digest: str) -> Predictions | None:
     return predictions
 
 
-def save(cfg: DictConfig, digest: str, predictions: Predictions, run_id: str) -> None:
-    path = _path(cfg, digest)
+def save(path: Path, predictions: Predictions, run_id: str) -> None:
     try:
         write_atomic(path, json.dumps({**asdict(predictions), "run_id": run_id}))
     except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
