@@ -19,9 +19,8 @@ INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completio
 
 
 def _quiet_libraries(verbose: bool = False) -> None:
-    """The terminal shows pvf's lines; the libraries' INFO lines (MLflow's "Creating a new
-    experiment", its system-metrics monitor) and their deprecation and user warnings only with
-    verbose=true. (Called again once the libraries are imported: MLflow sets its level then.)"""
+    """The terminal shows pvf's lines; the libraries' INFO lines and warnings only with
+    verbose=true (called again once MLflow, which sets its own level, is imported)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
              "transformers", "datasets", "httpx", "alembic", "mlflow.store"]
@@ -33,8 +32,7 @@ def _quiet_libraries(verbose: bool = False) -> None:
         warnings.simplefilter("ignore")  # pvf's own warnings are log lines, not these
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
-    # the loaders log a file they cannot parse at ERROR before raising; tasks/loading.py turns
-    # that error into the one line that names the file, the row and the fix
+    # the loaders log a bad file at ERROR before raising; tasks/loading.py says it in one line
     for name in ("datasets.packaged_modules.json.json", "datasets.packaged_modules.csv.csv"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     import datasets
@@ -53,7 +51,7 @@ def main() -> None:
 
 def config_error(args: list[str]) -> str | None:
     """What is wrong with these overrides (every value of a sweep), in one line; None when
-    they compose. Hydra's own flags (--cfg, --help, ...) skip the check."""
+    they compose."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -113,8 +111,8 @@ def config_error(args: list[str]) -> str | None:
 
 
 def output_error(args: list[str]) -> str | None:
-    """Hydra writes its run folder first thing (a read-only working folder was four
-    tracebacks): whether that folder, or the nearest one of it that exists, takes files."""
+    """Whether Hydra's run folder (or its nearest existing parent) takes files: Hydra writes
+    it first thing, and a read-only one was four tracebacks."""
     import tempfile
 
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -132,8 +130,8 @@ def output_error(args: list[str]) -> str | None:
 
 
 def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
-    """(the overrides, the config name, the search path as one `hydra.searchpath` override:
-    its own and --config-dir's) from a command line, or (an error line, "", [])."""
+    """(the overrides, the config name, the search path as one `hydra.searchpath` override),
+    or (an error line, "", [])."""
     overrides, config_name, dirs, searchpath = [], "config", [], None
     flags = iter(args)
     for arg in flags:
@@ -161,8 +159,7 @@ def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
 
 
 def missing_key(err: BaseException) -> str | None:
-    """One line for a key the code reads that the composed config lacks: a project's conf/
-    (a pvf-init copy, a clone) older than the installed pvf."""
+    """One line for a key the code reads that the config lacks: a conf/ older than pvf."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     if not isinstance(err, (ConfigAttributeError, ConfigKeyError)):
@@ -176,7 +173,7 @@ def missing_key(err: BaseException) -> str | None:
 
 
 def disk_full(err: BaseException) -> str | None:
-    """One line for a full disk (or quota), wherever in the chain of causes it shows."""
+    """One line for a full disk (or quota), anywhere in the chain of causes."""
     import errno
 
     for seen in causes(err):
@@ -231,8 +228,7 @@ def job(cfg: DictConfig) -> float | None:
 
 
 def _to_log_file(line: str) -> None:
-    """An error into the job's log file (Hydra's FileHandler) only: the terminal gets it once,
-    as the `error:` line on stderr, not also as a log line on stdout."""
+    """An error into the job's log file only: the terminal gets it once, on stderr."""
     record = logging.LogRecord("pvf", logging.ERROR, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
@@ -241,8 +237,7 @@ def _to_log_file(line: str) -> None:
 
 def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:
     """What an optimising sweeper minimises: the job's `objective` metric; None (a failed
-    trial, which the sweep goes past) when the job did not log it or it is not a number (a
-    learning rate that diverged)."""
+    trial) when the job did not log it or it is not finite."""
     from .tracking.naming import hpo_trial
 
     value = results.get(cfg.objective)
@@ -262,8 +257,7 @@ def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def prepare(cfg: DictConfig) -> None:
-    """`pvf-prepare data_dir=DIR task=...`: load the task's splits and write them to DIR; a job
-    on DIR carves its label budget from them by data_seed, as a direct job does."""
+    """`pvf-prepare data_dir=DIR task=...`: the task's splits, written to DIR."""
     _quiet_libraries()
     from .config import check_config, fill_inherited
     from .tasks import Task, data_labels, load_splits

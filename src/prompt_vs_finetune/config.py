@@ -59,9 +59,9 @@ def fill_inherited(cfg: DictConfig) -> None:
         arm.k = 0
 
 
-def seed_or(value, cfg: DictConfig) -> int:
+def seed_or(value, seed: int) -> int:
     """A seed-linked value (arm.order_seed, decoding.seed): its own, or null = the job's seed."""
-    return int(cfg.seed if value is None else value)
+    return int(seed if value is None else value)
 
 
 def one_device(trainer_cfg) -> bool:

@@ -2,8 +2,7 @@
 
     check the config -> splits -> demos -> predict (the backend) -> metrics -> cost -> log
 
-written once for every backend: the backend (a local model, or a hosted chat model) only
-produces the predictions and what they took; everything else happens here.
+The backend only produces the predictions and what they took; everything else happens here.
 """
 
 import hashlib
@@ -37,7 +36,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_writable(cfg)
     task, splits, dropped_rows, corpus = job_splits(cfg)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
-                         seed_or(cfg.arm.order_seed, cfg))
+                         seed_or(cfg.arm.order_seed, cfg.seed))
     backend = build(cfg)
     # what the arm learns from and shows (a hybrid's teacher labels its splits here); `shown`:
     # the demonstrations with human labels, logged as such
@@ -64,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     log_datasets(cfg, splits, shown, hashes)
                 predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
-                results = significant(job_results(cfg, task, splits,
+                results = significant(job_results(cfg.arm.fit, task, splits,
                                                   (dropped_rows, overlap, repeats),
                                                   predictions, quality))
                 if active is not None:  # DDP ranks above 0 log nothing
@@ -86,8 +85,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def label_params(task: Task) -> dict[str, str]:
-    """The label set as two params instead of one per label: how many, and a hash of the
-    label -> verbalization map (config.yaml holds the map itself)."""
+    """The label set as two params (how many, and a hash of the label -> verbalization map)."""
     if not task.labels:
         return {}
     mapping = json.dumps(task.labels, sort_keys=True).encode()
@@ -95,12 +93,10 @@ def label_params(task: Task) -> dict[str, str]:
             "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
 
 
-def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, int],
+def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
                 predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
-    """Every metric of the run (tracking/keys.py lists them): quality (from the predictions),
-    cost from the usage (and what was paid up-front besides: a hybrid's teacher), and what
-    the job saw; `counted`: the rows the load dropped, the test rows among the labelled ones,
-    the labelled rows repeated."""
+    """Every metric of the run (tracking/keys.py lists them); `counted`: the rows the load
+    dropped, the test rows among the labelled ones, the labelled rows repeated."""
     dropped_rows, overlap, repeats = counted
     labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
     if predictions.n_labels is not None:  # a hybrid: its labels are the teacher's
@@ -115,7 +111,7 @@ def job_results(cfg: DictConfig, task: Task, splits, counted: tuple[int, int, in
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
         "data/duplicate_rows": repeats,
-        "data/n_labels": labelled if cfg.arm.fit else predictions.demos_used,
+        "data/n_labels": labelled if fit else predictions.demos_used,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
         **({"data/n_classes": len(task.labels)} if task.labels else {}),
@@ -126,16 +122,14 @@ SIGNIFICANT_DIGITS = 4
 
 
 def significant(results: dict[str, float]) -> dict[str, float]:
-    """Every fraction to 4 significant digits (0.8667, 1.289e-05), counts as they are: what
-    MLflow's tables show and DVC diffs, and all that the test set can resolve (one of 168
-    examples is 0.006); the report's intervals come from the per-example values."""
+    """Every fraction to 4 significant digits (all a test set resolves, and what MLflow shows
+    and DVC diffs), counts as they are; the report's intervals use the per-example values."""
     return {key: value if float(value).is_integer() or not math.isfinite(value)
             else float(f"{value:.{SIGNIFICANT_DIGITS}g}") for key, value in results.items()}
 
 
 def duplicate_rows(splits) -> int:
-    """Labelled rows (train and validation) that repeat an earlier one, text and answer: each
-    counts in data/n_labels, though it teaches nothing new."""
+    """Labelled rows that repeat an earlier one, text and answer (they count in n_labels)."""
     seen, repeats = set(), 0
     for role in ("train", "validation"):
         for row in splits[role]:
@@ -147,9 +141,8 @@ def duplicate_rows(splits) -> int:
 
 def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
            results: dict[str, float], run_id: str, per_example: dict) -> None:
-    """Metrics, tags and prediction files into the active run (with `per_example`, each test
-    example's quality, for the report's intervals and paired comparisons); `results_file`
-    for DVC."""
+    """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
+    report's intervals) into the active run; `results_file` for DVC."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
@@ -164,7 +157,6 @@ def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
 
 
 def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:
-    """The run's metrics (and run id) as JSON where `results_file` says, for DVC."""
     if cfg.results_file:
         path = Path(cfg.results_file)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,9 +164,8 @@ def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) 
 
 
 def test_overlap(splits, demos: list[dict], policy: str) -> int:
-    """Test examples whose text (case and spacing normalised) is also among the labelled
-    examples (train, validation, demos): fine-tuning on them, or showing them, inflates the
-    score. Warned about, or refused with task.overlap=error."""
+    """Test examples whose text (case and spacing normalised) is also a labelled example's:
+    warned about, or refused with task.overlap=error."""
     def normal(text: str) -> str:
         return " ".join(text.casefold().split())
 

@@ -1,8 +1,6 @@
-"""Everything that produces a job's test predictions, behind one interface: a local Hugging Face
-model run by Lightning (local.py), a hosted chat model (hosted.py), the hybrid arm's teacher
-and student (hybrid.py), and one cache in front of any of them (cache.py). The job never asks
-which one it has; it hands over the task, the splits and the demonstrations, and gets back
-per-example predictions and a `Usage` in the same shape from all.
+"""Everything that produces a job's test predictions, behind one interface: a local model run
+by Lightning (local.py), a hosted chat model (hosted.py), the hybrid arm's teacher and student
+(hybrid.py), and one cache in front of any of them (cache.py).
 
 Prediction rows, one per test example in test-split order (the task type reads them):
 - ranked labels: `index`, `label` (gold index), `predicted` (index, or None when a reply
@@ -34,9 +32,8 @@ class Predictions:
 
 
 class Backend(ABC):
-    """A job's backend, in three steps: `prepare` the labelled data (cheap, but for the hybrid
-    arm's teacher), `load` the model (before any run opens, so a missing model or key fails
-    first), then `predict` inside the job's MLflow run."""
+    """`prepare` the labelled data (the hybrid's teacher labels it), `load` the model (before
+    any run opens: a missing model or key fails first), `predict` inside the MLflow run."""
 
     kind: str  # "local" | "hosted": which keys its runs log (tracking/keys.py)
     resume_run_id: str | None = None  # an interrupted attempt's run to continue
@@ -50,8 +47,7 @@ class Backend(ABC):
         return None
 
     def prepare(self, task, splits, corpus: list[str], demos: list[dict]):
-        """(the splits it trains and is scored on, the human-labelled demonstrations it
-        shows): as given, but for a backend that labels its own training data."""
+        """(the splits it trains and is scored on, the human-labelled demos it shows)."""
         return splits, demos
 
     @abstractmethod
@@ -60,18 +56,15 @@ class Backend(ABC):
 
     @abstractmethod
     def predict(self, run) -> Predictions:
-        """The test split's predictions; `run` is the job's MLflow run (None on DDP ranks
-        above 0, which log nothing)."""
+        """The test split's predictions; `run`: the job's MLflow run (None: DDP ranks > 0)."""
 
     def close(self, outcome: str) -> None:
-        """After the run has ended: "finished", "failed", "interrupted" (Ctrl-C) or
-        "preempted" (SIGTERM)."""
+        """After the run: "finished", "failed", "interrupted" (Ctrl-C) or "preempted"."""
         return None
 
 
 def backend_for(cfg: DictConfig) -> type[Backend]:
-    """The backend a config names: the hybrid arm's when the arm has a teacher, else the
-    model's (`model.backend`)."""
+    """The hybrid's when the arm has a teacher, else the model's (`model.backend`)."""
     if cfg.arm.get("teacher") is not None:
         from .hybrid import HybridBackend
 

@@ -1,22 +1,10 @@
 """Predictions a job has made before, served again: a study never computes the same thing twice.
 
-One cache, in front of any backend whose predictions are fully determined by its inputs: a
-prompting arm on a local model (its config, and the files of a local checkpoint), the task's
-prompt and labels, the demonstrations, the test examples, the scorer or decoding settings, the
-precision and the code; zero-shot gives the same predictions for every seed. They are stored
-under `paths.cache_dir/predictions/<content hash>.json`; the next job with the same key skips
-the model and the scoring and logs them as they were (the modelled per-call cost, and the
-measured time of the run that made them), tagged `predictions_cached` and
-`predictions_from_run`. The hybrid arm's teacher is served from it too. `cache_predictions=
-false` turns it off. Fine-tuned arms (trained weights) and hosted models (weights unknown;
-their replies have a request-level cache, models/chat.py) are never served from it, nor are
-DDP jobs.
-
-What it saves, on the real-model study (SmolLM2, 3 seeds, 2 CPU cores): 12 of its 18 intent
-zero-shot jobs and 4 of its 6 summary zero-shot jobs are served from it (a job of another
-seed), 3-10 s each instead of 26-74 s: about 8.5 of the study's 130 minutes (6.5%).
+One cache in front of any backend whose predictions its inputs fix (a prompting arm on a local
+model, the hybrid's teacher among them): stored under `paths.cache_dir/predictions/<content
+hash>.json`, logged again as they were (with the measured time of the run that made them),
+tagged `predictions_cached` and `predictions_from_run`. docs/performance.md: what it saves.
 """
-
 import hashlib
 import json
 import logging
@@ -41,19 +29,19 @@ def cacheable(cfg: DictConfig) -> bool:
 
 
 class CachedBackend(Backend):
-    """`backend`'s predictions, from the cache when it has them (the model is then never
-    loaded), else made by it and stored (cacheable jobs run on one device: no DDP rank)."""
+    """`backend`'s predictions, from the cache (the model never loads), else made and stored."""
 
     def __init__(self, backend: Backend):
         super().__init__(backend.cfg)
-        self.backend, self.kind, self.key, self.cached = backend, backend.kind, None, None
+        self.backend, self.kind, self.cached = backend, backend.kind, None
 
     def prepare(self, task, splits, corpus, demos):
         return self.backend.prepare(task, splits, corpus, demos)
 
     def load(self, task, splits, corpus, demos, data_sha) -> None:
-        self.key = key(self.cfg, task, splits["test"], demos, corpus)
-        self.cached = load(self.cfg, self.key)
+        digest = key(self.cfg, task, splits["test"], demos, corpus)
+        self.path = Path(self.cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
+        self.cached = load(self.path)
         if self.cached is None:
             self.backend.load(task, splits, corpus, demos, data_sha)
             self.resume_run_id = self.backend.resume_run_id
@@ -62,7 +50,7 @@ class CachedBackend(Backend):
         if self.cached is not None:
             return self.cached
         predictions = self.backend.predict(run)  # run None: a hybrid arm's teacher
-        save(self.cfg, self.key, predictions, run.info.run_id if run else "")
+        save(self.path, predictions, run.info.run_id if run else "")
         return predictions
 
     def close(self, outcome: str) -> None:
@@ -90,8 +78,7 @@ def key(cfg: DictConfig, task, test, demos: list[dict], corpus: list[str]) -> st
 
 
 def _weight_files(model_cfg) -> list | None:
-    """A local checkpoint's files, or a package's GGUF file (name, size, modification time):
-    new weights, a new key."""
+    """A local checkpoint's or GGUF file's (name, size, mtime): new weights, a new key."""
     if model_cfg.get("gguf"):
         from ..models.gguf import gguf_file
 
@@ -105,14 +92,8 @@ def _weight_files(model_cfg) -> list | None:
                   if p.is_file())
 
 
-def _path(cfg: DictConfig, digest: str) -> Path:
-    return Path(cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
-
-
-def load(cfg: DictConfig, digest: str) -> Predictions | None:
-    """The stored predictions, tagged with where they came from; None when there are none
-    (or the file cannot be read: then they are made again)."""
-    path = _path(cfg, digest)
+def load(path: Path) -> Predictions | None:
+    """The stored predictions, tagged with their origin; None (made again) when unreadable."""
     try:
         stored = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
@@ -128,9 +109,7 @@ def load(cfg: DictConfig, digest: str) -> Predictions | None:
     return predictions
 
 
-def save(cfg: DictConfig, digest: str, predictions: Predictions, run_id: str) -> None:
-    """Written whole or not at all."""
-    path = _path(cfg, digest)
+def save(path: Path, predictions: Predictions, run_id: str) -> None:
     try:
         write_atomic(path, json.dumps({**asdict(predictions), "run_id": run_id}))
     except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache

@@ -1,30 +1,17 @@
-"""The hybrid arm as a backend: prototype with a prompt, then fine-tune on what it produces.
-
-A teacher (any prompting configuration the project runs: the job's own model or another,
-local or hosted, zero- or few-shot) labels the texts of the job's train and validation
-splits without seeing their labels; its most confident labels are kept (`arm.keep`), and a
-student (`arm.student`: trained as `arm=full_finetune` or `arm=lora` would be) is fine-tuned
-on them. The only human labels the arm uses are the teacher's demonstrations, which the
-student trains on too; the gold labels of the rest are used for one thing, to measure the
-teacher (`hybrid/pseudo_label_accuracy`).
-
-Confidence: with several teacher prompts (`arm.teacher.prompts`), the share of prompts that
-agree with the majority label; else a local teacher's margin (top label's probability less
-the runner-up's) and 1 for every reply a hosted teacher gave that names a label. A summary
-counts when it is not empty and was not cut by max_new_tokens. The teacher is a backend of
-its own, behind the same cache as any prompting job (a hosted teacher's replies have the
-request cache), so a sweep over students pays for the teacher once.
+"""The hybrid arm as a backend: a prompted teacher labels the pool without seeing its labels,
+a student is fine-tuned on its most confident labels (docs/arms.md). Confidence: the share of
+`arm.teacher.prompts` agreeing with the majority, else the task type's (a local margin, 1 for a
+usable hosted reply). The teacher is a backend behind the job's caches: paid once a sweep.
 """
 
 import copy
 import logging
 import math
-from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..config import check_config, fill_inherited
+from ..config import check_config, fill_inherited, seed_or
 from ..errors import UserError
 from ..metrics.cost import Usage
 from ..project import compose_options
@@ -57,7 +44,9 @@ class HybridBackend(Backend):
 
     def prepare(self, task, splits, corpus, demos):
         """The teacher labels the pool: the student's splits, and the teacher's demos."""
-        splits, shown, self.teaching = label_pool(self.cfg, task, splits, corpus)
+        splits, shown, self.teaching, self.teacher_cached = label_pool(self.cfg, task, splits,
+                                                                       corpus)
+        self.human_labels = len(shown)  # the teacher's demonstrations
         return splits, shown
 
     def load(self, task, splits, corpus, demos, data_sha) -> None:
@@ -68,10 +57,10 @@ class HybridBackend(Backend):
     def predict(self, run) -> Predictions:
         """The student's predictions, with what the teacher did and cost (up-front)."""
         predictions = self.student.predict(run)
-        teaching = self.teaching
-        predictions.metrics.update(teaching.metrics())
-        predictions.tags["teacher_cached"] = str(teaching.cached).lower()
-        predictions.n_labels, predictions.upfront_usd = teaching.human_labels, teaching.usd
+        predictions.metrics.update(self.teaching)
+        predictions.tags["teacher_cached"] = str(self.teacher_cached).lower()
+        predictions.n_labels = self.human_labels
+        predictions.upfront_usd = self.teaching["cost/teacher_usd"]
         return predictions
 
     def close(self, outcome: str) -> None:
@@ -126,40 +115,15 @@ def _parse(override: str) -> tuple[str, object]:
     return parsed.key_or_group, parsed.value()
 
 
-@dataclass
-class Teaching:
-    """What the teacher did: the numbers the job logs."""
-
-    pseudo_label_accuracy: float | None  # classification: of every labelled text
-    kept_accuracy: float | None
-    kept: int
-    pool: int
-    human_labels: int  # the teacher's demonstrations
-    usd: float
-    tokens: int
-    seconds: float
-    cached: bool
-
-    def metrics(self) -> dict[str, float]:
-        values = {"hybrid/kept": self.kept, "hybrid/pool": self.pool,
-                  "cost/teacher_usd": self.usd, "cost/teacher_tokens": self.tokens,
-                  "cost/teacher_seconds": self.seconds}
-        if self.pseudo_label_accuracy is not None:
-            values["hybrid/pseudo_label_accuracy"] = self.pseudo_label_accuracy
-            values["hybrid/kept_accuracy"] = self.kept_accuracy
-        return values
-
-
 def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
-          corpus: list[str]) -> tuple[DatasetDict, list[dict], Teaching]:
-    """(the splits the student trains on: the kept teacher labels of train and validation,
-    plus the teacher's demos with their own labels; the teacher's demos; what it took)."""
+               corpus: list[str]) -> tuple[DatasetDict, list[dict], dict[str, float], bool]:
+    """(the student's splits: the kept teacher labels of train and validation plus the
+    teacher's demos with their own labels; the teacher's demos; its metrics; all cached?)."""
     prompts = list(cfg.arm.teacher.prompts or [None])
     teachers = [teacher_config(cfg, prompt) for prompt in prompts]  # every check first
     first = teachers[0]
     demos = select_demos(splits["train"], first.arm.k, first.arm.selection, cfg.seed,
-                         first.arm.order_seed if first.arm.order_seed is not None
-                         else cfg.seed)
+                         seed_or(first.arm.order_seed, cfg.seed))
     shown = {d["text"] for d in demos}
     pool = {role: splits[role].filter(lambda row: row["text"] not in shown)
             for role in ("train", "validation")}
@@ -185,21 +149,20 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
                         "raise arm.keep or train_size, or use a stronger teacher")
     gold = list(pool["train"]["label"]) + list(pool["validation"]["label"]) \
         if task.labels else None
-    teaching = Teaching(
-        pseudo_label_accuracy=_accuracy(outputs, gold, [True] * len(outputs)),
-        kept_accuracy=_accuracy(outputs, gold, keep),
-        kept=sum(keep), pool=len(texts), human_labels=len(demos),
-        usd=sum(r["usd"] for r in runs), tokens=sum(r["tokens"] for r in runs),
-        seconds=sum(r["seconds"] for r in runs), cached=all(r["cached"] for r in runs))
-    log.info("hybrid: the teacher labelled %d texts, %d kept%s", teaching.pool, teaching.kept,
+    teaching = {"hybrid/kept": sum(keep), "hybrid/pool": len(texts),
+                "cost/teacher_usd": sum(r["usd"] for r in runs),
+                "cost/teacher_tokens": sum(r["tokens"] for r in runs),
+                "cost/teacher_seconds": sum(r["seconds"] for r in runs)}
+    if gold is not None:
+        teaching["hybrid/pseudo_label_accuracy"] = _accuracy(outputs, gold, [True] * len(keep))
+        teaching["hybrid/kept_accuracy"] = _accuracy(outputs, gold, keep)
+    log.info("hybrid: the teacher labelled %d texts, %d kept%s", len(texts), sum(keep),
              "" if gold is None else
-             f"; pseudo-label accuracy {teaching.pseudo_label_accuracy:.3f}")
-    return student, demos, teaching
+             f"; pseudo-label accuracy {teaching['hybrid/pseudo_label_accuracy']:.3f}")
+    return student, demos, teaching, all(r["cached"] for r in runs)
 
 
-def _accuracy(outputs, gold, keep) -> float | None:
-    if gold is None:
-        return None
+def _accuracy(outputs, gold, keep) -> float:
     pairs = [(o, g) for o, g, k in zip(outputs, gold, keep, strict=True) if k]
     return sum(o == g for o, g in pairs) / len(pairs) if pairs else 0.0
 

@@ -1,8 +1,5 @@
-"""A local Hugging Face causal LM, run by Lightning: fit if the arm trains, then score.
-
-One LightningModule serves every arm, so the arms differ only in whether `fit` runs before
-the test: all are scored by the same scorer on the same split.
-"""
+"""A local Hugging Face causal LM, run by Lightning: fit if the arm trains, then score. One
+LightningModule serves every arm: all are scored by the same scorer on the same split."""
 
 import logging
 import math
@@ -43,9 +40,7 @@ class LocalBackend(Backend):
         check_trainer(cfg.trainer)
 
     def load(self, task, splits, corpus, demos, data_sha):
-        # the job's seed, for everything random from here on: a model built from a config
-        # (model=tiny), dropout, data order (workers=True: data-loader workers too)
-        cfg = self.cfg
+        cfg = self.cfg  # the seed for all that is random: model=tiny, dropout, data order
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.task, self.splits = task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
@@ -90,10 +85,9 @@ class LocalBackend(Backend):
         if not cfg.arm.fit:
             callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
         output_dir = previous["output_dir"] if previous else cfg.paths.output_dir
-        if previous:  # the best-so-far checkpoint lives in the first attempt's folder
-            for c in callbacks:
-                if isinstance(c, ModelCheckpoint):
-                    c.dirpath = str(Path(output_dir) / "checkpoints")
+        for c in callbacks:  # a resumed fit's best-so-far lives in the first attempt's folder
+            if previous and isinstance(c, ModelCheckpoint):
+                c.dirpath = str(Path(output_dir) / "checkpoints")
         if cfg.arm.fit and run is not None:  # (DDP ranks above 0 have no logger)
             callbacks.append(LearningRateCurve())
         if state and cfg.resume:
@@ -121,9 +115,8 @@ class LocalBackend(Backend):
                            truncated_inputs=self.encoder.truncated, metrics=metrics)
 
     def _length(self) -> dict:
-        """The fit's epochs: `arm.max_epochs`, or more when that would take fewer than
-        `arm.min_steps` optimizer steps (a small label budget is one or two batches an epoch),
-        and no early stop before them."""
+        """The fit's epochs: `arm.max_epochs`, or more to reach `arm.min_steps` optimizer steps
+        (a small label budget is one or two batches an epoch), with no early stop before."""
         cfg = self.cfg
         if not (cfg.arm.fit and cfg.arm.get("min_steps")):
             return {}
@@ -143,16 +136,13 @@ class LocalBackend(Backend):
         return "best" if callback and callback.best_model_path else None
 
     def close(self, outcome: str) -> None:
-        """FINISHED (or Ctrl-C) removes the resume state; a failure or SIGTERM keeps it for
-        the same command, and so does SIGKILL, which never gets here."""
+        """FINISHED (or Ctrl-C) removes the resume state; a failure or SIGTERM keeps it."""
         if self.state and is_rank_zero():
             self.state.close(outcome)
 
 
 def check_trainer(trainer_cfg) -> None:
-    """The `trainer` config as Lightning sees it, before any model loads or run opens: a
-    precision, accelerator or device count it refuses (which failed only after the run
-    existed), and several devices without a trainer that shards the data itself."""
+    """The `trainer` config as Lightning sees it, before any model loads or run opens."""
     if not one_device(trainer_cfg) and trainer_cfg.get("use_distributed_sampler", True):
         devices = trainer_cfg.get("devices")
         raise UserError(f"trainer.devices={devices} needs a trainer that runs one process per "
@@ -168,10 +158,8 @@ def check_trainer(trainer_cfg) -> None:
 
 @contextmanager
 def lightning_stops(trainer):
-    """Around `trainer.fit` / `trainer.test`: Lightning's ways of stopping, raised as the job
-    understands them. SIGTERM (`SIGTERMException`, or a SIGTERM noted in a part of the call
-    where Lightning had no handler) is `Preempted`; Ctrl-C, which Lightning turns into
-    `sys.exit(1)`, is KeyboardInterrupt again, so the run ends KILLED, not FAILED."""
+    """Lightning's ways of stopping, as the job reads them: SIGTERM is `Preempted`; Ctrl-C,
+    which Lightning turns into `sys.exit(1)`, is KeyboardInterrupt again (the run is KILLED)."""
     try:
         with sigterm_noted():
             yield
