@@ -12,15 +12,10 @@ _HOME = {"select_demos": "demos", "load_splits": "loading", "IGNORE_INDEX": "pro
          "BUILT_IN": "task_types", "TaskType": "task_types", "task_type": "task_types",
          **dict.fromkeys(("content_hash", "data_labels", "job_splits", "label_budget",
                           "limit_test", "tokenizer_corpus"), "splits")}
-__all__ = sorted([*_HOME, "per_example"])
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str):
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-
-
-def per_example(type_name: str, rows: list[dict]) -> list[float]:
-    """Each test example's quality under the named task type (its `per_example` metric)."""
-    return importlib.import_module(".task_types", __name__).task_type(type_name).each(rows)

@@ -11,8 +11,8 @@ import re
 from collections import Counter
 
 from ..errors import UserError
-from ..metrics import LOCAL, UNPARSED, Key, consistency, likelihood, load
-from .task_types import TaskType, log_table, text_of
+from ..metrics import LOCAL, UNPARSED, Key, consistency, load
+from .task_types import TaskType, answer_likelihood, log_table, text_of
 
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
     "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
@@ -69,26 +69,54 @@ class Classification(TaskType):
 
         return Value("string")
 
-    def row_maker(self, split, cfg, source: str):
+    def row_maker(self, split, task_cfg, source: str):
         from datasets import ClassLabel
 
-        if cfg.label_field not in split.column_names:
-            raise UserError(f"column '{cfg.label_field}' (task.label_field) not found in "
+        text_field, label_field = task_cfg.text_field, task_cfg.label_field
+        if label_field not in split.column_names:
+            raise UserError(f"column '{label_field}' (task.label_field) not found in "
                             f"{source}; available columns: {', '.join(split.column_names)}")
-        feature = split.features[cfg.label_field]
+        feature = split.features[label_field]
         names = feature.names if isinstance(feature, ClassLabel) else None
 
         def to_row(row):
-            label = row[cfg.label_field]
+            label = row[label_field]
             if names is not None and label is not None:
                 label = names[int(label)]
-            return {"text": text_of(row[cfg.text_field]), "label": label_name(label, source)}
+            return {"text": text_of(row[text_field]), "label": label_name(label, source)}
 
         return to_row
 
-    def labels(self, cfg, data_labels) -> dict[str, str]:
-        labels = _labels(cfg, data_labels)
-        _check_verbalizations(labels)
+    def labels(self, task_cfg, data_labels) -> dict[str, str]:
+        """`task.labels` as written, which must cover the data's labels, or the data's label
+        names verbalized by `task.verbalizer`; each with words of its own."""
+        given = dict(task_cfg.labels or {})
+        trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
+        if trap is not None:
+            raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML "
+                            "reads unquoted yes/no/on/off/true/false as booleans; quote it "
+                            "('yes': ...), or drop task.labels to take the labels from the data")
+        if given:
+            labels = {str(name): str(verbal) for name, verbal in given.items()}
+        elif data_labels:
+            verbalize = VERBALIZERS[task_cfg.verbalizer]
+            labels = {name: verbalize(name) for name in sorted(data_labels)}
+        else:
+            raise UserError(f"task '{task_cfg.name}' has no labels: set task.labels, or check "
+                            "task.label_field names the data's label column")
+        if unknown := sorted(set(data_labels or ()) - set(labels)):
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
+                            "add them to task.labels (or drop task.labels to take every label "
+                            "from the data), or fix task.label_field")
+        seen: dict[str, str] = {}
+        for name, verbal in labels.items():
+            if not verbal.strip():
+                raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
+            if verbal in seen:
+                raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+                                f"{verbal!r}; give each label its own words in task.labels")
+            seen[verbal] = name
         return labels
 
     def check_task(self, task) -> None:
@@ -101,7 +129,7 @@ class Classification(TaskType):
         c.choice("task.verbalizer", tuple(VERBALIZERS))
         c.choice("scorer.length_norm", LENGTH_NORMS)
         c.choice("scorer.calibration", CALIBRATIONS)
-        if not c.cfg.scorer.content_free:
+        if not c.value("scorer.content_free"):
             c.fail("scorer.content_free", "is empty",
                    'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')
         c.boolean("scorer.share_prefix")
@@ -125,9 +153,6 @@ class Classification(TaskType):
     def instruction(self, task) -> str:
         """The label set (a chat model cannot be ranked over it)."""
         return CLASSIFY.format("\n".join(f"- {v.strip()}" for v in task.labels.values()))
-
-    def reply_tokens(self, cfg) -> int:
-        return int(cfg.model.api.label_max_tokens)
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         match, names = label_matcher(task), task.label_names
@@ -222,11 +247,7 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     if "confidence" in rows[0]:
         results["ece"] = consistency.expected_calibration_error(
             [r["confidence"] for r in rows], [r["predicted"] == r["label"] for r in rows])
-    if "gold_logprob" in rows[0]:
-        results.update(likelihood([r["gold_logprob"] for r in rows],
-                                  [r["gold_tokens"] for r in rows],
-                                  [r["gold_bytes"] for r in rows]))
-    return results
+    return results | answer_likelihood(rows, "gold")
 
 
 def label_name(value, source: str) -> str:
@@ -239,40 +260,6 @@ def label_name(value, source: str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return text_of(value)
-
-
-def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
-    """label name -> verbalization: `task.labels` as written, or the data's label names."""
-    given = dict(cfg.labels or {})
-    trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
-    if trap is not None:
-        raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML reads "
-                        "unquoted yes/no/on/off/true/false as booleans; quote it ('yes': ...), "
-                        "or drop task.labels to take the labels from the data")
-    if not given:
-        if not data_labels:
-            raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
-                            "task.label_field names the data's label column")
-        return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
-    labels = {str(name): str(verbal) for name, verbal in given.items()}
-    unknown = sorted(set(data_labels or ()) - set(labels))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
-                        "add them to task.labels (or drop task.labels to take every label "
-                        "from the data), or fix task.label_field")
-    return labels
-
-
-def _check_verbalizations(labels: dict[str, str]) -> None:
-    seen: dict[str, str] = {}
-    for name, verbal in labels.items():
-        if not verbal.strip():
-            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-        if verbal in seen:
-            raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
-                            f"{verbal!r}; give each label its own words in task.labels")
-        seen[verbal] = name
 
 
 def _normalised(text: str) -> str:

@@ -8,8 +8,8 @@ max_new_tokens) and the references' perplexity. A type that decodes but scores o
 """
 
 from ..errors import UserError
-from ..metrics import Key, consistency, likelihood, rouge_each
-from .task_types import TaskType, log_table, text_of
+from ..metrics import Key, consistency, rouge_each
+from .task_types import TaskType, answer_likelihood, log_table, text_of
 
 STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
@@ -48,10 +48,11 @@ class Generation(TaskType):
 
         return List(Value("string"))
 
-    def row_maker(self, split, cfg, source: str):
-        fields = [f for f in cfg.reference_fields if f in split.column_names]
+    def row_maker(self, split, task_cfg, source: str):
+        text_field, wanted = task_cfg.text_field, list(task_cfg.reference_fields)
+        fields = [f for f in wanted if f in split.column_names]
         if not fields:
-            raise UserError(f"none of the reference columns {list(cfg.reference_fields)} "
+            raise UserError(f"none of the reference columns {wanted} "
                             f"(task.reference_fields) is in {source}; available columns: "
                             f"{', '.join(split.column_names)}")
 
@@ -60,13 +61,12 @@ class Generation(TaskType):
             for f in fields:  # a column may hold one reference or a list of them
                 values = row[f] if isinstance(row[f], list) else [row[f]]
                 references += [text_of(v).strip() for v in values]
-            return {"text": text_of(row[cfg.text_field]),
+            return {"text": text_of(row[text_field]),
                     "references": [r for r in references if r]}
 
         return to_row
 
     def check_config(self, c) -> None:
-        decoding = c.cfg.decoding
         c.choice("decoding.strategy", STRATEGIES)
         c.integer("decoding.max_new_tokens", 1)
         c.integer("decoding.num_beams", 1)
@@ -76,11 +76,12 @@ class Generation(TaskType):
         c.integer("decoding.batch_size", 1)
         c.integer("decoding.max_batch_tokens", 1, null=True)
         c.integer("decoding.seed", 0, c.MAX_SEED, null=True)
-        if decoding.strategy == "sampling":
+        if c.value("decoding.strategy") == "sampling":
             c.number("decoding.temperature", 0, low_open=True)
             c.integer("decoding.top_k", 0)
             c.number("decoding.top_p", 0, 1, low_open=True)
-        if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
+        stop = c.value("decoding.stop")
+        if stop and not all(isinstance(s, str) for s in stop):
             c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
 
     def answer(self, task, row: dict) -> str:
@@ -103,9 +104,6 @@ class Generation(TaskType):
     def instruction(self, task) -> str:
         """A plain continuation: the template already asks for the answer."""
         return COMPLETE
-
-    def reply_tokens(self, cfg) -> int:
-        return int(cfg.decoding.max_new_tokens)
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         return [{"index": i, "references": refs, "generated": reply.text.strip(),
@@ -155,9 +153,4 @@ def metrics(rows: list[dict], scores: dict[str, list[float]]) -> dict[str, float
     and the references' perplexity where the backend scored them."""
     values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
     values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
-    values.update(consistency.generation(rows))
-    if "ref_logprob" in rows[0]:
-        values.update(likelihood([r["ref_logprob"] for r in rows],
-                                 [r["ref_tokens"] for r in rows],
-                                 [r["ref_bytes"] for r in rows]))
-    return values
+    return values | consistency.generation(rows) | answer_likelihood(rows, "ref")

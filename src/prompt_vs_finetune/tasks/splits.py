@@ -16,19 +16,17 @@ from .spec import Task
 PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dropped
 
 
-def job_splits(cfg) -> tuple[Task, DatasetDict, int, list[str]]:
+def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
+               test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
     """(the task, its labels checked against the data or taken from it; the job's train /
     validation / test: the task's splits, or the prepared ones in `data_dir`, within its label
     budget and test subset; rows dropped for being empty; the tokenizer corpus)."""
-    if cfg.data_dir:
-        source, dropped = load_prepared(Path(cfg.data_dir))
-    else:
-        source, dropped = load_splits(cfg.task)
-    task = Task.from_config(cfg.task, data_labels(source))
+    source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
+    task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
     # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
-    splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
-    splits = limit_test(splits, cfg.test_size)
+    splits = label_budget(source, train_size, task_cfg.val_fraction, data_seed)
+    splits = limit_test(splits, test_size)
     if len(splits["test"]) < 2:
         raise UserError(f"the test split has {len(splits['test'])} example(s): a quality "
                         "measured on one example says nothing; add test examples (or raise "
