@@ -1,11 +1,6 @@
-"""Generation: the model writes the answer (summarization), scored against references.
-
-A local model decodes (`decoding`: greedy, beam or sampling) and also scores the references'
-likelihood, for perplexity; a hosted model's reply is the answer. Quality is ROUGE (ROUGE-L
-the headline), with the output's length, its degeneration (repeats, outputs cut at
-max_new_tokens) and the references' perplexity. A type that decodes but scores otherwise
-(exact match, say) subclasses this one and overrides `metric_names`, `quality`, `score`.
-"""
+"""Generation: the model writes the answer (summarization), scored by ROUGE against
+references. A type that decodes but scores otherwise (exact match, say) subclasses this one
+and overrides `metric_names`, `quality`, `score`."""
 
 from ..errors import UserError
 from ..metrics import Key, consistency, rouge_each
@@ -88,10 +83,13 @@ class Generation(TaskType):
         return row["references"][0]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """ROUGE computed once: its per-example values give the mean and the report's
-        resampling alike."""
+        """ROUGE (computed once: its per-example values give the mean and the report's
+        resampling alike), the mean generated tokens, the outputs' consistency, and the
+        references' perplexity where the backend scored them."""
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
-        values = metrics(rows, scores)
+        values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
+        values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
+        values |= consistency.generation(rows) | answer_likelihood(rows, "ref")
         return {f"test/{name}": value for name, value in values.items()}, scores["rougeL"]
 
     def each(self, rows: list[dict]) -> list[float]:
@@ -145,12 +143,3 @@ class Generation(TaskType):
 
 
 TASK_TYPE = Generation()
-
-
-def metrics(rows: list[dict], scores: dict[str, list[float]]) -> dict[str, float]:
-    """ROUGE of `generated` against `references` (the mean of the per-example `scores`, as
-    `rouge_each` returns them), the mean generated length in tokens, the outputs' consistency,
-    and the references' perplexity where the backend scored them."""
-    values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
-    values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
-    return values | consistency.generation(rows) | answer_likelihood(rows, "ref")

@@ -1,6 +1,5 @@
-"""What a job does with the loaded splits: carve train and validation out of its label budget
-and take the test subset, write and read the loaded splits as prepared files (the DVC prepare
-stage, so a study and a direct run carve the same examples), and hash them."""
+"""What a job does with the loaded splits: carve its label budget and test subset, write and
+read them as prepared files (DVC's prepare stage), hash them."""
 
 import hashlib
 import json
@@ -24,13 +23,13 @@ def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
     source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
     task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
-    # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
-    splits = label_budget(source, train_size, task_cfg.val_fraction, data_seed)
-    splits = limit_test(splits, test_size)
+    splits = limit_test(label_budget(source, train_size, task_cfg.val_fraction, data_seed),
+                        test_size)
     if len(splits["test"]) < 2:
         raise UserError(f"the test split has {len(splits['test'])} example(s): a quality "
                         "measured on one example says nothing; add test examples (or raise "
                         "test_size)")
+    # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
     return task, splits, dropped, tokenizer_corpus(task, source)
 
 
@@ -43,20 +42,18 @@ def data_labels(splits: DatasetDict) -> list[str] | None:
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
     """Text a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on: the
-    train and validation splits (whichever there are) as prompts and answers, and every
-    label's verbalization."""
-    rows = [row for role in ("train", "validation") if role in splits for row in splits[role]]
-    corpus = [task.demonstration(row) for row in rows]
+    labelled splits as prompts and answers, and every label's verbalization."""
+    corpus = [task.demonstration(row) for role in ("train", "validation") if role in splits
+              for row in splits[role]]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
 
 
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
-    """Train and validation within a budget of `train_size` labelled examples, drawn by
-    `data_seed`: validation (for early stopping and checkpoint choice) is `val_fraction` of
-    the budget, from the source's validation split or carved from train when it has none; the
-    rest is train, which the few-shot demos are drawn from too. So every labelled example an
-    arm touches is inside the budget. `all` (or None): the whole labelled pool."""
+    """Train and validation within a budget of `train_size` labelled examples (`all` or None:
+    the whole pool), drawn by `data_seed`: validation is `val_fraction` of it, from the
+    source's validation split or carved from train; the rest is train, where the few-shot
+    demos come from too, so every labelled example an arm touches is inside the budget."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -80,7 +77,7 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
         n = len(train) if budget is None else budget
         n_val = max(1, round(val_fraction * n))
         validation = train.select(range(n_val))
-        train = train.select(range(n_val, n)) if n_val < n else train.select([])
+        train = train.select(range(n_val, n))
     if len(train) == 0:
         raise UserError(f"train_size={train_size or 'all'} leaves no train example once "
                         f"task.val_fraction={val_fraction} of it is held out for validation; "
@@ -109,14 +106,12 @@ def load_prepared(out: Path) -> tuple[DatasetDict, int]:
     """Splits written by `write_splits` (what `pvf-prepare` leaves for the DVC run stage)."""
     files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES
              if role != "validation" or (out / f"{role}.jsonl").is_file()}
-    missing = [str(path) for path in files.values() if not path.is_file()]
-    if missing:
+    if missing := [str(path) for path in files.values() if not path.is_file()]:
         raise UserError(f"prepared split not found: {missing[0]} (data_dir); run pvf-prepare "
                         "or set data_dir=null")
     info = out / PREPARED_INFO
     dropped = json.loads(info.read_text())["dropped_empty_rows"] if info.is_file() else 0
-    splits = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
-    return splits, dropped
+    return datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()}), dropped
 
 
 def content_hash(rows) -> str:
