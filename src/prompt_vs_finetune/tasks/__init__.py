@@ -7,11 +7,11 @@ which should not pay for `datasets` (loading.py) to import."""
 
 import importlib
 
-_HOME = {"select_demos": "demos", "load_splits": "loading", "IGNORE_INDEX": "prompts",
+_HOME = {"load_splits": "loading", "IGNORE_INDEX": "prompts",
          "PromptEncoder": "prompts", "prompt_layout": "prompts", "Task": "spec",
          "BUILT_IN": "task_types", "TaskType": "task_types", "task_type": "task_types",
          **dict.fromkeys(("content_hash", "data_labels", "job_splits", "label_budget",
-                          "limit_test", "tokenizer_corpus"), "splits")}
+                          "limit_test", "select_demos", "tokenizer_corpus"), "splits")}
 __all__ = sorted(_HOME)
 
 

@@ -1,11 +1,6 @@
-"""Classification: one label per text, out of a fixed set (intent detection).
-
-A local model ranks every label's verbalization by log-likelihood after the prompt (rank
-classification: it always names a label); a hosted model is asked for one label and its reply
-is matched onto the set (a reply that matches none is wrong, and counted as unparsed). Quality
-is accuracy (the headline) and macro-F1, with the accuracy under each ranking the scorer
-computed in the same pass, the calibration error and the gold label's perplexity.
-"""
+"""Classification: one label per text, out of a fixed set (intent detection). A local model
+ranks every label's verbalization by likelihood (it always names a label); a hosted model's
+reply is matched onto the set (a reply that matches none is wrong, and counted unparsed)."""
 
 import re
 from collections import Counter
@@ -185,8 +180,8 @@ class Classification(TaskType):
         return outputs, confidence
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """predictions.csv: text, gold, predicted (`<unparsed>` where a reply named no label)
-        and whatever else the backend recorded per example; and its confusion_matrix.png."""
+        """predictions.csv (text, gold, predicted, what else the backend recorded per example)
+        and confusion_matrix.png."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -195,18 +190,14 @@ class Classification(TaskType):
         import pandas as pd
         from sklearn.metrics import ConfusionMatrixDisplay
 
-        label_names = task.label_names
-        names = [*label_names, NO_LABEL]
-        table = pd.DataFrame({
-            "text": [texts[r["index"]] for r in rows],
-            "gold": [label_names[r["label"]] for r in rows],
-            "predicted": [names[-1 if r["predicted"] is None else r["predicted"]]
-                          for r in rows]})
-        for extra in ("score", "gold_logprob", "reply"):
-            if extra in rows[0]:
-                table[extra] = [r[extra] for r in rows]
+        names = [*task.label_names, NO_LABEL]
+        predicted = [names[-1 if r["predicted"] is None else r["predicted"]] for r in rows]
+        table = pd.DataFrame({"text": [texts[r["index"]] for r in rows],
+                              "gold": [names[r["label"]] for r in rows], "predicted": predicted,
+                              **{extra: [r[extra] for r in rows] for extra in
+                                 ("score", "gold_logprob", "reply") if extra in rows[0]}})
         log_table(table)
-        shown = [*label_names, *([NO_LABEL] if (table["predicted"] == NO_LABEL).any() else [])]
+        shown = [*task.label_names, *([NO_LABEL] if NO_LABEL in predicted else [])]
         size = max(6.0, 0.18 * len(shown) + 4)
         fig, ax = plt.subplots(figsize=(size, size))
         ConfusionMatrixDisplay.from_predictions(
@@ -222,10 +213,9 @@ TASK_TYPE = Classification()
 
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
-    """The task's metrics (`names`: accuracy, macro_f1) over rows with a gold `label` index and
-    a `predicted` index (None: the reply named no label, which counts as wrong). Macro-F1
-    averages over the gold labels, as scikit-learn does by default: an unparsed reply is
-    never a class of its own. Perplexity where the backend scored the gold label."""
+    """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
+    (None: no label named, which is wrong, and never a class of its own for macro-F1); the
+    accuracy under every ranking the scorer computed, calibration and perplexity where known."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     results = {}
@@ -240,7 +230,7 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
             raise UserError(f"unknown metric '{name}' in task.metrics; use "
                             f"{', '.join(Classification.metric_names)}")
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
-    for ranking in RANKINGS:  # ranked by likelihood: every ranking, from one pass
+    for ranking in RANKINGS:
         if f"predicted_{ranking}" in rows[0]:
             results[f"accuracy_{ranking}"] = sum(r[f"predicted_{ranking}"] == r["label"]
                                                  for r in rows) / len(rows)
@@ -251,9 +241,8 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
 
 
 def label_name(value, source: str) -> str:
-    """A label cell as its name. A whole number read as a float (an integer column with one
-    blank cell becomes float: 3 -> 3.0) is the integer's name, so splits read with and
-    without a blank agree on "3"; a list is not one label."""
+    """A label cell as its name; a whole number read as a float (an integer column with a blank
+    cell: 3.0) as the integer's, so splits read with and without a blank agree on "3"."""
     if isinstance(value, (list, dict)):
         raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
                         "a label is one name per row: check task.label_field and the data")

@@ -1,16 +1,23 @@
-"""What a job does with the loaded splits: carve its label budget and test subset, write and
-read them as prepared files (DVC's prepare stage), hash them."""
+"""What a job does with the loaded splits: carve its label budget and test subset, draw the
+few-shot demonstrations, write and read the splits as prepared files (DVC's prepare stage),
+hash them."""
 
 import hashlib
 import json
+import logging
+import random
+from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
 
 import datasets
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 
 from ..errors import UserError
 from .loading import SPLIT_ROLES, load_splits
 from .spec import Task
+
+log = logging.getLogger(__name__)
 
 PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dropped
 
@@ -91,6 +98,41 @@ def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
         return splits
     n = min(test_size, len(splits["test"]))
     return DatasetDict({**splits, "test": splits["test"].shuffle(seed=0).select(range(n))})
+
+
+def select_demos(pool: Dataset, k: int, selection: str, seed: int,
+                 order_seed: int | None = None) -> list[dict]:
+    """k demonstrations from the train pool: which ones is fixed by `seed`, their order by
+    `order_seed` (so prompt-order sensitivity can be swept with the same demos)."""
+    if k == 0:
+        return []
+    if k > len(pool):
+        raise UserError(f"arm.k={k} but the train pool has {len(pool)} examples; lower arm.k")
+    rng = random.Random(seed)
+    if selection == "class_balanced" and "label" not in pool.column_names:
+        log.info("arm.selection=class_balanced needs labels; a generation task draws at random")
+        selection = "random"
+    if selection == "random":
+        chosen = rng.sample(range(len(pool)), k)
+    elif selection == "class_balanced":
+        chosen = _class_balanced(pool["label"], k, rng)
+    else:
+        raise UserError(f"unknown arm.selection '{selection}'; use random or class_balanced")
+    random.Random(seed if order_seed is None else order_seed).shuffle(chosen)
+    return [pool[i] for i in chosen]
+
+
+def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
+    """Round-robin over the labels (in a seeded order): label counts differ by at most one."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        by_label[label].append(index)
+    order = sorted(by_label)
+    rng.shuffle(order)
+    for label in order:
+        rng.shuffle(by_label[label])
+    rounds = zip_longest(*(by_label[label] for label in order))
+    return [index for one in rounds for index in one if index is not None][:k]
 
 
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
