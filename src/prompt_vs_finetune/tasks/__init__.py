@@ -1,9 +1,6 @@
-"""Tasks: the spec (template, labels), the task types (what differs between classifying and
-generating), loading data as clean splits, the label budget and test subset, few-shot
-demonstrations, and the token layout of a prompt.
-
-Its names load on first use: the task types are read by the report and the tracking keys,
-which should not pay for `datasets` (loading.py) to import."""
+"""Tasks: the spec, the task types, loading data as clean splits, the label budget, few-shot
+demonstrations, the token layout of a prompt. Names load on first use: the report reads the
+task types, and should not pay for importing `datasets`."""
 
 import importlib
 

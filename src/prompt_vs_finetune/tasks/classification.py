@@ -16,8 +16,6 @@ VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the wor
 RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
 NO_LABEL = "<unparsed>"  # a reply that named no label: a prediction, never a class
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
-LENGTH_NORMS = ("none", "token", "char")
-CALIBRATIONS = ("none", "contextual", "pmi")  # scorer.calibration (scoring/calibration.py)
 
 KEYS = {
     "test/accuracy": Key("share of test examples whose predicted label is the gold label "
@@ -122,8 +120,8 @@ class Classification(TaskType):
 
     def check_config(self, c) -> None:
         c.choice("task.verbalizer", tuple(VERBALIZERS))
-        c.choice("scorer.length_norm", LENGTH_NORMS)
-        c.choice("scorer.calibration", CALIBRATIONS)
+        c.choice("scorer.length_norm", ("none", "token", "char"))
+        c.choice("scorer.calibration", ("none", "contextual", "pmi"))
         if not c.value("scorer.content_free"):
             c.fail("scorer.content_free", "is empty",
                    'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')

@@ -6,7 +6,6 @@ from ..errors import UserError
 from ..metrics import Key, consistency, rouge_each
 from .task_types import TaskType, answer_likelihood, log_table, text_of
 
-STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
 
 KEYS = {
@@ -62,7 +61,7 @@ class Generation(TaskType):
         return to_row
 
     def check_config(self, c) -> None:
-        c.choice("decoding.strategy", STRATEGIES)
+        c.choice("decoding.strategy", ("greedy", "beam", "sampling"))
         c.integer("decoding.max_new_tokens", 1)
         c.integer("decoding.num_beams", 1)
         c.number("decoding.length_penalty")

@@ -44,16 +44,15 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
 
 
 def _version(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: a file written while it was read (a data job
-    still running) was used at 40 of its 440 rows. Its cache entry is keyed by mtime too, so a
-    reread after a change is a fresh read."""
+    """What changes when a file is rewritten (a file read while a data job still wrote it was
+    used at 40 of its 440 rows; its cache entry is keyed by mtime, so a reread is fresh)."""
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _why(builder: str, path: Path, err: Exception) -> str:
-    """What is wrong with a file the loader refused, as precisely as can be found: the
-    encoding, the first bad JSON line, a header without rows, else the loader's own words."""
+    """What is wrong with a file the loader refused: the encoding, the first bad JSON line, a
+    header without rows, else the loader's own words."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")

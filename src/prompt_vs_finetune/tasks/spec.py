@@ -23,12 +23,12 @@ class Task:
     def from_config(cls, task_cfg, data_labels: list[str] | None = None) -> "Task":
         """The task of a checked `task` config group; `data_labels`: the label names found in
         the data, which a task without `labels:` takes and one with them must cover."""
-        kind = task_type(task_cfg.type)
         return cls(name=task_cfg.name, type=task_cfg.type,
                    template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
                    target_template=task_cfg.target_template,
                    demo_separator=task_cfg.demo_separator, metrics=tuple(task_cfg.metrics),
-                   labels=kind.labels(task_cfg, data_labels), stop=tuple(task_cfg.stop or ()))
+                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels),
+                   stop=tuple(task_cfg.stop or ()))
 
     @property
     def kind(self) -> TaskType:
@@ -49,8 +49,7 @@ class Task:
         return body + self.chat.reply if self.chat else body
 
     def prompt_parts(self) -> tuple[str, str]:
-        """What every prompt has before and after its input (an input cut to fit the context
-        keeps both)."""
+        """What every prompt has before and after its input (an input cut to fit keeps both)."""
         before, after = self.prompt("\x00").split("\x00", 1)
         return before, after
 

@@ -84,7 +84,7 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
         n = len(train) if budget is None else budget
         n_val = max(1, round(val_fraction * n))
         validation = train.select(range(n_val))
-        train = train.select(range(n_val, n))
+        train = train.select(range(n_val, n)) if n_val < n else train.select([])
     if len(train) == 0:
         raise UserError(f"train_size={train_size or 'all'} leaves no train example once "
                         f"task.val_fraction={val_fraction} of it is held out for validation; "

@@ -25,7 +25,7 @@ class TaskType:
     name: str
     answer_column: str  # the split column holding the answer: "label" or "references"
     metric_names: tuple[str, ...]  # what task.metrics may list
-    per_example: str  # the per-example metric the report resamples (its mean: `quality`)
+    per_example: str  # the metric of each example (`score`'s second value; its mean: quality)
     quality: str  # the headline metric the report ranks arms by
     decodes: bool  # a local model writes the answer (True) or ranks the labels (False)
     keys: dict = {}  # its metric keys (metrics.Key), beside the common ones
@@ -53,13 +53,9 @@ class TaskType:
         raise NotImplementedError
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """(`test/*` metrics of the predictions, each example's `per_example` value)."""
+        """(`test/*` metrics of the predictions, each example's `per_example` value in
+        test-split order: the report resamples them for intervals with test-set noise)."""
         raise NotImplementedError
-
-    def each(self, rows: list[dict]) -> list[float]:
-        """Each test example's `per_example` value, in test-split order (the report resamples
-        them for intervals that include test-set noise)."""
-        return self.score(None, rows)[1]
 
     def dashboard(self) -> tuple[str, ...]:
         """The quality columns of the MLflow runs table's saved views."""
