@@ -9,10 +9,8 @@ from .task_types import TaskType, answer_likelihood, log_table, text_of
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
 
 KEYS = {
-    "test/rouge1": Key("ROUGE-1 F-measure, stemmed, best reference per example"),
-    "test/rouge2": Key("ROUGE-2 F-measure, stemmed, best reference per example"),
-    "test/rougeL": Key("ROUGE-L F-measure, stemmed, best reference per example"),
-    "test/rougeLsum": Key("ROUGE-Lsum F-measure, stemmed, best reference per example"),
+    **{f"test/{rouge}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, best reference per example")
+       for rouge in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
                                 "tokenizer)"),
     "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
