@@ -80,9 +80,8 @@ class Generation(TaskType):
         return row["references"][0]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """ROUGE (computed once: its per-example values give the mean and the report's
-        resampling alike), the mean generated tokens, the outputs' consistency, and the
-        references' perplexity where the backend scored them."""
+        """ROUGE (computed once: its per-example values are the mean's and the report's), the
+        mean generated tokens, the outputs' consistency, the references' perplexity if scored."""
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
         values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
         values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)

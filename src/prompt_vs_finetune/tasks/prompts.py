@@ -37,8 +37,7 @@ class PromptEncoder:
 
     def set_demos(self, demos: list[dict], longest_prompt: int) -> int:
         """Use as many demos as fit before a prompt of `longest_prompt` tokens and the answer;
-        return how many were dropped (from the end of the list). Not even one fitting is an
-        error: the few-shot arm would silently become zero-shot."""
+        return how many were dropped (from the end). None fitting is an error, not zero-shot."""
         budget = self.max_length - longest_prompt - self.answer_room
         for n in range(len(demos), -1, -1):  # none: a chat's system turn (plain text: nothing)
             ids = self.encode(self.task.demo_prefix(demos[:n]))
@@ -58,9 +57,8 @@ class PromptEncoder:
         return dropped
 
     def prompt_ids(self, text: str, room: int | None = None) -> list[int]:
-        """prefix + prompt(text), leaving `room` tokens (default: answer_room) free; the text
-        is cut from its end when needed, so the template's suffix always survives (counted
-        in `truncated`)."""
+        """prefix + prompt(text), leaving `room` tokens (default: answer_room) free: the text is
+        cut from its end when needed (counted in `truncated`), the template's suffix kept."""
         room = self.answer_room if room is None else room
         ids = self.encode(self.task.prompt(text))
         if len(ids) > self.max_length - len(self.prefix_ids) - room:
@@ -75,9 +73,8 @@ class PromptEncoder:
         return tuple(self.encode(part) for part in self.task.prompt_parts())
 
     def text_room(self, room: int | None = None) -> int:
-        """The tokens left for an input's text once the demos, the template and `room` for
-        the answer have theirs; none is an error, raised when the layout is made (before any
-        run opens), not at the first example scored."""
+        """The tokens left for an input's text once the demos, the template and `room` have
+        theirs; none is an error, raised when the layout is made (before any run opens)."""
         room = self.answer_room if room is None else room
         keep = self.max_length - len(self.prefix_ids) - room - sum(map(len, self.template_ids))
         if keep <= 0:
@@ -96,10 +93,9 @@ class PromptEncoder:
 
 def prompt_layout(task: Task, tokenizer, max_length: int, answer_room: int | None,
                   demos: list[dict], test_texts: list[str]) -> tuple[PromptEncoder, int]:
-    """The job's token layout: an encoder with as many of `demos` as fit before the test
-    prompts, and how many were dropped. The demos leave room for the 95th percentile of the
-    test prompts, so one very long input (a 900-token dialogue) does not cost every example
-    its demos; the few longer prompts have their text cut to fit (data/truncated_inputs)."""
+    """An encoder with as many `demos` as fit before the test prompts' 95th percentile (one
+    900-token dialogue does not cost every example its demos; longer prompts have their text
+    cut to fit: data/truncated_inputs), and how many demos were dropped."""
     encoder = PromptEncoder(tokenizer, task, max_length, answer_room)
     lengths = sorted(len(encoder.encode(task.prompt(t))) for t in test_texts)
     dropped = encoder.set_demos(demos, lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))])
