@@ -50,7 +50,8 @@ def config(work: Path, *overrides: str):
 def stub_teacher(cfg, accuracy: float):
     """A teacher right on the first `accuracy` share of every 10 texts (by order), wrong
     (the next label) on the rest; for summaries, the text's last words."""
-    task, splits, _, _ = job_splits(cfg)
+    task, splits, _, _ = job_splits(cfg.task, cfg.data_dir, cfg.train_size, cfg.test_size,
+                                    cfg.data_seed)
     if task.type == "generation":
         return lambda system, prompt: " ".join(prompt.split()[-14:-2])
     gold = {task.prompt(r["text"]): r["label"] for role in ("train", "validation")

@@ -55,7 +55,9 @@ def main() -> None:
     base = [f"paths.output_dir={out / 'runs'}", f"mlflow.tracking_uri=sqlite:///{out}/mlflow.db",
             f"paths.resume_dir={out / 'resume'}", "task=intent_sample",
             f"paths.cache_dir={out / 'cache'}"]
-    task, splits, _, corpus = job_splits(config(*base))
+    cfg = config(*base)
+    task, splits, _, corpus = job_splits(cfg.task, cfg.data_dir, cfg.train_size, cfg.test_size,
+                                         cfg.data_seed)
     rows = []
     for name in LOCAL:
         path = out / "checkpoints" / name

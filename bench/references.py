@@ -30,7 +30,8 @@ def smollm2(k: int):
                                            "paths.output_dir=/tmp/pvf-bench",
                                            "mlflow.tracking_uri=sqlite:////tmp/pvf-bench.db"])
     fill_inherited(cfg)
-    task, splits, _, corpus = job_splits(cfg)
+    task, splits, _, corpus = job_splits(cfg.task, cfg.data_dir, cfg.train_size, cfg.test_size,
+                                         cfg.data_seed)
     model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
     return cfg, task, splits, model.eval(), tokenizer
 

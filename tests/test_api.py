@@ -26,7 +26,8 @@ def _runs(tmp_path):
 
 def _gold_by_prompt(cfg):
     """{rendered prompt of a test row: its gold label}, to make the stub answer by rule."""
-    task, splits, _, _ = job_splits(cfg)
+    task, splits, _, _ = job_splits(cfg.task, cfg.data_dir, cfg.train_size, cfg.test_size,
+                                    cfg.data_seed)
     return {task.prompt(r["text"]): r["label"] for r in splits["test"]}, task
 
 
@@ -125,7 +126,9 @@ def test_openai_compatible_summarizes_through_the_chat_endpoint(tmp_path, key):
                               "arm=zero_shot", "test_size=6", f"model.api.base_url={url}/v1",
                               f"paths.cache_dir={tmp_path / 'cache'}")
 
-    task, splits, _, _ = job_splits(config("http://unused"))
+    cfg = config("http://unused")
+    task, splits, _, _ = job_splits(cfg.task, cfg.data_dir, cfg.train_size, cfg.test_size,
+                                    cfg.data_seed)
     reference = {task.prompt(r["text"]): r["references"][0] for r in splits["test"]}
 
     def respond(system, prompt):

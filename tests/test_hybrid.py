@@ -56,7 +56,8 @@ def test_a_local_teacher_labels_the_pool_and_the_student_trains_on_its_kept_labe
 def stub_teacher(cfg):
     """A stub API teacher right on even-numbered texts of the pool (in its text order) and
     wrong on odd ones: its pseudo-label accuracy is known."""
-    task, splits, _, _ = job_splits(cfg)
+    task, splits, _, _ = job_splits(cfg.task, cfg.data_dir, cfg.train_size,
+                                  cfg.test_size, cfg.data_seed)
     gold = {task.prompt(r["text"]): r["label"] for role in ("train", "validation")
             for r in splits[role]}
     names = task.label_names

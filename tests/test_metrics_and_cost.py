@@ -7,13 +7,17 @@ from omegaconf import OmegaConf
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.metrics import likelihood, perplexity
 from prompt_vs_finetune.metrics.cost import Usage, call_usd, cost_metrics
-from prompt_vs_finetune.tasks import per_example
+from prompt_vs_finetune.tasks import task_type
 from prompt_vs_finetune.tasks.classification import metrics as classification
 from prompt_vs_finetune.train.cost_meter import CostMeter
 
 COST = OmegaConf.create({"usd_per_hour": 3600.0, "prompt_flops_per_second": 100.0,
                          "generated_flops_per_second": 10.0, "train_flops_per_second": 50.0,
                          "prefix_cache": False})
+
+
+def per_example(type_name: str, rows: list[dict]) -> list[float]:
+    return task_type(type_name).each(rows)
 
 
 def rows(preds, golds):

@@ -190,12 +190,15 @@ def test_prepared_and_direct_jobs_draw_the_same_examples(tmp_path):
     write_splits(*load_splits(direct.task), tmp_path / "prepared")
     prepared = compose_config(tmp_path, "task=intent_sample", "seed=3", "train_size=64",
                               f"data_dir={tmp_path / 'prepared'}")
-    _, a, _, _ = job_splits(direct)
-    _, b, _, _ = job_splits(prepared)
+    _, a, _, _ = job_splits(direct.task, direct.data_dir, direct.train_size, direct.test_size,
+                            direct.data_seed)
+    _, b, _, _ = job_splits(prepared.task, prepared.data_dir, prepared.train_size,
+                            prepared.test_size, prepared.data_seed)
     for role in ("train", "validation", "test"):
         assert content_hash(a[role]) == content_hash(b[role])
-    _, other, _, _ = job_splits(compose_config(tmp_path, "task=intent_sample", "seed=4",
-                                               "train_size=64"))
+    seed4 = compose_config(tmp_path, "task=intent_sample", "seed=4", "train_size=64")
+    _, other, _, _ = job_splits(seed4.task, seed4.data_dir, seed4.train_size, seed4.test_size,
+                                seed4.data_seed)
     assert content_hash(other["train"]) != content_hash(a["train"])
 
 

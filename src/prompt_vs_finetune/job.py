@@ -34,7 +34,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     backend_for(cfg).check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
     check_writable(cfg)
-    task, splits, dropped_rows, corpus = job_splits(cfg)
+    task, splits, dropped_rows, corpus = job_splits(cfg.task, cfg.data_dir, cfg.train_size,
+                                                   cfg.test_size, cfg.data_seed)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg.seed))
     backend = build(cfg)

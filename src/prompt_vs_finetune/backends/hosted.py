@@ -40,7 +40,7 @@ class HostedBackend(Backend):
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
-        self.max_tokens = max_tokens = task.kind.reply_tokens(cfg)
+        self.max_tokens = max_tokens = task.kind.reply_tokens(api, cfg.decoding)
         system = task.kind.instruction(task)
         self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
                                              max_tokens)

@@ -1,26 +1,18 @@
-"""Tasks: the spec (template, labels), the task types (what differs between classifying and
-generating), loading data as clean splits, the label budget and test subset, few-shot
-demonstrations, and the token layout of a prompt.
-
-Its names load on first use: the task types are read by the report and the tracking keys,
-which should not pay for `datasets` (loading.py) to import."""
+"""Tasks: the spec, the task types, loading data as clean splits, the label budget, few-shot
+demonstrations, the token layout of a prompt. Names load on first use: the report reads the
+task types, and should not pay for importing `datasets`."""
 
 import importlib
 
-_HOME = {"select_demos": "demos", "load_splits": "loading", "IGNORE_INDEX": "prompts",
+_HOME = {"load_splits": "loading", "IGNORE_INDEX": "prompts",
          "PromptEncoder": "prompts", "prompt_layout": "prompts", "Task": "spec",
          "BUILT_IN": "task_types", "TaskType": "task_types", "task_type": "task_types",
          **dict.fromkeys(("content_hash", "data_labels", "job_splits", "label_budget",
-                          "limit_test", "tokenizer_corpus"), "splits")}
-__all__ = sorted([*_HOME, "per_example"])
+                          "limit_test", "select_demos", "tokenizer_corpus"), "splits")}
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str):
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-
-
-def per_example(type_name: str, rows: list[dict]) -> list[float]:
-    """Each test example's quality under the named task type (its `per_example` metric)."""
-    return importlib.import_module(".task_types", __name__).task_type(type_name).each(rows)

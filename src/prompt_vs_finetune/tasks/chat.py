@@ -1,12 +1,7 @@
-"""The chat layout of a prompt (`prompt.chat=true`), for instruct models: the task's prompt is
-the user's message, the answer is the assistant's reply, and few-shot demonstrations are
-earlier turns of the same conversation (lm-evaluation-harness's `--fewshot_as_multiturn`).
-
-The layout is read off the tokenizer's own chat template once, by rendering a conversation
-of placeholders and cutting it where they sit, so every arm lays out (and fine-tuning trains
-on) exactly the text `apply_chat_template` would give, and the scorer can still treat the
-system turn and the demonstrations as one shared prefix.
-"""
+"""The chat layout of a prompt (`prompt.chat=true`): the prompt is the user's message, the
+answer the assistant's reply, demonstrations earlier turns. It is read off the tokenizer's
+chat template once, by rendering placeholders and cutting where they sit, so every arm lays
+out exactly the text `apply_chat_template` gives, and the scorer still shares the prefix."""
 
 from dataclasses import dataclass
 

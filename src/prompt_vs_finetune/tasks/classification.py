@@ -1,18 +1,13 @@
-"""Classification: one label per text, out of a fixed set (intent detection).
-
-A local model ranks every label's verbalization by log-likelihood after the prompt (rank
-classification: it always names a label); a hosted model is asked for one label and its reply
-is matched onto the set (a reply that matches none is wrong, and counted as unparsed). Quality
-is accuracy (the headline) and macro-F1, with the accuracy under each ranking the scorer
-computed in the same pass, the calibration error and the gold label's perplexity.
-"""
+"""Classification: one label per text, out of a fixed set (intent detection). A local model
+ranks every label's verbalization by likelihood (it always names a label); a hosted model's
+reply is matched onto the set (a reply that matches none is wrong, and counted unparsed)."""
 
 import re
 from collections import Counter
 
 from ..errors import UserError
-from ..metrics import LOCAL, UNPARSED, Key, accuracy, consistency, likelihood, macro_f1
-from .task_types import TaskType, log_table, text_of
+from ..metrics import LOCAL, UNPARSED, Key, accuracy, consistency, macro_f1
+from .task_types import TaskType, answer_likelihood, log_table, text_of
 
 VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the words scored
     "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
@@ -21,8 +16,6 @@ VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the wor
 RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
 NO_LABEL = "<unparsed>"  # a reply that named no label: a prediction, never a class
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
-LENGTH_NORMS = ("none", "token", "char")
-CALIBRATIONS = ("none", "contextual", "pmi")  # scorer.calibration (scoring/calibration.py)
 
 KEYS = {
     "test/accuracy": Key("share of test examples whose predicted label is the gold label "
@@ -69,26 +62,54 @@ class Classification(TaskType):
 
         return Value("string")
 
-    def row_maker(self, split, cfg, source: str):
+    def row_maker(self, split, task_cfg, source: str):
         from datasets import ClassLabel
 
-        if cfg.label_field not in split.column_names:
-            raise UserError(f"column '{cfg.label_field}' (task.label_field) not found in "
+        text_field, label_field = task_cfg.text_field, task_cfg.label_field
+        if label_field not in split.column_names:
+            raise UserError(f"column '{label_field}' (task.label_field) not found in "
                             f"{source}; available columns: {', '.join(split.column_names)}")
-        feature = split.features[cfg.label_field]
+        feature = split.features[label_field]
         names = feature.names if isinstance(feature, ClassLabel) else None
 
         def to_row(row):
-            label = row[cfg.label_field]
+            label = row[label_field]
             if names is not None and label is not None:
                 label = names[int(label)]
-            return {"text": text_of(row[cfg.text_field]), "label": label_name(label, source)}
+            return {"text": text_of(row[text_field]), "label": label_name(label, source)}
 
         return to_row
 
-    def labels(self, cfg, data_labels) -> dict[str, str]:
-        labels = _labels(cfg, data_labels)
-        _check_verbalizations(labels)
+    def labels(self, task_cfg, data_labels) -> dict[str, str]:
+        """`task.labels` as written, which must cover the data's labels, or the data's label
+        names verbalized by `task.verbalizer`; each with words of its own."""
+        given = dict(task_cfg.labels or {})
+        trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
+        if trap is not None:
+            raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML "
+                            "reads unquoted yes/no/on/off/true/false as booleans; quote it "
+                            "('yes': ...), or drop task.labels to take the labels from the data")
+        if given:
+            labels = {str(name): str(verbal) for name, verbal in given.items()}
+        elif data_labels:
+            verbalize = VERBALIZERS[task_cfg.verbalizer]
+            labels = {name: verbalize(name) for name in sorted(data_labels)}
+        else:
+            raise UserError(f"task '{task_cfg.name}' has no labels: set task.labels, or check "
+                            "task.label_field names the data's label column")
+        if unknown := sorted(set(data_labels or ()) - set(labels)):
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
+                            "add them to task.labels (or drop task.labels to take every label "
+                            "from the data), or fix task.label_field")
+        seen: dict[str, str] = {}
+        for name, verbal in labels.items():
+            if not verbal.strip():
+                raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
+            if verbal in seen:
+                raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+                                f"{verbal!r}; give each label its own words in task.labels")
+            seen[verbal] = name
         return labels
 
     def check_task(self, task) -> None:
@@ -99,9 +120,9 @@ class Classification(TaskType):
 
     def check_config(self, c) -> None:
         c.choice("task.verbalizer", tuple(VERBALIZERS))
-        c.choice("scorer.length_norm", LENGTH_NORMS)
-        c.choice("scorer.calibration", CALIBRATIONS)
-        if not c.cfg.scorer.content_free:
+        c.choice("scorer.length_norm", ("none", "token", "char"))
+        c.choice("scorer.calibration", ("none", "contextual", "pmi"))
+        if not c.value("scorer.content_free"):
             c.fail("scorer.content_free", "is empty",
                    'list content-free inputs, e.g. ["N/A", "", "[MASK]"]')
         c.boolean("scorer.share_prefix")
@@ -125,9 +146,6 @@ class Classification(TaskType):
     def instruction(self, task) -> str:
         """The label set (a chat model cannot be ranked over it)."""
         return CLASSIFY.format("\n".join(f"- {v.strip()}" for v in task.labels.values()))
-
-    def reply_tokens(self, cfg) -> int:
-        return int(cfg.model.api.label_max_tokens)
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         match, names = label_matcher(task), task.label_names
@@ -160,8 +178,8 @@ class Classification(TaskType):
         return outputs, confidence
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """predictions.csv: text, gold, predicted (`<unparsed>` where a reply named no label)
-        and whatever else the backend recorded per example; and its confusion_matrix.png."""
+        """predictions.csv (text, gold, predicted, what else the backend recorded per example)
+        and confusion_matrix.png."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -170,18 +188,14 @@ class Classification(TaskType):
         import pandas as pd
         from sklearn.metrics import ConfusionMatrixDisplay
 
-        label_names = task.label_names
-        names = [*label_names, NO_LABEL]
-        table = pd.DataFrame({
-            "text": [texts[r["index"]] for r in rows],
-            "gold": [label_names[r["label"]] for r in rows],
-            "predicted": [names[-1 if r["predicted"] is None else r["predicted"]]
-                          for r in rows]})
-        for extra in ("score", "gold_logprob", "reply"):
-            if extra in rows[0]:
-                table[extra] = [r[extra] for r in rows]
+        names = [*task.label_names, NO_LABEL]
+        predicted = [names[-1 if r["predicted"] is None else r["predicted"]] for r in rows]
+        table = pd.DataFrame({"text": [texts[r["index"]] for r in rows],
+                              "gold": [names[r["label"]] for r in rows], "predicted": predicted,
+                              **{extra: [r[extra] for r in rows] for extra in
+                                 ("score", "gold_logprob", "reply") if extra in rows[0]}})
         log_table(table)
-        shown = [*label_names, *([NO_LABEL] if (table["predicted"] == NO_LABEL).any() else [])]
+        shown = [*task.label_names, *([NO_LABEL] if NO_LABEL in predicted else [])]
         size = max(6.0, 0.18 * len(shown) + 4)
         fig, ax = plt.subplots(figsize=(size, size))
         ConfusionMatrixDisplay.from_predictions(
@@ -197,10 +211,9 @@ TASK_TYPE = Classification()
 
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
-    """The task's metrics (`names`: accuracy, macro_f1) over rows with a gold `label` index and
-    a `predicted` index (None: the reply named no label, which counts as wrong). Macro-F1
-    averages over the gold labels, as scikit-learn does by default: an unparsed reply is
-    never a class of its own. Perplexity where the backend scored the gold label."""
+    """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
+    (None: no label named, which is wrong, and never a class of its own for macro-F1); the
+    accuracy under every ranking the scorer computed, calibration and perplexity where known."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     results = {}
@@ -213,64 +226,25 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
             raise UserError(f"unknown metric '{name}' in task.metrics; use "
                             f"{', '.join(Classification.metric_names)}")
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
-    for ranking in RANKINGS:  # ranked by likelihood: every ranking, from one pass
+    for ranking in RANKINGS:
         if f"predicted_{ranking}" in rows[0]:
             results[f"accuracy_{ranking}"] = sum(r[f"predicted_{ranking}"] == r["label"]
                                                  for r in rows) / len(rows)
     if "confidence" in rows[0]:
         results["ece"] = consistency.expected_calibration_error(
             [r["confidence"] for r in rows], [r["predicted"] == r["label"] for r in rows])
-    if "gold_logprob" in rows[0]:
-        results.update(likelihood([r["gold_logprob"] for r in rows],
-                                  [r["gold_tokens"] for r in rows],
-                                  [r["gold_bytes"] for r in rows]))
-    return results
+    return results | answer_likelihood(rows, "gold")
 
 
 def label_name(value, source: str) -> str:
-    """A label cell as its name. A whole number read as a float (an integer column with one
-    blank cell becomes float: 3 -> 3.0) is the integer's name, so splits read with and
-    without a blank agree on "3"; a list is not one label."""
+    """A label cell as its name; a whole number read as a float (an integer column with a blank
+    cell: 3.0) as the integer's, so splits read with and without a blank agree on "3"."""
     if isinstance(value, (list, dict)):
         raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
                         "a label is one name per row: check task.label_field and the data")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return text_of(value)
-
-
-def _labels(cfg, data_labels: list[str] | None) -> dict[str, str]:
-    """label name -> verbalization: `task.labels` as written, or the data's label names."""
-    given = dict(cfg.labels or {})
-    trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
-    if trap is not None:
-        raise UserError(f"task.labels has a key or value read as the boolean {trap}: YAML reads "
-                        "unquoted yes/no/on/off/true/false as booleans; quote it ('yes': ...), "
-                        "or drop task.labels to take the labels from the data")
-    if not given:
-        if not data_labels:
-            raise UserError(f"task '{cfg.name}' has no labels: set task.labels, or check "
-                            "task.label_field names the data's label column")
-        return {name: VERBALIZERS[cfg.verbalizer](name) for name in sorted(data_labels)}
-    labels = {str(name): str(verbal) for name, verbal in given.items()}
-    unknown = sorted(set(data_labels or ()) - set(labels))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise UserError(f"the data has {len(unknown)} label(s) not in task.labels: {shown}; "
-                        "add them to task.labels (or drop task.labels to take every label "
-                        "from the data), or fix task.label_field")
-    return labels
-
-
-def _check_verbalizations(labels: dict[str, str]) -> None:
-    seen: dict[str, str] = {}
-    for name, verbal in labels.items():
-        if not verbal.strip():
-            raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-        if verbal in seen:
-            raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
-                            f"{verbal!r}; give each label its own words in task.labels")
-        seen[verbal] = name
 
 
 def _normalised(text: str) -> str:

@@ -1,24 +1,16 @@
-"""Generation: the model writes the answer (summarization), scored against references.
-
-A local model decodes (`decoding`: greedy, beam or sampling) and also scores the references'
-likelihood, for perplexity; a hosted model's reply is the answer. Quality is ROUGE (ROUGE-L
-the headline), with the output's length, its degeneration (repeats, outputs cut at
-max_new_tokens) and the references' perplexity. A type that decodes but scores otherwise
-(exact match, say) subclasses this one and overrides `metric_names`, `quality`, `score`.
-"""
+"""Generation: the model writes the answer (summarization), scored by ROUGE against
+references. A type that decodes but scores otherwise (exact match, say) subclasses this one
+and overrides `metric_names`, `quality`, `score`."""
 
 from ..errors import UserError
-from ..metrics import Key, consistency, likelihood, rouge_each
-from .task_types import TaskType, log_table, text_of
+from ..metrics import Key, consistency, rouge_each
+from .task_types import TaskType, answer_likelihood, log_table, text_of
 
-STRATEGIES = ("greedy", "beam", "sampling")  # decoding.strategy (scoring/generation.py)
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
 
 KEYS = {
-    "test/rouge1": Key("ROUGE-1 F-measure, stemmed, best reference per example"),
-    "test/rouge2": Key("ROUGE-2 F-measure, stemmed, best reference per example"),
-    "test/rougeL": Key("ROUGE-L F-measure, stemmed, best reference per example"),
-    "test/rougeLsum": Key("ROUGE-Lsum F-measure, stemmed, best reference per example"),
+    **{f"test/{rouge}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, best reference per example")
+       for rouge in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
                                 "tokenizer)"),
     "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
@@ -48,10 +40,11 @@ class Generation(TaskType):
 
         return List(Value("string"))
 
-    def row_maker(self, split, cfg, source: str):
-        fields = [f for f in cfg.reference_fields if f in split.column_names]
+    def row_maker(self, split, task_cfg, source: str):
+        text_field, wanted = task_cfg.text_field, list(task_cfg.reference_fields)
+        fields = [f for f in wanted if f in split.column_names]
         if not fields:
-            raise UserError(f"none of the reference columns {list(cfg.reference_fields)} "
+            raise UserError(f"none of the reference columns {wanted} "
                             f"(task.reference_fields) is in {source}; available columns: "
                             f"{', '.join(split.column_names)}")
 
@@ -60,14 +53,13 @@ class Generation(TaskType):
             for f in fields:  # a column may hold one reference or a list of them
                 values = row[f] if isinstance(row[f], list) else [row[f]]
                 references += [text_of(v).strip() for v in values]
-            return {"text": text_of(row[cfg.text_field]),
+            return {"text": text_of(row[text_field]),
                     "references": [r for r in references if r]}
 
         return to_row
 
     def check_config(self, c) -> None:
-        decoding = c.cfg.decoding
-        c.choice("decoding.strategy", STRATEGIES)
+        c.choice("decoding.strategy", ("greedy", "beam", "sampling"))
         c.integer("decoding.max_new_tokens", 1)
         c.integer("decoding.num_beams", 1)
         c.number("decoding.length_penalty")
@@ -76,21 +68,24 @@ class Generation(TaskType):
         c.integer("decoding.batch_size", 1)
         c.integer("decoding.max_batch_tokens", 1, null=True)
         c.integer("decoding.seed", 0, c.MAX_SEED, null=True)
-        if decoding.strategy == "sampling":
+        if c.value("decoding.strategy") == "sampling":
             c.number("decoding.temperature", 0, low_open=True)
             c.integer("decoding.top_k", 0)
             c.number("decoding.top_p", 0, 1, low_open=True)
-        if decoding.stop and not all(isinstance(s, str) for s in decoding.stop):
+        stop = c.value("decoding.stop")
+        if stop and not all(isinstance(s, str) for s in stop):
             c.fail("decoding.stop", "is not a list of strings", "quote each stop string")
 
     def answer(self, task, row: dict) -> str:
         return row["references"][0]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """ROUGE computed once: its per-example values give the mean and the report's
-        resampling alike."""
+        """ROUGE (computed once: its per-example values are the mean's and the report's), the
+        mean generated tokens, the outputs' consistency, the references' perplexity if scored."""
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
-        values = metrics(rows, scores)
+        values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
+        values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
+        values |= consistency.generation(rows) | answer_likelihood(rows, "ref")
         return {f"test/{name}": value for name, value in values.items()}, scores["rougeL"]
 
     def each(self, rows: list[dict]) -> list[float]:
@@ -103,9 +98,6 @@ class Generation(TaskType):
     def instruction(self, task) -> str:
         """A plain continuation: the template already asks for the answer."""
         return COMPLETE
-
-    def reply_tokens(self, cfg) -> int:
-        return int(cfg.decoding.max_new_tokens)
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         return [{"index": i, "references": refs, "generated": reply.text.strip(),
@@ -147,17 +139,3 @@ class Generation(TaskType):
 
 
 TASK_TYPE = Generation()
-
-
-def metrics(rows: list[dict], scores: dict[str, list[float]]) -> dict[str, float]:
-    """ROUGE of `generated` against `references` (the mean of the per-example `scores`, as
-    `rouge_each` returns them), the mean generated length in tokens, the outputs' consistency,
-    and the references' perplexity where the backend scored them."""
-    values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
-    values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
-    values.update(consistency.generation(rows))
-    if "ref_logprob" in rows[0]:
-        values.update(likelihood([r["ref_logprob"] for r in rows],
-                                 [r["ref_tokens"] for r in rows],
-                                 [r["ref_bytes"] for r in rows]))
-    return values

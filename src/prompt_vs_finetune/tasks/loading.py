@@ -44,16 +44,15 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
 
 
 def _version(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: a file written while it was read (a data job
-    still running) was used at 40 of its 440 rows. Its cache entry is keyed by mtime too, so a
-    reread after a change is a fresh read."""
+    """What changes when a file is rewritten (a file read while a data job still wrote it was
+    used at 40 of its 440 rows; its cache entry is keyed by mtime, so a reread is fresh)."""
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _why(builder: str, path: Path, err: Exception) -> str:
-    """What is wrong with a file the loader refused, as precisely as can be found: the
-    encoding, the first bad JSON line, a header without rows, else the loader's own words."""
+    """What is wrong with a file the loader refused: the encoding, the first bad JSON line, a
+    header without rows, else the loader's own words."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -78,21 +77,20 @@ def _why(builder: str, path: Path, err: Exception) -> str:
     return f"{words}; fix the file or its extension"
 
 
-def load_splits(cfg) -> tuple[DatasetDict, int]:
-    """(the source's train, test and validation (if it has one) splits with columns `text` and
-    `label` or `references`, the number of rows dropped for empty text or no answer). What a
-    job trains and validates on is carved from these by its label budget (`label_budget`)."""
-    raw, source = _load_raw(cfg)
+def load_splits(task_cfg) -> tuple[DatasetDict, int]:
+    """(the source's train, test and validation (if it has one) splits, the number of rows
+    dropped for empty text or no answer); a job carves its label budget from these."""
+    raw, source = _load_raw(task_cfg)
     splits: dict[str, Dataset] = {}
     dropped = 0
     for role in SPLIT_ROLES:
-        name = cfg.splits[role]
+        name = task_cfg.splits[role]
         if name is None:
             continue
         if name not in raw:
             raise UserError(f"split '{name}' (task.splits.{role}) is not in {source}; "
                             f"available splits: {', '.join(raw)}")
-        splits[role], lost = _normalise(raw[name], cfg, f"{source} [{name}]")
+        splits[role], lost = _normalise(raw[name], task_cfg, f"{source} [{name}]")
         dropped += lost
     for role in ("train", "test"):
         if role not in splits:
@@ -100,10 +98,10 @@ def load_splits(cfg) -> tuple[DatasetDict, int]:
     return DatasetDict(splits), dropped
 
 
-def _load_raw(cfg) -> tuple[DatasetDict, str]:
-    if cfg.data_files:
+def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
+    if task_cfg.data_files:
         files = {split: Path(data_path(path, f"task.data_files.{split}"))
-                 for split, path in cfg.data_files.items()}
+                 for split, path in task_cfg.data_files.items()}
         suffixes = set()
         for split, path in files.items():
             if path.is_dir():
@@ -117,15 +115,11 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
                 raise UserError(f"{path} (task.data_files.{split}) is not a regular file (a "
                                 "pipe or a device, read once); save the data to a file")
             if not path.is_file():
-                raise UserError(
-                    f"data file not found: {path} (task.data_files.{split}); "
-                    "fix the path or drop task.data_files to load task.hub"
-                )
+                raise UserError(f"data file not found: {path} (task.data_files.{split}); "
+                                "fix the path or drop task.data_files to load task.hub")
             if path.suffix.lower() not in FILE_BUILDERS:
-                raise UserError(
-                    f"unsupported data file type '{path.suffix}': {path}; "
-                    f"use one of {', '.join(FILE_BUILDERS)}"
-                )
+                raise UserError(f"unsupported data file type '{path.suffix}': {path}; "
+                                f"use one of {', '.join(FILE_BUILDERS)}")
             suffixes.add(FILE_BUILDERS[path.suffix.lower()])
         if len(suffixes) > 1:
             raise UserError(f"task.data_files mixes file types ({', '.join(sorted(suffixes))}); "
@@ -134,41 +128,36 @@ def _load_raw(cfg) -> tuple[DatasetDict, str]:
         # one load per file: splits may differ in columns (DialogSum's test has summary1..3)
         return DatasetDict({split: _load_file(builder, path, split)
                             for split, path in files.items()}), "task.data_files"
-    if not cfg.hub:
-        raise UserError(f"task '{cfg.name}' names no data: set task.hub or task.data_files")
+    hub = task_cfg.hub
+    if not hub:
+        raise UserError(f"task '{task_cfg.name}' names no data: set task.hub or task.data_files")
     if not hub_reachable() and not hub_offline_flag():
-        raise UserError(
-            f"cannot reach the Hugging Face Hub to load dataset '{cfg.hub}'; run offline with "
-            "local files (task.data_files={train: ..., test: ...}) or task=intent_sample, "
-            "or set HF_HUB_OFFLINE=1 to use a cached copy"
-        )
+        raise UserError(f"cannot reach the Hugging Face Hub to load dataset '{hub}'; run "
+                        "offline with local files (task.data_files={train: ..., test: ...}) or "
+                        "task=intent_sample, or set HF_HUB_OFFLINE=1 to use a cached copy")
     try:
-        return datasets.load_dataset(cfg.hub, cfg.hub_config), cfg.hub
+        return datasets.load_dataset(hub, task_cfg.hub_config), hub
     except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
-        raise UserError(
-            f"could not load dataset '{cfg.hub}' (task.hub): {err}".splitlines()[0]
-        ) from err
+        raise UserError(f"could not load dataset '{hub}' (task.hub): {err}".splitlines()[0]
+                        ) from err
 
 
-def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
-    """(the split with columns `text` and `label` (classification, label names as strings)
-    or `text` and `references` (generation: every non-empty reference field of the row),
-    rows dropped for empty text or no answer)."""
-    if cfg.text_field not in split.column_names:
-        raise UserError(
-            f"column '{cfg.text_field}' (task.text_field) not found in {source}; "
-            f"available columns: {', '.join(split.column_names)}"
-        )
-    kind = task_type(cfg.type)
-    to_row = kind.row_maker(split, cfg, source)
+def _normalise(split: Dataset, task_cfg, source: str) -> tuple[Dataset, int]:
+    """(the split as columns `text` and the task type's answer column, rows dropped for
+    empty text or no answer)."""
+    if task_cfg.text_field not in split.column_names:
+        raise UserError(f"column '{task_cfg.text_field}' (task.text_field) not found in "
+                        f"{source}; available columns: {', '.join(split.column_names)}")
+    kind = task_type(task_cfg.type)
+    to_row = kind.row_maker(split, task_cfg, source)
     # stated, or datasets keeps an integer label column's (or a number text's) old type
     features = Features({"text": Value("string"), kind.answer_column: kind.answer_feature()})
     split = mapped = split.map(to_row, remove_columns=split.column_names, features=features)
     before = len(split)
-    keep = keep_column(cfg)
+    keep = kind.answer_column
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
-        if cfg.empty_rows == "error":
+        if task_cfg.empty_rows == "error":
             raise UserError(f"{source} has {before - len(split)} rows with empty text or no "
                             f"{keep}; fix the data, or set task.empty_rows=drop to skip them")
         log.warning("dropped %d rows with empty text or no %s from %s", before - len(split),
@@ -181,7 +170,3 @@ def _normalise(split: Dataset, cfg, source: str) -> tuple[Dataset, int]:
                             f"check the file and {field}")
         raise UserError(f"{source} has no rows with text; check the file and task.text_field")
     return split, before - len(split)
-
-
-def keep_column(cfg) -> str:
-    return task_type(cfg.type).answer_column

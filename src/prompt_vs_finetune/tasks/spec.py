@@ -1,8 +1,5 @@
-"""A task: how an example becomes a prompt, what the answer is, and the label set.
-
-Tasks are YAML files under conf/task/ (sharing their common fields through a `_base` file, as
-lm-evaluation-harness tasks share theirs through `include:`); this is their checked form.
-"""
+"""A task: how an example becomes a prompt, what the answer is, and the label set; the
+checked form of a YAML file under conf/task/."""
 
 from dataclasses import dataclass, field, replace
 
@@ -23,19 +20,18 @@ class Task:
     chat: ChatLayout | None = None  # prompt.chat=true: the model's chat template (tasks/chat.py)
 
     @classmethod
-    def from_config(cls, cfg, data_labels: list[str] | None = None) -> "Task":
-        """The task of a checked config (config.py). `data_labels`: the label names found in
-        the data; a task without `labels:` takes them (verbalized by `task.verbalizer`), one
-        with them must cover them."""
-        template = cfg.template or cfg.templates[cfg.prompt]  # checked by config.py
-        return cls(name=cfg.name, type=cfg.type, template=template,
-                   target_template=cfg.target_template, demo_separator=cfg.demo_separator,
-                   metrics=tuple(cfg.metrics), labels=task_type(cfg.type).labels(cfg, data_labels),
-                   stop=tuple(cfg.stop or ()))
+    def from_config(cls, task_cfg, data_labels: list[str] | None = None) -> "Task":
+        """The task of a checked `task` config group; `data_labels`: the label names found in
+        the data, which a task without `labels:` takes and one with them must cover."""
+        return cls(name=task_cfg.name, type=task_cfg.type,
+                   template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
+                   target_template=task_cfg.target_template,
+                   demo_separator=task_cfg.demo_separator, metrics=tuple(task_cfg.metrics),
+                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels),
+                   stop=tuple(task_cfg.stop or ()))
 
     @property
     def kind(self) -> TaskType:
-        """What this task's type does differently (tasks/task_types.py)."""
         return task_type(self.type)
 
     @property
@@ -53,8 +49,7 @@ class Task:
         return body + self.chat.reply if self.chat else body
 
     def prompt_parts(self) -> tuple[str, str]:
-        """What every prompt has before and after its input (an input cut to fit the context
-        keeps both)."""
+        """What every prompt has before and after its input (an input cut to fit keeps both)."""
         before, after = self.prompt("\x00").split("\x00", 1)
         return before, after
 
@@ -65,16 +60,15 @@ class Task:
         return text.lstrip() if self.chat else text
 
     def answer(self, row: dict) -> str:
-        """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
         return self.kind.answer(self, row)
 
     def demonstration(self, row: dict) -> str:
         return self.prompt(row["text"]) + self.target(self.answer(row))
 
     def demo_prefix(self, demos: list[dict]) -> str:
-        """The text every prompt starts with: the demonstrations, each followed by the
-        separator. The one layout of a few-shot prompt, for local and hosted models alike.
-        As a chat: the system turn, then each demonstration as a user turn and its reply."""
+        """The text every prompt starts with, for local and hosted models alike: the
+        demonstrations, each followed by the separator (as a chat: the system turn, then each
+        demonstration as a user turn and its reply)."""
         if self.chat:
             return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
                                             for d in demos)

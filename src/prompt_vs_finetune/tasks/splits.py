@@ -1,38 +1,42 @@
-"""What a job does with the loaded splits: carve train and validation out of its label budget
-and take the test subset, write and read the loaded splits as prepared files (the DVC prepare
-stage, so a study and a direct run carve the same examples), and hash them."""
+"""What a job does with the loaded splits: carve its label budget and test subset, draw the
+few-shot demonstrations, write and read the splits as prepared files (DVC's prepare stage),
+hash them."""
 
 import hashlib
 import json
+import logging
+import random
+from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
 
 import datasets
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 
 from ..errors import UserError
 from .loading import SPLIT_ROLES, load_splits
 from .spec import Task
 
+log = logging.getLogger(__name__)
+
 PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dropped
 
 
-def job_splits(cfg) -> tuple[Task, DatasetDict, int, list[str]]:
+def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
+               test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
     """(the task, its labels checked against the data or taken from it; the job's train /
     validation / test: the task's splits, or the prepared ones in `data_dir`, within its label
     budget and test subset; rows dropped for being empty; the tokenizer corpus)."""
-    if cfg.data_dir:
-        source, dropped = load_prepared(Path(cfg.data_dir))
-    else:
-        source, dropped = load_splits(cfg.task)
-    task = Task.from_config(cfg.task, data_labels(source))
+    source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
+    task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
-    # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
-    splits = label_budget(source, cfg.train_size, cfg.task.val_fraction, cfg.data_seed)
-    splits = limit_test(splits, cfg.test_size)
+    splits = limit_test(label_budget(source, train_size, task_cfg.val_fraction, data_seed),
+                        test_size)
     if len(splits["test"]) < 2:
         raise UserError(f"the test split has {len(splits['test'])} example(s): a quality "
                         "measured on one example says nothing; add test examples (or raise "
                         "test_size)")
+    # the tokenizer sees the whole labelled pool: every budget of a task shares one tokenizer
     return task, splits, dropped, tokenizer_corpus(task, source)
 
 
@@ -45,20 +49,18 @@ def data_labels(splits: DatasetDict) -> list[str] | None:
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
     """Text a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on: the
-    train and validation splits (whichever there are) as prompts and answers, and every
-    label's verbalization."""
-    rows = [row for role in ("train", "validation") if role in splits for row in splits[role]]
-    corpus = [task.demonstration(row) for row in rows]
+    labelled splits as prompts and answers, and every label's verbalization."""
+    corpus = [task.demonstration(row) for role in ("train", "validation") if role in splits
+              for row in splits[role]]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
 
 
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
-    """Train and validation within a budget of `train_size` labelled examples, drawn by
-    `data_seed`: validation (for early stopping and checkpoint choice) is `val_fraction` of
-    the budget, from the source's validation split or carved from train when it has none; the
-    rest is train, which the few-shot demos are drawn from too. So every labelled example an
-    arm touches is inside the budget. `all` (or None): the whole labelled pool."""
+    """Train and validation within a budget of `train_size` labelled examples (`all` or None:
+    the whole pool), drawn by `data_seed`: validation is `val_fraction` of it, from the
+    source's validation split or carved from train; the rest is train, where the few-shot
+    demos come from too, so every labelled example an arm touches is inside the budget."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -98,6 +100,41 @@ def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
     return DatasetDict({**splits, "test": splits["test"].shuffle(seed=0).select(range(n))})
 
 
+def select_demos(pool: Dataset, k: int, selection: str, seed: int,
+                 order_seed: int | None = None) -> list[dict]:
+    """k demonstrations from the train pool: which ones is fixed by `seed`, their order by
+    `order_seed` (so prompt-order sensitivity can be swept with the same demos)."""
+    if k == 0:
+        return []
+    if k > len(pool):
+        raise UserError(f"arm.k={k} but the train pool has {len(pool)} examples; lower arm.k")
+    rng = random.Random(seed)
+    if selection == "class_balanced" and "label" not in pool.column_names:
+        log.info("arm.selection=class_balanced needs labels; a generation task draws at random")
+        selection = "random"
+    if selection == "random":
+        chosen = rng.sample(range(len(pool)), k)
+    elif selection == "class_balanced":
+        chosen = _class_balanced(pool["label"], k, rng)
+    else:
+        raise UserError(f"unknown arm.selection '{selection}'; use random or class_balanced")
+    random.Random(seed if order_seed is None else order_seed).shuffle(chosen)
+    return [pool[i] for i in chosen]
+
+
+def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
+    """Round-robin over the labels (in a seeded order): label counts differ by at most one."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        by_label[label].append(index)
+    order = sorted(by_label)
+    rng.shuffle(order)
+    for label in order:
+        rng.shuffle(by_label[label])
+    rounds = zip_longest(*(by_label[label] for label in order))
+    return [index for one in rounds for index in one if index is not None][:k]
+
+
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
     """Prepared splits as JSON lines (columns `text` and `label` or `references`), and the
     count of rows the load dropped, so a job on them logs what a direct job would."""
@@ -111,14 +148,12 @@ def load_prepared(out: Path) -> tuple[DatasetDict, int]:
     """Splits written by `write_splits` (what `pvf-prepare` leaves for the DVC run stage)."""
     files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES
              if role != "validation" or (out / f"{role}.jsonl").is_file()}
-    missing = [str(path) for path in files.values() if not path.is_file()]
-    if missing:
+    if missing := [str(path) for path in files.values() if not path.is_file()]:
         raise UserError(f"prepared split not found: {missing[0]} (data_dir); run pvf-prepare "
                         "or set data_dir=null")
     info = out / PREPARED_INFO
     dropped = json.loads(info.read_text())["dropped_empty_rows"] if info.is_file() else 0
-    splits = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
-    return splits, dropped
+    return datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()}), dropped
 
 
 def content_hash(rows) -> str:

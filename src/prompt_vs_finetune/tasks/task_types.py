@@ -1,17 +1,15 @@
 """A task type: everything that differs between classifying and generating, in one object.
 
-The rest of pvf asks the task's type (`task.kind`) instead of comparing names: how a data row
-becomes an example, what a model is asked for (a label ranked by likelihood, or text decoded),
-the metrics and the one the report ranks by, how a hosted model's reply is read, what a hybrid
-teacher's output is worth, and which config keys matter. The built-in types are the modules
-of this package named after them (`classification.py`, `generation.py`); `task.type` may also
-name a class by its import path (`package.module.ClassName`), a type of the user's own.
+The rest of pvf asks the task's type (`task.kind`) instead of comparing names. The built-in
+types are the modules of this package named after them; `task.type` may also name a TaskType
+subclass by its import path (`package.module.ClassName`), a type of the user's own.
 """
 
 import importlib
 from functools import cache
 
 from ..errors import UserError
+from ..metrics import likelihood
 
 BUILT_IN = ("classification", "generation")  # task.type values: the modules of this package
 
@@ -27,7 +25,7 @@ class TaskType:
     name: str
     answer_column: str  # the split column holding the answer: "label" or "references"
     metric_names: tuple[str, ...]  # what task.metrics may list
-    per_example: str  # the per-example metric the report resamples (its mean: `quality`)
+    per_example: str  # the metric of each example (`score`'s second value; its mean: quality)
     quality: str  # the headline metric the report ranks arms by
     decodes: bool  # a local model writes the answer (True) or ranks the labels (False)
     keys: dict = {}  # its metric keys (metrics.Key), beside the common ones
@@ -36,11 +34,11 @@ class TaskType:
         """The `datasets` feature of the answer column."""
         raise NotImplementedError
 
-    def row_maker(self, split, cfg, source: str):
+    def row_maker(self, split, task_cfg, source: str):
         """data row -> {"text": ..., <answer_column>: ...}, for one split of the task's data."""
         raise NotImplementedError
 
-    def labels(self, cfg, data_labels) -> dict[str, str]:
+    def labels(self, task_cfg, data_labels) -> dict[str, str]:
         """The task's label set (label name -> verbalization); none by default."""
         return {}
 
@@ -55,34 +53,29 @@ class TaskType:
         raise NotImplementedError
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """(`test/*` metrics of the predictions, each example's `per_example` value)."""
+        """(`test/*` metrics of the predictions, each example's `per_example` value in
+        test-split order: the report resamples them for intervals with test-set noise)."""
         raise NotImplementedError
-
-    def each(self, rows: list[dict]) -> list[float]:
-        """Each test example's `per_example` value, in test-split order: the report resamples
-        them for intervals that include test-set noise."""
-        return self.score(None, rows)[1]
 
     def dashboard(self) -> tuple[str, ...]:
         """The quality columns of the MLflow runs table's saved views."""
         return (self.quality,)
 
-    # hosted chat models
     def instruction(self, task) -> str:
         """The system message of a hosted model's request."""
         raise NotImplementedError
 
-    def reply_tokens(self, cfg) -> int:
-        """The most tokens a hosted model may reply with."""
-        raise NotImplementedError
+    def reply_tokens(self, api, decoding) -> int:
+        """The most tokens a hosted model may reply with: a label's (`model.api`), or a
+        decoded answer's (`decoding`)."""
+        return int(decoding.max_new_tokens if self.decodes else api.label_max_tokens)
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         """A hosted model's replies as prediction rows (backends/__init__.py)."""
         raise NotImplementedError
 
-    # the hybrid arm's teacher
     def hidden(self, task, text: str) -> dict:
-        """A text to label, its answer replaced by a placeholder: gold never reaches a teacher."""
+        """A text for the hybrid's teacher, its answer a placeholder: gold never reaches it."""
         raise NotImplementedError
 
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
@@ -98,8 +91,8 @@ class TaskType:
         return output
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """The run's prediction files in MLflow: predictions.csv and its table, and what
-        reads best for the type (a confusion matrix, a few outputs)."""
+        """The run's prediction files in MLflow: predictions.csv and its table (`log_table`),
+        and what reads best for the type (a confusion matrix, a few outputs)."""
         raise NotImplementedError
 
 
@@ -110,6 +103,15 @@ def log_table(table) -> None:
 
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
     mlflow.log_table(table, "predictions.json")
+
+
+def answer_likelihood(rows: list[dict], answer: str) -> dict[str, float]:
+    """Perplexity and bits per byte of the answers, where the backend scored them (`answer`:
+    the rows' prefix of `_logprob`, `_tokens`, `_bytes`)."""
+    if f"{answer}_logprob" not in rows[0]:
+        return {}
+    return likelihood(*([r[f"{answer}_{part}"] for r in rows]
+                        for part in ("logprob", "tokens", "bytes")))
 
 
 @cache
