@@ -1,6 +1,6 @@
-"""Write the report under one folder: table.csv, report.md, report.html (the same on one page,
-plots embedded, for MLflow's artifact viewer), the plots, one recommendation file per task x
-model and summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
+"""Write the report under one folder: table.csv, report.md, report.html (the same page, plots
+inlined, for MLflow's artifact viewer), the plots, a recommendation file per task x model and
+summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
 
 import base64
 import html
@@ -11,17 +11,8 @@ from pathlib import Path
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from . import comparisons, tables
+from . import comparisons, plots, tables
 from .cells import dtypes, reduced, reference, summarise
-from .plots import (
-    arm_colors,
-    plot_consistency,
-    plot_cost_vs_volume,
-    plot_data_efficiency,
-    plot_model_scale,
-    plot_prompt_sensitivity,
-    plot_quality_vs_cost,
-)
 from .runs import latest_of_identical
 from .verdict import advise, recommend_scale
 
@@ -32,21 +23,21 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     """Write the report under `out` and return its summary; with `volume`, rank every arm by
     its total cost for that many predictions."""
     runs, reruns = latest_of_identical(runs)
-    plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
     table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "identical_reruns_replaced": reruns, "tasks": {},
                      "break_even": {}}
     md = _header(runs, trials, table, reruns)
-    colors = arm_colors(runs["arm"])  # one colour per arm in every plot
+    colors = plots.arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
-        task_runs, chance = runs[runs["task"] == task], task_classes(runs[runs["task"] == task])
+        task_runs = runs[runs["task"] == task]
+        chance = task_classes(task_runs)
         for model, cells in task_cells.groupby("model"):
             md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
                                  chance, out, colors, summary)
-        md += _cost_section(task, task_cells, trials, volume, plots, summary, colors)
+        md += _cost_section(task, task_cells, trials, volume, out, summary, colors)
         if task_cells["model"].nunique() > 1:
             md += _scale_section(task, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
@@ -84,35 +75,32 @@ def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
 def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
                    chance, out: Path, colors: dict, summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
-    metric = cells["metric"].iloc[0].removeprefix("test/")
-    stem = out / "plots" / f"{task}_{model}"
+    metric = _metric(cells)
+    stem, style = out / "plots" / f"{task}_{model}", {"colors": colors, "n_classes": chance}
     figures = [
-        _figure(stem, "quality vs cost", plot_quality_vs_cost, cells, metric, colors=colors,
-                n_classes=chance),
-        _figure(stem, "data efficiency", plot_data_efficiency, cells, metric, colors=colors,
-                n_classes=chance),
-        _figure(stem, "prompt sensitivity", plot_prompt_sensitivity, task_runs, metric,
-                colors=colors, n_classes=chance),
-        _figure(stem, "consistency", plot_consistency, cells, colors=colors)]
-    shown = cells.assign(pareto=comparisons.pareto_front(cells))
-    spread = comparisons.sensitivity(task_runs)
+        _figure(stem, "quality vs cost", plots.plot_quality_vs_cost, cells, metric, **style),
+        _figure(stem, "data efficiency", plots.plot_data_efficiency, cells, metric, **style),
+        _figure(stem, "prompt sensitivity", plots.plot_prompt_sensitivity, task_runs, metric,
+                **style),
+        _figure(stem, "consistency", plots.plot_consistency, cells, colors=colors)]
     effect = comparisons.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
     return [f"## {task} / {model}", "", *_ranking(task_runs),
-            tables.cells_table(shown, metric), "",
+            *tables.cells_table(cells.assign(pareto=comparisons.pareto_front(cells)), metric),
             *(tables.precision_table(effect, metric) if not effect.empty else []),
             *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
-            *(tables.sensitivity_table(spread, metric) if len(task_runs) > len(cells) else []),
+            *(tables.sensitivity_table(comparisons.sensitivity(task_runs), metric)
+              if len(task_runs) > len(cells) else []),
             *_figures(figures)]
 
 
 def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
                    summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
-    metric = task_cells["metric"].iloc[0].removeprefix("test/")
+    metric = _metric(task_cells)
     scale = comparisons.model_scale(task_cells)
-    figure = _figure(out / "plots" / task, "model scale", plot_model_scale, scale, metric, task,
-                     colors=colors, n_classes=chance)
+    figure = _figure(out / "plots" / task, "model scale", plots.plot_model_scale, scale, metric,
+                     task, colors=colors, n_classes=chance)
     columns = ["model", "dtype", "arm", "n_labels", "model_params", "runs", "quality",
                "quality_ci", "perplexity", "bits_per_byte", "unparsed_rate", "usd_per_1k"]
     summary.setdefault("model_scale", {})[task] = {"metric": metric, "cells": scale[columns]
@@ -121,6 +109,10 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
             *_recommendation(out / f"recommendation_{task}_model_scale.txt",
                              recommend_scale(scale, metric)),
             *_figures([figure])]
+
+
+def _metric(cells: pd.DataFrame) -> str:
+    return cells["metric"].iloc[0].removeprefix("test/")
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
@@ -139,19 +131,19 @@ def _ranking(runs: pd.DataFrame) -> list[str]:
 
 
 def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
-                  plots: Path, summary: dict, colors: dict) -> list[str]:
+                  out: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
     costs = comparisons.arm_costs(cells, search)
     priced = costs["per_call"].notna().any()
     crossings = comparisons.break_even(costs) if priced else pd.DataFrame()
-    figure = _figure(plots / task, "cost vs volume",
-                     plot_cost_vs_volume, costs, crossings, task, colors=colors)
+    figure = _figure(out / "plots" / task, "cost vs volume", plots.plot_cost_vs_volume, costs,
+                     crossings, task, colors=colors)
     lines = [f"## {task}: cost by volume", ""]
     if figure[2] is not None:  # nothing priced: the note, no table
         return [*lines, *_figures([figure])]
     summary["break_even"][task] = crossings.to_dict("records")
-    metric = cells["metric"].iloc[0].removeprefix("test/")
+    metric = _metric(cells)
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
@@ -192,13 +184,12 @@ def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not) and what that cell's predictions cost per 1,000 (so `dvc metrics diff`
-    shows an experiment that changes only the cost, such as fewer demos), and the unparsed
-    rate per arm where runs logged one."""
+    when some are not), what that cell's calls cost (so `dvc metrics diff` shows a change of
+    cost alone), and the unparsed rate per arm where runs logged one."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
 
-    def cost_of_best(rows: pd.DataFrame) -> dict:  # what the best cell's calls cost
+    def cost_of_best(rows: pd.DataFrame) -> dict:
         return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
                 for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
 
