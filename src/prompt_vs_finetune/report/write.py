@@ -12,7 +12,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from . import comparisons, plots, tables
-from .cells import dtypes, reduced, reference, summarise
+from .cells import dtypes, reduced, summarise
 from .runs import latest_of_identical
 from .verdict import advise, recommend_scale
 
@@ -193,7 +193,7 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
         return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
                 for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
 
-    float32 = reference(cells)
+    float32 = cells[cells["dtype"] == dtypes(cells)[0]]  # or, with none, the first dtype's
     entry: dict = {"metric": metric, "best": best(float32),
                    "usd_per_1k_predictions": cost_of_best(float32)}
     if reduced(cells):
