@@ -5,7 +5,6 @@ summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +41,9 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
             md += _scale_section(task, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
     (out / "report.html").write_text(render_html("\n".join(md), out))
-    summary = _json_safe(summary)
+    # numpy scalars as Python ones, then NaN and infinities as null
+    summary = json.loads(json.dumps(summary, default=lambda v: v.item()),
+                         parse_constant=lambda _: None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
@@ -203,19 +204,6 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
         entry["unparsed_rate"] = {arm: float(g["unparsed_rate"].mean())
                                   for arm, g in cells.groupby("arm")}
     return entry
-
-
-def _json_safe(value):
-    """`value` with NaN and infinities as None (JSON null) and numpy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 PAGE = """<!DOCTYPE html>
