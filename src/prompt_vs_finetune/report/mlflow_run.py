@@ -31,8 +31,8 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 
 
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
-    """Log the report under `out` (written from `runs`, with its `summary`) as one run; link
-    its job runs and their parent runs. Returns the report run's id."""
+    """Log the report under `out` (written from `runs`) as one run, linked to its job runs and
+    their parent runs; return its id."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
@@ -57,11 +57,15 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
         mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
+    now = int(time.time() * 1000)
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
         children = jobs[jobs["parent_run_id"] == parent["run_id"]]
-        link_parent(client, parent["run_id"], active.info.run_id,
-                    {"runs": float(len(children)),
-                     **summary_metrics(summary, set(children["task"]))})
+        metrics = {"runs": float(len(children)), **summary_metrics(summary, set(children["task"]))}
+        try:
+            client.log_batch(parent["run_id"], tags=[RunTag("pvf.report_run", active.info.run_id)],
+                             metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        except MlflowException as err:
+            log.warning("could not log the summary into parent run %s (%s)", parent["run_id"], err)
     return active.info.run_id
 
 
@@ -111,8 +115,7 @@ def _within(text: str, items: list[str], limit: int, more) -> str:
 
 
 def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, float]:
-    """summary.json's numbers as metric keys MLflow accepts (nulls left out); only those of
-    `tasks` when given."""
+    """summary.json's numbers (only those of `tasks` when given) as MLflow metrics."""
     metrics: dict[str, float] = {}
     for name, entry in summary.get("tasks", {}).items():
         task, _, model = name.partition("/")
@@ -187,14 +190,3 @@ def own_parents(parents: list[dict]) -> list[dict]:
         return parents
     own = study_group(dvc_study_name()).key
     return [p for p in parents if p["group"] == own]
-
-
-def link_parent(client: MlflowClient, run_id: str, report_id: str,
-                metrics: dict[str, float]) -> None:
-    """The summary metrics and `pvf.report_run` on a parent run."""
-    now = int(time.time() * 1000)
-    try:
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                         tags=[RunTag("pvf.report_run", report_id)])
-    except MlflowException as err:
-        log.warning("could not log the summary into parent run %s (%s)", run_id, err)

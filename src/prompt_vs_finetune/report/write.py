@@ -6,6 +6,7 @@ import base64
 import html
 import json
 from pathlib import Path
+from string import Template
 
 import pandas as pd
 from markdown_it import MarkdownIt
@@ -206,29 +207,6 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     return entry
 
 
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; line-height: 1.45; color: #1f2328; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #d0d7de; padding: 0.25em 0.6em; }}
-th {{ background: #f6f8fa; }}
-tr:nth-child(even) td {{ background: #fafbfc; }}
-img {{ max-width: 48%; vertical-align: top; margin: 0.25em; }}
-code {{ background: #f6f8fa; padding: 0.1em 0.3em; border-radius: 3px; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-
 def render_html(markdown: str, folder: Path) -> str:
     """The markdown as one page (raw HTML in it escaped), each PNG under `folder` (the plots)
     inlined as a data URI so that it shows wherever only the file travels."""
@@ -242,4 +220,5 @@ def render_html(markdown: str, folder: Path) -> str:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             child.attrSet("src", f"data:image/png;base64,{data}")
     body = md.renderer.render(tokens, md.options, {})
-    return PAGE.format(title=html.escape(TITLE), body=body)
+    page = Template((Path(__file__).parent / "page.html").read_text())
+    return page.substitute(title=html.escape(TITLE), body=body)
