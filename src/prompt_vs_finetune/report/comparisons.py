@@ -33,11 +33,7 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
         result = compare(r, ref)
         clear = (result["low"] > 0 or result["high"] < 0) if result["paired"] else \
             bool(not math.isnan(margin) and abs(delta) > margin)
-        rows.append({**r[key], "dtype": r["dtype"], "quality_ref": ref["quality"],
-                     "quality_ci_ref": ref["quality_ci"], "quality": r["quality"],
-                     "quality_ci": r["quality_ci"], "delta": delta, "clear": bool(clear),
-                     "perplexity_ref": ref["perplexity"], "perplexity": r["perplexity"],
-                     "usd_per_1k_ref": ref["usd_per_1k"], "usd_per_1k": r["usd_per_1k"]})
+        rows.append({**r, **ref.add_suffix("_ref"), "delta": delta, "clear": bool(clear)})
     return pd.DataFrame(rows)
 
 

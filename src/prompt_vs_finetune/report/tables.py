@@ -1,4 +1,4 @@
-"""The report's markdown tables, and numbers as the report writes them."""
+"""The report's markdown tables, and numbers as the report writes them ("n/a": not logged)."""
 
 import math
 
@@ -16,7 +16,6 @@ CONSISTENCY = (
 
 
 def num(value, spec: str = ".3g") -> str:
-    """A number for a table; "n/a" when the runs did not log it (NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return format(value, spec)
@@ -39,7 +38,7 @@ def cell(row) -> str:
 
 
 def params(n) -> str:
-    """A parameter count in words: 82M, 1.56B; "n/a" when not logged (API models)."""
+    """A parameter count in words: 82M, 1.56B."""
     if n is None or math.isnan(n):
         return "n/a"
     for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -48,14 +47,10 @@ def params(n) -> str:
     return f"{n:.0f}"
 
 
-def _line(cells) -> str:
-    return "| " + " | ".join(map(str, cells)) + " |"
-
-
 def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str]:
     """A table and the blank line after it (after its title, when given)."""
-    return [*([title, ""] if title else []), _line(headers), "|" + "---|" * len(headers),
-            *map(_line, rows), ""]
+    head, *body = ["| " + " | ".join(map(str, cells)) + " |" for cells in [headers, *rows]]
+    return [*([title, ""] if title else []), head, "|" + "---|" * len(headers), *body, ""]
 
 
 def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:

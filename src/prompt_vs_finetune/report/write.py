@@ -33,7 +33,8 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     colors = plots.arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
         task_runs = runs[runs["task"] == task]
-        chance = task_classes(task_runs)
+        classes = set(task_runs["n_classes"].dropna().astype(int))  # for the chance line
+        chance = classes.pop() if len(classes) == 1 else None
         for model, cells in task_cells.groupby("model"):
             md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
                                  chance, out, colors, summary)
@@ -157,12 +158,6 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
             .to_dict("records")}
         lines += tables.volume_table(ranked, volume, metric)
     return lines
-
-
-def task_classes(runs: pd.DataFrame) -> int | None:
-    """A task's number of classes, for the chance line, when its runs agree on one."""
-    found = set(runs["n_classes"].dropna().astype(int))
-    return found.pop() if len(found) == 1 else None
 
 
 def _figure(stem: Path, name: str, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
