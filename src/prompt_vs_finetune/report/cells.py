@@ -18,8 +18,7 @@ RNG_SEED = 0  # the report's own draws: the same store gives the same report
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality, 95% interval, mean costs, quality
-    matrix (`examples`) and `variant`."""
+    """One row per cell (search trials left out): its quality, interval, costs and `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
@@ -95,8 +94,8 @@ def _shared_items(dicts: pd.Series) -> dict:
 
 def _resampled_means(matrix: np.ndarray, examples: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
-    """Mean quality under each resample: the examples drawn (`examples`, [B x n], shared by
-    every seed), then the seeds."""
+    """Mean quality under each resample: the examples drawn (shared by every seed), then the
+    seeds."""
     per_seed = np.stack([row[examples].mean(axis=1) for row in matrix])  # [S x B]
     if len(matrix) == 1:
         return per_seed[0]

@@ -38,8 +38,7 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_scale(table: pd.DataFrame) -> pd.DataFrame:
-    """One task's cells, one per model x dtype x arm (at its largest label budget), models by
-    parameter count, API models last."""
+    """One cell per model x dtype x arm (its largest label budget), models by parameter count."""
     cells = table.loc[table.groupby(["model", "dtype", "arm"], sort=False)["n_labels"].idxmax()]
     params = cells["model"].map(table.groupby("model")["total_params"].min())  # NaN: API
     cells = cells.assign(model_params=params, _api=params.isna(),
@@ -69,8 +68,7 @@ def crossover(table: pd.DataFrame, arm: str) -> dict | None:
 
 
 def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
-    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm, k,
-    layout and ranking."""
+    """Spread of the prompting arms' quality over templates, demo orders and seeds."""
     keys = ["dtype", "arm", "n_labels", "chat", "calibration"]
     rows = []
     for values, group in prompting(runs).groupby(keys):
@@ -111,8 +109,7 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
 
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
-    """Per fine-tuned x prompting pair: from how many predictions the fine-tuned one is
-    cheaper (inf: never)."""
+    """Per fine-tuned x prompting pair: from how many predictions it is cheaper (inf: never)."""
     named = costs.assign(name=[_name(row) for _, row in costs.iterrows()])
     pairs = fitted(named).merge(prompting(named), how="cross",
                                 suffixes=("_fine_tuned", "_prompting"))

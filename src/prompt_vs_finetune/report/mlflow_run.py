@@ -85,8 +85,7 @@ def shared_study(jobs: pd.DataFrame) -> str:
 
 
 def run_name(jobs: pd.DataFrame) -> str:
-    """`report: default study · intent_sample, summary_sample · 24 runs` (`experiment <name>`
-    added under dvc exp run)."""
+    """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
@@ -105,8 +104,7 @@ def ids_tag(run_ids) -> str:
 
 
 def _within(text: str, items: list[str], limit: int, more) -> str:
-    """`text` and as many `items` as fit in `limit` characters with `more(how many are left)`
-    after them."""
+    """`text` and as many `items` as fit in `limit` characters, then `more(how many are left)`."""
     for i, item in enumerate(items):
         if len(text) + len(item) + len(more(len(items) - i)) > limit:
             return text + more(len(items) - i)
@@ -167,8 +165,7 @@ def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
 
 
 def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
-    """The job runs' parent runs: id, name, group, UI link; one that cannot be read (deleted)
-    is left out with a warning."""
+    """The job runs' parent runs; one that cannot be read (deleted) is left out, warned."""
     found = []
     for run_id in sorted(set(jobs["parent_run_id"]) - {""}):
         try:

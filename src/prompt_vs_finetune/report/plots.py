@@ -101,10 +101,10 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors:
                             n_classes: int | None = None) -> str | None:
     """One box per prompting arm and k, each run a dot."""
     prompts = prompting(runs)
-    order = {arm: i for i, arm in enumerate(arm_order(prompts))} if not prompts.empty else {}
+    order = arm_order(prompts)
     groups = sorted(((dtype, arm, int(k), group["quality"].dropna()) for (dtype, arm, k), group
                      in prompts.groupby(["dtype", "arm", "n_labels"])),
-                    key=lambda g: (order[g[1]], g[2], dtype_rank(g[0]), g[0]))
+                    key=lambda g: (order.index(g[1]), g[2], dtype_rank(g[0]), g[0]))
     if not groups:
         return "prompt sensitivity: no prompting arm ran (zero_shot, few_shot)"
     if max(len(values) for *_, values in groups) < 2:
@@ -116,8 +116,7 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors:
                        medianprops={"color": "black"},
                        tick_labels=[f"{label(arm, dtype)}\nk={k}\n({len(values)} runs)"
                                     for dtype, arm, k, values in groups])
-    for box, (_, arm, _, values), x in zip(boxes["boxes"], groups, range(1, len(groups) + 1),
-                                           strict=True):
+    for x, (box, (_, arm, _, values)) in enumerate(zip(boxes["boxes"], groups, strict=True), 1):
         box.set(facecolor=colors[arm], alpha=0.35, edgecolor=colors[arm])
         jitter = np.linspace(-0.05, 0.05, len(values)) if len(values) > 1 else 0
         ax.plot(np.full(len(values), x) + jitter, values, "o", ms=3, color=colors[arm])
@@ -131,8 +130,8 @@ def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict) -> str | Non
     if shown.empty:
         return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
                 "whether an arm answers the same way every time")
-    order = {arm: i for i, arm in enumerate(arm_order(shown))}
-    shown = shown.assign(_o=shown["arm"].map(order)).sort_values(["_o", "n_labels"])
+    order = arm_order(shown)
+    shown = shown.assign(_o=shown["arm"].map(order.index)).sort_values(["_o", "n_labels"])
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['arm']}\n{int(r['n_labels'])} labels"
              + (f"\n{r['variant']}" if r.get("variant") else "") for _, r in shown.iterrows()]
@@ -174,8 +173,7 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
 
 def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
                         path: Path, colors: dict) -> str | None:
-    """Total cost against the number of predictions, one line per arm (one line style per
-    model), break-even volumes marked."""
+    """Total cost by the number of predictions, a line per arm, break-even volumes marked."""
     priced = costs[costs["per_call"].notna()]
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "

@@ -115,7 +115,7 @@ def identity(run) -> str:
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(the runs with each identical rerun replaced by the latest of its kind, how many were
-    replaced): a job run twice is one seed, not two agreeing ones."""
+    replaced): a job run twice is one seed, not two."""
     if runs.empty:
         return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")

@@ -137,8 +137,7 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
         worst = rows.loc[rows["delta"].idxmin()]
         clear = int(rows["clear"].sum())
         cost = rows[(rows["usd_per_1k_ref"] > 0) & rows["usd_per_1k"].notna()]
-        ratio = ((cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean() if not cost.empty
-                 else math.nan)
+        ratio = (cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean()  # NaN: none priced
         lines.append(
             f"{dtype} vs float32: {metric} changes by {rows['delta'].mean():+.3f} on average over "
             f"{len(rows)} cell(s) (largest drop {worst['delta']:+.3f}, {worst['arm']} at "
@@ -149,8 +148,7 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
 
 
 def advise(cells: pd.DataFrame, metric: str) -> list[str]:
-    """The recommendation for one task x model: per dtype when there are several, then the
-    precision comparison."""
+    """The recommendation for one task x model, per dtype, then the precision comparison."""
     present = dtypes(cells)
     if len(present) == 1:
         return recommend(cells, metric)

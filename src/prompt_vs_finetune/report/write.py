@@ -171,8 +171,7 @@ def _figure(stem: Path, name: str, plot, *args, **kwargs) -> tuple[str, Path, st
 
 
 def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
-    """report.md's lines for some plots: the drawn ones side by side (relative links), then
-    one line per plot not drawn saying what is missing."""
+    """report.md's lines for some plots: the drawn ones side by side, then the notes."""
     drawn = " ".join(f"![{name}]({path.parent.name}/{path.name})"
                      for name, path, note in figures if note is None)
     notes = [f"*Not drawn:* {note}." for _, _, note in figures if note is not None]
