@@ -5,6 +5,7 @@ summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
 import base64
 import html
 import json
+from functools import partial
 from pathlib import Path
 from string import Template
 
@@ -79,13 +80,12 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
                    chance, out: Path, colors: dict, summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
     metric = _metric(cells)
-    stem, style = out / "plots" / f"{task}_{model}", {"colors": colors, "n_classes": chance}
-    figures = [
-        _figure(stem, "quality vs cost", plots.plot_quality_vs_cost, cells, metric, **style),
-        _figure(stem, "data efficiency", plots.plot_data_efficiency, cells, metric, **style),
-        _figure(stem, "prompt sensitivity", plots.plot_prompt_sensitivity, task_runs, metric,
-                **style),
-        _figure(stem, "consistency", plots.plot_consistency, cells, colors=colors)]
+    style = {"colors": colors, "n_classes": chance}
+    figures = _figures(out / "plots" / f"{task}_{model}", {
+        "quality vs cost": partial(plots.plot_quality_vs_cost, cells, metric, **style),
+        "data efficiency": partial(plots.plot_data_efficiency, cells, metric, **style),
+        "prompt sensitivity": partial(plots.plot_prompt_sensitivity, task_runs, metric, **style),
+        "consistency": partial(plots.plot_consistency, cells, colors=colors)})
     effect = comparisons.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
     return [f"## {task} / {model}", "", *_ranking(task_runs),
@@ -94,7 +94,7 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
             *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
             *(tables.sensitivity_table(comparisons.sensitivity(task_runs), metric)
               if len(task_runs) > len(cells) else []),
-            *_figures(figures)]
+            *figures]
 
 
 def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
@@ -102,8 +102,8 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
     """A task run on several models: quality by model size, and its recommendation."""
     metric = _metric(task_cells)
     scale = comparisons.model_scale(task_cells)
-    figure = _figure(out / "plots" / task, "model scale", plots.plot_model_scale, scale, metric,
-                     task, colors=colors, n_classes=chance)
+    figures = _figures(out / "plots" / task, {"model scale": partial(
+        plots.plot_model_scale, scale, metric, task, colors=colors, n_classes=chance)})
     columns = ["model", "dtype", "arm", "n_labels", "model_params", "runs", "quality",
                "quality_ci", "perplexity", "bits_per_byte", "unparsed_rate", "usd_per_1k"]
     summary.setdefault("model_scale", {})[task] = {"metric": metric, "cells": scale[columns]
@@ -111,7 +111,7 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
     return [f"## {task}: model scale", "", *tables.scale_table(scale, metric),
             *_recommendation(out / f"recommendation_{task}_model_scale.txt",
                              recommend_scale(scale, metric)),
-            *_figures([figure])]
+            *figures]
 
 
 def _metric(cells: pd.DataFrame) -> str:
@@ -140,17 +140,17 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     costs = comparisons.arm_costs(cells, search)
     priced = costs["per_call"].notna().any()
     crossings = comparisons.break_even(costs) if priced else pd.DataFrame()
-    figure = _figure(out / "plots" / task, "cost vs volume", plots.plot_cost_vs_volume, costs,
-                     crossings, task, colors=colors)
+    figures = _figures(out / "plots" / task, {"cost vs volume": partial(
+        plots.plot_cost_vs_volume, costs, crossings, task, colors=colors)})
     lines = [f"## {task}: cost by volume", ""]
-    if figure[2] is not None:  # nothing priced: the note, no table
-        return [*lines, *_figures([figure])]
+    if not priced:  # the plot's note, no table
+        return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
     metric = _metric(cells)
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
-              *_figures([figure])]
+              *figures]
     if volume:
         ranked = comparisons.at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
@@ -160,22 +160,20 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     return lines
 
 
-def _figure(stem: Path, name: str, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
-    """Draw one plot into `<stem>_<name>.png`: (name, path, None), or (name, path, the note)
-    when there is nothing to draw (then an image left there by an earlier report goes)."""
-    path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
-    note = plot(*args, path=path, **kwargs)
-    if note is not None:
-        path.unlink(missing_ok=True)
-    return name, path, note
-
-
-def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
-    """report.md's lines for some plots: the drawn ones side by side, then the notes."""
-    drawn = " ".join(f"![{name}]({path.parent.name}/{path.name})"
-                     for name, path, note in figures if note is None)
-    notes = [f"*Not drawn:* {note}." for _, _, note in figures if note is not None]
-    return [line for text in ([drawn] if drawn else []) + notes for line in (text, "")]
+def _figures(stem: Path, figures: dict) -> list[str]:
+    """Draw each plot (name: a function of its path) into `<stem>_<name>.png`; report.md's
+    lines: the drawn ones side by side, then the note of each not drawn (whose image from an
+    earlier report goes)."""
+    drawn, notes = [], []
+    for name, plot in figures.items():
+        path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
+        note = plot(path=path)
+        if note is None:
+            drawn.append(f"![{name}]({path.parent.name}/{path.name})")
+        else:
+            path.unlink(missing_ok=True)
+            notes.append(f"*Not drawn:* {note}.")
+    return [line for text in ([" ".join(drawn)] if drawn else []) + notes for line in (text, "")]
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
