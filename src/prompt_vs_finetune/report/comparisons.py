@@ -79,7 +79,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
                      "templates": group["prompt"].nunique(),
                      "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
                      "min": quality.min(), "max": quality.max(),
-                     "std": quality.std(ddof=1) if len(group) > 1 else math.nan,
+                     "std": quality.std(),  # NaN for a single run
                      "best_template": by_prompt.idxmax() if scored else "n/a",
                      "worst_template": by_prompt.idxmin() if scored else "n/a",
                      "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan,
