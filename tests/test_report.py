@@ -570,8 +570,6 @@ def test_a_variant_names_what_sets_cells_apart_not_what_their_runs_disagree_on()
 def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path, monkeypatch):
     """Ctrl-C as the plots are drawn (table.csv already written): the old report stays as it
     was, file for file, and no half-written folder is left beside it."""
-    from prompt_vs_finetune.report import write
-
     out = tmp_path / "report"
     report.main(["--tracking-uri", store, "--out", str(out), "--no-mlflow"])
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -581,7 +579,7 @@ def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(write, "plot_consistency", interrupted)
+    monkeypatch.setattr(plots, "plot_consistency", interrupted)
     with pytest.raises(KeyboardInterrupt):
         report.main(["--tracking-uri", store, "--out", str(out), "--no-mlflow"])
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}

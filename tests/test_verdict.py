@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prompt_vs_finetune import report
-from prompt_vs_finetune.report.cells import paired_difference
+from prompt_vs_finetune.report.cells import bootstrap
 from prompt_vs_finetune.report.comparisons import arm_costs, at_volume, break_even
 
 N_TEST = 200
@@ -112,7 +112,7 @@ def test_a_paired_comparison_sees_what_overlapping_intervals_hide(tmp_path):
     """B is right on every example A is right on, plus 10 more: the intervals overlap, but the
     paired difference (+0.05) excludes zero."""
     a, b = right(0.5), right(0.55)
-    diff, low, high = paired_difference(a[None], b[None])
+    diff, low, high = bootstrap(a[None], b[None])
     assert diff == pytest.approx(-0.05) and high < 0
     store = Store(tmp_path)
     store.run("zero_shot", a)

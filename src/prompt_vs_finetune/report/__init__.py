@@ -1,14 +1,13 @@
 """`pvf-report`: load the finished runs, group them into cells, compute the statistics, and
-write the comparison (tables, plots, recommendation) that says whether to prompt or fine-tune.
-Names load on first use (pandas, matplotlib, MLflow and SciPy take seconds to import), so
-`pvf-report --help` answers at once."""
+write the comparison that says whether to prompt or fine-tune (docs/report.md). Names load on
+first use (pandas, matplotlib, MLflow and SciPy take seconds), so `--help` answers at once."""
 
 import importlib
 
-_HOME = {"main": "cli", "load_runs": "runs", "run_ids_from": "runs",
-         "latest_of_identical": "runs", "write_report": "write", "recommend": "verdict",
-         "mean_ci": "cells", "summarise": "cells", **dict.fromkeys(
-             ("crossover", "model_scale", "pareto_front", "sensitivity"), "comparisons")}
+_HOME = {"main": "cli", "load_runs": "runs", "latest_of_identical": "runs",
+         "write_report": "write", "recommend": "verdict", "summarise": "cells",
+         **dict.fromkeys(("crossover", "model_scale", "pareto_front", "sensitivity"),
+                         "comparisons")}
 __all__ = sorted(_HOME)
 
 

@@ -1,8 +1,7 @@
 """Cells: the runs of one config that differ only in their seeds, on one test set. Each cell's
 mean quality and 95% interval, from a two-level bootstrap over its [seeds x test examples]
 quality matrix (the examples resampled, shared by every seed; then the seeds), or a t-interval
-over seeds for runs without per-example values (`interval` says which). Whether an arm trains
-is the runs' `fit` column, never its name."""
+over seeds for runs without per-example values (`interval` says which)."""
 
 import math
 
@@ -19,16 +18,15 @@ RNG_SEED = 0  # the report's own draws: the same store gives the same report
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality, 95% interval, mean costs, quality
-    matrix (`examples`) and `variant`."""
+    """One row per cell (search trials left out): its quality, interval, costs and `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
         matrix = _matrix(group)
         if matrix is not None:
-            mean, low, high = bootstrap_interval(matrix)
+            mean, low, high = bootstrap(matrix)
         else:
-            mean, half, _ = mean_ci(group["quality"])
+            mean, half = mean_ci(group["quality"])
             low, high = mean - half, mean + half
         rows.append({**{key: group[key].iloc[0] for key in GROUP}, "cell": cell,
                      "metric": group["metric"].iloc[0], "test_set": group["test_set"].iloc[0],
@@ -43,15 +41,15 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return table.assign(variant=variants(table, runs)) if not table.empty else table
 
 
-def mean_ci(values) -> tuple[float, float, int]:
-    """(mean, half-width of the 95% t-interval, n); the half-width is NaN for n < 2."""
+def mean_ci(values) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval); the half-width is NaN for fewer than 2."""
     values = [float(v) for v in values if not math.isnan(float(v))]
     n = len(values)
     mean = sum(values) / n if n else math.nan
     if n < 2:
-        return mean, math.nan, n
+        return mean, math.nan
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n), n
+    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
 
 
 def _matrix(group: pd.DataFrame) -> np.ndarray | None:
@@ -96,8 +94,8 @@ def _shared_items(dicts: pd.Series) -> dict:
 
 def _resampled_means(matrix: np.ndarray, examples: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
-    """Mean quality under each resample: the examples drawn (`examples`, [B x n], shared by
-    every seed), then the seeds."""
+    """Mean quality under each resample: the examples drawn (shared by every seed), then the
+    seeds."""
     per_seed = np.stack([row[examples].mean(axis=1) for row in matrix])  # [S x B]
     if len(matrix) == 1:
         return per_seed[0]
@@ -105,27 +103,16 @@ def _resampled_means(matrix: np.ndarray, examples: np.ndarray,
     return per_seed[drawn, np.arange(examples.shape[0])[:, None]].mean(axis=1)
 
 
-def _percentiles(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float]:
-    """The 2.5th and 97.5th percentiles of a's resampled means (less b's, drawn on the same
-    examples: paired)."""
+def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(mean, 2.5th, 97.5th percentile) of a cell's quality [seeds x test examples], or of a - b
+    where b is scored on the same test examples (paired: both resampled alike)."""
     rng = np.random.default_rng(RNG_SEED)
     examples = rng.integers(0, a.shape[1], (N_BOOT, a.shape[1]))
     means = _resampled_means(a, examples, rng)
     if b is not None:
         means = means - _resampled_means(b, examples, rng)
     low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def bootstrap_interval(matrix: np.ndarray) -> tuple[float, float, float]:
-    """(mean, 2.5th, 97.5th percentile) of a cell's quality (a zero-shot cell's too: its test
-    set is a sample)."""
-    return float(matrix.mean()), *_percentiles(matrix)
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(mean of a - b, 2.5th, 97.5th percentile), a and b scored on the same test examples."""
-    return float(a.mean() - b.mean()), *_percentiles(a, b)
+    return float(a.mean() if b is None else a.mean() - b.mean()), float(low), float(high)
 
 
 def compare(a, b) -> dict:
@@ -134,7 +121,7 @@ def compare(a, b) -> dict:
     if (a["examples"] is not None and b["examples"] is not None
             and a["test_set"] == b["test_set"] and a["examples"].shape[1]
             == b["examples"].shape[1]):
-        diff, low, high = paired_difference(a["examples"], b["examples"])
+        diff, low, high = bootstrap(a["examples"], b["examples"])
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
             "diff": a["quality"] - b["quality"], "low": math.nan, "high": math.nan}
@@ -173,11 +160,6 @@ def dtypes(table: pd.DataFrame) -> list[str]:
 def reduced(table: pd.DataFrame) -> bool:
     """Whether some cell was scored at a precision other than float32."""
     return "dtype" in table and bool((table["dtype"] != REFERENCE_DTYPE).any())
-
-
-def reference(table: pd.DataFrame) -> pd.DataFrame:
-    """The float32 cells, or, with none, the cells of the first dtype present."""
-    return table[table["dtype"] == dtypes(table)[0]]
 
 
 def label(name: str, dtype: str) -> str:

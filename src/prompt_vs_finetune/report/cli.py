@@ -1,9 +1,6 @@
 """`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
 
-What it writes: docs/report.md. Besides: runs scored at reduced precision (tag
-`inference_dtype`; untagged runs are float32) are cells of their own, compared with float32 in
-a precision table; a task run on several models gets a model-scale table and plot, models by
-parameter count; a metric a run did not log reads "n/a" in the tables, null in summary.json."""
+What it reads and writes: docs/report.md."""
 
 import argparse
 import logging
@@ -79,24 +76,20 @@ def _positive(text: str) -> int:
 
 def write_atomically(out: Path, write):
     """`write(folder)` into a new folder beside `out`, which then takes its place: a report
-    stopped halfway (Ctrl-C, a full disk) leaves the previous one whole, never new tables
-    beside old plots."""
+    stopped halfway (Ctrl-C, a full disk) leaves the previous one whole."""
     import shutil
     import tempfile
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # as a folder made by mkdir would be
-    try:
-        result = write(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.new-", dir=out.parent,
+                                     ignore_cleanup_errors=True) as staging:  # gone once renamed
+        Path(staging).chmod(0o777 & ~umask)  # as a folder made by mkdir would be
+        result = write(Path(staging))
+        if out.exists():
+            out.rename(old)
+        Path(staging).rename(out)
     shutil.rmtree(old, ignore_errors=True)
     return result

@@ -1,7 +1,5 @@
 """What the verdict compares: the Pareto front, the fine-tuning crossover, precision, model
-scale, prompt sensitivity, and cost by volume: over V predictions an arm costs up_front + V x
-per_call (modelled per-call cost, not wall time), so a fine-tuned arm is cheaper than a
-prompting one from up_front / (per_call_prompting - per_call_fine_tuned) predictions on."""
+scale, prompt sensitivity, and cost by volume (docs/cost.md)."""
 
 import math
 
@@ -22,8 +20,7 @@ def pareto_front(points: pd.DataFrame) -> pd.Series:
 
 def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
     """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
-    budget): the quality change, whether it is clear at 95% (paired where the test set is
-    shared; else beyond both intervals), the cost change."""
+    budget): the quality change, whether it is clear at 95%, the cost change."""
     key = ["task", "model", "arm", "n_labels"]
     twins = table[table["dtype"] == REFERENCE_DTYPE].drop_duplicates(key).set_index(key)
     rows = []
@@ -36,17 +33,12 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
         result = compare(r, ref)
         clear = (result["low"] > 0 or result["high"] < 0) if result["paired"] else \
             bool(not math.isnan(margin) and abs(delta) > margin)
-        rows.append({**r[key], "dtype": r["dtype"], "quality_ref": ref["quality"],
-                     "quality_ci_ref": ref["quality_ci"], "quality": r["quality"],
-                     "quality_ci": r["quality_ci"], "delta": delta, "clear": bool(clear),
-                     "perplexity_ref": ref["perplexity"], "perplexity": r["perplexity"],
-                     "usd_per_1k_ref": ref["usd_per_1k"], "usd_per_1k": r["usd_per_1k"]})
+        rows.append({**r, **ref.add_suffix("_ref"), "delta": delta, "clear": bool(clear)})
     return pd.DataFrame(rows)
 
 
 def model_scale(table: pd.DataFrame) -> pd.DataFrame:
-    """One task's cells, one per model x dtype x arm (at its largest label budget), models by
-    parameter count, those without one (API models) last."""
+    """One cell per model x dtype x arm (its largest label budget), models by parameter count."""
     cells = table.loc[table.groupby(["model", "dtype", "arm"], sort=False)["n_labels"].idxmax()]
     params = cells["model"].map(table.groupby("model")["total_params"].min())  # NaN: API
     cells = cells.assign(model_params=params, _api=params.isna(),
@@ -76,8 +68,7 @@ def crossover(table: pd.DataFrame, arm: str) -> dict | None:
 
 
 def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
-    """Spread of the prompting arms' quality over templates, demo orders and seeds, per arm, k,
-    layout and ranking: range, standard deviation, the best and worst template's mean."""
+    """Spread of the prompting arms' quality over templates, demo orders and seeds."""
     keys = ["dtype", "arm", "n_labels", "chat", "calibration"]
     rows = []
     for values, group in prompting(runs).groupby(keys):
@@ -88,7 +79,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
                      "templates": group["prompt"].nunique(),
                      "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
                      "min": quality.min(), "max": quality.max(),
-                     "std": quality.std(ddof=1) if len(group) > 1 else math.nan,
+                     "std": quality.std(),  # NaN for a single run
                      "best_template": by_prompt.idxmax() if scored else "n/a",
                      "worst_template": by_prompt.idxmin() if scored else "n/a",
                      "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan,
@@ -118,21 +109,20 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
 
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
-    """Per fine-tuned x prompting pair: from how many predictions the fine-tuned one is
-    cheaper (inf: never)."""
-    rows = []
-    for _, tuned in fitted(costs).iterrows():
-        for _, prompt in prompting(costs).iterrows():
-            saving = prompt["per_call"] - tuned["per_call"]
-            rows.append({"fine_tuned": _name(tuned), "prompting": _name(prompt),
-                         "up_front_usd": tuned["up_front"],
-                         "per_call_usd_fine_tuned": tuned["per_call"],
-                         "per_call_usd_prompting": prompt["per_call"],
-                         "quality_fine_tuned": tuned["quality"],
-                         "quality_prompting": prompt["quality"],
-                         "break_even_predictions": tuned["up_front"] / saving if saving > 0
-                         else math.inf})
-    return pd.DataFrame(rows)
+    """Per fine-tuned x prompting pair: from how many predictions it is cheaper (inf: never)."""
+    named = costs.assign(name=[_name(row) for _, row in costs.iterrows()])
+    pairs = fitted(named).merge(prompting(named), how="cross",
+                                suffixes=("_fine_tuned", "_prompting"))
+    saving = pairs["per_call_prompting"] - pairs["per_call_fine_tuned"]
+    return pd.DataFrame({
+        "fine_tuned": pairs["name_fine_tuned"], "prompting": pairs["name_prompting"],
+        "up_front_usd": pairs["up_front_fine_tuned"],
+        "per_call_usd_fine_tuned": pairs["per_call_fine_tuned"],
+        "per_call_usd_prompting": pairs["per_call_prompting"],
+        "quality_fine_tuned": pairs["quality_fine_tuned"],
+        "quality_prompting": pairs["quality_prompting"],
+        "break_even_predictions": (pairs["up_front_fine_tuned"] / saving).where(saving > 0,
+                                                                                math.inf)})
 
 
 def at_volume(costs: pd.DataFrame, volume: int) -> pd.DataFrame:

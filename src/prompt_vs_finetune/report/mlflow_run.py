@@ -1,9 +1,5 @@
-"""The report's own MLflow run, in the `pvf-report` experiment (docs/report.md): named after
-what it summarises, tagged with the job runs it read (`pvf.job_runs`, and a description that
-links each), the report's files as artifacts, summary.json's numbers as metrics
-(`best/<task>/<model>/<arm>/<metric>`, `best_by_dtype/<dtype>/...`, `break_even/<task>/<model>/
-<arm>/vs/<model>/<arm>`, `runs`). A parent run (sweep, DVC study) of those jobs gets
-`pvf.report_run` and the metrics of its own jobs' tasks."""
+"""The report's own MLflow run in the `pvf-report` experiment, and the tags and metrics it
+leaves on its job runs' parent runs (docs/report.md, "The report's MLflow run")."""
 
 import logging
 import os
@@ -35,8 +31,8 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 
 
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
-    """Log the report under `out` (written from `runs`, with its `summary`) as one run; link
-    its job runs and their parent runs. Returns the report run's id."""
+    """Log the report under `out` (written from `runs`) as one run, linked to its job runs and
+    their parent runs; return its id."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
@@ -61,16 +57,20 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
         mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
+    now = int(time.time() * 1000)
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
         children = jobs[jobs["parent_run_id"] == parent["run_id"]]
-        link_parent(client, parent["run_id"], active.info.run_id,
-                    {"runs": float(len(children)),
-                     **summary_metrics(summary, set(children["task"]))})
+        metrics = {"runs": float(len(children)), **summary_metrics(summary, set(children["task"]))}
+        try:
+            client.log_batch(parent["run_id"], tags=[RunTag("pvf.report_run", active.info.run_id)],
+                             metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        except MlflowException as err:
+            log.warning("could not log the summary into parent run %s (%s)", parent["run_id"], err)
     return active.info.run_id
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The summarised runs in a stable order (task, model, arm, budget, seed), with links."""
+    """The runs in a stable order, with links."""
     jobs = runs.assign(seed=runs["seed"].astype(str))
     jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
     links = [UI_LINK.format(experiment_id=e, run_id=r)
@@ -85,8 +85,7 @@ def shared_study(jobs: pd.DataFrame) -> str:
 
 
 def run_name(jobs: pd.DataFrame) -> str:
-    """`report: default study · intent_sample, summary_sample · 24 runs` (with `experiment
-    <name>` under dvc exp run)."""
+    """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
@@ -100,18 +99,21 @@ def run_name(jobs: pd.DataFrame) -> str:
 def ids_tag(run_ids) -> str:
     """The run ids, comma-separated, within MAX_IDS_TAG characters (the rest counted)."""
     ids = list(run_ids)
-    kept: list[str] = []
-    for i, run_id in enumerate(ids):
-        more = f",... (+{len(ids) - i} more: job_runs.csv)"
-        if len(",".join([*kept, run_id])) + len(more) > MAX_IDS_TAG:
-            return ",".join(kept) + more
-        kept.append(run_id)
-    return ",".join(ids)
+    return _within("", [("," if i else "") + run_id for i, run_id in enumerate(ids)],
+                   MAX_IDS_TAG, lambda left: f",... (+{left} more: job_runs.csv)")
+
+
+def _within(text: str, items: list[str], limit: int, more) -> str:
+    """`text` and as many `items` as fit in `limit` characters, then `more(how many are left)`."""
+    for i, item in enumerate(items):
+        if len(text) + len(item) + len(more(len(items) - i)) > limit:
+            return text + more(len(items) - i)
+        text += item
+    return text
 
 
 def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, float]:
-    """summary.json's numbers as metric keys MLflow accepts (nulls left out); only those of
-    `tasks` when given."""
+    """summary.json's numbers (only those of `tasks` when given) as MLflow metrics."""
     metrics: dict[str, float] = {}
     for name, entry in summary.get("tasks", {}).items():
         task, _, model = name.partition("/")
@@ -137,8 +139,8 @@ def metric_key(*segments: str) -> str:
 
 
 def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
-    """The run page's description (markdown): each task's best arm (over its models) and its
-    quality, then a link to every job run (as many as fit; job_runs.csv has them all)."""
+    """The run page (markdown): each task's best arm and its quality, a link to each parent run
+    and to every job run (as many as fit)."""
     best: dict[str, tuple[float, str, str, str]] = {}
     for name, entry in summary.get("tasks", {}).items():
         task, _, model = name.partition("/")
@@ -156,20 +158,14 @@ def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
     if parents:
         lines += ["**Parent runs** (sweep or study): " + ", ".join(
             f"[{p['name'] or p['run_id']}]({p['link']})" for p in parents), ""]
-    text = "\n".join([*lines, "**Job runs** (all of them in job_runs.csv)", ""])
-    for i, r in enumerate(jobs.itertuples()):
-        line = (f"\n- [{r.task} · {r.model} · {r.arm} · n={int(r.n_labels)} · seed {r.seed}]"
-                f"({r.link})")
-        more = f"\n- ... and {len(jobs) - i} more (job_runs.csv)"
-        if len(text) + len(line) + len(more) > MAX_NOTE:
-            return text + more
-        text += line
-    return text
+    links = [f"\n- [{r.task} · {r.model} · {r.arm} · n={int(r.n_labels)} · seed {r.seed}]"
+             f"({r.link})" for r in jobs.itertuples()]
+    return _within("\n".join([*lines, "**Job runs** (all of them in job_runs.csv)", ""]), links,
+                   MAX_NOTE, lambda left: f"\n- ... and {left} more (job_runs.csv)")
 
 
 def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
-    """The parent runs (sweep, DVC study) of the job runs: id, name, group, UI link. One that
-    cannot be read (deleted) is left out with a warning."""
+    """The job runs' parent runs; one that cannot be read (deleted) is left out, warned."""
     found = []
     for run_id in sorted(set(jobs["parent_run_id"]) - {""}):
         try:
@@ -185,21 +181,9 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
 
 
 def own_parents(parents: list[dict]) -> list[dict]:
-    """The parents this report may write into: under DVC, only its own study's (a `dvc exp
-    run` report also reads the baseline's runs for the stages it did not rerun, and must not
-    overwrite the baseline's parent with the experiment's numbers); elsewhere, all."""
+    """The parents this report may write into: under DVC only its own study's (a `dvc exp run`
+    report also reads the baseline's runs, and must not overwrite the baseline's parent)."""
     if not (os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")):
         return parents
     own = study_group(dvc_study_name()).key
     return [p for p in parents if p["group"] == own]
-
-
-def link_parent(client: MlflowClient, run_id: str, report_id: str,
-                metrics: dict[str, float]) -> None:
-    """The summary metrics and `pvf.report_run` on a parent run (finished runs take both)."""
-    now = int(time.time() * 1000)
-    try:
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                         tags=[RunTag("pvf.report_run", report_id)])
-    except MlflowException as err:
-        log.warning("could not log the summary into parent run %s (%s)", run_id, err)

@@ -1,7 +1,5 @@
-"""The report's plots. In every one: one colour per arm (`arm_colors`), each quality point with
-its cell's 95% interval, chance (a uniform guess over the classes) on classification plots. A
-plot with nothing to show is not drawn: its function returns a one-line note saying what is
-missing (None when it drew)."""
+"""The report's plots (docs/report.md, Plots). A plot with nothing to show is not drawn: its
+function returns a one-line note saying what is missing (None when it drew)."""
 
 import math
 from collections.abc import Iterable
@@ -27,8 +25,7 @@ DTYPE_MARKERS = {"float32": "o", "bfloat16": "s", "float16": "^", "int8": "D"}
 
 
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
-    """Each arm's colour: the standard arms' own, any other name (sorted) the next colour of a
-    qualitative palette after them. Pass every arm of the report so that every plot agrees."""
+    """Each arm's colour; pass every arm of the report so that every plot agrees."""
     names = set(arms)
     others = sorted(names - set(ARM_COLORS))
     return {**{arm: color for arm, color in ARM_COLORS.items() if arm in names},
@@ -60,8 +57,7 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
                          colors: dict, n_classes: int | None = None) -> str | None:
     """Fine-tuned arms against the label budget, prompting arms as horizontal bands (their
-    best cell's interval; at reduced precision: dashed lines, no band). Needs a fine-tuned
-    arm at two or more budgets."""
+    best cell's interval; at reduced precision: dashed lines, no band)."""
     tuned = fitted(table)
     if tuned.empty:
         return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
@@ -69,9 +65,11 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
     budgets = tuned.groupby("arm")["n_labels"].unique()
     if budgets.map(len).max() < 2:
         held = ", ".join(f"{arm} n={int(n[0])}" for arm, n in budgets.items())
+        top = int(tuned["n_labels"].max())  # suggest budgets below it (above it if tiny)
+        smaller = [n for n in (16, 64, 256, 1024, 4096) if n < top][-3:] or [4 * max(top, 4),
+                                                                             16 * max(top, 4)]
         return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
-                f"train_size={','.join(map(str, _smaller_budgets(tuned['n_labels'].max())))} "
-                "to draw it")
+                f"train_size={','.join(map(str, smaller))} to draw it")
     fig, ax = plt.subplots(figsize=(7, 5))
     for dtype in dtypes(table):
         cells_of = table[table["dtype"] == dtype]
@@ -101,13 +99,12 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
 
 def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors: dict,
                             n_classes: int | None = None) -> str | None:
-    """Spread of quality across templates, demo orders and seeds for the prompting arms: one
-    box per arm and k, each run a dot. Needs an arm and k with two or more runs."""
+    """One box per prompting arm and k, each run a dot."""
     prompts = prompting(runs)
-    order = {arm: i for i, arm in enumerate(arm_order(prompts))} if not prompts.empty else {}
+    order = arm_order(prompts)
     groups = sorted(((dtype, arm, int(k), group["quality"].dropna()) for (dtype, arm, k), group
                      in prompts.groupby(["dtype", "arm", "n_labels"])),
-                    key=lambda g: (order[g[1]], g[2], dtype_rank(g[0]), g[0]))
+                    key=lambda g: (order.index(g[1]), g[2], dtype_rank(g[0]), g[0]))
     if not groups:
         return "prompt sensitivity: no prompting arm ran (zero_shot, few_shot)"
     if max(len(values) for *_, values in groups) < 2:
@@ -119,24 +116,22 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors:
                        medianprops={"color": "black"},
                        tick_labels=[f"{label(arm, dtype)}\nk={k}\n({len(values)} runs)"
                                     for dtype, arm, k, values in groups])
-    for box, (_, arm, _, values), x in zip(boxes["boxes"], groups, range(1, len(groups) + 1),
-                                           strict=True):
+    for x, (box, (_, arm, _, values)) in enumerate(zip(boxes["boxes"], groups, strict=True), 1):
         box.set(facecolor=colors[arm], alpha=0.35, edgecolor=colors[arm])
-        ax.plot(np.full(len(values), x) + _jitter(len(values)), values, "o", ms=3,
-                color=colors[arm])
+        jitter = np.linspace(-0.05, 0.05, len(values)) if len(values) > 1 else 0
+        ax.plot(np.full(len(values), x) + jitter, values, "o", ms=3, color=colors[arm])
     ax.set(ylabel=metric, title="Prompt sensitivity (templates x demo orders x seeds)")
     return _finish(fig, path, n_classes, legend=bool(n_classes))
 
 
 def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict) -> str | None:
-    """Agreement of each cell's runs (the share of test examples every seed answered alike):
-    one bar per cell, in the arm's colour. Needs a cell with two or more runs."""
+    """One bar per cell: the share of test examples every run of it answered alike."""
     shown = cells[cells["agreement"].notna()] if "agreement" in cells else cells.iloc[:0]
     if shown.empty:
         return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
                 "whether an arm answers the same way every time")
-    order = {arm: i for i, arm in enumerate(arm_order(shown))}
-    shown = shown.assign(_o=shown["arm"].map(order)).sort_values(["_o", "n_labels"])
+    order = arm_order(shown)
+    shown = shown.assign(_o=shown["arm"].map(order.index)).sort_values(["_o", "n_labels"])
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['arm']}\n{int(r['n_labels'])} labels"
              + (f"\n{r['variant']}" if r.get("variant") else "") for _, r in shown.iterrows()]
@@ -153,11 +148,9 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
     if scale["model"].nunique() < 2:
         return (f"model scale: one model ({scale['model'].iloc[0]}); run the arms with other "
                 "model= values (e.g. distilgpt2, gpt2, gpt2-medium) to draw it")
-    keys = list(dict.fromkeys(zip(scale["model"], scale["dtype"], strict=True)))
-    where = {key: i for i, key in enumerate(keys)}
-    sizes = dict(zip(zip(scale["model"], scale["dtype"], strict=True), scale["model_params"],
-                     strict=True))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(keys)), 5))
+    models = scale.drop_duplicates(["model", "dtype"])  # one tick each, in `scale`'s order
+    where = {key: i for i, key in enumerate(zip(models["model"], models["dtype"], strict=True))}
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(models)), 5))
     for arm in dict.fromkeys(scale["arm"]):
         cells = scale[scale["arm"] == arm]
         # a line through the local float32 models; reduced precision (hollow) and API models
@@ -170,19 +163,17 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
             if not part.empty:
                 _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
                          part, colors[arm], **style)
-    ax.set_xticks(range(len(keys)), [f"{label(m, d)}\n{params(sizes[(m, d)])}"
-                                      for m, d in keys])
+    ax.set_xticks(range(len(models)), [f"{label(r['model'], r['dtype'])}\n"
+                                        f"{params(r['model_params'])}"
+                                        for _, r in models.iterrows()])
     ax.set(xlabel="model, by parameter count (API models last; hollow: reduced precision "
-                  "or API)", ylabel=metric,
-           title=f"{task}: quality by model size")
+                  "or API)", ylabel=metric, title=f"{task}: quality by model size")
     return _finish(fig, path, n_classes)
 
 
 def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
                         path: Path, colors: dict) -> str | None:
-    """Total cost against the number of predictions, one line per arm (a fine-tuned arm
-    starts at its up-front cost; one line style per model), break-even volumes marked where a
-    fine-tuned line crosses below a prompting one."""
+    """Total cost by the number of predictions, a line per arm, break-even volumes marked."""
     priced = costs[costs["per_call"].notna()]
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
@@ -212,16 +203,14 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
 
 
 def _quality(ax, x, cells: pd.DataFrame, color: str, **style) -> None:
-    """Quality points (or a line) with each cell's 95% interval as error bars; a cell without
-    an interval gets none."""
+    """Quality points (or a line) with each cell's 95% interval as error bars."""
     yerr = np.vstack([cells["quality"] - cells["quality_low"],
                       cells["quality_high"] - cells["quality"]])
     ax.errorbar(x, cells["quality"], yerr=yerr, color=color, capsize=3, **style)
 
 
 def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) -> None:
-    """Chance (classification: a uniform guess over the classes), the legend, and the file:
-    None, the plot was drawn."""
+    """Chance (a uniform guess over the classes), the legend, and the file."""
     ax = fig.axes[0]
     if n_classes and n_classes >= 2:
         ax.axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)", color="black",
@@ -233,16 +222,6 @@ def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) 
 
 def _marker(dtype: str) -> str:
     return DTYPE_MARKERS.get(dtype, "P")
-
-
-def _jitter(n: int) -> np.ndarray:
-    return np.linspace(-0.05, 0.05, n) if n > 1 else np.zeros(n)
-
-
-def _smaller_budgets(top: int) -> list[int]:
-    """Label budgets to try below the one run: 16, 64, 256, ... (or larger ones if tiny)."""
-    below = [n for n in (16, 64, 256, 1024, 4096) if n < top]
-    return below[-3:] if below else [4 * max(int(top), 4), 16 * max(int(top), 4)]
 
 
 def _save(fig, path: Path) -> None:

@@ -1,6 +1,5 @@
 """The report's input: one row per finished job run in MLflow, with what the report compares
-(quality, label budget, cost) and what makes two runs one cell. Runs logged by older pvf
-versions lack some tags and metrics; the `_` helpers below fall back for them."""
+(quality, label budget, cost) and what makes two runs one cell."""
 
 import json
 import math
@@ -63,10 +62,23 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
 
 
 def _row(run) -> dict:
-    """A run as the report's row: its tags, label budget, quality and cost metrics."""
+    """A run as the report's row. Runs of older pvf versions lack some tags and metrics: the
+    fallbacks below read what they logged instead."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    metric, fit = _quality_metric(tags, metrics), _fit(tags, metrics)
+    # whether the arm trained weights; its headline metric (the task type's)
+    fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
+    metric = tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
+                                       else "test/accuracy")
+    n_classes = metrics.get("data/n_classes",  # else the labels the config named; NaN: none
+                            sum(key.startswith("task.labels.") for key in params) or math.nan)
+    # labelled examples the arm touched, else its train examples or demos
+    n_labels = int(metrics.get("data/n_labels", metrics.get("data/n_train" if fit
+                                                             else "fewshot/demos_used", 0)))
     test_set = params.get("data.test_sha256", "")
+    # one experiment: the same config but the seeds, on the same test set (a run from before
+    # the `cell` tag: a name match)
+    cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
+        "inference_dtype", REFERENCE_DTYPE), tags["arm"], str(n_labels)])
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
             "parent_run_id": tags.get("mlflow.parentRunId", ""),
             "task": tags["task"], "model": tags["model"],
@@ -78,12 +90,11 @@ def _row(run) -> dict:
             "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower()) == "true",
             "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
             "order_seed": params.get("arm.order_seed", ""),
-            "n_labels": _n_labels(fit, metrics), "n_classes": _n_classes(metrics, params),
+            "n_labels": n_labels, "n_classes": float(n_classes),
             "quality": metrics.get(metric, math.nan),
             "study": tags.get("study", ""), "test_set": test_set,
             "hpo_trial": tags.get("hpo_trial") == "true",
-            # one experiment: the same config but the seeds, on the same test set
-            "cell": f"{tags.get('cell') or _legacy_cell(tags, fit, metrics)}/{test_set}",
+            "cell": f"{cell}/{test_set}",
             "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
             "identity": identity(run), "started": run.info.start_time or 0,
             "artifact_uri": run.info.artifact_uri,
@@ -92,8 +103,8 @@ def _row(run) -> dict:
 
 def identity(run) -> str:
     """What makes two runs the same job, so the second is a rerun and no new seed: the same
-    config (seed included: `config_hash`), data (the splits' and demos' hashes) and code
-    (`pvf.code`). A run without those tags (older pvf) is only itself."""
+    config (seed included), data and code. A run without those tags (older pvf) is only
+    itself."""
     tags, params = run.data.tags, run.data.params
     if not (tags.get("config_hash") and tags.get("pvf.code")):
         return run.info.run_id
@@ -104,7 +115,7 @@ def identity(run) -> str:
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(the runs with each identical rerun replaced by the latest of its kind, how many were
-    replaced): a job run twice is one seed, not two agreeing ones."""
+    replaced): a job run twice is one seed, not two."""
     if runs.empty:
         return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
@@ -123,37 +134,3 @@ def _per_example(artifact_uri: str) -> tuple[np.ndarray, list | None] | None:
         return np.asarray(data["values"], dtype=float), data.get("predictions")
     except Exception:  # noqa: BLE001 - absent or unreadable: the report falls back
         return None
-
-
-def _legacy_cell(tags: dict, fit: bool, metrics: dict) -> str:
-    """The cell of a run from before the `cell` tag: a name match."""
-    return "|".join([tags["task"], tags["model"], tags.get("inference_dtype", REFERENCE_DTYPE),
-                     tags["arm"], str(_n_labels(fit, metrics))])
-
-
-def _fit(tags: dict, metrics: dict) -> bool:
-    """Whether the arm trained weights: its `fit` tag, else whether it trained on any token."""
-    if "fit" in tags:
-        return tags["fit"] == "true"
-    return metrics.get("cost/train_tokens", 0) > 0
-
-
-def _n_labels(fit: bool, metrics: dict) -> int:
-    """Labelled examples the arm touched (`data/n_labels`), else its train examples or demos."""
-    if "data/n_labels" in metrics:
-        return int(metrics["data/n_labels"])
-    return int(metrics.get("data/n_train" if fit else "fewshot/demos_used", 0))
-
-
-def _quality_metric(tags: dict, metrics: dict) -> str:
-    """The metric the run's arms are ranked by: its task type's (the `quality_metric` tag),
-    else ROUGE-L where logged and accuracy otherwise."""
-    return tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
-                                     else "test/accuracy")
-
-
-def _n_classes(metrics: dict, params: dict) -> float:
-    """`data/n_classes`, else the labels the config named (`task.labels.*`); NaN for none."""
-    if "data/n_classes" in metrics:
-        return float(metrics["data/n_classes"])
-    return float(sum(key.startswith("task.labels.") for key in params)) or math.nan

@@ -1,6 +1,4 @@
-"""The report's tables in markdown (the cells of a task x model, the precision comparison, the
-model-scale grid, the prompt-sensitivity spread, the break-even volumes), and numbers as the
-report writes them."""
+"""The report's markdown tables, and numbers as the report writes them ("n/a": not logged)."""
 
 import math
 
@@ -18,7 +16,6 @@ CONSISTENCY = (
 
 
 def num(value, spec: str = ".3g") -> str:
-    """A number for a table; "n/a" when the runs did not log it (NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return format(value, spec)
@@ -41,7 +38,7 @@ def cell(row) -> str:
 
 
 def params(n) -> str:
-    """A parameter count in words: 82M, 1.56B; "n/a" when not logged (API models)."""
+    """A parameter count in words: 82M, 1.56B."""
     if n is None or math.isnan(n):
         return "n/a"
     for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -50,133 +47,130 @@ def params(n) -> str:
     return f"{n:.0f}"
 
 
-def _line(cells) -> str:
-    return "| " + " | ".join(map(str, cells)) + " |"
+def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str]:
+    """A table and the blank line after it (after its title, when given)."""
+    head, *body = ["| " + " | ".join(map(str, cells)) + " |" for cells in [headers, *rows]]
+    return [*([title, ""] if title else []), head, "|" + "---|" * len(headers), *body, ""]
 
 
-def _head(*names: str) -> list[str]:
-    return [_line(names), "|" + "---|" * len(names)]
+def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:
+    """A row per row of `frame`; each column is (header, the frame's column to show or a
+    function of the row), a falsy one left out."""
+    columns = [column for column in columns if column]
+    rows = [[how(r) if callable(how) else r[how] for _, how in columns]
+            for _, r in frame.iterrows()]
+    return _markdown([header for header, _ in columns], rows, title)
 
 
-def cells_table(table: pd.DataFrame, metric: str) -> str:
+def _int(column: str):
+    return lambda r: int(r[column])
+
+
+def _num(column: str, spec: str = ".3g"):
+    return lambda r: num(r[column], spec)
+
+
+def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
-    dtype, unparsed = reduced(table), bool((table["unparsed_rate"] > 0).any())
-    variant = bool((table["variant"] != "").any())
-    agree = "agreement" in table and bool(table["agreement"].notna().any())
     # the first consistency measure the cells logged (runs from before them have none)
     kind = next((c for c in CONSISTENCY if c[1] in table and table[c[1]].notna().any()), None)
-    lines = _head("arm", *(["variant"] if variant else []), *(["dtype"] if dtype else []),
-                  "N labels", "runs", f"{metric} [95% interval]", "perplexity",
-                  *(["unparsed replies"] if unparsed else []),
-                  *(["agreement across seeds"] if agree else []), *([kind[0]] if kind else []),
-                  "USD / 1k pred.", "train USD", "trainable params", "Pareto")
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
-    for _, r in ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]).iterrows():
-        lines.append(_line([
-            r["arm"], *([r["variant"]] if variant else []), *([r["dtype"]] if dtype else []),
-            int(r["n_labels"]), int(r["runs"]), quality(r), num(r["perplexity"]),
-            *([num(r["unparsed_rate"], ".1%")] if unparsed else []),
-            *([num(r["agreement"], ".0%")] if agree else []),
-            *([" / ".join(num(r.get(c), spec) for c, spec in kind[2])] if kind else []),
-            num(r["usd_per_1k"]), num(r["train_usd"]), num(r["trainable_params"]),
-            "yes" if r["pareto"] else ""]))
-    return "\n".join(lines)
+    return _table([
+        ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
+        reduced(table) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
+        ("runs", _int("runs")), (f"{metric} [95% interval]", quality),
+        ("perplexity", _num("perplexity")),
+        (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
+        "agreement" in table and table["agreement"].notna().any()
+        and ("agreement across seeds", _num("agreement", ".0%")),
+        kind and (kind[0], lambda r: " / ".join(num(r.get(c), spec) for c, spec in kind[2])),
+        ("USD / 1k pred.", _num("usd_per_1k")), ("train USD", _num("train_usd")),
+        ("trainable params", _num("trainable_params")),
+        ("Pareto", lambda r: "yes" if r["pareto"] else "")],
+        ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
     """Reduced-precision cells beside their float32 twins."""
-    lines = [f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
-             "float32)", "",
-             *_head("arm", "N labels", "dtype", f"{metric} float32", metric, "change",
-                    "clear at 95% (paired)", "perplexity float32 → dtype",
-                    "USD / 1k pred. float32 → dtype")]
-    for _, r in effect.iterrows():
-        ref = {"quality": r["quality_ref"], "quality_ci": r["quality_ci_ref"]}
-        lines.append(_line([r["arm"], int(r["n_labels"]), r["dtype"], quality(ref), quality(r),
-                            num(r["delta"], "+.3f"), "yes" if r["clear"] else "",
-                            f"{num(r['perplexity_ref'])} → {num(r['perplexity'])}",
-                            f"{num(r['usd_per_1k_ref'])} → {num(r['usd_per_1k'])}"]))
-    return [*lines, ""]
+    return _table([
+        ("arm", "arm"), ("N labels", _int("n_labels")), ("dtype", "dtype"),
+        (f"{metric} float32", lambda r: quality({"quality": r["quality_ref"],
+                                                  "quality_ci": r["quality_ci_ref"]})),
+        (metric, quality), ("change", _num("delta", "+.3f")),
+        ("clear at 95% (paired)", lambda r: "yes" if r["clear"] else ""),
+        ("perplexity float32 → dtype",
+         lambda r: f"{num(r['perplexity_ref'])} → {num(r['perplexity'])}"),
+        ("USD / 1k pred. float32 → dtype",
+         lambda r: f"{num(r['usd_per_1k_ref'])} → {num(r['usd_per_1k'])}")], effect,
+        f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
+        "float32)")
 
 
 def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
     """One task's quality per model x arm, models by parameter count, API models last."""
     arms = arm_order(scale)
-    lines = [f"**Model scale** ({metric} and its 95% interval, [USD per 1k predictions]; each "
-             "arm at its largest label budget; models by parameter count, those without one "
-             "(API models) last; — : not run. Bits per byte: the gold answers' log-likelihood "
-             "under the prompt with the fewest demos, per UTF-8 byte, which unlike per-token "
-             "perplexity compares models with different tokenizers)", "",
-             *_head("model", "params", "bits per byte", *arms)]
-    for (model, dtype), rows in scale.groupby(["model", "dtype"], sort=False):
-        by_arm = rows.set_index("arm")
-        prompts = rows[~rows["fit"].astype(bool)].sort_values("n_labels")["bits_per_byte"]
-        bpb = prompts.dropna().iloc[0] if prompts.notna().any() else math.nan
-        lines.append(_line([label(model, dtype), params(rows["model_params"].iloc[0]), num(bpb),
-                            *(f"{quality(by_arm.loc[a])} [{num(by_arm.loc[a, 'usd_per_1k'])}]"
-                              if a in by_arm.index else "—" for a in arms)]))
-    return [*lines, ""]
+    rows = []
+    for (model, dtype), cells in scale.groupby(["model", "dtype"], sort=False):
+        by_arm = cells.set_index("arm")
+        prompts = cells[~cells["fit"].astype(bool)].sort_values("n_labels")["bits_per_byte"]
+        rows.append([label(model, dtype), params(cells["model_params"].iloc[0]),
+                     num(prompts.dropna().iloc[0] if prompts.notna().any() else math.nan),
+                     *(f"{quality(by_arm.loc[a])} [{num(by_arm.loc[a, 'usd_per_1k'])}]"
+                       if a in by_arm.index else "—" for a in arms)])
+    return _markdown(["model", "params", "bits per byte", *arms], rows,
+                     f"**Model scale** ({metric} and its 95% interval, [USD per 1k predictions]; "
+                     "each arm at its largest label budget; models by parameter count, those "
+                     "without one (API models) last; — : not run. Bits per byte: the gold "
+                     "answers' log-likelihood under the prompt with the fewest demos, per UTF-8 "
+                     "byte, which unlike per-token perplexity compares models with different "
+                     "tokenizers)")
 
 
 def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
     """The prompt-sensitivity table (layout and ranking columns when some runs used the chat
     template or a calibration), and the calibrated ranking's table."""
-    dtype = reduced(spread)
-    chat = "chat" in spread and bool(spread["chat"].eq("true").any())
-    ranked = "calibration" in spread and bool(spread["calibration"].isin(["contextual", "pmi"])
-                                              .any())
-    extra = (["layout"] if chat else []) + (["ranked by"] if ranked else [])
-
-    def layout(r) -> list[str]:
-        return ([("chat" if r["chat"] == "true" else "plain")] if chat else []) + \
-            ([r["calibration"] or "n/a"] if ranked else [])
-
-    lines = ["**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
-             f"seeds; {metric})", "",
-             *_head("arm", *(["dtype"] if dtype else []), "k", *extra, "runs", "templates",
-                    "orders", "seeds", "min", "max", "std", "best template", "worst template",
-                    "gap between template means")]
-    for _, r in spread.iterrows():
-        lines.append(_line([r["arm"], *([r["dtype"]] if dtype else []), int(r["n_labels"]),
-                            *layout(r), r["runs"], r["templates"], r["orders"], r["seeds"],
-                            *(num(r[c], ".3f") for c in ("min", "max", "std")),
-                            r["best_template"], r["worst_template"],
-                            num(r["template_gap"], ".3f")]))
-    lines.append("")
+    chat = "chat" in spread and spread["chat"].eq("true").any()
+    ranked = "calibration" in spread and spread["calibration"].isin(["contextual", "pmi"]).any()
+    layout = [chat and ("layout", lambda r: "chat" if r["chat"] == "true" else "plain"),
+              ranked and ("ranked by", lambda r: r["calibration"] or "n/a"), ("runs", "runs")]
+    lines = _table([
+        ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", _int("n_labels")), *layout,
+        ("templates", "templates"), ("orders", "orders"), ("seeds", "seeds"),
+        *((stat, _num(stat, ".3f")) for stat in ("min", "max", "std")),
+        ("best template", "best_template"), ("worst template", "worst_template"),
+        ("gap between template means", _num("template_gap", ".3f"))], spread,
+        "**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
+        f"seeds; {metric})")
     if "mean_accuracy_contextual" in spread and spread["mean_accuracy_contextual"].notna().any():
-        lines += ["The same runs ranked with calibration (the same forward passes): mean and "
-                  "standard deviation over the runs; agreement: the share of test examples "
-                  "every run answered alike.", "",
-                  *_head("arm", "k", *extra, "runs", "mean", "std", "contextual: mean", "std",
-                         "PMI: mean", "std", "agreement")]
-        stats = ("mean", "std", "mean_accuracy_contextual", "std_accuracy_contextual",
-                 "mean_accuracy_pmi", "std_accuracy_pmi")
-        lines += [_line([r["arm"], int(r["n_labels"]), *layout(r), r["runs"],
-                         *(num(r[c], ".3f") for c in stats), num(r["agreement"], ".0%")])
-                  for _, r in spread.iterrows()]
-        lines.append("")
+        stats = [("mean", "mean"), ("std", "std"), ("contextual: mean", "mean_accuracy_contextual"),
+                 ("std", "std_accuracy_contextual"), ("PMI: mean", "mean_accuracy_pmi"),
+                 ("std", "std_accuracy_pmi")]
+        lines += _table([("arm", "arm"), ("k", _int("n_labels")), *layout,
+                         *((header, _num(column, ".3f")) for header, column in stats),
+                         ("agreement", _num("agreement", ".0%"))], spread,
+                        "The same runs ranked with calibration (the same forward passes): mean "
+                        "and standard deviation over the runs; agreement: the share of test "
+                        "examples every run answered alike.")
     return lines
 
 
 def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
     """Each fine-tuned x prompting pair's costs, break-even and the quality each buys."""
-    lines = _head("fine-tuned", "prompting", f"{metric}, fine-tuned vs prompting",
-                  "up-front USD", "USD per call, fine-tuned", "USD per call, prompting",
-                  "cheaper after")
-    for _, r in crossings.iterrows():
-        after = ("never (its calls cost as much or more)" if r["break_even_predictions"] ==
-                 math.inf else f"{r['break_even_predictions']:,.0f} predictions")
-        lines.append(_line([r["fine_tuned"], r["prompting"],
-                            f"{num(r['quality_fine_tuned'], '.3f')} vs "
-                            f"{num(r['quality_prompting'], '.3f')}", num(r["up_front_usd"]),
-                            num(r["per_call_usd_fine_tuned"]), num(r["per_call_usd_prompting"]),
-                            after]))
-    return [*lines, ""]
+    return _table([
+        ("fine-tuned", "fine_tuned"), ("prompting", "prompting"),
+        (f"{metric}, fine-tuned vs prompting", lambda r: f"{num(r['quality_fine_tuned'], '.3f')}"
+         f" vs {num(r['quality_prompting'], '.3f')}"),
+        ("up-front USD", _num("up_front_usd")),
+        ("USD per call, fine-tuned", _num("per_call_usd_fine_tuned")),
+        ("USD per call, prompting", _num("per_call_usd_prompting")),
+        ("cheaper after", lambda r: "never (its calls cost as much or more)"
+         if r["break_even_predictions"] == math.inf
+         else f"{r['break_even_predictions']:,.0f} predictions")], crossings)
 
 
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
     """Every arm's total cost at the user's volume, cheapest first."""
-    return [f"**At {volume:,} predictions** (`--volume`), cheapest first", "",
-            *_head("arm", "total USD", "up-front USD", "USD per call", metric),
-            *(_line([r["arm_name"], num(r["total_usd"]), num(r["up_front"]), num(r["per_call"]),
-                     num(r["quality"], ".3f")]) for _, r in ranked.iterrows()), ""]
+    return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
+                   ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
+                   (metric, _num("quality", ".3f"))], ranked,
+                  f"**At {volume:,} predictions** (`--volume`), cheapest first")

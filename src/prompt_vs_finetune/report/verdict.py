@@ -14,8 +14,7 @@ RANDOM_WEIGHTS = f"{AT_CHANCE}: random weights"
 
 
 def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True) -> list[str]:
-    """The recommendation for one task x model at one precision, from its cells; with only
-    prompting arms (an API model) it says so, unless `prompting_only_note` is off."""
+    """The recommendation for one task x model at one precision, from its cells."""
     top = best(table)
     if top is None:
         return [f"No run logged {metric}: nothing to recommend."]
@@ -46,8 +45,7 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
 
 
 def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
-    """The best prompting arm, or the arms that tie for it as shown (3 decimals): no "best"
-    may pick between those."""
+    """The best prompting arm, or the arms that tie for it as shown (3 decimals)."""
     scored = prompts[prompts["quality"].notna()]
     tied = scored[scored["quality"].round(3) == scored["quality"].round(3).max()]
     if tied.empty:
@@ -67,8 +65,7 @@ def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
-    """From which label budget a fine-tuned arm beats the best prompt for good, or that it
-    does not, or (one budget) only what was tested."""
+    """From which label budget a fine-tuned arm beats the best prompt for good, or not."""
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
@@ -106,8 +103,8 @@ def _difference(result: dict) -> str:
 
 
 def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned arm against the one that trains the most parameters (LoRA against full
-    fine-tuning), at the largest label budget both ran."""
+    """Each fine-tuned arm against the one that trains the most parameters, at the largest
+    label budget both ran."""
     arms = trained.groupby("arm")["trainable_params"].max().sort_values()
     if len(arms) < 2:
         return []
@@ -140,8 +137,7 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
         worst = rows.loc[rows["delta"].idxmin()]
         clear = int(rows["clear"].sum())
         cost = rows[(rows["usd_per_1k_ref"] > 0) & rows["usd_per_1k"].notna()]
-        ratio = ((cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean() if not cost.empty
-                 else math.nan)
+        ratio = (cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean()  # NaN: none priced
         lines.append(
             f"{dtype} vs float32: {metric} changes by {rows['delta'].mean():+.3f} on average over "
             f"{len(rows)} cell(s) (largest drop {worst['delta']:+.3f}, {worst['arm']} at "
@@ -152,8 +148,7 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
 
 
 def advise(cells: pd.DataFrame, metric: str) -> list[str]:
-    """The recommendation for one task x model: per dtype (prefixed) when there are several,
-    then the precision comparison."""
+    """The recommendation for one task x model, per dtype, then the precision comparison."""
     present = dtypes(cells)
     if len(present) == 1:
         return recommend(cells, metric)

@@ -1,27 +1,19 @@
-"""Write the report under one folder: table.csv, report.md, report.html (the same on one page,
-plots embedded, for MLflow's artifact viewer), the plots, one recommendation file per task x
-model and summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
+"""Write the report under one folder: table.csv, report.md, report.html (the same page, plots
+inlined, for MLflow's artifact viewer), the plots, a recommendation file per task x model and
+summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
 
 import base64
 import html
 import json
-import math
+from functools import partial
 from pathlib import Path
+from string import Template
 
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from . import comparisons, tables
-from .cells import dtypes, reduced, reference, summarise
-from .plots import (
-    arm_colors,
-    plot_consistency,
-    plot_cost_vs_volume,
-    plot_data_efficiency,
-    plot_model_scale,
-    plot_prompt_sensitivity,
-    plot_quality_vs_cost,
-)
+from . import comparisons, plots, tables
+from .cells import dtypes, reduced, summarise
 from .runs import latest_of_identical
 from .verdict import advise, recommend_scale
 
@@ -32,26 +24,29 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     """Write the report under `out` and return its summary; with `volume`, rank every arm by
     its total cost for that many predictions."""
     runs, reruns = latest_of_identical(runs)
-    plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
     table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "identical_reruns_replaced": reruns, "tasks": {},
                      "break_even": {}}
     md = _header(runs, trials, table, reruns)
-    colors = arm_colors(runs["arm"])  # one colour per arm in every plot
+    colors = plots.arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
-        task_runs, chance = runs[runs["task"] == task], task_classes(runs[runs["task"] == task])
+        task_runs = runs[runs["task"] == task]
+        classes = set(task_runs["n_classes"].dropna().astype(int))  # for the chance line
+        chance = classes.pop() if len(classes) == 1 else None
         for model, cells in task_cells.groupby("model"):
             md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
                                  chance, out, colors, summary)
-        md += _cost_section(task, task_cells, trials, volume, plots, summary, colors)
+        md += _cost_section(task, task_cells, trials, volume, out, summary, colors)
         if task_cells["model"].nunique() > 1:
             md += _scale_section(task, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
     (out / "report.html").write_text(render_html("\n".join(md), out))
-    summary = _json_safe(summary)
+    # numpy scalars as Python ones, then NaN and infinities as null
+    summary = json.loads(json.dumps(summary, default=lambda v: v.item()),
+                         parse_constant=lambda _: None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
@@ -84,35 +79,31 @@ def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
 def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
                    chance, out: Path, colors: dict, summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
-    metric = cells["metric"].iloc[0].removeprefix("test/")
-    stem = out / "plots" / f"{task}_{model}"
-    figures = [
-        _figure(stem, "quality vs cost", plot_quality_vs_cost, cells, metric, colors=colors,
-                n_classes=chance),
-        _figure(stem, "data efficiency", plot_data_efficiency, cells, metric, colors=colors,
-                n_classes=chance),
-        _figure(stem, "prompt sensitivity", plot_prompt_sensitivity, task_runs, metric,
-                colors=colors, n_classes=chance),
-        _figure(stem, "consistency", plot_consistency, cells, colors=colors)]
-    shown = cells.assign(pareto=comparisons.pareto_front(cells))
-    spread = comparisons.sensitivity(task_runs)
+    metric = _metric(cells)
+    style = {"colors": colors, "n_classes": chance}
+    figures = _figures(out / "plots" / f"{task}_{model}", {
+        "quality vs cost": partial(plots.plot_quality_vs_cost, cells, metric, **style),
+        "data efficiency": partial(plots.plot_data_efficiency, cells, metric, **style),
+        "prompt sensitivity": partial(plots.plot_prompt_sensitivity, task_runs, metric, **style),
+        "consistency": partial(plots.plot_consistency, cells, colors=colors)})
     effect = comparisons.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
     return [f"## {task} / {model}", "", *_ranking(task_runs),
-            tables.cells_table(shown, metric), "",
+            *tables.cells_table(cells.assign(pareto=comparisons.pareto_front(cells)), metric),
             *(tables.precision_table(effect, metric) if not effect.empty else []),
             *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
-            *(tables.sensitivity_table(spread, metric) if len(task_runs) > len(cells) else []),
-            *_figures(figures)]
+            *(tables.sensitivity_table(comparisons.sensitivity(task_runs), metric)
+              if len(task_runs) > len(cells) else []),
+            *figures]
 
 
 def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
                    summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
-    metric = task_cells["metric"].iloc[0].removeprefix("test/")
+    metric = _metric(task_cells)
     scale = comparisons.model_scale(task_cells)
-    figure = _figure(out / "plots" / task, "model scale", plot_model_scale, scale, metric, task,
-                     colors=colors, n_classes=chance)
+    figures = _figures(out / "plots" / task, {"model scale": partial(
+        plots.plot_model_scale, scale, metric, task, colors=colors, n_classes=chance)})
     columns = ["model", "dtype", "arm", "n_labels", "model_params", "runs", "quality",
                "quality_ci", "perplexity", "bits_per_byte", "unparsed_rate", "usd_per_1k"]
     summary.setdefault("model_scale", {})[task] = {"metric": metric, "cells": scale[columns]
@@ -120,7 +111,11 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
     return [f"## {task}: model scale", "", *tables.scale_table(scale, metric),
             *_recommendation(out / f"recommendation_{task}_model_scale.txt",
                              recommend_scale(scale, metric)),
-            *_figures([figure])]
+            *figures]
+
+
+def _metric(cells: pd.DataFrame) -> str:
+    return cells["metric"].iloc[0].removeprefix("test/")
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
@@ -139,23 +134,23 @@ def _ranking(runs: pd.DataFrame) -> list[str]:
 
 
 def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
-                  plots: Path, summary: dict, colors: dict) -> list[str]:
+                  out: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
     costs = comparisons.arm_costs(cells, search)
     priced = costs["per_call"].notna().any()
     crossings = comparisons.break_even(costs) if priced else pd.DataFrame()
-    figure = _figure(plots / task, "cost vs volume",
-                     plot_cost_vs_volume, costs, crossings, task, colors=colors)
+    figures = _figures(out / "plots" / task, {"cost vs volume": partial(
+        plots.plot_cost_vs_volume, costs, crossings, task, colors=colors)})
     lines = [f"## {task}: cost by volume", ""]
-    if figure[2] is not None:  # nothing priced: the note, no table
-        return [*lines, *_figures([figure])]
+    if not priced:  # the plot's note, no table
+        return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
-    metric = cells["metric"].iloc[0].removeprefix("test/")
+    metric = _metric(cells)
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
-              *_figures([figure])]
+              *figures]
     if volume:
         ranked = comparisons.at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
@@ -165,44 +160,34 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     return lines
 
 
-def task_classes(runs: pd.DataFrame) -> int | None:
-    """A task's number of classes, for the chance line, when its runs agree on one."""
-    found = set(runs["n_classes"].dropna().astype(int))
-    return found.pop() if len(found) == 1 else None
-
-
-def _figure(stem: Path, name: str, plot, *args, **kwargs) -> tuple[str, Path, str | None]:
-    """Draw one plot into `<stem>_<name>.png`: (name, path, None), or (name, path, the note)
-    when there is nothing to draw (then an image left there by an earlier report goes)."""
-    path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
-    note = plot(*args, path=path, **kwargs)
-    if note is not None:
-        path.unlink(missing_ok=True)
-    return name, path, note
-
-
-def _figures(figures: list[tuple[str, Path, str | None]]) -> list[str]:
-    """report.md's lines for some plots: the drawn ones side by side (relative links), then
-    one line per plot not drawn saying what is missing."""
-    drawn = " ".join(f"![{name}]({path.parent.name}/{path.name})"
-                     for name, path, note in figures if note is None)
-    notes = [f"*Not drawn:* {note}." for _, _, note in figures if note is not None]
-    return [line for text in ([drawn] if drawn else []) + notes for line in (text, "")]
+def _figures(stem: Path, figures: dict) -> list[str]:
+    """Draw each plot (name: a function of its path) into `<stem>_<name>.png`; report.md's
+    lines: the drawn ones side by side, then the note of each not drawn (whose image from an
+    earlier report goes)."""
+    drawn, notes = [], []
+    for name, plot in figures.items():
+        path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
+        note = plot(path=path)
+        if note is None:
+            drawn.append(f"![{name}]({path.parent.name}/{path.name})")
+        else:
+            path.unlink(missing_ok=True)
+            notes.append(f"*Not drawn:* {note}.")
+    return [line for text in ([" ".join(drawn)] if drawn else []) + notes for line in (text, "")]
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not) and what that cell's predictions cost per 1,000 (so `dvc metrics diff`
-    shows an experiment that changes only the cost, such as fewer demos), and the unparsed
-    rate per arm where runs logged one."""
+    when some are not), what that cell's calls cost (so `dvc metrics diff` shows a change of
+    cost alone), and the unparsed rate per arm where runs logged one."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
 
-    def cost_of_best(rows: pd.DataFrame) -> dict:  # what the best cell's calls cost
+    def cost_of_best(rows: pd.DataFrame) -> dict:
         return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
                 for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
 
-    float32 = reference(cells)
+    float32 = cells[cells["dtype"] == dtypes(cells)[0]]  # or, with none, the first dtype's
     entry: dict = {"metric": metric, "best": best(float32),
                    "usd_per_1k_predictions": cost_of_best(float32)}
     if reduced(cells):
@@ -212,42 +197,6 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
         entry["unparsed_rate"] = {arm: float(g["unparsed_rate"].mean())
                                   for arm, g in cells.groupby("arm")}
     return entry
-
-
-def _json_safe(value):
-    """`value` with NaN and infinities as None (JSON null) and numpy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; line-height: 1.45; color: #1f2328; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #d0d7de; padding: 0.25em 0.6em; }}
-th {{ background: #f6f8fa; }}
-tr:nth-child(even) td {{ background: #fafbfc; }}
-img {{ max-width: 48%; vertical-align: top; margin: 0.25em; }}
-code {{ background: #f6f8fa; padding: 0.1em 0.3em; border-radius: 3px; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
 
 
 def render_html(markdown: str, folder: Path) -> str:
@@ -263,4 +212,5 @@ def render_html(markdown: str, folder: Path) -> str:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             child.attrSet("src", f"data:image/png;base64,{data}")
     body = md.renderer.render(tokens, md.options, {})
-    return PAGE.format(title=html.escape(TITLE), body=body)
+    page = Template((Path(__file__).parent / "page.html").read_text())
+    return page.substitute(title=html.escape(TITLE), body=body)
