@@ -13,10 +13,6 @@ from omegaconf import DictConfig
 from .errors import Preempted, UserError, causes
 from .project import config_dir, name_error, project_error
 
-# Hydra's flags that print something and run nothing: no pre-check
-INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-              "--version")
-
 
 def _quiet_libraries(verbose: bool = False) -> None:
     """The terminal shows pvf's lines; the libraries' INFO lines and warnings only with
@@ -56,11 +52,19 @@ def config_error(args: list[str]) -> str | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
-    if any(a.split("=", 1)[0] in INFO_FLAGS for a in args):
-        return None
-    overrides, config_name, search = _split_flags(args)
-    if isinstance(overrides, str):
-        return overrides
+    flags = hydra_flags(args)
+    if flags is None or flags.help or flags.hydra_help or flags.info or flags.shell_completion:
+        return None  # Hydra's flags that print something and run nothing: no pre-check
+    overrides = [a for a in flags.overrides if not a.startswith("hydra")]
+    search = [a for a in flags.overrides if a.startswith("hydra.searchpath=")]
+    if flags.config_dir:  # Hydra adds --config-dir to the search path: so does the check
+        if not Path(flags.config_dir).is_dir():
+            return (f"--config-dir {flags.config_dir!r} is not a folder; name the folder that "
+                    "holds your config groups (e.g. task/)")
+        paths = [f"file://{Path(flags.config_dir).resolve()}"]
+        paths += [search[0].split("=", 1)[1].strip("[]")] if search else []
+        search = [f"hydra.searchpath=[{','.join(filter(None, paths))}]"]
+    config_name = flags.config_name or "config"
     trials = next((a.split("=", 1)[1] for a in args
                    if a.lstrip("+").startswith("hydra.sweeper.n_trials=")), None)
     if trials is not None and not (trials.isdigit() and int(trials) >= 1):
@@ -129,33 +133,19 @@ def output_error(args: list[str]) -> str | None:
     return None
 
 
-def _split_flags(args: list[str]) -> tuple[list[str] | str, str, list[str]]:
-    """(the overrides, the config name, the search path as one `hydra.searchpath` override),
-    or (an error line, "", [])."""
-    overrides, config_name, dirs, searchpath = [], "config", [], None
-    flags = iter(args)
-    for arg in flags:
-        flag, eq, value = arg.partition("=")
-        if flag in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
-            value = value if eq else next(flags, "")
-            if flag in ("--config-dir", "-cd"):
-                if not Path(value).is_dir():
-                    return f"--config-dir {value!r} is not a folder; name the folder that " \
-                           "holds your config groups (e.g. task/)", "", []
-                dirs.append(f"file://{Path(value).resolve()}")
-            elif flag in ("--config-name", "-cn"):
-                config_name = value
-        elif flag in ("--cfg", "-c", "--package", "-p", "--experimental-rerun"):
-            if not eq:
-                next(flags, None)  # the flag's value
-        elif arg.startswith("hydra.searchpath="):
-            searchpath = arg
-        elif not arg.startswith("-") and not arg.startswith("hydra"):
-            overrides.append(arg)
-    if dirs:
-        listed = searchpath.split("=", 1)[1].strip("[]") if searchpath else ""
-        searchpath = f"hydra.searchpath=[{','.join([*dirs, *filter(None, [listed])])}]"
-    return overrides, config_name, [searchpath] if searchpath else []
+def hydra_flags(args: list[str]):
+    """The command line as Hydra's own parser reads it; None where Hydra refuses it (it then
+    says why itself)."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return get_args_parser().parse_intermixed_args(args)
+        except SystemExit:
+            return None
 
 
 def missing_key(err: BaseException) -> str | None:
