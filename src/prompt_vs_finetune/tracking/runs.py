@@ -1,10 +1,7 @@
-"""One MLflow run per job, which the job opens (Lightning's logger writes into it; it would
-end the run after `fit`) and ends with its real outcome: FINISHED after the last artifact,
-FAILED on an error, KILLED on Ctrl-C or SIGTERM. SIGTERM is a preemption (what a scheduler or
-a spot instance sends before a kill): the job stops at a safe point, a fine-tuning job keeps
-its resume state and the same command continues (exit code 143). While Lightning runs, its
-own handler stops after the batch and backends/local.py turns its exception into `Preempted`.
-"""
+"""One MLflow run per job, which the job opens (Lightning's logger would end it after `fit`)
+and ends with its real outcome: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM (a
+preemption: the job stops at a safe point and the same command resumes it; while Lightning
+runs, its own handler stops after the batch and backends/local.py raises `Preempted`)."""
 
 import logging
 import os
@@ -17,18 +14,18 @@ from contextlib import contextmanager
 
 import mlflow
 from mlflow.entities import RunStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..errors import Preempted, UserError, causes
-from .groups import GROUP_TAG, job_group, parent_run
-from .naming import job_params, job_tags, run_name
+from .groups import parent_run
+from .keys import GROUP_TAG, PARENT_RUN_TAG
+from .naming import JobRecord
 from .secrets import redact
 from .store import dashboard_views, system_metrics_on, use_experiment
 from .sweep import note_run
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 _noting = False  # inside `sigterm_noted`: SIGTERM is only noted
 _received = False
 _UNSET = object()
@@ -107,26 +104,27 @@ def is_rank_zero() -> bool:
 
 
 @contextmanager
-def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
+def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run, log its config, and end it with the job's real outcome.
-    `resume_run_id` reopens an interrupted attempt's run (its params are already there).
-    Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
+    """Open the job's run (`settings`: the config's `mlflow` group), log its config, and end
+    it with the job's real outcome. `resume_run_id` reopens an interrupted attempt's run (its
+    params are already there). Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
     if not is_rank_zero():
         yield None
         return
     try:
-        experiment = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                                    dashboard_views(cfg.task.type))
+        experiment = use_experiment(settings.tracking_uri, settings.experiment_name,
+                                    dashboard_views(record.task_type))
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
         raise UserError(
-            f"cannot use the MLflow tracking store {redact(cfg.mlflow.tracking_uri)!r} "
+            f"cannot use the MLflow tracking store {redact(settings.tracking_uri)!r} "
             f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
         with sigterm_noted():  # so is a SIGTERM
-            run = _open_run(cfg, experiment, resume_run_id, system_metrics_on(cfg))
+            run = _open_run(settings.tracking_uri, experiment.experiment_id, record,
+                            resume_run_id, system_metrics_on(settings.get("system_metrics")))
     except BaseException:
         release()
         raise
@@ -134,9 +132,8 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         release()
         raise_if_preempted()
         if not resume_run_id:
-            mlflow.log_params(job_params(cfg))
-            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-            mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+            mlflow.log_params(record.params)
+            mlflow.log_text(record.config_yaml, "config.yaml")
         yield run
     except KeyboardInterrupt as err:
         if isinstance(err, Preempted):
@@ -151,8 +148,8 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
-              system_metrics: bool) -> mlflow.ActiveRun:
+def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
+              resume_run_id: str | None, system_metrics: bool) -> mlflow.ActiveRun:
     """Start the job's run (or reopen the interrupted attempt's) under its parent."""
     owner = {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}  # alive or gone
     if resume_run_id:
@@ -166,12 +163,11 @@ def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
-        group = job_group(cfg)
-        parent = parent_run(cfg.mlflow.tracking_uri, experiment.experiment_id, group) \
-            if group else None
-        tags = redact(job_tags(cfg)) | ({GROUP_TAG: group.key} if group else {})
-        end_orphans(experiment.experiment_id, tags["config_hash"])
-        run = mlflow.start_run(run_name=run_name(cfg), tags=tags | owner,
+        group = record.group
+        parent = parent_run(tracking_uri, experiment_id, group) if group else None
+        tags = record.tags | ({GROUP_TAG: group.key} if group else {})
+        end_orphans(experiment_id, tags["config_hash"])
+        run = mlflow.start_run(run_name=record.name, tags=tags | owner,
                                parent_run_id=parent, log_system_metrics=system_metrics)
     note_run(run.info.run_id, parent)
     return run
@@ -200,7 +196,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -229,8 +225,7 @@ def error_line(err: BaseException) -> str:
     """`Type: first line`, and the root cause's when the error wraps one (Hydra's
     InstantiationException says only which target failed)."""
     def line(e: BaseException) -> str:
-        text = str(e).strip().splitlines()
-        return f"{type(e).__name__}: {text[0] if text else ''}"
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
     *_, root = causes(err, implicit=False)
     return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]

@@ -6,11 +6,11 @@ import json
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import mlflow
 from filelock import FileLock
-from omegaconf import DictConfig
 
 from .keys import dashboard_metrics
 from .secrets import redact
@@ -39,8 +39,7 @@ def store_lock(tracking_uri: str) -> FileLock:
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the store and experiment, creating them if needed, and give the
     experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
-    theirs). Under a lock: parallel jobs building a new sqlite store, or one experiment, at
-    once corrupt it (later writes rely on sqlite's own locking)."""
+    theirs). Under a lock: parallel jobs creating one sqlite store or experiment corrupt it."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -50,17 +49,11 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
         except requests.RequestException as err:
             raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
                                   f"({type(err).__name__})") from err
-    if not tracking_uri.startswith("sqlite:///"):
-        return _experiment(name, tags)
-    with store_lock(tracking_uri):
-        return _experiment(name, tags)
-
-
-def _experiment(name: str, tags: dict[str, str] | None):
-    experiment = mlflow.set_experiment(name)
-    for key, value in (EXPERIMENT_KIND | (tags or {})).items():
-        if key not in experiment.tags:
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
+        experiment = mlflow.set_experiment(name)
+        for key, value in (EXPERIMENT_KIND | (tags or {})).items():
+            if key not in experiment.tags:
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     return experiment
 
 
@@ -69,8 +62,6 @@ def dashboard_views(task_type: str) -> dict[str, str]:
     Dataset and Models columns and the comparison's metrics, best first; and the same averaged
     over seeds (grouped by the tag `variant`)."""
     metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
-    if not metrics:
-        return {}
     state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
              "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
@@ -90,12 +81,12 @@ def dashboard_views(task_type: str) -> dict[str, str]:
             for view_id, (name, view) in views.items()}
 
 
-def system_metrics_on(cfg: DictConfig) -> bool:
+def system_metrics_on(wanted: bool | None) -> bool:
     """`mlflow.system_metrics` (`system/*`, sampled every SYSTEM_METRICS_INTERVAL_S), unless
     MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the test suite does:
     a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
-            or not cfg.mlflow.get("system_metrics", False):
+            or not wanted:
         return False
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         from mlflow.system_metrics import set_system_metrics_sampling_interval
