@@ -189,7 +189,7 @@ TAGS: dict[str, str] = {
 
 
 def dashboard_metrics(type_name: str) -> tuple[str, ...]:
-    """The metric columns of the runs table's saved views (tracking/runs.py), quality first."""
+    """The metric columns of the runs table's saved views (store.py), quality first."""
     return (*task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
             "cost/train_usd", "data/n_labels")
 

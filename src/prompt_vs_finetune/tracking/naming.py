@@ -29,7 +29,7 @@ ML_WORKFLOW = "?workflowType=machine_learning"
 
 @dataclass(frozen=True)
 class JobRecord:
-    """What the job's run records of its config, computed once by the job."""
+    """What the job's run records of its config."""
     name: str
     params: dict[str, str]
     tags: dict[str, str]  # redacted
@@ -39,8 +39,8 @@ class JobRecord:
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name, params, tags and config.yaml. It takes the whole config because its
-    job is the whole config: flattened into params, written out, and hashed into tags."""
+    """The run's name, params, tags and config.yaml: the whole config, flattened, written out
+    and hashed."""
     variant = variant_name(cfg.arm, cfg.task, cfg.model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
     name = run_name(variant, cfg.seed, cfg.mlflow.get("run_name"))
@@ -51,9 +51,15 @@ def job_record(cfg: DictConfig) -> JobRecord:
     # the saved view averages a variant over seeds (two learning rates have one name)
     tags |= {"variant": f"{variant} #{cell[:8]}", "cell": cell, "config_hash": config_hash(cfg)}
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    return JobRecord(name, job_params(resolved, name, task_type(cfg.task.type).decodes),
-                     redact(tags), OmegaConf.to_yaml(OmegaConf.create(resolved)),
-                     job_group(cfg.study), cfg.task.type)
+    # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
+    # templates not chosen and a classification task's `decoding`; the run's own name
+    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
+    params = {**resolved, "task": task, "mlflow": {**resolved["mlflow"], "run_name": name}}
+    if not task_type(cfg.task.type).decodes:
+        params.pop("decoding", None)
+    return JobRecord(name, flatten(params), redact(tags),
+                     OmegaConf.to_yaml(OmegaConf.create(resolved)), job_group(cfg.study),
+                     cfg.task.type)
 
 
 def hpo_trial() -> bool:
@@ -77,10 +83,8 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 
 def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | None,
                  inference_dtype: str) -> str:
-    """What sets a job apart from its neighbours, seeds aside: the arm, with k when it shows
-    demonstrations (and their order when not the seed's), the prompt when not `default` (or
-    `custom prompt`), the label budget, the model, a reduced inference dtype and the DVC
-    experiment. E.g. `few_shot k=4 · question · n=64 · tiny`."""
+    """What sets a job apart from its neighbours, seeds aside, e.g. `few_shot k=4 order2 ·
+    question · chat · n=64 · tiny · bfloat16 · <dvc experiment>`."""
     name = str(arm.name)
     if arm.demos:
         name += f" k={arm.k}"
@@ -108,17 +112,6 @@ def run_name(variant: str, seed: int, own_name: str | None = None) -> str:
     return name
 
 
-def job_params(resolved: dict, run_name: str, decodes: bool) -> dict[str, str]:
-    """The resolved config, flattened, less the label map (Banking77: 77 params;
-    `task.n_labels` and `task.labels_hash` stand for it, config.yaml holds it), the templates
-    not chosen, and a classification task's `decoding`; `mlflow.run_name` is the run's name."""
-    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
-    params = {**resolved, "task": task, "mlflow": {**resolved["mlflow"], "run_name": run_name}}
-    if not decodes:
-        params.pop("decoding", None)
-    return flatten(params)
-
-
 def _source(source) -> str:
     return source.path if source.schema == "file" else f"{source.schema}://{source.path}"
 
@@ -143,8 +136,7 @@ def hydra_tags() -> dict[str, str]:
 
 def job_tags(arm, task, model, *, seed: int, train_size: int | None, chat: bool,
              calibration: str, inference_dtype: str, study: str | None) -> dict[str, str]:
-    """What a run is, as tags to filter and group by (keys.TAGS says what each means), less
-    what the whole config's hashes give (`job_record`)."""
+    """What a run is, as tags to filter and group by (keys.TAGS), less the config's hashes."""
     kind = task_type(task.type)
     tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
             "model": model.name, "seed": str(seed), "train_size": str(train_size),
@@ -166,8 +158,8 @@ def job_tags(arm, task, model, *, seed: int, train_size: int | None, chat: bool,
 
 
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """Where the run went, as a job's last line: the store, the experiment and the run's page
-    (for a local store, where `mlflow ui` serves it, with the command that starts it)."""
+    """The job's last line: the store, the experiment and the run's page (a local store's as
+    `mlflow ui` serves it)."""
     page = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
     where = redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):

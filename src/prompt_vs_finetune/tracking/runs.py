@@ -16,7 +16,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
-from ..errors import Preempted, UserError, causes
+from ..errors import Preempted, UserError, causes, first_line
 from .groups import parent_run
 from .keys import GROUP_TAG, PARENT_RUN_TAG
 from .naming import JobRecord
@@ -40,9 +40,8 @@ def _on_sigterm(signum, frame) -> None:
 
 @contextmanager
 def sigterm_noted():
-    """SIGTERM only noted for the block: while Lightning runs (its handler stops at a safe
-    point) and while a run opens (raised halfway, the run would exist but nobody would end
-    it); `raise_if_preempted` raises it after."""
+    """SIGTERM only noted for the block (`raise_if_preempted` raises it after): while Lightning
+    runs (its handler stops at a safe point) and while a run opens (nobody would end it)."""
     global _noting
     outer, _noting = _noting, True
     try:
@@ -58,8 +57,8 @@ def raise_if_preempted() -> None:
 
 @contextmanager
 def sigterm_as_preemption():
-    """For the length of a job: SIGTERM stops it as a preemption. The SIGTERM it saw ends
-    with it: a later job in the same process (a hybrid's teacher) is not preempted by it."""
+    """For the length of a job: SIGTERM stops it as a preemption; a later job in the same
+    process (a hybrid's teacher) is not preempted by the SIGTERM this one saw."""
     global _received
     _received = False
     try:
@@ -76,9 +75,8 @@ def sigterm_as_preemption():
 
 def hold_interrupts():
     """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
-    what arrived: around a run's creation, so that a Ctrl-C lands before the run exists or in
-    the block that ends it. A handler, not a signal mask: the mask is per thread, and under
-    load a SIGINT reached another thread (MLflow's, torch's) and was raised at once."""
+    it: a Ctrl-C lands before the run exists or in the block that ends it. A handler, not a
+    signal mask, which is per thread: a SIGINT reached MLflow's or torch's threads."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived, done = [], []
@@ -95,8 +93,8 @@ def hold_interrupts():
 
 
 def is_rank_zero() -> bool:
-    """False in the processes a DDP launcher starts for ranks > 0 (they log nothing), read from
-    the environment as Lightning's `rank_zero_only` reads it, without importing Lightning."""
+    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does,
+    without importing Lightning."""
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key) is not None:
             return int(os.environ[key]) == 0
@@ -106,9 +104,8 @@ def is_rank_zero() -> bool:
 @contextmanager
 def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run (`settings`: the config's `mlflow` group), log its config, and end
-    it with the job's real outcome. `resume_run_id` reopens an interrupted attempt's run (its
-    params are already there). Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
+    """Open the job's run (`settings`: the `mlflow` group), or reopen an interrupted attempt's,
+    and end it with the job's real outcome. Yields None on DDP ranks > 0."""
     if not is_rank_zero():
         yield None
         return
@@ -118,7 +115,7 @@ def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | Non
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
         raise UserError(
             f"cannot use the MLflow tracking store {redact(settings.tracking_uri)!r} "
-            f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
+            f"({first_line(err, 200)}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
@@ -156,7 +153,7 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
         mlflow.set_tag("resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
         ended = {tag: run.data.tags[tag] for tag in ("error", "stopped") if tag in run.data.tags}
-        if ended:  # what stopped the attempt this one continues: history, not this run's end
+        if ended:  # what stopped the attempt this one continues: history, not its end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
                 mlflow.MlflowClient().delete_tag(resume_run_id, tag)
@@ -174,8 +171,8 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
 
 
 def end_orphans(experiment_id: str, config_hash: str) -> None:
-    """Runs of this same job left RUNNING by a process that no longer exists on this host
-    (SIGKILL, a power cut): ended KILLED, with the reason, before the new run opens."""
+    """Runs of this job left RUNNING by a process gone from this host (SIGKILL, a power cut):
+    ended KILLED, with the reason."""
     client, host = mlflow.MlflowClient(), socket.gethostname()
     found = client.search_runs([experiment_id], filter_string=(
         f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
@@ -209,15 +206,13 @@ def _safely(call, *args) -> bool:
 
 
 def _end(status: int) -> None:
-    """End the active run with a failure status; when the store cannot take it (a full disk,
-    a lost server), say so in one line instead of a second traceback (a fine-tuning job's run
-    is ended FAILED when its key is next used; another stays RUNNING in that store)."""
+    """End the active run with a failure status, or say in one line that the store cannot
+    take it (a full disk, a lost server) instead of a second traceback."""
     run = mlflow.active_run()
     if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
         log.error("could not mark run %s %s in the tracking store (it cannot be written)",
                   run.info.run_id, RunStatus.to_string(status))
-        # MLflow keeps a run it could not end as the active one; the next job of a sweep
-        # must be able to start its own (private API: no public way to drop it)
+        # the next job of a sweep must be able to start its own run (no public API)
         _safely(lambda: mlflow.tracking.fluent._active_run_stack.get().clear())
 
 

@@ -15,9 +15,8 @@ from filelock import FileLock
 from .keys import dashboard_metrics
 from .secrets import redact
 
-# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle does not decide
-# (3.17.2, checked in Chromium by scripts/check_mlflow_ui.py: the toggle, remembered per
-# browser and GenAI by default, decides; `?workflowType=machine_learning` in a link too).
+# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
+# browser) or a link's `?workflowType=` does not decide (scripts/check_mlflow_ui.py)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
 # {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
@@ -26,8 +25,8 @@ SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_S
 
 
 def store_lock(tracking_uri: str) -> FileLock:
-    """A lock for what parallel jobs must create once: beside a sqlite database (creating its
-    tables), else in the temp folder per store (a server shared by jobs on one machine)."""
+    """A lock for what parallel jobs must create once: beside a sqlite database, else in the
+    temp folder per store (a server shared by jobs on one machine)."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -58,27 +57,23 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
 
 
 def dashboard_views(task_type: str) -> dict[str, str]:
-    """Two saved views of the runs table (its `Views` menu): the job runs (no parents) with the
-    Dataset and Models columns and the comparison's metrics, best first; and the same averaged
-    over seeds (grouped by the tag `variant`)."""
+    """Two saved views of the runs table (its `Views` menu): the job runs with the comparison's
+    metrics, best first; and the same averaged over seeds (grouped by the tag `variant`)."""
     metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
     state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
              "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
-             # the comparison's metrics right after the run's name and date (MLflow otherwise
-             # puts them A-Z after the wide Dataset and Models columns, and test/accuracy fell
-             # off the right edge of a 1600-pixel window)
+             # the metrics right after the run's name and date, not A-Z after the wide columns
              "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo", *metrics,
                              "attributes.`Dataset`", "duration", "attributes.`Models`"],
              "runsHiddenMode": "SHOW_ALL"}
     grouped = {**state, "groupBy": {"aggregateFunction": "average", "groupByKeys": [
         {"mode": "tag", "groupByData": "variant"}]}}
     now = int(time.time() * 1000)
-    views = {"pvf-runs": ("pvf: compare runs", state),
-             "pvf-variants": ("pvf: mean over seeds", grouped)}
     return {SAVED_VIEW_TAG + view_id: json.dumps({"name": name, "createdAt": now,
                                                   "updatedAt": now, "state": json.dumps(view)})
-            for view_id, (name, view) in views.items()}
+            for view_id, name, view in (("pvf-runs", "pvf: compare runs", state),
+                                        ("pvf-variants", "pvf: mean over seeds", grouped))}
 
 
 def system_metrics_on(wanted: bool | None) -> bool:
