@@ -1,6 +1,5 @@
 """What a run leaves in MLflow besides metrics and its prediction files (its task type writes
-those): the datasets it used (its inputs: MLflow's Dataset column) and the fitted model. One
-layout for every backend."""
+those): the datasets it used (MLflow's Dataset column) and the fitted model."""
 
 import json
 from pathlib import Path
@@ -43,9 +42,8 @@ def split_source(task, data_dir: str | None, role: str):
 
 def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict],
                  digests: dict[str, str]) -> None:
-    """The datasets the arm used, as the run's inputs `<task>/<split>`, with the `data.*_sha256`
-    params as digests: `train` and `validation` for an arm that trains, the demonstrations
-    shown (not their pool) as `demos`, and `test`."""
+    """The datasets the arm used (train and validation when it fits, the demonstrations shown,
+    test) as the run's inputs `<task>/<split>`, the `data.*_sha256` params as digests."""
     import datasets
     from mlflow.data.huggingface_dataset import from_huggingface
 
@@ -65,11 +63,9 @@ def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict
 
 
 def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) -> str:
-    """The fine-tuned model (into the active run) as an MLflow text-generation pipeline, to
-    register and serve: the whole model, or a LoRA adapter with its base model referenced (its
-    Hub name, or `base_path`, which must still be there to load it); with the tokenizer.
-    Offline-safe: the model card is written here, and the requirements pinned from what is
-    installed. Its URI."""
+    """The fine-tuned model, or a LoRA adapter with its base model referenced (a local
+    `base_path` must still be there to load it), and the tokenizer, into the active run as a
+    text-generation pipeline; offline (the card written here, requirements as installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from huggingface_hub import ModelCard

@@ -1,12 +1,7 @@
-"""Every metric and tag a job logs, what it means, and which runs have it: the one list that
-the job, the tables of docs/tracking.md and the test that both backends log the same keys are
-held against.
-
-A key means one quantity whichever backend logs it. A few need local weights (perplexity
-needs log-likelihoods; FLOPs, memory and parameter counts need the model) and a few exist only
-for hosted models (cache and retries); everything else is logged by both. `sweep/*` keys are
-on a sweep's parent run, not on job runs; `system/*` only where system metrics are on.
-"""
+"""Every metric and tag a job logs, what it means, and which runs have it: the one list the
+job, docs/tracking.md's tables and the tests are held against. A key means one quantity
+whichever backend logs it; a few need local weights or exist only for hosted models; `sweep/*`
+keys are on a sweep's parent run, `system/*` only where system metrics are on."""
 
 from ..metrics import BOTH, HOSTED, LOCAL, Key
 from ..tasks import BUILT_IN, task_type

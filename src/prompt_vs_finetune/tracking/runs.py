@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 _noting = False  # inside `sigterm_noted`: SIGTERM is only noted
 _received = False
-_UNSET = object()
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -61,14 +60,12 @@ def sigterm_as_preemption():
     process (a hybrid's teacher) is not preempted by the SIGTERM this one saw."""
     global _received
     _received = False
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (a launcher's worker): leave signals alone
-        previous = _UNSET
+    main = threading.current_thread() is threading.main_thread()  # else a launcher's worker
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
         yield
     finally:
-        if previous is not _UNSET:
+        if main:
             signal.signal(signal.SIGTERM, previous)
         _received = False
 

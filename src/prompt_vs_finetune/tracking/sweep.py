@@ -32,7 +32,6 @@ _job_run: dict[str, str | None] = {}  # this process's current job: its run and 
 
 def note_run(run_id: str, parent_run_id: str | None) -> None:
     """The job's MLflow run and its parent, for the job's record."""
-    _job_run.clear()
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
 
 
@@ -46,8 +45,9 @@ def record_job(error: str | None = None, results: dict[str, float] | None = None
     record = {"num": hydra.job.num, "overrides": [redact(o) for o in hydra.overrides.task],
               "status": "failed" if error else "finished", "error": error,
               "results": {k: results[k] for k in HEADLINE if k in (results or {})},
-              "run_id": _job_run.get("run_id"), "parent_run_id": _job_run.get("parent_run_id")}
-    _job_run.clear()  # the next job in this process starts without a run
+              # the next job in this process starts without a run
+              "run_id": _job_run.pop("run_id", None),
+              "parent_run_id": _job_run.pop("parent_run_id", None)}
     (folder / f"{hydra.job.num}.json").write_text(json.dumps(record))
 
 
