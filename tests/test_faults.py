@@ -128,7 +128,7 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(tmp_pat
 
     from mlflow.tracking import MlflowClient
 
-    from prompt_vs_finetune.tracking.naming import job_tags
+    from prompt_vs_finetune.tracking.naming import job_record
 
     cfg = compose_config(tmp_path, "task=intent_sample", "model=tiny", "model.tiny.n_layer=1",
                          "test_size=4")
@@ -137,7 +137,7 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(tmp_pat
     client = MlflowClient(cfg.mlflow.tracking_uri)
     experiment = client.create_experiment(cfg.mlflow.experiment_name)
     orphan = client.create_run(experiment, tags={
-        "config_hash": job_tags(cfg)["config_hash"], "pvf.pid": str(gone.pid),
+        "config_hash": job_record(cfg).tags["config_hash"], "pvf.pid": str(gone.pid),
         "pvf.host": socket.gethostname()}).info.run_id
     job.run(cfg)
     old = client.get_run(orphan)

@@ -9,13 +9,21 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.tracking.naming import MAX_PARAM_CHARS, flatten, run_name
+from prompt_vs_finetune.tracking.naming import MAX_PARAM_CHARS, flatten, job_record
 from prompt_vs_finetune.tracking.provenance import config_hash, split_changes
 from prompt_vs_finetune.tracking.secrets import redact_override
 from prompt_vs_finetune.tracking.store import SAVED_VIEW_TAG
 
 from .conftest import compose_config
 from .test_run import FAST
+
+
+def run_name(cfg):
+    return job_record(cfg).name
+
+
+def job_tags(cfg):
+    return job_record(cfg).tags
 
 
 def test_flatten_nested_config_into_mlflow_safe_params():
@@ -287,8 +295,6 @@ def test_two_learning_rates_are_two_variants_and_a_dvc_experiment_is_named(tmp_p
                                                                           monkeypatch):
     """The saved view averages a variant over seeds: runs that differ in anything but the
     seed (a learning rate, which the name does not show) must not share one."""
-    from prompt_vs_finetune.tracking.naming import job_tags, run_name
-
     base = ("task=intent_sample", "model=tiny", "arm=full_finetune")
     slow, fast = (compose_config(tmp_path, *base, f"arm.lr={lr}") for lr in (1e-3, 3e-3))
     assert run_name(slow) == run_name(fast)
@@ -329,7 +335,7 @@ def test_a_sigterm_while_the_run_opens_ends_it_killed(tmp_path, monkeypatch):
                         lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # the run exists now
     body = []
     with sigterm_as_preemption(), pytest.raises(Preempted):
-        with mlflow_run(cfg):
+        with mlflow_run(cfg.mlflow, job_record(cfg)):
             body.append("ran")
     assert not body
     client = MlflowClient(cfg.mlflow.tracking_uri)

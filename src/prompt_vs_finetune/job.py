@@ -21,7 +21,7 @@ from .metrics.cost import cost_metrics
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.artifacts import log_datasets
 from .tracking.keys import PER_EXAMPLE_FILE
-from .tracking.naming import run_address
+from .tracking.naming import job_record, run_address
 from .tracking.runs import mlflow_run, sigterm_as_preemption
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
                      "".join(hashes[k] for k in ("train", "validation", "test")))
         outcome = "failed"
         try:
-            with mlflow_run(cfg, resume_run_id=backend.resume_run_id) as active:
+            with mlflow_run(cfg.mlflow, job_record(cfg), backend.resume_run_id) as active:
                 if active is not None and not backend.resume_run_id:
                     # two runs saw the same data iff these match
                     mlflow.log_params({f"data.{name}_sha256": hashes[name]
                                        for name in ("train", "validation", "test")}
                                       | {"fewshot.demos_sha256": hashes["demos"]}
                                       | label_params(task))
-                    log_datasets(cfg, splits, shown, hashes)
+                    log_datasets(cfg.task, cfg.data_dir, cfg.arm.fit, splits, shown, hashes)
                 predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
                 results = significant(job_results(cfg.arm.fit, task, splits,

@@ -105,7 +105,8 @@ class LocalBackend(Backend):
             if ckpt_path else {}
         if run is not None and cfg.arm.fit and cfg.mlflow.get("log_model"):
             # the weights as scored: the best checkpoint, in inference_dtype
-            log_fitted_model(self.module.model, self.tokenizer, cfg)
+            log_fitted_model(self.module.model, self.tokenizer, cfg.arm.name, cfg.task,
+                             cfg.model.name_or_path)
         usage = meter.usage(rows=self.module.predictions, total_params=self.total_params,
                             trainable_params=self.trainable_params, cost_cfg=cfg.cost,
                             device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from ..tracking.keys import PER_EXAMPLE_FILE
+from ..tracking.keys import PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
 
-QUALITY_TAG = "quality_metric"  # the task type's headline metric, as the job tagged it
 REFERENCE_DTYPE = "float32"  # runs without the inference_dtype tag
 COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's headline metric)
     "perplexity": "test/perplexity", "usd_per_1k": "cost/usd_per_1k_predictions",
@@ -52,7 +51,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     runs = pd.DataFrame([
         _row(run) for run in client.search_runs(ids, query, max_results=50000)
         if "arm" in run.data.tags and "true" not in (run.data.tags.get("pvf_summary"),
-                                                      run.data.tags.get("pvf.parent"))
+                                                      run.data.tags.get(PARENT_TAG))
         and (run_ids is None or run.info.run_id in run_ids)])
     if runs.empty:
         return runs
@@ -80,7 +79,7 @@ def _row(run) -> dict:
     cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
         "inference_dtype", REFERENCE_DTYPE), tags["arm"], str(n_labels)])
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-            "parent_run_id": tags.get("mlflow.parentRunId", ""),
+            "parent_run_id": tags.get(PARENT_RUN_TAG, ""),
             "task": tags["task"], "model": tags["model"],
             "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
             "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "metric": metric,

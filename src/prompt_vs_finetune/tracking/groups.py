@@ -1,10 +1,9 @@
 """A run's group and its parent run: a Hydra multirun, or a DVC study, is one parent run in
 each MLflow experiment its jobs log to, the job runs nested under it, so a 36-job study is one
-row to expand. A job finds its group's parent by tag (`pvf.parent=true`, `pvf.group=<key>`),
-or creates it under the store's lock (one per group and experiment), FINISHED at once, so a
-killed sweep leaves no run RUNNING. The group key: a multirun's sweep folder; a study's name
-(`study=...`, or any job DVC starts) and its DVC experiment, or else the git commit.
-"""
+row to expand. A job finds its group's parent by tag, or creates it under the store's lock,
+FINISHED at once, so a killed sweep leaves no run RUNNING. The group key: a multirun's sweep
+folder; a study's name (`study=...`, or any job DVC starts) and its DVC experiment, or else the
+git commit."""
 
 import json
 import logging
@@ -13,17 +12,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from .naming import in_multirun
+from .keys import GROUP_TAG, PARENT_TAG
 from .provenance import git_head
 from .store import store_lock
 
 log = logging.getLogger(__name__)
-
-PARENT_TAG = "pvf.parent"  # "true" on a parent run
-GROUP_TAG = "pvf.group"  # the group key, on the parent and on its job runs
 SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
 
 
@@ -39,20 +37,22 @@ def _key(text: str) -> str:
     return re.sub(r"['\"\\\\]", "_", text)
 
 
-def job_group(cfg) -> Group | None:
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_group(study: str | None) -> Group | None:
     """The sweep or study this job belongs to, or None (a single job)."""
     if in_multirun():
         return sweep_group()
-    if cfg.study:
-        return study_group(str(cfg.study))
+    if study:
+        return study_group(str(study))
     if os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT"):
         return study_group(dvc_study_name())
     return None
 
 
 def sweep_group() -> Group:
-    from hydra.core.hydra_config import HydraConfig
-
     folder = Path(HydraConfig.get().sweep.dir).resolve()
     try:
         info = json.loads((folder / SWEEP_FILE).read_text())
@@ -66,16 +66,14 @@ def sweep_group() -> Group:
 
 def study_group(study: str) -> Group:
     """`study <name> (<dvc experiment>)`, or `(git <commit>)` outside `dvc exp run`."""
-    tags = {"pvf.kind": "study", "study": study}
+    tags, key, name = {"pvf.kind": "study", "study": study}, f"study:{study}", f"study {study}"
     if experiment := os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp"] = experiment
-        return Group(_key(f"study:{study}:exp:{experiment}"), f"study {study} ({experiment})",
-                     tags)
-    if commit := git_head():
+        key, name = f"{key}:exp:{experiment}", f"{name} ({experiment})"
+    elif commit := git_head():
         tags["git_commit"] = commit
-        return Group(_key(f"study:{study}:git:{commit}"), f"study {study} (git {commit[:8]})",
-                     tags)
-    return Group(_key(f"study:{study}"), f"study {study}", tags)
+        key, name = f"{key}:git:{commit}", f"{name} (git {commit[:8]})"
+    return Group(_key(key), name, tags)
 
 
 def dvc_study_name() -> str:

@@ -1,23 +1,20 @@
-"""Every metric and tag a job logs, what it means, and which runs have it: the one list that
-the job, the tables of docs/tracking.md and the test that both backends log the same keys are
-held against.
-
-A key means one quantity whichever backend logs it. A few need local weights (perplexity
-needs log-likelihoods; FLOPs, memory and parameter counts need the model) and a few exist only
-for hosted models (cache and retries); everything else is logged by both. `sweep/*` keys are
-on a sweep's parent run, not on job runs; `system/*` only where system metrics are on.
-"""
+"""Every metric and tag a job logs, what it means, and which runs have it: the one list the
+job, docs/tracking.md's tables and the tests are held against. A key means one quantity
+whichever backend logs it; a few need local weights or exist only for hosted models; `sweep/*`
+keys are on a sweep's parent run, `system/*` only where system metrics are on."""
 
 from ..metrics import BOTH, HOSTED, LOCAL, Key
 from ..tasks import BUILT_IN, task_type
-
-__all__ = ["BOTH", "HOSTED", "KEYS", "LOCAL", "PER_EXAMPLE_FILE", "Key", "dashboard_metrics",
-           "expected_keys"]
 
 # The job <-> report contract: besides the keys and tags below, each job run logs this file
 # (each test example's quality, `values`, and prediction, in test-split order), which the
 # report resamples for its intervals and paired comparisons.
 PER_EXAMPLE_FILE = "per_example.json"
+# the tags that code other than the job's tagging reads (TAGS: what each means)
+QUALITY_TAG = "quality_metric"  # the task type's headline metric, as the job tagged it
+PARENT_TAG = "pvf.parent"  # "true" on a sweep's or study's parent run
+GROUP_TAG = "pvf.group"  # the group key, on the parent and on its job runs
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 
 COMMON: dict[str, Key] = {
     # quality, on the test split
@@ -135,7 +132,7 @@ TAGS: dict[str, str] = {
     "task": "the task", "model": "the model", "seed": "the seed",
     "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
     "prompt": "the task's template name (task.prompt)",
-    "quality_metric": "the task type's headline metric, which the report ranks arms by "
+    QUALITY_TAG: "the task type's headline metric, which the report ranks arms by "
                       "(test/accuracy, test/rougeL, or a task type's own)",
     "chat": "whether the prompt was laid out with the model's chat template (prompt.chat)",
     "variant": "the run name less its seed, and its cell's first 8 characters: the saved view "
@@ -165,8 +162,8 @@ TAGS: dict[str, str] = {
     "dvc_baseline_rev": "the commit the DVC experiment started from",
     "warm_start": "the job ran in a child forked from a warm worker that had imported pvf's "
                   "libraries (under DVC, or PVF_WARM=1): its process start-up was skipped",
-    "pvf.group": "the sweep or study the run belongs to (its parent run has the same)",
-    "mlflow.parentRunId": "the parent run: the sweep's or study's, one per experiment",
+    GROUP_TAG: "the sweep or study the run belongs to (its parent run has the same)",
+    PARENT_RUN_TAG: "the parent run: the sweep's or study's, one per experiment",
     "resumed": "how many times the run was resumed after a crash, a failure or a preemption",
     "resumed_after": "what stopped the attempt the latest resume continued (its error, or "
                      "SIGTERM)",
@@ -182,12 +179,12 @@ TAGS: dict[str, str] = {
                       "cache, or a hosted teacher's reply cache: paid by an earlier run with "
                       "the same teacher and pool)",
     "perplexity": "why test/perplexity is absent (hosted models)",
-    "pvf.parent": "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
+    PARENT_TAG: "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
 }
 
 
 def dashboard_metrics(type_name: str) -> tuple[str, ...]:
-    """The metric columns of the runs table's saved views (tracking/runs.py), quality first."""
+    """The metric columns of the runs table's saved views (store.py), quality first."""
     return (*task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
             "cost/train_usd", "data/n_labels")
 

@@ -1,15 +1,16 @@
 """What a run is called and tagged: its name (what sets it apart from its neighbours, seeds
-aside), its params (the config flattened, secrets redacted) and its tags (to filter and group
-by: arm, cell, variant, the sweep or DVC stage it came from, the code's commit)."""
+aside), its params (the config flattened, secrets redacted) and its tags (keys.TAGS)."""
 
 import os
 import re
+from dataclasses import dataclass
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..tasks.task_types import task_type
+from .groups import Group, job_group
+from .keys import QUALITY_TAG
 from .provenance import CELL_FREE, clip, code_version, config_hash, git_tags
 from .secrets import redact, redact_override
 
@@ -26,8 +27,39 @@ LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 ML_WORKFLOW = "?workflowType=machine_learning"
 
 
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+@dataclass(frozen=True)
+class JobRecord:
+    """What the job's run records of its config."""
+    name: str
+    params: dict[str, str]
+    tags: dict[str, str]  # redacted
+    config_yaml: str  # the resolved config, redacted: the run's config.yaml
+    group: Group | None  # the sweep or study whose parent run it nests under
+    task_type: str
+
+
+def job_record(cfg: DictConfig) -> JobRecord:
+    """The run's name, params, tags and config.yaml: the whole config, flattened, written out
+    and hashed."""
+    variant = variant_name(cfg.arm, cfg.task, cfg.model, chat=cfg.prompt.chat, seed=cfg.seed,
+                           train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
+    name = run_name(variant, cfg.seed, cfg.mlflow.get("run_name"))
+    cell = config_hash(cfg, drop=CELL_FREE)  # the config less its seeds: one experiment
+    tags = job_tags(cfg.arm, cfg.task, cfg.model, seed=cfg.seed, train_size=cfg.train_size,
+                    chat=cfg.prompt.chat, calibration=cfg.scorer.calibration,
+                    inference_dtype=cfg.inference_dtype, study=cfg.study)
+    # the saved view averages a variant over seeds (two learning rates have one name)
+    tags |= {"variant": f"{variant} #{cell[:8]}", "cell": cell, "config_hash": config_hash(cfg)}
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
+    # templates not chosen and a classification task's `decoding`; the run's own name
+    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
+    params = {**resolved, "task": task, "mlflow": {**resolved["mlflow"], "run_name": name}}
+    if not task_type(cfg.task.type).decodes:
+        params.pop("decoding", None)
+    return JobRecord(name, flatten(params), redact(tags),
+                     OmegaConf.to_yaml(OmegaConf.create(resolved)), job_group(cfg.study),
+                     cfg.task.type)
 
 
 def hpo_trial() -> bool:
@@ -49,50 +81,35 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def variant_name(cfg: DictConfig) -> str:
-    """What sets a job apart from its neighbours, seeds aside: the arm, with k when it shows
-    demonstrations (and their order when not the seed's), the prompt when not `default` (or
-    `custom prompt`), the label budget, the model, a reduced inference dtype and the DVC
-    experiment. E.g. `few_shot k=4 · question · n=64 · tiny`."""
-    arm, task = str(cfg.arm.name), cfg.task
-    if cfg.arm.demos:
-        arm += f" k={cfg.arm.k}"
-        if cfg.arm.get("order_seed") is not None and cfg.arm.order_seed != cfg.seed:
-            arm += f" order{cfg.arm.order_seed}"
+def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | None,
+                 inference_dtype: str) -> str:
+    """What sets a job apart from its neighbours, seeds aside, e.g. `few_shot k=4 order2 ·
+    question · chat · n=64 · tiny · bfloat16 · <dvc experiment>`."""
+    name = str(arm.name)
+    if arm.demos:
+        name += f" k={arm.k}"
+        if arm.get("order_seed") is not None and arm.order_seed != seed:
+            name += f" order{arm.order_seed}"
     if task.template is not None and task.template != (task.templates or {}).get(task.prompt):
         prompt = "custom prompt"
     else:
         prompt = None if task.prompt in (None, "default") else str(task.prompt)
-    parts = [arm, prompt, "chat" if cfg.prompt.chat else None,
-             None if cfg.train_size is None else f"n={cfg.train_size}", str(cfg.model.name),
-             None if cfg.model.api or cfg.inference_dtype == "float32"
-             else str(cfg.inference_dtype),
+    parts = [name, prompt, "chat" if chat else None,
+             None if train_size is None else f"n={train_size}", str(model.name),
+             None if model.api or inference_dtype == "float32" else str(inference_dtype),
              os.environ.get("DVC_EXP_NAME")]  # dvc exp run -S edits files, not overrides
     return NAME_JOIN.join(p for p in parts if p)
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(variant: str, seed: int, own_name: str | None = None) -> str:
     """`mlflow.run_name` when set, else the variant and the seed (and the trial number in a
     hyper-parameter search), e.g. `few_shot k=4 · question · n=64 · tiny · seed0`."""
-    if cfg.mlflow.get("run_name"):
-        return str(cfg.mlflow.run_name)
-    name = f"{variant_name(cfg)}{NAME_JOIN}seed{cfg.seed}"
+    if own_name:
+        return str(own_name)
+    name = f"{variant}{NAME_JOIN}seed{seed}"
     if hpo_trial():
         name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
     return name
-
-
-def job_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config, flattened and redacted, less the label map (Banking77: 77 params;
-    `task.n_labels` and `task.labels_hash` stand for it, config.yaml holds it), the templates
-    not chosen, and a classification task's `decoding`; `mlflow.run_name` is the run's name."""
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
-    mlflow_cfg = {**resolved["mlflow"], "run_name": run_name(cfg)}
-    params = {**resolved, "task": task, "mlflow": mlflow_cfg}
-    if not task_type(cfg.task.type).decodes:
-        params.pop("decoding", None)
-    return flatten(params)
 
 
 def _source(source) -> str:
@@ -105,8 +122,7 @@ def hydra_tags() -> dict[str, str]:
     if not HydraConfig.initialized():  # tests composing the config directly
         return {}
     hydra, tags = HydraConfig.get(), {}
-    overrides = [redact_override(o) for o in hydra.overrides.task]
-    if overrides:
+    if overrides := [redact_override(o) for o in hydra.overrides.task]:
         tags["overrides"] = clip(" ".join(overrides))
     sources = [s for s in hydra.runtime.config_sources if s.provider not in ("hydra", "schema")]
     main = [_source(s) for s in sources if s.provider == "main"]
@@ -118,31 +134,23 @@ def hydra_tags() -> dict[str, str]:
     return tags
 
 
-def job_tags(cfg: DictConfig) -> dict[str, str]:
-    """What a run is, as tags to filter and group by. `fit`: whether the arm trains weights,
-    which the report uses rather than arm names. `config_hash`: the composed config's hash
-    (the resume key); `cell`: the same without the seeds."""
-    cell = config_hash(cfg, drop=CELL_FREE)
-    kind = task_type(cfg.task.type)
-    tags = {"arm": cfg.arm.name, "fit": str(bool(cfg.arm.fit)).lower(), "task": cfg.task.name,
-            "model": cfg.model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
-            "prompt": str(cfg.task.prompt or ""), "k": str(cfg.arm.k),
-            "chat": str(bool(cfg.prompt.chat)).lower(),
-            "quality_metric": kind.quality,  # what the report ranks by
-            # model.tiny builds random weights: its prompting arms are at chance by construction
-            "pretrained": str(not cfg.model.get("tiny")).lower(),
-            # what the saved view averages over seeds (two learning rates have one name)
-            "variant": f"{variant_name(cfg)} #{cell[:8]}",
-            "cell": cell, "config_hash": config_hash(cfg),
+def job_tags(arm, task, model, *, seed: int, train_size: int | None, chat: bool,
+             calibration: str, inference_dtype: str, study: str | None) -> dict[str, str]:
+    """What a run is, as tags to filter and group by (keys.TAGS), less the config's hashes."""
+    kind = task_type(task.type)
+    tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
+            "model": model.name, "seed": str(seed), "train_size": str(train_size),
+            "prompt": str(task.prompt or ""), "k": str(arm.k), "chat": str(bool(chat)).lower(),
+            QUALITY_TAG: kind.quality, "pretrained": str(not model.get("tiny")).lower(),
             "pvf.code": code_version()}  # with config_hash and the data: a rerun's identity
     if hpo_trial():
         tags["hpo_trial"] = "true"
-    if not kind.decodes and not cfg.model.api:  # what ranked the labels
-        tags["calibration"] = str(cfg.scorer.calibration)
-    if not cfg.model.api:  # a hosted model runs at whatever precision its provider uses
-        tags["inference_dtype"] = str(cfg.inference_dtype)
-    if cfg.study:
-        tags["study"] = str(cfg.study)
+    if not kind.decodes and not model.api:  # what ranked the labels
+        tags["calibration"] = str(calibration)
+    if not model.api:  # a hosted model runs at whatever precision its provider uses
+        tags["inference_dtype"] = str(inference_dtype)
+    if study:
+        tags["study"] = str(study)
     if WARM_START:
         tags["warm_start"] = "true"
     dvc = {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
@@ -150,9 +158,8 @@ def job_tags(cfg: DictConfig) -> dict[str, str]:
 
 
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """Where the run went, as a job's last line: the store, the experiment and the run's page
-    (a tracking server's own address; for a local store, the address `mlflow ui` serves it
-    at, with the command that starts it)."""
+    """The job's last line: the store, the experiment and the run's page (a local store's as
+    `mlflow ui` serves it)."""
     page = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
     where = redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):

@@ -1,7 +1,6 @@
 """Where a result came from: the code (a hash of the package's sources, the git commit and
 whether tracked code differs from it) and the config (a hash of what determines the result).
-A leaf (no MLflow), so the warm-start client, resume, the prediction cache and the runs' tags
-share one code version."""
+A leaf (no MLflow), shared by the warm-start client, resume, the prediction cache and tags."""
 
 import functools
 import hashlib
@@ -11,9 +10,17 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 
 PACKAGE = Path(__file__).parents[1]
+# Tracked files whose values every run logs as params (the composed config) or that DVC
+# rewrites as it runs (`dvc exp run -S` the params files, `dvc repro` dvc.lock): a change to
+# them alone leaves the code at git_commit, so it does not make a run git_dirty.
+_CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
+VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
+            "cache_predictions")
+CELL_FREE = ("seed", "data_seed", "mlflow")  # what a cell's runs may differ in
 
 
 @functools.cache
@@ -26,14 +33,17 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def config_hash(cfg, drop: tuple[str, ...] = ()) -> str:
+    """Hash of what determines a job's result (not where it writes or how it logs), less the
+    top-level keys in `drop`; the whole config is its input. Hashed unresolved: a resolved
+    `${paths.output_dir}` carries a timestamp, `${seed}` in arm.order_seed is the seed's key."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    kept = {k: v for k, v in raw.items() if k not in (*VOLATILE, *drop)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def clip(text: str, limit: int = 5000) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-# Tracked files whose values every run logs as params (the composed config) or that DVC
-# rewrites as it runs: `dvc exp run -S` edits the params files, `dvc repro` dvc.lock. A change
-# to them alone leaves the code at git_commit, so it does not make a run git_dirty.
-_CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
 
 
 def _git(*args: str) -> str | None:
@@ -44,23 +54,17 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def changed_files() -> list[str] | None:
-    """Tracked files that differ from HEAD (from the repository root); None outside git."""
-    out = _git("diff", "HEAD", "--name-only", "--find-renames", "-z")
-    return None if out is None else [path for path in out.split("\0") if path]
+def git_head() -> str | None:
+    return (_git("rev-parse", "HEAD") or "").strip() or None
 
 
-def _yaml_stages(path: Path) -> dict:
-    import yaml
-
+def _stages(path: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}).get("stages") or {} if path.is_file() else {}
 
 
 def dvc_outputs() -> list[str]:
     """Under DVC (`DVC_ROOT`): the outputs its lock files list (from the repository root). A
     study that versions its results rewrites them as it runs, which says nothing of the code."""
-    import yaml
-
     root, top = os.environ.get("DVC_ROOT"), (_git("rev-parse", "--show-toplevel") or "").strip()
     if not root or not top:
         return []
@@ -69,7 +73,7 @@ def dvc_outputs() -> list[str]:
     outputs = []
     for lock in locks:
         try:
-            stages, specs = _yaml_stages(lock), _yaml_stages(lock.with_name("dvc.yaml"))
+            stages, specs = _stages(lock), _stages(lock.with_name("dvc.yaml"))
         except (OSError, yaml.YAMLError):
             continue
         for name, stage in stages.items():
@@ -81,8 +85,8 @@ def dvc_outputs() -> list[str]:
 
 
 def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str], list[str]]:
-    """(code: changes that make a run git_dirty; ignored: changes to files whose values are
-    the run's params, or that DVC rewrites as it runs: dvc.lock and the stages' `outputs`)."""
+    """(code: changes that make a run git_dirty; ignored: changes to the config files and to
+    DVC's `outputs`)."""
     def ignored(path: str) -> bool:
         return bool(_CONFIG_FILE.search(path)) or any(
             path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
@@ -90,33 +94,15 @@ def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str],
     return [p for p in paths if not ignored(p)], [p for p in paths if ignored(p)]
 
 
-def git_head() -> str | None:
-    return (_git("rev-parse", "HEAD") or "").strip() or None
-
-
 def git_tags() -> dict[str, str]:
-    """`git_commit`, and `git_dirty`: whether tracked code differs from it; changes to the
-    config files and DVC's outputs (`split_changes`) are listed in `git_ignored_changes`."""
-    commit, paths = git_head(), changed_files()
-    if commit is None or paths is None:
+    """`git_commit`, and `git_dirty`: whether tracked code differs from it (changes that
+    `split_changes` ignores are listed in `git_ignored_changes`); none outside git."""
+    commit, changed = git_head(), _git("diff", "HEAD", "--name-only", "--find-renames", "-z")
+    if commit is None or changed is None:
         return {}
-    code, ignored = split_changes(paths, dvc_outputs())
+    code, ignored = split_changes([p for p in changed.split("\0") if p], dvc_outputs())
     tags = {"git_commit": commit, "mlflow.source.git.commit": commit,
             "git_dirty": str(bool(code)).lower()}
     if ignored:
         tags["git_ignored_changes"] = clip(", ".join(sorted(ignored)), 1000)
     return tags
-
-
-VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
-            "cache_predictions")
-CELL_FREE = ("seed", "data_seed", "mlflow")  # what a cell's runs may differ in
-
-
-def config_hash(cfg, drop: tuple[str, ...] = ()) -> str:
-    """Hash of what determines a job's result (not where it writes or how it logs), without
-    the top-level keys in `drop`. The config is hashed unresolved: `${paths.output_dir}`
-    carries a timestamp once resolved, `${seed}` in arm.order_seed is the seed's own key."""
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    kept = {k: v for k, v in raw.items() if k not in (*VOLATILE, *drop)}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

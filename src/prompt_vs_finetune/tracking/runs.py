@@ -1,10 +1,7 @@
-"""One MLflow run per job, which the job opens (Lightning's logger writes into it; it would
-end the run after `fit`) and ends with its real outcome: FINISHED after the last artifact,
-FAILED on an error, KILLED on Ctrl-C or SIGTERM. SIGTERM is a preemption (what a scheduler or
-a spot instance sends before a kill): the job stops at a safe point, a fine-tuning job keeps
-its resume state and the same command continues (exit code 143). While Lightning runs, its
-own handler stops after the batch and backends/local.py turns its exception into `Preempted`.
-"""
+"""One MLflow run per job, which the job opens (Lightning's logger would end it after `fit`)
+and ends with its real outcome: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM (a
+preemption: the job stops at a safe point and the same command resumes it; while Lightning
+runs, its own handler stops after the batch and backends/local.py raises `Preempted`)."""
 
 import logging
 import os
@@ -17,21 +14,20 @@ from contextlib import contextmanager
 
 import mlflow
 from mlflow.entities import RunStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..errors import Preempted, UserError, causes
-from .groups import GROUP_TAG, job_group, parent_run
-from .naming import job_params, job_tags, run_name
+from ..errors import Preempted, UserError, causes, first_line
+from .groups import parent_run
+from .keys import GROUP_TAG, PARENT_RUN_TAG
+from .naming import JobRecord
 from .secrets import redact
 from .store import dashboard_views, system_metrics_on, use_experiment
 from .sweep import note_run
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 _noting = False  # inside `sigterm_noted`: SIGTERM is only noted
 _received = False
-_UNSET = object()
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -43,9 +39,8 @@ def _on_sigterm(signum, frame) -> None:
 
 @contextmanager
 def sigterm_noted():
-    """SIGTERM only noted for the block: while Lightning runs (its handler stops at a safe
-    point) and while a run opens (raised halfway, the run would exist but nobody would end
-    it); `raise_if_preempted` raises it after."""
+    """SIGTERM only noted for the block (`raise_if_preempted` raises it after): while Lightning
+    runs (its handler stops at a safe point) and while a run opens (nobody would end it)."""
     global _noting
     outer, _noting = _noting, True
     try:
@@ -61,27 +56,24 @@ def raise_if_preempted() -> None:
 
 @contextmanager
 def sigterm_as_preemption():
-    """For the length of a job: SIGTERM stops it as a preemption. The SIGTERM it saw ends
-    with it: a later job in the same process (a hybrid's teacher) is not preempted by it."""
+    """For the length of a job: SIGTERM stops it as a preemption; a later job in the same
+    process (a hybrid's teacher) is not preempted by the SIGTERM this one saw."""
     global _received
     _received = False
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (a launcher's worker): leave signals alone
-        previous = _UNSET
+    main = threading.current_thread() is threading.main_thread()  # else a launcher's worker
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
         yield
     finally:
-        if previous is not _UNSET:
+        if main:
             signal.signal(signal.SIGTERM, previous)
         _received = False
 
 
 def hold_interrupts():
     """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
-    what arrived: around a run's creation, so that a Ctrl-C lands before the run exists or in
-    the block that ends it. A handler, not a signal mask: the mask is per thread, and under
-    load a SIGINT reached another thread (MLflow's, torch's) and was raised at once."""
+    it: a Ctrl-C lands before the run exists or in the block that ends it. A handler, not a
+    signal mask, which is per thread: a SIGINT reached MLflow's or torch's threads."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived, done = [], []
@@ -98,8 +90,8 @@ def hold_interrupts():
 
 
 def is_rank_zero() -> bool:
-    """False in the processes a DDP launcher starts for ranks > 0 (they log nothing), read from
-    the environment as Lightning's `rank_zero_only` reads it, without importing Lightning."""
+    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does,
+    without importing Lightning."""
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key) is not None:
             return int(os.environ[key]) == 0
@@ -107,26 +99,26 @@ def is_rank_zero() -> bool:
 
 
 @contextmanager
-def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
+def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run, log its config, and end it with the job's real outcome.
-    `resume_run_id` reopens an interrupted attempt's run (its params are already there).
-    Yields None on DDP ranks > 0: a job is one run, owned by rank 0."""
+    """Open the job's run (`settings`: the `mlflow` group), or reopen an interrupted attempt's,
+    and end it with the job's real outcome. Yields None on DDP ranks > 0."""
     if not is_rank_zero():
         yield None
         return
     try:
-        experiment = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                                    dashboard_views(cfg.task.type))
+        experiment = use_experiment(settings.tracking_uri, settings.experiment_name,
+                                    dashboard_views(record.task_type))
     except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
         raise UserError(
-            f"cannot use the MLflow tracking store {redact(cfg.mlflow.tracking_uri)!r} "
-            f"({str(err).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
+            f"cannot use the MLflow tracking store {redact(settings.tracking_uri)!r} "
+            f"({first_line(err, 200)}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
         ) from err
     release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
         with sigterm_noted():  # so is a SIGTERM
-            run = _open_run(cfg, experiment, resume_run_id, system_metrics_on(cfg))
+            run = _open_run(settings.tracking_uri, experiment.experiment_id, record,
+                            resume_run_id, system_metrics_on(settings.get("system_metrics")))
     except BaseException:
         release()
         raise
@@ -134,9 +126,8 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         release()
         raise_if_preempted()
         if not resume_run_id:
-            mlflow.log_params(job_params(cfg))
-            resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-            mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+            mlflow.log_params(record.params)
+            mlflow.log_text(record.config_yaml, "config.yaml")
         yield run
     except KeyboardInterrupt as err:
         if isinstance(err, Preempted):
@@ -151,35 +142,34 @@ def mlflow_run(cfg: DictConfig, resume_run_id: str | None = None
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _open_run(cfg: DictConfig, experiment, resume_run_id: str | None,
-              system_metrics: bool) -> mlflow.ActiveRun:
+def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
+              resume_run_id: str | None, system_metrics: bool) -> mlflow.ActiveRun:
     """Start the job's run (or reopen the interrupted attempt's) under its parent."""
     owner = {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}  # alive or gone
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
         mlflow.set_tag("resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
         ended = {tag: run.data.tags[tag] for tag in ("error", "stopped") if tag in run.data.tags}
-        if ended:  # what stopped the attempt this one continues: history, not this run's end
+        if ended:  # what stopped the attempt this one continues: history, not its end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
                 mlflow.MlflowClient().delete_tag(resume_run_id, tag)
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
-        group = job_group(cfg)
-        parent = parent_run(cfg.mlflow.tracking_uri, experiment.experiment_id, group) \
-            if group else None
-        tags = redact(job_tags(cfg)) | ({GROUP_TAG: group.key} if group else {})
-        end_orphans(experiment.experiment_id, tags["config_hash"])
-        run = mlflow.start_run(run_name=run_name(cfg), tags=tags | owner,
+        group = record.group
+        parent = parent_run(tracking_uri, experiment_id, group) if group else None
+        tags = record.tags | ({GROUP_TAG: group.key} if group else {})
+        end_orphans(experiment_id, tags["config_hash"])
+        run = mlflow.start_run(run_name=record.name, tags=tags | owner,
                                parent_run_id=parent, log_system_metrics=system_metrics)
     note_run(run.info.run_id, parent)
     return run
 
 
 def end_orphans(experiment_id: str, config_hash: str) -> None:
-    """Runs of this same job left RUNNING by a process that no longer exists on this host
-    (SIGKILL, a power cut): ended KILLED, with the reason, before the new run opens."""
+    """Runs of this job left RUNNING by a process gone from this host (SIGKILL, a power cut):
+    ended KILLED, with the reason."""
     client, host = mlflow.MlflowClient(), socket.gethostname()
     found = client.search_runs([experiment_id], filter_string=(
         f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
@@ -200,7 +190,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -213,15 +203,13 @@ def _safely(call, *args) -> bool:
 
 
 def _end(status: int) -> None:
-    """End the active run with a failure status; when the store cannot take it (a full disk,
-    a lost server), say so in one line instead of a second traceback (a fine-tuning job's run
-    is ended FAILED when its key is next used; another stays RUNNING in that store)."""
+    """End the active run with a failure status, or say in one line that the store cannot
+    take it (a full disk, a lost server) instead of a second traceback."""
     run = mlflow.active_run()
     if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
         log.error("could not mark run %s %s in the tracking store (it cannot be written)",
                   run.info.run_id, RunStatus.to_string(status))
-        # MLflow keeps a run it could not end as the active one; the next job of a sweep
-        # must be able to start its own (private API: no public way to drop it)
+        # the next job of a sweep must be able to start its own run (no public API)
         _safely(lambda: mlflow.tracking.fluent._active_run_stack.get().clear())
 
 
@@ -229,8 +217,7 @@ def error_line(err: BaseException) -> str:
     """`Type: first line`, and the root cause's when the error wraps one (Hydra's
     InstantiationException says only which target failed)."""
     def line(e: BaseException) -> str:
-        text = str(e).strip().splitlines()
-        return f"{type(e).__name__}: {text[0] if text else ''}"
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
     *_, root = causes(err, implicit=False)
     return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]

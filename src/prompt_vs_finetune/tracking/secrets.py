@@ -5,12 +5,12 @@ import logging
 import re
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 _SECRET_WORD = r"api[_-]?key|token|secret|password|passwd|credentials?"
 _SECRET_KEY = re.compile(rf"(^|[_-])({_SECRET_WORD})$", re.I)
-_SECRET_ENV = re.compile(_SECRET_WORD, re.I)
 _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+(?P<tail>@)")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&](?:api[_-]?key|key|token|access_token|secret|"
                            r"password|sig|signature)=)[^&#\s]+", re.I)
@@ -56,16 +56,14 @@ def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
     secret-looking environment variable (`${oc.env:OPENAI_API_KEY}` in a label, a template, a
     URL), or None: such a value would be sent in prompts and written wherever the config goes."""
     secrets = {name: value for name, value in environ.items()
-               if _SECRET_ENV.search(name) and len(value) >= 8}
+               if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
     return next(((path, name) for path, text in _leaves(resolved)
                  for name, value in secrets.items() if value in text), None)
 
 
 class _RedactRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
+        if (clean := redact(message := record.getMessage())) != message:
             record.msg, record.args = clean, ()
         return True
 
@@ -80,8 +78,7 @@ _OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
 def _filter_logs() -> None:
     """Through `redact`: the lines of the loggers that print overrides (a filter on the logger
     survives Hydra reconfiguring handlers) and whatever reaches the root's handlers."""
-    loggers = [logging.getLogger(name) for name in _OVERRIDE_LOGGERS]
-    for each in (*loggers, *logging.getLogger().handlers):
+    for each in (*map(logging.getLogger, _OVERRIDE_LOGGERS), *logging.getLogger().handlers):
         if not any(isinstance(f, _RedactRecords) for f in each.filters):
             each.addFilter(_RedactRecords())
 
@@ -98,10 +95,7 @@ class RedactHydraFiles(Callback):
         _filter_logs()
 
     def on_job_start(self, config, **kwargs) -> None:
-        from hydra.core.hydra_config import HydraConfig
-
-        hydra = HydraConfig.get()
-        files = []
+        hydra, files = HydraConfig.get(), []
         if hydra.output_subdir is not None:
             files += (Path(hydra.runtime.output_dir) / hydra.output_subdir).glob("*.yaml")
         if hydra.mode is not None and hydra.mode.name == "MULTIRUN":

@@ -6,18 +6,17 @@ import json
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import mlflow
 from filelock import FileLock
-from omegaconf import DictConfig
 
 from .keys import dashboard_metrics
 from .secrets import redact
 
-# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle does not decide
-# (3.17.2, checked in Chromium by scripts/check_mlflow_ui.py: the toggle, remembered per
-# browser and GenAI by default, decides; `?workflowType=machine_learning` in a link too).
+# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
+# browser) or a link's `?workflowType=` does not decide (scripts/check_mlflow_ui.py)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
 # {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
@@ -26,8 +25,8 @@ SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_S
 
 
 def store_lock(tracking_uri: str) -> FileLock:
-    """A lock for what parallel jobs must create once: beside a sqlite database (creating its
-    tables), else in the temp folder per store (a server shared by jobs on one machine)."""
+    """A lock for what parallel jobs must create once: beside a sqlite database, else in the
+    temp folder per store (a server shared by jobs on one machine)."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -39,8 +38,7 @@ def store_lock(tracking_uri: str) -> FileLock:
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the store and experiment, creating them if needed, and give the
     experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
-    theirs). Under a lock: parallel jobs building a new sqlite store, or one experiment, at
-    once corrupt it (later writes rely on sqlite's own locking)."""
+    theirs). Under a lock: parallel jobs creating one sqlite store or experiment corrupt it."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -50,52 +48,40 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
         except requests.RequestException as err:
             raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
                                   f"({type(err).__name__})") from err
-    if not tracking_uri.startswith("sqlite:///"):
-        return _experiment(name, tags)
-    with store_lock(tracking_uri):
-        return _experiment(name, tags)
-
-
-def _experiment(name: str, tags: dict[str, str] | None):
-    experiment = mlflow.set_experiment(name)
-    for key, value in (EXPERIMENT_KIND | (tags or {})).items():
-        if key not in experiment.tags:
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
+        experiment = mlflow.set_experiment(name)
+        for key, value in (EXPERIMENT_KIND | (tags or {})).items():
+            if key not in experiment.tags:
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     return experiment
 
 
 def dashboard_views(task_type: str) -> dict[str, str]:
-    """Two saved views of the runs table (its `Views` menu): the job runs (no parents) with the
-    Dataset and Models columns and the comparison's metrics, best first; and the same averaged
-    over seeds (grouped by the tag `variant`)."""
+    """Two saved views of the runs table (its `Views` menu): the job runs with the comparison's
+    metrics, best first; and the same averaged over seeds (grouped by the tag `variant`)."""
     metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
-    if not metrics:
-        return {}
     state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
              "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
-             # the comparison's metrics right after the run's name and date (MLflow otherwise
-             # puts them A-Z after the wide Dataset and Models columns, and test/accuracy fell
-             # off the right edge of a 1600-pixel window)
+             # the metrics right after the run's name and date, not A-Z after the wide columns
              "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo", *metrics,
                              "attributes.`Dataset`", "duration", "attributes.`Models`"],
              "runsHiddenMode": "SHOW_ALL"}
     grouped = {**state, "groupBy": {"aggregateFunction": "average", "groupByKeys": [
         {"mode": "tag", "groupByData": "variant"}]}}
     now = int(time.time() * 1000)
-    views = {"pvf-runs": ("pvf: compare runs", state),
-             "pvf-variants": ("pvf: mean over seeds", grouped)}
     return {SAVED_VIEW_TAG + view_id: json.dumps({"name": name, "createdAt": now,
                                                   "updatedAt": now, "state": json.dumps(view)})
-            for view_id, (name, view) in views.items()}
+            for view_id, name, view in (("pvf-runs", "pvf: compare runs", state),
+                                        ("pvf-variants", "pvf: mean over seeds", grouped))}
 
 
-def system_metrics_on(cfg: DictConfig) -> bool:
+def system_metrics_on(wanted: bool | None) -> bool:
     """`mlflow.system_metrics` (`system/*`, sampled every SYSTEM_METRICS_INTERVAL_S), unless
     MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the test suite does:
     a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
-            or not cfg.mlflow.get("system_metrics", False):
+            or not wanted:
         return False
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         from mlflow.system_metrics import set_system_metrics_sampling_interval

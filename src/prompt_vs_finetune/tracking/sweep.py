@@ -1,7 +1,7 @@
 """Sweeps that lose nothing: a failed job is recorded and the sweep goes on; at the end, one
 screen says what finished and what failed (by override), the summary goes into the sweep's
-parent runs, and the exit code is non-zero when anything failed. Each job writes its outcome
-to `<sweep dir>/.pvf_jobs/<num>.json`, which works in any launcher's worker process."""
+parent runs, and the exit code is 1 when anything failed. Each job writes its outcome to
+`<sweep dir>/.pvf_jobs/<num>.json`, which works in any launcher's worker process."""
 
 import json
 import logging
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -17,8 +18,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .groups import SWEEP_FILE
-from .naming import in_multirun
+from .groups import SWEEP_FILE, in_multirun
 from .provenance import clip
 from .secrets import redact, redact_override
 
@@ -32,7 +32,6 @@ _job_run: dict[str, str | None] = {}  # this process's current job: its run and 
 
 def note_run(run_id: str, parent_run_id: str | None) -> None:
     """The job's MLflow run and its parent, for the job's record."""
-    _job_run.clear()
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
 
 
@@ -46,14 +45,15 @@ def record_job(error: str | None = None, results: dict[str, float] | None = None
     record = {"num": hydra.job.num, "overrides": [redact(o) for o in hydra.overrides.task],
               "status": "failed" if error else "finished", "error": error,
               "results": {k: results[k] for k in HEADLINE if k in (results or {})},
-              "run_id": _job_run.get("run_id"), "parent_run_id": _job_run.get("parent_run_id")}
-    _job_run.clear()  # the next job in this process starts without a run
+              # the next job in this process starts without a run
+              "run_id": _job_run.pop("run_id", None),
+              "parent_run_id": _job_run.pop("parent_run_id", None)}
     (folder / f"{hydra.job.num}.json").write_text(json.dumps(record))
 
 
 def optimisation_result(sweep_dir: Path) -> dict | None:
     """What an optimising sweeper wrote: `best_params`, `best_value` (Optuna)."""
-    path = Path(sweep_dir) / OPTIMISATION_FILE
+    path = sweep_dir / OPTIMISATION_FILE
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else None
 
 
@@ -61,8 +61,6 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
     """`sweep 2026-11-21_13-00-00: arm=zero_shot,lora seed=0,1`: the sweep's folder and what
     it sweeps (the overrides every job shares are its parent's tag `overrides`), and the
     optimising sweeper if any."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         swept = [o.input_line for o in parsed if o.is_sweep_override()]
@@ -77,7 +75,6 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
                       best: dict | None = None) -> None:
     """Into a sweep's parent run: `sweep/*` metrics, the tags `failed_overrides` and (an
     optimising sweeper's) `best_overrides`, the job table (`sweep.json`) and its end time."""
-    client = MlflowClient(tracking_uri)
     failed = [j for j in jobs if j["status"] != "finished"]
     values = {"sweep/jobs": len(jobs), "sweep/jobs_finished": len(jobs) - len(failed),
               "sweep/jobs_failed": len(failed)}
@@ -88,7 +85,7 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
         values["sweep/best_objective"] = float(best["best_value"])
         tags["best_overrides"] = clip(" ".join(f"{k}={v}" for k, v in
                                                best.get("best_params", {}).items()))
-    now = int(time.time() * 1000)
+    now, client = int(time.time() * 1000), MlflowClient(tracking_uri)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()])
     client.log_dict(run_id, {"jobs": jobs, **({"best": best} if best else {})}, "sweep.json")
@@ -100,13 +97,12 @@ class SweepSummary(Callback):
     the summary."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        folder = Path(config.hydra.sweep.dir)
+        folder, overrides = Path(config.hydra.sweep.dir), list(config.hydra.overrides.task)
         for old in (folder / JOBS_DIR).glob("*.json"):
             old.unlink()  # a reused sweep dir: count this sweep's jobs only
         sweeper = str(config.hydra.sweeper.get("_target_", "")).lower()
         optimiser = next((name for name in ("optuna", "nevergrad", "ax") if name in sweeper), None)
         folder.mkdir(parents=True, exist_ok=True)
-        overrides = list(config.hydra.overrides.task)
         (folder / SWEEP_FILE).write_text(json.dumps({
             "name": sweep_name(str(folder), overrides, optimiser),
             "overrides": " ".join(redact_override(o) for o in overrides)[:5000]}))
@@ -115,10 +111,9 @@ class SweepSummary(Callback):
         folder = Path(config.hydra.sweep.dir)
         jobs = sorted((json.loads(p.read_text()) for p in (folder / JOBS_DIR).glob("*.json")),
                       key=lambda r: r["num"])
-        # the summary into each parent run the jobs nested under (one per experiment)
         parents = sorted({j["parent_run_id"] for j in jobs if j.get("parent_run_id")})
         best = optimisation_result(folder) if parents else None
-        for parent in parents:
+        for parent in parents:  # one per experiment the jobs logged to
             try:
                 log_sweep_summary(config.mlflow.tracking_uri, parent, jobs, best)
             except Exception:  # noqa: BLE001 - the summary on screen and the exit code stand
