@@ -71,8 +71,8 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """Save the GGUF model as a plain checkpoint. A GGUF-loaded model refuses `save_pretrained`
-    (its config carries the GGUF quantization): the weights move into a fresh model."""
+    """A GGUF-loaded model refuses `save_pretrained` (its config carries the GGUF
+    quantization): the weights move into a fresh model, saved as a plain checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
