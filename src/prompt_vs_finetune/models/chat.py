@@ -1,8 +1,5 @@
-"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms. The SDKs
-do the HTTP, retries and error types; on top: `max_concurrency` requests in flight, a disk
-cache keyed by the request's hash (a sweep started again does not pay twice), and a total
-deadline per reply. The API key is read only from the environment variable the config names.
-"""
+"""Hosted chat models as prompting arms: the SDKs do the HTTP and retries; on top, bounded
+concurrency, a reply cache by request hash and a total deadline per reply (docs/models.md)."""
 
 import hashlib
 import json

@@ -1,8 +1,5 @@
-"""A pretrained model from a GGUF file that a Python package ships (`model=smollm2`): a model
-that knows language, with no network. transformers dequantizes GGUF to float32 in about 20 s
-on 2 CPU cores, so the first job saves it as a plain safetensors checkpoint under
-`paths.cache_dir/gguf/`, keyed by the file's SHA-256, which later jobs load in seconds.
-"""
+"""A pretrained model from a GGUF file a package ships (`model=smollm2`), dequantized once
+into a cached safetensors checkpoint keyed by the file's SHA-256 (docs/models.md)."""
 
 import hashlib
 import importlib.util

@@ -1,6 +1,5 @@
-"""Reduced-precision inference: the test split scored in float16, bfloat16 or int8. Fine-tuned
-arms train as `trainer.precision` says and are cast only right before the test, so every arm
-is scored at the one `inference_dtype`."""
+"""Reduced-precision inference: fine-tuned arms train as `trainer.precision` says and are
+cast only right before the test, so every arm is scored at the one `inference_dtype`."""
 
 import importlib.util
 import warnings

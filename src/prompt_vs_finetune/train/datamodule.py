@@ -92,7 +92,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
                         for i in range(0, len(window), self.batch_size)]
         shuffled = torch.randperm(len(batches), generator=gen).tolist()
         rank, world = self._shard()
-        usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+        usable = len(batches) - len(batches) % world
         return [batches[i] for i in shuffled[:usable]][rank::world]
 
     def __iter__(self):
@@ -100,9 +100,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         yield from self._batches()[skip:]
 
     def __len__(self) -> int:
-        rank, world = self._shard()
-        n = -(-len(self.lengths) // self.batch_size)
-        return n // world if world > 1 else n
+        return -(-len(self.lengths) // self.batch_size) // self._shard()[1]
 
 
 def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:

@@ -1,8 +1,6 @@
-"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss). A job's state
-folder, keyed by its config, holds `last.ckpt` (the whole training state, written every
-`resume_every_n_steps` steps, at the fit's end and on SIGTERM), its checksum, `job.json` (MLflow
-run id, data hash, code version) and, while it runs, `lock`. The same command continues into
-the same run, unless the data or code changed. Only a FINISHED job, or Ctrl-C, removes it."""
+"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss): a state folder
+keyed by the job's config holds `last.ckpt`, its checksum, `job.json` (MLflow run id, data
+hash, code version) and a `lock` (docs/reliability.md)."""
 
 import json
 import logging
@@ -49,9 +47,6 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         every = self._every_n_train_steps
         return (every > 0 and trainer.global_step % every == 0
                 and not self._should_skip_saving_checkpoint(trainer))
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        """Not here: a checkpoint before the epoch's end would resume without its best."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """After the epoch's validation, best checkpoint and early stopping (checkpoint
@@ -208,15 +203,15 @@ class ResumeState:
             (self.folder / name).unlink(missing_ok=True)
 
     def start(self, run_id: str, output_dir: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "job.json").write_text(json.dumps({
+        write_atomic(self.folder / "job.json", json.dumps({
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        """Writes last.ckpt every n optimizer steps."""
+        """Writes last.ckpt every n optimizer steps; never at validation's end (before the
+        epoch's end, a checkpoint would resume without the epoch's best)."""
         return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
                                     save_last=True, every_n_train_steps=every_n_steps,
-                                    enable_version_counter=False)
+                                    enable_version_counter=False, save_on_train_epoch_end=True)
 
     def close(self, outcome: str) -> None:
         """A failure or a preemption keeps the state, for the same command to resume."""
