@@ -53,8 +53,7 @@ def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
     tokens: far less padding when examples are short. An example never spans two rows."""
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     packs, current = [], None
-    for i in order:
-        row = rows[i]
+    for row in (rows[i] for i in order):
         n = len(row["input_ids"])
         if current is None or len(current["input_ids"]) + n > length:
             current = {"input_ids": [], "labels": [], "segments": []}

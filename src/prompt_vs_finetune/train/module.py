@@ -115,7 +115,7 @@ class ArmModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         if rng := checkpoint.get("pvf_rng"):  # dropout etc. continue exactly where they were
             torch.set_rng_state(rng["torch"])
-            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            random.setstate(rng["python"])
             np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32),
                                  *rng["numpy_rest"]))
             if rng.get("cuda") and torch.cuda.is_available():
@@ -123,10 +123,9 @@ class ArmModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         """RNG states as tensors and plain numbers: checkpoints load with weights_only=True."""
-        version, state, gauss = random.getstate()
         _, keys, *rest = np.random.get_state()
         checkpoint["pvf_rng"] = {
-            "torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+            "torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": list(rest),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         if self.trainable_only:

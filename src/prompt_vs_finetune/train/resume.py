@@ -72,9 +72,7 @@ class ResumableEarlyStopping(EarlyStopping):
     """EarlyStopping resumed from a checkpoint written right after an epoch's validation: that
     epoch was checked, and the restored trainer has no `val/loss` (not a missing metric)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._restored = False
+    _restored = False  # set on the instance by a resume
 
     def load_state_dict(self, state_dict) -> None:
         super().load_state_dict(state_dict)
