@@ -19,6 +19,7 @@ from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
 from ..tracking.artifacts import log_fitted_model
+from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..train import ArmModule, ResumeState, TaskDataModule
 from ..train.cost_meter import CostMeter
@@ -64,8 +65,10 @@ class LocalBackend(Backend):
                                          batch_size=cfg.arm.batch_size,
                                          group_by_length=cfg.arm.group_by_length,
                                          seed=cfg.seed, pack_length=cfg.arm.pack_length)
-        self.module = ArmModule.from_config(model, scorer, cfg)
-        self.state = ResumeState.for_job(cfg, data_sha)
+        self.module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
+                                            cfg.inference_dtype)
+        self.state = ResumeState.for_job(cfg.arm.fit, Path(cfg.paths.resume_dir) /
+                                         config_hash(cfg), data_sha, cfg.mlflow.tracking_uri)
         self.previous = None
         if self.state and not is_rank_zero():  # DDP ranks above 0 follow rank 0's state
             self.previous = self.state.follow(bool(cfg.resume))
@@ -95,7 +98,7 @@ class LocalBackend(Backend):
             if run is not None and not previous:
                 state.start(run.info.run_id, str(cfg.paths.output_dir))
         trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
-                              logger=lightning_logger(run, cfg),
+                              logger=lightning_logger(run, cfg.mlflow.tracking_uri),
                               default_root_dir=cfg.paths.output_dir, **self._length())
         ckpt_path = self._fit(trainer) if cfg.arm.fit else None
         with lightning_stops(trainer):

@@ -1,8 +1,5 @@
-"""Hosted chat models (Anthropic Messages, OpenAI-compatible chat) as prompting arms. The SDKs
-do the HTTP, retries and error types; on top: a thread pool bounded by `max_concurrency`, a
-disk cache keyed by the request's hash (a sweep started again does not pay twice), and a total
-deadline per reply. The API key is read only from the environment variable the config names.
-"""
+"""Hosted chat models as prompting arms: the SDKs do the HTTP and retries; on top, bounded
+concurrency, a reply cache by request hash and a total deadline per reply (docs/models.md)."""
 
 import hashlib
 import json
@@ -36,46 +33,34 @@ class ChatModel:
     sdk = ("", "")  # (module, client class)
 
     def __init__(self, api_cfg, cache_dir: Path | None):
-        self.cfg = api_cfg
-        self.model = api_cfg.model
-        self.client = self._client(api_key(api_cfg))
+        self.cfg, self.model = api_cfg, api_cfg.model
         self.cache_dir = cache_dir / self.provider if cache_dir else None
-
-    def _client(self, key: str):
-        """`timeout_s` bounds each read and, through the transport, each whole reply."""
-        sdk_name, class_name = self.sdk
-        sdk, timeout = _sdk(sdk_name), float(self.cfg.timeout_s)
-        return getattr(sdk, class_name)(
-            api_key=key, base_url=self.cfg.base_url or None,
-            http_client=deadline_client(sdk, timeout), max_retries=int(self.cfg.max_retries),
+        key, (sdk_name, class_name) = api_key(api_cfg), self.sdk
+        try:
+            sdk = __import__(sdk_name)
+        except ImportError as err:
+            raise UserError(f"the `{sdk_name}` SDK is not installed; pip install "
+                            "'prompt-vs-finetune[api]'") from err
+        timeout = float(api_cfg.timeout_s)  # bounds each read and, by the transport, a reply
+        self.client = getattr(sdk, class_name)(
+            api_key=key, base_url=api_cfg.base_url or None,
+            http_client=deadline_client(sdk, timeout), max_retries=int(api_cfg.max_retries),
             timeout=timeout)
 
-    def cache_key(self, request: dict) -> str:
+    def _cache_path(self, request: dict) -> Path | None:
         """Same provider, endpoint and body -> same reply (temperature 0 by default)."""
         identity = {"provider": self.provider, "base_url": self.cfg.base_url,
                     "request": request}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-    def _cached(self, key: str) -> Reply | None:
-        path = self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
-        if path is None or not path.is_file():
-            return None
-        try:
-            return Reply(**{**json.loads(path.read_text()), "cached": True, "retries": 0})
-        except (ValueError, TypeError):  # an unreadable entry is a miss, rewritten after
-            return None
-
-    def _store(self, key: str, reply: Reply) -> None:
-        """One JSON file per request hash, written atomically: a killed job leaves no half."""
-        if self.cache_dir is None:
-            return
-        write_atomic(self.cache_dir / key[:2] / f"{key}.json", json.dumps(asdict(reply)))
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
 
     def complete(self, request: dict) -> Reply:
-        key = self.cache_key(request)
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
+        path = self._cache_path(request)
+        if path is not None and path.is_file():
+            try:
+                return Reply(**{**json.loads(path.read_text()), "cached": True, "retries": 0})
+            except (ValueError, TypeError):  # an unreadable entry is a miss, rewritten below
+                pass
         started = time.perf_counter()
         try:
             reply = self._call(request)
@@ -85,7 +70,8 @@ class ChatModel:
                 raise
             raise wrapped from err
         reply.latency_s = time.perf_counter() - started
-        self._store(key, reply)
+        if path is not None:  # written atomically: a killed job leaves no half entry
+            write_atomic(path, json.dumps(asdict(reply)))
         return reply
 
     def complete_all(self, requests: list[dict]) -> list[Reply]:
@@ -95,22 +81,21 @@ class ChatModel:
 
     def _user_error(self, err: Exception) -> Exception:
         """One line for the usual failures; a key in base_url's query string is redacted."""
-        status = getattr(err, "status_code", None)
+        status, retries = getattr(err, "status_code", None), self.cfg.max_retries
         where = redact(self.cfg.base_url) if self.cfg.base_url else f"the {self.provider} API"
         if status in (401, 403):
             return UserError(f"{where} refused the key in {self.cfg.api_key_env} (HTTP "
                              f"{status}); check the key and its permissions")
         if status is not None:
             return UserError(f"{where} answered HTTP {status} for model '{self.model}' after "
-                             f"{self.cfg.max_retries} retries: {first_line(err, 200)}; check "
+                             f"{retries} retries: {first_line(err, 200)}; check "
                              "model.api.model and the request limits")
         if isinstance(err, UnreadableReply):
             return UserError(f"{where} sent a reply that is not a {self.provider} chat reply "
                              f"({err}); check model.api.base_url and model.api.model")
         if type(err).__name__ in ("APIConnectionError", "APITimeoutError"):
-            return UserError(f"cannot reach {where} ({first_line(err, 200)}) after "
-                             f"{self.cfg.max_retries} retries; check the network or "
-                             "model.api.base_url")
+            return UserError(f"cannot reach {where} ({first_line(err, 200)}) after {retries} "
+                             "retries; check the network or model.api.base_url")
         return err
 
 
@@ -225,18 +210,9 @@ def token_prices(cost_cfg, model: str) -> tuple[float, float]:
     """(USD per input token, USD per output token) from conf/cost/token_prices."""
     table = cost_cfg.get("token_prices") or {}
     if model not in table:
-        known = ", ".join(table) or "none"
         raise UserError(f"no token prices for API model '{model}' in cost.token_prices (known: "
-                        f"{known}); add it to conf/cost/token_prices/ or pass "
-                        f"+cost.token_prices.{model}.input=... and .output=... (USD per "
+                        f"{', '.join(table) or 'none'}); add it to conf/cost/token_prices/ or "
+                        f"pass +cost.token_prices.{model}.input=... and .output=... (USD per "
                         "million tokens)")
     entry = table[model]
     return float(entry.input) / 1e6, float(entry.output) / 1e6
-
-
-def _sdk(name: str):
-    try:
-        return __import__(name)
-    except ImportError as err:
-        raise UserError(f"the `{name}` SDK is not installed; pip install "
-                        "'prompt-vs-finetune[api]'") from err

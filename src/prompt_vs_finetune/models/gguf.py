@@ -1,8 +1,5 @@
-"""A pretrained model from a GGUF file that a Python package ships (`model=smollm2`): a model
-that knows language, with no network. transformers dequantizes GGUF to float32 in about 20 s
-on 2 CPU cores, so the first job saves it as a plain safetensors checkpoint under
-`paths.cache_dir/gguf/`, keyed by the file's SHA-256, which later jobs load in seconds.
-"""
+"""A pretrained model from a GGUF file a package ships (`model=smollm2`), dequantized once
+into a cached safetensors checkpoint keyed by the file's SHA-256 (docs/models.md)."""
 
 import hashlib
 import importlib.util
@@ -71,8 +68,8 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """Save the GGUF model as a plain checkpoint. A GGUF-loaded model refuses `save_pretrained`
-    (its config carries the GGUF quantization): the weights move into a fresh model."""
+    """A GGUF-loaded model refuses `save_pretrained` (its config carries the GGUF
+    quantization): the weights move into a fresh model, saved as a plain checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

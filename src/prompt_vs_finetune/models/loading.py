@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, get_peft_model
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -106,7 +107,7 @@ def _resolve(name_or_path: str | None) -> str:
                         "holds config.json and the weights (save_pretrained's output)")
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise UserError(f"local model path does not exist: {name_or_path} (model.name_or_path)")
-    if _cached(name_or_path) or hub_reachable():
+    if _in_hub_cache(name_or_path) or hub_reachable():
         return name_or_path
     hint = "" if hub_offline_flag() else " (no network?)"
     raise UserError(f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be "
@@ -115,10 +116,8 @@ def _resolve(name_or_path: str | None) -> str:
                     "or model=tiny (random weights, for smoke tests)")
 
 
-def _cached(name: str) -> bool:
+def _in_hub_cache(name: str) -> bool:
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:  # noqa: BLE001 - any failure means "not usable from the cache"
         return False
@@ -126,16 +125,15 @@ def _cached(name: str) -> bool:
 
 def context_length(model: PreTrainedModel, override: int | None = None) -> int:
     """The model's positions, or `model.max_length` when set (never beyond the positions)."""
-    config = model.config
-    positions = next((int(getattr(config, key)) for key in
+    positions = next((int(getattr(model.config, key)) for key in
                       ("n_positions", "max_position_embeddings", "n_ctx")
-                      if getattr(config, key, None)), None)
+                      if getattr(model.config, key, None)), None)
     if override and positions and override > positions:
         raise UserError(f"model.max_length={override} is beyond the {positions} positions of "
                         "the model; lower it or set model.max_length=null")
-    if override or positions:
-        return int(override or positions)
-    raise UserError("cannot tell the model's context length; set model.max_length")
+    if not (override or positions):
+        raise UserError("cannot tell the model's context length; set model.max_length")
+    return int(override or positions)
 
 
 def apply_lora(model: PreTrainedModel, lora_cfg):

@@ -1,6 +1,5 @@
-"""Reduced-precision inference: the test split scored in float16, bfloat16 or int8. Fine-tuned
-arms train as `trainer.precision` says and are cast only right before the test, so every arm
-is scored at the one `inference_dtype`."""
+"""Reduced-precision inference: fine-tuned arms train as `trainer.precision` says and are
+cast only right before the test, so every arm is scored at the one `inference_dtype`."""
 
 import importlib.util
 import warnings
@@ -22,8 +21,7 @@ def _device_type(device) -> str:
 
 
 def check_inference_dtype(name: str, device_type: str) -> None:
-    """Fail before any work on a dtype unknown or that this device (a torch device type or a
-    Lightning accelerator) cannot run."""
+    """Fail before any work on a dtype unknown or that this device cannot run."""
     if name not in INFERENCE_DTYPES:
         raise UserError(f"inference_dtype '{name}' is unknown; use {', '.join(INFERENCE_DTYPES)}")
     if name != "int8":
@@ -62,9 +60,8 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model.float()  # CPU int8 kernels take float32 (a model trained in bf16-true is not)
-
-    # torch marks eager quantization deprecated (in favour of torchao, not a dependency here)
-    # but 2.13 still ships it; its warnings would repeat in every job's log
+    # torch marks eager quantization deprecated (for torchao, not a dependency here) but
+    # still ships it; its warnings would repeat in every job's log
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -73,9 +70,9 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 
 def _tied_head(model: nn.Module) -> nn.Module | None:
-    """The output layer when it shares its weight with the input embeddings (GPT-2), else None.
-    It stays unquantized: the embedding lookup needs the float matrix anyway (an int8 copy
-    would add memory), and only a few positions reach it in scoring (logits_to_keep)."""
+    """The output layer when it shares its weight with the input embeddings (GPT-2). It stays
+    unquantized: the embedding lookup needs the float matrix anyway, and only a few positions
+    reach it in scoring (logits_to_keep)."""
     head = getattr(model, "get_output_embeddings", lambda: None)()
     embeddings = getattr(model, "get_input_embeddings", lambda: None)()
     if head is None or embeddings is None:
@@ -106,9 +103,8 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
                        device: torch.device) -> nn.Module:
-    """Each Linear made bitsandbytes' Linear8bitLt (as transformers' load_in_8bit): its
-    Int8Params quantize when moved from the CPU to the GPU; the rest runs in float16, which
-    the int8 kernels take. Ran on bitsandbytes 0.50's CPU backend; untested on CUDA here."""
+    """Each Linear made bitsandbytes' Linear8bitLt (as transformers' load_in_8bit), quantized
+    when moved to the GPU; the rest in float16, which the int8 kernels take."""
     import bitsandbytes as bnb
 
     model.to(torch.float16)
@@ -128,8 +124,7 @@ def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
 
 def weight_memory_mb(model: nn.Module) -> float:
     """MiB the model's weights take as it is scored: parameters and buffers (shared ones once,
-    bitsandbytes' row scales `SCB` too), and the packed int8 weights, bias and scales that
-    dynamically quantized layers hide in `_packed_params`."""
+    bitsandbytes' row scales `SCB` too), and what dynamically quantized layers pack."""
     from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
     def size(t: torch.Tensor | None) -> int:
@@ -142,6 +137,6 @@ def weight_memory_mb(model: nn.Module) -> float:
             weight, bias = module._weight_bias()
             total += size(weight) + size(bias)
             if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                total += size(weight.q_per_channel_scales())
-                total += size(weight.q_per_channel_zero_points())
+                total += size(weight.q_per_channel_scales()) + size(
+                    weight.q_per_channel_zero_points())
     return total / 2**20

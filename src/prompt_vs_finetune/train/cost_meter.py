@@ -12,9 +12,9 @@ from ..metrics.cost import Usage, call_usd, fit_usd
 
 
 def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA's peak allocation, or on CPU the process's peak resident set (Linux: KiB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # CPU: the process's peak resident set size (Linux reports KiB).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -73,10 +73,9 @@ class CostMeter(L.Callback):
         devices = self._reduce()
         usd_per_second = cost_cfg.usd_per_hour * devices / 3600
         calls = [call_usd(row, total_params, cost_cfg, len(rows)) for row in rows]
-        train_s, eval_s = self.seconds["train"], self.seconds["eval"]
-        tokens = self.tokens
+        train_s, eval_s, tokens = self.seconds["train"], self.seconds["eval"], self.tokens
         train_flops = (4 * total_params + 2 * trainable_params) * tokens["train"]
-        forward = tokens["val"] + tokens["input"] + tokens["generated"] + tokens["eval_only"]
+        forward = sum(tokens[k] for k in ("val", "input", "generated", "eval_only"))
         return Usage(
             n_predictions=len(rows), eval_seconds=eval_s, eval_usd=sum(c[1] for c in calls),
             eval_usd_measured=eval_s * usd_per_second,

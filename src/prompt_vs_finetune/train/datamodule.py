@@ -20,11 +20,10 @@ def pad_collate(pad_id: int):
         input_ids = _right_pad(ids, pad_id)
         labels = _right_pad([row["labels"] for row in rows], IGNORE_INDEX)
         attention = _right_pad([[1] * len(seq) for seq in ids], 0)
-        width = input_ids.size(1)
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
                  "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
         if "segments" in rows[0]:
-            batch.update(_packed_layout([row["segments"] for row in rows], width))
+            batch.update(_packed_layout([row["segments"] for row in rows], input_ids.size(1)))
         return batch
 
     return collate
@@ -54,8 +53,7 @@ def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
     tokens: far less padding when examples are short. An example never spans two rows."""
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     packs, current = [], None
-    for i in order:
-        row = rows[i]
+    for row in (rows[i] for i in order):
         n = len(row["input_ids"])
         if current is None or len(current["input_ids"]) + n > length:
             current = {"input_ids": [], "labels": [], "segments": []}
@@ -93,7 +91,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
                         for i in range(0, len(window), self.batch_size)]
         shuffled = torch.randperm(len(batches), generator=gen).tolist()
         rank, world = self._shard()
-        usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+        usable = len(batches) - len(batches) % world
         return [batches[i] for i in shuffled[:usable]][rank::world]
 
     def __iter__(self):
@@ -101,9 +99,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         yield from self._batches()[skip:]
 
     def __len__(self) -> int:
-        rank, world = self._shard()
-        n = -(-len(self.lengths) // self.batch_size)
-        return n // world if world > 1 else n
+        return -(-len(self.lengths) // self.batch_size) // self._shard()[1]
 
 
 def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:
@@ -142,24 +138,22 @@ class TaskDataModule(L.LightningDataModule):
 
     def _rows(self, split: str) -> list[dict]:
         if split not in self._encoded:
-            if split == "test":
-                self._encoded[split] = self.scorer.test_rows(self.splits["test"])
-            else:
-                self._encoded[split] = [self.encoder.training_example(row)
-                                        for row in self.splits[split]]
+            self._encoded[split] = (
+                self.scorer.test_rows(self.splits["test"]) if split == "test"
+                else [self.encoder.training_example(row) for row in self.splits[split]])
         return self._encoded[split]
 
-    def _loader(self, rows: list[dict], batch_size: int, collate, shuffle: bool) -> DataLoader:
+    def _loader(self, rows: list[dict], collate, shuffle: bool) -> DataLoader:
         """Under DDP each process takes its share (trainer=ddp turns Lightning's own sampler
         injection off: it cannot shard the length-grouped batch sampler)."""
         sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed) \
             if _distributed() else None
-        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle and sampler is None,
+        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, collate_fn=collate, generator=self._generator())
 
     def _generator(self) -> torch.Generator:
-        """Loaders draw from their own generator: creating an iterator must not consume the
-        global RNG (dropout's), or a resumed job would drift from an uninterrupted one."""
+        """Each loader's own: creating an iterator must not consume the global RNG (dropout's),
+        or a resumed job would drift from an uninterrupted one."""
         return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self) -> DataLoader:
@@ -171,10 +165,10 @@ class TaskDataModule(L.LightningDataModule):
                                            self.seed)
             return DataLoader(rows, batch_sampler=batches, collate_fn=collate,
                               generator=self._generator())
-        return self._loader(rows, self.batch_size, collate, shuffle=True)
+        return self._loader(rows, collate, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._rows("validation"), self.batch_size,
+        return self._loader(self._rows("validation"),
                             pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -1,8 +1,6 @@
 """Lightning's MLflow logger, writing into the run the job owns (tracking/runs.py)."""
 
-import mlflow
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig
 
 
 class JobMLFlowLogger(MLFlowLogger):
@@ -27,7 +25,8 @@ class JobMLFlowLogger(MLFlowLogger):
         pass
 
 
-def lightning_logger(run: mlflow.ActiveRun | None, cfg: DictConfig) -> JobMLFlowLogger | bool:
+def lightning_logger(run, tracking_uri: str) -> JobMLFlowLogger | bool:
+    """The logger of the job's MLflow `run`; none (False) without a run (DDP ranks above 0)."""
     if run is None:
         return False
-    return JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri, run_id=run.info.run_id)
+    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id)

@@ -1,6 +1,5 @@
 """One LightningModule for every local arm (they differ only in whether `fit` runs first):
-training minimises the loss on the answer tokens; testing hands each batch to the task type's
-scorer and collects the per-example predictions."""
+training minimises the loss on the answer tokens; testing hands each batch to the scorer."""
 
 import contextlib
 import logging
@@ -63,12 +62,11 @@ class ArmModule(L.LightningModule):
         self.weight_memory_mb: float | None = None  # of the model as scored (cost metric)
 
     @classmethod
-    def from_config(cls, model, scorer, cfg) -> "ArmModule":
-        return cls(model, scorer, lr=cfg.arm.lr, weight_decay=cfg.arm.weight_decay,
-                   warmup_ratio=cfg.arm.warmup_ratio, compile=cfg.compile,
-                   inference_dtype=cfg.inference_dtype)
+    def from_config(cls, model, scorer, arm, compile: bool, inference_dtype: str) -> "ArmModule":
+        return cls(model, scorer, lr=arm.lr, weight_decay=arm.weight_decay,
+                   warmup_ratio=arm.warmup_ratio, compile=compile,
+                   inference_dtype=inference_dtype)
 
-    # -- fitting ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         loss = answer_loss(self.train_decoder, self.head, batch)
         if not torch.isfinite(loss):  # stop now: every later step would be wasted
@@ -90,15 +88,15 @@ class ArmModule(L.LightningModule):
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
-        # fused kernels: one launch for all tensors (7.7x faster steps for 124M parameters on
-        # 2 CPU cores, measured); the HF Trainer's default too
+        # fused: one launch for all tensors (7.7x faster steps for 124M parameters on 2 CPU
+        # cores, measured); the HF Trainer's default too
         fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
         optimizer = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.warmup_ratio),
                                                     total)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "step"}}
 
     def on_train_start(self):
         """Resumed mid-epoch (Lightning restores the loop, not the data order): skip the
@@ -115,10 +113,9 @@ class ArmModule(L.LightningModule):
                      done)
 
     def on_load_checkpoint(self, checkpoint):
-        rng = checkpoint.get("pvf_rng")
-        if rng:  # dropout and anything else random continue exactly where they were
+        if rng := checkpoint.get("pvf_rng"):  # dropout etc. continue exactly where they were
             torch.set_rng_state(rng["torch"])
-            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            random.setstate(rng["python"])
             np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32),
                                  *rng["numpy_rest"]))
             if rng.get("cuda") and torch.cuda.is_available():
@@ -126,10 +123,9 @@ class ArmModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         """RNG states as tensors and plain numbers: checkpoints load with weights_only=True."""
-        version, state, gauss = random.getstate()
         _, keys, *rest = np.random.get_state()
         checkpoint["pvf_rng"] = {
-            "torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+            "torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": list(rest),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         if self.trainable_only:
@@ -137,7 +133,6 @@ class ArmModule(L.LightningModule):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                         if k in keep}
 
-    # -- scoring ------------------------------------------------------------------------
     def on_test_start(self):
         """Cast to `inference_dtype` once, after Lightning loaded the best checkpoint."""
         if self.inference_dtype != "float32" and self.weight_memory_mb is None:

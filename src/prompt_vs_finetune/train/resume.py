@@ -1,11 +1,6 @@
-"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss).
-
-A job's state folder, keyed by its resolved config, holds `last.ckpt` (the whole training
-state, written every `resume_every_n_steps` steps, at the fit's end and on SIGTERM), its
-checksum, `job.json` (MLflow run id, data hash, code version) and, while it runs, `lock`. The
-same command continues from it into the same run, unless the data or code changed. Only a
-FINISHED job, or one stopped on purpose (Ctrl-C), removes its state.
-"""
+"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss): a state folder
+keyed by the job's config holds `last.ckpt`, its checksum, `job.json` (MLflow run id, data
+hash, code version) and a `lock` (docs/reliability.md)."""
 
 import json
 import logging
@@ -18,22 +13,22 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from omegaconf import DictConfig
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from ..errors import UserError
 from ..models.gguf import file_sha256
 from ..project import write_atomic
-from ..tracking.provenance import code_version, config_hash
+from ..tracking.provenance import code_version
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
-    """last.ckpt every n steps, written to a temporary file and renamed (a kill mid-write
-    leaves the previous one intact). Never at an epoch's last batch (the resumed run would
-    skip that epoch's validation): a save due there is made at the epoch's end, after it; and
-    once at the fit's end. Not at every epoch's end: SmolLM2's 1.6 GB state saved after each
+    """last.ckpt every n steps and at the fit's end, with its checksum. Never at an epoch's
+    last batch (the resumed run would skip that epoch's validation): a save due there is made
+    at the epoch's end. Not at every epoch's end: SmolLM2's 1.6 GB state saved after each
     one-step epoch took ten times the steps' arithmetic."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -53,15 +48,10 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         return (every > 0 and trainer.global_step % every == 0
                 and not self._should_skip_saving_checkpoint(trainer))
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        """Not here: a checkpoint before the epoch's end would resume without its best."""
-
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """After the epoch's validation, best checkpoint and early stopping (checkpoint
-        callbacks run last, this one after the best one), when a save fell due at the epoch's
-        last batch or the fit ends with this epoch."""
-        # a stop asked for before arm.min_steps does not end the fit (Lightning trains on);
-        # taken for the end, it saved 8 x 1.6 GB in SmolLM2's 228 s full fine-tune
+        callbacks run last), when a save fell due at its last batch or the fit ends here. A
+        stop asked for before arm.min_steps does not end the fit (Lightning trains on)."""
         stops = trainer.should_stop and trainer.fit_loop._can_stop_early
         last = stops or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if self._due(trainer) or (last and not self._should_skip_saving_checkpoint(trainer)):
@@ -70,10 +60,8 @@ class AtomicLastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         tmp = f"{filepath}.tmp"
         super()._save_checkpoint(trainer, tmp)
-        if trainer.is_global_zero:
-            # the new checksum joins the old one before the file moves in: last.ckpt always
-            # matches one of them, whenever a kill lands
-            sums = Path(f"{filepath}.sha256")
+        if trainer.is_global_zero:  # the new checksum joins the old one before the file
+            sums = Path(f"{filepath}.sha256")  # moves in: last.ckpt always matches one
             old = sums.read_text().split()[:1] if sums.is_file() else []
             write_atomic(sums, " ".join([file_sha256(Path(tmp)), *old]))
             os.replace(tmp, filepath)
@@ -81,13 +69,10 @@ class AtomicLastCheckpoint(ModelCheckpoint):
 
 
 class ResumableEarlyStopping(EarlyStopping):
-    """EarlyStopping that survives a resume from a checkpoint written right after an epoch's
-    validation: that epoch was checked, and the restored trainer has no `val/loss`, which
-    Lightning's own callback takes for a missing metric."""
+    """EarlyStopping resumed from a checkpoint written right after an epoch's validation: that
+    epoch was checked, and the restored trainer has no `val/loss` (not a missing metric)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._restored = False
+    _restored = False  # set on the instance by a resume
 
     def load_state_dict(self, state_dict) -> None:
         super().load_state_dict(state_dict)
@@ -102,23 +87,25 @@ class ResumableEarlyStopping(EarlyStopping):
 
 @dataclass
 class ResumeState:
-    folder: Path
+    folder: Path  # keyed by the job's config hash
     data: str  # the content hash of the job's splits
     code: str
     tracking_uri: str
 
     @classmethod
-    def for_job(cls, cfg: DictConfig, data: str) -> "ResumeState | None":
+    def for_job(cls, fit: bool, folder: Path, data: str,
+                tracking_uri: str) -> "ResumeState | None":
         """The state of a fitted arm (also with resume=false, to retire an old attempt)."""
-        if not cfg.arm.fit:
-            return None
-        return cls(Path(cfg.paths.resume_dir) / config_hash(cfg), data, code_version(),
-                   cfg.mlflow.tracking_uri)
+        return cls(Path(folder), data, code_version(), tracking_uri) if fit else None
 
     @property
     def checkpoint(self) -> Path | None:
         path = self.folder / "last.ckpt"
         return path if path.is_file() else None
+
+    def _meta(self) -> dict | None:
+        path = self.folder / "job.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def lock(self) -> None:
         """One live job per key; a lock whose process is gone (killed) is taken over."""
@@ -144,20 +131,18 @@ class ResumeState:
         """{run_id, output_dir} of an interrupted attempt to continue, or None. One not to be
         continued (resume=false, other data or code) is retired; one that should continue but
         cannot (a damaged checkpoint, a run not in this store) is one line, its state kept."""
-        meta_path = self.folder / "job.json"
-        if not meta_path.is_file():
+        meta = self._meta()
+        if meta is None:
             return None
-        meta = json.loads(meta_path.read_text())
         if self.checkpoint is None:  # killed before its first checkpoint: nothing to resume
             return self._retire(meta, "interrupted before its first resume checkpoint")
         if not resume:
             return self._retire(meta, "resume=false started this job afresh")
-        changed = [what for what in ("data", "code") if meta.get(what) != getattr(self, what)]
-        if changed:
+        if changed := " and the ".join(w for w in ("data", "code")
+                                       if meta.get(w) != getattr(self, w)):
             log.warning("the %s changed since the interrupted attempt (run %s): starting afresh",
-                        " and the ".join(changed), meta["run_id"])
-            return self._retire(meta, f"the {' and the '.join(changed)} changed; a new run "
-                                      "started afresh")
+                        changed, meta["run_id"])
+            return self._retire(meta, f"the {changed} changed; a new run started afresh")
         self._check_run(meta["run_id"])
         try:
             self._check_checkpoint()
@@ -168,15 +153,13 @@ class ResumeState:
 
     def follow(self, resume: bool) -> dict | None:
         """What a DDP rank above 0 resumes from: rank 0's choice, read, never changed."""
-        meta_path = self.folder / "job.json"
-        if not (resume and meta_path.is_file() and self.checkpoint):
-            return None
-        meta = json.loads(meta_path.read_text())
-        return meta if (meta.get("data"), meta.get("code")) == (self.data, self.code) else None
+        meta = self._meta() if resume and self.checkpoint else None
+        same = meta and (meta.get("data"), meta.get("code")) == (self.data, self.code)
+        return meta if same else None
 
     def _check_checkpoint(self) -> None:
+        fix = f"run with resume=false to start afresh (or delete {self.folder})"
         sums = self.folder / "last.ckpt.sha256"
-        fix = (f"run with resume=false to start afresh (or delete {self.folder})")
         if not sums.is_file() or file_sha256(self.checkpoint) not in sums.read_text().split():
             raise UserError(f"the resume checkpoint {self.checkpoint} is damaged (it does not "
                             f"match the checksum written with it); {fix}")
@@ -187,9 +170,6 @@ class ResumeState:
                             f"({str(err).splitlines()[0][:120]}); {fix}") from err
 
     def _check_run(self, run_id: str) -> None:
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
         uri = redact(self.tracking_uri)
         try:
             run = MlflowClient(self.tracking_uri).get_run(run_id)
@@ -207,8 +187,6 @@ class ResumeState:
         """The attempt's run, if still RUNNING here (what a kill leaves), FAILED with the
         reason as its `error` tag."""
         try:
-            from mlflow.tracking import MlflowClient
-
             client = MlflowClient(self.tracking_uri)
             if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
                 client.set_tag(run_id, "error", reason)
@@ -221,18 +199,17 @@ class ResumeState:
         self._end_run(meta["run_id"], f"abandoned: {reason}")
         for name in ("last.ckpt", "last.ckpt.sha256", "job.json"):
             (self.folder / name).unlink(missing_ok=True)
-        return None
 
     def start(self, run_id: str, output_dir: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "job.json").write_text(json.dumps({
+        write_atomic(self.folder / "job.json", json.dumps({
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        """Writes last.ckpt every n optimizer steps."""
+        """Writes last.ckpt every n optimizer steps; never at validation's end (before the
+        epoch's end, a checkpoint would resume without the epoch's best)."""
         return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
                                     save_last=True, every_n_train_steps=every_n_steps,
-                                    enable_version_counter=False)
+                                    enable_version_counter=False, save_on_train_epoch_end=True)
 
     def close(self, outcome: str) -> None:
         """A failure or a preemption keeps the state, for the same command to resume."""
