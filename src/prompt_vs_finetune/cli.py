@@ -52,19 +52,10 @@ def config_error(args: list[str]) -> str | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
-    flags = hydra_flags(args)
-    if flags is None or flags.help or flags.hydra_help or flags.info or flags.shell_completion:
-        return None  # Hydra's flags that print something and run nothing: no pre-check
-    overrides = [a for a in flags.overrides if not a.startswith("hydra")]
-    search = [a for a in flags.overrides if a.startswith("hydra.searchpath=")]
-    if flags.config_dir:  # Hydra adds --config-dir to the search path: so does the check
-        if not Path(flags.config_dir).is_dir():
-            return (f"--config-dir {flags.config_dir!r} is not a folder; name the folder that "
-                    "holds your config groups (e.g. task/)")
-        paths = [f"file://{Path(flags.config_dir).resolve()}"]
-        paths += [search[0].split("=", 1)[1].strip("[]")] if search else []
-        search = [f"hydra.searchpath=[{','.join(filter(None, paths))}]"]
-    config_name = flags.config_name or "config"
+    command = read_command(args)
+    if command is None or isinstance(command, str):
+        return command
+    overrides, config_name, search = command
     trials = next((a.split("=", 1)[1] for a in args
                    if a.lstrip("+").startswith("hydra.sweeper.n_trials=")), None)
     if trials is not None and not (trials.isdigit() and int(trials) >= 1):
@@ -133,9 +124,10 @@ def output_error(args: list[str]) -> str | None:
     return None
 
 
-def hydra_flags(args: list[str]):
-    """The command line as Hydra's own parser reads it; None where Hydra refuses it (it then
-    says why itself)."""
+def read_command(args: list[str]) -> tuple[list[str], str, list[str]] | str | None:
+    """(the overrides, the config name, the search path as one `hydra.searchpath` override) as
+    Hydra's own parser reads the command line; an error line; None where nothing is to check
+    (Hydra's flags that print something and run nothing, or flags Hydra refuses itself)."""
     import contextlib
     import io
 
@@ -143,9 +135,21 @@ def hydra_flags(args: list[str]):
 
     with contextlib.redirect_stderr(io.StringIO()):
         try:
-            return get_args_parser().parse_intermixed_args(args)
+            flags = get_args_parser().parse_intermixed_args(args)
         except SystemExit:
             return None
+    if flags.help or flags.hydra_help or flags.info or flags.shell_completion:
+        return None
+    search = [a for a in flags.overrides if a.startswith("hydra.searchpath=")]
+    if flags.config_dir:  # Hydra adds --config-dir to the search path: so does the check
+        if not Path(flags.config_dir).is_dir():
+            return (f"--config-dir {flags.config_dir!r} is not a folder; name the folder that "
+                    "holds your config groups (e.g. task/)")
+        paths = [f"file://{Path(flags.config_dir).resolve()}"]
+        paths += [search[0].split("=", 1)[1].strip("[]")] if search else []
+        search = [f"hydra.searchpath=[{','.join(filter(None, paths))}]"]
+    overrides = [a for a in flags.overrides if not a.startswith("hydra")]
+    return overrides, flags.config_name or "config", search
 
 
 def missing_key(err: BaseException) -> str | None:
