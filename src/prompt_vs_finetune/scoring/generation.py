@@ -4,8 +4,14 @@ encoded once and reused, and ragged prompts prefilled one by one."""
 import torch
 from transformers import DynamicCache
 
-from .logprobs import PrefixCache, cache_argument, common_prefix_length, prefill, takes_cache
-from .tensors import left_pad
+from .logprobs import (
+    PrefixCache,
+    cache_argument,
+    common_prefix_length,
+    left_pad,
+    prefill,
+    takes_cache,
+)
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 

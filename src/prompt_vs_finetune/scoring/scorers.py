@@ -4,7 +4,6 @@ generation, the only part of a local job that differs between the task types."""
 import torch
 
 from ..tasks import PromptEncoder
-from . import calibration
 from .generation import cut_at_stop, generate, generate_kwargs
 from .logprobs import (
     ChoiceTrie,
@@ -84,8 +83,8 @@ class RankClassifier(_Scorer):
         # (lm-evaluation-harness's acc / acc_norm), and both calibrations
         rankings = {"sum": logprob,
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
-                    "contextual": calibration.contextual(logprob, references["contextual"]),
-                    "pmi": calibration.pmi(logprob, references["pmi"])}
+                    "contextual": contextual(logprob, references["contextual"]),
+                    "pmi": pmi(logprob, references["pmi"])}
         chosen = rankings[self.calibration] if self.calibration != "none" \
             else normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         distribution = label_distribution(rankings, self.calibration)
@@ -141,6 +140,20 @@ def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> t
     nearly flat: a fine-tuned model right 87% of the time had ECE 0.65 from it."""
     scores = rankings["sum"] if calibration == "none" else rankings[calibration]
     return torch.softmax(scores.double(), dim=-1)
+
+
+def contextual(logprob: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
+    """Contextual calibration (Zhao et al. 2021): divided by the mean label distribution after
+    the content-free inputs; `content_free`: summed log-likelihoods [inputs, labels]."""
+    p_cf = torch.log_softmax(content_free.double(), dim=-1).exp().mean(0)
+    return torch.log_softmax(torch.log_softmax(logprob.double(), dim=-1) - p_cf.log(), dim=-1)
+
+
+def pmi(logprob: torch.Tensor, premise: torch.Tensor) -> torch.Tensor:
+    """Domain-conditional PMI (Holtzman et al. 2021): minus the log-likelihood after the
+    template's words before the answer; `premise`: [1, labels]. Both calibrations divide out
+    each label's prior, its length included: no length normalisation on top."""
+    return torch.log_softmax(logprob.double() - premise.double(), dim=-1)
 
 
 class Summarizer(_Scorer):
