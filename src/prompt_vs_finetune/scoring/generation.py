@@ -2,16 +2,9 @@
 encoded once and reused, and ragged prompts prefilled one by one."""
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
-from .logprobs import (
-    PrefixCache,
-    cache_argument,
-    common_prefix_length,
-    left_pad,
-    prefill,
-    takes_cache,
-)
+from .logprobs import PrefixCache, common_prefix_length, left_pad, prefill, takes_cache
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
@@ -60,11 +53,9 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         base, _ = prefix_cache.get(model, prompts[0][:shared])
         cache = batch_cache(model, [_layer_tensors(base)] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
-    extra = {} if cache is None else {cache_argument(model): cache}
-    if cache is not None and not isinstance(cache, DynamicCache):
-        # a StaticCache makes generate torch.compile the forward on GPUs, once per batch
-        # shape (width and batch size change every batch): minutes of compiling, not decoding
-        extra["disable_compile"] = True
+    # a StaticCache makes generate torch.compile the forward on GPUs, once per batch shape
+    # (width and batch size change every batch): minutes of compiling, not decoding
+    extra = {} if cache is None else {"cache": cache, "disable_compile": True}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
     eos = kwargs["eos_token_id"]
@@ -98,10 +89,7 @@ def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], leng
                    for kv in layers] for layers in rows]
         batched = [(torch.cat([r[i][0] for r in padded]), torch.cat([r[i][1] for r in padded]))
                    for i in range(len(padded[0]))]
-        try:
-            return DynamicCache(ddp_cache_data=batched)
-        except TypeError:  # transformers before 4.56
-            return DynamicCache.from_legacy_cache(tuple(batched))
+        return DynamicCache(ddp_cache_data=batched)
     for row, layers in enumerate(rows):
         for layer, (keys, values) in zip(cache.layers, layers, strict=True):
             if not layer.is_initialized:
@@ -115,25 +103,18 @@ def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], leng
 
 
 def _static_cache(model, length: int):
-    """An empty StaticCache, or None where this transformers' has no per-layer tensors."""
+    """An empty StaticCache, or None where the model's layers are not all key/value ones
+    (linear attention) or its config builds none."""
     try:
-        from transformers import StaticCache
-
         cache = StaticCache(config=model.config, max_cache_len=length)
-    except (ImportError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return None
-    layers = getattr(cache, "layers", None)
-    if not layers or not all(hasattr(layer, "lazy_initialization")
-                             and hasattr(layer, "cumulative_length") for layer in layers):
-        return None
-    return cache
+    return cache if all(hasattr(layer, "cumulative_length") for layer in cache.layers) else None
 
 
 def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(keys, values) of each layer of a DynamicCache, [1, heads, tokens, dim] each."""
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache, strict=True))
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

@@ -47,39 +47,31 @@ class Scores:
     tokens_processed: int  # non-pad tokens run through the model (for cost accounting)
 
 
-def _forward_kwargs(model) -> frozenset[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_params(type(base))
-
-
 @functools.cache  # scoring asks on every batch
 def _forward_params(model_class) -> frozenset[str]:
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
-def cache_argument(model) -> str | None:
-    """The keyword the model's forward (and generate) takes its key/value cache by: `cache`
-    from transformers 5.24 on, `past_key_values` before; None when it takes none."""
-    accepts = _forward_kwargs(model)
-    return next((name for name in ("cache", "past_key_values") if name in accepts), None)
+def _accepts(model, argument: str) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return argument in _forward_params(type(base))
 
 
 def takes_cache(model) -> bool:
     """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not:
     it runs the plain paths)."""
-    return cache_argument(model) is not None
+    return _accepts(model, "cache")
 
 
 def _logits_kept(model, keep) -> dict:
     """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the output
     projection of positions never read is a third of a pass."""
-    return {"logits_to_keep": keep} if "logits_to_keep" in _forward_kwargs(model) else {}
+    return {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
 
 
 def prefill(model, input_ids: torch.Tensor):
     """The key/value cache of `input_ids` (one position's logits: a prefix's are never read)."""
-    output = model(input_ids=input_ids, use_cache=True, **_logits_kept(model, 1))
-    return output["cache"] if "cache" in output else output["past_key_values"]  # < 5.24
+    return model(input_ids=input_ids, use_cache=True, **_logits_kept(model, 1)).cache
 
 
 @torch.no_grad()
@@ -217,7 +209,7 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
         base, built = (prefix_cache or PrefixCache()).get(model, contexts[0][:shared])
         cache = copy.deepcopy(base)  # the model extends the copy, not the cached prefix
         cache.batch_repeat_interleave(n_ctx)
-        kwargs[cache_argument(model)] = cache
+        kwargs["cache"] = cache
         processed += built
     keep = _logits_kept(model, columns.to(device))
     logits = model(**kwargs, **keep).logits
