@@ -6,7 +6,6 @@ import copy
 import functools
 import inspect
 import os
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -17,8 +16,7 @@ from ..errors import UserError
 
 def left_pad(seqs: list[list[int]], pad_id: int,
              width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ids, attention mask), every row ending at the last column, so the next-token
-    logits of all rows sit at the same position."""
+    """(input ids, attention mask), every row ending at the last column."""
     width = width or max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -30,9 +28,8 @@ def left_pad(seqs: list[list[int]], pad_id: int,
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The [batch, 1, queries, keys] mask transformers takes for a boolean `allowed` [batch,
-    queries, keys]: 0 or the dtype's minimum. A query that may attend to nothing (a padding
-    row) sees itself, so no softmax runs over an empty row (NaN)."""
+    """The [batch, 1, queries, keys] float mask for a boolean `allowed` [batch, queries, keys].
+    A query that may attend to nothing (a padding row) sees itself: no softmax of an empty row."""
     queries, keys = allowed.shape[-2:]
     allowed = allowed.clone()
     allowed[..., :, keys - queries:] |= torch.eye(queries, dtype=torch.bool)
@@ -40,8 +37,7 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> 
     return mask[:, None]
 
 
-@dataclass
-class Scores:
+class Scores(NamedTuple):
     logprob: torch.Tensor  # [n] sum of the continuation's token log-probabilities
     n_tokens: torch.Tensor  # [n] continuation lengths in tokens
     tokens_processed: int  # non-pad tokens run through the model (for cost accounting)
@@ -64,8 +60,8 @@ def takes_cache(model) -> bool:
 
 
 def _logits_kept(model, keep) -> dict:
-    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the output
-    projection of positions never read is a third of a pass."""
+    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the projection of
+    positions never read is a third of a pass."""
     return {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
 
 
@@ -114,15 +110,14 @@ def common_prefix_length(seqs: list[list[int]]) -> int:
 
 
 class PrefixCache:
-    """The key/value cache of a shared prefix (few-shot demos + template head), reused by
-    every batch until `clear()` (the weights changed)."""
+    """The KV cache of a shared prefix (few-shot demos + template head), reused by every batch
+    until `clear()` (the weights changed)."""
 
-    def __init__(self):
-        self.clear()
+    tokens: tuple[int, ...] = ()
+    cache = None
 
     def clear(self) -> None:
-        self.tokens: tuple[int, ...] = ()
-        self.cache = None
+        self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
         """(batch-1 cache of `prefix`, tokens run to build it)."""

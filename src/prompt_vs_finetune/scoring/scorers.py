@@ -26,8 +26,8 @@ def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
 
 
 class _Scorer:
-    """The test rows, sorted by prompt length (little padding in a batch), and the cache of
-    the demos' keys and values, cleared before each test (the weights may have changed)."""
+    """The test rows sorted by prompt length (little padding), and the demos' KV cache, cleared
+    before each test (the weights may have changed)."""
 
     def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
                  max_batch_tokens: int | None):
@@ -46,17 +46,16 @@ class _Scorer:
 
 
 class RankClassifier(_Scorer):
-    """Rank every verbalized label by its log-likelihood after the prompt (`scorer`: the config
-    group). `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for
-    all labels; the plain path runs prompt + label per label (the same numbers, for models
-    without 4D masks). `predicted`: by `calibration`, else by `length_norm`."""
+    """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
+    the demos once (cached) and each prompt once for all labels; the plain path runs prompt +
+    label per label (the same numbers, for models without 4D masks)."""
 
     def __init__(self, encoder: PromptEncoder, scorer):
         super().__init__(encoder, scorer.batch_size, scorer.examples_per_batch,
                          scorer.max_batch_tokens)
         self.length_norm, self.calibration = scorer.length_norm, scorer.calibration
         self.share_prefix, self.content_free = scorer.share_prefix, tuple(scorer.content_free)
-        self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
+        self.references: dict[str, torch.Tensor] | None = None  # per test, like prefix_cache
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
         self.label_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
             else sum(map(len, encoder.choice_ids))
@@ -72,8 +71,7 @@ class RankClassifier(_Scorer):
         self.references = None
 
     def row_tokens(self, row: dict) -> int:
-        """Width of a test row in a scoring batch: its prompt and every label after it."""
-        return len(row["context_ids"]) + self.label_tokens
+        return len(row["context_ids"]) + self.label_tokens  # the prompt, every label after it
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
@@ -110,7 +108,7 @@ class RankClassifier(_Scorer):
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
 
     def _logprobs(self, model, contexts: list[list[int]]):
-        """Summed log-likelihood and token count [contexts, labels], and the tokens run."""
+        """(log-likelihood, token count) [contexts, labels], and the tokens run."""
         choices, pad_id = self.encoder.choice_ids, self.encoder.tokenizer.pad_token_id
         if self.share_prefix and takes_cache(model):
             scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
@@ -122,8 +120,8 @@ class RankClassifier(_Scorer):
         return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
 
     def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
-        """The labels' log-likelihoods after the content-free inputs (in the same prompt) and
-        after the domain premise, at the first test batch; the tokens that took (0 after)."""
+        """The labels' log-likelihoods after the content-free inputs (in the prompt) and the
+        domain premise, once per test; the tokens that took (0 after the first batch)."""
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
@@ -163,7 +161,7 @@ class Summarizer(_Scorer):
         super().__init__(encoder, score_batch_size, int(decoding.batch_size),
                          decoding.max_batch_tokens)
         self.tokenizer, self.seed = encoder.tokenizer, seed
-        self.reference_cache = PrefixCache()  # the demos' keys/values, for the references
+        self.reference_cache = PrefixCache()  # the demos' KV cache, for the references
         self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
         self.stops = tuple(self.kwargs.get("stop_strings", ()))
 
@@ -171,7 +169,6 @@ class Summarizer(_Scorer):
         return {"references": row["references"]}
 
     def row_tokens(self, row: dict) -> int:
-        """Width of a test row in a generate() batch: its prompt and the tokens to write."""
         return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
 
     def start(self) -> None:
@@ -211,9 +208,8 @@ class Summarizer(_Scorer):
 
     def _reference_logprobs(self, model, contexts: list[list[int]],
                             references: list[list[list[int]]]) -> Scores:
-        """log p(reference | prompt) for each prompt's references, in order. With a KV cache
-        each prompt runs once for all its references, after the cached demos (DialogSum: ~260
-        tokens a row, not ~600)."""
+        """log p(reference | prompt) for each prompt's references, in order; with a KV cache
+        each prompt runs once after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
         pad_id = self.tokenizer.pad_token_id
         if not takes_cache(model):
             return continuation_logprobs(
