@@ -5,14 +5,9 @@ same), imported on first use: the report reads these names without them."""
 import math
 from dataclasses import dataclass
 
-from . import consistency
-
 UNPARSED = -1  # the predicted index of a reply that named no label
 BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-
-__all__ = ["BOTH", "HOSTED", "LOCAL", "UNPARSED", "Key", "accuracy", "consistency", "likelihood",
-           "macro_f1", "perplexity", "rouge_each"]
 
 
 @dataclass(frozen=True)

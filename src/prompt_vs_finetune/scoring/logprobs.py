@@ -129,10 +129,9 @@ class PrefixCache:
 
 
 class ChoiceTrie(NamedTuple):
-    """The choices as a prefix tree. `nodes`: every proper prefix of a choice once, shortest
-    first (the inputs to run); `parent`: each node's parent, -1 for a first token;
-    `predictor`: for each choice token in order, the node predicting it, -1 for the context's
-    last token. Choices that begin alike share inputs; a last token is never run."""
+    """The choices as a prefix tree (choices that begin alike share inputs). `nodes`: every
+    proper prefix of a choice once, shortest first; `parent`: each node's, -1 for a first
+    token; `predictor`: for each choice token in order, the node predicting it, -1: the context."""
 
     nodes: list[tuple[int, ...]]
     parent: list[int]
@@ -186,9 +185,8 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
                            shared: int | None = None) -> Scores:
     """log p(choice | context) for every context x choice (contexts outer), every token run
     once: the shared prefix from a KV cache, then per row the context's own tokens and the
-    choices as a prefix tree under a 4D mask, so a choice costs only the tokens it shares
-    with no other. `shared`: at most this many leading tokens come from the cache (default:
-    all the contexts share), so one cached prefix (the demos) serves every call."""
+    choices as a prefix tree under a 4D mask. `shared`: at most this many tokens come from the
+    cache (default: all the contexts share), so one cached prefix serves every call."""
     param = next(model.parameters())
     device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)

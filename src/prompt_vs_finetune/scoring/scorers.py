@@ -41,6 +41,9 @@ class _Scorer:
                  **self._answer(row)} for i, row in enumerate(split)]
         return sorted(rows, key=lambda row: len(row["context_ids"]))
 
+    def row_tokens(self, row: dict) -> int:
+        return len(row["context_ids"]) + self.answer_tokens  # the prompt and what follows it
+
     def start(self) -> None:
         self.prefix_cache.clear()
 
@@ -57,7 +60,7 @@ class RankClassifier(_Scorer):
         self.share_prefix, self.content_free = scorer.share_prefix, tuple(scorer.content_free)
         self.references: dict[str, torch.Tensor] | None = None  # per test, like prefix_cache
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
-        self.label_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
+        self.answer_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
             else sum(map(len, encoder.choice_ids))
         targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
         self.choice_chars = torch.tensor([len(t) for t in targets])
@@ -69,9 +72,6 @@ class RankClassifier(_Scorer):
     def start(self) -> None:
         super().start()
         self.references = None
-
-    def row_tokens(self, row: dict) -> int:
-        return len(row["context_ids"]) + self.label_tokens  # the prompt, every label after it
 
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
@@ -102,7 +102,7 @@ class RankClassifier(_Scorer):
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
                          # what one call runs: its prompt (demos included) and the labels
-                         "call_tokens": len(context) + self.label_tokens,
+                         "call_tokens": len(context) + self.answer_tokens,
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the calibration inputs run once per test, like a deployment would: no call pays
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
@@ -163,13 +163,11 @@ class Summarizer(_Scorer):
         self.tokenizer, self.seed = encoder.tokenizer, seed
         self.reference_cache = PrefixCache()  # the demos' KV cache, for the references
         self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
+        self.answer_tokens = self.kwargs["max_new_tokens"]  # the most it writes
         self.stops = tuple(self.kwargs.get("stop_strings", ()))
 
     def _answer(self, row) -> dict:
         return {"references": row["references"]}
-
-    def row_tokens(self, row: dict) -> int:
-        return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
 
     def start(self) -> None:
         super().start()
