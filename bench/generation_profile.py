@@ -13,7 +13,7 @@ import torch
 from common import dialogsum, machine, table, task_and_model
 
 from prompt_vs_finetune.scoring.generation import generate
-from prompt_vs_finetune.scoring.tensors import left_pad
+from prompt_vs_finetune.scoring.logprobs import left_pad
 from prompt_vs_finetune.tasks import prompt_layout
 from prompt_vs_finetune.train.datamodule import budget_batches
 

@@ -1,7 +1,6 @@
-"""pvf's Optuna sweeper (`hydra/sweeper=_optuna`; Hydra finds sweepers in `hydra_plugins`
-only): a study whose every trial failed ends like any sweep with failed jobs (the summary,
-the parent run's record, exit 1), not in Optuna's "No trials are completed yet" traceback.
-Optuna is imported when a sweep uses it: the plugin scan on every run must not need it."""
+"""pvf's Optuna sweeper (`hydra/sweeper=_optuna`): a study whose every trial failed ends like
+any sweep with failed jobs (summary, parent run, exit 1), not in Optuna's traceback. Optuna is
+imported when a sweep uses it: Hydra's plugin scan on every run must not need it."""
 
 import logging
 

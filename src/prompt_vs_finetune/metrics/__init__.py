@@ -1,19 +1,13 @@
-"""Quality metrics, one definition each, for every backend and task type, and the vocabulary
-of a logged key (`Key`). The task types say which metrics a run logs; this package computes
-them with scikit-learn and rouge_score, offline (`evaluate.load` would fetch its Hub modules,
-which wrap the same). Both are imported on first use: the report reads these names without."""
+"""Quality metrics, one definition each, and the vocabulary of a logged key (`Key`). Computed
+with scikit-learn and rouge_score, offline (`evaluate.load` fetches Hub modules that wrap the
+same), imported on first use: the report reads these names without them."""
 
 import math
 from dataclasses import dataclass
 
-from . import consistency
-
 UNPARSED = -1  # the predicted index of a reply that named no label
 BOTH, LOCAL, HOSTED = ("local", "hosted"), ("local",), ("hosted",)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-
-__all__ = ["BOTH", "HOSTED", "LOCAL", "UNPARSED", "Key", "accuracy", "consistency", "likelihood",
-           "macro_f1", "perplexity", "rouge_each"]
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 (docs/tracking.md defines each key): distinct-n (Li et al. 2016), repeated n-grams, runs into
 max_new_tokens, the spread of lengths; for classification the ECE (Guo et al. 2017)."""
 
-import math
+import statistics
 from collections import Counter
+
+import numpy as np
 
 ECE_BINS = 15
 REPEAT_N = 3  # loops show as repeated trigrams ("the customer said the customer said ...")
@@ -32,14 +34,13 @@ def generation(rows: list[dict]) -> dict[str, float]:
     max_new_tokens); words are whitespace-separated, lower-cased."""
     outputs = [r["generated"].lower().split() for r in rows]
     lengths = [len(words) for words in outputs]
-    mean = sum(lengths) / len(lengths)
     return {
         "distinct_1": distinct(outputs, 1),
         "distinct_2": distinct(outputs, 2),
-        "repeated_ngram_rate": sum(map(repeated_ngram_rate, outputs)) / len(outputs),
-        "hit_max_new_tokens": sum(bool(r["hit_limit"]) for r in rows) / len(rows),
-        "length_words_mean": mean,
-        "length_words_std": math.sqrt(sum((x - mean) ** 2 for x in lengths) / len(lengths)),
+        "repeated_ngram_rate": statistics.fmean(map(repeated_ngram_rate, outputs)),
+        "hit_max_new_tokens": statistics.fmean(bool(r["hit_limit"]) for r in rows),
+        "length_words_mean": statistics.fmean(lengths),
+        "length_words_std": statistics.pstdev(lengths),
     }
 
 
@@ -47,12 +48,7 @@ def expected_calibration_error(confidence: list[float], correct: list[bool],
                                bins: int = ECE_BINS) -> float:
     """sum over bins of (share of examples in the bin) x |accuracy - mean confidence| in it;
     bin b holds confidences in (b/bins, (b+1)/bins], the first one 0 too."""
-    totals = [[0, 0.0, 0] for _ in range(bins)]  # examples, confidence sum, correct
-    for conf, right in zip(confidence, correct, strict=True):
-        b = min(bins - 1, max(0, math.ceil(conf * bins) - 1))
-        totals[b][0] += 1
-        totals[b][1] += conf
-        totals[b][2] += bool(right)
-    n = len(confidence)
-    return sum(abs(hits / count - conf_sum / count) * count / n
-               for count, conf_sum, hits in totals if count)
+    conf, right = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    bin_of = np.clip(np.ceil(conf * bins) - 1, 0, bins - 1)
+    in_bins = [bin_of == b for b in range(bins)]
+    return float(sum(abs(right[m].mean() - conf[m].mean()) * m.mean() for m in in_bins if m.any()))

@@ -1,6 +1,6 @@
-"""What a job cost (docs/cost.md: the model and each key). Arithmetic only (no torch), so the
-hosted backend and the report use it; train/cost_meter.py counts a local model's tokens and time.
-Every backend reports a `Usage`; `cost_metrics` turns it into the same `cost/*` keys for all."""
+"""What a job cost (docs/cost.md: the model and each key): every backend reports a `Usage`,
+`cost_metrics` makes the same `cost/*` keys of it. Arithmetic only (no torch): the hosted
+backend and the report use it too."""
 
 from dataclasses import dataclass, field
 

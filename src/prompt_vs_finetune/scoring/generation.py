@@ -2,10 +2,10 @@
 encoded once and reused, and ragged prompts prefilled one by one."""
 
 import torch
-from transformers import DynamicCache
+import torch.nn.functional as F
+from transformers import DynamicCache, StaticCache
 
-from .logprobs import PrefixCache, cache_argument, common_prefix_length, prefill, takes_cache
-from .tensors import left_pad
+from .logprobs import PrefixCache, common_prefix_length, left_pad, prefill, takes_cache
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it costs to copy
 
@@ -52,13 +52,11 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         input_ids = torch.cat([prefix, own_ids], dim=1)
         attention = torch.cat([torch.ones_like(prefix), own_mask], dim=1)
         base, _ = prefix_cache.get(model, prompts[0][:shared])
-        cache = batch_cache(model, [_layer_tensors(base)] * len(prompts),
+        cache = batch_cache(model, [base] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
-    extra = {} if cache is None else {cache_argument(model): cache}
-    if cache is not None and not isinstance(cache, DynamicCache):
-        # a StaticCache makes generate torch.compile the forward on GPUs, once per batch
-        # shape (width and batch size change every batch): minutes of compiling, not decoding
-        extra["disable_compile"] = True
+    # a StaticCache makes generate torch.compile the forward on GPUs, once per batch shape
+    # (width and batch size change every batch): minutes of compiling, not decoding
+    extra = {} if cache is None else {"cache": cache, "disable_compile": True}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
     eos = kwargs["eos_token_id"]
@@ -76,58 +74,42 @@ def ragged(model, prompts: list[list[int]]) -> bool:
 def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
     """The KV cache of every prompt but its last token, each run alone, in one batch cache
     with room for `new_tokens` more; `generate` runs the last tokens together."""
-    rows = [_layer_tensors(prefill(model, torch.tensor([p[:-1]], device=device)))
-            for p in prompts]
-    return batch_cache(model, rows, max(len(p) for p in prompts) + new_tokens)
+    caches = [prefill(model, torch.tensor([p[:-1]], device=device)) for p in prompts]
+    return batch_cache(model, caches, max(len(p) for p in prompts) + new_tokens)
 
 
-def batch_cache(model, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], length: int):
-    """One batch cache of `length` positions from each row's per-layer (keys, values), left-
-    padded to the longest row. A preallocated StaticCache: a DynamicCache grows by copying
-    every layer at every step (39% of a batch's decoding time on 2 CPU cores, measured)."""
-    width = max(layers[0][0].size(2) for layers in rows)
+def batch_cache(model, caches: list, length: int):
+    """One batch cache of `length` positions from batch-1 caches, each left-padded to the
+    longest. A preallocated StaticCache: a DynamicCache grows by copying every layer at every
+    step (39% of a batch's decoding time on 2 CPU cores, measured)."""
+    width = max(c.layers[0].keys.size(2) for c in caches)
+    by_layer = list(zip(*(c.layers for c in caches), strict=True))  # [layer][row]
     cache = _static_cache(model, length)
     if cache is None:
-        padded = [[tuple(torch.nn.functional.pad(t, (0, 0, width - t.size(2), 0)) for t in kv)
-                   for kv in layers] for layers in rows]
-        batched = [(torch.cat([r[i][0] for r in padded]), torch.cat([r[i][1] for r in padded]))
-                   for i in range(len(padded[0]))]
-        try:
-            return DynamicCache(ddp_cache_data=batched)
-        except TypeError:  # transformers before 4.56
-            return DynamicCache.from_legacy_cache(tuple(batched))
-    for row, layers in enumerate(rows):
-        for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+        return DynamicCache(ddp_cache_data=[
+            tuple(torch.cat([F.pad(t, (0, 0, width - t.size(2), 0)) for t in tensors])
+                  for tensors in ([s.keys for s in rows], [s.values for s in rows]))
+            for rows in by_layer])
+    for layer, rows in zip(cache.layers, by_layer, strict=True):
+        for row, source in enumerate(rows):
             if not layer.is_initialized:
-                layer.lazy_initialization(keys.expand(len(rows), -1, -1, -1), values)
-            pad = width - keys.size(2)
-            layer.keys[row, :, pad:width] = keys[0]
-            layer.values[row, :, pad:width] = values[0]
-    for layer in cache.layers:
+                layer.lazy_initialization(source.keys.expand(len(rows), -1, -1, -1),
+                                          source.values)
+            pad = width - source.keys.size(2)
+            layer.keys[row, :, pad:width] = source.keys[0]
+            layer.values[row, :, pad:width] = source.values[0]
         layer.cumulative_length.fill_(width)
     return cache
 
 
 def _static_cache(model, length: int):
-    """An empty StaticCache, or None where this transformers' has no per-layer tensors."""
+    """An empty StaticCache, or None where the model's layers are not all key/value ones
+    (linear attention) or its config builds none."""
     try:
-        from transformers import StaticCache
-
         cache = StaticCache(config=model.config, max_cache_len=length)
-    except (ImportError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return None
-    layers = getattr(cache, "layers", None)
-    if not layers or not all(hasattr(layer, "lazy_initialization")
-                             and hasattr(layer, "cumulative_length") for layer in layers):
-        return None
-    return cache
-
-
-def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) of each layer of a DynamicCache, [1, heads, tokens, dim] each."""
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache, strict=True))
+    return cache if all(hasattr(layer, "cumulative_length") for layer in cache.layers) else None
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

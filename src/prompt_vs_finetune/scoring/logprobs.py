@@ -6,26 +6,41 @@ import copy
 import functools
 import inspect
 import os
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .tensors import additive_mask, left_pad
 
 
-@dataclass
-class Scores:
+def left_pad(seqs: list[list[int]], pad_id: int,
+             width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask), every row ending at the last column."""
+    width = width or max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        if seq:
+            input_ids[row, width - len(seq):] = torch.tensor(seq)
+            attention[row, width - len(seq):] = 1
+    return input_ids, attention
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The [batch, 1, queries, keys] float mask for a boolean `allowed` [batch, queries, keys].
+    A query that may attend to nothing (a padding row) sees itself: no softmax of an empty row."""
+    queries, keys = allowed.shape[-2:]
+    allowed = allowed.clone()
+    allowed[..., :, keys - queries:] |= torch.eye(queries, dtype=torch.bool)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+class Scores(NamedTuple):
     logprob: torch.Tensor  # [n] sum of the continuation's token log-probabilities
     n_tokens: torch.Tensor  # [n] continuation lengths in tokens
     tokens_processed: int  # non-pad tokens run through the model (for cost accounting)
-
-
-def _forward_kwargs(model) -> frozenset[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_params(type(base))
 
 
 @functools.cache  # scoring asks on every batch
@@ -33,29 +48,26 @@ def _forward_params(model_class) -> frozenset[str]:
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
-def cache_argument(model) -> str | None:
-    """The keyword the model's forward (and generate) takes its key/value cache by: `cache`
-    from transformers 5.24 on, `past_key_values` before; None when it takes none."""
-    accepts = _forward_kwargs(model)
-    return next((name for name in ("cache", "past_key_values") if name in accepts), None)
+def _accepts(model, argument: str) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return argument in _forward_params(type(base))
 
 
 def takes_cache(model) -> bool:
     """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not:
     it runs the plain paths)."""
-    return cache_argument(model) is not None
+    return _accepts(model, "cache")
 
 
 def _logits_kept(model, keep) -> dict:
-    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the output
-    projection of positions never read is a third of a pass."""
-    return {"logits_to_keep": keep} if "logits_to_keep" in _forward_kwargs(model) else {}
+    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the projection of
+    positions never read is a third of a pass."""
+    return {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
 
 
 def prefill(model, input_ids: torch.Tensor):
     """The key/value cache of `input_ids` (one position's logits: a prefix's are never read)."""
-    output = model(input_ids=input_ids, use_cache=True, **_logits_kept(model, 1))
-    return output["cache"] if "cache" in output else output["past_key_values"]  # < 5.24
+    return model(input_ids=input_ids, use_cache=True, **_logits_kept(model, 1)).cache
 
 
 @torch.no_grad()
@@ -98,15 +110,14 @@ def common_prefix_length(seqs: list[list[int]]) -> int:
 
 
 class PrefixCache:
-    """The key/value cache of a shared prefix (few-shot demos + template head), reused by
-    every batch until `clear()` (the weights changed)."""
+    """The KV cache of a shared prefix (few-shot demos + template head), reused by every batch
+    until `clear()` (the weights changed)."""
 
-    def __init__(self):
-        self.clear()
+    tokens: tuple[int, ...] = ()
+    cache = None
 
     def clear(self) -> None:
-        self.tokens: tuple[int, ...] = ()
-        self.cache = None
+        self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
         """(batch-1 cache of `prefix`, tokens run to build it)."""
@@ -118,10 +129,9 @@ class PrefixCache:
 
 
 class ChoiceTrie(NamedTuple):
-    """The choices as a prefix tree. `nodes`: every proper prefix of a choice once, shortest
-    first (the inputs to run); `parent`: each node's parent, -1 for a first token;
-    `predictor`: for each choice token in order, the node predicting it, -1 for the context's
-    last token. Choices that begin alike share inputs; a last token is never run."""
+    """The choices as a prefix tree (choices that begin alike share inputs). `nodes`: every
+    proper prefix of a choice once, shortest first; `parent`: each node's, -1 for a first
+    token; `predictor`: for each choice token in order, the node predicting it, -1: the context."""
 
     nodes: list[tuple[int, ...]]
     parent: list[int]
@@ -175,9 +185,8 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
                            shared: int | None = None) -> Scores:
     """log p(choice | context) for every context x choice (contexts outer), every token run
     once: the shared prefix from a KV cache, then per row the context's own tokens and the
-    choices as a prefix tree under a 4D mask, so a choice costs only the tokens it shares
-    with no other. `shared`: at most this many leading tokens come from the cache (default:
-    all the contexts share), so one cached prefix (the demos) serves every call."""
+    choices as a prefix tree under a 4D mask. `shared`: at most this many tokens come from the
+    cache (default: all the contexts share), so one cached prefix serves every call."""
     param = next(model.parameters())
     device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)
@@ -193,7 +202,7 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
         base, built = (prefix_cache or PrefixCache()).get(model, contexts[0][:shared])
         cache = copy.deepcopy(base)  # the model extends the copy, not the cached prefix
         cache.batch_repeat_interleave(n_ctx)
-        kwargs[cache_argument(model)] = cache
+        kwargs["cache"] = cache
         processed += built
     keep = _logits_kept(model, columns.to(device))
     logits = model(**kwargs, **keep).logits

@@ -4,7 +4,6 @@ generation, the only part of a local job that differs between the task types."""
 import torch
 
 from ..tasks import PromptEncoder
-from . import calibration
 from .generation import cut_at_stop, generate, generate_kwargs
 from .logprobs import (
     ChoiceTrie,
@@ -27,8 +26,8 @@ def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
 
 
 class _Scorer:
-    """The test rows, sorted by prompt length (little padding in a batch), and the cache of
-    the demos' keys and values, cleared before each test (the weights may have changed)."""
+    """The test rows sorted by prompt length (little padding), and the demos' KV cache, cleared
+    before each test (the weights may have changed)."""
 
     def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
                  max_batch_tokens: int | None):
@@ -42,24 +41,26 @@ class _Scorer:
                  **self._answer(row)} for i, row in enumerate(split)]
         return sorted(rows, key=lambda row: len(row["context_ids"]))
 
+    def row_tokens(self, row: dict) -> int:
+        return len(row["context_ids"]) + self.answer_tokens  # the prompt and what follows it
+
     def start(self) -> None:
         self.prefix_cache.clear()
 
 
 class RankClassifier(_Scorer):
-    """Rank every verbalized label by its log-likelihood after the prompt (`scorer`: the config
-    group). `share_prefix` runs the shared demos once (a cached prefix) and each prompt once for
-    all labels; the plain path runs prompt + label per label (the same numbers, for models
-    without 4D masks). `predicted`: by `calibration`, else by `length_norm`."""
+    """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
+    the demos once (cached) and each prompt once for all labels; the plain path runs prompt +
+    label per label (the same numbers, for models without 4D masks)."""
 
     def __init__(self, encoder: PromptEncoder, scorer):
         super().__init__(encoder, scorer.batch_size, scorer.examples_per_batch,
                          scorer.max_batch_tokens)
         self.length_norm, self.calibration = scorer.length_norm, scorer.calibration
         self.share_prefix, self.content_free = scorer.share_prefix, tuple(scorer.content_free)
-        self.references: dict[str, torch.Tensor] | None = None  # per test: weights may change
+        self.references: dict[str, torch.Tensor] | None = None  # per test, like prefix_cache
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
-        self.label_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
+        self.answer_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
             else sum(map(len, encoder.choice_ids))
         targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
         self.choice_chars = torch.tensor([len(t) for t in targets])
@@ -72,10 +73,6 @@ class RankClassifier(_Scorer):
         super().start()
         self.references = None
 
-    def row_tokens(self, row: dict) -> int:
-        """Width of a test row in a scoring batch: its prompt and every label after it."""
-        return len(row["context_ids"]) + self.label_tokens
-
     def step(self, model, batch) -> tuple[list[dict], dict[str, int]]:
         contexts = batch["context_ids"]
         logprob, n_tokens, processed = self._logprobs(model, contexts)
@@ -84,8 +81,8 @@ class RankClassifier(_Scorer):
         # (lm-evaluation-harness's acc / acc_norm), and both calibrations
         rankings = {"sum": logprob,
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
-                    "contextual": calibration.contextual(logprob, references["contextual"]),
-                    "pmi": calibration.pmi(logprob, references["pmi"])}
+                    "contextual": contextual(logprob, references["contextual"]),
+                    "pmi": pmi(logprob, references["pmi"])}
         chosen = rankings[self.calibration] if self.calibration != "none" \
             else normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
         distribution = label_distribution(rankings, self.calibration)
@@ -105,13 +102,13 @@ class RankClassifier(_Scorer):
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
                          # what one call runs: its prompt (demos included) and the labels
-                         "call_tokens": len(context) + self.label_tokens,
+                         "call_tokens": len(context) + self.answer_tokens,
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the calibration inputs run once per test, like a deployment would: no call pays
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
 
     def _logprobs(self, model, contexts: list[list[int]]):
-        """Summed log-likelihood and token count [contexts, labels], and the tokens run."""
+        """(log-likelihood, token count) [contexts, labels], and the tokens run."""
         choices, pad_id = self.encoder.choice_ids, self.encoder.tokenizer.pad_token_id
         if self.share_prefix and takes_cache(model):
             scores = shared_prefix_logprobs(model, contexts, choices, pad_id, self.prefix_cache)
@@ -123,8 +120,8 @@ class RankClassifier(_Scorer):
         return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
 
     def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
-        """The labels' log-likelihoods after the content-free inputs (in the same prompt) and
-        after the domain premise, at the first test batch; the tokens that took (0 after)."""
+        """The labels' log-likelihoods after the content-free inputs (in the prompt) and the
+        domain premise, once per test; the tokens that took (0 after the first batch)."""
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
@@ -143,6 +140,20 @@ def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> t
     return torch.softmax(scores.double(), dim=-1)
 
 
+def contextual(logprob: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
+    """Contextual calibration (Zhao et al. 2021): divided by the mean label distribution after
+    the content-free inputs; `content_free`: summed log-likelihoods [inputs, labels]."""
+    p_cf = torch.log_softmax(content_free.double(), dim=-1).exp().mean(0)
+    return torch.log_softmax(torch.log_softmax(logprob.double(), dim=-1) - p_cf.log(), dim=-1)
+
+
+def pmi(logprob: torch.Tensor, premise: torch.Tensor) -> torch.Tensor:
+    """Domain-conditional PMI (Holtzman et al. 2021): minus the log-likelihood after the
+    template's words before the answer; `premise`: [1, labels]. Both calibrations divide out
+    each label's prior, its length included: no length normalisation on top."""
+    return torch.log_softmax(logprob.double() - premise.double(), dim=-1)
+
+
 class Summarizer(_Scorer):
     """Decode an answer after the prompt, and score the references' log-likelihood."""
 
@@ -150,16 +161,13 @@ class Summarizer(_Scorer):
         super().__init__(encoder, score_batch_size, int(decoding.batch_size),
                          decoding.max_batch_tokens)
         self.tokenizer, self.seed = encoder.tokenizer, seed
-        self.reference_cache = PrefixCache()  # the demos' keys/values, for the references
+        self.reference_cache = PrefixCache()  # the demos' KV cache, for the references
         self.kwargs = generate_kwargs(decoding, self.tokenizer, self.task.stop)
+        self.answer_tokens = self.kwargs["max_new_tokens"]  # the most it writes
         self.stops = tuple(self.kwargs.get("stop_strings", ()))
 
     def _answer(self, row) -> dict:
         return {"references": row["references"]}
-
-    def row_tokens(self, row: dict) -> int:
-        """Width of a test row in a generate() batch: its prompt and the tokens to write."""
-        return len(row["context_ids"]) + self.kwargs["max_new_tokens"]
 
     def start(self) -> None:
         super().start()
@@ -198,9 +206,8 @@ class Summarizer(_Scorer):
 
     def _reference_logprobs(self, model, contexts: list[list[int]],
                             references: list[list[list[int]]]) -> Scores:
-        """log p(reference | prompt) for each prompt's references, in order. With a KV cache
-        each prompt runs once for all its references, after the cached demos (DialogSum: ~260
-        tokens a row, not ~600)."""
+        """log p(reference | prompt) for each prompt's references, in order; with a KV cache
+        each prompt runs once after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
         pad_id = self.tokenizer.pad_token_id
         if not takes_cache(model):
             return continuation_logprobs(

@@ -7,7 +7,7 @@ from datasets import DatasetDict
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..scoring.tensors import additive_mask
+from ..scoring.logprobs import additive_mask
 from ..tasks import IGNORE_INDEX, PromptEncoder
 
 
