@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 
 from ..errors import UserError
 from .loading import SPLIT_ROLES, load_splits
-from .spec import Task
+from .prompts import Task
 
 log = logging.getLogger(__name__)
 
