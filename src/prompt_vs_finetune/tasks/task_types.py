@@ -62,10 +62,6 @@ class TaskType(ABC):
     def instruction(self, task) -> str:
         """The system message of a hosted model's request."""
 
-    def reply_tokens(self, api, decoding) -> int:
-        """The most tokens a hosted model may reply with."""
-        return int(decoding.max_new_tokens if self.decodes else api.label_max_tokens)
-
     @abstractmethod
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         """A hosted model's replies as prediction rows."""
