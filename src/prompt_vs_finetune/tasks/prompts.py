@@ -36,13 +36,10 @@ def chat_layout(tokenizer, system: str | None, model_name: str) -> ChatLayout:
     messages += [{"role": "user", "content": _USER}, {"role": "assistant", "content": _REPLY},
                  {"role": "user", "content": _NEXT}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    try:
-        head, rest = text.split(_USER)
-        reply, rest = rest.split(_REPLY)
-        turn, last = rest.split(_NEXT)
-    except ValueError:
-        head = reply = turn = last = None
-    if last is None or last != reply:
+    head, _, rest = text.partition(_USER)
+    reply, _, rest = rest.partition(_REPLY)
+    turn, _, last = rest.partition(_NEXT)
+    if any(text.count(mark) != 1 for mark in (_USER, _REPLY, _NEXT)) or last != reply:
         raise UserError(f"the chat template of model={model_name} does not lay out every turn "
                         "the same way (it rewrites message contents or the last turn), so "
                         "prompts cannot share it; set prompt.chat=false")
