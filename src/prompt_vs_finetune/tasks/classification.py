@@ -49,7 +49,6 @@ KEYS = {
 
 
 class Classification(TaskType):
-    name = "classification"
     answer_column = "label"
     metric_names = ("accuracy", "macro_f1")
     per_example = "accuracy"

@@ -26,7 +26,6 @@ KEYS = {
 
 
 class Generation(TaskType):
-    name = "generation"
     answer_column = "references"
     metric_names = ("rouge",)
     per_example = "rougeL"

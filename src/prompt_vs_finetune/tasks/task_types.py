@@ -19,7 +19,6 @@ def text_of(value) -> str:
 class TaskType(ABC):
     """The interface; `classification.py` and `generation.py` implement it."""
 
-    name: str
     answer_column: str  # the split column holding the answer: "label" or "references"
     metric_names: tuple[str, ...]  # what task.metrics may list
     per_example: str  # the metric of each example (`score`'s second value; its mean: quality)
