@@ -112,7 +112,7 @@ def chat_tokenizer(sample):
 def test_chat_layout_is_the_tokenizers_own_template(sample, chat_tokenizer, system):
     """prompt.chat=true: the demos are earlier turns and the prompt the last user message, as
     apply_chat_template renders the same conversation; the answer is the assistant's reply."""
-    from prompt_vs_finetune.tasks.chat import chat_layout
+    from prompt_vs_finetune.tasks.prompts import chat_layout
 
     task, splits, _ = sample
     chat = task.with_chat(chat_layout(chat_tokenizer, system, "tiny"))
@@ -142,7 +142,7 @@ def test_chat_layout_is_the_tokenizers_own_template(sample, chat_tokenizer, syst
 
 
 def test_chat_is_refused_without_a_template_or_with_an_uneven_one(sample, chat_tokenizer):
-    from prompt_vs_finetune.tasks.chat import chat_layout
+    from prompt_vs_finetune.tasks.prompts import chat_layout
 
     _, _, tokenizer = sample
     chat_tokenizer.chat_template = None

@@ -11,7 +11,7 @@ import torch
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.job import run
 from prompt_vs_finetune.models import gguf, load_model
-from prompt_vs_finetune.tasks.chat import chat_layout
+from prompt_vs_finetune.tasks.prompts import chat_layout
 
 from .conftest import compose_config
 

@@ -40,7 +40,8 @@ class HostedBackend(Backend):
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
-        self.max_tokens = max_tokens = task.kind.reply_tokens(api, cfg.decoding)
+        self.max_tokens = max_tokens = int(  # a decoded answer's, or a label's
+            cfg.decoding.max_new_tokens if task.kind.decodes else api.label_max_tokens)
         system = task.kind.instruction(task)
         self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
                                              max_tokens)

@@ -16,8 +16,7 @@ from ..errors import Preempted, UserError, causes, first_line
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer, takes_cache
-from ..tasks import prompt_layout
-from ..tasks.chat import chat_layout
+from ..tasks import chat_layout, prompt_layout
 from ..tracking.artifacts import log_fitted_model
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted

@@ -49,7 +49,6 @@ KEYS = {
 
 
 class Classification(TaskType):
-    name = "classification"
     answer_column = "label"
     metric_names = ("accuracy", "macro_f1")
     per_example = "accuracy"
@@ -81,8 +80,7 @@ class Classification(TaskType):
         return to_row
 
     def labels(self, task_cfg, data_labels) -> dict[str, str]:
-        """`task.labels` as written, which must cover the data's labels, or the data's label
-        names verbalized by `task.verbalizer`; each with words of its own."""
+        """`task.labels`, covering the data's labels, or those verbalized (`task.verbalizer`)."""
         given = dict(task_cfg.labels or {})
         trap = next((x for pair in given.items() for x in pair if isinstance(x, bool)), None)
         if trap is not None:
@@ -92,8 +90,7 @@ class Classification(TaskType):
         if given:
             labels = {str(name): str(verbal) for name, verbal in given.items()}
         elif data_labels:
-            verbalize = VERBALIZERS[task_cfg.verbalizer]
-            labels = {name: verbalize(name) for name in sorted(data_labels)}
+            labels = {name: VERBALIZERS[task_cfg.verbalizer](name) for name in sorted(data_labels)}
         else:
             raise UserError(f"task '{task_cfg.name}' has no labels: set task.labels, or check "
                             "task.label_field names the data's label column")
@@ -144,7 +141,6 @@ class Classification(TaskType):
         return ("test/accuracy", "test/macro_f1")
 
     def instruction(self, task) -> str:
-        """The label set (a chat model cannot be ranked over it)."""
         return CLASSIFY.format("\n".join(f"- {v.strip()}" for v in task.labels.values()))
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
@@ -157,8 +153,8 @@ class Classification(TaskType):
         return {"text": text, "label": task.label_names[0]}
 
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
-        """A local teacher's margin (top label's probability less the runner-up's); 1 for a
-        hosted reply that names a label."""
+        """Confidence: a local teacher's margin (top label's probability less the runner-up's),
+        1 for a hosted reply that names a label."""
         names = task.label_names
         outputs = [None if r["predicted"] is None else names[r["predicted"]] for r in rows]
         confidence = [0.0 if r["predicted"] is None else float(r.get("margin", 1.0))
@@ -178,8 +174,7 @@ class Classification(TaskType):
         return outputs, confidence
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """predictions.csv (text, gold, predicted, what else the backend recorded per example)
-        and confusion_matrix.png."""
+        """predictions.csv (text, gold, predicted, extras) and confusion_matrix.png."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -212,8 +207,8 @@ TASK_TYPE = Classification()
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
-    (None: no label named, which is wrong, and never a class of its own for macro-F1); the
-    accuracy under every ranking the scorer computed, calibration and perplexity where known."""
+    (None: no label named, which is wrong, never a class for macro-F1), and what the scorer
+    adds: the accuracy under every ranking, calibration, perplexity."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     results = {}

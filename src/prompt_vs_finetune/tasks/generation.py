@@ -1,6 +1,5 @@
 """Generation: the model writes the answer (summarization), scored by ROUGE against
-references. A type that decodes but scores otherwise (exact match, say) subclasses this one
-and overrides `metric_names`, `quality`, `score`."""
+references. A type that scores otherwise (exact match) subclasses it: tests/extraction.py."""
 
 from ..errors import UserError
 from ..metrics import Key, consistency, rouge_each
@@ -27,7 +26,6 @@ KEYS = {
 
 
 class Generation(TaskType):
-    name = "generation"
     answer_column = "references"
     metric_names = ("rouge",)
     per_example = "rougeL"
@@ -80,8 +78,8 @@ class Generation(TaskType):
         return row["references"][0]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """ROUGE (computed once: its per-example values are the mean's and the report's), the
-        mean generated tokens, the outputs' consistency, the references' perplexity if scored."""
+        """ROUGE (once: its per-example values are the mean's and the report's), the mean
+        generated tokens, the outputs' consistency, the references' perplexity if scored."""
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
         values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
         values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
@@ -96,8 +94,7 @@ class Generation(TaskType):
         return ("test/rougeL", "test/rouge1")
 
     def instruction(self, task) -> str:
-        """A plain continuation: the template already asks for the answer."""
-        return COMPLETE
+        return COMPLETE  # a plain continuation: the template already asks for the answer
 
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
         return [{"index": i, "references": refs, "generated": reply.text.strip(),
@@ -118,9 +115,8 @@ class Generation(TaskType):
     def as_answer(self, output):
         return [output]
 
-    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str,
-                        n_samples: int = 5) -> None:
-        """predictions.csv (input, references, generated) and samples.md, a few outputs."""
+    def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
+        """predictions.csv (input, references, generated) and samples.md, the first five."""
         import mlflow
         import pandas as pd
 
@@ -130,7 +126,7 @@ class Generation(TaskType):
             "generated": [r["generated"] for r in rows],
             "generated_tokens": [r["generated_tokens"] for r in rows]}))
         lines = [f"# {title}", ""]
-        for r in rows[:n_samples]:
+        for r in rows[:5]:
             lines += [f"## Example {r['index']}", "", "**Input**", "",
                       "> " + texts[r["index"]].replace("\n", "\n> "), "",
                       "**Reference**: " + r["references"][0], "",

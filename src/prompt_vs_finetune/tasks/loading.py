@@ -1,5 +1,5 @@
-"""Load a task's data (local files or a Hub dataset) as clean splits with two columns,
-`text` and `label` (the label's name) or `references`, whatever the source called them."""
+"""A task's data (local files or a Hub dataset) as clean splits with two columns, `text` and
+`label` (the label's name) or `references`, whatever the source called them."""
 
 import json
 import logging
@@ -102,7 +102,6 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
     if task_cfg.data_files:
         files = {split: Path(data_path(path, f"task.data_files.{split}"))
                  for split, path in task_cfg.data_files.items()}
-        suffixes = set()
         for split, path in files.items():
             if path.is_dir():
                 raise UserError(f"{path} (task.data_files.{split}) is a folder, not a file; "
@@ -120,13 +119,12 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
             if path.suffix.lower() not in FILE_BUILDERS:
                 raise UserError(f"unsupported data file type '{path.suffix}': {path}; "
                                 f"use one of {', '.join(FILE_BUILDERS)}")
-            suffixes.add(FILE_BUILDERS[path.suffix.lower()])
-        if len(suffixes) > 1:
-            raise UserError(f"task.data_files mixes file types ({', '.join(sorted(suffixes))}); "
+        builders = sorted({FILE_BUILDERS[path.suffix.lower()] for path in files.values()})
+        if len(builders) > 1:
+            raise UserError(f"task.data_files mixes file types ({', '.join(builders)}); "
                             "use one type for every split")
-        builder = suffixes.pop()
         # one load per file: splits may differ in columns (DialogSum's test has summary1..3)
-        return DatasetDict({split: _load_file(builder, path, split)
+        return DatasetDict({split: _load_file(builders[0], path, split)
                             for split, path in files.items()}), "task.data_files"
     hub = task_cfg.hub
     if not hub:
@@ -143,8 +141,7 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
 
 
 def _normalise(split: Dataset, task_cfg, source: str) -> tuple[Dataset, int]:
-    """(the split as columns `text` and the task type's answer column, rows dropped for
-    empty text or no answer)."""
+    """(the split as `text` and the answer column, rows dropped for empty text or answer)."""
     if task_cfg.text_field not in split.column_names:
         raise UserError(f"column '{task_cfg.text_field}' (task.text_field) not found in "
                         f"{source}; available columns: {', '.join(split.column_names)}")

@@ -1,16 +1,115 @@
-"""The token layout training and scoring share: prefix (demonstrations) + prompt(text) +
-answer [+ end-of-text when training], each part encoded on its own, so the scorer can share
-the prefix and the prompt, and fine-tuning sees exactly the tokens the scorer scores."""
+"""A task's prompts: the `Task` (the checked form of a conf/task/ YAML file), its text layout
+(plain, or the model's chat template), and the token layout training and scoring share, each
+part encoded on its own so the scorer can share the prefix and fine-tuning sees its tokens."""
 
 import logging
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ..errors import UserError
-from .spec import Task
+from .task_types import TaskType, task_type
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding positions)
+
+_USER, _REPLY, _NEXT = "\x00pvf-user\x00", "\x00pvf-reply\x00", "\x00pvf-next\x00"
+
+
+@dataclass(frozen=True)
+class ChatLayout:
+    head: str  # before the first user message: the system turn and the user's header
+    reply: str  # after a user message: its end and the assistant's header
+    turn: str  # after an assistant reply: its end and the next user's header
+
+
+def chat_layout(tokenizer, system: str | None, model_name: str) -> ChatLayout:
+    """`prompt.chat=true`: the prompt is the user's message, the answer the assistant's reply,
+    demonstrations earlier turns. Cut once from the template rendered around placeholders, so
+    every arm lays out exactly what `apply_chat_template` gives and the scorer shares the
+    prefix; `system`: the system message (None: the template's own default, if any)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"prompt.chat=true needs a chat template, and the tokenizer of "
+                        f"model={model_name} has none; set prompt.chat=false (plain text), or "
+                        "use an instruct model such as model=smollm2")
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    messages += [{"role": "user", "content": _USER}, {"role": "assistant", "content": _REPLY},
+                 {"role": "user", "content": _NEXT}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head, _, rest = text.partition(_USER)
+    reply, _, rest = rest.partition(_REPLY)
+    turn, _, last = rest.partition(_NEXT)
+    if any(text.count(mark) != 1 for mark in (_USER, _REPLY, _NEXT)) or last != reply:
+        raise UserError(f"the chat template of model={model_name} does not lay out every turn "
+                        "the same way (it rewrites message contents or the last turn), so "
+                        "prompts cannot share it; set prompt.chat=false")
+    return ChatLayout(head=head, reply=reply, turn=turn)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    type: str  # task.type: a built-in task type's name, or a TaskType's import path
+    template: str
+    target_template: str
+    demo_separator: str
+    metrics: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)  # label name -> verbalization
+    stop: tuple[str, ...] = ()  # generation: strings that end an answer besides end-of-text
+    chat: ChatLayout | None = None  # prompt.chat=true: the model's chat template (chat_layout)
+
+    @classmethod
+    def from_config(cls, task_cfg, data_labels: list[str] | None = None) -> "Task":
+        """The task of a checked `task` config group; `data_labels`: the label names found in
+        the data, which a task without `labels:` takes and one with them must cover."""
+        return cls(name=task_cfg.name, type=task_cfg.type,
+                   template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
+                   target_template=task_cfg.target_template,
+                   demo_separator=task_cfg.demo_separator, metrics=tuple(task_cfg.metrics),
+                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels),
+                   stop=tuple(task_cfg.stop or ()))
+
+    @property
+    def kind(self) -> TaskType:
+        return task_type(self.type)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+    def with_chat(self, layout: ChatLayout | None) -> "Task":
+        """The same task laid out as a chat (`layout`), or as plain text (None)."""
+        return replace(self, chat=layout)
+
+    def prompt(self, text: str) -> str:
+        """The prompt for one input (str.replace, so braces in the text are safe); as a chat,
+        the user's message up to the assistant's header."""
+        body = self.template.replace("{text}", text)
+        return body + self.chat.reply if self.chat else body
+
+    def prompt_parts(self) -> tuple[str, str]:
+        """What every prompt has before and after its input (an input cut to fit keeps both)."""
+        return tuple(self.prompt("\x00").split("\x00", 1))
+
+    def target(self, answer: str) -> str:
+        """The text after the prompt: a label's verbalization or a summary (as a chat, the
+        assistant's reply, which starts a line of its own: no leading space)."""
+        text = self.target_template.replace("{answer}", answer)
+        return text.lstrip() if self.chat else text
+
+    def answer(self, row: dict) -> str:
+        return self.kind.answer(self, row)
+
+    def demonstration(self, row: dict) -> str:
+        return self.prompt(row["text"]) + self.target(self.answer(row))
+
+    def demo_prefix(self, demos: list[dict]) -> str:
+        """The text every prompt starts with, for local and hosted models alike (as a chat:
+        the system turn, then each demonstration as a user turn and its reply)."""
+        if self.chat:
+            return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
+                                            for d in demos)
+        return "".join(self.demonstration(d) + self.demo_separator for d in demos)
 
 
 class PromptEncoder:
@@ -69,12 +168,11 @@ class PromptEncoder:
 
     @cached_property
     def template_ids(self) -> tuple[list[int], list[int]]:
-        """The template's tokens before and after the input's text (encoded once)."""
         return tuple(self.encode(part) for part in self.task.prompt_parts())
 
     def text_room(self, room: int | None = None) -> int:
-        """The tokens left for an input's text once the demos, the template and `room` have
-        theirs; none is an error, raised when the layout is made (before any run opens)."""
+        """The tokens left for an input's text; none is an error, raised when the layout is
+        made (before any run opens)."""
         room = self.answer_room if room is None else room
         keep = self.max_length - len(self.prefix_ids) - room - sum(map(len, self.template_ids))
         if keep <= 0:

@@ -1,6 +1,5 @@
-"""What a job does with the loaded splits: carve its label budget and test subset, draw the
-few-shot demonstrations, write and read the splits as prepared files (DVC's prepare stage),
-hash them."""
+"""What a job does with the loaded splits: its label budget and test subset, the few-shot
+demonstrations, the prepared files of DVC's prepare stage, hashes."""
 
 import hashlib
 import json
@@ -15,7 +14,7 @@ from datasets import Dataset, DatasetDict
 
 from ..errors import UserError
 from .loading import SPLIT_ROLES, load_splits
-from .spec import Task
+from .prompts import Task
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +23,8 @@ PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dro
 
 def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
                test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
-    """(the task, its labels checked against the data or taken from it; the job's train /
-    validation / test: the task's splits, or the prepared ones in `data_dir`, within its label
-    budget and test subset; rows dropped for being empty; the tokenizer corpus)."""
+    """(the task, labelled from the data; the job's train / validation / test, from the task's
+    splits or the prepared ones in `data_dir`; rows dropped empty; the tokenizer corpus)."""
     source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
     task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
@@ -41,15 +39,14 @@ def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
 
 
 def data_labels(splits: DatasetDict) -> list[str] | None:
-    """Every label name in the splits (None for a generation task's splits)."""
+    """Every label name in the splits (None: a generation task's)."""
     if not all("label" in split.column_names for split in splits.values()):
         return None
     return sorted({name for split in splits.values() for name in split.unique("label")})
 
 
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
-    """Text a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on: the
-    labelled splits as prompts and answers, and every label's verbalization."""
+    """What a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on."""
     corpus = [task.demonstration(row) for role in ("train", "validation") if role in splits
               for row in splits[role]]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
@@ -58,9 +55,8 @@ def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
     """Train and validation within a budget of `train_size` labelled examples (`all` or None:
-    the whole pool), drawn by `data_seed`: validation is `val_fraction` of it, from the
-    source's validation split or carved from train; the rest is train, where the few-shot
-    demos come from too, so every labelled example an arm touches is inside the budget."""
+    all), drawn by `data_seed`: validation is `val_fraction` of it (from the source's own, or
+    carved from train), the rest train, where the demos come from too."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -102,8 +98,8 @@ def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
 
 def select_demos(pool: Dataset, k: int, selection: str, seed: int,
                  order_seed: int | None = None) -> list[dict]:
-    """k demonstrations from the train pool: which ones is fixed by `seed`, their order by
-    `order_seed` (so prompt-order sensitivity can be swept with the same demos)."""
+    """k demonstrations from the train pool: which ones fixed by `seed`, their order by
+    `order_seed` (prompt-order sensitivity swept with the same demos)."""
     if k == 0:
         return []
     if k > len(pool):
@@ -136,8 +132,8 @@ def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
 
 
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
-    """Prepared splits as JSON lines (columns `text` and `label` or `references`), and the
-    count of rows the load dropped, so a job on them logs what a direct job would."""
+    """Prepared splits as JSON lines, and the count of rows the load dropped (a job on them
+    logs what a direct job would)."""
     out.mkdir(parents=True, exist_ok=True)
     for role, split in splits.items():
         split.to_json(out / f"{role}.jsonl", lines=True, force_ascii=False)
@@ -145,7 +141,7 @@ def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
 
 
 def load_prepared(out: Path) -> tuple[DatasetDict, int]:
-    """Splits written by `write_splits` (what `pvf-prepare` leaves for the DVC run stage)."""
+    """Splits written by `write_splits` (`pvf-prepare`, for the DVC run stage)."""
     files = {role: out / f"{role}.jsonl" for role in SPLIT_ROLES
              if role != "validation" or (out / f"{role}.jsonl").is_file()}
     if missing := [str(path) for path in files.values() if not path.is_file()]:

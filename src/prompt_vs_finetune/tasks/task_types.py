@@ -1,11 +1,8 @@
-"""A task type: everything that differs between classifying and generating, in one object.
-
-The rest of pvf asks the task's type (`task.kind`) instead of comparing names. The built-in
-types are the modules of this package named after them; `task.type` may also name a TaskType
-subclass by its import path (`package.module.ClassName`), a type of the user's own.
-"""
+"""A task type: everything that differs between classifying and generating, in one object
+(`task.kind`): a built-in one, or a TaskType subclass of the user's own by import path."""
 
 import importlib
+from abc import ABC, abstractmethod
 from functools import cache
 
 from ..errors import UserError
@@ -19,10 +16,9 @@ def text_of(value) -> str:
     return "" if value is None else str(value)
 
 
-class TaskType:
-    """The interface; `classification.py` and `generation.py` are the two implementations."""
+class TaskType(ABC):
+    """The interface; `classification.py` and `generation.py` implement it."""
 
-    name: str
     answer_column: str  # the split column holding the answer: "label" or "references"
     metric_names: tuple[str, ...]  # what task.metrics may list
     per_example: str  # the metric of each example (`score`'s second value; its mean: quality)
@@ -30,57 +26,52 @@ class TaskType:
     decodes: bool  # a local model writes the answer (True) or ranks the labels (False)
     keys: dict = {}  # its metric keys (metrics.Key), beside the common ones
 
+    @abstractmethod
     def answer_feature(self):
         """The `datasets` feature of the answer column."""
-        raise NotImplementedError
 
+    @abstractmethod
     def row_maker(self, split, task_cfg, source: str):
         """data row -> {"text": ..., <answer_column>: ...}, for one split of the task's data."""
-        raise NotImplementedError
 
     def labels(self, task_cfg, data_labels) -> dict[str, str]:
         """The task's label set (label name -> verbalization); none by default."""
         return {}
 
-    def check_task(self, task) -> None:
+    def check_task(self, task) -> None:  # noqa: B027 - a hook: nothing to check by default
         """What the task and its data must hold before any model loads."""
 
-    def check_config(self, checker) -> None:
+    def check_config(self, checker) -> None:  # noqa: B027 - a hook, as check_task
         """The config keys this type reads (`config._Checker`)."""
 
+    @abstractmethod
     def answer(self, task, row: dict) -> str:
         """What a fine-tuned model learns to write for a row (and a demonstration shows)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
         """(`test/*` metrics of the predictions, each example's `per_example` value in
         test-split order: the report resamples them for intervals with test-set noise)."""
-        raise NotImplementedError
 
     def dashboard(self) -> tuple[str, ...]:
         """The quality columns of the MLflow runs table's saved views."""
         return (self.quality,)
 
+    @abstractmethod
     def instruction(self, task) -> str:
         """The system message of a hosted model's request."""
-        raise NotImplementedError
 
-    def reply_tokens(self, api, decoding) -> int:
-        """The most tokens a hosted model may reply with: a label's (`model.api`), or a
-        decoded answer's (`decoding`)."""
-        return int(decoding.max_new_tokens if self.decodes else api.label_max_tokens)
-
+    @abstractmethod
     def read_replies(self, task, test, replies, max_tokens: int) -> list[dict]:
-        """A hosted model's replies as prediction rows (backends/__init__.py)."""
-        raise NotImplementedError
+        """A hosted model's replies as prediction rows."""
 
+    @abstractmethod
     def hidden(self, task, text: str) -> dict:
         """A text for the hybrid's teacher, its answer a placeholder: gold never reaches it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
         """The teacher's output per text and its confidence (0: unusable)."""
-        raise NotImplementedError
 
     def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
         """Several teacher prompts' outputs as one: by default the first prompt's."""
@@ -90,15 +81,15 @@ class TaskType:
         """A teacher's output as the value of `answer_column`."""
         return output
 
+    @abstractmethod
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
         """The run's prediction files in MLflow: predictions.csv and its table (`log_table`),
         and what reads best for the type (a confusion matrix, a few outputs)."""
-        raise NotImplementedError
 
 
 def log_table(table) -> None:
-    """A run's predictions (a DataFrame) as predictions.csv, and as the MLflow table the run
-    page and the compare view show (predictions.json)."""
+    """Predictions as predictions.csv, and as the table MLflow's run page and compare view
+    show (predictions.json)."""
     import mlflow
 
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
