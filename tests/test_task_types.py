@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune.report.cli import main
 from prompt_vs_finetune.tasks import task_type
+from prompt_vs_finetune.tasks.task_types import TaskType
 
 from .extraction import ExactMatch
 from .test_cli import job_env
@@ -70,3 +71,14 @@ def test_a_type_of_the_users_own_runs_through_a_job_mlflow_and_the_report(tmp_pa
           str(tmp_path / "report"), "--no-mlflow"])
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## order_ids / tiny" in text and "exact_match [95% interval]" in text
+
+
+class HalfDone(TaskType):  # defines none of the abstract methods
+    pass
+
+
+def test_a_type_missing_a_method_is_one_line_before_any_work():
+    from prompt_vs_finetune.errors import UserError
+
+    with pytest.raises(UserError, match=r"does not define answer, .*score, taught; a TaskType"):
+        task_type(f"{__name__}.HalfDone")

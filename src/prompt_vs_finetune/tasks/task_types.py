@@ -118,4 +118,7 @@ def task_type(name: str) -> TaskType:
     if not (isinstance(found, type) and issubclass(found, TaskType)):
         raise UserError(f"task.type={name!r} is unknown; use one of {', '.join(BUILT_IN)}, or "
                         "the import path of a TaskType class (package.module.ClassName)")
+    if missing := sorted(found.__abstractmethods__):
+        raise UserError(f"task.type={name!r} does not define {', '.join(missing)}; a TaskType "
+                        "implements every abstract method of tasks/task_types.py")
     return found()
