@@ -5,9 +5,8 @@ first use (pandas, matplotlib, MLflow and SciPy take seconds), so `--help` answe
 import importlib
 
 _HOME = {"main": "cli", "load_runs": "runs", "latest_of_identical": "runs",
-         "write_report": "write", "recommend": "verdict", "summarise": "cells",
-         **dict.fromkeys(("crossover", "model_scale", "pareto_front", "sensitivity"),
-                         "comparisons")}
+         "write_report": "write", "recommend": "verdict", "crossover": "verdict",
+         **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
 __all__ = sorted(_HOME)
 
 

@@ -9,8 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, prompting
-from .comparisons import pareto_front
+from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, pareto_front, prompting
 from .runs import REFERENCE_DTYPE
 from .tables import params
 
