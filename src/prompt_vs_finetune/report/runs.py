@@ -32,11 +32,6 @@ NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_fil
                 "fewshot.", "resume", "verbose", "arm.order_seed", "decoding.seed", "study")
 
 
-def run_ids_from(results: Path) -> set[str]:
-    """Run ids recorded by `pvf results_file=...` under a folder (the DVC run stage's outputs)."""
-    return {json.loads(path.read_text())["run_id"] for path in results.rglob("metrics.json")}
-
-
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
     """One row per FINISHED job run; `run_ids` keeps exactly those (stale runs of earlier
