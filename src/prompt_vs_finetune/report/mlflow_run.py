@@ -31,26 +31,27 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 
 
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
-    """Log the report under `out` (written from `runs`) as one run, linked to its job runs and
-    their parent runs; return its id."""
+    """Log the report under `out` as one run, linked to its job runs and their parents."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
     parents = parent_runs(client, jobs)
-    study = shared_study(jobs)
+    studies = set(jobs["study"].fillna(""))  # the runs' study when they share one
+    study = studies.pop() if len(studies) == 1 else ""
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
-            "mlflow.note.content": description(jobs, summary, parents),
+            "mlflow.note.content": description(jobs, study, summary, parents),
             **({"study": study} if study else {})}
     release = hold_interrupts()  # a Ctrl-C lands before the run exists or inside the block
     try:
-        active = mlflow.start_run(run_name=run_name(jobs), tags=tags)
+        active = mlflow.start_run(run_name=run_name(jobs, study), tags=tags)
     except BaseException:
         release()
         raise
     try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
         release()  # inside: a Ctrl-C held until now ends the run KILLED
         mlflow.log_param("runs", len(jobs))
-        mlflow.log_metrics({"runs": float(len(jobs)), **summary_metrics(summary)})
+        mlflow.log_metrics({"runs": float(len(jobs)),
+                            **summary_metrics(summary, set(jobs["task"]))})
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     except BaseException as err:
@@ -70,7 +71,6 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs in a stable order, with links."""
     jobs = runs.assign(seed=runs["seed"].astype(str))
     jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
     links = [UI_LINK.format(experiment_id=e, run_id=r)
@@ -78,18 +78,12 @@ def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return jobs.assign(link=links).reset_index(drop=True)
 
 
-def shared_study(jobs: pd.DataFrame) -> str:
-    """The runs' `study` tag when they all carry the same one, else ""."""
-    studies = set(jobs["study"].fillna(""))
-    return studies.pop() if len(studies) == 1 else ""
-
-
-def run_name(jobs: pd.DataFrame) -> str:
+def run_name(jobs: pd.DataFrame, study: str) -> str:
     """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
-    study, experiment = shared_study(jobs), os.environ.get("DVC_EXP_NAME")
+    experiment = os.environ.get("DVC_EXP_NAME")
     name = " · ".join([*([f"{study} study"] if study else []),
                        *([f"experiment {experiment}"] if experiment else []), what,
                        f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"])
@@ -98,13 +92,12 @@ def run_name(jobs: pd.DataFrame) -> str:
 
 def ids_tag(run_ids) -> str:
     """The run ids, comma-separated, within MAX_IDS_TAG characters (the rest counted)."""
-    ids = list(run_ids)
-    return _within("", [("," if i else "") + run_id for i, run_id in enumerate(ids)],
+    return _within("", [("," if i else "") + run_id for i, run_id in enumerate(run_ids)],
                    MAX_IDS_TAG, lambda left: f",... (+{left} more: job_runs.csv)")
 
 
 def _within(text: str, items: list[str], limit: int, more) -> str:
-    """`text` and as many `items` as fit in `limit` characters, then `more(how many are left)`."""
+    """`text` and as many `items` as fit in `limit` characters, then `more(how many left)`."""
     for i, item in enumerate(items):
         if len(text) + len(item) + len(more(len(items) - i)) > limit:
             return text + more(len(items) - i)
@@ -112,12 +105,12 @@ def _within(text: str, items: list[str], limit: int, more) -> str:
     return text
 
 
-def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, float]:
-    """summary.json's numbers (only those of `tasks` when given) as MLflow metrics."""
+def summary_metrics(summary: dict, tasks: set[str]) -> dict[str, float]:
+    """summary.json's numbers of `tasks` as MLflow metrics."""
     metrics: dict[str, float] = {}
-    for name, entry in summary.get("tasks", {}).items():
+    for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
-        if tasks is not None and task not in tasks:
+        if task not in tasks:
             continue
         for arm, value in entry.get("best", {}).items():
             metrics[metric_key("best", task, model, arm, entry["metric"])] = value
@@ -125,8 +118,8 @@ def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, f
             for arm, value in best.items() if dtype != REFERENCE_DTYPE else ():
                 metrics[metric_key("best_by_dtype", dtype, task, model, arm,
                                    entry["metric"])] = value
-    for task, crossings in summary.get("break_even", {}).items():
-        for cross in crossings if tasks is None or task in tasks else ():
+    for task, crossings in summary["break_even"].items():
+        for cross in crossings if task in tasks else ():
             metrics[metric_key("break_even", task, *cross["fine_tuned"].split("/"), "vs",
                                *cross["prompting"].split("/"))] = cross["break_even_predictions"]
     return {k: float(v) for k, v in metrics.items() if v is not None}
@@ -138,16 +131,14 @@ def metric_key(*segments: str) -> str:
     return "/".join("_" if s in (".", "..") else s for s in clean)[:250].rstrip("/")
 
 
-def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
-    """The run page (markdown): each task's best arm and its quality, a link to each parent run
-    and to every job run (as many as fit)."""
+def description(jobs: pd.DataFrame, study: str, summary: dict, parents: list[dict]) -> str:
+    """The run page (markdown): each task's best arm, links to the parent and job runs."""
     best: dict[str, tuple[float, str, str, str]] = {}
-    for name, entry in summary.get("tasks", {}).items():
+    for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
         for arm, value in entry.get("best", {}).items():
             if value is not None and (task not in best or value > best[task][0]):
                 best[task] = (value, arm, model, entry["metric"])
-    study = shared_study(jobs)
     lines = [f"Report of **{len(jobs)} job runs**" + (f" (study `{study}`)" if study else "")
              + f" on {', '.join(sorted(jobs['task'].unique()))}. Tables and plots: "
              "**report.html** under Artifacts.", "",
@@ -165,7 +156,7 @@ def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
 
 
 def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
-    """The job runs' parent runs; one that cannot be read (deleted) is left out, warned."""
+    """The job runs' parent runs, less those that cannot be read (deleted): warned."""
     found = []
     for run_id in sorted(set(jobs["parent_run_id"]) - {""}):
         try:
