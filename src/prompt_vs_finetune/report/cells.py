@@ -17,7 +17,8 @@ RNG_SEED = 0  # the report's own draws: the same store gives the same report
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality, interval, costs and `variant`."""
+    """One row per cell (search trials left out): its quality, 95% interval (a bootstrap, or a
+    t-interval over seeds for runs without per-example values), costs and `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
@@ -93,8 +94,7 @@ def _shared_items(dicts: pd.Series) -> dict:
 
 def _resampled_means(matrix: np.ndarray, examples: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
-    """Mean quality under each resample: the examples drawn (shared by every seed), then the
-    seeds."""
+    """Mean quality per resample: the examples drawn (shared by every seed), then the seeds."""
     per_seed = np.stack([row[examples].mean(axis=1) for row in matrix])  # [S x B]
     if len(matrix) == 1:
         return per_seed[0]
@@ -176,7 +176,7 @@ def pareto_front(points: pd.DataFrame) -> pd.Series:
 
 def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
     """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
-    budget): the quality change, whether it is clear at 95%, the cost change."""
+    budget), with the quality change and whether it is clear at 95%."""
     key = ["task", "model", "arm", "n_labels"]
     twins = table[table["dtype"] == REFERENCE_DTYPE].drop_duplicates(key).set_index(key)
     rows = []
