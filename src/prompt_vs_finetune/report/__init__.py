@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-_HOME = {"load_runs": "runs", "latest_of_identical": "runs",
+_HOME = {"load_runs": "mlflow_run", "latest_of_identical": "mlflow_run",
          "write_report": "write", "recommend": "verdict", "crossover": "verdict",
          **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
 __all__ = sorted([*_HOME, "main"])
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
     # after parsing: --help needs none of them
-    from .mlflow_run import log_report_run
-    from .runs import load_runs
+    from .mlflow_run import load_runs, log_report_run
     from .write import write_report
 
     if problem := _argument_error(args):

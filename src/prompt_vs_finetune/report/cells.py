@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .runs import COLUMNS, REFERENCE_DTYPE
+from .mlflow_run import COLUMNS, REFERENCE_DTYPE
 
 GROUP = ["task", "model", "dtype", "arm", "fit", "n_labels"]
 DTYPES = ("float32", "bfloat16", "float16", "int8")  # display order; others after these

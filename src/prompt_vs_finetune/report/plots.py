@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, pareto_front, prompting
-from .runs import REFERENCE_DTYPE
+from .mlflow_run import REFERENCE_DTYPE
 from .tables import params
 
 plt.switch_backend("Agg")  # files only, no window

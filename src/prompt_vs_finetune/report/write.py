@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 from . import cells as stats
 from . import plots, tables
 from .cells import dtypes, reduced, summarise
-from .runs import latest_of_identical
+from .mlflow_run import latest_of_identical
 from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
