@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from .cells import arm_order, best, compare, dtypes, fitted, label, precision_effect, prompting
+from .cells import arm_order, best, compare, dtypes, fitted, label, prompting
 from .tables import cell, num, params
 
 AT_CHANCE = "at chance by construction"
@@ -165,15 +165,15 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def advise(cells: pd.DataFrame, metric: str) -> list[str]:
-    """The recommendation for one task x model, per dtype, then the precision comparison."""
+def advise(cells: pd.DataFrame, metric: str, effect: pd.DataFrame) -> list[str]:
+    """The recommendation for one task x model, per dtype, then the precision `effect`."""
     present = dtypes(cells)
     if len(present) == 1:
         return recommend(cells, metric)
     note = fitted(cells).empty  # not for a dtype only prompting ran at
     lines = [f"[{dtype}] {line}" for dtype in present
              for line in recommend(cells[cells["dtype"] == dtype], metric, note)]
-    return lines + recommend_precision(precision_effect(cells), metric)
+    return lines + recommend_precision(effect, metric)
 
 
 def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:

@@ -92,7 +92,8 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
     return [f"## {task} / {model}", "", *_ranking(task_runs),
             *tables.cells_table(cells.assign(pareto=stats.pareto_front(cells)), metric),
             *(tables.precision_table(effect, metric) if not effect.empty else []),
-            *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
+            *_recommendation(out / f"recommendation_{task}_{model}.txt",
+                             advise(cells, metric, effect)),
             *(tables.sensitivity_table(stats.sensitivity(task_runs), metric)
               if len(task_runs) > len(cells) else []),
             *figures]
