@@ -1,7 +1,7 @@
 """`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
 
-What it reads and writes: docs/report.md. The other names load on first use (pandas,
-matplotlib, MLflow and SciPy take seconds), so `--help` answers at once."""
+What it reads and writes: docs/report.md. The other names load on first use (they take
+seconds), so `--help` answers at once."""
 
 import argparse
 import importlib
@@ -92,18 +92,16 @@ def write_atomically(out: Path, write):
     """`write(folder)` into a new folder beside `out`, which then takes its place: a report
     stopped halfway (Ctrl-C, a full disk) leaves the previous one whole."""
     import shutil
-    import tempfile
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.new-", dir=out.parent,
-                                     ignore_cleanup_errors=True) as staging:  # gone once renamed
-        Path(staging).chmod(0o777 & ~umask)  # as a folder made by mkdir would be
-        result = write(Path(staging))
+    new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)  # with the umask's permissions, as `out` would have
+    try:
+        result = write(new)
         if out.exists():
             out.rename(old)
-        Path(staging).rename(out)
+        new.rename(out)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # gone once renamed
     shutil.rmtree(old, ignore_errors=True)
     return result

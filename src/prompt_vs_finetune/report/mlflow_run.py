@@ -1,7 +1,6 @@
-"""The report and MLflow: the finished job runs read in, one row each with what the report
-compares (quality, label budget, cost) and what makes two runs one cell; the report's own run
-in the `pvf-report` experiment, and what it leaves on the job runs' parent runs (docs/report.md,
-"The report's MLflow run")."""
+"""The report's MLflow side: the finished job runs read in (one row each, with what makes two
+runs one cell), and the report's own run in the `pvf-report` experiment, linked to them and to
+their parent runs (docs/report.md, "The report's MLflow run")."""
 
 import json
 import logging
@@ -71,8 +70,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     if runs.empty:
         return runs
     logged = runs["artifact_uri"].map(_per_example)
-    return runs.assign(examples=logged.map(lambda d: None if d is None else d[0]),
-                       predictions=logged.map(lambda d: None if d is None else d[1]))
+    return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
 
 
 def _row(run) -> dict:
@@ -134,9 +132,9 @@ def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
 
-def _per_example(artifact_uri: str) -> tuple[np.ndarray, list | None] | None:
-    """(each test example's quality in test-split order, the predictions or None), or None
-    where the run logged neither (runs from before per_example.json)."""
+def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:
+    """(each test example's quality in test-split order, the predictions), None where not logged
+    (runs from before per_example.json)."""
     parts = urlparse(artifact_uri)
     try:
         if parts.scheme in ("", "file"):  # a local store: read the file, no download machinery
@@ -145,7 +143,7 @@ def _per_example(artifact_uri: str) -> tuple[np.ndarray, list | None] | None:
             data = mlflow.artifacts.load_dict(f"{artifact_uri}/{PER_EXAMPLE_FILE}")
         return np.asarray(data["values"], dtype=float), data.get("predictions")
     except Exception:  # noqa: BLE001 - absent or unreadable: the report falls back
-        return None
+        return None, None
 
 
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
