@@ -81,7 +81,7 @@ def test_pvf_on_an_odd_reply_exits_with_one_line(tmp_path, monkeypatch):
 
 
 def test_a_report_for_a_negative_volume_is_refused(tmp_path):
-    from prompt_vs_finetune.report.cli import main
+    from prompt_vs_finetune.report import main
 
     with pytest.raises(SystemExit) as exited:
         main(["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--volume", "-5"])
@@ -238,7 +238,7 @@ def test_a_report_argument_that_cannot_work_is_one_line(tmp_path, capsys, args, 
     was MLflow's traceback; a missing --runs-from said "no finished pvf runs"."""
     import re
 
-    from prompt_vs_finetune.report.cli import main
+    from prompt_vs_finetune.report import main
 
     (tmp_path / "a_file").write_text("keep me")
     with pytest.raises(SystemExit) as exited:

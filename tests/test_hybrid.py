@@ -116,7 +116,7 @@ def test_the_teacher_is_up_front_cost_in_the_break_even():
     cheaper after 3,000 predictions; arms without a teacher count none."""
     import pandas as pd
 
-    from prompt_vs_finetune.report.comparisons import arm_costs, break_even
+    from prompt_vs_finetune.report.cells import arm_costs, break_even
 
     table = pd.DataFrame([
         {"model": "m", "dtype": "float32", "arm": "hybrid", "fit": True, "n_labels": 8,

@@ -588,7 +588,7 @@ def test_a_report_stopped_halfway_leaves_the_previous_one_whole(store, tmp_path,
 
 
 CTRL_C_AS_THE_RUN_OPENS = ctrl_c_as_a_run_opens("""
-from prompt_vs_finetune.report.cli import main
+from prompt_vs_finetune.report import main
 main(["--tracking-uri", sys.argv[1], "--out", sys.argv[2]])
 """)
 

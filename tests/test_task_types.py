@@ -9,7 +9,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from prompt_vs_finetune.report.cli import main
+from prompt_vs_finetune.report import main
 from prompt_vs_finetune.tasks import task_type
 from prompt_vs_finetune.tasks.task_types import TaskType
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from prompt_vs_finetune import report
-from prompt_vs_finetune.report.cells import bootstrap
-from prompt_vs_finetune.report.comparisons import arm_costs, at_volume, break_even
+from prompt_vs_finetune.report.cells import arm_costs, at_volume, bootstrap, break_even
 
 N_TEST = 200
 FIT = {"zero_shot": "false", "few_shot": "false", "full_finetune": "true", "lora": "true"}

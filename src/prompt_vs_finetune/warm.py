@@ -39,7 +39,7 @@ from .tracking.provenance import code_version
 ENTRIES = {  # command -> (module, function) it runs
     "pvf": ("prompt_vs_finetune.cli", "main"),
     "pvf-prepare": ("prompt_vs_finetune.cli", "prepare"),
-    "pvf-report": ("prompt_vs_finetune.report.cli", "main"),
+    "pvf-report": ("prompt_vs_finetune.report", "main"),
 }
 # What a worker imports before serving: everything a job imports up to its first result
 # (not prompt_vs_finetune.cli: it reads the working folder's conf/ when imported).

@@ -1,17 +1,107 @@
-"""`pvf-report`: load the finished runs, group them into cells, compute the statistics, and
-write the comparison that says whether to prompt or fine-tune (docs/report.md). Names load on
-first use (pandas, matplotlib, MLflow and SciPy take seconds), so `--help` answers at once."""
+"""`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
 
+What it reads and writes: docs/report.md. The other names load on first use (they take
+seconds), so `--help` answers at once."""
+
+import argparse
 import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
 
-_HOME = {"main": "cli", "load_runs": "runs", "latest_of_identical": "runs",
-         "write_report": "write", "recommend": "verdict", "summarise": "cells",
-         **dict.fromkeys(("crossover", "model_scale", "pareto_front", "sensitivity"),
-                         "comparisons")}
-__all__ = sorted(_HOME)
+_HOME = {"load_runs": "mlflow_run", "latest_of_identical": "mlflow_run",
+         "write_report": "write", "recommend": "verdict", "crossover": "verdict",
+         **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
+__all__ = sorted([*_HOME, "main"])
 
 
 def __getattr__(name: str):
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pvf-report", description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", action="append", help="experiment (task) name; repeat")
+    parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gpt2'\"")
+    parser.add_argument("--runs-from", type=Path, default=None,
+                        help="only the runs recorded in metrics.json files under this folder")
+    parser.add_argument("--out", default="reports", type=Path, help="output folder")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
+    parser.add_argument("--volume", type=_positive, default=None,
+                        help="predictions you expect to serve: rank every arm by its total cost")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
+    # after parsing: --help needs none of them
+    from .mlflow_run import load_runs, log_report_run
+    from .write import write_report
+
+    if problem := _argument_error(args):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    run_ids = {json.loads(path.read_text())["run_id"]  # those `pvf results_file=...` recorded
+               for path in args.runs_from.rglob("metrics.json")} if args.runs_from else None
+    runs = load_runs(uri, args.experiment, args.filter, run_ids)
+    if runs.empty:
+        raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
+    summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
+                                                                     volume=args.volume))
+    if not args.no_mlflow:
+        log_report_run(uri, args.out, runs, summary)
+    print((args.out / "report.md").read_text())
+
+
+def _argument_error(args) -> str | None:
+    """What is wrong with the arguments, in one line, before any run is read or file written."""
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file; name a folder (a report is several files)"
+    if args.runs_from and not args.runs_from.is_dir():
+        return (f"--runs-from {args.runs_from} is not a folder; name the folder of the study's "
+                "results (its metrics.json files)")
+    if args.filter:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.search_utils import SearchUtils
+
+        try:
+            SearchUtils.parse_search_filter(args.filter)
+        except MlflowException as err:
+            return (f"--filter {args.filter!r} is not an MLflow filter ({err.message}); e.g. "
+                    "\"tags.model = 'gpt2'\"")
+    return None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} predictions: give 1 or more")
+    return value
+
+
+def write_atomically(out: Path, write):
+    """`write(folder)` into a new folder beside `out`, which then takes its place: a report
+    stopped halfway (Ctrl-C, a full disk) leaves the previous one whole."""
+    import shutil
+
+    new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)  # with the umask's permissions, as `out` would have
+    try:
+        result = write(new)
+        if out.exists():
+            out.rename(old)
+        new.rename(out)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # gone once renamed
+    shutil.rmtree(old, ignore_errors=True)
+    return result

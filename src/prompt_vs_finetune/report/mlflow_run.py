@@ -1,25 +1,47 @@
-"""The report's own MLflow run in the `pvf-report` experiment, and the tags and metrics it
-leaves on its job runs' parent runs (docs/report.md, "The report's MLflow run")."""
+"""The report's MLflow side: the finished job runs read in (one row each, with what makes two
+runs one cell), and the report's own run in the `pvf-report` experiment, linked to them and to
+their parent runs (docs/report.md, "The report's MLflow run")."""
 
+import json
 import logging
+import math
 import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..tracking.groups import GROUP_TAG, dvc_study_name, study_group
+from ..tracking.keys import PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
 from ..tracking.runs import hold_interrupts
 from ..tracking.store import use_experiment
-from .runs import REFERENCE_DTYPE
 
 log = logging.getLogger(__name__)
 
+REFERENCE_DTYPE = "float32"  # runs without the inference_dtype tag
+COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's headline metric)
+    "perplexity": "test/perplexity", "usd_per_1k": "cost/usd_per_1k_predictions",
+    "train_usd": "cost/train_usd", "train_seconds": "cost/train_seconds",
+    "trainable_params": "cost/trainable_params", "total_params": "cost/total_params",
+    "unparsed_rate": "test/unparsed_rate",  # API models: replies that matched no label
+    "tokens_per_call": "cost/tokens_per_prediction",
+    "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
+    "bits_per_byte": "test/bits_per_byte",
+    "teacher_usd": "cost/teacher_usd",  # the hybrid arm's teacher: up-front, like training
+    "ece": "test/ece", "accuracy_contextual": "test/accuracy_contextual",
+    "accuracy_pmi": "test/accuracy_pmi", "repeated_ngram_rate": "test/repeated_ngram_rate",
+    "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
+}
+# params that never tell two cells apart in a table
+NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
+                "fewshot.", "resume", "verbose", "arm.order_seed", "decoding.seed", "study")
 EXPERIMENT = "pvf-report"
 # relative: the UI's own address; on its Model training pages (tracking/store.ML_WORKFLOW)
 UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
@@ -30,27 +52,122 @@ JOB_COLUMNS = ["run_id", "experiment_id", "task", "arm", "model", "seed", "cell"
 _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ separates them)
 
 
+def load_runs(tracking_uri: str, experiments: list[str] | None = None,
+              filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
+    """One row per FINISHED job run (of `run_ids` when given: stale runs of earlier studies stay
+    out); report runs (`pvf_summary`) and parent runs (`pvf.parent`) are no jobs."""
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()
+           if not experiments or e.name in experiments]
+    if not ids:
+        return pd.DataFrame()
+    query = " and ".join(filter(None, ["attributes.status = 'FINISHED'", filter_string]))
+    runs = pd.DataFrame([
+        _row(run) for run in client.search_runs(ids, query, max_results=50000)
+        if "arm" in run.data.tags and "true" not in (run.data.tags.get("pvf_summary"),
+                                                      run.data.tags.get(PARENT_TAG))
+        and (run_ids is None or run.info.run_id in run_ids)])
+    if runs.empty:
+        return runs
+    logged = runs["artifact_uri"].map(_per_example)
+    return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
+
+
+def _row(run) -> dict:
+    """A run as the report's row (the fallbacks: what runs of older pvf versions logged)."""
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    # whether the arm trained weights; its headline metric (the task type's)
+    fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
+    metric = tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
+                                       else "test/accuracy")
+    n_classes = metrics.get("data/n_classes",  # else the labels the config named; NaN: none
+                            sum(key.startswith("task.labels.") for key in params) or math.nan)
+    # labelled examples the arm touched, else its train examples or demos
+    n_labels = int(metrics.get("data/n_labels", metrics.get("data/n_train" if fit
+                                                             else "fewshot/demos_used", 0)))
+    test_set = params.get("data.test_sha256", "")
+    # one experiment: the same config but the seeds, on the same test set (a run from before
+    # the `cell` tag: a name match)
+    cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
+        "inference_dtype", REFERENCE_DTYPE), tags["arm"], str(n_labels)])
+    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+            "parent_run_id": tags.get(PARENT_RUN_TAG, ""),
+            "task": tags["task"], "model": tags["model"],
+            "dtype": tags.get("inference_dtype") or REFERENCE_DTYPE,
+            "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "metric": metric,
+            "prompt": tags.get("prompt") or params.get("task.prompt", ""),
+            "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
+            # random weights (model.tiny; runs from before the tag: the model's name)
+            "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower()) == "true",
+            "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
+            "order_seed": params.get("arm.order_seed", ""),
+            "n_labels": n_labels, "n_classes": float(n_classes),
+            "quality": metrics.get(metric, math.nan),
+            "study": tags.get("study", ""), "test_set": test_set,
+            "hpo_trial": tags.get("hpo_trial") == "true",
+            "cell": f"{cell}/{test_set}",
+            "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
+            "identity": identity(run), "started": run.info.start_time or 0,
+            "artifact_uri": run.info.artifact_uri,
+            **{column: metrics.get(key, math.nan) for column, key in COLUMNS.items()}}
+
+
+def identity(run) -> str:
+    """What makes two runs the same job (a rerun, no new seed): the same config (seed included),
+    data and code. A run without those tags (older pvf) is only itself."""
+    tags, params = run.data.tags, run.data.params
+    if not (tags.get("config_hash") and tags.get("pvf.code")):
+        return run.info.run_id
+    data = [params.get(key, "") for key in ("data.train_sha256", "data.validation_sha256",
+                                            "data.test_sha256", "fewshot.demos_sha256")]
+    return "|".join([tags["config_hash"], tags["pvf.code"], *data])
+
+
+def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the runs with each identical rerun replaced by the latest of its kind, how many were
+    replaced): a job run twice is one seed."""
+    if runs.empty:
+        return runs, 0
+    kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
+    return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
+
+
+def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:
+    """(each test example's quality in test-split order, the predictions), None where not logged
+    (runs from before per_example.json)."""
+    parts = urlparse(artifact_uri)
+    try:
+        if parts.scheme in ("", "file"):  # a local store: read the file, no download machinery
+            data = json.loads((Path(parts.path) / PER_EXAMPLE_FILE).read_text())
+        else:
+            data = mlflow.artifacts.load_dict(f"{artifact_uri}/{PER_EXAMPLE_FILE}")
+        return np.asarray(data["values"], dtype=float), data.get("predictions")
+    except Exception:  # noqa: BLE001 - absent or unreadable: the report falls back
+        return None, None
+
+
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
-    """Log the report under `out` (written from `runs`) as one run, linked to its job runs and
-    their parent runs; return its id."""
+    """Log the report under `out` as one run, linked to its job runs and their parents."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
     parents = parent_runs(client, jobs)
-    study = shared_study(jobs)
+    studies = set(jobs["study"].fillna(""))  # the runs' study when they share one
+    study = studies.pop() if len(studies) == 1 else ""
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
-            "mlflow.note.content": description(jobs, summary, parents),
+            "mlflow.note.content": description(jobs, study, summary, parents),
             **({"study": study} if study else {})}
     release = hold_interrupts()  # a Ctrl-C lands before the run exists or inside the block
     try:
-        active = mlflow.start_run(run_name=run_name(jobs), tags=tags)
+        active = mlflow.start_run(run_name=run_name(jobs, study), tags=tags)
     except BaseException:
         release()
         raise
     try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
         release()  # inside: a Ctrl-C held until now ends the run KILLED
         mlflow.log_param("runs", len(jobs))
-        mlflow.log_metrics({"runs": float(len(jobs)), **summary_metrics(summary)})
+        mlflow.log_metrics({"runs": float(len(jobs)),
+                            **summary_metrics(summary, set(jobs["task"]))})
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     except BaseException as err:
@@ -70,7 +187,6 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs in a stable order, with links."""
     jobs = runs.assign(seed=runs["seed"].astype(str))
     jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
     links = [UI_LINK.format(experiment_id=e, run_id=r)
@@ -78,18 +194,12 @@ def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return jobs.assign(link=links).reset_index(drop=True)
 
 
-def shared_study(jobs: pd.DataFrame) -> str:
-    """The runs' `study` tag when they all carry the same one, else ""."""
-    studies = set(jobs["study"].fillna(""))
-    return studies.pop() if len(studies) == 1 else ""
-
-
-def run_name(jobs: pd.DataFrame) -> str:
+def run_name(jobs: pd.DataFrame, study: str) -> str:
     """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
     what = ", ".join(tasks) if len(tasks) <= 4 else \
         f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
-    study, experiment = shared_study(jobs), os.environ.get("DVC_EXP_NAME")
+    experiment = os.environ.get("DVC_EXP_NAME")
     name = " · ".join([*([f"{study} study"] if study else []),
                        *([f"experiment {experiment}"] if experiment else []), what,
                        f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"])
@@ -98,13 +208,12 @@ def run_name(jobs: pd.DataFrame) -> str:
 
 def ids_tag(run_ids) -> str:
     """The run ids, comma-separated, within MAX_IDS_TAG characters (the rest counted)."""
-    ids = list(run_ids)
-    return _within("", [("," if i else "") + run_id for i, run_id in enumerate(ids)],
+    return _within("", [("," if i else "") + run_id for i, run_id in enumerate(run_ids)],
                    MAX_IDS_TAG, lambda left: f",... (+{left} more: job_runs.csv)")
 
 
 def _within(text: str, items: list[str], limit: int, more) -> str:
-    """`text` and as many `items` as fit in `limit` characters, then `more(how many are left)`."""
+    """`text` and as many `items` as fit in `limit` characters, then `more(how many left)`."""
     for i, item in enumerate(items):
         if len(text) + len(item) + len(more(len(items) - i)) > limit:
             return text + more(len(items) - i)
@@ -112,12 +221,12 @@ def _within(text: str, items: list[str], limit: int, more) -> str:
     return text
 
 
-def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, float]:
-    """summary.json's numbers (only those of `tasks` when given) as MLflow metrics."""
+def summary_metrics(summary: dict, tasks: set[str]) -> dict[str, float]:
+    """summary.json's numbers of `tasks` as MLflow metrics."""
     metrics: dict[str, float] = {}
-    for name, entry in summary.get("tasks", {}).items():
+    for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
-        if tasks is not None and task not in tasks:
+        if task not in tasks:
             continue
         for arm, value in entry.get("best", {}).items():
             metrics[metric_key("best", task, model, arm, entry["metric"])] = value
@@ -125,8 +234,8 @@ def summary_metrics(summary: dict, tasks: set[str] | None = None) -> dict[str, f
             for arm, value in best.items() if dtype != REFERENCE_DTYPE else ():
                 metrics[metric_key("best_by_dtype", dtype, task, model, arm,
                                    entry["metric"])] = value
-    for task, crossings in summary.get("break_even", {}).items():
-        for cross in crossings if tasks is None or task in tasks else ():
+    for task, crossings in summary["break_even"].items():
+        for cross in crossings if task in tasks else ():
             metrics[metric_key("break_even", task, *cross["fine_tuned"].split("/"), "vs",
                                *cross["prompting"].split("/"))] = cross["break_even_predictions"]
     return {k: float(v) for k, v in metrics.items() if v is not None}
@@ -138,16 +247,14 @@ def metric_key(*segments: str) -> str:
     return "/".join("_" if s in (".", "..") else s for s in clean)[:250].rstrip("/")
 
 
-def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
-    """The run page (markdown): each task's best arm and its quality, a link to each parent run
-    and to every job run (as many as fit)."""
+def description(jobs: pd.DataFrame, study: str, summary: dict, parents: list[dict]) -> str:
+    """The run page (markdown): each task's best arm, links to the parent and job runs."""
     best: dict[str, tuple[float, str, str, str]] = {}
-    for name, entry in summary.get("tasks", {}).items():
+    for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
         for arm, value in entry.get("best", {}).items():
             if value is not None and (task not in best or value > best[task][0]):
                 best[task] = (value, arm, model, entry["metric"])
-    study = shared_study(jobs)
     lines = [f"Report of **{len(jobs)} job runs**" + (f" (study `{study}`)" if study else "")
              + f" on {', '.join(sorted(jobs['task'].unique()))}. Tables and plots: "
              "**report.html** under Artifacts.", "",
@@ -165,7 +272,7 @@ def description(jobs: pd.DataFrame, summary: dict, parents: list[dict]) -> str:
 
 
 def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
-    """The job runs' parent runs; one that cannot be read (deleted) is left out, warned."""
+    """The job runs' parent runs, less those that cannot be read (deleted): warned."""
     found = []
     for run_id in sorted(set(jobs["parent_run_id"]) - {""}):
         try:

@@ -2,6 +2,7 @@
 function returns a one-line note saying what is missing (None when it drew)."""
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -9,9 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, prompting
-from .comparisons import pareto_front
-from .runs import REFERENCE_DTYPE
+from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, pareto_front, prompting
+from .mlflow_run import REFERENCE_DTYPE
 from .tables import params
 
 plt.switch_backend("Agg")  # files only, no window
@@ -21,7 +21,8 @@ ARM_COLORS = {"zero_shot": "tab:blue", "few_shot": "tab:orange", "full_finetune"
 # other arm names, in sorted order: the rest of tab10, then Dark2 (cycled beyond that)
 FALLBACK_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "#1b9e77", "#d95f02",
                    "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
-DTYPE_MARKERS = {"float32": "o", "bfloat16": "s", "float16": "^", "int8": "D"}
+DTYPE_MARKERS = defaultdict(lambda: "P", {"float32": "o", "bfloat16": "s", "float16": "^",
+                                          "int8": "D"})
 
 
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
@@ -41,7 +42,7 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
     fig, ax = plt.subplots(figsize=(7, 5))
     for arm in arm_order(priced):
         for dtype, group in priced[priced["arm"] == arm].groupby("dtype"):
-            _quality(ax, group["usd_per_1k"], group, colors[arm], fmt=_marker(dtype),
+            _quality(ax, group["usd_per_1k"], group, colors[arm], fmt=DTYPE_MARKERS[dtype],
                      label=label(arm, dtype))
     edge = priced[pareto_front(priced)].sort_values("usd_per_1k")
     ax.plot(edge["usd_per_1k"], edge["quality"], "k--", lw=1, label="Pareto front")
@@ -76,7 +77,7 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         style = "-" if dtype == REFERENCE_DTYPE else "--"
         for arm in arm_order(fitted(cells_of)):
             cells = cells_of[cells_of["arm"] == arm].sort_values("n_labels")
-            _quality(ax, cells["n_labels"], cells, colors[arm], marker=_marker(dtype),
+            _quality(ax, cells["n_labels"], cells, colors[arm], marker=DTYPE_MARKERS[dtype],
                      linestyle=style, label=label(arm, dtype))
         prompts = prompting(cells_of)
         for arm in arm_order(prompts):
@@ -218,10 +219,6 @@ def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) 
     if legend:
         ax.legend(fontsize=8)
     _save(fig, path)
-
-
-def _marker(dtype: str) -> str:
-    return DTYPE_MARKERS.get(dtype, "P")
 
 
 def _save(fig, path: Path) -> None:

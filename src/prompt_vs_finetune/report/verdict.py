@@ -5,8 +5,7 @@ import math
 
 import pandas as pd
 
-from .cells import arm_order, best, dtypes, fitted, label, prompting
-from .comparisons import crossover, precision_effect
+from .cells import arm_order, best, compare, dtypes, fitted, label, prompting
 from .tables import cell, num, params
 
 AT_CHANCE = "at chance by construction"
@@ -62,6 +61,25 @@ def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
             else f"; {unparsed:.1%} of its replies matched no label")
     return [f"Best prompting arm: {top['arm']} with {int(top['n_labels'])} demonstration(s), "
             f"{metric} {cell(top)}{note}{caveat}."]
+
+
+def crossover(table: pd.DataFrame, arm: str) -> dict | None:
+    """The smallest label budget from which `arm` beats the best prompting cell, there and at
+    every larger budget tested: {"n_labels", "prompt", "fitted", "budgets", "result"}, or None."""
+    prompts = prompting(table)
+    prompts = prompts[prompts["quality"].notna()]
+    cells = table[table["arm"] == arm]
+    if prompts.empty or cells.empty:
+        return None
+    top = prompts.loc[prompts["quality"].idxmax()]
+    best_at = [group.loc[group["quality"].idxmax()]
+               for _, group in cells.groupby("n_labels", sort=True)]
+    results = [compare(row, top) for row in best_at]
+    for i, (row, result) in enumerate(zip(best_at, results, strict=True)):
+        if all(r["beats"] for r in results[i:]):
+            return {"n_labels": int(row["n_labels"]), "prompt": top, "fitted": row,
+                    "budgets": [int(r["n_labels"]) for r in best_at], "result": result}
+    return None
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
@@ -147,15 +165,15 @@ def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def advise(cells: pd.DataFrame, metric: str) -> list[str]:
-    """The recommendation for one task x model, per dtype, then the precision comparison."""
+def advise(cells: pd.DataFrame, metric: str, effect: pd.DataFrame) -> list[str]:
+    """The recommendation for one task x model, per dtype, then the precision `effect`."""
     present = dtypes(cells)
     if len(present) == 1:
         return recommend(cells, metric)
     note = fitted(cells).empty  # not for a dtype only prompting ran at
     lines = [f"[{dtype}] {line}" for dtype in present
              for line in recommend(cells[cells["dtype"] == dtype], metric, note)]
-    return lines + recommend_precision(precision_effect(cells), metric)
+    return lines + recommend_precision(effect, metric)
 
 
 def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:

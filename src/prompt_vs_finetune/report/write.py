@@ -12,9 +12,10 @@ from string import Template
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from . import comparisons, plots, tables
+from . import cells as stats
+from . import plots, tables
 from .cells import dtypes, reduced, summarise
-from .runs import latest_of_identical
+from .mlflow_run import latest_of_identical
 from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
@@ -86,13 +87,14 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
         "data efficiency": partial(plots.plot_data_efficiency, cells, metric, **style),
         "prompt sensitivity": partial(plots.plot_prompt_sensitivity, task_runs, metric, **style),
         "consistency": partial(plots.plot_consistency, cells, colors=colors)})
-    effect = comparisons.precision_effect(cells) if reduced(cells) else pd.DataFrame()
+    effect = stats.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric)
     return [f"## {task} / {model}", "", *_ranking(task_runs),
-            *tables.cells_table(cells.assign(pareto=comparisons.pareto_front(cells)), metric),
+            *tables.cells_table(cells.assign(pareto=stats.pareto_front(cells)), metric),
             *(tables.precision_table(effect, metric) if not effect.empty else []),
-            *_recommendation(out / f"recommendation_{task}_{model}.txt", advise(cells, metric)),
-            *(tables.sensitivity_table(comparisons.sensitivity(task_runs), metric)
+            *_recommendation(out / f"recommendation_{task}_{model}.txt",
+                             advise(cells, metric, effect)),
+            *(tables.sensitivity_table(stats.sensitivity(task_runs), metric)
               if len(task_runs) > len(cells) else []),
             *figures]
 
@@ -101,7 +103,7 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
                    summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
     metric = _metric(task_cells)
-    scale = comparisons.model_scale(task_cells)
+    scale = stats.model_scale(task_cells)
     figures = _figures(out / "plots" / task, {"model scale": partial(
         plots.plot_model_scale, scale, metric, task, colors=colors, n_classes=chance)})
     columns = ["model", "dtype", "arm", "n_labels", "model_params", "runs", "quality",
@@ -137,9 +139,9 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
                   out: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
-    costs = comparisons.arm_costs(cells, search)
+    costs = stats.arm_costs(cells, search)
     priced = costs["per_call"].notna().any()
-    crossings = comparisons.break_even(costs) if priced else pd.DataFrame()
+    crossings = stats.break_even(costs) if priced else pd.DataFrame()
     figures = _figures(out / "plots" / task, {"cost vs volume": partial(
         plots.plot_cost_vs_volume, costs, crossings, task, colors=colors)})
     lines = [f"## {task}: cost by volume", ""]
@@ -152,7 +154,7 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
               *figures]
     if volume:
-        ranked = comparisons.at_volume(costs, volume)
+        ranked = stats.at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
             "volume": volume, "ranked": ranked[["arm_name", "total_usd", "quality"]]
             .to_dict("records")}
