@@ -16,8 +16,7 @@ REPO_CONF = Path(__file__).parents[2] / "conf"  # an editable install: the repos
 
 def project_dir() -> Path | None:
     """The folder whose conf/ `pvf` composes from, or None (the shipped configs)."""
-    named = os.environ.get("PVF_PROJECT")
-    if named:
+    if named := os.environ.get("PVF_PROJECT"):
         return Path(named).resolve()
     here = Path.cwd().resolve()
     return next((d for d in (here, *here.parents) if (d / "conf" / "config.yaml").is_file()),
