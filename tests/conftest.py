@@ -13,7 +13,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # No system metrics (a sampling thread per run) but where a test turns them on: a run's metric
 # keys then do not depend on how long it took.
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
-# Warm workers (warm.py: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
+# Warm workers (warm/: `dvc repro` in test_dvc, the suite's `pvf` jobs, test_warm) exit
 # a few minutes after their last job started, so that one outlives the suite's longest
 # command (a sweep: a worker counts its idle time from the last job's start, and exits as
 # that job ends if it ran longer) and the gaps between the files that run `pvf`: a new

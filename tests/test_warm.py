@@ -1,4 +1,4 @@
-"""Warm start (warm.py): a job forked from a warm worker logs what a new process logs, and the
+"""Warm start (warm/): a job forked from a warm worker logs what a new process logs, and the
 command ends as its job ends (exit code, SIGTERM's preemption, SIGKILL)."""
 
 import os

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import Preempted, UserError, causes
 from .project import config_dir, name_error, project_error
@@ -81,9 +81,10 @@ def config_error(args: list[str]) -> str | None:
             for index, other in sweeps:
                 composed.append(compose(
                     config_name, overrides=[*search, *first[:index], other, *first[index + 1:]]))
-        problem = next((p for cfg in composed if (p := name_error(cfg))), None)
-        if problem:
-            return problem
+        for cfg in composed:
+            names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
+            if problem := name_error(*names):
+                return problem
     except MissingConfigException as err:
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
         if not missing:

@@ -183,7 +183,7 @@ def check_config(cfg: DictConfig) -> None:
     """Every value the job reads, before any work. Raises UserError."""
     c = _Checker(cfg)
     c.check(NAMES)
-    if problem := name_error(cfg):
+    if problem := name_error(cfg.task.name, cfg.arm.name, cfg.model.name):
         raise UserError(problem)
     # No value holds a secret from the environment (a label would send it in every prompt).
     try:

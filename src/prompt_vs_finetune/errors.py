@@ -16,8 +16,8 @@ class UnreadableReply(Exception):
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
-    """An error's first line (its type's name when it has no message), at most `limit`
-    characters: what a one-line message quotes of a library's error."""
+    """An error's first line (else its type's name), at most `limit` characters: what a
+    one-line message quotes of a library's error."""
     text = str(err).strip().splitlines()
     return text[0][:limit] if text else type(err).__name__
 

@@ -1,16 +1,10 @@
-"""Fail fast, with a fix, when the Hugging Face Hub cannot be reached.
-
-Without this, transformers and datasets retry for about a minute before raising a traceback.
-"""
+"""Fail fast, with a fix, when the Hugging Face Hub cannot be reached (transformers and
+datasets would retry for about a minute, then raise a traceback)."""
 
 import os
 import socket
 from functools import cache
 from urllib.parse import urlparse
-
-
-def _hub_host() -> str:
-    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
 
 
 def hub_offline_flag() -> bool:
@@ -22,8 +16,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """True when the Hub's host resolves and accepts a TCP connection."""
     if hub_offline_flag():
         return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
     try:
-        with socket.create_connection((_hub_host(), 443), timeout=timeout):
+        with socket.create_connection((host, 443), timeout=timeout):
             return True
     except OSError:
         return False

@@ -1,10 +1,5 @@
-"""Where a job's config and relative data paths come from: the project folder.
-
-The project folder is the nearest of the working directory and its parents that holds a
-`conf/config.yaml` (a clone of this repository, or a folder made by `pvf-init`); `PVF_PROJECT`
-names it explicitly. `pvf` composes from its `conf/`, so the config that runs is the one DVC
-tracks there; without one, the configs shipped in the package are the fallback.
-"""
+"""The project folder (docs/configuration.md: Which `conf/` runs): the config `pvf` composes
+and what relative data paths are relative to; `pvf-init`; atomic writes."""
 
 import os
 import re
@@ -21,8 +16,7 @@ REPO_CONF = Path(__file__).parents[2] / "conf"  # an editable install: the repos
 
 def project_dir() -> Path | None:
     """The folder whose conf/ `pvf` composes from, or None (the shipped configs)."""
-    named = os.environ.get("PVF_PROJECT")
-    if named:
+    if named := os.environ.get("PVF_PROJECT"):
         return Path(named).resolve()
     here = Path.cwd().resolve()
     return next((d for d in (here, *here.parents) if (d / "conf" / "config.yaml").is_file()),
@@ -30,8 +24,8 @@ def project_dir() -> Path | None:
 
 
 def project_error() -> str | None:
-    """A PVF_PROJECT that names no project (Hydra said only "Primary config directory not
-    found"), in one line; None when it is unset or holds a conf/config.yaml."""
+    """A PVF_PROJECT that names no project, in one line (Hydra's says only "Primary config
+    directory not found")."""
     named = os.environ.get("PVF_PROJECT")
     if named and not (Path(named) / "conf" / "config.yaml").is_file():
         return (f"PVF_PROJECT={named} holds no conf/config.yaml; run `pvf-init {named}` to "
@@ -44,15 +38,13 @@ def shipped_config_dir() -> Path:
 
 
 def config_dir() -> str:
-    """The project's conf/, else the shipped one."""
     project = project_dir()
     return str(project / "conf" if project else shipped_config_dir())
 
 
 def data_path(path: str, key: str) -> str:
-    """A task's data file as the loader opens it: `pkg://<package>/<path>` is a file shipped in
-    a Python package; a relative path is relative to the project folder (or the working
-    directory when there is none); absolute paths, URLs and `hf://` paths are left alone."""
+    """A task's data file as the loader opens it: `pkg://` resolved, a relative path made
+    relative to the project folder; absolute paths, URLs and `hf://` paths left alone."""
     text = str(path)
     if text.startswith("pkg://"):
         package, _, inside = text.removeprefix("pkg://").partition("/")
@@ -67,8 +59,7 @@ def data_path(path: str, key: str) -> str:
 
 
 def init(argv: list[str] | None = None) -> None:
-    """`pvf-init [DIR]`: copy the shipped configs to DIR/conf (default: here), so this folder
-    is a project: `pvf` run in it (or below it) composes from its conf/."""
+    """`pvf-init [DIR]`: copy the shipped configs to DIR/conf (default: here), a project."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1 or any(a.startswith("-") for a in args):
         print("usage: pvf-init [DIR]   (copies the shipped conf/ to DIR/conf)", file=sys.stderr)
@@ -85,10 +76,9 @@ def init(argv: list[str] | None = None) -> None:
 
 
 def compose_options(overrides: list[str]):
-    """The config `pvf` composes with these options (e.g. ["arm=lora"]), for a part of a job
-    that needs another option's settings (the hybrid arm's teacher and student): inside a
-    running job through Hydra's own search path (a user's --config-dir included), elsewhere
-    from the project's conf/."""
+    """The config `pvf` composes with these options (e.g. ["arm=lora"]), for the hybrid arm's
+    teacher and student: inside a running job through Hydra's own search path (a user's
+    --config-dir included), elsewhere from the project's conf/."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -103,22 +93,20 @@ def compose_options(overrides: list[str]):
 _PLAIN_NAME = re.compile(r"^[\w][\w.+-]*$")
 
 
-def name_error(cfg) -> str | None:
+def name_error(task: str | None, arm: str | None, model: str | None) -> str | None:
     """A task, arm or model name that is not a plain name (a `/`, a leading `.`): the names
     make Hydra's output folder (outputs/<task>/<arm>/...), so `task.name=../../x` would write
     outside it. Checked before Hydra creates the folder."""
-    for key in ("task.name", "arm.name", "model.name"):
-        group, field = key.split(".")
-        value = (cfg.get(group) or {}).get(field)
+    for group, value in (("task", task), ("arm", arm), ("model", model)):
         if value is not None and not _PLAIN_NAME.match(str(value)):
-            return (f"{key}={value!r} is not a plain name (letters, digits, _ . + -); it names "
-                    "an output folder: rename it")
+            return (f"{group}.name={value!r} is not a plain name (letters, digits, _ . + -); "
+                    "it names an output folder: rename it")
     return None
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file whole or not at all: a temporary file of this process beside it, renamed
-    over it (a reader, or a second process writing the same file, never sees half of one)."""
+    """Write a file whole or not at all (a temporary file of this process beside it, renamed
+    over it): a reader, or a second process writing it, never sees half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:

@@ -18,7 +18,7 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # characters MLflow refuses in a param key (Banking77 has a label "reverted_card_payment?")
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
 NAME_JOIN = " · "
-WARM_START = False  # warm_worker.py sets it in a job forked from a warm worker
+WARM_START = False  # warm/worker.py sets it in a job forked from a warm worker
 # what `dvc repro` and `dvc exp run` tell the stage commands they start
 DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
            "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}

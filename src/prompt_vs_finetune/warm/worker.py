@@ -1,33 +1,39 @@
-"""Warm start, the worker's side (warm.py is the command's): import pvf's libraries once, then
-serve each command that connects by forking a child that becomes that command: its arguments,
-working folder, environment, umask and standard streams, a fresh RNG, and the entry point run
-as a new process would run it. Started by the first command that finds no worker
-(`python -m prompt_vs_finetune.warm_worker KEY SYS_PATH`)."""
+"""Warm start, the worker (`python -m prompt_vs_finetune.warm.worker KEY SYS_PATH`, started by
+the first command that finds none): import pvf's libraries once, then fork a child per
+command that becomes it, as a new process would run it."""
 
+import gc
+import importlib.util
 import json
 import os
+import selectors
 import signal
 import socket
-import struct
 import sys
+import threading
 import time
+import types
+import warnings
+from contextlib import suppress
 
-from .warm import ENTRIES, PRELOAD, _run_entry, worker_dir
+from . import ENTRIES, _locked, _run_entry, worker_dir
 
-# -- the worker's side -------------------------------------------------------------------------
+# What a worker imports before serving: everything a job imports up to its first result
+# (not prompt_vs_finetune.cli: it reads the working folder's conf/ when imported).
+PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
+           "prompt_vs_finetune.tracking.groups", "prompt_vs_finetune.tracking.sweep",
+           "prompt_vs_finetune.metrics", "prompt_vs_finetune.train",
+           "mlflow.store.tracking.sqlalchemy_store", "hydra._internal.hydra",
+           "hydra.core.override_parser.overrides_parser", "peft", "rouge_score.rouge_scorer",
+           "git", "tabulate")
 
 
 def serve(key: str) -> tuple | None:
     """Import, then fork a child per request until idle. Returns in a child only, with what it
     needs to become the command; the worker itself ends by returning None."""
-    import fcntl
-    import gc
-
     folder = worker_dir()
     lock = open(folder / f"{key}.lock", "a")  # held for the worker's life
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _locked(lock):
         return None  # another worker with this key is starting or serving
     try:
         warned = preload()
@@ -51,9 +57,6 @@ def serve(key: str) -> tuple | None:
 def preload() -> list:
     """Import PRELOAD, keeping the warnings the imports showed (each child shows them, as a
     new process would), and check the worker may fork."""
-    import importlib
-    import warnings
-
     warned, show = [], warnings.showwarning  # not catch_warnings: it would undo the filters
 
     def keep(message, category, filename, lineno, file=None, line=None):
@@ -68,8 +71,6 @@ def preload() -> list:
     if "prompt_vs_finetune.cli" in sys.modules:
         raise RuntimeError("prompt_vs_finetune.cli was imported: its config folder would be "
                            "the worker's, not the command's")
-    import threading
-
     # fork copies the calling thread only: a lock another Python thread holds stays held in
     # every child. (The native pools the imports start, OpenBLAS's and jemalloc's, re-create
     # themselves after fork; torch's OpenMP pool does not, so nothing here may compute.)
@@ -80,9 +81,7 @@ def preload() -> list:
 
 
 def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | None:
-    import selectors
-
-    wake_r, wake_w = os.pipe()
+    wake_r, wake_w = os.pipe()  # SIGCHLD wakes the select up
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
@@ -132,24 +131,16 @@ def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | N
 
 
 def _send(conn: socket.socket, message: dict) -> None:
-    try:
+    with suppress(OSError):  # the command is gone (its child then kills itself)
         conn.sendall(json.dumps(message).encode() + b"\n")
-    except OSError:
-        pass  # the command is gone (its child then kills itself)
 
 
 def _request(conn: socket.socket) -> tuple[dict, list[int]]:
-    header, fds, _, _ = socket.recv_fds(conn, 4, 3)
-    if len(header) != 4:
-        raise ValueError("short header")
-    size, body = struct.unpack("!I", header)[0], b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            raise ValueError("short request")
-        body += chunk
-    request = json.loads(body)
-    if request.get("entry") not in ENTRIES or len(fds) != len(request.get("streams", ())):
+    """The command's request (a line of JSON) and the streams sent with the byte before it."""
+    _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+    with conn.makefile("rb") as reader:  # the command writes nothing after this line
+        request = json.loads(reader.readline())
+    if request.get("entry") not in ENTRIES or len(fds) != 3:
         raise ValueError(f"unknown entry or streams: {request.get('entry')!r}")
     return request, fds
 
@@ -158,20 +149,14 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
     """In the child: take on the command's streams, folder, environment, umask, arguments,
     import path and signals, reseed what a new process seeds, show the imports' warnings,
     then run its entry point."""
-    import importlib.util
-    import random
-    import threading
-    import types
-    import warnings
+    import numpy
+    import torch
 
     sys.stdout.flush()
     sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    given = dict(zip(request["streams"], streams, strict=True))
-    for fd in (0, 1, 2):
-        os.dup2(given.get(fd, devnull), fd)
-    for fd in (*streams, devnull):
-        os.close(fd)
+    for fd, given in enumerate(streams):  # a closed one came as /dev/null
+        os.dup2(given, fd)
+        os.close(given)
     os.chdir(request["cwd"])
     os.umask(request["umask"])
     os.environ.clear()
@@ -192,10 +177,8 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
     main.__spec__ = (importlib.util.find_spec(request["main_module"])
                      if request["main_module"] else None)
     sys.modules["__main__"] = main
-    random.seed()
-    for name, reseed in (("numpy", lambda m: m.random.seed()), ("torch", lambda m: m.seed())):
-        if name in sys.modules:
-            reseed(sys.modules[name])
+    numpy.random.seed()  # (random reseeds itself in a forked child)
+    torch.seed()
 
     def die_with_the_command() -> None:  # the command never writes again: EOF = it is gone
         try:
