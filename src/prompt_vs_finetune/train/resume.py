@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import UserError
-from ..models.gguf import file_sha256
+from ..models.loading import file_sha256
 from ..project import write_atomic
 from ..tracking.provenance import code_version
 from ..tracking.secrets import redact
