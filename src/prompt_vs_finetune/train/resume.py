@@ -87,9 +87,8 @@ class ResumableEarlyStopping(EarlyStopping):
 
 
 class JobMLFlowLogger(MLFlowLogger):
-    """MLFlowLogger that writes into the job's run and leaves its status to the job, and logs
-    a (metric, step) once: the resume checkpoint flushes a step's metrics before Lightning
-    itself logs them."""
+    """Writes into the job's run, leaves its status to the job, and logs a (metric, step) once:
+    AtomicLastCheckpoint flushes a step's metrics before Lightning logs them."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -130,8 +129,7 @@ class ResumeState:
 
     @property
     def checkpoint(self) -> Path | None:
-        path = self.folder / "last.ckpt"
-        return path if path.is_file() else None
+        return path if (path := self.folder / "last.ckpt").is_file() else None
 
     def _meta(self) -> dict | None:
         path = self.folder / "job.json"
@@ -214,8 +212,7 @@ class ResumeState:
                             "resume=false to start afresh")
 
     def _end_run(self, run_id: str, reason: str) -> None:
-        """The attempt's run, if still RUNNING here (what a kill leaves), FAILED with the
-        reason as its `error` tag."""
+        """A RUNNING run (what a kill leaves) FAILED, with the reason as its `error` tag."""
         try:
             client = MlflowClient(self.tracking_uri)
             if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
@@ -235,8 +232,7 @@ class ResumeState:
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        """Writes last.ckpt every n optimizer steps; never at validation's end (before the
-        epoch's end, a checkpoint would resume without the epoch's best)."""
+        # save_on_train_epoch_end: a save at validation's end would resume without its best
         return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
                                     save_last=True, every_n_train_steps=every_n_steps,
                                     enable_version_counter=False, save_on_train_epoch_end=True)
