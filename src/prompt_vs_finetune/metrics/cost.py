@@ -1,5 +1,5 @@
 """What a job cost (docs/cost.md: the model and each key). Arithmetic only (no torch), so the
-hosted backend and the report use it; train/cost_meter.py counts a local model's tokens and time.
+hosted backend and the report use it; train/module.py's CostMeter counts local tokens and time.
 Every backend reports a `Usage`; `cost_metrics` turns it into the same `cost/*` keys for all."""
 
 from dataclasses import dataclass, field
