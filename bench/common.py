@@ -104,14 +104,14 @@ def true_vocab(path: str, vocab_size: int) -> str:
     return str(grown)
 
 
-REAL = {"smollm2": "model=smollm2"}  # pretrained models shipped offline (models/gguf.py)
+REAL = {"smollm2": "model=smollm2"}  # pretrained models shipped offline (models/loading.py)
 
 
 def real_model(arch: str):
     """(model, tokenizer, path) of a pretrained model a package ships: SmolLM2-135M-Instruct
     (30 layers of width 576, 9 heads, 3 key-value heads, 49,152-token vocabulary, tied
     embeddings), dequantized once into the cache as a job does; `path` is that checkpoint."""
-    from prompt_vs_finetune.models.gguf import gguf_checkpoint
+    from prompt_vs_finetune.models.loading import gguf_checkpoint
 
     cfg = config(REAL[arch])
     cache = Path(cfg.paths.cache_dir)

@@ -9,7 +9,7 @@ from prompt_vs_finetune.metrics import likelihood, perplexity
 from prompt_vs_finetune.metrics.cost import Usage, call_usd, cost_metrics
 from prompt_vs_finetune.tasks import task_type
 from prompt_vs_finetune.tasks.classification import metrics as classification
-from prompt_vs_finetune.train.cost_meter import CostMeter
+from prompt_vs_finetune.train.module import CostMeter
 
 COST = OmegaConf.create({"usd_per_hour": 3600.0, "prompt_flops_per_second": 100.0,
                          "generated_flops_per_second": 10.0, "train_flops_per_second": 50.0,

@@ -10,7 +10,7 @@ import torch
 
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.job import run
-from prompt_vs_finetune.models import gguf, load_model
+from prompt_vs_finetune.models import load_model, loading
 from prompt_vs_finetune.tasks.prompts import chat_layout
 
 from .conftest import compose_config
@@ -37,7 +37,7 @@ def test_the_gguf_file_loads_once_and_knows_that_paris_is_the_capital(smollm2, m
     assert tokenizer.decode(out[0, ids["input_ids"].shape[1]:]).strip().startswith("Paris")
 
     # a second load reads the cached safetensors: no dequantization
-    monkeypatch.setattr(gguf, "_dequantize", lambda *a: pytest.fail("dequantized twice"))
+    monkeypatch.setattr(loading, "_dequantize", lambda *a: pytest.fail("dequantized twice"))
     started = time.perf_counter()
     load_model(cfg.model, cfg.paths.cache_dir)
     assert time.perf_counter() - started < 30

@@ -80,7 +80,7 @@ def key(cfg: DictConfig, task, test, demos: list[dict], corpus: list[str]) -> st
 def _weight_files(model_cfg) -> list | None:
     """A local checkpoint's or GGUF file's (name, size, mtime): new weights, a new key."""
     if model_cfg.get("gguf"):
-        from ..models.gguf import gguf_file
+        from ..models.loading import gguf_file
 
         path = gguf_file(model_cfg.gguf)
         return [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]

@@ -21,9 +21,8 @@ from ..tracking.artifacts import log_fitted_model
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..train import ArmModule, ResumeState, TaskDataModule
-from ..train.cost_meter import CostMeter
-from ..train.logger import lightning_logger
-from ..train.module import LearningRateCurve
+from ..train.module import CostMeter, LearningRateCurve
+from ..train.resume import lightning_logger
 from . import Backend, Predictions
 
 log = logging.getLogger(__name__)

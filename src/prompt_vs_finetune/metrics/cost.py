@@ -1,6 +1,6 @@
-"""What a job cost (docs/cost.md: the model and each key): every backend reports a `Usage`,
-`cost_metrics` makes the same `cost/*` keys of it. Arithmetic only (no torch): the hosted
-backend and the report use it too."""
+"""What a job cost (docs/cost.md: the model and each key). Arithmetic only (no torch), so the
+hosted backend and the report use it; train/module.py's CostMeter counts local tokens and time.
+Every backend reports a `Usage`; `cost_metrics` turns it into the same `cost/*` keys for all."""
 
 from dataclasses import dataclass, field
 

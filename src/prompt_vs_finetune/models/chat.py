@@ -65,8 +65,7 @@ class ChatModel:
         try:
             reply = self._call(request)
         except Exception as err:  # noqa: BLE001 - turned into one actionable line
-            wrapped = self._user_error(err)
-            if wrapped is err:  # nothing to add: as it is (never raised from itself)
+            if (wrapped := self._user_error(err)) is err:  # nothing to add (never from itself)
                 raise
             raise wrapped from err
         reply.latency_s = time.perf_counter() - started
@@ -144,8 +143,7 @@ class OpenAICompatibleChat(ChatModel):
 
 
 def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
-    """(input, output) tokens: a call is priced by them, so a reply without them (or with
-    negative ones) is refused rather than counted as free."""
+    """(input, output): a reply without them is refused rather than counted as free."""
     counts = tuple(getattr(usage, key, None) for key in (input_key, output_key))
     if not all(isinstance(n, int) and n >= 0 for n in counts):
         raise UnreadableReply(f"its usage gives {input_key}={counts[0]!r}, "
@@ -154,10 +152,9 @@ def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
 
 
 def deadline_client(sdk, total_s: float):
-    """The SDK's default http client with a total deadline of `total_s` per request: httpx's
-    timeouts bound each read, so a server trickling a byte a second kept a job waiting
-    forever; this transport ends the body with a read timeout (retried by the SDK) instead.
-    Built on whichever httpx (`httpx` or `httpx2`) the SDK's client is made of."""
+    """The SDK's http client with a total deadline per request: httpx bounds each read, so a
+    server trickling a byte a second kept a job waiting forever; this one ends the body with
+    a read timeout (which the SDK retries). Built on the SDK's httpx (`httpx` or `httpx2`)."""
     httpx = sys.modules[sdk.DefaultHttpxClient.__mro__[1].__module__.split(".")[0]]
 
     class Until(httpx.SyncByteStream):
@@ -187,7 +184,7 @@ def deadline_client(sdk, total_s: float):
 
 
 def api_key(api_cfg) -> str:
-    """The key, from the environment variable the config names (never from a config)."""
+    """From the environment variable the config names, never from a config."""
     key = os.environ.get(api_cfg.api_key_env or "")
     if not key:
         raise UserError(f"the {api_cfg.provider} API needs a key in the environment variable "

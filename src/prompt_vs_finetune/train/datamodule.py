@@ -50,7 +50,7 @@ def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Ten
 
 def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
     """Training examples (in a seeded order) concatenated into rows of at most `length`
-    tokens: far less padding when examples are short. An example never spans two rows."""
+    tokens, an example never across two: far less padding when examples are short."""
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     packs, current = [], None
     for row in (rows[i] for i in order):
@@ -144,8 +144,7 @@ class TaskDataModule(L.LightningDataModule):
         return self._encoded[split]
 
     def _loader(self, rows: list[dict], collate, shuffle: bool) -> DataLoader:
-        """Under DDP each process takes its share (trainer=ddp turns Lightning's own sampler
-        injection off: it cannot shard the length-grouped batch sampler)."""
+        # sharded here: trainer=ddp turns off Lightning's sampler injection (see the sampler)
         sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed) \
             if _distributed() else None
         return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
@@ -172,8 +171,7 @@ class TaskDataModule(L.LightningDataModule):
                             pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The scorer's rows in token-budgeted batches; under DDP each process takes every
-        world-th batch and the module gathers the predictions."""
+        """Token-budgeted batches; under DDP every world-th (the module gathers predictions)."""
         rows = self._rows("test")
         batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)

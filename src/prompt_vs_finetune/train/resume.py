@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import UserError
-from ..models.gguf import file_sha256
+from ..models.loading import file_sha256
 from ..project import write_atomic
 from ..tracking.provenance import code_version
 from ..tracking.secrets import redact
@@ -85,6 +86,34 @@ class ResumableEarlyStopping(EarlyStopping):
         super()._run_early_stopping_check(trainer)
 
 
+class JobMLFlowLogger(MLFlowLogger):
+    """Writes into the job's run, leaves its status to the job, and logs a (metric, step) once:
+    AtomicLastCheckpoint flushes a step's metrics before Lightning logs them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._logged: set[tuple[str, int | None]] = set()
+
+    def log_metrics(self, metrics, step=None) -> None:
+        fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged}
+        self._logged.update((k, step) for k in fresh)
+        if fresh:
+            super().log_metrics(fresh, step)
+
+    def log_hyperparams(self, params) -> None:  # the job logs the flattened config itself
+        pass
+
+    def finalize(self, status: str = "success") -> None:
+        pass
+
+
+def lightning_logger(run, tracking_uri: str) -> JobMLFlowLogger | bool:
+    """The logger of the job's MLflow `run`; none (False) without a run (DDP ranks above 0)."""
+    if run is None:
+        return False
+    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id)
+
+
 @dataclass
 class ResumeState:
     folder: Path  # keyed by the job's config hash
@@ -100,8 +129,7 @@ class ResumeState:
 
     @property
     def checkpoint(self) -> Path | None:
-        path = self.folder / "last.ckpt"
-        return path if path.is_file() else None
+        return path if (path := self.folder / "last.ckpt").is_file() else None
 
     def _meta(self) -> dict | None:
         path = self.folder / "job.json"
@@ -184,8 +212,7 @@ class ResumeState:
                             "resume=false to start afresh")
 
     def _end_run(self, run_id: str, reason: str) -> None:
-        """The attempt's run, if still RUNNING here (what a kill leaves), FAILED with the
-        reason as its `error` tag."""
+        """A RUNNING run (what a kill leaves) FAILED, with the reason as its `error` tag."""
         try:
             client = MlflowClient(self.tracking_uri)
             if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
@@ -205,8 +232,7 @@ class ResumeState:
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
 
     def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        """Writes last.ckpt every n optimizer steps; never at validation's end (before the
-        epoch's end, a checkpoint would resume without the epoch's best)."""
+        # save_on_train_epoch_end: a save at validation's end would resume without its best
         return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
                                     save_last=True, every_n_train_steps=every_n_steps,
                                     enable_version_counter=False, save_on_train_epoch_end=True)
