@@ -110,7 +110,7 @@ COMMON: dict[str, Key] = {
     "system/*": Key("CPU, memory, disk, network (and GPU) use every 5 s (MLflow's system "
                     "metrics: mlflow.system_metrics); a run shorter than that has none",
                     optional=True),
-    # a sweep's parent run (tracking/groups.py)
+    # a sweep's parent run (tracking/sweep.py)
     "sweep/jobs": Key("jobs the sweep ran", run="parent"),
     "sweep/jobs_finished": Key("jobs whose run finished", run="parent"),
     "sweep/jobs_failed": Key("jobs that failed (tag failed_overrides: their overrides)",

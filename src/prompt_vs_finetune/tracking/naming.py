@@ -1,17 +1,20 @@
 """What a run is called and tagged: its name (what sets it apart from its neighbours, seeds
-aside), its params (the config flattened, secrets redacted) and its tags (keys.TAGS)."""
+aside), its params (the config flattened, redacted), its tags (keys.TAGS) and its group, the
+sweep or study whose parent run it nests under (docs/tracking.md)."""
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..tasks.task_types import task_type
-from .groups import Group, job_group
 from .keys import QUALITY_TAG
-from .provenance import CELL_FREE, clip, code_version, config_hash, git_tags
+from .provenance import CELL_FREE, clip, code_version, config_hash, git_head, git_tags
 from .secrets import redact, redact_override
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -25,6 +28,14 @@ DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # MLflow UI links that open on the Model training pages whatever the browser last chose
 ML_WORKFLOW = "?workflowType=machine_learning"
+SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str  # finds the parent
+    name: str  # the parent run's name
+    tags: dict[str, str] = field(default_factory=dict)  # the parent's own tags
 
 
 @dataclass(frozen=True)
@@ -166,3 +177,54 @@ def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: 
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
     return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
+
+
+def group_key(text: str) -> str:
+    """A group key safe inside a search filter's quotes."""
+    return re.sub(r"['\"\\\\]", "_", text)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_group(study: str | None) -> Group | None:
+    """The sweep or study this job belongs to, or None (a single job)."""
+    if in_multirun():
+        return sweep_group()
+    if study:
+        return study_group(str(study))
+    if os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT"):
+        return study_group(dvc_study_name())
+    return None
+
+
+def sweep_group() -> Group:
+    folder = Path(HydraConfig.get().sweep.dir).resolve()
+    try:
+        info = json.loads((folder / SWEEP_FILE).read_text())
+    except (OSError, ValueError):  # SweepSummary is not among the callbacks
+        info = {}
+    tags = {"pvf.kind": "sweep", "sweep_dir": str(folder)}
+    if info.get("overrides"):
+        tags["overrides"] = info["overrides"]
+    return Group(group_key(f"sweep:{folder}"), info.get("name") or f"sweep {folder.name}", tags)
+
+
+def study_group(study: str) -> Group:
+    """`study <name> (<dvc experiment>)`, or `(git <commit>)` outside `dvc exp run`."""
+    tags, key, name = {"pvf.kind": "study", "study": study}, f"study:{study}", f"study {study}"
+    if experiment := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp"] = experiment
+        key, name = f"{key}:exp:{experiment}", f"{name} ({experiment})"
+    elif commit := git_head():
+        tags["git_commit"] = commit
+        key, name = f"{key}:git:{commit}", f"{name} (git {commit[:8]})"
+    return Group(group_key(key), name, tags)
+
+
+def dvc_study_name() -> str:
+    """A DVC stage's study when the command names none: `default` for the root dvc.yaml,
+    else the folder of the pipeline's dvc.yaml (`pipelines/data_efficiency/dvc.yaml:...`)."""
+    path, sep, _ = os.environ.get("DVC_STAGE", "").rpartition(":")
+    return (Path(path).parent.name if sep and "/" in path else "") or "default"

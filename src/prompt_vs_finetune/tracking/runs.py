@@ -1,7 +1,6 @@
-"""One MLflow run per job, which the job opens (Lightning's logger would end it after `fit`)
-and ends with its real outcome: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM (a
-preemption: the job stops at a safe point and the same command resumes it; while Lightning
-runs, its own handler stops after the batch and backends/local.py raises `Preempted`)."""
+"""One MLflow run per job, nested under its group's parent run, which the job opens (Lightning's
+logger would end it after `fit`) and ends with its real outcome: FINISHED, FAILED, KILLED on
+Ctrl-C or SIGTERM (a preemption; docs/reliability.md)."""
 
 import logging
 import os
@@ -14,14 +13,14 @@ from contextlib import contextmanager
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ..errors import Preempted, UserError, causes, first_line
-from .groups import parent_run
-from .keys import GROUP_TAG, PARENT_RUN_TAG
-from .naming import JobRecord
+from .keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG
+from .naming import Group, JobRecord, group_key
 from .secrets import redact
-from .store import dashboard_views, system_metrics_on, use_experiment
+from .store import dashboard_views, store_lock, system_metrics_on, use_experiment
 from .sweep import note_run
 
 log = logging.getLogger(__name__)
@@ -90,8 +89,7 @@ def hold_interrupts():
 
 
 def is_rank_zero() -> bool:
-    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does,
-    without importing Lightning."""
+    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does."""
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key) is not None:
             return int(os.environ[key]) == 0
@@ -144,7 +142,6 @@ def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | Non
 
 def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
               resume_run_id: str | None, system_metrics: bool) -> mlflow.ActiveRun:
-    """Start the job's run (or reopen the interrupted attempt's) under its parent."""
     owner = {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}  # alive or gone
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
@@ -153,7 +150,7 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
         if ended:  # what stopped the attempt this one continues: history, not its end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
-                mlflow.MlflowClient().delete_tag(resume_run_id, tag)
+                MlflowClient().delete_tag(resume_run_id, tag)
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
@@ -167,15 +164,36 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
     return run
 
 
+def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | None:
+    """The group's parent run in this experiment, found by its tags or created FINISHED; None
+    if the store refuses (the job logs on, unnested)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        with store_lock(tracking_uri):
+            found = client.search_runs(
+                [experiment_id],
+                f"tags.`{PARENT_TAG}` = 'true' and tags.`{GROUP_TAG}` = '{group_key(group.key)}'",
+                order_by=["attributes.start_time ASC"])
+            if found:
+                return found[0].info.run_id
+            run = client.create_run(experiment_id, run_name=group.name,
+                                    tags={PARENT_TAG: "true", GROUP_TAG: group.key, **group.tags})
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+            return run.info.run_id
+    except Exception:  # noqa: BLE001 - nesting is a convenience; the job's run is what counts
+        log.warning("could not find or create the parent run of %s", group.key, exc_info=True)
+        return None
+
+
 def end_orphans(experiment_id: str, config_hash: str) -> None:
     """Runs of this job left RUNNING by a process gone from this host (SIGKILL, a power cut):
     ended KILLED, with the reason."""
-    client, host = mlflow.MlflowClient(), socket.gethostname()
+    client, host = MlflowClient(), socket.gethostname()
     found = client.search_runs([experiment_id], filter_string=(
         f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
     for run in found:
         pid = run.data.tags.get("pvf.pid", "")
-        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or _alive(int(pid)):
+        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or process_alive(pid):
             continue
         client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
                        "closing it; ended by the next run of the same job")
@@ -184,13 +202,15 @@ def end_orphans(experiment_id: str, config_hash: str) -> None:
                     run.info.run_id, pid)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid, other_users: bool = True) -> bool:
+    """Whether process `pid` (a number or its text) runs on this host; another user's process
+    (which this user may not signal) counts as `other_users`."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return other_users
+    except (OSError, TypeError, ValueError):
         return False
-    except PermissionError:  # another user's process
-        pass
     return True
 
 

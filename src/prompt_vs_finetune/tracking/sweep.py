@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .groups import SWEEP_FILE, in_multirun
+from .naming import SWEEP_FILE, in_multirun
 from .provenance import clip
 from .secrets import redact, redact_override
 
