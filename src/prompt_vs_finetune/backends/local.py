@@ -18,9 +18,9 @@ from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer, takes_cache
 from ..tasks import prompt_layout
 from ..tasks.chat import chat_layout
-from ..tracking.artifacts import log_fitted_model
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
+from ..tracking.store import log_fitted_model
 from ..train import ArmModule, ResumeState, TaskDataModule
 from ..train.cost_meter import CostMeter
 from ..train.logger import lightning_logger
