@@ -50,25 +50,45 @@ class JobRecord:
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name, params, tags and config.yaml: the whole config, flattened, written out
+    """The run's name (`mlflow.run_name`, else the variant, the seed and a search's trial),
+    params, tags (keys.TAGS), config.yaml and group: the whole config, flattened, written out
     and hashed."""
-    variant = variant_name(cfg.arm, cfg.task, cfg.model, chat=cfg.prompt.chat, seed=cfg.seed,
+    arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
+    variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
-    name = run_name(variant, cfg.seed, cfg.mlflow.get("run_name"))
+    name = f"{variant}{NAME_JOIN}seed{cfg.seed}"
+    if hpo_trial():
+        name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
+    name = str(cfg.mlflow.get("run_name") or name)
     cell = config_hash(cfg, drop=CELL_FREE)  # the config less its seeds: one experiment
-    tags = job_tags(cfg.arm, cfg.task, cfg.model, seed=cfg.seed, train_size=cfg.train_size,
-                    chat=cfg.prompt.chat, calibration=cfg.scorer.calibration,
-                    inference_dtype=cfg.inference_dtype, study=cfg.study)
-    # the saved view averages a variant over seeds (two learning rates have one name)
-    tags |= {"variant": f"{variant} #{cell[:8]}", "cell": cell, "config_hash": config_hash(cfg)}
+    tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
+            "model": model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
+            "prompt": str(task.prompt or ""), "k": str(arm.k),
+            "chat": str(bool(cfg.prompt.chat)).lower(), QUALITY_TAG: kind.quality,
+            "pretrained": str(not model.get("tiny")).lower(),
+            # with config_hash and the data: a rerun's identity
+            "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
+            # the saved view averages a variant over seeds (two learning rates have one name)
+            "variant": f"{variant} #{cell[:8]}"}
+    if hpo_trial():
+        tags["hpo_trial"] = "true"
+    if not kind.decodes and not model.api:  # what ranked the labels
+        tags["calibration"] = str(cfg.scorer.calibration)
+    if not model.api:  # a hosted model runs at whatever precision its provider uses
+        tags["inference_dtype"] = str(cfg.inference_dtype)
+    if cfg.study:
+        tags["study"] = str(cfg.study)
+    if WARM_START:
+        tags["warm_start"] = "true"
+    tags |= {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
     # templates not chosen and a classification task's `decoding`; the run's own name
-    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
-    params = {**resolved, "task": task, "mlflow": {**resolved["mlflow"], "run_name": name}}
-    if not task_type(cfg.task.type).decodes:
+    params = {**resolved, "mlflow": {**resolved["mlflow"], "run_name": name}, "task": {
+        k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}}
+    if not kind.decodes:
         params.pop("decoding", None)
-    return JobRecord(name, flatten(params), redact(tags),
+    return JobRecord(name, flatten(params), redact(tags | hydra_tags() | git_tags()),
                      OmegaConf.to_yaml(OmegaConf.create(resolved)), job_group(cfg.study),
                      cfg.task.type)
 
@@ -112,17 +132,6 @@ def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | N
     return NAME_JOIN.join(p for p in parts if p)
 
 
-def run_name(variant: str, seed: int, own_name: str | None = None) -> str:
-    """`mlflow.run_name` when set, else the variant and the seed (and the trial number in a
-    hyper-parameter search), e.g. `few_shot k=4 · question · n=64 · tiny · seed0`."""
-    if own_name:
-        return str(own_name)
-    name = f"{variant}{NAME_JOIN}seed{seed}"
-    if hpo_trial():
-        name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
-    return name
-
-
 def _source(source) -> str:
     return source.path if source.schema == "file" else f"{source.schema}://{source.path}"
 
@@ -145,29 +154,6 @@ def hydra_tags() -> dict[str, str]:
     return tags
 
 
-def job_tags(arm, task, model, *, seed: int, train_size: int | None, chat: bool,
-             calibration: str, inference_dtype: str, study: str | None) -> dict[str, str]:
-    """What a run is, as tags to filter and group by (keys.TAGS), less the config's hashes."""
-    kind = task_type(task.type)
-    tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
-            "model": model.name, "seed": str(seed), "train_size": str(train_size),
-            "prompt": str(task.prompt or ""), "k": str(arm.k), "chat": str(bool(chat)).lower(),
-            QUALITY_TAG: kind.quality, "pretrained": str(not model.get("tiny")).lower(),
-            "pvf.code": code_version()}  # with config_hash and the data: a rerun's identity
-    if hpo_trial():
-        tags["hpo_trial"] = "true"
-    if not kind.decodes and not model.api:  # what ranked the labels
-        tags["calibration"] = str(calibration)
-    if not model.api:  # a hosted model runs at whatever precision its provider uses
-        tags["inference_dtype"] = str(inference_dtype)
-    if study:
-        tags["study"] = str(study)
-    if WARM_START:
-        tags["warm_start"] = "true"
-    dvc = {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
-    return {**tags, **hydra_tags(), **dvc, **git_tags()}
-
-
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
     """The job's last line: the store, the experiment and the run's page (a local store's as
     `mlflow ui` serves it)."""
@@ -179,7 +165,7 @@ def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: 
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
 
 
-def group_key(text: str) -> str:
+def _key(text: str) -> str:
     """A group key safe inside a search filter's quotes."""
     return re.sub(r"['\"\\\\]", "_", text)
 
@@ -208,7 +194,7 @@ def sweep_group() -> Group:
     tags = {"pvf.kind": "sweep", "sweep_dir": str(folder)}
     if info.get("overrides"):
         tags["overrides"] = info["overrides"]
-    return Group(group_key(f"sweep:{folder}"), info.get("name") or f"sweep {folder.name}", tags)
+    return Group(_key(f"sweep:{folder}"), info.get("name") or f"sweep {folder.name}", tags)
 
 
 def study_group(study: str) -> Group:
@@ -220,7 +206,7 @@ def study_group(study: str) -> Group:
     elif commit := git_head():
         tags["git_commit"] = commit
         key, name = f"{key}:git:{commit}", f"{name} (git {commit[:8]})"
-    return Group(group_key(key), name, tags)
+    return Group(_key(key), name, tags)
 
 
 def dvc_study_name() -> str:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from ..errors import Preempted, UserError, causes, first_line
 from .keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG
-from .naming import Group, JobRecord, group_key
+from .naming import Group, JobRecord
 from .secrets import redact
 from .store import dashboard_views, store_lock, system_metrics_on, use_experiment
 from .sweep import note_run
@@ -172,7 +172,7 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
         with store_lock(tracking_uri):
             found = client.search_runs(
                 [experiment_id],
-                f"tags.`{PARENT_TAG}` = 'true' and tags.`{GROUP_TAG}` = '{group_key(group.key)}'",
+                f"tags.`{PARENT_TAG}` = 'true' and tags.`{GROUP_TAG}` = '{group.key}'",
                 order_by=["attributes.start_time ASC"])
             if found:
                 return found[0].info.run_id
