@@ -9,10 +9,9 @@ import socket
 import threading
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import mlflow
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -71,8 +70,7 @@ def sigterm_as_preemption():
 
 def hold_interrupts():
     """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
-    it: a Ctrl-C lands before the run exists or in the block that ends it. A handler, not a
-    signal mask, which is per thread: a SIGINT reached MLflow's or torch's threads."""
+    it. A handler, not a signal mask, which is per thread (MLflow's or torch's got it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived, done = [], []
@@ -129,15 +127,16 @@ def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | Non
         yield run
     except KeyboardInterrupt as err:
         if isinstance(err, Preempted):
-            _safely(mlflow.set_tag, "stopped", "SIGTERM (preempted): the same command resumes")
-        _end(RunStatus.KILLED)
+            with suppress(Exception):  # the store may be the thing that failed
+                mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
+        _end("KILLED")
         raise
     except BaseException as err:
         record_failure(err)
-        _end(RunStatus.FAILED)
+        _end("FAILED")
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        mlflow.end_run("FINISHED")
 
 
 def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
@@ -150,7 +149,7 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
         if ended:  # what stopped the attempt this one continues: history, not its end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
-                MlflowClient().delete_tag(resume_run_id, tag)
+                mlflow.delete_tag(tag)
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
@@ -178,7 +177,7 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
                 return found[0].info.run_id
             run = client.create_run(experiment_id, run_name=group.name,
                                     tags={PARENT_TAG: "true", GROUP_TAG: group.key, **group.tags})
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+            client.set_terminated(run.info.run_id, "FINISHED")
             return run.info.run_id
     except Exception:  # noqa: BLE001 - nesting is a convenience; the job's run is what counts
         log.warning("could not find or create the parent run of %s", group.key, exc_info=True)
@@ -197,7 +196,7 @@ def end_orphans(experiment_id: str, config_hash: str) -> None:
             continue
         client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
                        "closing it; ended by the next run of the same job")
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        client.set_terminated(run.info.run_id, "KILLED")
         log.warning("ended run %s KILLED: left RUNNING by process %s, which is gone",
                     run.info.run_id, pid)
 
@@ -214,23 +213,18 @@ def process_alive(pid, other_users: bool = True) -> bool:
     return True
 
 
-def _safely(call, *args) -> bool:
-    try:
-        call(*args)
-        return True
-    except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        return False
-
-
-def _end(status: int) -> None:
+def _end(status: str) -> None:
     """End the active run with a failure status, or say in one line that the store cannot
     take it (a full disk, a lost server) instead of a second traceback."""
     run = mlflow.active_run()
-    if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
+    try:
+        mlflow.end_run(status)
+    except Exception:  # noqa: BLE001 - the store may be the thing that failed
         log.error("could not mark run %s %s in the tracking store (it cannot be written)",
-                  run.info.run_id, RunStatus.to_string(status))
+                  run.info.run_id, status)
         # the next job of a sweep must be able to start its own run (no public API)
-        _safely(lambda: mlflow.tracking.fluent._active_run_stack.get().clear())
+        with suppress(Exception):
+            mlflow.tracking.fluent._active_run_stack.get().clear()
 
 
 def error_line(err: BaseException) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -89,7 +89,7 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()])
     client.log_dict(run_id, {"jobs": jobs, **({"best": best} if best else {})}, "sweep.json")
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED), end_time=now)
+    client.set_terminated(run_id, "FINISHED", end_time=now)
 
 
 class SweepSummary(Callback):
