@@ -94,8 +94,7 @@ def job_record(cfg: DictConfig) -> JobRecord:
 
 
 def hpo_trial() -> bool:
-    """Whether this job is a trial of an optimising sweeper: its test metrics are not the
-    experiment's, only the trial chosen on validation is."""
+    """A trial of an optimising sweeper: its test metrics are not the experiment's."""
     return HydraConfig.initialized() and \
         "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
@@ -176,16 +175,9 @@ def in_multirun() -> bool:
 
 def job_group(study: str | None) -> Group | None:
     """The sweep or study this job belongs to, or None (a single job)."""
-    if in_multirun():
-        return sweep_group()
-    if study:
-        return study_group(str(study))
-    if os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT"):
-        return study_group(dvc_study_name())
-    return None
-
-
-def sweep_group() -> Group:
+    if not in_multirun():  # a study names itself, or is any job DVC starts
+        dvc = os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")
+        return study_group(str(study or dvc_study_name())) if study or dvc else None
     folder = Path(HydraConfig.get().sweep.dir).resolve()
     try:
         info = json.loads((folder / SWEEP_FILE).read_text())
