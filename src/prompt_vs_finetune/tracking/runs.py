@@ -97,8 +97,8 @@ def is_rank_zero() -> bool:
 @contextmanager
 def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run (`settings`: the `mlflow` group), or reopen an interrupted attempt's,
-    and end it with the job's real outcome. Yields None on DDP ranks > 0."""
+    """Open the job's run (or reopen an interrupted attempt's) and end it with the job's real
+    outcome; `settings`: the `mlflow` group. Yields None on DDP ranks > 0."""
     if not is_rank_zero():
         yield None
         return
@@ -202,8 +202,7 @@ def end_orphans(experiment_id: str, config_hash: str) -> None:
 
 
 def process_alive(pid, other_users: bool = True) -> bool:
-    """Whether process `pid` (a number or its text) runs on this host; another user's process
-    (which this user may not signal) counts as `other_users`."""
+    """Whether process `pid` runs on this host (another user's process: `other_users`)."""
     try:
         os.kill(int(pid), 0)
     except PermissionError:
@@ -214,8 +213,7 @@ def process_alive(pid, other_users: bool = True) -> bool:
 
 
 def _end(status: str) -> None:
-    """End the active run with a failure status, or say in one line that the store cannot
-    take it (a full disk, a lost server) instead of a second traceback."""
+    """End the active run, or say in one line that the store cannot take it (a full disk)."""
     run = mlflow.active_run()
     try:
         mlflow.end_run(status)

@@ -1,6 +1,5 @@
 """The MLflow store: the experiment a job logs to (created once, even by parallel jobs), its
-saved views of the runs table and system metrics; what a run leaves there besides metrics and
-its prediction files: the datasets it used (MLflow's Dataset column) and the fitted model."""
+saved views and system metrics; the datasets a run used and its fitted model (docs/tracking.md)."""
 
 import hashlib
 import json
@@ -22,7 +21,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
 # {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
-SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+SYSTEM_METRICS_INTERVAL_S = "5"  # MLflow's default is 10
 # how each split served the arm, as the dataset's context in MLflow
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
 MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
@@ -40,9 +39,8 @@ def store_lock(tracking_uri: str) -> FileLock:
 
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
-    """Point mlflow at the store and experiment, creating them if needed, and give the
-    experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
-    theirs). Under a lock: parallel jobs creating one sqlite store or experiment corrupt it."""
+    """Point mlflow at the experiment, created if needed, with those of `tags` (and
+    EXPERIMENT_KIND) it lacks: a tag someone changed stays theirs."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -52,11 +50,12 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
         except requests.RequestException as err:
             raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
                                   f"({type(err).__name__})") from err
+    # parallel jobs creating one sqlite store or experiment corrupt it
     with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
         experiment = mlflow.set_experiment(name)
         for key, value in (EXPERIMENT_KIND | (tags or {})).items():
             if key not in experiment.tags:
-                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+                mlflow.set_experiment_tag(key, value)
     return experiment
 
 
@@ -81,23 +80,18 @@ def dashboard_views(task_type: str) -> dict[str, str]:
 
 
 def system_metrics_on(wanted: bool | None) -> bool:
-    """`mlflow.system_metrics` (`system/*`, sampled every SYSTEM_METRICS_INTERVAL_S), unless
-    MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the test suite does:
-    a run's keys then do not depend on how long it took)."""
+    """`mlflow.system_metrics`, unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    says false (the test suite does: a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
             or not wanted:
         return False
-    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
-        from mlflow.system_metrics import set_system_metrics_sampling_interval
-
-        set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
     return True
 
 
 def split_source(task, data_dir: str | None, role: str):
-    """Where a split's rows came from, as an MLflow dataset source: the prepared file
-    (`data_dir`), the task's data file, or the Hub dataset and split. A validation split carved
-    from train (the task has none) comes from train's file; the demonstrations are train's."""
+    """Where a split's rows came from: the prepared file (`data_dir`), the task's data file, or
+    the Hub dataset; a validation carved from train and the demonstrations are train's."""
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
@@ -146,9 +140,8 @@ def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict
 
 
 def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) -> str:
-    """The fine-tuned model, or a LoRA adapter with its base model referenced (a local
-    `base_path` must still be there to load it), and the tokenizer, into the active run as a
-    text-generation pipeline; offline (the card written here, requirements as installed)."""
+    """The fine-tuned model (or LoRA adapter, its base referenced) and tokenizer into the active
+    run as a text-generation pipeline; offline (the card written here, requirements pinned)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from huggingface_hub import ModelCard
