@@ -178,19 +178,6 @@ TAGS: dict[str, str] = {
 }
 
 
-def dashboard_metrics(type_name: str) -> tuple[str, ...]:
-    """The metric columns of the runs table's saved views (store.py), quality first."""
-    return (*task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
-            "cost/train_usd", "data/n_labels")
-
-
-def expected_keys(backend: str, type_name: str, fitted: bool) -> set[str]:
-    """The keys a finished run of this backend, task type and arm logs."""
-    return {name for name, key in {**COMMON, **task_type(type_name).keys}.items()
-            if backend in key.backends and (fitted or not key.fitted_only)
-            and key.run == "job" and not key.optional}
-
-
 def markdown_tables() -> str:
     """docs/tracking.md's tables of keys and of tags."""
     def who(name: str, key: Key) -> str:

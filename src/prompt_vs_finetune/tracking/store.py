@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 from filelock import FileLock
 
-from .keys import dashboard_metrics
+from ..tasks import task_type
 from .secrets import redact
 
 # The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
@@ -59,10 +59,12 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
     return experiment
 
 
-def dashboard_views(task_type: str) -> dict[str, str]:
+def dashboard_views(type_name: str) -> dict[str, str]:
     """Two saved views of the runs table (its `Views` menu): the job runs with the comparison's
-    metrics, best first; and the same averaged over seeds (grouped by the tag `variant`)."""
-    metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
+    metrics, quality first, best first; and the same averaged over seeds (the tag `variant`)."""
+    metrics = [f"metrics.`{key}`" for key in (
+        *task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
+        "cost/train_usd", "data/n_labels")]
     state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
              "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
