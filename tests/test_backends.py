@@ -8,13 +8,21 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.tracking.keys import BOTH, KEYS, expected_keys
+from prompt_vs_finetune.tasks import task_type
+from prompt_vs_finetune.tracking.keys import BOTH, COMMON, KEYS
 
 from .chat_stub import StubAPI
 from .conftest import compose_config
 from .test_run import FAST
 
 README = Path(__file__).parents[1] / "docs" / "tracking.md"
+
+
+def expected_keys(backend: str, type_name: str, fitted: bool) -> set[str]:
+    """The keys a finished run of this backend, task type and arm logs (tracking/keys.py)."""
+    return {name for name, key in {**COMMON, **task_type(type_name).keys}.items()
+            if backend in key.backends and (fitted or not key.fitted_only)
+            and key.run == "job" and not key.optional}
 
 
 def _metrics(tmp_path):

@@ -265,7 +265,8 @@ def test_log_model_refuses_weights_it_cannot_save(tmp_path):
 
 
 def test_a_parent_is_found_again_and_takes_an_optimising_sweeps_best(tmp_path):
-    from prompt_vs_finetune.tracking.groups import Group, parent_run
+    from prompt_vs_finetune.tracking.naming import Group
+    from prompt_vs_finetune.tracking.runs import parent_run
     from prompt_vs_finetune.tracking.sweep import (
         OPTIMISATION_FILE,
         log_sweep_summary,
@@ -309,7 +310,7 @@ def test_a_dvc_experiments_report_writes_into_its_own_study_parent_only(monkeypa
     """An experiment's report reads the baseline's runs of the stages it did not rerun; the
     baseline study's parent must keep the baseline's numbers."""
     from prompt_vs_finetune.report.mlflow_run import own_parents
-    from prompt_vs_finetune.tracking.groups import study_group
+    from prompt_vs_finetune.tracking.naming import study_group
 
     monkeypatch.setenv("DVC_STAGE", "report")
     monkeypatch.setenv("DVC_EXP_NAME", "lora-r16")

@@ -190,7 +190,7 @@ def job(cfg: DictConfig) -> float | None:
     MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
     _quiet_libraries(cfg.verbose)
     from .job import run  # heavy imports after Hydra has parsed the command line
-    from .tracking.groups import in_multirun
+    from .tracking.naming import in_multirun
 
     _quiet_libraries(cfg.verbose)  # MLflow set its own level as it was imported
     from .tracking.runs import error_line

@@ -19,10 +19,10 @@ from .config import check_config, check_writable, fill_inherited, seed_or
 from .errors import Preempted, UserError
 from .metrics.cost import cost_metrics
 from .tasks import Task, content_hash, job_splits, select_demos
-from .tracking.artifacts import log_datasets
 from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import job_record, run_address
 from .tracking.runs import mlflow_run, sigterm_as_preemption
+from .tracking.store import log_datasets
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer, takes_cache
 from ..tasks import chat_layout, prompt_layout
-from ..tracking.artifacts import log_fitted_model
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
+from ..tracking.store import log_fitted_model
 from ..train import ArmModule, ResumeState, TaskDataModule
 from ..train.module import CostMeter, LearningRateCurve
 from ..train.resume import lightning_logger

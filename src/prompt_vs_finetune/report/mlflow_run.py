@@ -18,8 +18,8 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..tracking.groups import GROUP_TAG, dvc_study_name, study_group
-from ..tracking.keys import PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
+from ..tracking.keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
+from ..tracking.naming import dvc_study_name, study_group
 from ..tracking.runs import hold_interrupts
 from ..tracking.store import use_experiment
 

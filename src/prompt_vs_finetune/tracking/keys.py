@@ -1,7 +1,6 @@
 """Every metric and tag a job logs, what it means, and which runs have it: the one list the
-job, docs/tracking.md's tables and the tests are held against. A key means one quantity
-whichever backend logs it; a few need local weights or exist only for hosted models; `sweep/*`
-keys are on a sweep's parent run, `system/*` only where system metrics are on."""
+job, the tests and docs/tracking.md's tables (`python -m prompt_vs_finetune.tracking.keys`)
+are held against."""
 
 from ..metrics import BOTH, HOSTED, LOCAL, Key
 from ..tasks import BUILT_IN, task_type
@@ -62,9 +61,8 @@ COMMON: dict[str, Key] = {
                             "(and, ranked, the labels), as run; a hosted model's input tokens"),
     "cost/generated_tokens": Key("tokens the model wrote (generation; hosted models: output "
                                  "tokens)"),
-    "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' "
-                                 "perplexity, the calibration inputs); part of no "
-                                 "prediction's cost"),
+    "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' perplexity, the "
+                                 "calibration inputs); part of no prediction's cost"),
     "cost/usd": Key("what the run cost: train_usd plus its predictions at "
                     "usd_per_1k_predictions (plus teacher_usd: the hybrid arm)"),
     "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost a deployment, each "
@@ -103,14 +101,12 @@ COMMON: dict[str, Key] = {
     # hosted models only
     "api/cache_hits": Key("replies served from the disk cache (not paid again)", HOSTED),
     "api/retries": Key("requests the SDK retried (rate limits, server errors)", HOSTED),
-    "api/usd_billed": Key("what this run paid the provider: cost/usd less the cache hits",
-                          HOSTED),
+    "api/usd_billed": Key("what this run paid the provider: cost/usd less the cache hits", HOSTED),
     "api/request_latency_ms": Key("mean latency of one request, in ms", HOSTED),
     # the machine, sampled by MLflow while the run is open
-    "system/*": Key("CPU, memory, disk, network (and GPU) use every 5 s (MLflow's system "
-                    "metrics: mlflow.system_metrics); a run shorter than that has none",
-                    optional=True),
-    # a sweep's parent run (tracking/groups.py)
+    "system/*": Key("CPU, memory, disk, network (and GPU) use every 5 s (MLflow's system metrics: "
+                    "mlflow.system_metrics); a run shorter than that has none", optional=True),
+    # a sweep's parent run (tracking/sweep.py)
     "sweep/jobs": Key("jobs the sweep ran", run="parent"),
     "sweep/jobs_finished": Key("jobs whose run finished", run="parent"),
     "sweep/jobs_failed": Key("jobs that failed (tag failed_overrides: their overrides)",
@@ -150,8 +146,7 @@ TAGS: dict[str, str] = {
                    "or pmi (local classification)",
     "inference_dtype": "the dtype the test is scored in (local models)",
     "study": "the study (study=...; the DVC pipelines set it)",
-    "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the "
-                 "experiment's)",
+    "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the experiment's)",
     "git_commit": "HEAD of the working directory's repository",
     "git_dirty": "tracked code differs from git_commit: changes to conf/**/*.yaml and "
                  "pipelines/*/study.yaml (their values are the run's params; dvc exp run -S "
@@ -183,21 +178,8 @@ TAGS: dict[str, str] = {
 }
 
 
-def dashboard_metrics(type_name: str) -> tuple[str, ...]:
-    """The metric columns of the runs table's saved views (store.py), quality first."""
-    return (*task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
-            "cost/train_usd", "data/n_labels")
-
-
-def expected_keys(backend: str, type_name: str, fitted: bool) -> set[str]:
-    """The keys a finished run of this backend, task type and arm logs."""
-    return {name for name, key in {**COMMON, **task_type(type_name).keys}.items()
-            if backend in key.backends and (fitted or not key.fitted_only)
-            and key.run == "job" and not key.optional}
-
-
-def markdown_table() -> str:
-    """docs/tracking.md's table of keys: `python -m prompt_vs_finetune.tracking.keys`."""
+def markdown_tables() -> str:
+    """docs/tracking.md's tables of keys and of tags."""
     def who(name: str, key: Key) -> str:
         if key.run == "parent":
             return "a sweep's parent run"
@@ -206,17 +188,12 @@ def markdown_table() -> str:
         extra = [*([owner] if owner else []), *(["arms that train"] if key.fitted_only else [])]
         return side + (f" ({', '.join(extra)})" if extra else "")
 
-    rows = [f"| `{name}` | {key.meaning} | {who(name, key)} |" for name, key in KEYS.items()]
-    return "\n".join(["| key | what it is | logged by |", "|---|---|---|", *rows])
-
-
-def markdown_tags_table() -> str:
-    """docs/tracking.md's table of tags."""
-    rows = [f"| `{name}` | {meaning} |" for name, meaning in TAGS.items()]
-    return "\n".join(["| tag | what it is |", "|---|---|", *rows])
+    return "\n".join([
+        "| key | what it is | logged by |", "|---|---|---|",
+        *(f"| `{name}` | {key.meaning} | {who(name, key)} |" for name, key in KEYS.items()), "",
+        "| tag | what it is |", "|---|---|",
+        *(f"| `{name}` | {meaning} |" for name, meaning in TAGS.items())])
 
 
 if __name__ == "__main__":
-    print(markdown_table())
-    print()
-    print(markdown_tags_table())
+    print(markdown_tables())

@@ -1,17 +1,20 @@
 """What a run is called and tagged: its name (what sets it apart from its neighbours, seeds
-aside), its params (the config flattened, secrets redacted) and its tags (keys.TAGS)."""
+aside), its params (the config flattened, redacted), its tags (keys.TAGS) and its group, the
+sweep or study whose parent run it nests under (docs/tracking.md)."""
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ..tasks.task_types import task_type
-from .groups import Group, job_group
 from .keys import QUALITY_TAG
-from .provenance import CELL_FREE, clip, code_version, config_hash, git_tags
+from .provenance import CELL_FREE, clip, code_version, config_hash, git_head, git_tags
 from .secrets import redact, redact_override
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -25,6 +28,14 @@ DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # MLflow UI links that open on the Model training pages whatever the browser last chose
 ML_WORKFLOW = "?workflowType=machine_learning"
+SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str  # finds the parent
+    name: str  # the parent run's name
+    tags: dict[str, str] = field(default_factory=dict)  # the parent's own tags
 
 
 @dataclass(frozen=True)
@@ -39,32 +50,51 @@ class JobRecord:
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name, params, tags and config.yaml: the whole config, flattened, written out
+    """The run's name (`mlflow.run_name`, else the variant, the seed and a search's trial),
+    params, tags (keys.TAGS), config.yaml and group: the whole config, flattened, written out
     and hashed."""
-    variant = variant_name(cfg.arm, cfg.task, cfg.model, chat=cfg.prompt.chat, seed=cfg.seed,
+    arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
+    variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
-    name = run_name(variant, cfg.seed, cfg.mlflow.get("run_name"))
+    name = f"{variant}{NAME_JOIN}seed{cfg.seed}"
+    if hpo_trial():
+        name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
+    name = str(cfg.mlflow.get("run_name") or name)
     cell = config_hash(cfg, drop=CELL_FREE)  # the config less its seeds: one experiment
-    tags = job_tags(cfg.arm, cfg.task, cfg.model, seed=cfg.seed, train_size=cfg.train_size,
-                    chat=cfg.prompt.chat, calibration=cfg.scorer.calibration,
-                    inference_dtype=cfg.inference_dtype, study=cfg.study)
-    # the saved view averages a variant over seeds (two learning rates have one name)
-    tags |= {"variant": f"{variant} #{cell[:8]}", "cell": cell, "config_hash": config_hash(cfg)}
+    tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
+            "model": model.name, "seed": str(cfg.seed), "train_size": str(cfg.train_size),
+            "prompt": str(task.prompt or ""), "k": str(arm.k),
+            "chat": str(bool(cfg.prompt.chat)).lower(), QUALITY_TAG: kind.quality,
+            "pretrained": str(not model.get("tiny")).lower(),
+            # with config_hash and the data: a rerun's identity
+            "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
+            # the saved view averages a variant over seeds (two learning rates have one name)
+            "variant": f"{variant} #{cell[:8]}"}
+    if hpo_trial():
+        tags["hpo_trial"] = "true"
+    if not kind.decodes and not model.api:  # what ranked the labels
+        tags["calibration"] = str(cfg.scorer.calibration)
+    if not model.api:  # a hosted model runs at whatever precision its provider uses
+        tags["inference_dtype"] = str(cfg.inference_dtype)
+    if cfg.study:
+        tags["study"] = str(cfg.study)
+    if WARM_START:
+        tags["warm_start"] = "true"
+    tags |= {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
     # templates not chosen and a classification task's `decoding`; the run's own name
-    task = {k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}
-    params = {**resolved, "task": task, "mlflow": {**resolved["mlflow"], "run_name": name}}
-    if not task_type(cfg.task.type).decodes:
+    params = {**resolved, "mlflow": {**resolved["mlflow"], "run_name": name}, "task": {
+        k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}}
+    if not kind.decodes:
         params.pop("decoding", None)
-    return JobRecord(name, flatten(params), redact(tags),
+    return JobRecord(name, flatten(params), redact(tags | hydra_tags() | git_tags()),
                      OmegaConf.to_yaml(OmegaConf.create(resolved)), job_group(cfg.study),
                      cfg.task.type)
 
 
 def hpo_trial() -> bool:
-    """Whether this job is a trial of an optimising sweeper: its test metrics are not the
-    experiment's, only the trial chosen on validation is."""
+    """A trial of an optimising sweeper: its test metrics are not the experiment's."""
     return HydraConfig.initialized() and \
         "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
@@ -101,17 +131,6 @@ def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | N
     return NAME_JOIN.join(p for p in parts if p)
 
 
-def run_name(variant: str, seed: int, own_name: str | None = None) -> str:
-    """`mlflow.run_name` when set, else the variant and the seed (and the trial number in a
-    hyper-parameter search), e.g. `few_shot k=4 · question · n=64 · tiny · seed0`."""
-    if own_name:
-        return str(own_name)
-    name = f"{variant}{NAME_JOIN}seed{seed}"
-    if hpo_trial():
-        name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
-    return name
-
-
 def _source(source) -> str:
     return source.path if source.schema == "file" else f"{source.schema}://{source.path}"
 
@@ -134,29 +153,6 @@ def hydra_tags() -> dict[str, str]:
     return tags
 
 
-def job_tags(arm, task, model, *, seed: int, train_size: int | None, chat: bool,
-             calibration: str, inference_dtype: str, study: str | None) -> dict[str, str]:
-    """What a run is, as tags to filter and group by (keys.TAGS), less the config's hashes."""
-    kind = task_type(task.type)
-    tags = {"arm": arm.name, "fit": str(bool(arm.fit)).lower(), "task": task.name,
-            "model": model.name, "seed": str(seed), "train_size": str(train_size),
-            "prompt": str(task.prompt or ""), "k": str(arm.k), "chat": str(bool(chat)).lower(),
-            QUALITY_TAG: kind.quality, "pretrained": str(not model.get("tiny")).lower(),
-            "pvf.code": code_version()}  # with config_hash and the data: a rerun's identity
-    if hpo_trial():
-        tags["hpo_trial"] = "true"
-    if not kind.decodes and not model.api:  # what ranked the labels
-        tags["calibration"] = str(calibration)
-    if not model.api:  # a hosted model runs at whatever precision its provider uses
-        tags["inference_dtype"] = str(inference_dtype)
-    if study:
-        tags["study"] = str(study)
-    if WARM_START:
-        tags["warm_start"] = "true"
-    dvc = {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
-    return {**tags, **hydra_tags(), **dvc, **git_tags()}
-
-
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
     """The job's last line: the store, the experiment and the run's page (a local store's as
     `mlflow ui` serves it)."""
@@ -166,3 +162,47 @@ def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: 
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
     return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
+
+
+def _key(text: str) -> str:
+    """A group key safe inside a search filter's quotes."""
+    return re.sub(r"['\"\\\\]", "_", text)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_group(study: str | None) -> Group | None:
+    """The sweep or study this job belongs to, or None (a single job)."""
+    if not in_multirun():  # a study names itself, or is any job DVC starts
+        dvc = os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")
+        return study_group(str(study or dvc_study_name())) if study or dvc else None
+    folder = Path(HydraConfig.get().sweep.dir).resolve()
+    try:
+        info = json.loads((folder / SWEEP_FILE).read_text())
+    except (OSError, ValueError):  # SweepSummary is not among the callbacks
+        info = {}
+    tags = {"pvf.kind": "sweep", "sweep_dir": str(folder)}
+    if info.get("overrides"):
+        tags["overrides"] = info["overrides"]
+    return Group(_key(f"sweep:{folder}"), info.get("name") or f"sweep {folder.name}", tags)
+
+
+def study_group(study: str) -> Group:
+    """`study <name> (<dvc experiment>)`, or `(git <commit>)` outside `dvc exp run`."""
+    tags, key, name = {"pvf.kind": "study", "study": study}, f"study:{study}", f"study {study}"
+    if experiment := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp"] = experiment
+        key, name = f"{key}:exp:{experiment}", f"{name} ({experiment})"
+    elif commit := git_head():
+        tags["git_commit"] = commit
+        key, name = f"{key}:git:{commit}", f"{name} (git {commit[:8]})"
+    return Group(_key(key), name, tags)
+
+
+def dvc_study_name() -> str:
+    """A DVC stage's study when the command names none: `default` for the root dvc.yaml,
+    else the folder of the pipeline's dvc.yaml (`pipelines/data_efficiency/dvc.yaml:...`)."""
+    path, sep, _ = os.environ.get("DVC_STAGE", "").rpartition(":")
+    return (Path(path).parent.name if sep and "/" in path else "") or "default"

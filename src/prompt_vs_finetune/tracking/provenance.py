@@ -1,6 +1,6 @@
 """Where a result came from: the code (a hash of the package's sources, the git commit and
 whether tracked code differs from it) and the config (a hash of what determines the result).
-A leaf (no MLflow), shared by the warm-start client, resume, the prediction cache and tags."""
+A leaf (no MLflow)."""
 
 import functools
 import hashlib
@@ -14,9 +14,8 @@ import yaml
 from omegaconf import OmegaConf
 
 PACKAGE = Path(__file__).parents[1]
-# Tracked files whose values every run logs as params (the composed config) or that DVC
-# rewrites as it runs (`dvc exp run -S` the params files, `dvc repro` dvc.lock): a change to
-# them alone leaves the code at git_commit, so it does not make a run git_dirty.
+# Tracked files a run logs as params (the config) or DVC rewrites (`dvc exp run -S`, dvc.lock):
+# a change to them alone does not make a run git_dirty
 _CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
 VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
             "cache_predictions")
@@ -85,8 +84,7 @@ def dvc_outputs() -> list[str]:
 
 
 def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str], list[str]]:
-    """(code: changes that make a run git_dirty; ignored: changes to the config files and to
-    DVC's `outputs`)."""
+    """(code changes: the run is git_dirty; the config files' and DVC's `outputs`')."""
     def ignored(path: str) -> bool:
         return bool(_CONFIG_FILE.search(path)) or any(
             path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
@@ -95,8 +93,7 @@ def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str],
 
 
 def git_tags() -> dict[str, str]:
-    """`git_commit`, and `git_dirty`: whether tracked code differs from it (changes that
-    `split_changes` ignores are listed in `git_ignored_changes`); none outside git."""
+    """`git_commit`, `git_dirty` and `git_ignored_changes` (keys.TAGS); none outside git."""
     commit, changed = git_head(), _git("diff", "HEAD", "--name-only", "--find-renames", "-z")
     if commit is None or changed is None:
         return {}

@@ -1,7 +1,6 @@
-"""One MLflow run per job, which the job opens (Lightning's logger would end it after `fit`)
-and ends with its real outcome: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM (a
-preemption: the job stops at a safe point and the same command resumes it; while Lightning
-runs, its own handler stops after the batch and backends/local.py raises `Preempted`)."""
+"""One MLflow run per job, nested under its group's parent run, which the job opens (Lightning's
+logger would end it after `fit`) and ends with its real outcome: FINISHED, FAILED, KILLED on
+Ctrl-C or SIGTERM (a preemption; docs/reliability.md)."""
 
 import logging
 import os
@@ -10,18 +9,17 @@ import socket
 import threading
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ..errors import Preempted, UserError, causes, first_line
-from .groups import parent_run
-from .keys import GROUP_TAG, PARENT_RUN_TAG
-from .naming import JobRecord
+from .keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG
+from .naming import Group, JobRecord
 from .secrets import redact
-from .store import dashboard_views, system_metrics_on, use_experiment
+from .store import dashboard_views, store_lock, system_metrics_on, use_experiment
 from .sweep import note_run
 
 log = logging.getLogger(__name__)
@@ -72,8 +70,7 @@ def sigterm_as_preemption():
 
 def hold_interrupts():
     """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
-    it: a Ctrl-C lands before the run exists or in the block that ends it. A handler, not a
-    signal mask, which is per thread: a SIGINT reached MLflow's or torch's threads."""
+    it. A handler, not a signal mask, which is per thread (MLflow's or torch's got it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived, done = [], []
@@ -90,8 +87,7 @@ def hold_interrupts():
 
 
 def is_rank_zero() -> bool:
-    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does,
-    without importing Lightning."""
+    """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does."""
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key) is not None:
             return int(os.environ[key]) == 0
@@ -101,8 +97,8 @@ def is_rank_zero() -> bool:
 @contextmanager
 def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run (`settings`: the `mlflow` group), or reopen an interrupted attempt's,
-    and end it with the job's real outcome. Yields None on DDP ranks > 0."""
+    """Open the job's run (or reopen an interrupted attempt's) and end it with the job's real
+    outcome; `settings`: the `mlflow` group. Yields None on DDP ranks > 0."""
     if not is_rank_zero():
         yield None
         return
@@ -131,20 +127,20 @@ def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | Non
         yield run
     except KeyboardInterrupt as err:
         if isinstance(err, Preempted):
-            _safely(mlflow.set_tag, "stopped", "SIGTERM (preempted): the same command resumes")
-        _end(RunStatus.KILLED)
+            with suppress(Exception):  # the store may be the thing that failed
+                mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
+        _end("KILLED")
         raise
     except BaseException as err:
         record_failure(err)
-        _end(RunStatus.FAILED)
+        _end("FAILED")
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        mlflow.end_run("FINISHED")
 
 
 def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
               resume_run_id: str | None, system_metrics: bool) -> mlflow.ActiveRun:
-    """Start the job's run (or reopen the interrupted attempt's) under its parent."""
     owner = {"pvf.pid": str(os.getpid()), "pvf.host": socket.gethostname()}  # alive or gone
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
@@ -153,7 +149,7 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
         if ended:  # what stopped the attempt this one continues: history, not its end
             mlflow.set_tag("resumed_after", next(iter(ended.values())))
             for tag in ended:
-                mlflow.MlflowClient().delete_tag(resume_run_id, tag)
+                mlflow.delete_tag(tag)
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
@@ -167,50 +163,66 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
     return run
 
 
+def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | None:
+    """The group's parent run in this experiment, found by its tags or created FINISHED; None
+    if the store refuses (the job logs on, unnested)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        with store_lock(tracking_uri):
+            found = client.search_runs(
+                [experiment_id],
+                f"tags.`{PARENT_TAG}` = 'true' and tags.`{GROUP_TAG}` = '{group.key}'",
+                order_by=["attributes.start_time ASC"])
+            if found:
+                return found[0].info.run_id
+            run = client.create_run(experiment_id, run_name=group.name,
+                                    tags={PARENT_TAG: "true", GROUP_TAG: group.key, **group.tags})
+            client.set_terminated(run.info.run_id, "FINISHED")
+            return run.info.run_id
+    except Exception:  # noqa: BLE001 - nesting is a convenience; the job's run is what counts
+        log.warning("could not find or create the parent run of %s", group.key, exc_info=True)
+        return None
+
+
 def end_orphans(experiment_id: str, config_hash: str) -> None:
     """Runs of this job left RUNNING by a process gone from this host (SIGKILL, a power cut):
     ended KILLED, with the reason."""
-    client, host = mlflow.MlflowClient(), socket.gethostname()
+    client, host = MlflowClient(), socket.gethostname()
     found = client.search_runs([experiment_id], filter_string=(
         f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
     for run in found:
         pid = run.data.tags.get("pvf.pid", "")
-        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or _alive(int(pid)):
+        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or process_alive(pid):
             continue
         client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
                        "closing it; ended by the next run of the same job")
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        client.set_terminated(run.info.run_id, "KILLED")
         log.warning("ended run %s KILLED: left RUNNING by process %s, which is gone",
                     run.info.run_id, pid)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid, other_users: bool = True) -> bool:
+    """Whether process `pid` runs on this host (another user's process: `other_users`)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return other_users
+    except (OSError, TypeError, ValueError):
         return False
-    except PermissionError:  # another user's process
-        pass
     return True
 
 
-def _safely(call, *args) -> bool:
-    try:
-        call(*args)
-        return True
-    except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        return False
-
-
-def _end(status: int) -> None:
-    """End the active run with a failure status, or say in one line that the store cannot
-    take it (a full disk, a lost server) instead of a second traceback."""
+def _end(status: str) -> None:
+    """End the active run, or say in one line that the store cannot take it (a full disk)."""
     run = mlflow.active_run()
-    if not _safely(mlflow.end_run, RunStatus.to_string(status)) and run is not None:
+    try:
+        mlflow.end_run(status)
+    except Exception:  # noqa: BLE001 - the store may be the thing that failed
         log.error("could not mark run %s %s in the tracking store (it cannot be written)",
-                  run.info.run_id, RunStatus.to_string(status))
+                  run.info.run_id, status)
         # the next job of a sweep must be able to start its own run (no public API)
-        _safely(lambda: mlflow.tracking.fluent._active_run_stack.get().clear())
+        with suppress(Exception):
+            mlflow.tracking.fluent._active_run_stack.get().clear()
 
 
 def error_line(err: BaseException) -> str:

@@ -91,8 +91,7 @@ class RedactHydraFiles(Callback):
     def on_run_start(self, config, **kwargs) -> None:
         _filter_logs()
 
-    def on_multirun_start(self, config, **kwargs) -> None:
-        _filter_logs()
+    on_multirun_start = on_run_start
 
     def on_job_start(self, config, **kwargs) -> None:
         hydra, files = HydraConfig.get(), []

@@ -1,5 +1,5 @@
 """The MLflow store: the experiment a job logs to (created once, even by parallel jobs), its
-saved views of the runs table, and system metrics."""
+saved views and system metrics; the datasets a run used and its fitted model (docs/tracking.md)."""
 
 import hashlib
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 from filelock import FileLock
 
-from .keys import dashboard_metrics
+from ..tasks import task_type
 from .secrets import redact
 
 # The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
@@ -21,7 +21,10 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
 # {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
-SYSTEM_METRICS_INTERVAL_S = 5  # MLflow's default is 10; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+SYSTEM_METRICS_INTERVAL_S = "5"  # MLflow's default is 10
+# how each split served the arm, as the dataset's context in MLflow
+CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
+MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
 
 
 def store_lock(tracking_uri: str) -> FileLock:
@@ -36,9 +39,8 @@ def store_lock(tracking_uri: str) -> FileLock:
 
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
-    """Point mlflow at the store and experiment, creating them if needed, and give the
-    experiment those of `tags` (and EXPERIMENT_KIND) it lacks (a tag someone changed stays
-    theirs). Under a lock: parallel jobs creating one sqlite store or experiment corrupt it."""
+    """Point mlflow at the experiment, created if needed, with those of `tags` (and
+    EXPERIMENT_KIND) it lacks: a tag someone changed stays theirs."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -48,18 +50,21 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
         except requests.RequestException as err:
             raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
                                   f"({type(err).__name__})") from err
+    # parallel jobs creating one sqlite store or experiment corrupt it
     with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
         experiment = mlflow.set_experiment(name)
         for key, value in (EXPERIMENT_KIND | (tags or {})).items():
             if key not in experiment.tags:
-                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+                mlflow.set_experiment_tag(key, value)
     return experiment
 
 
-def dashboard_views(task_type: str) -> dict[str, str]:
+def dashboard_views(type_name: str) -> dict[str, str]:
     """Two saved views of the runs table (its `Views` menu): the job runs with the comparison's
-    metrics, best first; and the same averaged over seeds (grouped by the tag `variant`)."""
-    metrics = [f"metrics.`{key}`" for key in dashboard_metrics(task_type)]
+    metrics, quality first, best first; and the same averaged over seeds (the tag `variant`)."""
+    metrics = [f"metrics.`{key}`" for key in (
+        *task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
+        "cost/train_usd", "data/n_labels")]
     state = {"searchFilter": "tags.`pvf.parent` IS NULL", "orderByKey": metrics[0],
              "orderByAsc": False,
              "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *metrics],
@@ -77,14 +82,93 @@ def dashboard_views(task_type: str) -> dict[str, str]:
 
 
 def system_metrics_on(wanted: bool | None) -> bool:
-    """`mlflow.system_metrics` (`system/*`, sampled every SYSTEM_METRICS_INTERVAL_S), unless
-    MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the test suite does:
-    a run's keys then do not depend on how long it took)."""
+    """`mlflow.system_metrics`, unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    says false (the test suite does: a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
             or not wanted:
         return False
-    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
-        from mlflow.system_metrics import set_system_metrics_sampling_interval
-
-        set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
     return True
+
+
+def split_source(task, data_dir: str | None, role: str):
+    """Where a split's rows came from: the prepared file (`data_dir`), the task's data file, or
+    the Hub dataset; a validation carved from train and the demonstrations are train's."""
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+    from ..project import data_path
+
+    splits = task.splits
+    carved = role == "demos" or (role == "validation" and splits.validation is None)
+    origin = "train" if carved else role
+    if data_dir:  # pvf-prepare wrote the source's splits as <role>.jsonl
+        path = str(Path(data_dir).resolve() / f"{origin}.jsonl")
+    elif task.data_files:
+        name = splits[origin]
+        path = data_path(task.data_files[name], f"task.data_files.{name}")
+    else:
+        return HuggingFaceDatasetSource(path=task.hub, config_name=task.hub_config,
+                                        split=splits[origin])
+    if "://" in path:  # a URL or hf:// path the loader opened as it is
+        try:
+            return resolve_dataset_source(path)
+        except Exception:  # noqa: BLE001 - a scheme MLflow has no source for: keep the URI
+            pass
+    return local(json.dumps({"uri": path}), "local")
+
+
+def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict],
+                 digests: dict[str, str]) -> None:
+    """The datasets the arm used (train and validation when it fits, the demonstrations shown,
+    test) as the run's inputs `<task>/<split>`, the `data.*_sha256` params as digests."""
+    import datasets
+    from mlflow.data.huggingface_dataset import from_huggingface
+
+    used = {"test": splits["test"]}
+    if fit:
+        used = {"train": splits["train"], "validation": splits["validation"], **used}
+    if demos:
+        used = {"demos": datasets.Dataset.from_list(demos), **used}
+    inputs = []
+    for role, split in used.items():
+        target = next((c for c in ("label", "references") if c in split.column_names), None)
+        inputs.append(from_huggingface(split, targets=target, name=f"{task.name}/{role}",
+                                       digest=digests[role],
+                                       source=split_source(task, data_dir, role)))
+    mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
+                      tags_list=[None] * len(inputs))
+
+
+def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) -> str:
+    """The fine-tuned model (or LoRA adapter, its base referenced) and tokenizer into the active
+    run as a text-generation pipeline; offline (the card written here, requirements pinned)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from huggingface_hub import ModelCard
+
+    peft = hasattr(model, "peft_config")
+    base = model.peft_config["default"].base_model_name_or_path if peft \
+        else str(base_path or model.name_or_path)
+    requirements = []
+    for package in ("torch", "transformers", "accelerate", *(["peft"] if peft else [])):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    run = mlflow.active_run()
+    variant = run.data.tags["variant"].rpartition(" #")[0]  # naming.job_record's
+    card = ModelCard("\n".join([
+        "---", "library_name: transformers",
+        f"tags: [prompt-vs-finetune, {arm}{', peft' if peft else ''}]", "---", "",
+        f"# {task.name}: {variant}", "",
+        f"`{arm}` of `{base}` on the task `{task.name}` by prompt-vs-finetune "
+        f"(run `{run.info.run_name}`; the run's params and config.yaml hold the whole config).",
+        "", "Prompt template:", "", "```", str(task.template), "```", ""]))
+    extra = {"base_model_path": base} if peft and Path(base).is_dir() else {}
+    info = mlflow.transformers.log_model(
+        {"model": model, "tokenizer": tokenizer}, name=MODEL_NAME, task="text-generation",
+        model_card=card, pip_requirements=requirements,
+        torch_dtype=next(model.parameters()).dtype, **extra)
+    return info.model_uri

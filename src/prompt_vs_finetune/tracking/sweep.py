@@ -1,7 +1,5 @@
-"""Sweeps that lose nothing: a failed job is recorded and the sweep goes on; at the end, one
-screen says what finished and what failed (by override), the summary goes into the sweep's
-parent runs, and the exit code is 1 when anything failed. Each job writes its outcome to
-`<sweep dir>/.pvf_jobs/<num>.json`, which works in any launcher's worker process."""
+"""Sweeps that lose nothing (docs/reliability.md): each job writes its outcome to
+`<sweep dir>/.pvf_jobs/<num>.json` (any launcher's worker can); the end says what failed."""
 
 import json
 import logging
@@ -12,13 +10,13 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .groups import SWEEP_FILE, in_multirun
+from .naming import SWEEP_FILE, in_multirun
 from .provenance import clip
 from .secrets import redact, redact_override
 
@@ -26,7 +24,6 @@ log = logging.getLogger(__name__)
 JOBS_DIR = ".pvf_jobs"
 OPTIMISATION_FILE = "optimization_results.yaml"  # an optimising sweeper's best (Optuna's)
 HEADLINE = ("test/accuracy", "test/rougeL", "cost/usd_per_1k_predictions")  # shown per job
-MAX_NAME = 200
 _job_run: dict[str, str | None] = {}  # this process's current job: its run and parent run
 
 
@@ -58,9 +55,8 @@ def optimisation_result(sweep_dir: Path) -> dict | None:
 
 
 def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = None) -> str:
-    """`sweep 2026-11-21_13-00-00: arm=zero_shot,lora seed=0,1`: the sweep's folder and what
-    it sweeps (the overrides every job shares are its parent's tag `overrides`), and the
-    optimising sweeper if any."""
+    """`sweep 2026-11-21_13-00-00 (optuna): arm=zero_shot,lora seed=0,1`: its folder, the
+    optimising sweeper and what it sweeps (the shared overrides: its parent's tag)."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         swept = [o.input_line for o in parsed if o.is_sweep_override()]
@@ -68,7 +64,7 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
         swept = overrides
     head = f"sweep {Path(sweep_dir).name}" + (f" ({optimiser})" if optimiser else "")
     text = " ".join(redact_override(o) for o in swept)
-    return clip(f"{head}: {text}" if text else head, MAX_NAME)
+    return clip(f"{head}: {text}" if text else head, 200)
 
 
 def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
@@ -89,12 +85,12 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()])
     client.log_dict(run_id, {"jobs": jobs, **({"best": best} if best else {})}, "sweep.json")
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED), end_time=now)
+    client.set_terminated(run_id, "FINISHED", end_time=now)
 
 
 class SweepSummary(Callback):
-    """At the start, names the sweep (its parent runs' name) in the sweep folder; at the end,
-    the summary."""
+    """At the start, the sweep's name (its parent runs') in the sweep folder; at the end, the
+    summary."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         folder, overrides = Path(config.hydra.sweep.dir), list(config.hydra.overrides.task)

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..models.loading import file_sha256
 from ..project import write_atomic
 from ..tracking.provenance import code_version
+from ..tracking.runs import process_alive
 from ..tracking.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ class ResumeState:
             owner = json.loads(path.read_text())
         except (OSError, ValueError):
             owner = None
-        if owner and owner.get("host") == me["host"] and _alive(owner.get("pid")):
+        if owner and owner.get("host") == me["host"] \
+                and process_alive(owner.get("pid"), other_users=False):
             raise UserError(f"the same job is already running (pid {owner['pid']}, since "
                             f"{owner.get('since')}; its state: {self.folder}); wait for it, "
                             f"or stop it (kill {owner['pid']}) and run this again to resume it")
@@ -246,11 +248,3 @@ class ResumeState:
         if self.checkpoint is not None:
             log.info("resume state kept in %s: the same command continues from its last "
                      "checkpoint (resume=false starts afresh)", self.folder)
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
