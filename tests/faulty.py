@@ -28,6 +28,9 @@ def ctrl_c_as_a_run_opens(call: str) -> str:
 import os, signal, sys
 import mlflow
 
+# Python's own Ctrl-C handler: a suite started in the background by a non-interactive shell
+# ignores SIGINT, and this program would inherit that (then exit 0, not 130)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = mlflow.start_run
 
 def start_then_ctrl_c(*args, **kwargs):
