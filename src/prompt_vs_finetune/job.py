@@ -21,7 +21,7 @@ from .metrics.cost import cost_metrics
 from .tasks import Task, content_hash, job_splits, select_demos
 from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import job_record, run_address
-from .tracking.runs import mlflow_run, sigterm_as_preemption
+from .tracking.runs import is_rank_zero, mlflow_run, sigterm_as_preemption
 from .tracking.store import log_datasets
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                      "".join(hashes[k] for k in ("train", "validation", "test")))
         outcome = "failed"
         try:
-            with mlflow_run(cfg.mlflow, job_record(cfg), backend.resume_run_id) as active:
+            named = job_record(cfg) if is_rank_zero() else None  # ranks > 0 log nothing
+            with mlflow_run(cfg.mlflow, named, backend.resume_run_id) as active:
                 if active is not None and not backend.resume_run_id:
                     # two runs saw the same data iff these match
                     mlflow.log_params({f"data.{name}_sha256": hashes[name]

@@ -56,8 +56,8 @@ def job_record(cfg: DictConfig) -> JobRecord:
     arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
     variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
-    name = f"{variant}{NAME_JOIN}seed{cfg.seed}"
-    if hpo_trial():
+    name, trial = f"{variant}{NAME_JOIN}seed{cfg.seed}", hpo_trial()
+    if trial:
         name += f"{NAME_JOIN}trial {HydraConfig.get().job.num}"
     name = str(cfg.mlflow.get("run_name") or name)
     cell = config_hash(cfg, drop=CELL_FREE)  # the config less its seeds: one experiment
@@ -70,7 +70,7 @@ def job_record(cfg: DictConfig) -> JobRecord:
             "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
             # the saved view averages a variant over seeds (two learning rates have one name)
             "variant": f"{variant} #{cell[:8]}"}
-    if hpo_trial():
+    if trial:
         tags["hpo_trial"] = "true"
     if not kind.decodes and not model.api:  # what ranked the labels
         tags["calibration"] = str(cfg.scorer.calibration)

@@ -95,10 +95,10 @@ def is_rank_zero() -> bool:
 
 
 @contextmanager
-def mlflow_run(settings: DictConfig, record: JobRecord, resume_run_id: str | None = None
+def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
     """Open the job's run (or reopen an interrupted attempt's) and end it with the job's real
-    outcome; `settings`: the `mlflow` group. Yields None on DDP ranks > 0."""
+    outcome; `settings`: the `mlflow` group. Yields None on DDP ranks > 0 (no `record` there)."""
     if not is_rank_zero():
         yield None
         return
