@@ -236,3 +236,34 @@ def test_a_split_whose_every_answer_is_empty_names_the_answer_column(tmp_path):
                                         r"a label \(all 3 are empty\); check the file and "
                                         r"task.label_field"):
         load_splits(cfg)
+
+
+def test_every_arm_draws_the_same_class_balanced_budget_and_budgets_nest(tmp_path):
+    """A study's budgets on the 14-intent sample (14, 56, 280): fine-tuning trains on the
+    budget's train part and stops on its validation; few-shot shows the train part as demos
+    (k = n_train) and chooses on the same validation: the same labels, every class's count
+    within one of the others', and each budget inside the next."""
+    from collections import Counter
+
+    from prompt_vs_finetune.tasks import select_demos
+
+    cfg = compose_config(tmp_path, "task=intent_sample").task
+    source, _ = load_splits(cfg)
+    previous = set()
+    for n in (14, 56, 280):
+        splits = label_budget(source, n, cfg.val_fraction, data_seed=3)
+        tuned = Counter([*splits["train"]["label"], *splits["validation"]["label"]])
+        shown = Counter(d["label"] for d in select_demos(splits["train"], len(splits["train"]),
+                                                         "class_balanced", seed=3))
+        assert set(tuned) == set(cfg.labels)  # every class once the budget reaches 14
+        for counts in (tuned, shown):
+            per_class = [counts[label] for label in cfg.labels]
+            assert max(per_class) - min(per_class) <= 1
+        prompted = shown + Counter(splits["validation"]["label"])
+        assert prompted == tuned
+        held = Counter(splits["validation"]["label"])  # class-balanced too
+        assert max(held[label] for label in cfg.labels) - min(
+            held[label] for label in cfg.labels) <= 1
+        drawn = {*splits["train"]["text"], *splits["validation"]["text"]}
+        assert len(drawn) == n and previous <= drawn
+        previous = drawn

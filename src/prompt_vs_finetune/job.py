@@ -18,7 +18,7 @@ from .backends import Predictions, backend_for, build
 from .config import check_config, check_writable, fill_inherited, seed_or
 from .errors import Preempted, UserError
 from .metrics.cost import cost_metrics
-from .tasks import Task, content_hash, job_splits, select_demos
+from .tasks import Task, classes_covered, content_hash, job_splits, select_demos
 from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import job_record, run_address
 from .tracking.runs import is_rank_zero, mlflow_run, sigterm_as_preemption
@@ -65,9 +65,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     log_datasets(cfg.task, cfg.data_dir, cfg.arm.fit, splits, shown, hashes)
                 predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
+                if predictions.validation:  # what a search over configurations chooses on
+                    _, on_validation = task.kind.score(task, predictions.validation)
+                    quality[validation_key(task)] = sum(on_validation) / len(on_validation)
                 results = significant(job_results(cfg.arm.fit, task, splits,
                                                   (dropped_rows, overlap, repeats),
-                                                  predictions, quality))
+                                                  predictions, quality, shown))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(cfg, task, splits, predictions, results, active.info.run_id,
                            {"metric": task.kind.per_example,
@@ -95,14 +98,24 @@ def label_params(task: Task) -> dict[str, str]:
             "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
 
 
+def validation_key(task: Task) -> str:
+    """`val/` and the headline metric's name: its mean over the validation labels."""
+    return "val/" + task.kind.quality.split("/", 1)[1]
+
+
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
-                predictions: Predictions, quality: dict[str, float]) -> dict[str, float]:
+                predictions: Predictions, quality: dict[str, float],
+                shown: list[dict]) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them); `counted`: the rows the load
-    dropped, the test rows among the labelled ones, the labelled rows repeated."""
+    dropped, the test rows among the labelled ones, the labelled rows repeated. A run that
+    trains or chooses on validation counts its whole budget (the demos come from its train
+    part); a prompting run without one, its demos."""
     dropped_rows, overlap, repeats = counted
-    labelled = len(splits["train"]) + len(splits["validation"])  # demos come from train
+    budget = [*splits["train"], *splits["validation"]]
+    rows = budget if fit or predictions.validation else shown[:predictions.demos_used]
+    labelled = len(rows)
     if predictions.n_labels is not None:  # a hybrid: its labels are the teacher's
-        labelled = predictions.n_labels
+        labelled, rows = predictions.n_labels, shown
     costs = cost_metrics(predictions.usage)
     costs["cost/usd"] += predictions.upfront_usd
     return {
@@ -113,10 +126,11 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
         "data/duplicate_rows": repeats,
-        "data/n_labels": labelled if fit else predictions.demos_used,
+        "data/n_labels": labelled,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
-        **({"data/n_classes": len(task.labels)} if task.labels else {}),
+        **({"data/n_classes": len(task.labels),
+            "data/classes_covered": classes_covered(rows)} if task.labels else {}),
     }
 
 

@@ -29,6 +29,7 @@ class Predictions:
     tags: dict[str, str] = field(default_factory=dict)
     n_labels: int | None = None  # human labels used, where not the splits' (the hybrid's demos)
     upfront_usd: float = 0.0  # paid before training, beside it (the hybrid's teacher)
+    validation: list[dict] | None = None  # the validation split's, where a choice is made on it
 
 
 class Backend(ABC):
@@ -61,6 +62,12 @@ class Backend(ABC):
     def close(self, outcome: str) -> None:
         """After the run: "finished", "failed", "interrupted" (Ctrl-C) or "preempted"."""
         return None
+
+
+def chooses_on_validation(cfg: DictConfig) -> bool:
+    """Whether a job scores its validation split too: a fit, or a prompting arm given a label
+    budget (`train_size`), whose configuration a search then chooses on those labels."""
+    return bool(cfg.arm.fit or cfg.train_size is not None)
 
 
 def backend_for(cfg: DictConfig) -> type[Backend]:

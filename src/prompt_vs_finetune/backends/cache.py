@@ -18,7 +18,7 @@ from ..metrics.cost import Usage
 from ..project import write_atomic
 from ..tasks import content_hash
 from ..tracking.provenance import code_version
-from . import Backend, Predictions
+from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class CachedBackend(Backend):
         return self.backend.prepare(task, splits, corpus, demos)
 
     def load(self, task, splits, corpus, demos, data_sha) -> None:
-        digest = key(self.cfg, task, splits["test"], demos, corpus)
+        digest = key(self.cfg, task, splits, demos, corpus)
         self.path = Path(self.cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
         self.cached = load(self.path)
         if self.cached is None:
@@ -58,7 +58,7 @@ class CachedBackend(Backend):
             self.backend.close(outcome)
 
 
-def key(cfg: DictConfig, task, test, demos: list[dict], corpus: list[str]) -> str:
+def key(cfg: DictConfig, task, splits, demos: list[dict], corpus: list[str]) -> str:
     """The content hash of everything the predictions depend on."""
     sampled = task.kind.decodes and cfg.decoding.strategy == "sampling"
     identity = {
@@ -66,7 +66,8 @@ def key(cfg: DictConfig, task, test, demos: list[dict], corpus: list[str]) -> st
         "weights": _weight_files(cfg.model),
         "corpus": content_hash([{"t": t} for t in corpus]) if cfg.model.tiny else None,
         "task": asdict(task), "prompt": OmegaConf.to_container(cfg.prompt, resolve=True),
-        "demos": content_hash(demos), "test": content_hash(test),
+        "demos": content_hash(demos), "test": content_hash(splits["test"]),
+        "validation": content_hash(splits["validation"]) if chooses_on_validation(cfg) else None,
         "scoring": OmegaConf.to_container(
             cfg.decoding if task.kind.decodes else cfg.scorer, resolve=True),
         "sampling_seed": (cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)

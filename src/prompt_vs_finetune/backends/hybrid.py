@@ -93,6 +93,7 @@ def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
                 raise UserError(f"arm.teacher.overrides sets {key}, which the teacher's config "
                                 "does not have; check the key (e.g. model.api.base_url)")
             OmegaConf.update(teacher, key, value)
+    teacher.train_size = None  # it labels texts and chooses nothing: no validation to score
     fill_inherited(teacher)
     if teacher.arm.fit:
         raise UserError(f"arm.teacher.arm={wanted.arm} trains; the teacher is a prompting arm "

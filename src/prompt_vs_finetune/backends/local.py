@@ -23,7 +23,7 @@ from ..tracking.store import log_fitted_model
 from ..train import ArmModule, ResumeState, TaskDataModule
 from ..train.module import CostMeter, LearningRateCurve
 from ..train.resume import lightning_logger
-from . import Backend, Predictions
+from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,33 @@ class LocalBackend(Backend):
         with lightning_stops(trainer):
             trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
                          verbose=False)
+        rows = self.module.predictions
+        validation = self._validation_rows(trainer, meter)
         metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
             if ckpt_path else {}
         if run is not None and cfg.arm.fit and cfg.mlflow.get("log_model"):
             # the weights as scored: the best checkpoint, in inference_dtype
             log_fitted_model(self.module.model, self.tokenizer, cfg.arm.name, cfg.task,
                              cfg.model.name_or_path)
-        usage = meter.usage(rows=self.module.predictions, total_params=self.total_params,
+        usage = meter.usage(rows=rows, total_params=self.total_params,
                             trainable_params=self.trainable_params, cost_cfg=cfg.cost,
                             device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),
                             model_memory_mb=self.module.weight_memory_mb)
-        return Predictions(rows=self.module.predictions, usage=usage,
+        return Predictions(rows=rows, usage=usage,
                            demos_used=self.encoder.demos_used, demos_dropped=self.demos_dropped,
-                           truncated_inputs=self.encoder.truncated, metrics=metrics)
+                           truncated_inputs=self.encoder.truncated, metrics=metrics,
+                           validation=validation)
+
+    def _validation_rows(self, trainer, meter) -> list[dict] | None:
+        """The validation split scored as test is (the weights as scored), for a search to
+        choose on; its time is not a prediction's cost."""
+        if not (chooses_on_validation(self.cfg) and len(self.splits["validation"])):
+            return None
+        meter.counting, self.datamodule.scored = False, "validation"
+        with lightning_stops(trainer):
+            trainer.test(self.module, datamodule=self.datamodule, verbose=False)
+        meter.counting, self.datamodule.scored = True, "test"
+        return self.module.predictions
 
     def _length(self) -> dict:
         """The fit's epochs: `arm.max_epochs`, or more to reach `arm.min_steps` optimizer steps

@@ -7,8 +7,9 @@ _HOME = {"load_splits": "loading", "BUILT_IN": "task_types", "TaskType": "task_t
          "task_type": "task_types",
          **dict.fromkeys(("IGNORE_INDEX", "PromptEncoder", "Task", "chat_layout",
                           "prompt_layout"), "prompts"),
-         **dict.fromkeys(("content_hash", "data_labels", "job_splits", "label_budget",
-                          "limit_test", "select_demos", "tokenizer_corpus"), "splits")}
+         **dict.fromkeys(("balanced_order", "classes_covered", "content_hash", "data_labels",
+                          "job_splits", "label_budget", "limit_test", "select_demos",
+                          "tokenizer_corpus"), "splits")}
 __all__ = sorted(_HOME)
 
 

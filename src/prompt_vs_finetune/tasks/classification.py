@@ -40,6 +40,9 @@ KEYS = {
     "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
                               "classification, which picks a label by likelihood)"),
     "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)"),
+    "data/classes_covered": Key("labels among the examples counted in data/n_labels"),
+    "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored: what "
+                        "the report chooses a configuration on", LOCAL, optional=True),
     "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
                                         "labels, which the teacher never sees",
                                         optional=True, fitted_only=True),

@@ -2,7 +2,7 @@
 references. A type that scores otherwise (exact match) subclasses it: tests/extraction.py."""
 
 from ..errors import UserError
-from ..metrics import Key, consistency, rouge_each
+from ..metrics import LOCAL, Key, consistency, rouge_each
 from .task_types import TaskType, answer_likelihood, log_table, text_of
 
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
@@ -10,6 +10,8 @@ COMPLETE = "Reply with only what comes after the last line of the text, and noth
 KEYS = {
     **{f"test/{rouge}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, best reference per example")
        for rouge in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
+    "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored: "
+                      "what the report chooses a configuration on", LOCAL, optional=True),
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
                                 "tokenizer)"),
     "test/distinct_1": Key("distinct words / all words over every output (low: generic, "

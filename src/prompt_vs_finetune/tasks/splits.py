@@ -55,8 +55,11 @@ def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
     """Train and validation within a budget of `train_size` labelled examples (`all` or None:
-    all), drawn by `data_seed`: validation is `val_fraction` of it (from the source's own, or
-    carved from train), the rest train, where the demos come from too."""
+    all; the source's own validation split pooled with train), drawn by `data_seed` in one
+    class-balanced order: every budget's classes are within one of each other, every class is
+    in once the budget reaches the class count, and a smaller budget is inside every larger
+    one. Validation is `val_fraction` of it, class-balanced too; the rest is train (and the
+    few-shot demos' pool)."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -69,23 +72,36 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
         raise UserError(f"train_size={train_size} but the task has {pool} labelled examples "
                         f"(train and validation); use 2..{pool}, or train_size=all (or null) "
                         "for all of them")
-    train = source["train"].shuffle(seed=data_seed)
-    if own_validation:
+    if own_validation and budget is None:  # everything: the source's own validation split
+        train = balanced_order(source["train"], data_seed)
         validation = source["validation"].shuffle(seed=data_seed)
-        if budget is not None:
-            n_val = min(len(validation), max(1, round(val_fraction * budget)))
-            validation = validation.select(range(n_val))
-            train = train.select(range(min(len(train), budget - n_val)))
     else:
-        n = len(train) if budget is None else budget
-        n_val = max(1, round(val_fraction * n))
-        validation = train.select(range(n_val))
-        train = train.select(range(n_val, n)) if n_val < n else train.select([])
+        labelled = datasets.concatenate_datasets(
+            [source["train"], *([source["validation"]] if own_validation else [])])
+        drawn = balanced_order(labelled, data_seed).select(range(budget or pool))
+        held = set(balanced_order(drawn, data_seed, indices=True)[
+            :max(1, round(val_fraction * len(drawn)))])
+        validation = drawn.select(sorted(held))
+        train = drawn.select([i for i in range(len(drawn)) if i not in held])
     if len(train) == 0:
         raise UserError(f"train_size={train_size or 'all'} leaves no train example once "
                         f"task.val_fraction={val_fraction} of it is held out for validation; "
                         "raise train_size or lower task.val_fraction")
     return DatasetDict({"train": train, "validation": validation, "test": source["test"]})
+
+
+def balanced_order(rows: Dataset, seed: int, indices: bool = False):
+    """The rows in a seeded round-robin over their labels (a seeded shuffle without labels):
+    any prefix holds every label within one of the others."""
+    rng = random.Random(seed)
+    order = (_class_balanced(rows["label"], len(rows), rng) if "label" in rows.column_names
+             else rng.sample(range(len(rows)), len(rows)))
+    return order if indices else rows.select(order)
+
+
+def classes_covered(rows) -> int:
+    """How many labels the rows (a split or the demos) hold."""
+    return len({row["label"] for row in rows if "label" in row})
 
 
 def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:

@@ -86,7 +86,8 @@ COMMON: dict[str, Key] = {
     "cost/devices": Key("devices paid for (DDP: every rank)", LOCAL),
     # data
     "data/n_labels": Key("labelled examples the arm touched, all within train_size: train "
-                         "and validation when it trains, its demonstrations when it prompts"),
+                         "and validation when it trains or, given train_size, prompts (its "
+                         "demos come from train, validation chooses); else its demonstrations"),
     "data/n_train": Key("training examples (the label budget less validation)"),
     "data/n_validation": Key("validation examples (val_fraction of the label budget)"),
     "data/test_overlap": Key("test examples whose normalised text is also among the labelled "

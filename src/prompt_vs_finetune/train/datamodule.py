@@ -134,14 +134,16 @@ class TaskDataModule(L.LightningDataModule):
         self.splits, self.encoder, self.scorer = splits, encoder, scorer
         self.batch_size, self.group_by_length = batch_size, group_by_length
         self.seed, self.pack_length = seed, pack_length
-        self._encoded: dict[str, list[dict]] = {}
+        self._encoded: dict[tuple[str, bool], list[dict]] = {}
+        self.scored = "test"  # the split `test_dataloader` serves (validation, to choose on)
 
-    def _rows(self, split: str) -> list[dict]:
-        if split not in self._encoded:
-            self._encoded[split] = (
-                self.scorer.test_rows(self.splits["test"]) if split == "test"
+    def _rows(self, split: str, scored: bool = False) -> list[dict]:
+        """A split as training sequences, or (`scored`) as the scorer's rows."""
+        if (split, scored) not in self._encoded:
+            self._encoded[split, scored] = (
+                self.scorer.test_rows(self.splits[split]) if scored
                 else [self.encoder.training_example(row) for row in self.splits[split]])
-        return self._encoded[split]
+        return self._encoded[split, scored]
 
     def _loader(self, rows: list[dict], collate, shuffle: bool) -> DataLoader:
         # sharded here: trainer=ddp turns off Lightning's sampler injection (see the sampler)
@@ -171,8 +173,9 @@ class TaskDataModule(L.LightningDataModule):
                             pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """Token-budgeted batches; under DDP every world-th (the module gathers predictions)."""
-        rows = self._rows("test")
+        """The `scored` split in token-budgeted batches; under DDP every world-th (the module
+        gathers predictions)."""
+        rows = self._rows(self.scored, scored=True)
         batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
         if _distributed():

@@ -185,6 +185,7 @@ class CostMeter(L.Callback):
         self.seconds = {"train": 0.0, "eval": 0.0}
         self.tokens = {"train": 0, "val": 0, "input": 0, "generated": 0, "eval_only": 0}
         self._started = 0.0
+        self.counting = True  # off while validation is scored to choose on: not a call's cost
 
     def _clock(self, trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
@@ -200,7 +201,8 @@ class CostMeter(L.Callback):
         self.seconds["train"] += self._clock(trainer) - self._started
 
     def on_test_end(self, trainer, pl_module):
-        self.seconds["eval"] += self._clock(trainer) - self._started
+        if self.counting:
+            self.seconds["eval"] += self._clock(trainer) - self._started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.tokens["train"] += int(batch["n_tokens"])
@@ -211,7 +213,7 @@ class CostMeter(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         for kind in ("input", "generated", "eval_only"):
-            self.tokens[kind] += int(outputs.get(f"{kind}_tokens", 0))
+            self.tokens[kind] += int(outputs.get(f"{kind}_tokens", 0)) if self.counting else 0
 
     def _reduce(self) -> int:
         """Under DDP, every rank's token counts summed (a collective); the devices paid for."""
