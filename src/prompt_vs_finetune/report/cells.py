@@ -14,6 +14,7 @@ GROUP = ["task", "model", "dtype", "arm", "fit", "n_labels"]
 DTYPES = ("float32", "bfloat16", "float16", "int8")  # display order; others after these
 N_BOOT = 2000  # bootstrap resamples
 RNG_SEED = 0  # the report's own draws: the same store gives the same report
+MIN_SEEDS = 3  # fewer: a cell's interval holds the test set's noise, not the seeds'
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -35,6 +36,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                      "quality": mean, "quality_low": low, "quality_high": high,
                      "quality_ci": (high - low) / 2,
                      "interval": "t over seeds" if matrix is None else "bootstrap",
+                     "val_quality": group["val_quality"].mean(),
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
     table = pd.DataFrame(rows)
@@ -92,26 +94,33 @@ def _shared_items(dicts: pd.Series) -> dict:
     return {k: v for k, v in first.items() if all(d.get(k) == v for d in rest)}
 
 
-def _resampled_means(matrix: np.ndarray, examples: np.ndarray,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Mean quality per resample: the examples drawn (shared by every seed), then the seeds."""
-    per_seed = np.stack([row[examples].mean(axis=1) for row in matrix])  # [S x B]
-    if len(matrix) == 1:
-        return per_seed[0]
-    drawn = rng.integers(0, len(matrix), (examples.shape[0], len(matrix)))
-    return per_seed[drawn, np.arange(examples.shape[0])[:, None]].mean(axis=1)
-
-
 def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(mean, 2.5th, 97.5th percentile) of a cell's quality [seeds x test examples], or of a - b
-    where b is scored on the same test examples (paired: both resampled alike)."""
+    """(mean, low, high: a 95% interval) of a cell's quality [seeds x test examples], or of
+    a - b scored on the same test examples (paired). The test set's noise: a bootstrap over
+    its examples; the seeds' (3 or more on a side): a t-interval over the seed means, added
+    in quadrature, so that three scattered seeds widen it beyond their own range."""
     rng = np.random.default_rng(RNG_SEED)
-    examples = rng.integers(0, a.shape[1], (N_BOOT, a.shape[1]))
-    means = _resampled_means(a, examples, rng)
-    if b is not None:
-        means = means - _resampled_means(b, examples, rng)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(a.mean() if b is None else a.mean() - b.mean()), float(low), float(high)
+    each = a.mean(axis=0) if b is None else a.mean(axis=0) - b.mean(axis=0)
+    centre = float(each.mean())
+    drawn = each[rng.integers(0, len(each), (N_BOOT, len(each)))].mean(axis=1)
+    low, high = np.percentile(drawn, [2.5, 97.5])
+    seeds = seed_half_width([a] if b is None else [a, b])
+    low, high = centre - math.hypot(centre - low, seeds), centre + math.hypot(high - centre, seeds)
+    if ((a >= 0) & (a <= 1)).all() and (b is None or ((b >= 0) & (b <= 1)).all()):
+        low, high = max(low, -1.0 if b is not None else 0.0), min(high, 1.0)  # a share's bounds
+    return centre, float(low), float(high)
+
+
+def seed_half_width(matrices: list[np.ndarray]) -> float:
+    """The seeds' 95% t half-width of a mean (Welch's, of a difference); a side with fewer than
+    MIN_SEEDS seeds adds nothing (the report says its interval leaves them out)."""
+    parts = [(m.mean(axis=1).var(ddof=1) / len(m), len(m)) for m in matrices
+             if len(m) >= MIN_SEEDS]
+    variance = sum(v for v, _ in parts)
+    if variance == 0:
+        return 0.0
+    freedom = variance ** 2 / sum(v ** 2 / (n - 1) for v, n in parts)
+    return float(stats.t.ppf(0.975, freedom) * math.sqrt(variance))
 
 
 def compare(a, b) -> dict:
@@ -124,6 +133,46 @@ def compare(a, b) -> dict:
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
             "diff": a["quality"] - b["quality"], "low": math.nan, "high": math.nan}
+
+
+def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
+    """Per task x model x dtype, per `side` (prompting, or a fine-tuning arm; `arm`: each arm)
+    and label budget: the configuration a user would deploy without seeing test. The best
+    mean validation score among its cells there (the only cell, where one); several without
+    validation scores: their mean, a blind pick's. `configs`: the cells chosen from;
+    `search_usd`: what trying them cost (their training and validation scoring)."""
+    keyed = table.assign(side=table["arm"].where(table["fit"].astype(bool), "prompting"))
+    rows = []
+    for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
+        scored = cells[cells["val_quality"].notna()]
+        if len(cells) == 1:
+            row, how = cells.iloc[0].to_dict(), "its only configuration"
+        elif not scored.empty:
+            row = scored.sort_values(["val_quality", "cell"], ascending=[False, True]).iloc[0]
+            row, how = row.to_dict(), f"validation, of {len(cells)} configurations"
+        else:
+            row, how = _blind_pick(cells), f"mean of {len(cells)}: no validation to choose by"
+        validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0)
+        search = cells["train_usd"].fillna(0) + validating * cells["usd_per_1k"].fillna(0) / 1000
+        rows.append({**row, "configs": len(cells), "chosen_by": how,
+                     "search_usd": float(search.sum())})
+    return pd.DataFrame(rows)
+
+
+def _blind_pick(cells: pd.DataFrame) -> dict:
+    """Configurations that no label can tell apart, as one: their runs pooled (each config's
+    seeds as seeds), so the interval carries the spread between them."""
+    matrices = list(cells["examples"])
+    same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
+        len({m.shape[1] for m in matrices}) == 1
+    stacked = np.vstack(matrices) if same else None
+    mean, low, high = bootstrap(stacked) if same else (cells["quality"].mean(), math.nan,
+                                                      math.nan)
+    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS},
+            "quality": mean, "quality_low": low, "quality_high": high,
+            "quality_ci": (high - low) / 2, "runs": int(cells["runs"].sum()), "examples": stacked,
+            "variant": f"any of {len(cells)} configurations",
+            "interval": "bootstrap" if same else "t over seeds"}
 
 
 def prompting(table: pd.DataFrame) -> pd.DataFrame:

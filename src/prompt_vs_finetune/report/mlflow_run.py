@@ -38,6 +38,8 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
     "ece": "test/ece", "accuracy_contextual": "test/accuracy_contextual",
     "accuracy_pmi": "test/accuracy_pmi", "repeated_ngram_rate": "test/repeated_ngram_rate",
     "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
+    "macro_f1": "test/macro_f1", "rouge1": "test/rouge1", "rouge2": "test/rouge2",
+    "n_validation": "data/n_validation", "classes_covered": "data/classes_covered",
 }
 # params that never tell two cells apart in a table
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
@@ -103,6 +105,8 @@ def _row(run) -> dict:
             "order_seed": params.get("arm.order_seed", ""),
             "n_labels": n_labels, "n_classes": float(n_classes),
             "quality": metrics.get(metric, math.nan),
+            # the headline on validation labels: what a search chooses a configuration on
+            "val_quality": metrics.get("val/" + metric.split("/", 1)[-1], math.nan),
             "study": tags.get("study", ""), "test_set": test_set,
             "hpo_trial": tags.get("hpo_trial") == "true",
             "cell": f"{cell}/{test_set}",
