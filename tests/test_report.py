@@ -71,7 +71,7 @@ def test_crossover_and_recommendation(store):
     assert found["n_labels"] == 64 and found["prompt"]["arm"] == "few_shot"
     assert report.crossover(table, "lora")["n_labels"] == 64
     words = " ".join(report.recommend(table, "accuracy"))
-    assert "Best prompting arm: few_shot with 4 demonstration(s)" in words
+    assert "4 labels: few_shot, accuracy 0.620" in words
     assert "Fine-tune (full_finetune) once you have about 64 labelled examples" in words
     assert "With fewer labels (16) it does not clearly beat prompting" in words
     assert "At 64 labels lora reaches accuracy 0.800" in words

@@ -146,12 +146,12 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
         scored = cells[cells["val_quality"].notna()]
         if len(cells) == 1:
-            row, how = cells.iloc[0].to_dict(), "its only configuration"
+            row, how = cells.iloc[0].to_dict(), ""
         elif not scored.empty:
             row = scored.sort_values(["val_quality", "cell"], ascending=[False, True]).iloc[0]
-            row, how = row.to_dict(), f"validation, of {len(cells)} configurations"
+            row, how = row.to_dict(), f"chosen on validation from {len(cells)} configurations"
         else:
-            row, how = _blind_pick(cells), f"mean of {len(cells)}: no validation to choose by"
+            row, how = _blind_pick(cells), f"the mean of {len(cells)}: no validation to choose by"
         validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0)
         search = cells["train_usd"].fillna(0) + validating * cells["usd_per_1k"].fillna(0) / 1000
         rows.append({**row, "configs": len(cells), "chosen_by": how,

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from .cells import arm_order, best, compare, dtypes, fitted, label, prompting
+from .cells import MIN_SEEDS, arm_order, best, chosen, compare, dtypes, fitted, label, prompting
 from .tables import cell, num, params
 
 AT_CHANCE = "at chance by construction"
@@ -31,7 +31,11 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     if table["runs"].max() < 2:
         lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
                      "not the seed's; rerun with seed=0,1,2 for both.")
-    lines += _best_prompt(prompting(table), metric, random)
+    elif table["runs"].min() < MIN_SEEDS:
+        lines.append(f"Cells with fewer than {MIN_SEEDS} seeds have intervals that leave the "
+                     "seeds' variance out (the test set's noise only); rerun them with "
+                     "seed=0,1,2.")
+    lines += _prompting_line(prompting(table), metric, random)
     trained = fitted(table)
     if prompting_only_note and trained.empty:
         lines.append("Only the prompting arms ran for this model (API models are not "
@@ -43,74 +47,84 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     return [line for line in lines if line] + _cheaper_training(trained, metric)
 
 
-def _best_prompt(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
-    """The best prompting arm, or the arms that tie for it as shown (3 decimals)."""
-    scored = prompts[prompts["quality"].notna()]
-    tied = scored[scored["quality"].round(3) == scored["quality"].round(3).max()]
-    if tied.empty:
+def _prompting_line(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
+    """Prompting at each label budget, as chosen without the test set."""
+    picks = chosen(prompts)
+    picks = picks[picks["quality"].notna()]
+    if picks.empty:
         return []
     caveat = f" ({RANDOM_WEIGHTS})" if random else ""
-    if len(tied) > 1:
-        arms = ", ".join(f"{r['arm']} with {int(r['n_labels'])} demonstration(s)"
-                         for _, r in tied.iterrows())
-        return [f"Best prompting arm: a tie between {arms}, {metric} "
-                f"{tied['quality'].iloc[0]:.3f}{caveat}."]
-    top = tied.iloc[0]
-    unparsed = top.get("unparsed_rate", math.nan)
-    note = ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
-            else f"; {unparsed:.1%} of its replies matched no label")
-    return [f"Best prompting arm: {top['arm']} with {int(top['n_labels'])} demonstration(s), "
-            f"{metric} {cell(top)}{note}{caveat}."]
+    each = "; ".join(f"{int(r['n_labels'])} labels: {_config(r)}, {metric} {cell(r)}"
+                     f"{_unparsed(r)}" for _, r in picks.iterrows())
+    return [f"Prompting, its configuration chosen at each label budget on that budget's "
+            f"validation labels, never on test: {each}{caveat}."]
+
+
+def _config(row) -> str:
+    """A chosen configuration in words: its arm and what sets it apart, and how it was chosen."""
+    said = [row["variant"] if row.get("variant") else "", row["chosen_by"]]
+    return row["arm"] + (f" ({'; '.join(filter(None, said))})" if any(said) else "")
+
+
+def _unparsed(row) -> str:
+    unparsed = row.get("unparsed_rate", math.nan)
+    return ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
+            else f", {unparsed:.1%} of its replies matched no label")
 
 
 def crossover(table: pd.DataFrame, arm: str) -> dict | None:
-    """The smallest label budget from which `arm` beats the best prompting cell, there and at
-    every larger budget tested: {"n_labels", "prompt", "fitted", "budgets", "result"}, or None."""
-    prompts = prompting(table)
-    prompts = prompts[prompts["quality"].notna()]
-    cells = table[table["arm"] == arm]
-    if prompts.empty or cells.empty:
-        return None
-    top = prompts.loc[prompts["quality"].idxmax()]
-    best_at = [group.loc[group["quality"].idxmax()]
-               for _, group in cells.groupby("n_labels", sort=True)]
-    results = [compare(row, top) for row in best_at]
-    for i, (row, result) in enumerate(zip(best_at, results, strict=True)):
+    """The smallest label budget from which `arm` beats prompting, there and at every larger
+    budget tested, each side at its configuration chosen without test (prompting: chosen at
+    the same budget, else at the largest smaller one): {"n_labels", "prompt", "fitted",
+    "budgets", "result"}, or None."""
+    picks = chosen(table)
+    prompts = picks[(picks["side"] == "prompting") & picks["quality"].notna()]
+    pairs = []
+    for _, row in picks[picks["side"] == arm].sort_values("n_labels").iterrows():
+        below = prompts[prompts["n_labels"] <= row["n_labels"]]
+        if not below.empty:
+            pairs.append((row, below.loc[below["n_labels"].idxmax()]))
+    results = [compare(row, prompt) for row, prompt in pairs]
+    for i, ((row, prompt), result) in enumerate(zip(pairs, results, strict=True)):
         if all(r["beats"] for r in results[i:]):
-            return {"n_labels": int(row["n_labels"]), "prompt": top, "fitted": row,
-                    "budgets": [int(r["n_labels"]) for r in best_at], "result": result}
+            return {"n_labels": int(row["n_labels"]), "prompt": prompt, "fitted": row,
+                    "budgets": [int(r["n_labels"]) for r, _ in pairs], "result": result}
     return None
 
 
 def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
-    """From which label budget a fine-tuned arm beats the best prompt for good, or not."""
+    """From which label budget a fine-tuned arm beats prompting for good, or not."""
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
     how = ("paired bootstrap over the shared test examples" if found and
            found["result"]["paired"] else "95% intervals apart")
-    if found and len(budgets) == 1:
-        return (f"{arm} at {budgets[0]} labels (the only budget tested) beats the best prompt "
-                f"({found['prompt']['arm']}): {metric} {cell(found['fitted'])} vs "
-                f"{cell(found['prompt'])}{_difference(found['result'])} ({how}); fewer labels "
-                "were not tested.")
     if found:
+        prompt = found["prompt"]
+        versus = f"prompting ({_config(prompt)}, at {int(prompt['n_labels'])} labels)"
+        numbers = (f"{metric} {cell(found['fitted'])} vs {cell(prompt)}"
+                   f"{_difference(found['result'])} ({how})")
+    if found and len(budgets) == 1:
+        return (f"{arm} at {budgets[0]} labels (the only budget tested) beats {versus}: "
+                f"{numbers}; fewer labels were not tested.")
+    if found:
+        larger = [n for n in budgets if n > found["n_labels"]]
         smaller = [n for n in budgets if n < found["n_labels"]]
+        where = (f"there and at every larger budget tested ({', '.join(map(str, larger))})"
+                 if larger else "there, the largest budget tested")
         below = (f" With fewer labels ({', '.join(map(str, smaller))}) it does not clearly "
                  "beat prompting." if smaller else "")
         return (f"Fine-tune ({arm}) once you have about {found['n_labels']} labelled "
-                f"examples: it beats the best prompt ({found['prompt']['arm']}) there and at "
-                f"every larger budget tested ({', '.join(map(str, budgets))}); {metric} "
-                f"{cell(found['fitted'])} vs prompting {cell(found['prompt'])}"
-                f"{_difference(found['result'])} ({how}).{below}")
-    top = best(cells)
+                f"examples: it beats {versus} {where}; {numbers}.{below}")
+    top = chosen(cells)
+    top = top.loc[top["n_labels"].idxmax()] if not top.empty else None
     if top is None:
         return None
     tested = ("the only budget tested" if len(budgets) == 1
               else f"budgets tested: {', '.join(map(str, budgets))}")
-    return (f"{arm} does not beat the best prompt at every budget from some point on ({tested}; "
-            f"its best: {cell(top)} at {int(top['n_labels'])} labels): prompt, or collect more "
-            "labels and seeds.")
+    return (f"{arm} does not beat prompting at every budget from some point on ({tested}; at "
+            f"{int(top['n_labels'])} labels: {cell(top)}): prompt, or collect more labels and "
+            "seeds.")
 
 
 def _difference(result: dict) -> str:
@@ -133,8 +147,7 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
         shared = sorted(set(a["n_labels"]) & set(b["n_labels"]))
         if not shared:
             continue
-        lo = a[a["n_labels"] == shared[-1]].iloc[0]
-        hi = b[b["n_labels"] == shared[-1]].iloc[0]
+        lo, hi = (chosen(rows[rows["n_labels"] == shared[-1]]).iloc[0] for rows in (a, b))
         if hi["train_usd"] > 0:
             lines.append(f"At {int(shared[-1])} labels {arm} reaches {metric} {cell(lo)} vs "
                          f"{most} {cell(hi)}, at {100 * lo['train_usd'] / hi['train_usd']:.0f}%"
