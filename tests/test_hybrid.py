@@ -123,6 +123,7 @@ def test_the_teacher_is_up_front_cost_in_the_break_even():
          "quality": 0.8, "usd_per_1k": 1.0, "train_usd": 1.0, "teacher_usd": 2.0},
         {"model": "m", "dtype": "float32", "arm": "few_shot", "fit": False, "n_labels": 8,
          "quality": 0.6, "usd_per_1k": 2.0, "train_usd": 0.0, "teacher_usd": float("nan")}])
+    table = table.assign(task="t", cell=table["arm"], val_quality=float("nan"), n_validation=0)
     costs = arm_costs(table)
     assert costs.set_index("arm")["up_front"].to_dict() == {"few_shot": 0.0, "hybrid": 3.0}
     (row,) = break_even(costs).to_dict("records")

@@ -24,15 +24,17 @@ class Store:
         mlflow.set_experiment("t")
 
     def run(self, arm, values, seed=0, n_labels=0, cell=None, test_set="T", per_1k=1.0,
-            train_usd=0.0, tags=None, params=None):
+            train_usd=0.0, tags=None, params=None, val=None, n_val=0):
         values = np.asarray(values, dtype=float)
+        chose = {} if val is None else {"val/accuracy": val, "data/n_validation": n_val}
         with mlflow.start_run(tags={"arm": arm, "fit": FIT[arm], "task": "t", "model": "m",
                                     "seed": str(seed), "cell": cell or f"{arm}-{n_labels}",
                                     **(tags or {})}):
             mlflow.log_params({"data.test_sha256": test_set, **(params or {})})
             mlflow.log_metrics({"test/accuracy": values.mean(), "data/n_labels": n_labels,
                                 "cost/usd_per_1k_predictions": per_1k,
-                                "cost/train_usd": train_usd, "cost/trainable_params": 0})
+                                "cost/train_usd": train_usd, "cost/trainable_params": 0,
+                                **chose})
             mlflow.log_dict({"metric": "accuracy", "test_sha256": test_set,
                              "values": values.tolist()}, "per_example.json")
 
@@ -189,3 +191,58 @@ def test_random_weights_and_ties_are_said_in_words(tmp_path):
     text = (md / "report.md").read_text()
     assert "| lora | few_shot | accuracy, fine-tuned vs prompting" not in text  # the header
     assert "| accuracy, fine-tuned vs prompting |" in text and "| 0.900 vs 0.135 |" in text
+
+
+def test_the_verdict_follows_validation_and_ignores_the_test_scores_of_the_rest(tmp_path):
+    """At 28 labels two prompting configurations: contextual wins on validation, PMI on test.
+    The verdict compares LoRA with the contextual one, and does not move when the PMI cell's
+    test score changes (the runs of the cell not chosen are only in the tables)."""
+    def verdict(pmi_on_test):
+        store = Store(tmp_path / str(pmi_on_test))
+        for seed in range(3):
+            store.run("few_shot", right(0.6, offset=seed), seed=seed, n_labels=28,
+                      cell="contextual", params={"scorer.calibration": "contextual"}, val=0.7,
+                      n_val=3)
+            store.run("few_shot", right(pmi_on_test, offset=seed), seed=seed, n_labels=28,
+                      cell="pmi", params={"scorer.calibration": "pmi"}, val=0.4, n_val=3)
+            store.run("lora", right(0.7, offset=seed), seed=seed, n_labels=28, val=0.6, n_val=3)
+        table = store.table()
+        return report.crossover(table, "lora"), report.recommend(table, "accuracy")
+
+    found, words = verdict(0.9)
+    assert found["n_labels"] == 28 and found["prompt"]["cell"].startswith("contextual")
+    assert "28 labels: few_shot (scorer.calibration=contextual; chosen on validation from 2 " \
+           "configurations), accuracy 0.600" in " ".join(words)
+    moved, moved_words = verdict(0.3)
+    assert moved["prompt"]["cell"] == found["prompt"]["cell"] and moved_words == words
+
+
+def test_three_scattered_seeds_widen_the_interval_beyond_their_range(tmp_path):
+    """Seeds at 0.55 / 0.75 / 0.79 on one test set: a bootstrap that resamples them spans
+    about their range; the seeds' t-interval (2 degrees of freedom) is far wider."""
+    store = Store(tmp_path)
+    for seed, share in enumerate((0.55, 0.75, 0.79)):
+        store.run("few_shot", right(share), seed=seed, n_labels=4)
+    cell = store.table().iloc[0]
+    assert cell["quality"] == pytest.approx(0.6967, abs=1e-3)
+    assert cell["quality_low"] < 0.55 - 0.1 and cell["quality_high"] > 0.79 + 0.1
+    seeds = np.array([0.55, 0.75, 0.79])
+    half = 4.303 * seeds.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert cell["quality_low"] == pytest.approx(max(0.0, seeds.mean() - half), abs=0.02)
+
+
+def test_a_learning_rate_search_is_counted_in_labels_and_up_front_cost(tmp_path):
+    """LoRA at 28 labels with three learning rates: the one best on validation (not on test)
+    is the arm's, at 28 labels (validation is inside the budget), and its up-front cost is
+    the three fits' training and validation scoring."""
+    store = Store(tmp_path)
+    for lr, val, test in (("1e-4", 0.5, 0.9), ("3e-4", 0.8, 0.7), ("1e-3", 0.6, 0.8)):
+        store.run("lora", right(test), n_labels=28, cell=f"lora-{lr}", params={"arm.lr": lr},
+                  val=val, n_val=3, train_usd=2.0, per_1k=1.0)
+    store.run("few_shot", right(0.5), n_labels=4, per_1k=2.0)
+    table = store.table()
+    costs = arm_costs(table).set_index("arm")
+    assert costs.loc["lora", "quality"] == pytest.approx(0.7)  # lr=3e-4, chosen on validation
+    assert costs.loc["lora", "n_labels"] == 28
+    assert costs.loc["lora", "up_front"] == pytest.approx(3 * (2.0 + 3 * 1.0 / 1000))
+    assert report.crossover(table, "lora")["fitted"]["val_quality"] == pytest.approx(0.8)

@@ -279,18 +279,18 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm of a task, at its best cell: per-call USD, up-front USD (training, its
-    search trials' `search_usd`, a hybrid teacher's labels) and quality."""
+    """Per model x arm of a task, at its largest label budget and the configuration chosen
+    there without test: per-call USD, up-front USD (every configuration's training and
+    validation scoring, its search trials' `search_usd`, a hybrid teacher's labels), quality."""
     rows = []
-    for (model, dtype, arm), group in table.groupby(["model", "dtype", "arm"], sort=True):
-        scored = group[group["quality"].notna()]
-        top = (scored if not scored.empty else group).sort_values("quality").iloc[-1]
+    for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
+        top = group.loc[group["n_labels"].idxmax()]
         search = 0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0))
         teacher = top.get("teacher_usd")  # a hybrid's; none logged: nothing paid
         rows.append({"model": model, "dtype": dtype, "arm": arm, "fit": bool(top["fit"]),
                      "n_labels": int(top["n_labels"]), "quality": top["quality"],
                      "per_call": top["usd_per_1k"] / 1000,
-                     "up_front": (top["train_usd"] if top["fit"] else 0.0) + search
+                     "up_front": top["search_usd"] + search
                      + (0.0 if pd.isna(teacher) else float(teacher))})
     return pd.DataFrame(rows)
 
