@@ -260,7 +260,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for values, group in prompting(runs).groupby(keys):
         by_prompt = group.groupby("prompt")["quality"].mean().dropna()
-        scored = not by_prompt.empty  # False when no run logged the quality metric
+        scored = len(by_prompt) > 1  # a best template needs two (and the quality logged)
         quality = group["quality"]
         rows.append({**dict(zip(keys, values, strict=True)), "runs": len(group),
                      "templates": group["prompt"].nunique(),

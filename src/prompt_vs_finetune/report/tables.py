@@ -79,6 +79,8 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
         reduced(table) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
         ("runs", _int("runs")), (f"{metric} [95% interval]", quality),
+        *_secondary(table), _has(table, "val_quality") and (f"validation {metric}",
+                                                            _num("val_quality", ".3f")),
         ("perplexity", _num("perplexity")),
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
         "agreement" in table and table["agreement"].notna().any()
@@ -88,6 +90,35 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
         ("trainable params", _num("trainable_params")),
         ("Pareto", lambda r: "yes" if r["pareto"] else "")],
         ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
+
+
+def _has(table: pd.DataFrame, column: str) -> bool:
+    return column in table and table[column].notna().any()
+
+
+def _secondary(table: pd.DataFrame) -> list:
+    """Macro-F1, or ROUGE-1 / ROUGE-2, where the cells logged them."""
+    return [_has(table, "macro_f1") and ("macro-F1", _num("macro_f1", ".3f")),
+            _has(table, "rouge1") and ("ROUGE-1 / ROUGE-2", lambda r: f"{num(r['rouge1'], '.3f')}"
+                                       f" / {num(r['rouge2'], '.3f')}")]
+
+
+def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
+    """Each side's configuration chosen without test at each label budget: what the verdict
+    compares, with the effort and cost of choosing it and its agreement across seeds."""
+    ordered = picks.assign(_fit=picks["fit"].astype(bool)).sort_values(
+        ["_fit", "side", "dtype", "n_labels"])
+    return _table([
+        ("side", "side"), reduced(picks) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
+        ("configuration", lambda r: r["arm"] + (f" ({r['variant']})" if r["variant"] else "")),
+        ("chosen by", lambda r: r["chosen_by"] or "its only configuration"),
+        ("runs", _int("runs")), (f"{metric} [95% interval]", quality), *_secondary(picks),
+        _has(picks, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
+        _has(picks, "classes_covered") and ("classes covered", _num("classes_covered", ".0f")),
+        ("search USD (training + validation)", _num("search_usd"))], ordered,
+        f"**Learning curve** (each side at each label budget, its configuration chosen on that "
+        f"budget's validation labels, never on test; {metric}; the verdict compares these "
+        "rows only, at equal budgets, and so does the agreement across seeds)")
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
