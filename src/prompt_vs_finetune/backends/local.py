@@ -83,7 +83,8 @@ class LocalBackend(Backend):
         cfg, state, previous = self.cfg, self.state, self.previous
         meter = CostMeter()
         callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-        if not cfg.arm.fit:
+        fixed = cfg.arm.fit and len(self.splits["validation"]) < cfg.arm.min_validation
+        if not cfg.arm.fit or fixed:  # nothing to choose a checkpoint or stop early by
             callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
         output_dir = previous["output_dir"] if previous else cfg.paths.output_dir
         for c in callbacks:  # a resumed fit's best-so-far lives in the first attempt's folder
@@ -117,7 +118,8 @@ class LocalBackend(Backend):
         return Predictions(rows=rows, usage=usage,
                            demos_used=self.encoder.demos_used, demos_dropped=self.demos_dropped,
                            truncated_inputs=self.encoder.truncated, metrics=metrics,
-                           validation=validation)
+                           validation=validation,
+                           tags={"checkpoint": "last" if fixed else "best"} if cfg.arm.fit else {})
 
     def _validation_rows(self, trainer, meter) -> list[dict] | None:
         """The validation split scored as test is (the weights as scored), for a search to

@@ -145,6 +145,8 @@ TAGS: dict[str, str] = {
     "overrides": "the job's command-line overrides, redacted",
     "calibration": "how test/accuracy ranked the labels: none (scorer.length_norm), contextual "
                    "or pmi (local classification)",
+    "checkpoint": "the weights a fit scored: best (on validation loss) or last (a fixed "
+                  "schedule: validation smaller than arm.min_validation)",
     "inference_dtype": "the dtype the test is scored in (local models)",
     "study": "the study (study=...; the DVC pipelines set it)",
     "hpo_trial": "a trial of a hyper-parameter search (its test metrics are not the experiment's)",
