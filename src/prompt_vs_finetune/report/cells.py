@@ -37,6 +37,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                      "quality_ci": (high - low) / 2,
                      "interval": "t over seeds" if matrix is None else "bootstrap",
                      "val_quality": group["val_quality"].mean(),
+                     "checkpoint": group["checkpoint"].iloc[0],
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
     table = pd.DataFrame(rows)

@@ -102,6 +102,7 @@ def _row(run) -> dict:
             # random weights (model.tiny; runs from before the tag: the model's name)
             "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower()) == "true",
             "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
+            "checkpoint": tags.get("checkpoint", ""),  # a fit's: best, or last (fixed schedule)
             "order_seed": params.get("arm.order_seed", ""),
             "n_labels": n_labels, "n_classes": float(n_classes),
             "quality": metrics.get(metric, math.nan),

@@ -44,6 +44,11 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
         crossings = [_crossover_line(table, arm, metric) for arm in arm_order(trained)]
         lines += [f"{line} (The prompts compared are {RANDOM_WEIGHTS}.)" if random and line
                   else line for line in crossings]
+    fixed = sorted({int(n) for n in trained[trained["checkpoint"] == "last"]["n_labels"]})
+    if fixed:
+        lines.append(f"Fine-tuning at {', '.join(map(str, fixed))} labels ran a fixed schedule "
+                     "and scored its last weights: validation under arm.min_validation "
+                     "examples is too small to choose a checkpoint or stop early on.")
     return [line for line in lines if line] + _cheaper_training(trained, metric)
 
 
