@@ -114,8 +114,7 @@ class AnthropicChat(ChatModel):
         if not isinstance(content, list):
             raise UnreadableReply(f"no content list: {str(message)[:80]!r}")
         text = "".join(block.text for block in content if block.type == "text")
-        usage = getattr(message, "usage", None)
-        return Reply(text, *_token_counts(usage, "input_tokens", "output_tokens"), 0.0,
+        return Reply(text, *_token_counts(message, "input_tokens", "output_tokens"), 0.0,
                      raw.retries_taken)
 
 
@@ -136,14 +135,14 @@ class OpenAICompatibleChat(ChatModel):
         choices = getattr(completion, "choices", None)
         if not choices:
             raise UnreadableReply(f"no choices: {str(completion)[:80]!r}")
-        usage = getattr(completion, "usage", None)
         return Reply(choices[0].message.content or "",
-                     *_token_counts(usage, "prompt_tokens", "completion_tokens"), 0.0,
+                     *_token_counts(completion, "prompt_tokens", "completion_tokens"), 0.0,
                      raw.retries_taken)
 
 
-def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
-    """(input, output): a reply without them is refused rather than counted as free."""
+def _token_counts(reply, input_key: str, output_key: str) -> tuple[int, int]:
+    """(input, output) from its usage: a reply without them is refused, not counted as free."""
+    usage = getattr(reply, "usage", None)
     counts = tuple(getattr(usage, key, None) for key in (input_key, output_key))
     if not all(isinstance(n, int) and n >= 0 for n in counts):
         raise UnreadableReply(f"its usage gives {input_key}={counts[0]!r}, "

@@ -40,10 +40,9 @@ def check_inference_dtype(name: str, device_type: str) -> None:
 
 
 def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
-    """`model` ready to score in `name` on `device`, changed in place (use the one returned:
-    int8 merges LoRA adapters, since quantized weights cannot take one, and replaces modules).
-    Every Linear but a tied output layer gets int8 weights: on CPU by dynamic quantization
-    (the rest in float32), on CUDA by bitsandbytes LLM.int8() (the rest in float16)."""
+    """`model` cast in place to score in `name` on `device` (use the one returned: int8 merges
+    LoRA and quantizes every Linear but a tied output layer, on CPU dynamically, on CUDA by
+    bitsandbytes LLM.int8(); the rest in float32 / float16, which their kernels take)."""
     check_inference_dtype(name, _device_type(device))
     if name == "float32":
         return model
@@ -52,9 +51,12 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
     if hasattr(model, "merge_and_unload"):  # peft
         model = model.merge_and_unload()
     conv1d_to_linear(model)
-    skip = _tied_head(model)
+    # a tied output layer (GPT-2) stays float: the embedding lookup needs the float matrix
+    # anyway, and few positions reach it in scoring (logits_to_keep)
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is model.get_input_embeddings().weight
     linears = [(path, m) for path, m in model.named_modules()
-               if isinstance(m, nn.Linear) and m is not skip]
+               if isinstance(m, nn.Linear) and not (tied and m is head)]
     if _device_type(device) == "cuda":
         return _bitsandbytes_int8(model, linears, torch.device(device))
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -67,16 +69,6 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
         warnings.simplefilter("ignore", UserWarning)
         return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n, _ in linears},
                                 dtype=torch.qint8, inplace=True)
-
-
-def _tied_head(model: nn.Module) -> nn.Module | None:
-    """The output layer tied to the input embeddings (GPT-2), left unquantized: the lookup
-    needs the float matrix anyway, and few positions reach it in scoring (logits_to_keep)."""
-    head = getattr(model, "get_output_embeddings", lambda: None)()
-    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
-    if head is None or embeddings is None:
-        return None
-    return head if getattr(head, "weight", None) is getattr(embeddings, "weight", 0) else None
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
@@ -102,12 +94,10 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
                        device: torch.device) -> nn.Module:
-    """Each Linear a bitsandbytes Linear8bitLt (as load_in_8bit), quantized on its move to the
-    GPU; the rest in float16, which the int8 kernels take."""
+    """Each Linear a Linear8bitLt (as load_in_8bit), quantized on its move to the GPU."""
     import bitsandbytes as bnb
 
     model.to(torch.float16)
-    modules = dict(model.named_modules())
     for name, linear in linears:
         quantized = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features,
                                         bias=linear.bias is not None, has_fp16_weights=False,
@@ -117,7 +107,7 @@ def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
         if linear.bias is not None:
             quantized.bias = nn.Parameter(linear.bias.detach(), requires_grad=False)
         parent, _, child = name.rpartition(".")
-        setattr(modules[parent] if parent else model, child, quantized.to(device))
+        setattr(model.get_submodule(parent), child, quantized.to(device))
     return model
 
 

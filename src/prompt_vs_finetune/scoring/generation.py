@@ -13,15 +13,12 @@ MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
     """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`
     strings (the decoding's own follow them)."""
-    kwargs = {
-        "max_new_tokens": int(decoding.max_new_tokens),
-        "do_sample": decoding.strategy == "sampling",
-        "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
-        "repetition_penalty": float(decoding.repetition_penalty),
-        "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    kwargs = {"max_new_tokens": int(decoding.max_new_tokens),
+              "do_sample": decoding.strategy == "sampling",
+              "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+              "repetition_penalty": float(decoding.repetition_penalty),
+              "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     if decoding.strategy == "beam":
         kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
     if decoding.strategy == "sampling":
@@ -84,8 +81,12 @@ def batch_cache(model, caches: list, length: int):
     step (39% of a batch's decoding time on 2 CPU cores, measured)."""
     width = max(c.layers[0].keys.size(2) for c in caches)
     by_layer = list(zip(*(c.layers for c in caches), strict=True))  # [layer][row]
-    cache = _static_cache(model, length)
-    if cache is None:
+    try:
+        cache = StaticCache(config=model.config, max_cache_len=length)
+    except (TypeError, ValueError):  # a config that builds none
+        cache = None
+    # not every layer a key/value one (linear attention): a DynamicCache
+    if cache is None or not all(hasattr(layer, "cumulative_length") for layer in cache.layers):
         return DynamicCache(ddp_cache_data=[
             tuple(torch.cat([F.pad(t, (0, 0, width - t.size(2), 0)) for t in tensors])
                   for tensors in ([s.keys for s in rows], [s.values for s in rows]))
@@ -100,16 +101,6 @@ def batch_cache(model, caches: list, length: int):
             layer.values[row, :, pad:width] = source.values[0]
         layer.cumulative_length.fill_(width)
     return cache
-
-
-def _static_cache(model, length: int):
-    """An empty StaticCache, or None where the model's layers are not all key/value ones
-    (linear attention) or its config builds none."""
-    try:
-        cache = StaticCache(config=model.config, max_cache_len=length)
-    except (TypeError, ValueError):
-        return None
-    return cache if all(hasattr(layer, "cumulative_length") for layer in cache.layers) else None
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

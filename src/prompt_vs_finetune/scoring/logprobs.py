@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 
-def left_pad(seqs: list[list[int]], pad_id: int,
-             width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, attention mask), every row ending at the last column."""
-    width = width or max(len(s) for s in seqs)
+    width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):
@@ -25,16 +24,6 @@ def left_pad(seqs: list[list[int]], pad_id: int,
             input_ids[row, width - len(seq):] = torch.tensor(seq)
             attention[row, width - len(seq):] = 1
     return input_ids, attention
-
-
-def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The [batch, 1, queries, keys] float mask for a boolean `allowed` [batch, queries, keys].
-    A query that may attend to nothing (a padding row) sees itself: no softmax of an empty row."""
-    queries, keys = allowed.shape[-2:]
-    allowed = allowed.clone()
-    allowed[..., :, keys - queries:] |= torch.eye(queries, dtype=torch.bool)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-    return mask[:, None]
 
 
 class Scores(NamedTuple):
@@ -54,8 +43,7 @@ def _accepts(model, argument: str) -> bool:
 
 
 def takes_cache(model) -> bool:
-    """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not:
-    it runs the plain paths)."""
+    """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not)."""
     return _accepts(model, "cache")
 
 
@@ -152,14 +140,13 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
     + block, the columns whose logits predict a choice token, which one each token reads).
     Columns: [left-padded own context | one per trie node]; a node's column holds its last
     token at its position after the context, and sees the context and its ancestors."""
-    n_ctx, nodes = len(suffixes), trie.nodes
-    width = max(len(s) for s in suffixes)
-    context_ids, _ = left_pad(suffixes, pad_id, width)
-    node_ids = torch.tensor([n[-1] for n in nodes], dtype=torch.long).expand(n_ctx, -1)
+    n_ctx = len(suffixes)
+    context_ids, _ = left_pad(suffixes, pad_id)
+    node_ids = torch.tensor([n[-1] for n in trie.nodes], dtype=torch.long).expand(n_ctx, -1)
     input_ids = torch.cat([context_ids, node_ids], dim=1)
-    length = input_ids.size(1)
+    width, length = context_ids.size(1), input_ids.size(1)
     cols = torch.arange(length)
-    depth = torch.tensor([0] * width + [len(n) - 1 for n in nodes])
+    depth = torch.tensor([0] * width + [len(n) - 1 for n in trie.nodes])
     own = torch.tensor([len(s) for s in suffixes])
     real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
     position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
@@ -172,11 +159,13 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
     causal = cols[None, :] <= cols[:, None]  # a node's column comes after every context's
     query_real = real_ctx | (cols >= width)[None]
     allowed = (real_ctx[:, None, :] & causal[None] | ancestor[None]) & query_real[:, :, None]
+    allowed |= torch.eye(length, dtype=torch.bool)  # a padding row sees itself: no empty softmax
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
     columns, row = torch.unique(torch.tensor(trie.predictor) + width, return_inverse=True)
-    return input_ids, position_ids, additive_mask(allowed, dtype), columns, row
+    return input_ids, position_ids, mask[:, None], columns, row
 
 
 @torch.no_grad()
