@@ -229,8 +229,7 @@ def build_once(path: Path, build) -> None:
 
 
 def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
-    """The package's GGUF model dequantized once into a cached checkpoint, keyed by its SHA-256
-    (`model=smollm2`)."""
+    """The package's GGUF model (`model=smollm2`) dequantized once, cached by its SHA-256."""
     source = gguf_file(gguf_cfg)
     path = cache_root / f"{source.stem}-{file_sha256(source)[:16]}"
     if (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file():
@@ -245,8 +244,8 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """A GGUF-loaded model refuses `save_pretrained` (its config carries the GGUF
-    quantization): the weights move into a fresh model, saved as a plain checkpoint."""
+    """The weights moved into a fresh model saved as a plain checkpoint: a GGUF-loaded model
+    refuses `save_pretrained` (its config carries the GGUF quantization)."""
     folder, name = str(source.parent), source.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

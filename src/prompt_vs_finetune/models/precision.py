@@ -72,10 +72,9 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) made the equivalent nn.Linear,
-    in place: quantizers look for nn.Linear, and on a CPU without bf16/fp16 matrix units
-    Conv1D's half-precision addmm is ~20x slower (GPT-2 124M, measured). A LoRA adapter
-    around one is told its base is no longer transposed (fan_in_fan_out)."""
+    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) an nn.Linear, in place, and a LoRA
+    around it told so (fan_in_fan_out): quantizers look for nn.Linear, and on a CPU without
+    half-precision matrix units Conv1D's addmm is ~20x slower (GPT-2 124M, measured)."""
     from transformers.pytorch_utils import Conv1D
 
     for parent in list(model.modules()):

@@ -11,8 +11,7 @@ MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it 
 
 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
-    """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`
-    strings (the decoding's own follow them)."""
+    """`model.generate` arguments for a decoding config; the task's `stop` strings first."""
     kwargs = {"max_new_tokens": int(decoding.max_new_tokens),
               "do_sample": decoding.strategy == "sampling",
               "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
@@ -33,9 +32,8 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], kwargs: dict,
              prefix_cache: PrefixCache | None = None) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text. With a `prefix_cache` (and no
-    beams) the prefix all prompts share comes from it: rows are [prefix | left-padded own
-    tokens] and `generate` runs only the uncached tokens."""
+    """New tokens for each prompt, cut at the first end-of-text. A `prefix_cache` (no beams)
+    gives the prefix all prompts share: rows [prefix | left-padded own tokens]."""
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
     cache = None
@@ -69,16 +67,14 @@ def ragged(model, prompts: list[list[int]]) -> bool:
 
 
 def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
-    """The KV cache of every prompt but its last token, each run alone, in one batch cache
-    with room for `new_tokens` more; `generate` runs the last tokens together."""
+    """Every prompt but its last token run alone, into one batch cache with `new_tokens` room."""
     caches = [prefill(model, torch.tensor([p[:-1]], device=device)) for p in prompts]
     return batch_cache(model, caches, max(len(p) for p in prompts) + new_tokens)
 
 
 def batch_cache(model, caches: list, length: int):
-    """One batch cache of `length` positions from batch-1 caches, each left-padded to the
-    longest. A preallocated StaticCache: a DynamicCache grows by copying every layer at every
-    step (39% of a batch's decoding time on 2 CPU cores, measured)."""
+    """One preallocated cache of `length` positions from batch-1 caches, left-padded to the
+    longest (a DynamicCache copies every layer each step: 39% of decoding on 2 CPUs, measured)."""
     width = max(c.layers[0].keys.size(2) for c in caches)
     by_layer = list(zip(*(c.layers for c in caches), strict=True))  # [layer][row]
     try:

@@ -1,6 +1,5 @@
 """Log-likelihood of continuations (verbalized labels, reference answers) after a context.
-Left padding (position ids from the attention mask) ends every continuation at the last
-position, so logits are computed only there, never over the whole prompt."""
+Left padding ends every continuation at the last position: logits are computed only there."""
 
 import copy
 import functools
@@ -48,8 +47,7 @@ def takes_cache(model) -> bool:
 
 
 def _logits_kept(model, keep) -> dict:
-    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the projection of
-    positions never read is a third of a pass."""
+    """`logits_to_keep` where the model takes it (GPT-2's projection is a third of a pass)."""
     return {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
 
 
@@ -99,13 +97,10 @@ def common_prefix_length(seqs: list[list[int]]) -> int:
 
 class PrefixCache:
     """The KV cache of a shared prefix (few-shot demos + template head), reused by every batch
-    until `clear()` (the weights changed)."""
+    of a test (a new one for new weights)."""
 
     tokens: tuple[int, ...] = ()
     cache = None
-
-    def clear(self) -> None:
-        self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
         """(batch-1 cache of `prefix`, tokens run to build it)."""
@@ -172,10 +167,9 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
 def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
                            pad_id: int, prefix_cache: PrefixCache | None = None,
                            shared: int | None = None) -> Scores:
-    """log p(choice | context) for every context x choice (contexts outer), every token run
-    once: the shared prefix from a KV cache, then per row the context's own tokens and the
-    choices as a prefix tree under a 4D mask. `shared`: at most this many tokens come from the
-    cache (default: all the contexts share), so one cached prefix serves every call."""
+    """log p(choice | context) for every context x choice (contexts outer), every token run once
+    (docs/performance.md). `shared`: at most this many tokens from the cache (default: all the
+    contexts share), so one cached prefix serves every call."""
     param = next(model.parameters())
     device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)
