@@ -1,5 +1,4 @@
-"""Load any Hugging Face causal LM (Hub name, local path, the offline `tiny` GPT-2 or a GGUF
-file a package ships) with its tokenizer, wrap LoRA (docs/models.md)."""
+"""Load a Hugging Face causal LM (Hub, local, the offline `tiny`, a packaged GGUF), wrap LoRA."""
 
 import hashlib
 import importlib.util
@@ -165,8 +164,8 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     texts = list(corpus)
-    # initializer_range: GPT-2's 0.02 suits width 768; at width 128 it leaves the tied
-    # embeddings so short that a frozen-base LoRA cannot make any answer token likely.
+    # initializer_range: GPT-2's 0.02 at width 128 leaves the tied embeddings too short for a
+    # frozen-base LoRA to make any answer token likely
     dims = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
                                      "initializer_range")}
     arch = {**dims, "vocab_size": tiny_cfg.vocab_size, "init_seed": tiny_cfg.init_seed}

@@ -6,6 +6,7 @@ import warnings
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ..errors import UserError
 
@@ -14,10 +15,8 @@ INFERENCE_DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 def _device_type(device) -> str:
     """A torch device type from a device, a device type or a Lightning accelerator name."""
-    kind = torch.device(device).type if isinstance(device, torch.device) else str(device)
-    if kind == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return {"gpu": "cuda"}.get(kind, kind.split(":")[0])
+    names = {"gpu": "cuda", "auto": "cuda" if torch.cuda.is_available() else "cpu"}
+    return names.get(str(device), str(device)).split(":")[0]
 
 
 def check_inference_dtype(name: str, device_type: str) -> None:
@@ -51,8 +50,7 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
     if hasattr(model, "merge_and_unload"):  # peft
         model = model.merge_and_unload()
     conv1d_to_linear(model)
-    # a tied output layer (GPT-2) stays float: the embedding lookup needs the float matrix
-    # anyway, and few positions reach it in scoring (logits_to_keep)
+    # a tied output layer (GPT-2) stays float: its lookup needs it, and scoring reads few rows
     head = model.get_output_embeddings()
     tied = head is not None and head.weight is model.get_input_embeddings().weight
     linears = [(path, m) for path, m in model.named_modules()
@@ -62,8 +60,7 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model.float()  # CPU int8 kernels take float32 (a model trained in bf16-true is not)
-    # torch marks eager quantization deprecated (for torchao, not a dependency here) but
-    # still ships it; its warnings would repeat in every job's log
+    # deprecated (for torchao, not a dependency) but shipped: no warnings in every job's log
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -75,8 +72,6 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
     """Every transformers Conv1D (GPT-1/2: W stored [in, out]) an nn.Linear, in place, and a LoRA
     around it told so (fan_in_fan_out): quantizers look for nn.Linear, and on a CPU without
     half-precision matrix units Conv1D's addmm is ~20x slower (GPT-2 124M, measured)."""
-    from transformers.pytorch_utils import Conv1D
-
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):

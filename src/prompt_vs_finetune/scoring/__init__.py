@@ -1,5 +1,4 @@
-"""Scoring the test split on a local model: log-likelihoods of continuations (plain and
-shared-prefix), batched generation, and the two per-task scorers built on them."""
+"""Scoring the test split on a local model: log-likelihoods, generation, the two scorers."""
 
 from .scorers import RankClassifier, Summarizer, build_scorer
 

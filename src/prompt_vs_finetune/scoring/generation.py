@@ -1,5 +1,4 @@
-"""Batched generation: left padding, decoding from config, a shared prefix (few-shot demos)
-encoded once and reused, and ragged prompts prefilled one by one."""
+"""Batched generation: decoding from config, a cached shared prefix, ragged prompts prefilled."""
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +48,7 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         base, _ = prefix_cache.get(model, prompts[0][:shared])
         cache = batch_cache(model, [base] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
-    # a StaticCache makes generate torch.compile the forward on GPUs, once per batch shape
-    # (width and batch size change every batch): minutes of compiling, not decoding
+    # with a StaticCache generate would compile per batch shape on GPUs: minutes, not decoding
     extra = {} if cache is None else {"cache": cache, "disable_compile": True}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
@@ -90,8 +88,7 @@ def batch_cache(model, caches: list, length: int):
     for layer, rows in zip(cache.layers, by_layer, strict=True):
         for row, source in enumerate(rows):
             if not layer.is_initialized:
-                layer.lazy_initialization(source.keys.expand(len(rows), -1, -1, -1),
-                                          source.values)
+                layer.lazy_initialization(source.keys.expand(len(rows), -1, -1, -1), source.values)
             pad = width - source.keys.size(2)
             layer.keys[row, :, pad:width] = source.keys[0]
             layer.values[row, :, pad:width] = source.values[0]

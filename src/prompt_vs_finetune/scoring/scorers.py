@@ -74,8 +74,7 @@ class RankClassifier(_Scorer):
         contexts = batch["context_ids"]
         logprob, n_tokens, processed = self._logprobs(model, contexts)
         references, reference_tokens = self._references(model)
-        # every ranking from the same log-likelihoods: summed and per character
-        # (lm-evaluation-harness's acc / acc_norm), and both calibrations
+        # every ranking from the same log-likelihoods: acc / acc_norm (lm-eval), calibrated
         rankings = {"sum": logprob,
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
                     "contextual": contextual(logprob, references["contextual"]),
@@ -182,8 +181,7 @@ class Summarizer(_Scorer):
         for index, refs, ref_ids, tokens, context in zip(
                 batch["index"], references, scored, generated, contexts, strict=True):
             span, end = slice(end, end + len(refs)), end + len(refs)
-            text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
-                               self.stops)
+            text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), self.stops)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
                          # no end-of-text within the limit (a stop string ends it sooner)
