@@ -168,7 +168,7 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
     # frozen-base LoRA to make any answer token likely
     dims = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
                                      "initializer_range")}
-    arch = {**dims, "vocab_size": tiny_cfg.vocab_size, "init_seed": tiny_cfg.init_seed}
+    arch = {**dims, "vocab_size": tiny_cfg["vocab_size"], "init_seed": tiny_cfg["init_seed"]}
     digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
     digest.update(b"".join(text.encode("utf-8", "replace") + b"\0" for text in texts))
     path = cache_root / digest.hexdigest()[:16]
