@@ -112,9 +112,8 @@ class PrefixCache:
 
 
 class ChoiceTrie(NamedTuple):
-    """The choices as a prefix tree (choices that begin alike share inputs). `nodes`: every
-    proper prefix of a choice once, shortest first; `parent`: each node's, -1 for a first
-    token; `predictor`: for each choice token in order, the node predicting it, -1: the context."""
+    """The choices as a prefix tree: `nodes`, each proper prefix of a choice once, shortest first;
+    `parent`, each node's (-1: none); `predictor`, per choice token its node (-1: the context)."""
 
     nodes: list[tuple[int, ...]]
     parent: list[int]
@@ -168,8 +167,7 @@ def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[
                            pad_id: int, prefix_cache: PrefixCache | None = None,
                            shared: int | None = None) -> Scores:
     """log p(choice | context) for every context x choice (contexts outer), every token run once
-    (docs/performance.md). `shared`: at most this many tokens from the cache (default: all the
-    contexts share), so one cached prefix serves every call."""
+    (docs/performance.md); `shared` caps the cached prefix, so that one serves every call."""
     param = next(model.parameters())
     device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)
