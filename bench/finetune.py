@@ -9,10 +9,8 @@ the same batch size, optimizer (AdamW), learning rate, epochs and precision, in 
 Throughput is real (non-padding) tokens per second of the training loop. The Trainer runs as
 users run it (DataCollatorForSeq2Seq, dynamic padding, random batches) and with its
 `train_sampling_strategy="group_by_length"` option. pvf loads and trains the model as a job
-does (`load_model`) and computes logits at answer positions only; "packed" concatenates
-examples into rows of `--pack-length` tokens (one row a step, so a step still holds about
-`--batch-size` examples). Each configuration runs `--rounds` times, interleaved, and the
-fastest round counts (the spread is printed).
+does (`load_model`) and computes logits at answer positions only. Each configuration runs
+`--rounds` times, interleaved, and the fastest round counts (the spread is printed).
 """
 
 import argparse
@@ -79,10 +77,10 @@ def load(path: str, arm: str, ours: bool):
     return model
 
 
-def bench_lightning(path, arm, splits, encoder, args, precision, pack: int | None = None):
+def bench_lightning(path, arm, splits, encoder, args, precision):
     model = load(path, arm, ours=True)
-    data = TaskDataModule(splits, encoder, scorer=None, batch_size=1 if pack else args.batch_size,
-                          group_by_length=True, seed=0, pack_length=pack)
+    data = TaskDataModule(splits, encoder, scorer=None, batch_size=args.batch_size,
+                          group_by_length=True, seed=0)
     module = ArmModule(model, scorer=None, lr=LR[arm], weight_decay=0.0, warmup_ratio=0.0,
                        compile=False, inference_dtype="float32")
     timer = LoopTimer()
@@ -121,11 +119,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256, help="training examples")
     parser.add_argument("--arch", default="gpt2")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--pack-length", type=int, default=384)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--arms", nargs="+", default=["full_finetune", "lora"])
-    parser.add_argument("--no-packed", action="store_true", help="leave out pvf packed")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's peak dense TFLOP/s at the precision used (H100 SXM "
                              "bf16: 989), to print model FLOP utilisation")
@@ -148,14 +144,10 @@ def main() -> None:
     bench_lightning(path, "full_finetune", small, encoder, args, precision)
     sides = {
         "pvf": lambda arm: bench_lightning(path, arm, splits, encoder, args, precision),
-        "pvf packed": lambda arm: bench_lightning(path, arm, splits, encoder, args, precision,
-                                                  args.pack_length),
         "Trainer": lambda arm: bench_hf(path, arm, rows, tokenizer, args, bf16, False),
         "Trainer group_by_length": lambda arm: bench_hf(path, arm, rows, tokenizer, args, bf16,
                                                         True),
     }
-    if args.no_packed:
-        del sides["pvf packed"]
     out = []
     for arm in args.arms:
         seconds = {name: [] for name in sides}
@@ -165,17 +157,14 @@ def main() -> None:
         speed = {name: tokens / min(times) for name, times in seconds.items()}
         best_hf = max(speed["Trainer"], speed["Trainer group_by_length"])
         spread = max(max(t) / min(t) - 1 for t in seconds.values())
-        packed = speed.get("pvf packed")
-        out.append([arm, speed["pvf"], packed or "-", speed["Trainer"],
-                    speed["Trainer group_by_length"], f"{speed['pvf'] / best_hf:.2f}x",
-                    f"{packed / best_hf:.2f}x" if packed else "-", f"{spread:.0%}"])
+        out.append([arm, speed["pvf"], speed["Trainer"], speed["Trainer group_by_length"],
+                    f"{speed['pvf'] / best_hf:.2f}x", f"{spread:.0%}"])
     print(f"# finetune: Banking77, {args.n} examples x {args.epochs} epoch(s), batch "
-          f"{args.batch_size} (packed: rows of {args.pack_length} tokens, one a step), "
-          f"{args.arch} ({weights(args.arch)}, vocabulary {vocabulary:,}), {precision}, "
-          f"{machine()}; {tokens} real tokens; best of {args.rounds} interleaved rounds")
-    print(table(["arm", "pvf tokens/s", "pvf packed tokens/s", "Trainer tokens/s",
-                 "Trainer group_by_length tokens/s", "pvf / best Trainer",
-                 "pvf packed / best Trainer", "largest round-to-round spread"], out))
+          f"{args.batch_size}, {args.arch} ({weights(args.arch)}, vocabulary {vocabulary:,}), "
+          f"{precision}, {machine()}; {tokens} real tokens; "
+          f"best of {args.rounds} interleaved rounds")
+    print(table(["arm", "pvf tokens/s", "Trainer tokens/s", "Trainer group_by_length tokens/s",
+                 "pvf / best Trainer", "largest round-to-round spread"], out))
     # model FLOPs as nanoGPT counts them: 6 x parameters per real token (forward and
     # backward, the output projection at every position included), whatever a side skips
     for row in (r for r in out if r[0] == "full_finetune"):  # LoRA skips weight gradients

@@ -121,11 +121,3 @@ def test_gpt1_generates_summaries_in_batches_as_one_by_one(tmp_path, checkpoints
     batched = generate(model, prompts, kwargs)
     alone = [generate(model, [p], kwargs)[0] for p in prompts]
     assert batched == alone
-
-
-def test_gpt1_refuses_packing(tmp_path, checkpoints):
-    cfg = compose_config(tmp_path, "task=intent_sample", "model=openai-gpt",
-                         f"model.name_or_path={checkpoints['openai-gpt']}", "arm=full_finetune",
-                         "+arm.pack_length=128", "test_size=4", "train_size=8")
-    with pytest.raises(UserError, match="pack_length needs 4D attention masks"):
-        job.run(cfg)

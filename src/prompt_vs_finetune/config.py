@@ -169,8 +169,7 @@ FIT = {"arm.weight_decay": real(0), "arm.warmup_ratio": real(0, 1, high_open=Tru
        "arm.batch_size": whole(1),
        "arm.max_epochs": whole(1, fix="set model.max_epochs (or arm.max_epochs) >= 1"),
        "arm.min_steps": whole(1, null=True), "arm.min_validation": whole(1),
-       "arm.group_by_length": BOOL,
-       "arm.pack_length": whole(2, null=True), "trainer.max_epochs": whole(1),
+       "arm.group_by_length": BOOL, "trainer.max_epochs": whole(1),
        "trainer.accumulate_grad_batches": whole(1)}
 LORA = {"arm.lora.r": whole(1), "arm.lora.alpha": real(0, low_open=True),
         "arm.lora.dropout": real(0, 1, high_open=True),

@@ -15,7 +15,7 @@ from ..config import one_device
 from ..errors import Preempted, UserError, causes, first_line
 from ..models import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
-from ..scoring import build_scorer, takes_cache
+from ..scoring import build_scorer
 from ..tasks import chat_layout, prompt_layout
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
@@ -48,9 +48,6 @@ class LocalBackend(Backend):
             task = task.with_chat(chat_layout(tokenizer, cfg.prompt.system, cfg.model.name))
             self.task = task
         fit = cfg.arm.fit
-        if fit and cfg.arm.pack_length and not takes_cache(model):
-            raise UserError(f"arm.pack_length needs 4D attention masks, which {cfg.model.name} "
-                            "does not take; drop arm.pack_length (length grouping still applies)")
         if fit and cfg.arm.lora:
             model = apply_lora(model, cfg.arm.lora)
         self.total_params, self.trainable_params = count_parameters(model)
@@ -62,7 +59,7 @@ class LocalBackend(Backend):
         self.datamodule = TaskDataModule(splits, self.encoder, scorer,
                                          batch_size=cfg.arm.batch_size,
                                          group_by_length=cfg.arm.group_by_length,
-                                         seed=cfg.seed, pack_length=cfg.arm.pack_length)
+                                         seed=cfg.seed)
         self.module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
                                             cfg.inference_dtype)
         self.state = ResumeState.for_job(cfg.arm.fit, Path(cfg.paths.resume_dir) /

@@ -49,8 +49,7 @@ class ChatModel:
 
     def _cache_path(self, request: dict) -> Path | None:
         """Same provider, endpoint and body -> same reply (temperature 0 by default)."""
-        identity = {"provider": self.provider, "base_url": self.cfg.base_url,
-                    "request": request}
+        identity = {"provider": self.provider, "base_url": self.cfg.base_url, "request": request}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
 
@@ -114,8 +113,7 @@ class AnthropicChat(ChatModel):
         if not isinstance(content, list):
             raise UnreadableReply(f"no content list: {str(message)[:80]!r}")
         text = "".join(block.text for block in content if block.type == "text")
-        usage = getattr(message, "usage", None)
-        return Reply(text, *_token_counts(usage, "input_tokens", "output_tokens"), 0.0,
+        return Reply(text, *_token_counts(message, "input_tokens", "output_tokens"), 0.0,
                      raw.retries_taken)
 
 
@@ -136,14 +134,14 @@ class OpenAICompatibleChat(ChatModel):
         choices = getattr(completion, "choices", None)
         if not choices:
             raise UnreadableReply(f"no choices: {str(completion)[:80]!r}")
-        usage = getattr(completion, "usage", None)
         return Reply(choices[0].message.content or "",
-                     *_token_counts(usage, "prompt_tokens", "completion_tokens"), 0.0,
+                     *_token_counts(completion, "prompt_tokens", "completion_tokens"), 0.0,
                      raw.retries_taken)
 
 
-def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
-    """(input, output): a reply without them is refused rather than counted as free."""
+def _token_counts(reply, input_key: str, output_key: str) -> tuple[int, int]:
+    """(input, output) from its usage: a reply without them is refused, not counted as free."""
+    usage = getattr(reply, "usage", None)
     counts = tuple(getattr(usage, key, None) for key in (input_key, output_key))
     if not all(isinstance(n, int) and n >= 0 for n in counts):
         raise UnreadableReply(f"its usage gives {input_key}={counts[0]!r}, "
@@ -152,31 +150,25 @@ def _token_counts(usage, input_key: str, output_key: str) -> tuple[int, int]:
 
 
 def deadline_client(sdk, total_s: float):
-    """The SDK's http client with a total deadline per request: httpx bounds each read, so a
-    server trickling a byte a second kept a job waiting forever; this one ends the body with
-    a read timeout (which the SDK retries). Built on the SDK's httpx (`httpx` or `httpx2`)."""
+    """The SDK's httpx client with a total deadline per request (httpx bounds each read: a server
+    trickling a byte a second kept a job waiting forever): the body is read by then or the
+    request ends in a read timeout, which the SDK retries."""
     httpx = sys.modules[sdk.DefaultHttpxClient.__mro__[1].__module__.split(".")[0]]
-
-    class Until(httpx.SyncByteStream):
-        def __init__(self, stream, deadline: float, request):
-            self.stream, self.deadline, self.request = stream, deadline, request
-
-        def __iter__(self):
-            for chunk in self.stream:
-                if time.monotonic() > self.deadline:
-                    raise httpx.ReadTimeout(f"the reply took over {total_s:g} s in all "
-                                            "(model.api.timeout_s)", request=self.request)
-                yield chunk
-
-        def close(self) -> None:
-            self.stream.close()
 
     class DeadlineTransport(httpx.HTTPTransport):
         def handle_request(self, request):
             deadline = time.monotonic() + total_s
             response = super().handle_request(request)
-            return httpx.Response(response.status_code, headers=response.headers,
-                                  stream=Until(response.stream, deadline, request),
+            body = b""
+            try:
+                for chunk in response.stream:
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout(f"the reply took over {total_s:g} s in all "
+                                                "(model.api.timeout_s)", request=request)
+                    body += chunk
+            finally:
+                response.stream.close()
+            return httpx.Response(response.status_code, headers=response.headers, content=body,
                                   extensions=response.extensions)
 
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)  # the SDKs'

@@ -1,5 +1,4 @@
-"""Load any Hugging Face causal LM (Hub name, local path, the offline `tiny` GPT-2 or a GGUF
-file a package ships) with its tokenizer, wrap LoRA (docs/models.md)."""
+"""Load a Hugging Face causal LM (Hub, local, the offline `tiny`, a packaged GGUF), wrap LoRA."""
 
 import hashlib
 import importlib.util
@@ -53,10 +52,8 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    if getattr(model, "loss_type", None) is None:
-        # transformers guesses the loss from the class name, which GPT-2's (`...LMHeadModel`)
-        # does not give, and warns on every fit; it is the causal-LM loss
-        model.loss_type = "ForCausalLM"
+    if getattr(model, "loss_type", None) is None:  # guessed from the class name, not GPT-2's:
+        model.loss_type = "ForCausalLM"  # transformers would warn on every fit
     return model, tokenizer
 
 
@@ -167,13 +164,13 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     texts = list(corpus)
-    # initializer_range: GPT-2's 0.02 suits width 768; at width 128 it leaves the tied
-    # embeddings so short that a frozen-base LoRA cannot make any answer token likely.
-    arch = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
-                                     "vocab_size", "init_seed", "initializer_range")}
+    # initializer_range: GPT-2's 0.02 at width 128 leaves the tied embeddings too short for a
+    # frozen-base LoRA to make any answer token likely
+    dims = {k: tiny_cfg[k] for k in ("n_layer", "n_head", "n_embd", "n_positions",
+                                     "initializer_range")}
+    arch = {**dims, "vocab_size": tiny_cfg["vocab_size"], "init_seed": tiny_cfg["init_seed"]}
     digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
-    for text in texts:
-        digest.update(text.encode("utf-8", "replace") + b"\0")
+    digest.update(b"".join(text.encode("utf-8", "replace") + b"\0" for text in texts))
     path = cache_root / digest.hexdigest()[:16]
     if (path / "config.json").is_file() and (path / "tokenizer.json").is_file():
         return str(path)
@@ -186,10 +183,8 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
                                         eos_token=TINY_EOS, unk_token=TINY_EOS,
                                         pad_token=TINY_EOS)
     eos_id = tokenizer.convert_tokens_to_ids(TINY_EOS)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=arch["n_positions"],
-                        n_embd=arch["n_embd"], n_layer=arch["n_layer"], n_head=arch["n_head"],
-                        initializer_range=arch["initializer_range"],
-                        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    config = GPT2Config(vocab_size=len(tokenizer), **dims, bos_token_id=eos_id,
+                        eos_token_id=eos_id, pad_token_id=eos_id)
     with torch.random.fork_rng():
         torch.manual_seed(arch["init_seed"])
         model = GPT2LMHeadModel(config)
@@ -214,11 +209,8 @@ def gguf_file(gguf_cfg) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def build_once(path: Path, build) -> None:
@@ -236,8 +228,7 @@ def build_once(path: Path, build) -> None:
 
 
 def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
-    """The package's GGUF model dequantized once into a cached checkpoint, keyed by its SHA-256
-    (`model=smollm2`)."""
+    """The package's GGUF model (`model=smollm2`) dequantized once, cached by its SHA-256."""
     source = gguf_file(gguf_cfg)
     path = cache_root / f"{source.stem}-{file_sha256(source)[:16]}"
     if (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file():
@@ -252,8 +243,8 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """A GGUF-loaded model refuses `save_pretrained` (its config carries the GGUF
-    quantization): the weights move into a fresh model, saved as a plain checkpoint."""
+    """The weights moved into a fresh model saved as a plain checkpoint: a GGUF-loaded model
+    refuses `save_pretrained` (its config carries the GGUF quantization)."""
     folder, name = str(source.parent), source.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

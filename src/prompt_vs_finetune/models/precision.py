@@ -6,6 +6,7 @@ import warnings
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ..errors import UserError
 
@@ -14,10 +15,8 @@ INFERENCE_DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 def _device_type(device) -> str:
     """A torch device type from a device, a device type or a Lightning accelerator name."""
-    kind = torch.device(device).type if isinstance(device, torch.device) else str(device)
-    if kind == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return {"gpu": "cuda"}.get(kind, kind.split(":")[0])
+    names = {"gpu": "cuda", "auto": "cuda" if torch.cuda.is_available() else "cpu"}
+    return names.get(str(device), str(device)).split(":")[0]
 
 
 def check_inference_dtype(name: str, device_type: str) -> None:
@@ -40,10 +39,9 @@ def check_inference_dtype(name: str, device_type: str) -> None:
 
 
 def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
-    """`model` ready to score in `name` on `device`, changed in place (use the one returned:
-    int8 merges LoRA adapters, since quantized weights cannot take one, and replaces modules).
-    Every Linear but a tied output layer gets int8 weights: on CPU by dynamic quantization
-    (the rest in float32), on CUDA by bitsandbytes LLM.int8() (the rest in float16)."""
+    """`model` cast in place to score in `name` on `device` (use the one returned: int8 merges
+    LoRA and quantizes every Linear but a tied output layer, on CPU dynamically, on CUDA by
+    bitsandbytes LLM.int8(); the rest in float32 / float16, which their kernels take)."""
     check_inference_dtype(name, _device_type(device))
     if name == "float32":
         return model
@@ -52,16 +50,17 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
     if hasattr(model, "merge_and_unload"):  # peft
         model = model.merge_and_unload()
     conv1d_to_linear(model)
-    skip = _tied_head(model)
+    # a tied output layer (GPT-2) stays float: its lookup needs it, and scoring reads few rows
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is model.get_input_embeddings().weight
     linears = [(path, m) for path, m in model.named_modules()
-               if isinstance(m, nn.Linear) and m is not skip]
+               if isinstance(m, nn.Linear) and not (tied and m is head)]
     if _device_type(device) == "cuda":
         return _bitsandbytes_int8(model, linears, torch.device(device))
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model.float()  # CPU int8 kernels take float32 (a model trained in bf16-true is not)
-    # torch marks eager quantization deprecated (for torchao, not a dependency here) but
-    # still ships it; its warnings would repeat in every job's log
+    # deprecated (for torchao, not a dependency) but shipped: no warnings in every job's log
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -69,23 +68,10 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
                                 dtype=torch.qint8, inplace=True)
 
 
-def _tied_head(model: nn.Module) -> nn.Module | None:
-    """The output layer tied to the input embeddings (GPT-2), left unquantized: the lookup
-    needs the float matrix anyway, and few positions reach it in scoring (logits_to_keep)."""
-    head = getattr(model, "get_output_embeddings", lambda: None)()
-    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
-    if head is None or embeddings is None:
-        return None
-    return head if getattr(head, "weight", None) is getattr(embeddings, "weight", 0) else None
-
-
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) made the equivalent nn.Linear,
-    in place: quantizers look for nn.Linear, and on a CPU without bf16/fp16 matrix units
-    Conv1D's half-precision addmm is ~20x slower (GPT-2 124M, measured). A LoRA adapter
-    around one is told its base is no longer transposed (fan_in_fan_out)."""
-    from transformers.pytorch_utils import Conv1D
-
+    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) an nn.Linear, in place, and a LoRA
+    around it told so (fan_in_fan_out): quantizers look for nn.Linear, and on a CPU without
+    half-precision matrix units Conv1D's addmm is ~20x slower (GPT-2 124M, measured)."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):
@@ -102,12 +88,10 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
                        device: torch.device) -> nn.Module:
-    """Each Linear a bitsandbytes Linear8bitLt (as load_in_8bit), quantized on its move to the
-    GPU; the rest in float16, which the int8 kernels take."""
+    """Each Linear a Linear8bitLt (as load_in_8bit), quantized on its move to the GPU."""
     import bitsandbytes as bnb
 
     model.to(torch.float16)
-    modules = dict(model.named_modules())
     for name, linear in linears:
         quantized = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features,
                                         bias=linear.bias is not None, has_fp16_weights=False,
@@ -117,7 +101,7 @@ def _bitsandbytes_int8(model: nn.Module, linears: list[tuple[str, nn.Linear]],
         if linear.bias is not None:
             quantized.bias = nn.Parameter(linear.bias.detach(), requires_grad=False)
         parent, _, child = name.rpartition(".")
-        setattr(modules[parent] if parent else model, child, quantized.to(device))
+        setattr(model.get_submodule(parent), child, quantized.to(device))
     return model
 
 

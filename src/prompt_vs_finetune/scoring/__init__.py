@@ -1,8 +1,5 @@
-"""Scoring the test split on a local model: log-likelihoods of continuations (plain and
-shared-prefix), batched generation, and the two per-task scorers built on them."""
+"""Scoring the test split on a local model: log-likelihoods, generation, the two scorers."""
 
-from .logprobs import PrefixCache, continuation_logprobs, shared_prefix_logprobs, takes_cache
 from .scorers import RankClassifier, Summarizer, build_scorer
 
-__all__ = ["PrefixCache", "RankClassifier", "Summarizer", "build_scorer",
-           "continuation_logprobs", "shared_prefix_logprobs", "takes_cache"]
+__all__ = ["RankClassifier", "Summarizer", "build_scorer"]

@@ -1,5 +1,4 @@
-"""Batched generation: left padding, decoding from config, a shared prefix (few-shot demos)
-encoded once and reused, and ragged prompts prefilled one by one."""
+"""Batched generation: decoding from config, a cached shared prefix, ragged prompts prefilled."""
 
 import torch
 import torch.nn.functional as F
@@ -11,17 +10,13 @@ MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it 
 
 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
-    """`model.generate` keyword arguments for a `conf/decoding/` config and the task's `stop`
-    strings (the decoding's own follow them)."""
-    kwargs = {
-        "max_new_tokens": int(decoding.max_new_tokens),
-        "do_sample": decoding.strategy == "sampling",
-        "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
-        "repetition_penalty": float(decoding.repetition_penalty),
-        "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    """`model.generate` arguments for a decoding config; the task's `stop` strings first."""
+    kwargs = {"max_new_tokens": int(decoding.max_new_tokens),
+              "do_sample": decoding.strategy == "sampling",
+              "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+              "repetition_penalty": float(decoding.repetition_penalty),
+              "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     if decoding.strategy == "beam":
         kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
     if decoding.strategy == "sampling":
@@ -36,9 +31,8 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], kwargs: dict,
              prefix_cache: PrefixCache | None = None) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text. With a `prefix_cache` (and no
-    beams) the prefix all prompts share comes from it: rows are [prefix | left-padded own
-    tokens] and `generate` runs only the uncached tokens."""
+    """New tokens for each prompt, cut at the first end-of-text. A `prefix_cache` (no beams)
+    gives the prefix all prompts share: rows [prefix | left-padded own tokens]."""
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
     cache = None
@@ -54,8 +48,7 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
         base, _ = prefix_cache.get(model, prompts[0][:shared])
         cache = batch_cache(model, [base] * len(prompts),
                             shared + own_ids.size(1) + kwargs["max_new_tokens"])
-    # a StaticCache makes generate torch.compile the forward on GPUs, once per batch shape
-    # (width and batch size change every batch): minutes of compiling, not decoding
+    # with a StaticCache generate would compile per batch shape on GPUs: minutes, not decoding
     extra = {} if cache is None else {"cache": cache, "disable_compile": True}
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                             **kwargs, **extra)
@@ -72,20 +65,22 @@ def ragged(model, prompts: list[list[int]]) -> bool:
 
 
 def ragged_prefill(model, prompts: list[list[int]], device, new_tokens: int):
-    """The KV cache of every prompt but its last token, each run alone, in one batch cache
-    with room for `new_tokens` more; `generate` runs the last tokens together."""
+    """Every prompt but its last token run alone, into one batch cache with `new_tokens` room."""
     caches = [prefill(model, torch.tensor([p[:-1]], device=device)) for p in prompts]
     return batch_cache(model, caches, max(len(p) for p in prompts) + new_tokens)
 
 
 def batch_cache(model, caches: list, length: int):
-    """One batch cache of `length` positions from batch-1 caches, each left-padded to the
-    longest. A preallocated StaticCache: a DynamicCache grows by copying every layer at every
-    step (39% of a batch's decoding time on 2 CPU cores, measured)."""
+    """One preallocated cache of `length` positions from batch-1 caches, left-padded to the
+    longest (a DynamicCache copies every layer each step: 39% of decoding on 2 CPUs, measured)."""
     width = max(c.layers[0].keys.size(2) for c in caches)
     by_layer = list(zip(*(c.layers for c in caches), strict=True))  # [layer][row]
-    cache = _static_cache(model, length)
-    if cache is None:
+    try:
+        cache = StaticCache(config=model.config, max_cache_len=length)
+    except (TypeError, ValueError):  # a config that builds none
+        cache = None
+    # not every layer a key/value one (linear attention): a DynamicCache
+    if cache is None or not all(hasattr(layer, "cumulative_length") for layer in cache.layers):
         return DynamicCache(ddp_cache_data=[
             tuple(torch.cat([F.pad(t, (0, 0, width - t.size(2), 0)) for t in tensors])
                   for tensors in ([s.keys for s in rows], [s.values for s in rows]))
@@ -93,23 +88,12 @@ def batch_cache(model, caches: list, length: int):
     for layer, rows in zip(cache.layers, by_layer, strict=True):
         for row, source in enumerate(rows):
             if not layer.is_initialized:
-                layer.lazy_initialization(source.keys.expand(len(rows), -1, -1, -1),
-                                          source.values)
+                layer.lazy_initialization(source.keys.expand(len(rows), -1, -1, -1), source.values)
             pad = width - source.keys.size(2)
             layer.keys[row, :, pad:width] = source.keys[0]
             layer.values[row, :, pad:width] = source.values[0]
         layer.cumulative_length.fill_(width)
     return cache
-
-
-def _static_cache(model, length: int):
-    """An empty StaticCache, or None where the model's layers are not all key/value ones
-    (linear attention) or its config builds none."""
-    try:
-        cache = StaticCache(config=model.config, max_cache_len=length)
-    except (TypeError, ValueError):
-        return None
-    return cache if all(hasattr(layer, "cumulative_length") for layer in cache.layers) else None
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

@@ -1,6 +1,5 @@
 """Log-likelihood of continuations (verbalized labels, reference answers) after a context.
-Left padding (position ids from the attention mask) ends every continuation at the last
-position, so logits are computed only there, never over the whole prompt."""
+Left padding ends every continuation at the last position: logits are computed only there."""
 
 import copy
 import functools
@@ -14,10 +13,9 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 
-def left_pad(seqs: list[list[int]], pad_id: int,
-             width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, attention mask), every row ending at the last column."""
-    width = width or max(len(s) for s in seqs)
+    width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):
@@ -25,16 +23,6 @@ def left_pad(seqs: list[list[int]], pad_id: int,
             input_ids[row, width - len(seq):] = torch.tensor(seq)
             attention[row, width - len(seq):] = 1
     return input_ids, attention
-
-
-def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The [batch, 1, queries, keys] float mask for a boolean `allowed` [batch, queries, keys].
-    A query that may attend to nothing (a padding row) sees itself: no softmax of an empty row."""
-    queries, keys = allowed.shape[-2:]
-    allowed = allowed.clone()
-    allowed[..., :, keys - queries:] |= torch.eye(queries, dtype=torch.bool)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-    return mask[:, None]
 
 
 class Scores(NamedTuple):
@@ -54,14 +42,12 @@ def _accepts(model, argument: str) -> bool:
 
 
 def takes_cache(model) -> bool:
-    """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not:
-    it runs the plain paths)."""
+    """Whether the model's forward takes a KV cache, and with it 4D masks (GPT-1 does not)."""
     return _accepts(model, "cache")
 
 
 def _logits_kept(model, keep) -> dict:
-    """`logits_to_keep` where the model takes it: at GPT-2's 50,257 tokens the projection of
-    positions never read is a third of a pass."""
+    """`logits_to_keep` where the model takes it (GPT-2's projection is a third of a pass)."""
     return {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
 
 
@@ -111,13 +97,10 @@ def common_prefix_length(seqs: list[list[int]]) -> int:
 
 class PrefixCache:
     """The KV cache of a shared prefix (few-shot demos + template head), reused by every batch
-    until `clear()` (the weights changed)."""
+    of a test (a new one for new weights)."""
 
     tokens: tuple[int, ...] = ()
     cache = None
-
-    def clear(self) -> None:
-        self.tokens, self.cache = (), None
 
     def get(self, model, prefix: list[int]) -> tuple[object, int]:
         """(batch-1 cache of `prefix`, tokens run to build it)."""
@@ -129,9 +112,8 @@ class PrefixCache:
 
 
 class ChoiceTrie(NamedTuple):
-    """The choices as a prefix tree (choices that begin alike share inputs). `nodes`: every
-    proper prefix of a choice once, shortest first; `parent`: each node's, -1 for a first
-    token; `predictor`: for each choice token in order, the node predicting it, -1: the context."""
+    """The choices as a prefix tree: `nodes`, each proper prefix of a choice once, shortest first;
+    `parent`, each node's (-1: none); `predictor`, per choice token its node (-1: the context)."""
 
     nodes: list[tuple[int, ...]]
     parent: list[int]
@@ -152,14 +134,13 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
     + block, the columns whose logits predict a choice token, which one each token reads).
     Columns: [left-padded own context | one per trie node]; a node's column holds its last
     token at its position after the context, and sees the context and its ancestors."""
-    n_ctx, nodes = len(suffixes), trie.nodes
-    width = max(len(s) for s in suffixes)
-    context_ids, _ = left_pad(suffixes, pad_id, width)
-    node_ids = torch.tensor([n[-1] for n in nodes], dtype=torch.long).expand(n_ctx, -1)
+    n_ctx = len(suffixes)
+    context_ids, _ = left_pad(suffixes, pad_id)
+    node_ids = torch.tensor([n[-1] for n in trie.nodes], dtype=torch.long).expand(n_ctx, -1)
     input_ids = torch.cat([context_ids, node_ids], dim=1)
-    length = input_ids.size(1)
+    width, length = context_ids.size(1), input_ids.size(1)
     cols = torch.arange(length)
-    depth = torch.tensor([0] * width + [len(n) - 1 for n in nodes])
+    depth = torch.tensor([0] * width + [len(n) - 1 for n in trie.nodes])
     own = torch.tensor([len(s) for s in suffixes])
     real_ctx = (cols < width) & (cols >= width - own[:, None])  # [n_ctx, length]
     position_ids = torch.where(cols < width, shared + cols - (width - own[:, None]),
@@ -172,21 +153,21 @@ def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_
     causal = cols[None, :] <= cols[:, None]  # a node's column comes after every context's
     query_real = real_ctx | (cols >= width)[None]
     allowed = (real_ctx[:, None, :] & causal[None] | ancestor[None]) & query_real[:, :, None]
+    allowed |= torch.eye(length, dtype=torch.bool)  # a padding row sees itself: no empty softmax
     if shared:
         prefix_cols = query_real[:, :, None].expand(n_ctx, length, shared)
         allowed = torch.cat([prefix_cols, allowed], dim=-1)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
     columns, row = torch.unique(torch.tensor(trie.predictor) + width, return_inverse=True)
-    return input_ids, position_ids, additive_mask(allowed, dtype), columns, row
+    return input_ids, position_ids, mask[:, None], columns, row
 
 
 @torch.no_grad()
 def shared_prefix_logprobs(model, contexts: list[list[int]], choices: list[list[int]],
                            pad_id: int, prefix_cache: PrefixCache | None = None,
                            shared: int | None = None) -> Scores:
-    """log p(choice | context) for every context x choice (contexts outer), every token run
-    once: the shared prefix from a KV cache, then per row the context's own tokens and the
-    choices as a prefix tree under a 4D mask. `shared`: at most this many tokens come from the
-    cache (default: all the contexts share), so one cached prefix serves every call."""
+    """log p(choice | context) for every context x choice (contexts outer), every token run once
+    (docs/performance.md); `shared` caps the cached prefix, so that one serves every call."""
     param = next(model.parameters())
     device, n_ctx = param.device, len(contexts)
     common = common_prefix_length(contexts)

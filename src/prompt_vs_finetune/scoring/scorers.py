@@ -1,5 +1,4 @@
-"""The task types' scorers of the test split on a local model: rank classification and
-generation, the only part of a local job that differs between the task types."""
+"""The scorers of the test split on a local model: rank classification and generation."""
 
 import torch
 
@@ -17,8 +16,7 @@ from .logprobs import (
 
 
 def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
-    """The task type's scorer from the `scorer` and `decoding` config groups; `seed`: the
-    job's, what sampling draws from unless `decoding.seed` is set."""
+    """The task type's scorer; sampling draws from the job's `seed` unless decoding.seed is set."""
     if encoder.task.kind.decodes:
         return Summarizer(encoder, decoding, score_batch_size=scorer.batch_size,
                           seed=int(seed if decoding.seed is None else decoding.seed))
@@ -26,8 +24,8 @@ def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
 
 
 class _Scorer:
-    """The test rows sorted by prompt length (little padding), and the demos' KV cache, cleared
-    before each test (the weights may have changed)."""
+    """The test rows sorted by prompt length (little padding); the demos' KV cache, anew for
+    each test (the weights may have changed)."""
 
     def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
                  max_batch_tokens: int | None):
@@ -45,13 +43,12 @@ class _Scorer:
         return len(row["context_ids"]) + self.answer_tokens  # the prompt and what follows it
 
     def start(self) -> None:
-        self.prefix_cache.clear()
+        self.prefix_cache = PrefixCache()
 
 
 class RankClassifier(_Scorer):
-    """Rank every verbalized label by its log-likelihood after the prompt. `share_prefix` runs
-    the demos once (cached) and each prompt once for all labels; the plain path runs prompt +
-    label per label (the same numbers, for models without 4D masks)."""
+    """Rank every verbalized label by its log-likelihood after the prompt: every token run once
+    (`share_prefix`), or prompt + label per label (the same numbers; models without 4D masks)."""
 
     def __init__(self, encoder: PromptEncoder, scorer):
         super().__init__(encoder, scorer.batch_size, scorer.examples_per_batch,
@@ -77,8 +74,7 @@ class RankClassifier(_Scorer):
         contexts = batch["context_ids"]
         logprob, n_tokens, processed = self._logprobs(model, contexts)
         references, reference_tokens = self._references(model)
-        # every ranking from the same log-likelihoods: summed and per character
-        # (lm-evaluation-harness's acc / acc_norm), and both calibrations
+        # every ranking from the same log-likelihoods: acc / acc_norm (lm-eval), calibrated
         rankings = {"sum": logprob,
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
                     "contextual": contextual(logprob, references["contextual"]),
@@ -120,8 +116,8 @@ class RankClassifier(_Scorer):
         return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
 
     def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
-        """The labels' log-likelihoods after the content-free inputs (in the prompt) and the
-        domain premise, once per test; the tokens that took (0 after the first batch)."""
+        """The labels' log-likelihoods after the content-free inputs and the domain premise,
+        once per test; the tokens that took (0 after the first batch)."""
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
@@ -133,9 +129,8 @@ class RankClassifier(_Scorer):
 
 
 def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> torch.Tensor:
-    """P(label | prompt) as a user reads it (ECE's confidence, the hybrid teacher's margin): the
-    softmax of the summed (or calibrated) scores. Not of per-character scores, which is
-    nearly flat: a fine-tuned model right 87% of the time had ECE 0.65 from it."""
+    """P(label | prompt) (ECE's confidence, the hybrid teacher's margin): the softmax of the summed
+    or calibrated scores; of per-character ones it is near flat (ECE 0.65 at 87% accuracy)."""
     scores = rankings["sum"] if calibration == "none" else rankings[calibration]
     return torch.softmax(scores.double(), dim=-1)
 
@@ -149,8 +144,7 @@ def contextual(logprob: torch.Tensor, content_free: torch.Tensor) -> torch.Tenso
 
 def pmi(logprob: torch.Tensor, premise: torch.Tensor) -> torch.Tensor:
     """Domain-conditional PMI (Holtzman et al. 2021): minus the log-likelihood after the
-    template's words before the answer; `premise`: [1, labels]. Both calibrations divide out
-    each label's prior, its length included: no length normalisation on top."""
+    `premise` [1, labels]; both calibrations divide out each label's length too."""
     return torch.log_softmax(logprob.double() - premise.double(), dim=-1)
 
 
@@ -171,7 +165,7 @@ class Summarizer(_Scorer):
 
     def start(self) -> None:
         super().start()
-        self.reference_cache.clear()
+        self.reference_cache = PrefixCache()
         if self.kwargs["do_sample"]:
             torch.manual_seed(self.seed)
 
@@ -187,8 +181,7 @@ class Summarizer(_Scorer):
         for index, refs, ref_ids, tokens, context in zip(
                 batch["index"], references, scored, generated, contexts, strict=True):
             span, end = slice(end, end + len(refs)), end + len(refs)
-            text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
-                               self.stops)
+            text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), self.stops)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
                          # no end-of-text within the limit (a stop string ends it sooner)

@@ -1,5 +1,5 @@
 """Training and the Lightning loop a local job runs: the LightningModule every local arm
-shares, the data module (batches, packing, DDP sharding), and resume after a crash."""
+shares, the data module (batches, DDP sharding), and resume after a crash."""
 
 from .datamodule import TaskDataModule
 from .module import ArmModule

@@ -7,24 +7,19 @@ from datasets import DatasetDict
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..scoring.logprobs import additive_mask
 from ..tasks import IGNORE_INDEX, PromptEncoder
 
 
 def pad_collate(pad_id: int):
-    """Right-pad a batch to its longest row. Packed rows (with `segments`) get position ids
-    restarting per example and a block-diagonal causal 4D mask."""
+    """Right-pad a batch to its longest row."""
 
     def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
         ids = [row["input_ids"] for row in rows]
         input_ids = _right_pad(ids, pad_id)
         labels = _right_pad([row["labels"] for row in rows], IGNORE_INDEX)
         attention = _right_pad([[1] * len(seq) for seq in ids], 0)
-        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                 "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
-        if "segments" in rows[0]:
-            batch.update(_packed_layout([row["segments"] for row in rows], input_ids.size(1)))
-        return batch
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+                "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
 
     return collate
 
@@ -32,36 +27,6 @@ def pad_collate(pad_id: int):
 def _right_pad(seqs: list[list[int]], value: int) -> torch.Tensor:
     return pad_sequence([torch.tensor(seq, dtype=torch.long) for seq in seqs], batch_first=True,
                         padding_value=value)
-
-
-def _packed_layout(segments: list[list[int]], width: int) -> dict[str, torch.Tensor]:
-    """Position ids and an additive [batch, 1, width, width] mask for packed rows."""
-    owner = torch.full((len(segments), width), -1, dtype=torch.long)  # segment of each column
-    position_ids = torch.zeros((len(segments), width), dtype=torch.long)
-    for r, lengths in enumerate(segments):
-        n = sum(lengths)
-        owner[r, :n] = torch.arange(len(lengths)).repeat_interleave(torch.tensor(lengths))
-        position_ids[r, :n] = torch.cat([torch.arange(k) for k in lengths])
-    cols = torch.arange(width)
-    allowed = ((owner[:, :, None] == owner[:, None, :]) & (owner[:, :, None] >= 0)
-               & (cols[None, None, :] <= cols[None, :, None]))
-    return {"attention_mask": additive_mask(allowed), "position_ids": position_ids}
-
-
-def pack_examples(rows: list[dict], length: int, seed: int) -> list[dict]:
-    """Training examples (in a seeded order) concatenated into rows of at most `length`
-    tokens, an example never across two: far less padding when examples are short."""
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
-    packs, current = [], None
-    for row in (rows[i] for i in order):
-        n = len(row["input_ids"])
-        if current is None or len(current["input_ids"]) + n > length:
-            current = {"input_ids": [], "labels": [], "segments": []}
-            packs.append(current)
-        current["input_ids"] += row["input_ids"]
-        current["labels"] += row["labels"]
-        current["segments"].append(n)
-    return packs
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
@@ -129,11 +94,11 @@ class TaskDataModule(L.LightningDataModule):
     """Serves train/validation as prompt -> answer sequences and test as the scorer's rows."""
 
     def __init__(self, splits: DatasetDict, encoder: PromptEncoder, scorer, batch_size: int,
-                 group_by_length: bool, seed: int, pack_length: int | None = None):
+                 group_by_length: bool, seed: int):
         super().__init__()
         self.splits, self.encoder, self.scorer = splits, encoder, scorer
         self.batch_size, self.group_by_length = batch_size, group_by_length
-        self.seed, self.pack_length = seed, pack_length
+        self.seed = seed
         self._encoded: dict[tuple[str, bool], list[dict]] = {}
         self.scored = "test"  # the split `test_dataloader` serves (validation, to choose on)
 
@@ -159,8 +124,6 @@ class TaskDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
-        if self.pack_length:
-            rows = pack_examples(rows, self.pack_length, self.seed)
         if self.group_by_length:
             batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
                                            self.seed)
