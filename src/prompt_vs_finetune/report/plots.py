@@ -10,7 +10,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .cells import arm_order, best, dtype_rank, dtypes, fitted, label, pareto_front, prompting
+from .cells import (
+    arm_order,
+    chosen,
+    dtype_rank,
+    dtypes,
+    fitted,
+    label,
+    pareto_front,
+    prompting,
+)
 from .mlflow_run import REFERENCE_DTYPE
 from .tables import params
 
@@ -57,8 +66,9 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
 
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
                          colors: dict, n_classes: int | None = None) -> str | None:
-    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (their
-    best cell's interval; at reduced precision: dashed lines, no band)."""
+    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (at their
+    largest budget; at reduced precision: dashed lines, no band), each arm's configuration at
+    a budget chosen on validation (report/cells.chosen), never on test."""
     tuned = fitted(table)
     if tuned.empty:
         return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
@@ -72,18 +82,16 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
                 f"train_size={','.join(map(str, smaller))} to draw it")
     fig, ax = plt.subplots(figsize=(7, 5))
-    for dtype in dtypes(table):
-        cells_of = table[table["dtype"] == dtype]
+    picks = chosen(table, per="arm")  # each arm as chosen on validation, per budget
+    for dtype in dtypes(picks):
         style = "-" if dtype == REFERENCE_DTYPE else "--"
-        for arm in arm_order(fitted(cells_of)):
-            cells = cells_of[cells_of["arm"] == arm].sort_values("n_labels")
-            _quality(ax, cells["n_labels"], cells, colors[arm], marker=DTYPE_MARKERS[dtype],
-                     linestyle=style, label=label(arm, dtype))
-        prompts = prompting(cells_of)
-        for arm in arm_order(prompts):
-            top = best(prompts[prompts["arm"] == arm])
-            if top is None:
+        for arm, cells in picks[picks["dtype"] == dtype].groupby("arm"):
+            cells = cells.sort_values("n_labels")
+            if cells["fit"].iloc[0]:
+                _quality(ax, cells["n_labels"], cells, colors[arm], marker=DTYPE_MARKERS[dtype],
+                         linestyle=style, label=label(arm, dtype))
                 continue
+            top = cells.iloc[-1]  # a prompting arm: a band at its largest budget
             if dtype == REFERENCE_DTYPE and not math.isnan(top["quality_low"]):
                 ax.axhspan(top["quality_low"], top["quality_high"], color=colors[arm], alpha=0.2)
             ax.axhline(top["quality"], color=colors[arm], lw=1, linestyle=style,
