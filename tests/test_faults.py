@@ -39,6 +39,10 @@ REPLIES = {
     "no choices": (b'{"id": "x", "object": "chat.completion", "choices": []}',
                    "application/json"),
     "an HTML page": (b"<html><body>Gateway login</body></html>", "text/html"),
+    "not JSON": (b"{this is not json", "application/json"),
+    "an HTML page sent as JSON": (b"<html><body>Bad gateway</body></html>", "application/json"),
+    "choices not objects": (b'{"id": "x", "object": "chat.completion", "choices": [7]}',
+                            "application/json"),
     "no usage": (json.dumps({"id": "x", "object": "chat.completion", "created": 0,
                              "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": "x"}}]}).encode(),
@@ -276,3 +280,25 @@ def test_ctrl_c_anywhere_in_a_command_is_one_line_and_exit_130(monkeypatch, caps
     assert exited.value.code == 130
     assert capsys.readouterr().err == "error: pvf stopped by Ctrl-C (a run it had open ends " \
                                       "KILLED)\n"
+
+
+@pytest.mark.parametrize("model", ["claude", "openai_compatible"])
+def test_a_reply_that_is_not_json_is_one_line_not_a_traceback(tmp_path, monkeypatch, model):
+    """Issue 38: an HTTP 200 whose body is not JSON used to end in a JSONDecodeError
+    traceback; it is retried as the client's policy says (max_retries=1: asked twice), then
+    one line and a FAILED run."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with StubAPI(lambda s, p: "x", raw=REPLIES["not JSON"]) as stub:
+        base = stub.url + ("/v1" if model == "openai_compatible" else "")
+        done = pvf(tmp_path, "task=intent_sample", f"model={model}", "arm=zero_shot",
+                   "test_size=2", f"model.api.base_url={base}", "model.api.max_retries=1",
+                   timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(errors) == 1 and f"not a {model.replace('claude', 'anthropic')} chat reply" \
+        in errors[0] and "JSONDecodeError" in errors[0]
+    assert len(stub.requests) == 2 * len({r["body"]["messages"][-1]["content"]
+                                          for r in stub.requests})
+    _, (run,) = runs_in(tmp_path)
+    assert run.info.status == "FAILED"

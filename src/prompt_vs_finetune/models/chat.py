@@ -62,7 +62,7 @@ class ChatModel:
                 pass
         started = time.perf_counter()
         try:
-            reply = self._call(request)
+            reply = self._read(request)
         except Exception as err:  # noqa: BLE001 - turned into one actionable line
             if (wrapped := self._user_error(err)) is err:  # nothing to add (never from itself)
                 raise
@@ -76,6 +76,20 @@ class ChatModel:
         """Replies in request order; at most `max_concurrency` requests in flight."""
         with ThreadPoolExecutor(max_workers=max(1, int(self.cfg.max_concurrency))) as pool:
             return list(pool.map(self.complete, requests))
+
+    def _read(self, request: dict) -> Reply:
+        """`_call`, again on a reply it cannot read (a proxy's error page, a cut body) as often
+        as the SDK retries a failed request: a body that does not parse, or parses into another
+        shape, is UnreadableReply."""
+        for _ in range(int(self.cfg.max_retries) + 1):
+            try:
+                return self._call(request)
+            except UnreadableReply as err:
+                unreadable = err
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as err:
+                unreadable = UnreadableReply(f"{type(err).__name__}: {first_line(err, 80)}")
+                unreadable.__cause__ = err
+        raise unreadable
 
     def _user_error(self, err: Exception) -> Exception:
         """One line for the usual failures; a key in base_url's query string is redacted."""
