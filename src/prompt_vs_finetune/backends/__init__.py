@@ -1,6 +1,5 @@
-"""Everything that produces a job's test predictions, behind one interface: a local model run
-by Lightning (local.py), a hosted chat model (hosted.py), the hybrid arm's teacher and student
-(hybrid.py), and one cache in front of any of them (cache.py).
+"""What produces a job's test predictions, behind one interface (local.py, hosted.py, hybrid.py),
+with one cache in front of any of them (cache.py).
 
 Prediction rows, one per test example in test-split order (the task type reads them):
 - ranked labels: `index`, `label` (gold index), `predicted` (index, or None when a reply
@@ -65,11 +64,8 @@ class Backend(ABC):
 
 def backend_for(cfg: DictConfig) -> type[Backend]:
     """The hybrid's when the arm has a teacher, else the model's (`model.backend`)."""
-    if cfg.arm.get("teacher") is not None:
-        from .hybrid import HybridBackend
-
-        return HybridBackend
-    return get_class(cfg.model.backend)
+    hybrid = cfg.arm.get("teacher") is not None
+    return get_class(f"{__name__}.hybrid.HybridBackend" if hybrid else cfg.model.backend)
 
 
 def build(cfg: DictConfig) -> Backend:
