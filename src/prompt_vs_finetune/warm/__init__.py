@@ -105,8 +105,7 @@ def _locked(handle) -> bool:
 
 
 def _connect(key: str) -> socket.socket | None:
-    """A connection to the worker with this key, starting one if there is none; None when a
-    worker for it cannot start (its imports failed: see its log)."""
+    """A connection to the worker with this key, started if need be; None if it cannot start."""
     folder = worker_dir()
     deadline, worker = time.monotonic() + STARTUP_TIMEOUT_S, None
     while not (folder / f"{key}.failed").exists() and time.monotonic() <= deadline:
@@ -127,8 +126,7 @@ def _connect(key: str) -> socket.socket | None:
 
 
 def _start_worker(key: str, folder: Path):
-    """The worker, in a session of its own (a terminal's Ctrl-C is the command's to forward),
-    with this command's environment and import path."""
+    """In a session of its own: a terminal's Ctrl-C is the command's to forward."""
     with open(folder / f"{key}.log", "w") as log:
         flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O ... as this Python's
         return subprocess.Popen(
@@ -181,7 +179,6 @@ def _run_in_worker(conn: socket.socket, entry: str) -> None:
 
 def _is_open(fd: int) -> bool:
     try:
-        os.fstat(fd)
-        return True
+        return os.fstat(fd) is not None
     except OSError:
         return False
