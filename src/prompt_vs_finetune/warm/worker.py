@@ -146,9 +146,7 @@ def _request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 
 def become(conn: socket.socket, request: dict, streams: list[int], warned: list) -> None:
-    """In the child: take on the command's streams, folder, environment, umask, arguments,
-    import path and signals, reseed what a new process seeds, show the imports' warnings,
-    then run its entry point."""
+    """In the child: take on the command's process state, then run its entry point."""
     import numpy
     import torch
 
@@ -177,7 +175,7 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
     main.__spec__ = (importlib.util.find_spec(request["main_module"])
                      if request["main_module"] else None)
     sys.modules["__main__"] = main
-    numpy.random.seed()  # (random reseeds itself in a forked child)
+    numpy.random.seed()  # (`random` reseeds itself in a forked child)
     torch.seed()
 
     def die_with_the_command() -> None:  # the command never writes again: EOF = it is gone
