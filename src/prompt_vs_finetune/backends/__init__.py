@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from ..config import one_device
 from ..metrics.cost import Usage
 
 
@@ -31,9 +32,6 @@ class Predictions:
 
 
 class Backend(ABC):
-    """`prepare` the labelled data (the hybrid's teacher labels it), `load` the model (before
-    any run opens: a missing model or key fails first), `predict` inside the MLflow run."""
-
     kind: str  # "local" | "hosted": which keys its runs log (tracking/keys.py)
     resume_run_id: str | None = None  # an interrupted attempt's run to continue
 
@@ -51,7 +49,8 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, task, splits, corpus: list[str], demos: list[dict], data_sha: str) -> None:
-        """The model and what a resume needs; `data_sha`: the content hash of the splits."""
+        """The model and what a resume needs, before any run opens (a missing model or key
+        fails first); `data_sha`: the content hash of the splits."""
 
     @abstractmethod
     def predict(self, run) -> Predictions:
@@ -69,8 +68,10 @@ def backend_for(cfg: DictConfig) -> type[Backend]:
 
 
 def build(cfg: DictConfig) -> Backend:
-    """The job's backend, behind the prediction cache where its predictions can be reused."""
-    from .cache import CachedBackend, cacheable
+    """The job's backend, behind the prediction cache where its inputs fix its predictions."""
+    from .cache import CachedBackend
 
     backend = backend_for(cfg)(cfg)
-    return CachedBackend(backend) if cacheable(cfg) else backend
+    single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
+    cached = cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single
+    return CachedBackend(backend) if cached else backend

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import one_device
 from ..metrics.cost import Usage
 from ..project import write_atomic
 from ..tasks import content_hash
@@ -16,11 +15,6 @@ from ..tracking.provenance import code_version
 from . import Backend, Predictions
 
 log = logging.getLogger(__name__)
-
-
-def cacheable(cfg: DictConfig) -> bool:
-    single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
-    return bool(cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single)
 
 
 class CachedBackend(Backend):
