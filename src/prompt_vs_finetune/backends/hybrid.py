@@ -1,5 +1,6 @@
 """The hybrid arm: a prompted teacher (a backend behind the job's caches) labels the pool without
-seeing its labels, a student is fine-tuned on its most confident labels (docs/arms.md)."""
+seeing its labels; a student, a local backend trained as `arm.student` would be, is fine-tuned
+on its most confident labels (docs/arms.md)."""
 
 import copy
 import logging
@@ -20,9 +21,6 @@ _MISSING = object()
 
 
 class HybridBackend(Backend):
-    """A teacher backend (a prompting configuration) labels the pool; a student, a local
-    backend trained as `arm.student` would be, learns from its kept labels."""
-
     kind = "local"
 
     @staticmethod
