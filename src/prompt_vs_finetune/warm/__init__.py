@@ -26,7 +26,6 @@ ENTRIES = {"pvf": ("prompt_vs_finetune.cli", "main"),  # command -> (module, fun
            "pvf-report": ("prompt_vs_finetune.report", "main")}
 # Variables DVC (and the shell) set differently for every command of one study: not the key
 VOLATILE_ENV = ("DVC_", "PVF_WARM", "_", "PWD", "OLDPWD", "SHLVL")
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_TIMEOUT_S = 120  # how long the first command waits for a new worker's imports
 
 
@@ -158,7 +157,7 @@ def _run_in_worker(conn: socket.socket, entry: str) -> None:
         with suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    for signum in FORWARDED:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, forward)
     try:
