@@ -137,9 +137,9 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
                         f"{len(texts)} outputs are usable: a label named, a summary ended before "
                         "max_new_tokens); raise arm.keep or train_size, or use a stronger teacher")
     teaching = {"hybrid/kept": sum(keep), "hybrid/pool": len(texts),
-                "cost/teacher_usd": sum(r["usd"] for r in runs),
-                "cost/teacher_tokens": sum(r["tokens"] for r in runs),
-                "cost/teacher_seconds": sum(r["seconds"] for r in runs)}
+                "cost/teacher_usd": sum(r["usage"].eval_usd for r in runs),
+                "cost/teacher_tokens": sum(r["usage"].charged_tokens for r in runs),
+                "cost/teacher_seconds": sum(r["usage"].eval_seconds for r in runs)}
     accuracy = ""
     if task.labels:
         gold = list(pool["train"]["label"]) + list(pool["validation"]["label"])
@@ -158,9 +158,9 @@ def _accuracy(outputs, gold, keep) -> float:
 
 def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
           demos: list[dict], texts: list[str]) -> dict:
-    """The teacher's output and confidence for every text, in text order, what it cost and
-    whether it came from the caches; made by the teacher's backend as a prompting job's would
-    be. The texts go to it with a placeholder answer: gold labels never reach a teacher."""
+    """The teacher's output and confidence for every text, in text order, its usage and whether
+    it came from the caches. The texts go with a placeholder answer: gold labels never reach a
+    teacher."""
     teacher_task = Task.from_config(teacher.task, task.label_names or None)
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
                           "test": Dataset.from_list([task.kind.hidden(task, t) for t in texts])})
@@ -174,9 +174,8 @@ def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str
     cached = predictions.tags.get("predictions_cached") == "true" or replies == len(texts)
     rows = sorted(predictions.rows, key=lambda r: r["index"])
     outputs, confidence = task.kind.taught(task, rows)
-    usage = predictions.usage
-    return {"outputs": outputs, "confidence": confidence, "usd": usage.eval_usd,
-            "tokens": usage.charged_tokens, "seconds": usage.eval_seconds, "cached": cached}
+    return {"outputs": outputs, "confidence": confidence, "usage": predictions.usage,
+            "cached": cached}
 
 
 def kept(confidence: list[float], keep: float) -> list[bool]:
