@@ -1,6 +1,5 @@
-"""Everything that produces a job's test predictions, behind one interface: a local model run
-by Lightning (local.py), a hosted chat model (hosted.py), the hybrid arm's teacher and student
-(hybrid.py), and one cache in front of any of them (cache.py).
+"""What produces a job's test predictions, behind one interface (local.py, hosted.py, hybrid.py),
+with one cache in front of any of them (cache.py).
 
 Prediction rows, one per test example in test-split order (the task type reads them):
 - ranked labels: `index`, `label` (gold index), `predicted` (index, or None when a reply
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from ..config import one_device
 from ..metrics.cost import Usage
 
 
@@ -33,9 +33,6 @@ class Predictions:
 
 
 class Backend(ABC):
-    """`prepare` the labelled data (the hybrid's teacher labels it), `load` the model (before
-    any run opens: a missing model or key fails first), `predict` inside the MLflow run."""
-
     kind: str  # "local" | "hosted": which keys its runs log (tracking/keys.py)
     resume_run_id: str | None = None  # an interrupted attempt's run to continue
 
@@ -53,7 +50,8 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, task, splits, corpus: list[str], demos: list[dict], data_sha: str) -> None:
-        """The model and what a resume needs; `data_sha`: the content hash of the splits."""
+        """The model and what a resume needs, before any run opens (a missing model or key
+        fails first); `data_sha`: the content hash of the splits."""
 
     @abstractmethod
     def predict(self, run) -> Predictions:
@@ -72,16 +70,15 @@ def chooses_on_validation(cfg: DictConfig) -> bool:
 
 def backend_for(cfg: DictConfig) -> type[Backend]:
     """The hybrid's when the arm has a teacher, else the model's (`model.backend`)."""
-    if cfg.arm.get("teacher") is not None:
-        from .hybrid import HybridBackend
-
-        return HybridBackend
-    return get_class(cfg.model.backend)
+    hybrid = cfg.arm.get("teacher") is not None
+    return get_class(f"{__name__}.hybrid.HybridBackend" if hybrid else cfg.model.backend)
 
 
 def build(cfg: DictConfig) -> Backend:
-    """The job's backend, behind the prediction cache where its predictions can be reused."""
-    from .cache import CachedBackend, cacheable
+    """The job's backend, behind the prediction cache where its inputs fix its predictions."""
+    from .cache import CachedBackend
 
     backend = backend_for(cfg)(cfg)
-    return CachedBackend(backend) if cacheable(cfg) else backend
+    single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
+    cached = cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single
+    return CachedBackend(backend) if cached else backend

@@ -1,10 +1,5 @@
-"""Predictions a job has made before, served again: a study never computes the same thing twice.
-
-One cache in front of any backend whose predictions its inputs fix (a prompting arm on a local
-model, the hybrid's teacher among them): stored under `paths.cache_dir/predictions/<content
-hash>.json`, logged again as they were (with the measured time of the run that made them),
-tagged `predictions_cached` and `predictions_from_run`. docs/performance.md: what it saves.
-"""
+"""Predictions made before, served again (logged as they were, with the measured time of the
+run that made them) for any backend whose predictions its inputs fix: docs/performance.md."""
 import hashlib
 import json
 import logging
@@ -13,7 +8,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import one_device
 from ..metrics.cost import Usage
 from ..project import write_atomic
 from ..tasks import content_hash
@@ -21,11 +15,6 @@ from ..tracking.provenance import code_version
 from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)
-
-
-def cacheable(cfg: DictConfig) -> bool:
-    single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
-    return bool(cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single)
 
 
 class CachedBackend(Backend):
@@ -50,7 +39,11 @@ class CachedBackend(Backend):
         if self.cached is not None:
             return self.cached
         predictions = self.backend.predict(run)  # run None: a hybrid arm's teacher
-        save(self.path, predictions, run.info.run_id if run else "")
+        try:
+            stored = {**asdict(predictions), "run_id": run.info.run_id if run else ""}
+            write_atomic(self.path, json.dumps(stored))
+        except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
+            log.warning("could not store the predictions in %s (%s)", self.path, err)
         return predictions
 
     def close(self, outcome: str) -> None:
@@ -83,14 +76,12 @@ def _weight_files(model_cfg) -> list | None:
     if model_cfg.get("gguf"):
         from ..models.loading import gguf_file
 
-        path = gguf_file(model_cfg.gguf)
-        return [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
-    name_or_path = model_cfg.name_or_path
-    folder = Path(name_or_path) if name_or_path else None
-    if folder is None or not folder.is_dir():
+        files = [gguf_file(model_cfg.gguf)]
+    elif model_cfg.name_or_path and Path(model_cfg.name_or_path).is_dir():
+        files = [p for p in Path(model_cfg.name_or_path).iterdir() if p.is_file()]
+    else:
         return None  # a Hub name (and revision, in the model config)
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
-                  if p.is_file())
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
 def load(path: Path) -> Predictions | None:
@@ -99,19 +90,11 @@ def load(path: Path) -> Predictions | None:
         stored = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         log.warning("ignoring an unreadable prediction cache file %s", path)
-        stored = None
+        return None
     if stored is None:
         return None
-    stored["usage"] = Usage(**stored["usage"])
-    predictions = Predictions(**{k: v for k, v in stored.items() if k != "run_id"})
-    predictions.tags = {**predictions.tags, "predictions_cached": "true",
-                        "predictions_from_run": stored["run_id"]}
-    log.info("predictions served from the cache (made by run %s)", stored["run_id"])
+    run_id = stored.pop("run_id")
+    predictions = Predictions(**{**stored, "usage": Usage(**stored["usage"])})
+    predictions.tags |= {"predictions_cached": "true", "predictions_from_run": run_id}
+    log.info("predictions served from the cache (made by run %s)", run_id)
     return predictions
-
-
-def save(path: Path, predictions: Predictions, run_id: str) -> None:
-    try:
-        write_atomic(path, json.dumps({**asdict(predictions), "run_id": run_id}))
-    except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
-        log.warning("could not store the predictions in %s (%s)", path, err)

@@ -1,12 +1,5 @@
-"""A hosted chat model as a prompting arm: same task, split, template and demonstrations as
-the local arms; the user message is the very prompt a local model scores.
-
-A chat API gives no log-likelihoods, so classification asks for one label and maps the reply
-onto the label set (exact, then normalised match; a reply that matches none counts as wrong
-and in `test/unparsed_rate`), summarization takes the reply as the summary, and perplexity is
-absent (not zero). Cost is the API's own usage (input and output tokens) times the per-token
-prices in conf/cost/token_prices.
-"""
+"""A hosted chat model as a prompting arm: the user message is the very prompt a local model
+scores; the task type reads the replies (docs/models.md: parsing, perplexity, cost)."""
 
 import time
 from pathlib import Path
@@ -35,8 +28,7 @@ class HostedBackend(Backend):
         token_prices(cfg.cost, cfg.model.api.model)
 
     def load(self, task, splits, corpus, demos, data_sha):
-        cfg = self.cfg
-        api = cfg.model.api
+        cfg, api = self.cfg, self.cfg.model.api
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
@@ -46,7 +38,6 @@ class HostedBackend(Backend):
         self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
                                              max_tokens)
                          for text in self.test["text"]]
-        self.model_name = api.model
         if not self.requests:
             raise UserError("the test split is empty; nothing to send to the API")
 
@@ -70,7 +61,7 @@ class HostedBackend(Backend):
         rows = self.task.kind.read_replies(self.task, self.test, replies, self.max_tokens)
         return Predictions(rows=rows, usage=usage, demos_used=len(self.demos), metrics=metrics,
                            tags={"perplexity": "n/a: an API model gives no log-likelihoods",
-                                 "api_model": self.model_name})
+                                 "api_model": self.cfg.model.api.model})
 
 
 def turns(task: Task, demos: list[dict], text: str, chat: bool) -> list[dict]:

@@ -1,8 +1,6 @@
-"""The hybrid arm as a backend: a prompted teacher labels the pool without seeing its labels,
-a student is fine-tuned on its most confident labels (docs/arms.md). Confidence: the share of
-`arm.teacher.prompts` agreeing with the majority, else the task type's (a local margin, 1 for a
-usable hosted reply). The teacher is a backend behind the job's caches: paid once a sweep.
-"""
+"""The hybrid arm: a prompted teacher (a backend behind the job's caches) labels the pool without
+seeing its labels; a student, a local backend trained as `arm.student` would be, is fine-tuned
+on its most confident labels (docs/arms.md)."""
 
 import copy
 import logging
@@ -13,7 +11,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config import check_config, fill_inherited, seed_or
 from ..errors import UserError
-from ..metrics.cost import Usage
 from ..project import compose_options
 from ..tasks import Task, select_demos
 from . import Backend, Predictions, backend_for, build
@@ -24,9 +21,6 @@ _MISSING = object()
 
 
 class HybridBackend(Backend):
-    """A teacher backend (a prompting configuration) labels the pool; a student, a local
-    backend trained as `arm.student` would be, learns from its kept labels."""
-
     kind = "local"
 
     @staticmethod
@@ -64,7 +58,7 @@ class HybridBackend(Backend):
         return predictions
 
     def close(self, outcome: str) -> None:
-        if hasattr(self, "student"):
+        if hasattr(self, "student"):  # (a load that failed has none)
             self.student.close(outcome)
 
 
@@ -82,9 +76,8 @@ def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
             teacher.arm.k = wanted.k
         if wanted.model:
             teacher.model = composed.model
-            prices = composed.cost.get("token_prices") or {}
             teacher.cost.token_prices = OmegaConf.merge(teacher.cost.get("token_prices") or {},
-                                                        prices)
+                                                        composed.cost.get("token_prices") or {})
         if prompt:
             teacher.task.prompt, teacher.task.template = prompt, None
         for override in wanted.overrides or ():
@@ -120,8 +113,8 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
                corpus: list[str]) -> tuple[DatasetDict, list[dict], dict[str, float], bool]:
     """(the student's splits: the kept teacher labels of train and validation plus the
     teacher's demos with their own labels; the teacher's demos; its metrics; all cached?)."""
-    prompts = list(cfg.arm.teacher.prompts or [None])
-    teachers = [teacher_config(cfg, prompt) for prompt in prompts]  # every check first
+    teachers = [teacher_config(cfg, prompt)  # every check first
+                for prompt in cfg.arm.teacher.prompts or [None]]
     first = teachers[0]
     demos = select_demos(splits["train"], first.arm.k, first.arm.selection, cfg.seed,
                          seed_or(first.arm.order_seed, cfg.seed))
@@ -133,33 +126,29 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
     outputs, confidence = task.kind.vote(runs)
     keep = kept(confidence, cfg.arm.keep)
     n_train = len(pool["train"])
-    student = DatasetDict({
-        "train": concatenate_datasets([with_outputs(pool["train"], outputs[:n_train],
-                                                    keep[:n_train], task),
-                                       Dataset.from_list(demos).select_columns(
-                                           splits["train"].column_names)])
-        if demos else with_outputs(pool["train"], outputs[:n_train], keep[:n_train], task),
-        "validation": with_outputs(pool["validation"], outputs[n_train:], keep[n_train:], task),
-        "test": splits["test"]})
-    if not len(student["validation"]) or not len(student["train"]):
+    train = with_outputs(pool["train"], outputs[:n_train], keep[:n_train], task)
+    if demos:
+        shown_rows = Dataset.from_list(demos).select_columns(splits["train"].column_names)
+        train = concatenate_datasets([train, shown_rows])
+    validation = with_outputs(pool["validation"], outputs[n_train:], keep[n_train:], task)
+    if not len(validation) or not len(train):
         usable = sum(c > 0 for c in confidence)
-        raise UserError(f"arm.keep={cfg.arm.keep} leaves the student "
-                        f"{len(student['train'])} train and {len(student['validation'])} "
-                        f"validation examples ({usable} of the teacher's {len(texts)} outputs "
-                        "are usable: a label named, a summary ended before max_new_tokens); "
-                        "raise arm.keep or train_size, or use a stronger teacher")
-    gold = list(pool["train"]["label"]) + list(pool["validation"]["label"]) \
-        if task.labels else None
+        raise UserError(f"arm.keep={cfg.arm.keep} leaves the student {len(train)} train and "
+                        f"{len(validation)} validation examples ({usable} of the teacher's "
+                        f"{len(texts)} outputs are usable: a label named, a summary ended before "
+                        "max_new_tokens); raise arm.keep or train_size, or use a stronger teacher")
     teaching = {"hybrid/kept": sum(keep), "hybrid/pool": len(texts),
-                "cost/teacher_usd": sum(r["usd"] for r in runs),
-                "cost/teacher_tokens": sum(r["tokens"] for r in runs),
-                "cost/teacher_seconds": sum(r["seconds"] for r in runs)}
-    if gold is not None:
+                "cost/teacher_usd": sum(r["usage"].eval_usd for r in runs),
+                "cost/teacher_tokens": sum(r["usage"].charged_tokens for r in runs),
+                "cost/teacher_seconds": sum(r["usage"].eval_seconds for r in runs)}
+    accuracy = ""
+    if task.labels:
+        gold = list(pool["train"]["label"]) + list(pool["validation"]["label"])
         teaching["hybrid/pseudo_label_accuracy"] = _accuracy(outputs, gold, [True] * len(keep))
         teaching["hybrid/kept_accuracy"] = _accuracy(outputs, gold, keep)
-    log.info("hybrid: the teacher labelled %d texts, %d kept%s", len(texts), sum(keep),
-             "" if gold is None else
-             f"; pseudo-label accuracy {teaching['hybrid/pseudo_label_accuracy']:.3f}")
+        accuracy = f"; pseudo-label accuracy {teaching['hybrid/pseudo_label_accuracy']:.3f}"
+    log.info("hybrid: the teacher labelled %d texts, %d kept%s", len(texts), sum(keep), accuracy)
+    student = DatasetDict({"train": train, "validation": validation, "test": splits["test"]})
     return student, demos, teaching, all(r["cached"] for r in runs)
 
 
@@ -170,10 +159,9 @@ def _accuracy(outputs, gold, keep) -> float:
 
 def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
           demos: list[dict], texts: list[str]) -> dict:
-    """The teacher's output for every text ({outputs, confidence, usd, tokens, seconds,
-    cached}), made by the teacher's backend as a prompting job's would be (from the cache
-    when this teacher labelled these texts before). The texts go to it with a placeholder
-    answer: gold labels never reach a teacher."""
+    """The teacher's output and confidence for every text, in text order, its usage and whether
+    it came from the caches. The texts go with a placeholder answer: gold labels never reach a
+    teacher."""
     teacher_task = Task.from_config(teacher.task, task.label_names or None)
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
                           "test": Dataset.from_list([task.kind.hidden(task, t) for t in texts])})
@@ -185,14 +173,10 @@ def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str
         backend.close("finished")
     replies = predictions.metrics.get("api/cache_hits")  # a hosted teacher's cached replies
     cached = predictions.tags.get("predictions_cached") == "true" or replies == len(texts)
-    return {**outputs_of(task, predictions.rows, predictions.usage), "cached": cached}
-
-
-def outputs_of(task: Task, rows: list[dict], usage: Usage) -> dict:
-    """The teacher's label (or summary) and confidence per text, in text order."""
-    outputs, confidence = task.kind.taught(task, sorted(rows, key=lambda r: r["index"]))
-    return {"outputs": outputs, "confidence": confidence, "usd": usage.eval_usd,
-            "tokens": usage.charged_tokens, "seconds": usage.eval_seconds}
+    rows = sorted(predictions.rows, key=lambda r: r["index"])
+    outputs, confidence = task.kind.taught(task, rows)
+    return {"outputs": outputs, "confidence": confidence, "usage": predictions.usage,
+            "cached": cached}
 
 
 def kept(confidence: list[float], keep: float) -> list[bool]:
@@ -210,6 +194,4 @@ def with_outputs(split: Dataset, outputs: list, keep: list[bool], task: Task) ->
     column = task.kind.answer_column
     rows = [row | {column: task.kind.as_answer(out)}
             for row, out, k in zip(split, outputs, keep, strict=True) if k]
-    if not rows:
-        return split.select([])
-    return Dataset.from_list(rows, features=split.features)
+    return Dataset.from_list(rows, features=split.features) if rows else split.select([])

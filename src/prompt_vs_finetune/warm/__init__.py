@@ -26,7 +26,6 @@ ENTRIES = {"pvf": ("prompt_vs_finetune.cli", "main"),  # command -> (module, fun
            "pvf-report": ("prompt_vs_finetune.report", "main")}
 # Variables DVC (and the shell) set differently for every command of one study: not the key
 VOLATILE_ENV = ("DVC_", "PVF_WARM", "_", "PWD", "OLDPWD", "SHLVL")
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_TIMEOUT_S = 120  # how long the first command waits for a new worker's imports
 
 
@@ -105,8 +104,7 @@ def _locked(handle) -> bool:
 
 
 def _connect(key: str) -> socket.socket | None:
-    """A connection to the worker with this key, starting one if there is none; None when a
-    worker for it cannot start (its imports failed: see its log)."""
+    """A connection to the worker with this key, started if need be; None if it cannot start."""
     folder = worker_dir()
     deadline, worker = time.monotonic() + STARTUP_TIMEOUT_S, None
     while not (folder / f"{key}.failed").exists() and time.monotonic() <= deadline:
@@ -127,8 +125,7 @@ def _connect(key: str) -> socket.socket | None:
 
 
 def _start_worker(key: str, folder: Path):
-    """The worker, in a session of its own (a terminal's Ctrl-C is the command's to forward),
-    with this command's environment and import path."""
+    """In a session of its own: a terminal's Ctrl-C is the command's to forward."""
     with open(folder / f"{key}.log", "w") as log:
         flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O ... as this Python's
         return subprocess.Popen(
@@ -160,7 +157,7 @@ def _run_in_worker(conn: socket.socket, entry: str) -> None:
         with suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    for signum in FORWARDED:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, forward)
     try:
@@ -181,7 +178,6 @@ def _run_in_worker(conn: socket.socket, entry: str) -> None:
 
 def _is_open(fd: int) -> bool:
     try:
-        os.fstat(fd)
-        return True
+        return os.fstat(fd) is not None
     except OSError:
         return False

@@ -6,7 +6,7 @@ import gc
 import importlib.util
 import json
 import os
-import selectors
+import select
 import signal
 import socket
 import sys
@@ -85,39 +85,13 @@ def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | N
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
     last = time.monotonic()
     print(f"worker {os.getpid()} serving {listener.getsockname()}", flush=True)
     while children or time.monotonic() - last < idle_s:
-        for event, _ in selector.select(timeout=1.0):
-            if event.fileobj is not listener:
-                os.read(wake_r, 512)
-                continue
-            conn, _ = listener.accept()
-            try:
-                request, streams = _request(conn)
-            except (OSError, ValueError) as err:
-                print(f"bad request: {err}", flush=True)
-                conn.close()
-                continue
-            pid = os.fork()
-            if pid == 0:  # the child: drop the worker's own resources, become the command
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                selector.close()
-                for resource in (listener, lock, *children.values()):  # the worker's flock
-                    resource.close()  # stays: its own descriptor still holds it
-                os.close(wake_r)
-                os.close(wake_w)
-                return conn, request, streams
-            for fd in streams:
-                os.close(fd)
-            _send(conn, {"pid": pid})
-            children[pid] = conn
-            last = time.monotonic()
+        ready, _, _ = select.select([listener, wake_r], [], [], 1.0)
+        if wake_r in ready:
+            os.read(wake_r, 512)
         while children:  # tell each command how its child ended
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -126,6 +100,33 @@ def _serve_until_idle(listener: socket.socket, idle_s: float, lock) -> tuple | N
             _send(conn, {"status": status})
             conn.close()
             last = time.monotonic()
+        if listener not in ready:
+            continue
+        conn, _ = listener.accept()
+        try:  # the streams come with a byte, then the request: a line of JSON
+            _, streams, _, _ = socket.recv_fds(conn, 1, 3)
+            with conn.makefile("rb") as reader:  # the command writes nothing after this line
+                request = json.loads(reader.readline())
+            if request.get("entry") not in ENTRIES or len(streams) != 3:
+                raise ValueError(f"unknown entry or streams: {request.get('entry')!r}")
+        except (OSError, ValueError) as err:
+            print(f"bad request: {err}", flush=True)
+            conn.close()
+            continue
+        pid = os.fork()
+        if pid == 0:  # the child: drop the worker's own resources, become the command
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for resource in (listener, lock, *children.values()):  # the worker's flock
+                resource.close()  # stays: its own descriptor still holds it
+            os.close(wake_r)
+            os.close(wake_w)
+            return conn, request, streams
+        for fd in streams:
+            os.close(fd)
+        _send(conn, {"pid": pid})
+        children[pid] = conn
+        last = time.monotonic()
     print(f"worker {os.getpid()}: {idle_s:g} s without a job; exiting", flush=True)
     return None
 
@@ -135,20 +136,8 @@ def _send(conn: socket.socket, message: dict) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _request(conn: socket.socket) -> tuple[dict, list[int]]:
-    """The command's request (a line of JSON) and the streams sent with the byte before it."""
-    _, fds, _, _ = socket.recv_fds(conn, 1, 3)
-    with conn.makefile("rb") as reader:  # the command writes nothing after this line
-        request = json.loads(reader.readline())
-    if request.get("entry") not in ENTRIES or len(fds) != 3:
-        raise ValueError(f"unknown entry or streams: {request.get('entry')!r}")
-    return request, fds
-
-
 def become(conn: socket.socket, request: dict, streams: list[int], warned: list) -> None:
-    """In the child: take on the command's streams, folder, environment, umask, arguments,
-    import path and signals, reseed what a new process seeds, show the imports' warnings,
-    then run its entry point."""
+    """In the child: take on the command's process state, then run its entry point."""
     import numpy
     import torch
 
@@ -177,7 +166,7 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
     main.__spec__ = (importlib.util.find_spec(request["main_module"])
                      if request["main_module"] else None)
     sys.modules["__main__"] = main
-    numpy.random.seed()  # (random reseeds itself in a forked child)
+    numpy.random.seed()  # (`random` reseeds itself in a forked child)
     torch.seed()
 
     def die_with_the_command() -> None:  # the command never writes again: EOF = it is gone
