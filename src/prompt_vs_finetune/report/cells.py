@@ -18,30 +18,32 @@ MIN_SEEDS = 3  # fewer: a cell's interval holds the test set's noise, not the se
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality, 95% interval (a bootstrap, or a
-    t-interval over seeds for runs without per-example values), costs and `variant`."""
+    """One row per cell (search trials left out): its quality and 95% interval (a bootstrap,
+    or a t-interval over seeds for runs without per-example values), costs and `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
         matrix = _matrix(group)
         if matrix is not None:
-            mean, low, high = bootstrap(matrix)
+            interval = _interval(*bootstrap(matrix), "bootstrap")
         else:
             mean, half = mean_ci(group["quality"])
-            low, high = mean - half, mean + half
+            interval = _interval(mean, mean - half, mean + half, "t over seeds")
         rows.append({**{key: group[key].iloc[0] for key in GROUP}, "cell": cell,
                      "metric": group["metric"].iloc[0], "test_set": group["test_set"].iloc[0],
                      "runs": int(group["quality"].notna().sum()),
-                     "pretrained": bool(group["pretrained"].all()),
-                     "quality": mean, "quality_low": low, "quality_high": high,
-                     "quality_ci": (high - low) / 2,
-                     "interval": "t over seeds" if matrix is None else "bootstrap",
+                     "pretrained": bool(group["pretrained"].all()), **interval,
                      "val_quality": group["val_quality"].mean(),
                      "checkpoint": group["checkpoint"].iloc[0],
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
     table = pd.DataFrame(rows)
     return table.assign(variant=variants(table, runs)) if not table.empty else table
+
+
+def _interval(mean: float, low: float, high: float, how: str) -> dict:
+    return {"quality": mean, "quality_low": low, "quality_high": high,
+            "quality_ci": (high - low) / 2, "interval": how}
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -167,13 +169,11 @@ def _blind_pick(cells: pd.DataFrame) -> dict:
     same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
         len({m.shape[1] for m in matrices}) == 1
     stacked = np.vstack(matrices) if same else None
-    mean, low, high = bootstrap(stacked) if same else (cells["quality"].mean(), math.nan,
-                                                      math.nan)
-    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS},
-            "quality": mean, "quality_low": low, "quality_high": high,
-            "quality_ci": (high - low) / 2, "runs": int(cells["runs"].sum()), "examples": stacked,
-            "variant": f"any of {len(cells)} configurations",
-            "interval": "bootstrap" if same else "t over seeds"}
+    interval = _interval(*bootstrap(stacked), "bootstrap") if same else \
+        _interval(cells["quality"].mean(), math.nan, math.nan, "t over seeds")
+    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS}, **interval,
+            "runs": int(cells["runs"].sum()), "examples": stacked,
+            "variant": f"any of {len(cells)} configurations"}
 
 
 def prompting(table: pd.DataFrame) -> pd.DataFrame:

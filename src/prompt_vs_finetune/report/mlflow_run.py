@@ -78,7 +78,6 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
 def _row(run) -> dict:
     """A run as the report's row (the fallbacks: what runs of older pvf versions logged)."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    # whether the arm trained weights; its headline metric (the task type's)
     fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
     metric = tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
                                        else "test/accuracy")
@@ -88,8 +87,7 @@ def _row(run) -> dict:
     n_labels = int(metrics.get("data/n_labels", metrics.get("data/n_train" if fit
                                                              else "fewshot/demos_used", 0)))
     test_set = params.get("data.test_sha256", "")
-    # one experiment: the same config but the seeds, on the same test set (a run from before
-    # the `cell` tag: a name match)
+    # the same config but the seeds, on the same test set (before the `cell` tag: by name)
     cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
         "inference_dtype", REFERENCE_DTYPE), tags["arm"], str(n_labels)])
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
@@ -129,8 +127,8 @@ def identity(run) -> str:
 
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """(the runs with each identical rerun replaced by the latest of its kind, how many were
-    replaced): a job run twice is one seed."""
+    """(the runs, each identical rerun replaced by the latest, how many were replaced): a job
+    run twice is one seed."""
     if runs.empty:
         return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
@@ -171,8 +169,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
         release()  # inside: a Ctrl-C held until now ends the run KILLED
         mlflow.log_param("runs", len(jobs))
-        mlflow.log_metrics({"runs": float(len(jobs)),
-                            **summary_metrics(summary, set(jobs["task"]))})
+        mlflow.log_metrics(summary_metrics(summary, jobs))
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     except BaseException as err:
@@ -181,8 +178,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     mlflow.end_run("FINISHED")
     now = int(time.time() * 1000)
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
-        children = jobs[jobs["parent_run_id"] == parent["run_id"]]
-        metrics = {"runs": float(len(children)), **summary_metrics(summary, set(children["task"]))}
+        metrics = summary_metrics(summary, jobs[jobs["parent_run_id"] == parent["run_id"]])
         try:
             client.log_batch(parent["run_id"], tags=[RunTag("pvf.report_run", active.info.run_id)],
                              metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
@@ -226,9 +222,10 @@ def _within(text: str, items: list[str], limit: int, more) -> str:
     return text
 
 
-def summary_metrics(summary: dict, tasks: set[str]) -> dict[str, float]:
-    """summary.json's numbers of `tasks` as MLflow metrics."""
-    metrics: dict[str, float] = {}
+def summary_metrics(summary: dict, jobs: pd.DataFrame) -> dict[str, float]:
+    """How many `jobs`, and summary.json's numbers of their tasks, as MLflow metrics."""
+    tasks = set(jobs["task"])
+    metrics: dict[str, float] = {"runs": len(jobs)}
     for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
         if task not in tasks:

@@ -10,16 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .cells import (
-    arm_order,
-    chosen,
-    dtype_rank,
-    dtypes,
-    fitted,
-    label,
-    pareto_front,
-    prompting,
-)
+from .cells import arm_order, chosen, dtype_rank, dtypes, fitted, label, pareto_front, prompting
 from .mlflow_run import REFERENCE_DTYPE
 from .tables import params
 
@@ -66,9 +57,8 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
 
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
                          colors: dict, n_classes: int | None = None) -> str | None:
-    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (at their
-    largest budget; at reduced precision: dashed lines, no band), each arm's configuration at
-    a budget chosen on validation (report/cells.chosen), never on test."""
+    """Fine-tuned arms by label budget, prompting arms as bands at their largest budget (dashed,
+    no band, at reduced precision); each at its configuration chosen on validation."""
     tuned = fitted(table)
     if tuned.empty:
         return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
@@ -162,8 +152,7 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
     fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(models)), 5))
     for arm in dict.fromkeys(scale["arm"]):
         cells = scale[scale["arm"] == arm]
-        # a line through the local float32 models; reduced precision (hollow) and API models
-        # as points of their own
+        # a line through the local float32 models; the others hollow points
         line = (cells["dtype"] == REFERENCE_DTYPE) & cells["model_params"].notna()
         for part, style in ((cells[line], {"marker": "o", "label": arm}),
                             (cells[~line], {"marker": "o", "linestyle": "none",
@@ -220,12 +209,11 @@ def _quality(ax, x, cells: pd.DataFrame, color: str, **style) -> None:
 
 def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) -> None:
     """Chance (a uniform guess over the classes), the legend, and the file."""
-    ax = fig.axes[0]
     if n_classes and n_classes >= 2:
-        ax.axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)", color="black",
-                   linestyle=":", lw=1.2)
+        fig.axes[0].axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)",
+                            color="black", linestyle=":", lw=1.2)
     if legend:
-        ax.legend(fontsize=8)
+        fig.axes[0].legend(fontsize=8)
     _save(fig, path)
 
 

@@ -23,7 +23,7 @@ def num(value, spec: str = ".3g") -> str:
 
 def quality(row) -> str:
     """The mean and its 95% interval: [low, high] (bootstrap), or ± the t half-width over seeds
-    marked † (no test-set noise in it: runs without per-example values)."""
+    marked † (runs without per-example values: no test-set noise in it)."""
     if math.isnan(row["quality"]):
         return "n/a"
     if row.get("interval") == "bootstrap":
@@ -72,19 +72,17 @@ def _num(column: str, spec: str = ".3g"):
 
 def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
-    # the first consistency measure the cells logged (runs from before them have none)
-    kind = next((c for c in CONSISTENCY if c[1] in table and table[c[1]].notna().any()), None)
+    kind = next((c for c in CONSISTENCY if _has(table, c[1])), None)  # the first one logged
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     return _table([
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
         reduced(table) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
         ("runs", _int("runs")), (f"{metric} [95% interval]", quality),
-        *_secondary(table), _has(table, "val_quality") and (f"validation {metric}",
-                                                            _num("val_quality", ".3f")),
+        *_secondary(table),
+        _has(table, "val_quality") and (f"validation {metric}", _num("val_quality", ".3f")),
         ("perplexity", _num("perplexity")),
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
-        "agreement" in table and table["agreement"].notna().any()
-        and ("agreement across seeds", _num("agreement", ".0%")),
+        _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
         kind and (kind[0], lambda r: " / ".join(num(r.get(c), spec) for c, spec in kind[2])),
         ("USD / 1k pred.", _num("usd_per_1k")), ("train USD", _num("train_usd")),
         ("trainable params", _num("trainable_params")),
@@ -104,8 +102,8 @@ def _secondary(table: pd.DataFrame) -> list:
 
 
 def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
-    """Each side's configuration chosen without test at each label budget: what the verdict
-    compares, with the effort and cost of choosing it and its agreement across seeds."""
+    """Each side's configuration chosen without test at each label budget (what the verdict
+    compares), what choosing it cost and its agreement across seeds."""
     ordered = picks.assign(_fit=picks["fit"].astype(bool)).sort_values(
         ["_fit", "side", "dtype", "n_labels"])
     return _table([
@@ -172,7 +170,7 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
         ("gap between template means", _num("template_gap", ".3f"))], spread,
         "**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
         f"seeds; {metric})")
-    if "mean_accuracy_contextual" in spread and spread["mean_accuracy_contextual"].notna().any():
+    if _has(spread, "mean_accuracy_contextual"):
         stats = [("mean", "mean"), ("std", "std"), ("contextual: mean", "mean_accuracy_contextual"),
                  ("std", "std_accuracy_contextual"), ("PMI: mean", "mean_accuracy_pmi"),
                  ("std", "std_accuracy_pmi")]

@@ -172,13 +172,11 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
 
 def _figures(stem: Path, figures: dict) -> list[str]:
     """Draw each plot (name: a function of its path) into `<stem>_<name>.png`; report.md's
-    lines: the drawn ones side by side, then the note of each not drawn (whose image from an
-    earlier report goes)."""
+    lines: the drawn ones side by side, then the note of each not drawn (its old image goes)."""
     drawn, notes = [], []
     for name, plot in figures.items():
         path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
-        note = plot(path=path)
-        if note is None:
+        if (note := plot(path=path)) is None:
             drawn.append(f"![{name}]({path.parent.name}/{path.name})")
         else:
             path.unlink(missing_ok=True)
@@ -188,8 +186,8 @@ def _figures(stem: Path, figures: dict) -> list[str]:
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not), what that cell's calls cost (so `dvc metrics diff` shows a change of
-    cost alone), and the unparsed rate per arm where runs logged one."""
+    when some are not), that cell's cost per call (so `dvc metrics diff` shows a change of cost
+    alone), and the unparsed rate per arm where runs logged one."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
 
@@ -221,6 +219,6 @@ def render_html(markdown: str, folder: Path) -> str:
                 and path.is_relative_to(folder.resolve()) and path.suffix == ".png"):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             child.attrSet("src", f"data:image/png;base64,{data}")
-    body = md.renderer.render(tokens, md.options, {})
     page = Template((Path(__file__).parent / "page.html").read_text())
-    return page.substitute(title=html.escape(TITLE), body=body)
+    return page.substitute(title=html.escape(TITLE),
+                           body=md.renderer.render(tokens, md.options, {}))
