@@ -1,6 +1,5 @@
-"""Cells (the runs of one config that differ only in their seeds, on one test set), their 95%
-intervals, and what the verdict compares: Pareto front, precision, model scale, prompt
-sensitivity, cost by volume (docs/report.md, docs/cost.md)."""
+"""Cells (one config's runs over seeds, on one test set), their 95% intervals, and what the
+verdict compares (docs/report.md, docs/cost.md)."""
 
 import math
 
@@ -18,8 +17,7 @@ MIN_SEEDS = 3  # fewer: a cell's interval holds the test set's noise, not the se
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality and 95% interval (a bootstrap,
-    or a t-interval over seeds for runs without per-example values), costs and `variant`."""
+    """One row per cell (search trials left out): quality, 95% interval, costs, `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
@@ -75,11 +73,10 @@ def agreement(predictions) -> float:
 
 
 def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
-    """For cells that share task, model, dtype, arm and label budget: the config values that
-    differ among them (`key=value, ...`), those its own runs agree on (not a per-run folder)."""
+    """What sets a cell apart from the others of its GROUP: `key=value, ...` of its runs' params."""
     params = runs.groupby("cell")["params"].agg(_shared_items)
     labels = pd.Series("", index=table.index)
-    for _, same in table.groupby(GROUP).groups.items():
+    for same in table.groupby(GROUP).groups.values():
         if len(same) < 2:
             continue
         dicts = {i: params[table.loc[i, "cell"]] for i in same}
@@ -98,10 +95,8 @@ def _shared_items(dicts: pd.Series) -> dict:
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(mean, low, high: a 95% interval) of a cell's quality [seeds x test examples], or of
-    a - b scored on the same test examples (paired). The test set's noise: a bootstrap over
-    its examples; the seeds' (3 or more on a side): a t-interval over the seed means, added
-    in quadrature, so that three scattered seeds widen it beyond their own range."""
+    """(mean, low, high) of a cell's quality [seeds x test examples], or of a - b paired: a
+    bootstrap over test examples, and the seeds' t half-width added in quadrature."""
     rng = np.random.default_rng(RNG_SEED)
     each = a.mean(axis=0) if b is None else a.mean(axis=0) - b.mean(axis=0)
     centre = float(each.mean())
@@ -115,8 +110,7 @@ def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float,
 
 
 def seed_half_width(matrices: list[np.ndarray]) -> float:
-    """The seeds' 95% t half-width of a mean (Welch's, of a difference); a side with fewer than
-    MIN_SEEDS seeds adds nothing (the report says its interval leaves them out)."""
+    """The seeds' 95% t half-width (Welch's for a difference); sides under MIN_SEEDS add none."""
     parts = [(m.mean(axis=1).var(ddof=1) / len(m), len(m)) for m in matrices
              if len(m) >= MIN_SEEDS]
     variance = sum(v for v, _ in parts)
@@ -127,8 +121,7 @@ def seed_half_width(matrices: list[np.ndarray]) -> float:
 
 
 def compare(a, b) -> dict:
-    """Whether cell `a` beats cell `b`: on a shared test set, paired (the difference's 95%
-    interval excludes zero); else the intervals do not overlap."""
+    """Whether cell `a` beats `b`: paired on a shared test set, else by intervals apart."""
     if (a["examples"] is not None and b["examples"] is not None
             and a["test_set"] == b["test_set"] and a["examples"].shape[1]
             == b["examples"].shape[1]):
@@ -139,11 +132,9 @@ def compare(a, b) -> dict:
 
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
-    """Per task x model x dtype, per `side` (prompting, or a fine-tuning arm; `arm`: each arm)
-    and label budget: the configuration a user would deploy without seeing test. The best
-    mean validation score among its cells there (the only cell, where one); several without
-    validation scores: their mean, a blind pick's. `configs`: the cells chosen from;
-    `search_usd`: what trying them cost (their training and validation scoring)."""
+    """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
+    the configuration chosen without test (best on validation; none scored: a blind pick), with
+    `configs` (how many it was chosen from) and `search_usd` (their training and validation)."""
     keyed = table.assign(side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
@@ -163,8 +154,8 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
 
 
 def _blind_pick(cells: pd.DataFrame) -> dict:
-    """Configurations that no label can tell apart, as one: their runs pooled (each config's
-    seeds as seeds), so the interval carries the spread between them."""
+    """Configurations no label tells apart, as one: their runs pooled, so that the interval
+    carries the spread between them."""
     matrices = list(cells["examples"])
     same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
         len({m.shape[1] for m in matrices}) == 1
@@ -193,8 +184,7 @@ def arm_order(table: pd.DataFrame) -> list[str]:
 
 def best(cells: pd.DataFrame):
     """The row of highest quality (NaN quality ignored), or None."""
-    scored = cells[cells["quality"].notna()]
-    return None if scored.empty else scored.loc[scored["quality"].idxmax()]
+    return None if cells["quality"].isna().all() else cells.loc[cells["quality"].idxmax()]
 
 
 def dtype_rank(dtype: str) -> int:
@@ -225,8 +215,7 @@ def pareto_front(points: pd.DataFrame) -> pd.Series:
 
 
 def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
-    """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
-    budget), with the quality change and whether it is clear at 95%."""
+    """Each reduced-precision cell beside its float32 twin: the change, clear at 95% or not."""
     key = ["task", "model", "arm", "n_labels"]
     twins = table[table["dtype"] == REFERENCE_DTYPE].drop_duplicates(key).set_index(key)
     rows = []
@@ -241,7 +230,6 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
             bool(not math.isnan(margin) and abs(delta) > margin)
         rows.append({**r, **ref.add_suffix("_ref"), "delta": delta, "clear": bool(clear)})
     return pd.DataFrame(rows)
-
 
 def model_scale(table: pd.DataFrame) -> pd.DataFrame:
     """One cell per model x dtype x arm (its largest label budget), models by parameter count."""
@@ -280,15 +268,15 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm of a task, at its largest label budget and the configuration chosen
-    there without test: per-call USD, up-front USD (every configuration's training and
-    validation scoring, its search trials' `search_usd`, a hybrid teacher's labels), quality."""
+    """Per model x arm at its largest budget, as chosen without test: per-call USD, up-front USD
+    (every configuration's training and validation, search trials, a hybrid's teacher), quality."""
     rows = []
     for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
         top = group.loc[group["n_labels"].idxmax()]
         search = 0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0))
         teacher = top.get("teacher_usd")  # a hybrid's; none logged: nothing paid
-        rows.append({"model": model, "dtype": dtype, "arm": arm, "fit": bool(top["fit"]),
+        rows.append({"model": model, "dtype": dtype, "arm": arm,
+                     "name": label(f"{model}/{arm}", dtype), "fit": bool(top["fit"]),
                      "n_labels": int(top["n_labels"]), "quality": top["quality"],
                      "per_call": top["usd_per_1k"] / 1000,
                      "up_front": top["search_usd"] + search
@@ -298,8 +286,7 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
     """Per fine-tuned x prompting pair: from how many predictions it is cheaper (inf: never)."""
-    named = costs.assign(name=[_name(row) for _, row in costs.iterrows()])
-    pairs = fitted(named).merge(prompting(named), how="cross",
+    pairs = fitted(costs).merge(prompting(costs), how="cross",
                                 suffixes=("_fine_tuned", "_prompting"))
     saving = pairs["per_call_prompting"] - pairs["per_call_fine_tuned"]
     return pd.DataFrame({
@@ -315,10 +302,6 @@ def break_even(costs: pd.DataFrame) -> pd.DataFrame:
 
 def at_volume(costs: pd.DataFrame, volume: int) -> pd.DataFrame:
     """Every arm's total cost for `volume` predictions, cheapest first, with its quality."""
-    ranked = costs.assign(arm_name=costs.apply(_name, axis=1),
+    ranked = costs.assign(arm_name=costs["name"],
                           total_usd=costs["up_front"] + volume * costs["per_call"])
     return ranked.sort_values("total_usd").reset_index(drop=True)
-
-
-def _name(row) -> str:
-    return label(f"{row['model']}/{row['arm']}", row["dtype"])

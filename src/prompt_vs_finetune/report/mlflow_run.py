@@ -1,6 +1,5 @@
-"""The report's MLflow side: the finished job runs read in (one row each, with what makes two
-runs one cell), and the report's own run in the `pvf-report` experiment, linked to them and to
-their parent runs (docs/report.md, "The report's MLflow run")."""
+"""The report's MLflow side: the finished job runs read in, one row each, and the report's own
+run in `pvf-report`, linked to them and their parents (docs/report.md)."""
 
 import json
 import logging
@@ -56,8 +55,7 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
-    """One row per FINISHED job run (of `run_ids` when given: stale runs of earlier studies stay
-    out); report runs (`pvf_summary`) and parent runs (`pvf.parent`) are no jobs."""
+    """One row per FINISHED job run (of `run_ids` when given: stale studies' runs stay out)."""
     client = MlflowClient(tracking_uri)
     ids = [e.experiment_id for e in client.search_experiments()
            if not experiments or e.name in experiments]
@@ -116,8 +114,7 @@ def _row(run) -> dict:
 
 
 def identity(run) -> str:
-    """What makes two runs the same job (a rerun, no new seed): the same config (seed included),
-    data and code. A run without those tags (older pvf) is only itself."""
+    """What makes two runs the same job: config (seed included), data and code; else the run id."""
     tags, params = run.data.tags, run.data.params
     if not (tags.get("config_hash") and tags.get("pvf.code")):
         return run.info.run_id
@@ -127,8 +124,7 @@ def identity(run) -> str:
 
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """(the runs, each identical rerun replaced by the latest, how many were replaced): a job
-    run twice is one seed."""
+    """(the runs, each identical rerun replaced by the latest, how many replaced)."""
     if runs.empty:
         return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
@@ -136,8 +132,7 @@ def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:
-    """(each test example's quality in test-split order, the predictions), None where not logged
-    (runs from before per_example.json)."""
+    """(each test example's quality, the predictions), Nones where not logged (older runs)."""
     parts = urlparse(artifact_uri)
     try:
         if parts.scheme in ("", "file"):  # a local store: read the file, no download machinery
@@ -290,8 +285,8 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
 
 
 def own_parents(parents: list[dict]) -> list[dict]:
-    """The parents this report may write into: under DVC only its own study's (a `dvc exp run`
-    report also reads the baseline's runs, and must not overwrite the baseline's parent)."""
+    """The parents it may write into: under DVC its own study's only (a `dvc exp run` report also
+    reads the baseline's runs, and must leave the baseline's parent alone)."""
     if not (os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")):
         return parents
     own = study_group(dvc_study_name()).key

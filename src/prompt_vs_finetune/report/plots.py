@@ -1,5 +1,5 @@
-"""The report's plots (docs/report.md, Plots). A plot with nothing to show is not drawn: its
-function returns a one-line note saying what is missing (None when it drew)."""
+"""The report's plots (docs/report.md). A plot with nothing to show is not drawn: its function
+returns a one-line note of what is missing (None when it drew)."""
 
 import math
 from collections import defaultdict
@@ -57,8 +57,8 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
 
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
                          colors: dict, n_classes: int | None = None) -> str | None:
-    """Fine-tuned arms by label budget, prompting arms as bands at their largest budget (dashed,
-    no band, at reduced precision); each at its configuration chosen on validation."""
+    """Fine-tuned arms by label budget, prompting ones as bands (dashed lines at reduced
+    precision) at their largest; each as chosen on validation per budget."""
     tuned = fitted(table)
     if tuned.empty:
         return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
@@ -186,7 +186,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
     for _, row in priced.iterrows():
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
-                linestyle=style, label=label(f"{row['model']}/{row['arm']}", row["dtype"]))
+                linestyle=style, label=row["name"])
     for _, cross in crossings.iterrows():
         v = cross["break_even_predictions"]
         y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]

@@ -54,8 +54,7 @@ def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str
 
 
 def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:
-    """A row per row of `frame`; each column is (header, the frame's column to show or a
-    function of the row), a falsy one left out."""
+    """A row per row of `frame`; columns: (header, a column or a function of the row), or falsy."""
     columns = [column for column in columns if column]
     rows = [[how(r) if callable(how) else r[how] for _, how in columns]
             for _, r in frame.iterrows()]
@@ -102,8 +101,7 @@ def _secondary(table: pd.DataFrame) -> list:
 
 
 def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
-    """Each side's configuration chosen without test at each label budget (what the verdict
-    compares), what choosing it cost and its agreement across seeds."""
+    """Each side's configuration chosen without test per budget: what the verdict compares."""
     ordered = picks.assign(_fit=picks["fit"].astype(bool)).sort_values(
         ["_fit", "side", "dtype", "n_labels"])
     return _table([
@@ -156,8 +154,7 @@ def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
 
 
 def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
-    """The prompt-sensitivity table (layout and ranking columns when some runs used the chat
-    template or a calibration), and the calibrated ranking's table."""
+    """The prompt-sensitivity table, and the calibrated ranking's where runs logged one."""
     chat = "chat" in spread and spread["chat"].eq("true").any()
     ranked = "calibration" in spread and spread["calibration"].isin(["contextual", "pmi"]).any()
     layout = [chat and ("layout", lambda r: "chat" if r["chat"] == "true" else "plain"),

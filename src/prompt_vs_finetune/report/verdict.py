@@ -1,5 +1,5 @@
-"""The verdict in plain words, per task x model: which arm to use, from how many labels
-fine-tuning beats the best prompt, what a reduced precision changes, and across models."""
+"""The verdict in plain words per task x model: which arm, from how many labels fine-tuning wins,
+what a reduced precision changes, and across models."""
 
 import math
 
@@ -78,9 +78,8 @@ def _unparsed(row) -> str:
 
 
 def crossover(table: pd.DataFrame, arm: str) -> dict | None:
-    """The smallest label budget from which `arm` beats prompting there and at every larger
-    budget, each side as chosen without test (prompting at the same budget, else the largest
-    smaller one): {"n_labels", "prompt", "fitted", "budgets", "result"}, or None."""
+    """The smallest budget from which `arm` beats prompting there and at every larger one, each
+    side as chosen without test (prompting at that budget, else the largest smaller): or None."""
     picks = chosen(table)
     prompts = picks[(picks["side"] == "prompting") & picks["quality"].notna()]
     pairs = []
@@ -131,8 +130,7 @@ def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
 
 
 def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned arm against the one training the most parameters, at their largest
-    shared label budget."""
+    """Each fine-tuned arm against the one training the most parameters, at a shared budget."""
     arms = trained.groupby("arm")["trainable_params"].max().sort_values()
     if len(arms) < 2:
         return []
@@ -186,8 +184,7 @@ def advise(cells: pd.DataFrame, metric: str, effect: pd.DataFrame) -> list[str]:
 
 
 def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:
-    """The best cell across models, and the smallest model whose best cell is not clearly
-    worse (95% intervals overlap)."""
+    """The best cell across models, and the smallest model not clearly worse (intervals overlap)."""
     top = best(scale)
     if top is None:
         return []

@@ -1,6 +1,5 @@
-"""Write the report under one folder: table.csv, report.md, report.html (the same page, plots
-inlined, for MLflow's artifact viewer), the plots, a recommendation file per task x model and
-summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
+"""Write the report's files under one folder (docs/report.md): table.csv, report.md, report.html
+(plots inlined, for MLflow's artifact viewer), the plots, recommendations, summary.json."""
 
 import base64
 import html
@@ -22,8 +21,7 @@ TITLE = "prompt vs fine-tune: report"
 
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
-    """Write the report under `out` and return its summary; with `volume`, rank every arm by
-    its total cost for that many predictions."""
+    """Write the report under `out`, return its summary; `volume`: rank arms by total cost at it."""
     runs, reruns = latest_of_identical(runs)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
@@ -171,8 +169,8 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
 
 
 def _figures(stem: Path, figures: dict) -> list[str]:
-    """Draw each plot (name: a function of its path) into `<stem>_<name>.png`; report.md's
-    lines: the drawn ones side by side, then the note of each not drawn (its old image goes)."""
+    """Draw each plot (name: a function of its path) as `<stem>_<name>.png`; report.md's lines:
+    the drawn side by side, then the note of each not drawn (its old image goes)."""
     drawn, notes = [], []
     for name, plot in figures.items():
         path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
@@ -185,9 +183,8 @@ def _figures(stem: Path, figures: dict) -> list[str]:
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
-    """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not), that cell's cost per call (so `dvc metrics diff` shows a change of cost
-    alone), and the unparsed rate per arm where runs logged one."""
+    """summary.json for one task x model: best quality per arm (float32; per dtype too), that
+    cell's cost per call (so `dvc metrics diff` shows a cost change alone), unparsed rates."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
 
@@ -208,8 +205,8 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
 
 
 def render_html(markdown: str, folder: Path) -> str:
-    """The markdown as one page (raw HTML in it escaped), each PNG under `folder` (the plots)
-    inlined as a data URI so that it shows wherever only the file travels."""
+    """The markdown as one page (raw HTML escaped), each plot under `folder` inlined as a data
+    URI so that it shows wherever only the file travels."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
