@@ -29,11 +29,9 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
     "perplexity": "test/perplexity", "usd_per_1k": "cost/usd_per_1k_predictions",
     "train_usd": "cost/train_usd", "train_seconds": "cost/train_seconds",
     "trainable_params": "cost/trainable_params", "total_params": "cost/total_params",
-    "unparsed_rate": "test/unparsed_rate",  # API models: replies that matched no label
-    "tokens_per_call": "cost/tokens_per_prediction",
+    "unparsed_rate": "test/unparsed_rate", "tokens_per_call": "cost/tokens_per_prediction",
     "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
-    "bits_per_byte": "test/bits_per_byte",
-    "teacher_usd": "cost/teacher_usd",  # the hybrid arm's teacher: up-front, like training
+    "bits_per_byte": "test/bits_per_byte", "teacher_usd": "cost/teacher_usd",  # hybrid: up front
     "ece": "test/ece", "accuracy_contextual": "test/accuracy_contextual",
     "accuracy_pmi": "test/accuracy_pmi", "repeated_ngram_rate": "test/repeated_ngram_rate",
     "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
@@ -81,9 +79,8 @@ def _row(run) -> dict:
                                        else "test/accuracy")
     n_classes = metrics.get("data/n_classes",  # else the labels the config named; NaN: none
                             sum(key.startswith("task.labels.") for key in params) or math.nan)
-    # labelled examples the arm touched, else its train examples or demos
-    n_labels = int(metrics.get("data/n_labels", metrics.get("data/n_train" if fit
-                                                             else "fewshot/demos_used", 0)))
+    n_labels = int(metrics.get("data/n_labels",  # else its train examples or demos
+                               metrics.get("data/n_train" if fit else "fewshot/demos_used", 0)))
     test_set = params.get("data.test_sha256", "")
     # the same config but the seeds, on the same test set (before the `cell` tag: by name)
     cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
@@ -95,14 +92,13 @@ def _row(run) -> dict:
             "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "metric": metric,
             "prompt": tags.get("prompt") or params.get("task.prompt", ""),
             "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
-            # random weights (model.tiny; runs from before the tag: the model's name)
+            # model.tiny's random weights (before the tag: by the model's name)
             "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower()) == "true",
             "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
             "checkpoint": tags.get("checkpoint", ""),  # a fit's: best, or last (fixed schedule)
             "order_seed": params.get("arm.order_seed", ""),
             "n_labels": n_labels, "n_classes": float(n_classes),
-            "quality": metrics.get(metric, math.nan),
-            # the headline on validation labels: what a search chooses a configuration on
+            "quality": metrics.get(metric, math.nan),  # and on validation: what a search chose by
             "val_quality": metrics.get("val/" + metric.split("/", 1)[-1], math.nan),
             "study": tags.get("study", ""), "test_set": test_set,
             "hpo_trial": tags.get("hpo_trial") == "true",
@@ -150,8 +146,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
     parents = parent_runs(client, jobs)
-    studies = set(jobs["study"].fillna(""))  # the runs' study when they share one
-    study = studies.pop() if len(studies) == 1 else ""
+    study = jobs["study"].iloc[0] if jobs["study"].nunique() == 1 else ""  # when they share one
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
             "mlflow.note.content": description(jobs, study, summary, parents),
             **({"study": study} if study else {})}
@@ -183,18 +178,16 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    jobs = runs.assign(seed=runs["seed"].astype(str))
-    jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
-    links = [UI_LINK.format(experiment_id=e, run_id=r)
-             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)]
-    return jobs.assign(link=links).reset_index(drop=True)
+    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
+        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
+    return jobs.assign(link=[UI_LINK.format(experiment_id=e, run_id=r)
+                             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)])
 
 
 def run_name(jobs: pd.DataFrame, study: str) -> str:
     """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
-    what = ", ".join(tasks) if len(tasks) <= 4 else \
-        f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
+    what = ", ".join(tasks) if len(tasks) <= 4 else f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
     experiment = os.environ.get("DVC_EXP_NAME")
     name = " · ".join([*([f"{study} study"] if study else []),
                        *([f"experiment {experiment}"] if experiment else []), what,
@@ -279,8 +272,7 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
             continue
         found.append({"run_id": run_id, "name": run.info.run_name or "",
                       "group": run.data.tags.get(GROUP_TAG, ""),
-                      "link": UI_LINK.format(experiment_id=run.info.experiment_id,
-                                             run_id=run_id)})
+                      "link": UI_LINK.format(experiment_id=run.info.experiment_id, run_id=run_id)})
     return found
 
 

@@ -190,11 +190,9 @@ def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:
         return []
     floor = top["quality"] - (0 if math.isnan(top["quality_ci"]) else top["quality_ci"])
     small = scale[scale["quality"] + scale["quality_ci"].fillna(0) >= floor].iloc[0]  # by size
-
     def model_cell(r) -> str:
         return (f"{label(r['model'], r['dtype'])} ({params(r['model_params'])}) {r['arm']}, "
                 f"{metric} {cell(r)}, USD {num(r['usd_per_1k'])} per 1k predictions")
-
     lines = [f"Best across models: {model_cell(top)}."]
     if small["model"] != top["model"] or small["dtype"] != top["dtype"]:
         lines.append("Smallest model not clearly worse (95% intervals overlap): "
