@@ -6,13 +6,12 @@ import pandas as pd
 
 from .cells import arm_order, dtype_rank, label, reduced
 
-# a consistency column: (its title, the column that says the cells have it, (column, format)s)
-CONSISTENCY = (
-    ("ECE", "ece", (("ece", ".3f"),)),  # rank classification: calibration error
-    ("repeated trigrams / cut at max tokens / length sd (words)", "repeated_ngram_rate",
-     (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"),
-      ("length_words_std", ".1f"))),  # generation: degeneration and length spread
-)
+# a consistency column's title -> its (column, format)s, shown where the first was logged
+CONSISTENCY = {
+    "ECE": (("ece", ".3f"),),  # rank classification: calibration error
+    "repeated trigrams / cut at max tokens / length sd (words)":  # generation: degeneration
+    (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"), ("length_words_std", ".1f")),
+}
 
 
 def num(value, spec: str = ".3g") -> str:
@@ -71,7 +70,7 @@ def _num(column: str, spec: str = ".3g"):
 
 def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
-    kind = next((c for c in CONSISTENCY if _has(table, c[1])), None)  # the first one logged
+    kind = next((k for k, shown in CONSISTENCY.items() if _has(table, shown[0][0])), None)
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     return _table([
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
@@ -82,7 +81,7 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
         ("perplexity", _num("perplexity")),
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
         _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
-        kind and (kind[0], lambda r: " / ".join(num(r.get(c), spec) for c, spec in kind[2])),
+        kind and (kind, lambda r: " / ".join(num(r.get(c), f) for c, f in CONSISTENCY[kind])),
         ("USD / 1k pred.", _num("usd_per_1k")), ("train USD", _num("train_usd")),
         ("trainable params", _num("trainable_params")),
         ("Pareto", lambda r: "yes" if r["pareto"] else "")],

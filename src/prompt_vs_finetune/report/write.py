@@ -18,6 +18,18 @@ from .mlflow_run import latest_of_identical
 from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
+NOTES = (  # what a cell, an interval, a cost and a label budget mean
+    "A cell is one experiment: runs of the same config that differ only in their seeds, on the "
+    "same test set (cells that share an arm and a label budget name what sets them apart: "
+    "variant). Quality: the cell's mean with a 95% interval: a bootstrap over the test examples, "
+    "widened by the seeds' t-interval where a cell has 3 seeds or more († where runs logged no "
+    "per-example values: a t-interval over seeds). The verdict compares each side only at the "
+    "configuration it would choose without the test set: the best on its budget's validation "
+    "labels. Classification ranks labels as scorer.length_norm says (per character by default). "
+    "USD per 1k predictions: each prediction charged its own tokens, demos included, at the "
+    "hardware's price (modelled; the wall-time cost is logged beside it). N labels: every labelled "
+    "example the arm touched (its train_size budget: train and validation; a prompting run without "
+    "one, its demos).")
 
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
@@ -52,25 +64,13 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
 
 def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
             reruns: int) -> list[str]:
-    """The title and what a cell, an interval, a cost and a label budget mean."""
     md = [f"# {TITLE}", "",
           f"{len(runs) - len(trials)} finished runs"
           + (f" (and {len(trials)} search trials, counted in up-front cost only)"
              if len(trials) else "")
           + (f"; {reruns} identical rerun(s) (same config, seed, data and code as a later "
              "run) left out, so each seed counts once" if reruns else "")
-          + ". A cell is one experiment: runs of the same config that differ only in their "
-          "seeds, on the same test set (cells that share an arm and a label budget name what "
-          "sets them apart: variant). Quality: the cell's mean with a 95% interval: a "
-          "bootstrap over the test examples, widened by the seeds' t-interval where a cell has "
-          "3 seeds or more († where runs logged no per-example values: a t-interval over "
-          "seeds). The verdict compares each side only at the configuration it would choose "
-          "without the test set: the best on its budget's validation labels. Classification "
-          "ranks labels as scorer.length_norm says (per character by default). USD per 1k "
-          "predictions: each prediction charged its own tokens, demos included, at the "
-          "hardware's price (modelled; the wall-time cost is logged beside it). N labels: "
-          "every labelled example the arm touched (its train_size budget: train and "
-          "validation; a prompting run without one, its demos).", ""]
+          + ". " + NOTES, ""]
     if reduced(table):
         md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
                "of their own (dtype column), each compared with its float32 twin in a precision "
@@ -90,10 +90,9 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
         "consistency": partial(plots.plot_consistency, cells, colors=colors)})
     effect = stats.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     picks = stats.chosen(cells)
-    summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric) | {"chosen": [
-        {key: r[key] for key in ("side", "dtype", "n_labels", "arm", "variant", "quality",
-                                 "quality_low", "quality_high", "configs", "search_usd")}
-        for _, r in picks.iterrows()]}
+    summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric) | {"chosen": picks[[
+        "side", "dtype", "n_labels", "arm", "variant", "quality", "quality_low", "quality_high",
+        "configs", "search_usd"]].to_dict("records")}
     return [f"## {task} / {model}", "", *_ranking(task_runs),
             *tables.cells_table(cells.assign(pareto=stats.pareto_front(cells)), metric),
             *tables.learning_curve_table(picks, metric),
