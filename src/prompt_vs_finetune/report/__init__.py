@@ -35,10 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    # after parsing: --help needs none of them
-    from .mlflow_run import load_runs, log_report_run
+    from .mlflow_run import load_runs, log_report_run  # after parsing: --help needs neither
     from .write import write_report
-
     if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -56,12 +56,8 @@ def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:
     """A row per row of `frame`; columns: (header, a column or a function of the row), or falsy."""
     columns = [column for column in columns if column]
     rows = [[how(r) if callable(how) else r[how] for _, how in columns]
-            for _, r in frame.iterrows()]
+            for r in frame.to_dict("records")]  # each column's own type: 4, not 4.0
     return _markdown([header for header, _ in columns], rows, title)
-
-
-def _int(column: str):
-    return lambda r: int(r[column])
 
 
 def _num(column: str, spec: str = ".3g"):
@@ -74,8 +70,8 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     return _table([
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
-        reduced(table) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
-        ("runs", _int("runs")), (f"{metric} [95% interval]", quality),
+        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"),
+        ("runs", "runs"), (f"{metric} [95% interval]", quality),
         *_secondary(table),
         _has(table, "val_quality") and (f"validation {metric}", _num("val_quality", ".3f")),
         ("perplexity", _num("perplexity")),
@@ -104,10 +100,10 @@ def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
     ordered = picks.assign(_fit=picks["fit"].astype(bool)).sort_values(
         ["_fit", "side", "dtype", "n_labels"])
     return _table([
-        ("side", "side"), reduced(picks) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
+        ("side", "side"), reduced(picks) and ("dtype", "dtype"), ("N labels", "n_labels"),
         ("configuration", lambda r: r["arm"] + (f" ({r['variant']})" if r["variant"] else "")),
         ("chosen by", lambda r: r["chosen_by"] or "its only configuration"),
-        ("runs", _int("runs")), (f"{metric} [95% interval]", quality), *_secondary(picks),
+        ("runs", "runs"), (f"{metric} [95% interval]", quality), *_secondary(picks),
         _has(picks, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
         _has(picks, "classes_covered") and ("classes covered", _num("classes_covered", ".0f")),
         ("search USD (training + validation)", _num("search_usd"))], ordered,
@@ -117,9 +113,8 @@ def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
-    """Reduced-precision cells beside their float32 twins."""
     return _table([
-        ("arm", "arm"), ("N labels", _int("n_labels")), ("dtype", "dtype"),
+        ("arm", "arm"), ("N labels", "n_labels"), ("dtype", "dtype"),
         (f"{metric} float32", lambda r: quality({"quality": r["quality_ref"],
                                                   "quality_ci": r["quality_ci_ref"]})),
         (metric, quality), ("change", _num("delta", "+.3f")),
@@ -159,7 +154,7 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
     layout = [chat and ("layout", lambda r: "chat" if r["chat"] == "true" else "plain"),
               ranked and ("ranked by", lambda r: r["calibration"] or "n/a"), ("runs", "runs")]
     lines = _table([
-        ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", _int("n_labels")), *layout,
+        ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", "n_labels"), *layout,
         ("templates", "templates"), ("orders", "orders"), ("seeds", "seeds"),
         *((stat, _num(stat, ".3f")) for stat in ("min", "max", "std")),
         ("best template", "best_template"), ("worst template", "worst_template"),
@@ -170,7 +165,7 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
         stats = [("mean", "mean"), ("std", "std"), ("contextual: mean", "mean_accuracy_contextual"),
                  ("std", "std_accuracy_contextual"), ("PMI: mean", "mean_accuracy_pmi"),
                  ("std", "std_accuracy_pmi")]
-        lines += _table([("arm", "arm"), ("k", _int("n_labels")), *layout,
+        lines += _table([("arm", "arm"), ("k", "n_labels"), *layout,
                          *((header, _num(column, ".3f")) for header, column in stats),
                          ("agreement", _num("agreement", ".0%"))], spread,
                         "The same runs ranked with calibration (the same forward passes): mean "
@@ -194,7 +189,6 @@ def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
 
 
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
-    """Every arm's total cost at the user's volume, cheapest first."""
     return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
                    ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
                    (metric, _num("quality", ".3f"))], ranked,

@@ -47,12 +47,13 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
         task_runs = runs[runs["task"] == task]
         classes = set(task_runs["n_classes"].dropna().astype(int))  # for the chance line
         chance = classes.pop() if len(classes) == 1 else None
+        metric = task_cells["metric"].iloc[0].removeprefix("test/")  # the task type's headline
         for model, cells in task_cells.groupby("model"):
-            md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
+            md += _model_section(task, model, metric, cells, task_runs[task_runs["model"] == model],
                                  chance, out, colors, summary)
-        md += _cost_section(task, task_cells, trials, volume, out, summary, colors)
+        md += _cost_section(task, metric, task_cells, trials, volume, out, summary, colors)
         if task_cells["model"].nunique() > 1:
-            md += _scale_section(task, task_cells, chance, out, colors, summary)
+            md += _scale_section(task, metric, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
     (out / "report.html").write_text(render_html("\n".join(md), out))
     # numpy scalars as Python ones, then NaN and infinities as null
@@ -78,10 +79,10 @@ def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
     return md
 
 
-def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
-                   chance, out: Path, colors: dict, summary: dict) -> list[str]:
+def _model_section(task: str, model: str, metric: str, cells: pd.DataFrame,
+                   task_runs: pd.DataFrame, chance, out: Path, colors: dict,
+                   summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
-    metric = _metric(cells)
     style = {"colors": colors, "n_classes": chance}
     figures = _figures(out / "plots" / f"{task}_{model}", {
         "quality vs cost": partial(plots.plot_quality_vs_cost, cells, metric, **style),
@@ -104,10 +105,9 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
             *figures]
 
 
-def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
-                   summary: dict) -> list[str]:
+def _scale_section(task: str, metric: str, task_cells: pd.DataFrame, chance, out: Path,
+                   colors: dict, summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
-    metric = _metric(task_cells)
     scale = stats.model_scale(task_cells)
     figures = _figures(out / "plots" / task, {"model scale": partial(
         plots.plot_model_scale, scale, metric, task, colors=colors, n_classes=chance)})
@@ -119,10 +119,6 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
             *_recommendation(out / f"recommendation_{task}_model_scale.txt",
                              recommend_scale(scale, metric)),
             *figures]
-
-
-def _metric(cells: pd.DataFrame) -> str:
-    return cells["metric"].iloc[0].removeprefix("test/")
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
@@ -140,8 +136,8 @@ def _ranking(runs: pd.DataFrame) -> list[str]:
             "(each run also logs test/accuracy_sum and test/accuracy_char).", ""]
 
 
-def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
-                  out: Path, summary: dict, colors: dict) -> list[str]:
+def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFrame,
+                  volume: int | None, out: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
     costs = stats.arm_costs(cells, search)
@@ -153,7 +149,6 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     if not priced:  # the plot's note, no table
         return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
-    metric = _metric(cells)
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
