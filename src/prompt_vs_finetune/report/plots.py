@@ -150,8 +150,7 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
     models = scale.drop_duplicates(["model", "dtype"])  # one tick each, in `scale`'s order
     where = {key: i for i, key in enumerate(zip(models["model"], models["dtype"], strict=True))}
     fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(models)), 5))
-    for arm in dict.fromkeys(scale["arm"]):
-        cells = scale[scale["arm"] == arm]
+    for arm, cells in scale.groupby("arm", sort=False):
         # a line through the local float32 models; the others hollow points
         line = (cells["dtype"] == REFERENCE_DTYPE) & cells["model_params"].notna()
         for part, style in ((cells[line], {"marker": "o", "label": arm}),

@@ -181,14 +181,10 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
     cell's cost per call (so `dvc metrics diff` shows a cost change alone), unparsed rates."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
-
-    def cost_of_best(rows: pd.DataFrame) -> dict:
-        return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
-                for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
-
     float32 = cells[cells["dtype"] == dtypes(cells)[0]]  # or, with none, the first dtype's
-    entry: dict = {"metric": metric, "best": best(float32),
-                   "usd_per_1k_predictions": cost_of_best(float32)}
+    entry: dict = {"metric": metric, "best": best(float32), "usd_per_1k_predictions": {
+        arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
+        for arm, g in float32.groupby("arm") if g["quality"].notna().any()}}
     if reduced(cells):
         entry["best_by_dtype"] = {dtype: best(cells[cells["dtype"] == dtype])
                                   for dtype in dtypes(cells)}
