@@ -122,9 +122,8 @@ def seed_half_width(matrices: list[np.ndarray]) -> float:
 
 def compare(a, b) -> dict:
     """Whether cell `a` beats `b`: paired on a shared test set, else by intervals apart."""
-    if (a["examples"] is not None and b["examples"] is not None
-            and a["test_set"] == b["test_set"] and a["examples"].shape[1]
-            == b["examples"].shape[1]):
+    if a["examples"] is not None and b["examples"] is not None and a["test_set"] == b["test_set"] \
+            and a["examples"].shape[1] == b["examples"].shape[1]:
         diff, low, high = bootstrap(a["examples"], b["examples"])
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
@@ -240,7 +239,6 @@ def model_scale(table: pd.DataFrame) -> pd.DataFrame:
                          _arm=cells["arm"].map(arm_order(table).index))
     cells = cells.sort_values(["_api", "model_params", "model", "_dtype", "dtype", "_arm", "arm"])
     return cells.drop(columns=["_api", "_dtype", "_arm"]).reset_index(drop=True)
-
 
 
 def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:

@@ -67,8 +67,8 @@ def _prompting_line(prompts: pd.DataFrame, metric: str, random: bool) -> list[st
 
 def _config(row) -> str:
     """A chosen configuration in words: its arm and what sets it apart, and how it was chosen."""
-    said = [row["variant"] if row.get("variant") else "", row["chosen_by"]]
-    return row["arm"] + (f" ({'; '.join(filter(None, said))})" if any(said) else "")
+    said = "; ".join(filter(None, [row.get("variant"), row["chosen_by"]]))
+    return row["arm"] + (f" ({said})" if said else "")
 
 
 def _unparsed(row) -> str:
