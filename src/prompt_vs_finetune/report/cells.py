@@ -22,11 +22,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
         matrix = _matrix(group)
-        if matrix is not None:
-            interval = _interval(*bootstrap(matrix), "bootstrap")
-        else:
-            mean, half = mean_ci(group["quality"])
-            interval = _interval(mean, mean - half, mean + half, "t over seeds")
+        interval = _interval(*bootstrap(matrix), "bootstrap") if matrix is not None else \
+            t_interval(group["quality"])
         rows.append({**{key: group[key].iloc[0] for key in GROUP}, "cell": cell,
                      "metric": group["metric"].iloc[0], "test_set": group["test_set"].iloc[0],
                      "runs": int(group["quality"].notna().sum()),
@@ -44,22 +41,22 @@ def _interval(mean: float, low: float, high: float, how: str) -> dict:
             "quality_ci": (high - low) / 2, "interval": how}
 
 
-def mean_ci(values) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval); the half-width is NaN for fewer than 2."""
+def t_interval(values) -> dict:
+    """The mean and its 95% t-interval over seeds (NaN bounds for fewer than 2)."""
     values = [float(v) for v in values if not math.isnan(float(v))]
     n = len(values)
     mean = sum(values) / n if n else math.nan
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = math.nan
+    if n >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return _interval(mean, mean - half, mean + half, "t over seeds")
 
 
 def _matrix(group: pd.DataFrame) -> np.ndarray | None:
     """[runs x test examples] of a cell, when every run logged as many per-example values."""
-    values = [v for v in group["examples"] if v is not None] if "examples" in group else []
-    if not values or len(values) != len(group) or len({len(v) for v in values}) != 1 \
-            or not len(values[0]):
+    values = [v for v in group["examples"] if v is not None]
+    if len(values) != len(group) or len({len(v) for v in values}) != 1 or not len(values[0]):
         return None
     return np.vstack(values)
 
@@ -153,8 +150,7 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
 
 
 def _blind_pick(cells: pd.DataFrame) -> dict:
-    """Configurations no label tells apart, as one: their runs pooled, so that the interval
-    carries the spread between them."""
+    """Configs no label tells apart, as one: runs pooled, so the interval carries their spread."""
     matrices = list(cells["examples"])
     same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
         len({m.shape[1] for m in matrices}) == 1
@@ -196,12 +192,10 @@ def dtypes(table: pd.DataFrame) -> list[str]:
 
 
 def reduced(table: pd.DataFrame) -> bool:
-    """Whether some cell was scored at a precision other than float32."""
     return "dtype" in table and bool((table["dtype"] != REFERENCE_DTYPE).any())
 
 
 def label(name: str, dtype: str) -> str:
-    """A model or arm name, with its dtype unless float32."""
     return name if dtype == REFERENCE_DTYPE else f"{name} ({dtype})"
 
 
