@@ -1,7 +1,5 @@
 """`pvf-report`: the prompt-vs-fine-tune comparison, computed from the MLflow runs.
-
-What it reads and writes: docs/report.md. The other names load on first use (they take
-seconds), so `--help` answers at once."""
+The other names load on first use (seconds), so `--help` answers at once; see docs/report.md."""
 
 import argparse
 import importlib
@@ -37,10 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    # after parsing: --help needs none of them
-    from .mlflow_run import load_runs, log_report_run
+    from .mlflow_run import load_runs, log_report_run  # after parsing: --help needs neither
     from .write import write_report
-
     if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
@@ -89,8 +85,8 @@ def _positive(text: str) -> int:
 
 
 def write_atomically(out: Path, write):
-    """`write(folder)` into a new folder beside `out`, which then takes its place: a report
-    stopped halfway (Ctrl-C, a full disk) leaves the previous one whole."""
+    """`write(folder)` into a new folder that then replaces `out`: a report stopped halfway
+    (Ctrl-C, a full disk) leaves the previous one whole."""
     import shutil
 
     new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))

@@ -1,6 +1,5 @@
-"""Cells (the runs of one config that differ only in their seeds, on one test set), their 95%
-intervals, and what the verdict compares: Pareto front, precision, model scale, prompt
-sensitivity, cost by volume (docs/report.md, docs/cost.md)."""
+"""Cells (one config's runs over seeds, on one test set), their 95% intervals, and what the
+verdict compares (docs/report.md, docs/cost.md)."""
 
 import math
 
@@ -18,24 +17,17 @@ MIN_SEEDS = 3  # fewer: a cell's interval holds the test set's noise, not the se
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (search trials left out): its quality, 95% interval (a bootstrap, or a
-    t-interval over seeds for runs without per-example values), costs and `variant`."""
+    """One row per cell (search trials left out): quality, 95% interval, costs, `variant`."""
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
         matrix = _matrix(group)
-        if matrix is not None:
-            mean, low, high = bootstrap(matrix)
-        else:
-            mean, half = mean_ci(group["quality"])
-            low, high = mean - half, mean + half
+        interval = _interval(*bootstrap(matrix), "bootstrap") if matrix is not None else \
+            t_interval(group["quality"])
         rows.append({**{key: group[key].iloc[0] for key in GROUP}, "cell": cell,
                      "metric": group["metric"].iloc[0], "test_set": group["test_set"].iloc[0],
                      "runs": int(group["quality"].notna().sum()),
-                     "pretrained": bool(group["pretrained"].all()),
-                     "quality": mean, "quality_low": low, "quality_high": high,
-                     "quality_ci": (high - low) / 2,
-                     "interval": "t over seeds" if matrix is None else "bootstrap",
+                     "pretrained": bool(group["pretrained"].all()), **interval,
                      "val_quality": group["val_quality"].mean(),
                      "checkpoint": group["checkpoint"].iloc[0],
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
@@ -44,22 +36,27 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return table.assign(variant=variants(table, runs)) if not table.empty else table
 
 
-def mean_ci(values) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval); the half-width is NaN for fewer than 2."""
+def _interval(mean: float, low: float, high: float, how: str) -> dict:
+    return {"quality": mean, "quality_low": low, "quality_high": high,
+            "quality_ci": (high - low) / 2, "interval": how}
+
+
+def t_interval(values) -> dict:
+    """The mean and its 95% t-interval over seeds (NaN bounds for fewer than 2)."""
     values = [float(v) for v in values if not math.isnan(float(v))]
     n = len(values)
     mean = sum(values) / n if n else math.nan
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = math.nan
+    if n >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return _interval(mean, mean - half, mean + half, "t over seeds")
 
 
 def _matrix(group: pd.DataFrame) -> np.ndarray | None:
     """[runs x test examples] of a cell, when every run logged as many per-example values."""
-    values = [v for v in group["examples"] if v is not None] if "examples" in group else []
-    if not values or len(values) != len(group) or len({len(v) for v in values}) != 1 \
-            or not len(values[0]):
+    values = [v for v in group["examples"] if v is not None]
+    if len(values) != len(group) or len({len(v) for v in values}) != 1 or not len(values[0]):
         return None
     return np.vstack(values)
 
@@ -73,11 +70,10 @@ def agreement(predictions) -> float:
 
 
 def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
-    """For cells that share task, model, dtype, arm and label budget: the config values that
-    differ among them (`key=value, ...`), those its own runs agree on (not a per-run folder)."""
+    """What sets a cell apart from the others of its GROUP: `key=value, ...` of its runs' params."""
     params = runs.groupby("cell")["params"].agg(_shared_items)
     labels = pd.Series("", index=table.index)
-    for _, same in table.groupby(GROUP).groups.items():
+    for same in table.groupby(GROUP).groups.values():
         if len(same) < 2:
             continue
         dicts = {i: params[table.loc[i, "cell"]] for i in same}
@@ -96,10 +92,8 @@ def _shared_items(dicts: pd.Series) -> dict:
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(mean, low, high: a 95% interval) of a cell's quality [seeds x test examples], or of
-    a - b scored on the same test examples (paired). The test set's noise: a bootstrap over
-    its examples; the seeds' (3 or more on a side): a t-interval over the seed means, added
-    in quadrature, so that three scattered seeds widen it beyond their own range."""
+    """(mean, low, high) of a cell's quality [seeds x test examples], or of a - b paired: a
+    bootstrap over test examples, and the seeds' t half-width added in quadrature."""
     rng = np.random.default_rng(RNG_SEED)
     each = a.mean(axis=0) if b is None else a.mean(axis=0) - b.mean(axis=0)
     centre = float(each.mean())
@@ -113,8 +107,7 @@ def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float,
 
 
 def seed_half_width(matrices: list[np.ndarray]) -> float:
-    """The seeds' 95% t half-width of a mean (Welch's, of a difference); a side with fewer than
-    MIN_SEEDS seeds adds nothing (the report says its interval leaves them out)."""
+    """The seeds' 95% t half-width (Welch's for a difference); sides under MIN_SEEDS add none."""
     parts = [(m.mean(axis=1).var(ddof=1) / len(m), len(m)) for m in matrices
              if len(m) >= MIN_SEEDS]
     variance = sum(v for v, _ in parts)
@@ -125,11 +118,9 @@ def seed_half_width(matrices: list[np.ndarray]) -> float:
 
 
 def compare(a, b) -> dict:
-    """Whether cell `a` beats cell `b`: on a shared test set, paired (the difference's 95%
-    interval excludes zero); else the intervals do not overlap."""
-    if (a["examples"] is not None and b["examples"] is not None
-            and a["test_set"] == b["test_set"] and a["examples"].shape[1]
-            == b["examples"].shape[1]):
+    """Whether cell `a` beats `b`: paired on a shared test set, else by intervals apart."""
+    if a["examples"] is not None and b["examples"] is not None and a["test_set"] == b["test_set"] \
+            and a["examples"].shape[1] == b["examples"].shape[1]:
         diff, low, high = bootstrap(a["examples"], b["examples"])
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
@@ -137,11 +128,9 @@ def compare(a, b) -> dict:
 
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
-    """Per task x model x dtype, per `side` (prompting, or a fine-tuning arm; `arm`: each arm)
-    and label budget: the configuration a user would deploy without seeing test. The best
-    mean validation score among its cells there (the only cell, where one); several without
-    validation scores: their mean, a blind pick's. `configs`: the cells chosen from;
-    `search_usd`: what trying them cost (their training and validation scoring)."""
+    """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
+    the configuration chosen without test (best on validation; none scored: a blind pick), with
+    `configs` (how many it was chosen from) and `search_usd` (their training and validation)."""
     keyed = table.assign(side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
@@ -161,19 +150,16 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
 
 
 def _blind_pick(cells: pd.DataFrame) -> dict:
-    """Configurations that no label can tell apart, as one: their runs pooled (each config's
-    seeds as seeds), so the interval carries the spread between them."""
+    """Configs no label tells apart, as one: runs pooled, so the interval carries their spread."""
     matrices = list(cells["examples"])
     same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
         len({m.shape[1] for m in matrices}) == 1
     stacked = np.vstack(matrices) if same else None
-    mean, low, high = bootstrap(stacked) if same else (cells["quality"].mean(), math.nan,
-                                                      math.nan)
-    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS},
-            "quality": mean, "quality_low": low, "quality_high": high,
-            "quality_ci": (high - low) / 2, "runs": int(cells["runs"].sum()), "examples": stacked,
-            "variant": f"any of {len(cells)} configurations",
-            "interval": "bootstrap" if same else "t over seeds"}
+    interval = _interval(*bootstrap(stacked), "bootstrap") if same else \
+        _interval(cells["quality"].mean(), math.nan, math.nan, "t over seeds")
+    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS}, **interval,
+            "runs": int(cells["runs"].sum()), "examples": stacked,
+            "variant": f"any of {len(cells)} configurations"}
 
 
 def prompting(table: pd.DataFrame) -> pd.DataFrame:
@@ -193,8 +179,7 @@ def arm_order(table: pd.DataFrame) -> list[str]:
 
 def best(cells: pd.DataFrame):
     """The row of highest quality (NaN quality ignored), or None."""
-    scored = cells[cells["quality"].notna()]
-    return None if scored.empty else scored.loc[scored["quality"].idxmax()]
+    return None if cells["quality"].isna().all() else cells.loc[cells["quality"].idxmax()]
 
 
 def dtype_rank(dtype: str) -> int:
@@ -207,12 +192,10 @@ def dtypes(table: pd.DataFrame) -> list[str]:
 
 
 def reduced(table: pd.DataFrame) -> bool:
-    """Whether some cell was scored at a precision other than float32."""
     return "dtype" in table and bool((table["dtype"] != REFERENCE_DTYPE).any())
 
 
 def label(name: str, dtype: str) -> str:
-    """A model or arm name, with its dtype unless float32."""
     return name if dtype == REFERENCE_DTYPE else f"{name} ({dtype})"
 
 
@@ -225,8 +208,7 @@ def pareto_front(points: pd.DataFrame) -> pd.Series:
 
 
 def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
-    """Each reduced-precision cell beside its float32 twin (same task, model, arm and label
-    budget), with the quality change and whether it is clear at 95%."""
+    """Each reduced-precision cell beside its float32 twin: the change, clear at 95% or not."""
     key = ["task", "model", "arm", "n_labels"]
     twins = table[table["dtype"] == REFERENCE_DTYPE].drop_duplicates(key).set_index(key)
     rows = []
@@ -242,7 +224,6 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({**r, **ref.add_suffix("_ref"), "delta": delta, "clear": bool(clear)})
     return pd.DataFrame(rows)
 
-
 def model_scale(table: pd.DataFrame) -> pd.DataFrame:
     """One cell per model x dtype x arm (its largest label budget), models by parameter count."""
     cells = table.loc[table.groupby(["model", "dtype", "arm"], sort=False)["n_labels"].idxmax()]
@@ -252,7 +233,6 @@ def model_scale(table: pd.DataFrame) -> pd.DataFrame:
                          _arm=cells["arm"].map(arm_order(table).index))
     cells = cells.sort_values(["_api", "model_params", "model", "_dtype", "dtype", "_arm", "arm"])
     return cells.drop(columns=["_api", "_dtype", "_arm"]).reset_index(drop=True)
-
 
 
 def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
@@ -280,15 +260,15 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm of a task, at its largest label budget and the configuration chosen
-    there without test: per-call USD, up-front USD (every configuration's training and
-    validation scoring, its search trials' `search_usd`, a hybrid teacher's labels), quality."""
+    """Per model x arm at its largest budget, as chosen without test: per-call USD, up-front USD
+    (every configuration's training and validation, search trials, a hybrid's teacher), quality."""
     rows = []
     for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
         top = group.loc[group["n_labels"].idxmax()]
         search = 0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0))
         teacher = top.get("teacher_usd")  # a hybrid's; none logged: nothing paid
-        rows.append({"model": model, "dtype": dtype, "arm": arm, "fit": bool(top["fit"]),
+        rows.append({"model": model, "dtype": dtype, "arm": arm,
+                     "name": label(f"{model}/{arm}", dtype), "fit": bool(top["fit"]),
                      "n_labels": int(top["n_labels"]), "quality": top["quality"],
                      "per_call": top["usd_per_1k"] / 1000,
                      "up_front": top["search_usd"] + search
@@ -298,8 +278,7 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
     """Per fine-tuned x prompting pair: from how many predictions it is cheaper (inf: never)."""
-    named = costs.assign(name=[_name(row) for _, row in costs.iterrows()])
-    pairs = fitted(named).merge(prompting(named), how="cross",
+    pairs = fitted(costs).merge(prompting(costs), how="cross",
                                 suffixes=("_fine_tuned", "_prompting"))
     saving = pairs["per_call_prompting"] - pairs["per_call_fine_tuned"]
     return pd.DataFrame({
@@ -315,10 +294,6 @@ def break_even(costs: pd.DataFrame) -> pd.DataFrame:
 
 def at_volume(costs: pd.DataFrame, volume: int) -> pd.DataFrame:
     """Every arm's total cost for `volume` predictions, cheapest first, with its quality."""
-    ranked = costs.assign(arm_name=costs.apply(_name, axis=1),
+    ranked = costs.assign(arm_name=costs["name"],
                           total_usd=costs["up_front"] + volume * costs["per_call"])
     return ranked.sort_values("total_usd").reset_index(drop=True)
-
-
-def _name(row) -> str:
-    return label(f"{row['model']}/{row['arm']}", row["dtype"])

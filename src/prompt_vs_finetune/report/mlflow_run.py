@@ -1,6 +1,5 @@
-"""The report's MLflow side: the finished job runs read in (one row each, with what makes two
-runs one cell), and the report's own run in the `pvf-report` experiment, linked to them and to
-their parent runs (docs/report.md, "The report's MLflow run")."""
+"""The report's MLflow side: the finished job runs read in, one row each, and the report's own
+run in `pvf-report`, linked to them and their parents (docs/report.md)."""
 
 import json
 import logging
@@ -30,11 +29,9 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
     "perplexity": "test/perplexity", "usd_per_1k": "cost/usd_per_1k_predictions",
     "train_usd": "cost/train_usd", "train_seconds": "cost/train_seconds",
     "trainable_params": "cost/trainable_params", "total_params": "cost/total_params",
-    "unparsed_rate": "test/unparsed_rate",  # API models: replies that matched no label
-    "tokens_per_call": "cost/tokens_per_prediction",
+    "unparsed_rate": "test/unparsed_rate", "tokens_per_call": "cost/tokens_per_prediction",
     "usd_per_1k_measured": "cost/usd_per_1k_predictions_measured",
-    "bits_per_byte": "test/bits_per_byte",
-    "teacher_usd": "cost/teacher_usd",  # the hybrid arm's teacher: up-front, like training
+    "bits_per_byte": "test/bits_per_byte", "teacher_usd": "cost/teacher_usd",  # hybrid: up front
     "ece": "test/ece", "accuracy_contextual": "test/accuracy_contextual",
     "accuracy_pmi": "test/accuracy_pmi", "repeated_ngram_rate": "test/repeated_ngram_rate",
     "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
@@ -56,8 +53,7 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
-    """One row per FINISHED job run (of `run_ids` when given: stale runs of earlier studies stay
-    out); report runs (`pvf_summary`) and parent runs (`pvf.parent`) are no jobs."""
+    """One row per FINISHED job run (of `run_ids` when given: stale studies' runs stay out)."""
     client = MlflowClient(tracking_uri)
     ids = [e.experiment_id for e in client.search_experiments()
            if not experiments or e.name in experiments]
@@ -78,18 +74,15 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
 def _row(run) -> dict:
     """A run as the report's row (the fallbacks: what runs of older pvf versions logged)."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    # whether the arm trained weights; its headline metric (the task type's)
     fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
     metric = tags.get(QUALITY_TAG) or ("test/rougeL" if "test/rougeL" in metrics
                                        else "test/accuracy")
     n_classes = metrics.get("data/n_classes",  # else the labels the config named; NaN: none
                             sum(key.startswith("task.labels.") for key in params) or math.nan)
-    # labelled examples the arm touched, else its train examples or demos
-    n_labels = int(metrics.get("data/n_labels", metrics.get("data/n_train" if fit
-                                                             else "fewshot/demos_used", 0)))
+    n_labels = int(metrics.get("data/n_labels",  # else its train examples or demos
+                               metrics.get("data/n_train" if fit else "fewshot/demos_used", 0)))
     test_set = params.get("data.test_sha256", "")
-    # one experiment: the same config but the seeds, on the same test set (a run from before
-    # the `cell` tag: a name match)
+    # the same config but the seeds, on the same test set (before the `cell` tag: by name)
     cell = tags.get("cell") or "|".join([tags["task"], tags["model"], tags.get(
         "inference_dtype", REFERENCE_DTYPE), tags["arm"], str(n_labels)])
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
@@ -99,14 +92,13 @@ def _row(run) -> dict:
             "arm": tags["arm"], "fit": fit, "seed": tags.get("seed"), "metric": metric,
             "prompt": tags.get("prompt") or params.get("task.prompt", ""),
             "chat": tags.get("chat", "false"),  # prompt.chat: the chat template's layout
-            # random weights (model.tiny; runs from before the tag: the model's name)
+            # model.tiny's random weights (before the tag: by the model's name)
             "pretrained": tags.get("pretrained", str(tags["model"] != "tiny").lower()) == "true",
             "calibration": tags.get("calibration", ""),  # what test/accuracy ranked by
             "checkpoint": tags.get("checkpoint", ""),  # a fit's: best, or last (fixed schedule)
             "order_seed": params.get("arm.order_seed", ""),
             "n_labels": n_labels, "n_classes": float(n_classes),
-            "quality": metrics.get(metric, math.nan),
-            # the headline on validation labels: what a search chooses a configuration on
+            "quality": metrics.get(metric, math.nan),  # and on validation: what a search chose by
             "val_quality": metrics.get("val/" + metric.split("/", 1)[-1], math.nan),
             "study": tags.get("study", ""), "test_set": test_set,
             "hpo_trial": tags.get("hpo_trial") == "true",
@@ -118,8 +110,7 @@ def _row(run) -> dict:
 
 
 def identity(run) -> str:
-    """What makes two runs the same job (a rerun, no new seed): the same config (seed included),
-    data and code. A run without those tags (older pvf) is only itself."""
+    """What makes two runs the same job: config (seed included), data and code; else the run id."""
     tags, params = run.data.tags, run.data.params
     if not (tags.get("config_hash") and tags.get("pvf.code")):
         return run.info.run_id
@@ -129,8 +120,7 @@ def identity(run) -> str:
 
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """(the runs with each identical rerun replaced by the latest of its kind, how many were
-    replaced): a job run twice is one seed."""
+    """(the runs, each identical rerun replaced by the latest, how many replaced)."""
     if runs.empty:
         return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
@@ -138,8 +128,7 @@ def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:
-    """(each test example's quality in test-split order, the predictions), None where not logged
-    (runs from before per_example.json)."""
+    """(each test example's quality, the predictions), Nones where not logged (older runs)."""
     parts = urlparse(artifact_uri)
     try:
         if parts.scheme in ("", "file"):  # a local store: read the file, no download machinery
@@ -157,8 +146,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     client = MlflowClient(tracking_uri)
     jobs = job_runs(runs)
     parents = parent_runs(client, jobs)
-    studies = set(jobs["study"].fillna(""))  # the runs' study when they share one
-    study = studies.pop() if len(studies) == 1 else ""
+    study = jobs["study"].iloc[0] if jobs["study"].nunique() == 1 else ""  # when they share one
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
             "mlflow.note.content": description(jobs, study, summary, parents),
             **({"study": study} if study else {})}
@@ -171,8 +159,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     try:  # the run ends as the job runs end: KILLED on Ctrl-C, FAILED on an error
         release()  # inside: a Ctrl-C held until now ends the run KILLED
         mlflow.log_param("runs", len(jobs))
-        mlflow.log_metrics({"runs": float(len(jobs)),
-                            **summary_metrics(summary, set(jobs["task"]))})
+        mlflow.log_metrics(summary_metrics(summary, jobs))
         mlflow.log_text(jobs[JOB_COLUMNS].to_csv(index=False), "job_runs.csv")
         mlflow.log_artifacts(str(out))
     except BaseException as err:
@@ -181,8 +168,7 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     mlflow.end_run("FINISHED")
     now = int(time.time() * 1000)
     for parent in own_parents(parents):  # each gets the numbers of its own jobs' tasks
-        children = jobs[jobs["parent_run_id"] == parent["run_id"]]
-        metrics = {"runs": float(len(children)), **summary_metrics(summary, set(children["task"]))}
+        metrics = summary_metrics(summary, jobs[jobs["parent_run_id"] == parent["run_id"]])
         try:
             client.log_batch(parent["run_id"], tags=[RunTag("pvf.report_run", active.info.run_id)],
                              metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
@@ -192,18 +178,16 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
 
 
 def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    jobs = runs.assign(seed=runs["seed"].astype(str))
-    jobs = jobs.sort_values(["task", "model", "arm", "n_labels", "seed", "run_id"])
-    links = [UI_LINK.format(experiment_id=e, run_id=r)
-             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)]
-    return jobs.assign(link=links).reset_index(drop=True)
+    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
+        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
+    return jobs.assign(link=[UI_LINK.format(experiment_id=e, run_id=r)
+                             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)])
 
 
 def run_name(jobs: pd.DataFrame, study: str) -> str:
     """`report: default study · intent_sample, summary_sample · 24 runs`."""
     tasks = sorted(jobs["task"].unique())
-    what = ", ".join(tasks) if len(tasks) <= 4 else \
-        f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
+    what = ", ".join(tasks) if len(tasks) <= 4 else f"{', '.join(tasks[:3])} +{len(tasks) - 3} more"
     experiment = os.environ.get("DVC_EXP_NAME")
     name = " · ".join([*([f"{study} study"] if study else []),
                        *([f"experiment {experiment}"] if experiment else []), what,
@@ -226,9 +210,10 @@ def _within(text: str, items: list[str], limit: int, more) -> str:
     return text
 
 
-def summary_metrics(summary: dict, tasks: set[str]) -> dict[str, float]:
-    """summary.json's numbers of `tasks` as MLflow metrics."""
-    metrics: dict[str, float] = {}
+def summary_metrics(summary: dict, jobs: pd.DataFrame) -> dict[str, float]:
+    """How many `jobs`, and summary.json's numbers of their tasks, as MLflow metrics."""
+    tasks = set(jobs["task"])
+    metrics: dict[str, float] = {"runs": len(jobs)}
     for name, entry in summary["tasks"].items():
         task, _, model = name.partition("/")
         if task not in tasks:
@@ -287,14 +272,13 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
             continue
         found.append({"run_id": run_id, "name": run.info.run_name or "",
                       "group": run.data.tags.get(GROUP_TAG, ""),
-                      "link": UI_LINK.format(experiment_id=run.info.experiment_id,
-                                             run_id=run_id)})
+                      "link": UI_LINK.format(experiment_id=run.info.experiment_id, run_id=run_id)})
     return found
 
 
 def own_parents(parents: list[dict]) -> list[dict]:
-    """The parents this report may write into: under DVC only its own study's (a `dvc exp run`
-    report also reads the baseline's runs, and must not overwrite the baseline's parent)."""
+    """The parents it may write into: under DVC its own study's only (a `dvc exp run` report also
+    reads the baseline's runs, and must leave the baseline's parent alone)."""
     if not (os.environ.get("DVC_STAGE") or os.environ.get("DVC_ROOT")):
         return parents
     own = study_group(dvc_study_name()).key

@@ -1,5 +1,5 @@
-"""The report's plots (docs/report.md, Plots). A plot with nothing to show is not drawn: its
-function returns a one-line note saying what is missing (None when it drew)."""
+"""The report's plots (docs/report.md). A plot with nothing to show is not drawn: its function
+returns a one-line note of what is missing (None when it drew)."""
 
 import math
 from collections import defaultdict
@@ -10,16 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .cells import (
-    arm_order,
-    chosen,
-    dtype_rank,
-    dtypes,
-    fitted,
-    label,
-    pareto_front,
-    prompting,
-)
+from .cells import arm_order, chosen, dtype_rank, dtypes, fitted, label, pareto_front, prompting
 from .mlflow_run import REFERENCE_DTYPE
 from .tables import params
 
@@ -66,9 +57,8 @@ def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
 
 def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
                          colors: dict, n_classes: int | None = None) -> str | None:
-    """Fine-tuned arms against the label budget, prompting arms as horizontal bands (at their
-    largest budget; at reduced precision: dashed lines, no band), each arm's configuration at
-    a budget chosen on validation (report/cells.chosen), never on test."""
+    """Fine-tuned arms by label budget, prompting ones as bands (dashed lines at reduced
+    precision) at their largest; each as chosen on validation per budget."""
     tuned = fitted(table)
     if tuned.empty:
         return ("data efficiency: no fine-tuned arm ran; run arm=full_finetune or arm=lora at "
@@ -160,10 +150,8 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
     models = scale.drop_duplicates(["model", "dtype"])  # one tick each, in `scale`'s order
     where = {key: i for i, key in enumerate(zip(models["model"], models["dtype"], strict=True))}
     fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(models)), 5))
-    for arm in dict.fromkeys(scale["arm"]):
-        cells = scale[scale["arm"] == arm]
-        # a line through the local float32 models; reduced precision (hollow) and API models
-        # as points of their own
+    for arm, cells in scale.groupby("arm", sort=False):
+        # a line through the local float32 models; the others hollow points
         line = (cells["dtype"] == REFERENCE_DTYPE) & cells["model_params"].notna()
         for part, style in ((cells[line], {"marker": "o", "label": arm}),
                             (cells[~line], {"marker": "o", "linestyle": "none",
@@ -197,7 +185,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
     for _, row in priced.iterrows():
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
-                linestyle=style, label=label(f"{row['model']}/{row['arm']}", row["dtype"]))
+                linestyle=style, label=row["name"])
     for _, cross in crossings.iterrows():
         v = cross["break_even_predictions"]
         y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]
@@ -220,12 +208,11 @@ def _quality(ax, x, cells: pd.DataFrame, color: str, **style) -> None:
 
 def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) -> None:
     """Chance (a uniform guess over the classes), the legend, and the file."""
-    ax = fig.axes[0]
     if n_classes and n_classes >= 2:
-        ax.axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)", color="black",
-                   linestyle=":", lw=1.2)
+        fig.axes[0].axhline(1 / n_classes, label=f"chance (1/{n_classes} classes)",
+                            color="black", linestyle=":", lw=1.2)
     if legend:
-        ax.legend(fontsize=8)
+        fig.axes[0].legend(fontsize=8)
     _save(fig, path)
 
 

@@ -6,13 +6,12 @@ import pandas as pd
 
 from .cells import arm_order, dtype_rank, label, reduced
 
-# a consistency column: (its title, the column that says the cells have it, (column, format)s)
-CONSISTENCY = (
-    ("ECE", "ece", (("ece", ".3f"),)),  # rank classification: calibration error
-    ("repeated trigrams / cut at max tokens / length sd (words)", "repeated_ngram_rate",
-     (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"),
-      ("length_words_std", ".1f"))),  # generation: degeneration and length spread
-)
+# a consistency column's title -> its (column, format)s, shown where the first was logged
+CONSISTENCY = {
+    "ECE": (("ece", ".3f"),),  # rank classification: calibration error
+    "repeated trigrams / cut at max tokens / length sd (words)":  # generation: degeneration
+    (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"), ("length_words_std", ".1f")),
+}
 
 
 def num(value, spec: str = ".3g") -> str:
@@ -23,7 +22,7 @@ def num(value, spec: str = ".3g") -> str:
 
 def quality(row) -> str:
     """The mean and its 95% interval: [low, high] (bootstrap), or ± the t half-width over seeds
-    marked † (no test-set noise in it: runs without per-example values)."""
+    marked † (runs without per-example values: no test-set noise in it)."""
     if math.isnan(row["quality"]):
         return "n/a"
     if row.get("interval") == "bootstrap":
@@ -54,16 +53,11 @@ def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str
 
 
 def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:
-    """A row per row of `frame`; each column is (header, the frame's column to show or a
-    function of the row), a falsy one left out."""
+    """A row per row of `frame`; columns: (header, a column or a function of the row), or falsy."""
     columns = [column for column in columns if column]
     rows = [[how(r) if callable(how) else r[how] for _, how in columns]
-            for _, r in frame.iterrows()]
+            for r in frame.to_dict("records")]  # each column's own type: 4, not 4.0
     return _markdown([header for header, _ in columns], rows, title)
-
-
-def _int(column: str):
-    return lambda r: int(r[column])
 
 
 def _num(column: str, spec: str = ".3g"):
@@ -72,20 +66,18 @@ def _num(column: str, spec: str = ".3g"):
 
 def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
-    # the first consistency measure the cells logged (runs from before them have none)
-    kind = next((c for c in CONSISTENCY if c[1] in table and table[c[1]].notna().any()), None)
+    kind = next((k for k, shown in CONSISTENCY.items() if _has(table, shown[0][0])), None)
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     return _table([
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
-        reduced(table) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
-        ("runs", _int("runs")), (f"{metric} [95% interval]", quality),
-        *_secondary(table), _has(table, "val_quality") and (f"validation {metric}",
-                                                            _num("val_quality", ".3f")),
+        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"),
+        ("runs", "runs"), (f"{metric} [95% interval]", quality),
+        *_secondary(table),
+        _has(table, "val_quality") and (f"validation {metric}", _num("val_quality", ".3f")),
         ("perplexity", _num("perplexity")),
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
-        "agreement" in table and table["agreement"].notna().any()
-        and ("agreement across seeds", _num("agreement", ".0%")),
-        kind and (kind[0], lambda r: " / ".join(num(r.get(c), spec) for c, spec in kind[2])),
+        _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
+        kind and (kind, lambda r: " / ".join(num(r.get(c), f) for c, f in CONSISTENCY[kind])),
         ("USD / 1k pred.", _num("usd_per_1k")), ("train USD", _num("train_usd")),
         ("trainable params", _num("trainable_params")),
         ("Pareto", lambda r: "yes" if r["pareto"] else "")],
@@ -104,15 +96,14 @@ def _secondary(table: pd.DataFrame) -> list:
 
 
 def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
-    """Each side's configuration chosen without test at each label budget: what the verdict
-    compares, with the effort and cost of choosing it and its agreement across seeds."""
+    """Each side's configuration chosen without test per budget: what the verdict compares."""
     ordered = picks.assign(_fit=picks["fit"].astype(bool)).sort_values(
         ["_fit", "side", "dtype", "n_labels"])
     return _table([
-        ("side", "side"), reduced(picks) and ("dtype", "dtype"), ("N labels", _int("n_labels")),
+        ("side", "side"), reduced(picks) and ("dtype", "dtype"), ("N labels", "n_labels"),
         ("configuration", lambda r: r["arm"] + (f" ({r['variant']})" if r["variant"] else "")),
         ("chosen by", lambda r: r["chosen_by"] or "its only configuration"),
-        ("runs", _int("runs")), (f"{metric} [95% interval]", quality), *_secondary(picks),
+        ("runs", "runs"), (f"{metric} [95% interval]", quality), *_secondary(picks),
         _has(picks, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
         _has(picks, "classes_covered") and ("classes covered", _num("classes_covered", ".0f")),
         ("search USD (training + validation)", _num("search_usd"))], ordered,
@@ -122,9 +113,8 @@ def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
-    """Reduced-precision cells beside their float32 twins."""
     return _table([
-        ("arm", "arm"), ("N labels", _int("n_labels")), ("dtype", "dtype"),
+        ("arm", "arm"), ("N labels", "n_labels"), ("dtype", "dtype"),
         (f"{metric} float32", lambda r: quality({"quality": r["quality_ref"],
                                                   "quality_ci": r["quality_ci_ref"]})),
         (metric, quality), ("change", _num("delta", "+.3f")),
@@ -158,25 +148,24 @@ def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
 
 
 def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
-    """The prompt-sensitivity table (layout and ranking columns when some runs used the chat
-    template or a calibration), and the calibrated ranking's table."""
+    """The prompt-sensitivity table, and the calibrated ranking's where runs logged one."""
     chat = "chat" in spread and spread["chat"].eq("true").any()
     ranked = "calibration" in spread and spread["calibration"].isin(["contextual", "pmi"]).any()
     layout = [chat and ("layout", lambda r: "chat" if r["chat"] == "true" else "plain"),
               ranked and ("ranked by", lambda r: r["calibration"] or "n/a"), ("runs", "runs")]
     lines = _table([
-        ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", _int("n_labels")), *layout,
+        ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", "n_labels"), *layout,
         ("templates", "templates"), ("orders", "orders"), ("seeds", "seeds"),
         *((stat, _num(stat, ".3f")) for stat in ("min", "max", "std")),
         ("best template", "best_template"), ("worst template", "worst_template"),
         ("gap between template means", _num("template_gap", ".3f"))], spread,
         "**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
         f"seeds; {metric})")
-    if "mean_accuracy_contextual" in spread and spread["mean_accuracy_contextual"].notna().any():
+    if _has(spread, "mean_accuracy_contextual"):
         stats = [("mean", "mean"), ("std", "std"), ("contextual: mean", "mean_accuracy_contextual"),
                  ("std", "std_accuracy_contextual"), ("PMI: mean", "mean_accuracy_pmi"),
                  ("std", "std_accuracy_pmi")]
-        lines += _table([("arm", "arm"), ("k", _int("n_labels")), *layout,
+        lines += _table([("arm", "arm"), ("k", "n_labels"), *layout,
                          *((header, _num(column, ".3f")) for header, column in stats),
                          ("agreement", _num("agreement", ".0%"))], spread,
                         "The same runs ranked with calibration (the same forward passes): mean "
@@ -200,7 +189,6 @@ def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
 
 
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
-    """Every arm's total cost at the user's volume, cheapest first."""
     return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
                    ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
                    (metric, _num("quality", ".3f"))], ranked,

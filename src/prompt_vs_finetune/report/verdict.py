@@ -1,5 +1,5 @@
-"""The verdict in plain words, per task x model: which arm to use, from how many labels
-fine-tuning beats the best prompt, what a reduced precision changes, and across models."""
+"""The verdict in plain words per task x model: which arm, from how many labels fine-tuning wins,
+what a reduced precision changes, and across models."""
 
 import math
 
@@ -67,21 +67,19 @@ def _prompting_line(prompts: pd.DataFrame, metric: str, random: bool) -> list[st
 
 def _config(row) -> str:
     """A chosen configuration in words: its arm and what sets it apart, and how it was chosen."""
-    said = [row["variant"] if row.get("variant") else "", row["chosen_by"]]
-    return row["arm"] + (f" ({'; '.join(filter(None, said))})" if any(said) else "")
+    said = "; ".join(filter(None, [row.get("variant"), row["chosen_by"]]))
+    return row["arm"] + (f" ({said})" if said else "")
 
 
 def _unparsed(row) -> str:
-    unparsed = row.get("unparsed_rate", math.nan)
-    return ("" if unparsed is None or math.isnan(unparsed) or unparsed == 0
-            else f", {unparsed:.1%} of its replies matched no label")
+    unparsed = row.get("unparsed_rate")
+    return f", {unparsed:.1%} of its replies matched no label" if pd.notna(unparsed) and \
+        unparsed else ""
 
 
 def crossover(table: pd.DataFrame, arm: str) -> dict | None:
-    """The smallest label budget from which `arm` beats prompting, there and at every larger
-    budget tested, each side at its configuration chosen without test (prompting: chosen at
-    the same budget, else at the largest smaller one): {"n_labels", "prompt", "fitted",
-    "budgets", "result"}, or None."""
+    """The smallest budget from which `arm` beats prompting there and at every larger one, each
+    side as chosen without test (prompting at that budget, else the largest smaller): or None."""
     picks = chosen(table)
     prompts = picks[(picks["side"] == "prompting") & picks["quality"].notna()]
     pairs = []
@@ -102,46 +100,37 @@ def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
-    how = ("paired bootstrap over the shared test examples" if found and
-           found["result"]["paired"] else "95% intervals apart")
-    if found:
-        prompt = found["prompt"]
-        versus = f"prompting ({_config(prompt)}, at {int(prompt['n_labels'])} labels)"
-        numbers = (f"{metric} {cell(found['fitted'])} vs {cell(prompt)}"
-                   f"{_difference(found['result'])} ({how})")
-    if found and len(budgets) == 1:
+    if not found:
+        top = chosen(cells)
+        if top.empty:
+            return None
+        top = top.loc[top["n_labels"].idxmax()]
+        tested = ("the only budget tested" if len(budgets) == 1
+                  else f"budgets tested: {', '.join(map(str, budgets))}")
+        return (f"{arm} does not beat prompting at every budget from some point on ({tested}; "
+                f"at {int(top['n_labels'])} labels: {cell(top)}): prompt, or collect more labels "
+                "and seeds.")
+    prompt, result = found["prompt"], found["result"]
+    versus = f"prompting ({_config(prompt)}, at {int(prompt['n_labels'])} labels)"
+    numbers = f"{metric} {cell(found['fitted'])} vs {cell(prompt)}" + (
+        f", paired difference {result['diff']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]"
+        " (paired bootstrap over the shared test examples)" if result["paired"]
+        else " (95% intervals apart)")
+    if len(budgets) == 1:
         return (f"{arm} at {budgets[0]} labels (the only budget tested) beats {versus}: "
                 f"{numbers}; fewer labels were not tested.")
-    if found:
-        larger = [n for n in budgets if n > found["n_labels"]]
-        smaller = [n for n in budgets if n < found["n_labels"]]
-        where = (f"there and at every larger budget tested ({', '.join(map(str, larger))})"
-                 if larger else "there, the largest budget tested")
-        below = (f" With fewer labels ({', '.join(map(str, smaller))}) it does not clearly "
-                 "beat prompting." if smaller else "")
-        return (f"Fine-tune ({arm}) once you have about {found['n_labels']} labelled "
-                f"examples: it beats {versus} {where}; {numbers}.{below}")
-    top = chosen(cells)
-    top = top.loc[top["n_labels"].idxmax()] if not top.empty else None
-    if top is None:
-        return None
-    tested = ("the only budget tested" if len(budgets) == 1
-              else f"budgets tested: {', '.join(map(str, budgets))}")
-    return (f"{arm} does not beat prompting at every budget from some point on ({tested}; at "
-            f"{int(top['n_labels'])} labels: {cell(top)}): prompt, or collect more labels and "
-            "seeds.")
-
-
-def _difference(result: dict) -> str:
-    if not result["paired"]:
-        return ""
-    return (f", paired difference {result['diff']:+.3f} "
-            f"[{result['low']:+.3f}, {result['high']:+.3f}]")
+    larger = [n for n in budgets if n > found["n_labels"]]
+    smaller = [n for n in budgets if n < found["n_labels"]]
+    where = (f"there and at every larger budget tested ({', '.join(map(str, larger))})"
+             if larger else "there, the largest budget tested")
+    below = (f" With fewer labels ({', '.join(map(str, smaller))}) it does not clearly "
+             "beat prompting." if smaller else "")
+    return (f"Fine-tune ({arm}) once you have about {found['n_labels']} labelled "
+            f"examples: it beats {versus} {where}; {numbers}.{below}")
 
 
 def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned arm against the one that trains the most parameters, at the largest
-    label budget both ran."""
+    """Each fine-tuned arm against the one training the most parameters, at a shared budget."""
     arms = trained.groupby("arm")["trainable_params"].max().sort_values()
     if len(arms) < 2:
         return []
@@ -195,19 +184,15 @@ def advise(cells: pd.DataFrame, metric: str, effect: pd.DataFrame) -> list[str]:
 
 
 def recommend_scale(scale: pd.DataFrame, metric: str) -> list[str]:
-    """The best cell across models, and the smallest model whose best cell is not clearly
-    worse (95% intervals overlap)."""
+    """The best cell across models, and the smallest model not clearly worse (intervals overlap)."""
     top = best(scale)
     if top is None:
         return []
     floor = top["quality"] - (0 if math.isnan(top["quality_ci"]) else top["quality_ci"])
-    # `scale` is in parameter order, API models last
-    small = scale[scale["quality"] + scale["quality_ci"].fillna(0) >= floor].iloc[0]
-
+    small = scale[scale["quality"] + scale["quality_ci"].fillna(0) >= floor].iloc[0]  # by size
     def model_cell(r) -> str:
         return (f"{label(r['model'], r['dtype'])} ({params(r['model_params'])}) {r['arm']}, "
                 f"{metric} {cell(r)}, USD {num(r['usd_per_1k'])} per 1k predictions")
-
     lines = [f"Best across models: {model_cell(top)}."]
     if small["model"] != top["model"] or small["dtype"] != top["dtype"]:
         lines.append("Smallest model not clearly worse (95% intervals overlap): "

@@ -1,6 +1,5 @@
-"""Write the report under one folder: table.csv, report.md, report.html (the same page, plots
-inlined, for MLflow's artifact viewer), the plots, a recommendation file per task x model and
-summary.json (for `dvc metrics`). A plot not drawn has its note in report.md."""
+"""Write the report's files under one folder (docs/report.md): table.csv, report.md, report.html
+(plots inlined, for MLflow's artifact viewer), the plots, recommendations, summary.json."""
 
 import base64
 import html
@@ -19,11 +18,22 @@ from .mlflow_run import latest_of_identical
 from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
+NOTES = (  # what a cell, an interval, a cost and a label budget mean
+    "A cell is one experiment: runs of the same config that differ only in their seeds, on the "
+    "same test set (cells that share an arm and a label budget name what sets them apart: "
+    "variant). Quality: the cell's mean with a 95% interval: a bootstrap over the test examples, "
+    "widened by the seeds' t-interval where a cell has 3 seeds or more († where runs logged no "
+    "per-example values: a t-interval over seeds). The verdict compares each side only at the "
+    "configuration it would choose without the test set: the best on its budget's validation "
+    "labels. Classification ranks labels as scorer.length_norm says (per character by default). "
+    "USD per 1k predictions: each prediction charged its own tokens, demos included, at the "
+    "hardware's price (modelled; the wall-time cost is logged beside it). N labels: every labelled "
+    "example the arm touched (its train_size budget: train and validation; a prompting run without "
+    "one, its demos).")
 
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
-    """Write the report under `out` and return its summary; with `volume`, rank every arm by
-    its total cost for that many predictions."""
+    """Write the report under `out`, return its summary; `volume`: rank arms by total cost at it."""
     runs, reruns = latest_of_identical(runs)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
@@ -37,12 +47,13 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
         task_runs = runs[runs["task"] == task]
         classes = set(task_runs["n_classes"].dropna().astype(int))  # for the chance line
         chance = classes.pop() if len(classes) == 1 else None
+        metric = task_cells["metric"].iloc[0].removeprefix("test/")  # the task type's headline
         for model, cells in task_cells.groupby("model"):
-            md += _model_section(task, model, cells, task_runs[task_runs["model"] == model],
+            md += _model_section(task, model, metric, cells, task_runs[task_runs["model"] == model],
                                  chance, out, colors, summary)
-        md += _cost_section(task, task_cells, trials, volume, out, summary, colors)
+        md += _cost_section(task, metric, task_cells, trials, volume, out, summary, colors)
         if task_cells["model"].nunique() > 1:
-            md += _scale_section(task, task_cells, chance, out, colors, summary)
+            md += _scale_section(task, metric, task_cells, chance, out, colors, summary)
     (out / "report.md").write_text("\n".join(md))
     (out / "report.html").write_text(render_html("\n".join(md), out))
     # numpy scalars as Python ones, then NaN and infinities as null
@@ -54,25 +65,13 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
 
 def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
             reruns: int) -> list[str]:
-    """The title and what a cell, an interval, a cost and a label budget mean."""
     md = [f"# {TITLE}", "",
           f"{len(runs) - len(trials)} finished runs"
           + (f" (and {len(trials)} search trials, counted in up-front cost only)"
              if len(trials) else "")
           + (f"; {reruns} identical rerun(s) (same config, seed, data and code as a later "
              "run) left out, so each seed counts once" if reruns else "")
-          + ". A cell is one experiment: runs of the same config that differ only in their "
-          "seeds, on the same test set (cells that share an arm and a label budget name what "
-          "sets them apart: variant). Quality: the cell's mean with a 95% interval: a "
-          "bootstrap over the test examples, widened by the seeds' t-interval where a cell has "
-          "3 seeds or more († where runs logged no per-example values: a t-interval over "
-          "seeds). The verdict compares each side only at the configuration it would choose "
-          "without the test set: the best on its budget's validation labels. Classification "
-          "ranks labels as scorer.length_norm says (per character by default). USD per 1k "
-          "predictions: each prediction charged its own tokens, demos included, at the "
-          "hardware's price (modelled; the wall-time cost is logged beside it). N labels: "
-          "every labelled example the arm touched (its train_size budget: train and "
-          "validation; a prompting run without one, its demos).", ""]
+          + ". " + NOTES, ""]
     if reduced(table):
         md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
                "of their own (dtype column), each compared with its float32 twin in a precision "
@@ -80,10 +79,10 @@ def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
     return md
 
 
-def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.DataFrame,
-                   chance, out: Path, colors: dict, summary: dict) -> list[str]:
+def _model_section(task: str, model: str, metric: str, cells: pd.DataFrame,
+                   task_runs: pd.DataFrame, chance, out: Path, colors: dict,
+                   summary: dict) -> list[str]:
     """One task on one model: its cells, the recommendation, prompt sensitivity, plots."""
-    metric = _metric(cells)
     style = {"colors": colors, "n_classes": chance}
     figures = _figures(out / "plots" / f"{task}_{model}", {
         "quality vs cost": partial(plots.plot_quality_vs_cost, cells, metric, **style),
@@ -92,10 +91,9 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
         "consistency": partial(plots.plot_consistency, cells, colors=colors)})
     effect = stats.precision_effect(cells) if reduced(cells) else pd.DataFrame()
     picks = stats.chosen(cells)
-    summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric) | {"chosen": [
-        {key: r[key] for key in ("side", "dtype", "n_labels", "arm", "variant", "quality",
-                                 "quality_low", "quality_high", "configs", "search_usd")}
-        for _, r in picks.iterrows()]}
+    summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric) | {"chosen": picks[[
+        "side", "dtype", "n_labels", "arm", "variant", "quality", "quality_low", "quality_high",
+        "configs", "search_usd"]].to_dict("records")}
     return [f"## {task} / {model}", "", *_ranking(task_runs),
             *tables.cells_table(cells.assign(pareto=stats.pareto_front(cells)), metric),
             *tables.learning_curve_table(picks, metric),
@@ -107,10 +105,9 @@ def _model_section(task: str, model: str, cells: pd.DataFrame, task_runs: pd.Dat
             *figures]
 
 
-def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, colors: dict,
-                   summary: dict) -> list[str]:
+def _scale_section(task: str, metric: str, task_cells: pd.DataFrame, chance, out: Path,
+                   colors: dict, summary: dict) -> list[str]:
     """A task run on several models: quality by model size, and its recommendation."""
-    metric = _metric(task_cells)
     scale = stats.model_scale(task_cells)
     figures = _figures(out / "plots" / task, {"model scale": partial(
         plots.plot_model_scale, scale, metric, task, colors=colors, n_classes=chance)})
@@ -122,10 +119,6 @@ def _scale_section(task: str, task_cells: pd.DataFrame, chance, out: Path, color
             *_recommendation(out / f"recommendation_{task}_model_scale.txt",
                              recommend_scale(scale, metric)),
             *figures]
-
-
-def _metric(cells: pd.DataFrame) -> str:
-    return cells["metric"].iloc[0].removeprefix("test/")
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
@@ -143,8 +136,8 @@ def _ranking(runs: pd.DataFrame) -> list[str]:
             "(each run also logs test/accuracy_sum and test/accuracy_char).", ""]
 
 
-def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: int | None,
-                  out: Path, summary: dict, colors: dict) -> list[str]:
+def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFrame,
+                  volume: int | None, out: Path, summary: dict, colors: dict) -> list[str]:
     """Which arm is cheaper at which volume, for one task across its models."""
     search = trials[trials["task"] == task].groupby(["model", "arm"])["train_usd"].sum()
     costs = stats.arm_costs(cells, search)
@@ -156,7 +149,6 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
     if not priced:  # the plot's note, no table
         return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
-    metric = _metric(cells)
     lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
               "cost of one prediction. Each arm at its best cell.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
@@ -171,14 +163,12 @@ def _cost_section(task: str, cells: pd.DataFrame, trials: pd.DataFrame, volume: 
 
 
 def _figures(stem: Path, figures: dict) -> list[str]:
-    """Draw each plot (name: a function of its path) into `<stem>_<name>.png`; report.md's
-    lines: the drawn ones side by side, then the note of each not drawn (whose image from an
-    earlier report goes)."""
+    """Draw each plot (name: a function of its path) as `<stem>_<name>.png`; report.md's lines:
+    the drawn side by side, then the note of each not drawn (its old image goes)."""
     drawn, notes = [], []
     for name, plot in figures.items():
         path = stem.with_name(f"{stem.name}_{name.replace(' ', '_')}.png")
-        note = plot(path=path)
-        if note is None:
+        if (note := plot(path=path)) is None:
             drawn.append(f"![{name}]({path.parent.name}/{path.name})")
         else:
             path.unlink(missing_ok=True)
@@ -187,19 +177,14 @@ def _figures(stem: Path, figures: dict) -> list[str]:
 
 
 def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
-    """summary.json for one task x model: best quality per arm (float32 cells; per dtype too
-    when some are not), what that cell's calls cost (so `dvc metrics diff` shows a change of
-    cost alone), and the unparsed rate per arm where runs logged one."""
+    """summary.json for one task x model: best quality per arm (float32; per dtype too), that
+    cell's cost per call (so `dvc metrics diff` shows a cost change alone), unparsed rates."""
     def best(rows: pd.DataFrame) -> dict:
         return {arm: round(float(g["quality"].max()), 4) for arm, g in rows.groupby("arm")}
-
-    def cost_of_best(rows: pd.DataFrame) -> dict:
-        return {arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
-                for arm, g in rows.groupby("arm") if g["quality"].notna().any()}
-
     float32 = cells[cells["dtype"] == dtypes(cells)[0]]  # or, with none, the first dtype's
-    entry: dict = {"metric": metric, "best": best(float32),
-                   "usd_per_1k_predictions": cost_of_best(float32)}
+    entry: dict = {"metric": metric, "best": best(float32), "usd_per_1k_predictions": {
+        arm: float(f"{g.loc[g['quality'].idxmax(), 'usd_per_1k']:.4g}")
+        for arm, g in float32.groupby("arm") if g["quality"].notna().any()}}
     if reduced(cells):
         entry["best_by_dtype"] = {dtype: best(cells[cells["dtype"] == dtype])
                                   for dtype in dtypes(cells)}
@@ -210,8 +195,8 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
 
 
 def render_html(markdown: str, folder: Path) -> str:
-    """The markdown as one page (raw HTML in it escaped), each PNG under `folder` (the plots)
-    inlined as a data URI so that it shows wherever only the file travels."""
+    """The markdown as one page (raw HTML escaped), each plot under `folder` inlined as a data
+    URI so that it shows wherever only the file travels."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
@@ -221,6 +206,6 @@ def render_html(markdown: str, folder: Path) -> str:
                 and path.is_relative_to(folder.resolve()) and path.suffix == ".png"):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             child.attrSet("src", f"data:image/png;base64,{data}")
-    body = md.renderer.render(tokens, md.options, {})
     page = Template((Path(__file__).parent / "page.html").read_text())
-    return page.substitute(title=html.escape(TITLE), body=body)
+    return page.substitute(title=html.escape(TITLE),
+                           body=md.renderer.render(tokens, md.options, {}))
