@@ -72,7 +72,7 @@ class Classification(TaskType):
             raise UserError(f"column '{label_field}' (task.label_field) not found in "
                             f"{source}; available columns: {', '.join(split.column_names)}")
         feature = split.features[label_field]
-        names = feature.names if isinstance(feature, ClassLabel) else None
+        names = feature.names if isinstance(feature, ClassLabel) else None  # stored as indices
 
         def to_row(row):
             label = row[label_field]
@@ -158,23 +158,17 @@ class Classification(TaskType):
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
         """Confidence: a local teacher's margin (top label's probability less the runner-up's),
         1 for a hosted reply that names a label."""
-        names = task.label_names
-        outputs = [None if r["predicted"] is None else names[r["predicted"]] for r in rows]
-        confidence = [0.0 if r["predicted"] is None else float(r.get("margin", 1.0))
-                      for r in rows]
-        return outputs, confidence
+        return ([None if r["predicted"] is None else task.label_names[r["predicted"]]
+                 for r in rows],
+                [0.0 if r["predicted"] is None else float(r.get("margin", 1.0)) for r in rows])
 
     def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
         """The majority label, and the share of prompts that agree with it."""
         if len(runs) == 1:
             return super().vote(runs)
-        outputs, confidence = [], []
-        for votes in zip(*(r["outputs"] for r in runs), strict=True):
-            counted = Counter(v for v in votes if v is not None)
-            top, n = counted.most_common(1)[0] if counted else (None, 0)
-            outputs.append(top)
-            confidence.append(n / len(votes))
-        return outputs, confidence
+        tops = [Counter(v for v in votes if v is not None).most_common(1) or [(None, 0)]
+                for votes in zip(*(r["outputs"] for r in runs), strict=True)]
+        return [top[0][0] for top in tops], [top[0][1] / len(runs) for top in tops]
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
         """predictions.csv (text, gold, predicted, extras) and confusion_matrix.png."""
@@ -214,15 +208,12 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     adds: the accuracy under every ranking, calibration, perplexity."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
-    results = {}
-    for name in names:
-        if name == "accuracy":
-            results[name] = accuracy(predicted, gold)
-        elif name == "macro_f1":
-            results[name] = macro_f1(predicted, gold, labels=sorted(set(gold)))
-        else:
-            raise UserError(f"unknown metric '{name}' in task.metrics; use "
-                            f"{', '.join(Classification.metric_names)}")
+    known = {"accuracy": lambda: accuracy(predicted, gold),
+             "macro_f1": lambda: macro_f1(predicted, gold, labels=sorted(set(gold)))}
+    if unknown := [name for name in names if name not in known]:
+        raise UserError(f"unknown metric '{unknown[0]}' in task.metrics; use "
+                        f"{', '.join(Classification.metric_names)}")
+    results = {name: known[name]() for name in names}
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
     for ranking in RANKINGS:
         if f"predicted_{ranking}" in rows[0]:
@@ -246,8 +237,7 @@ def label_name(value, source: str) -> str:
 
 
 def _normalised(text: str) -> str:
-    text = text.casefold().replace("_", " ").replace("-", " ")
-    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+", " ", text.casefold().replace("_", " ").replace("-", " "))
     return text.strip(" \t\n\"'`.,;:!*")
 
 

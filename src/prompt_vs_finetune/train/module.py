@@ -67,9 +67,8 @@ class ArmModule(L.LightningModule):
 
     @classmethod
     def from_config(cls, model, scorer, arm, compile: bool, inference_dtype: str) -> "ArmModule":
-        return cls(model, scorer, lr=arm.lr, weight_decay=arm.weight_decay,
-                   warmup_ratio=arm.warmup_ratio, compile=compile,
-                   inference_dtype=inference_dtype)
+        return cls(model, scorer, arm.lr, arm.weight_decay, arm.warmup_ratio, compile,
+                   inference_dtype)
 
     def training_step(self, batch, batch_idx):
         loss = answer_loss(self.train_decoder, self.head, batch)
@@ -182,9 +181,8 @@ class CostMeter(L.Callback):
     """Times fit and test and counts the tokens each phase runs through the model."""
 
     def __init__(self):
-        self.seconds = {"train": 0.0, "eval": 0.0}
+        self.seconds, self._started = {"train": 0.0, "eval": 0.0}, 0.0
         self.tokens = {"train": 0, "val": 0, "input": 0, "generated": 0, "eval_only": 0}
-        self._started = 0.0
         self.counting = True  # off while validation is scored to choose on: not a call's cost
 
     def _clock(self, trainer) -> float:
@@ -212,8 +210,8 @@ class CostMeter(L.Callback):
         self.tokens["val"] += int(batch["n_tokens"])
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        for kind in ("input", "generated", "eval_only"):
-            self.tokens[kind] += int(outputs.get(f"{kind}_tokens", 0)) if self.counting else 0
+        for kind in ("input", "generated", "eval_only") if self.counting else ():
+            self.tokens[kind] += int(outputs.get(f"{kind}_tokens", 0))
 
     def _reduce(self) -> int:
         """Under DDP, every rank's token counts summed (a collective); the devices paid for."""
