@@ -35,8 +35,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg.seed))
     backend = build(cfg)
-    # what the arm learns from and shows (a hybrid's teacher labels its splits here); `shown`:
-    # the demonstrations with human labels, logged as such
+    # a hybrid's teacher labels the splits here; `shown`: the demos with human labels
     splits, shown = backend.prepare(task, splits, corpus, demos)
     overlap = test_overlap(splits, shown, cfg.task.overlap)
     if repeats := duplicate_rows(splits):
@@ -128,8 +127,8 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
 
 
 def significant(results: dict[str, float]) -> dict[str, float]:
-    """Every fraction to 4 significant digits (all a test set resolves, and what MLflow shows
-    and DVC diffs), counts as they are; the report's intervals use the per-example values."""
+    """Every fraction to 4 significant digits (all a test set resolves; what MLflow shows and
+    DVC diffs), counts as they are."""
     return {key: value if float(value).is_integer() or not math.isfinite(value)
             else float(f"{value:.4g}") for key, value in results.items()}
 

@@ -72,13 +72,19 @@ class Classification(TaskType):
             raise UserError(f"column '{label_field}' (task.label_field) not found in "
                             f"{source}; available columns: {', '.join(split.column_names)}")
         feature = split.features[label_field]
-        names = feature.names if isinstance(feature, ClassLabel) else None  # stored as indices
+        names = feature.names if isinstance(feature, ClassLabel) else None
 
         def to_row(row):
             label = row[label_field]
+            if isinstance(label, (list, dict)):
+                raise UserError(f"a label in {source} is a {type(label).__name__} "
+                                f"({str(label)[:60]}); a label is one name per row: check "
+                                "task.label_field and the data")
             if names is not None and label is not None:
                 label = names[int(label)]
-            return {"text": text_of(row[text_field]), "label": label_name(label, source)}
+            elif isinstance(label, float) and label.is_integer():
+                label = int(label)  # 3.0: an integer column with a blank cell; "3" elsewhere
+            return {"text": text_of(row[text_field]), "label": text_of(label)}
 
         return to_row
 
@@ -204,8 +210,7 @@ TASK_TYPE = Classification()
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
-    (None: no label named, which is wrong, never a class for macro-F1), and what the scorer
-    adds: the accuracy under every ranking, calibration, perplexity."""
+    (None: wrong, never a class), and the scorer's: every ranking, calibration, perplexity."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     known = {"accuracy": lambda: accuracy(predicted, gold),
@@ -223,17 +228,6 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
         results["ece"] = consistency.expected_calibration_error(
             [r["confidence"] for r in rows], [r["predicted"] == r["label"] for r in rows])
     return results | answer_likelihood(rows, "gold")
-
-
-def label_name(value, source: str) -> str:
-    """A label cell as its name; a whole number read as a float (an integer column with a blank
-    cell: 3.0) as the integer's, so splits read with and without a blank agree on "3"."""
-    if isinstance(value, (list, dict)):
-        raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
-                        "a label is one name per row: check task.label_field and the data")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return text_of(value)
 
 
 def _normalised(text: str) -> str:
