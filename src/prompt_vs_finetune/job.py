@@ -1,9 +1,5 @@
-"""One job: one arm of one model on one task, recorded as one MLflow run.
-
-    check the config -> splits -> demos -> predict (the backend) -> metrics -> cost -> log
-
-The backend only produces the predictions and what they took; everything else happens here.
-"""
+"""One job: one arm of one model on one task, recorded as one MLflow run: check the config ->
+splits -> demos -> predict (the backend: predictions and what they took) -> metrics -> log."""
 
 import hashlib
 import json
@@ -39,8 +35,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
                          seed_or(cfg.arm.order_seed, cfg.seed))
     backend = build(cfg)
-    # what the arm learns from and shows (a hybrid's teacher labels its splits here); `shown`:
-    # the demonstrations with human labels, logged as such
+    # a hybrid's teacher labels the splits here; `shown`: the demos with human labels
     splits, shown = backend.prepare(task, splits, corpus, demos)
     overlap = test_overlap(splits, shown, cfg.task.overlap)
     if repeats := duplicate_rows(splits):
@@ -65,18 +60,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     log_datasets(cfg.task, cfg.data_dir, cfg.arm.fit, splits, shown, hashes)
                 predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
-                if predictions.validation:  # what a search over configurations chooses on
-                    _, on_validation = task.kind.score(task, predictions.validation)
-                    quality[validation_key(task)] = sum(on_validation) / len(on_validation)
                 results = significant(job_results(cfg.arm.fit, task, splits,
                                                   (dropped_rows, overlap, repeats),
                                                   predictions, quality, shown))
                 if active is not None:  # DDP ranks above 0 log nothing
-                    record(cfg, task, splits, predictions, results, active.info.run_id,
+                    record(task, splits["test"]["text"], predictions, results,
+                           f"{task.name} / {cfg.arm.name} / {cfg.model.name}",
                            {"metric": task.kind.per_example,
                             "test_sha256": hashes["test"], "values": each,
                             "predictions": [row.get("predicted", row.get("generated"))
-                                            for row in predictions.rows]})
+                                            for row in predictions.rows]},
+                           cfg.results_file, cfg.mlflow)
             outcome = "finished"
             return results
         except Preempted:
@@ -98,24 +92,23 @@ def label_params(task: Task) -> dict[str, str]:
             "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
 
 
-def validation_key(task: Task) -> str:
-    """`val/` and the headline metric's name: its mean over the validation labels."""
-    return "val/" + task.kind.quality.split("/", 1)[1]
-
-
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
                 predictions: Predictions, quality: dict[str, float],
                 shown: list[dict]) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them); `counted`: the rows the load
     dropped, the test rows among the labelled ones, the labelled rows repeated. A run that
-    trains or chooses on validation counts its whole budget (the demos come from its train
-    part); a prompting run without one, its demos."""
+    trains or chooses on validation counts its whole budget (its demos come from its train
+    part), one that does neither its demos."""
     dropped_rows, overlap, repeats = counted
-    budget = [*splits["train"], *splits["validation"]]
-    rows = budget if fit or predictions.validation else shown[:predictions.demos_used]
+    rows = ([*splits["train"], *splits["validation"]] if fit or predictions.validation
+            else shown[:predictions.demos_used])
     labelled = len(rows)
     if predictions.n_labels is not None:  # a hybrid: its labels are the teacher's
         labelled, rows = predictions.n_labels, shown
+    if predictions.validation:  # what a search over configurations chooses on
+        _, on_validation = task.kind.score(task, predictions.validation)
+        headline = task.kind.quality.split("/", 1)[1]
+        quality = quality | {f"val/{headline}": sum(on_validation) / len(on_validation)}
     costs = cost_metrics(predictions.usage)
     costs["cost/usd"] += predictions.upfront_usd
     return {
@@ -125,8 +118,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
-        "data/duplicate_rows": repeats,
-        "data/n_labels": labelled,
+        "data/duplicate_rows": repeats, "data/n_labels": labelled,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
         **({"data/n_classes": len(task.labels),
@@ -134,49 +126,39 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
     }
 
 
-SIGNIFICANT_DIGITS = 4
-
-
 def significant(results: dict[str, float]) -> dict[str, float]:
-    """Every fraction to 4 significant digits (all a test set resolves, and what MLflow shows
-    and DVC diffs), counts as they are; the report's intervals use the per-example values."""
+    """Every fraction to 4 significant digits (all a test set resolves; what MLflow shows and
+    DVC diffs), counts as they are."""
     return {key: value if float(value).is_integer() or not math.isfinite(value)
-            else float(f"{value:.{SIGNIFICANT_DIGITS}g}") for key, value in results.items()}
+            else float(f"{value:.4g}") for key, value in results.items()}
 
 
 def duplicate_rows(splits) -> int:
     """Labelled rows that repeat an earlier one, text and answer (they count in n_labels)."""
-    seen, repeats = set(), 0
-    for role in ("train", "validation"):
-        for row in splits[role]:
-            key = json.dumps([row["text"], row.get("label", row.get("references"))])
-            repeats += key in seen
-            seen.add(key)
-    return repeats
+    keys = [json.dumps([row["text"], row.get("label", row.get("references"))])
+            for role in ("train", "validation") for row in splits[role]]
+    return len(keys) - len(set(keys))
 
 
-def record(cfg: DictConfig, task: Task, splits, predictions: Predictions,
-           results: dict[str, float], run_id: str, per_example: dict) -> None:
+def record(task: Task, test_texts: list[str], predictions: Predictions,
+           results: dict[str, float], title: str, per_example: dict, results_file: str | None,
+           mlflow_cfg) -> None:
     """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
     report's intervals) into the active run; `results_file` for DVC."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
-    title = f"{task.name} / {cfg.arm.name} / {cfg.model.name} (N={len(splits['test'])})"
-    task.kind.log_predictions(task, splits["test"]["text"], predictions.rows, title)
+    task.kind.log_predictions(task, test_texts, predictions.rows,
+                              f"{title} (N={len(test_texts)})")
     mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
-    write_results_file(cfg, run_id, results)
-    log.info("run %s: %s", run_id,
+    active = mlflow.active_run().info
+    if results_file:
+        Path(results_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(results_file).write_text(json.dumps({"run_id": active.run_id, **results}, indent=2))
+    log.info("run %s: %s", active.run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
-    log.info("%s", run_address(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                               mlflow.active_run().info.experiment_id, run_id))
-
-
-def write_results_file(cfg: DictConfig, run_id: str, results: dict[str, float]) -> None:
-    if cfg.results_file:
-        path = Path(cfg.results_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"run_id": run_id, **results}, indent=2))
+    log.info("%s", run_address(mlflow_cfg.tracking_uri, mlflow_cfg.experiment_name,
+                               active.experiment_id, active.run_id))
 
 
 def test_overlap(splits, demos: list[dict], policy: str) -> int:

@@ -76,9 +76,15 @@ class Classification(TaskType):
 
         def to_row(row):
             label = row[label_field]
+            if isinstance(label, (list, dict)):
+                raise UserError(f"a label in {source} is a {type(label).__name__} "
+                                f"({str(label)[:60]}); a label is one name per row: check "
+                                "task.label_field and the data")
             if names is not None and label is not None:
                 label = names[int(label)]
-            return {"text": text_of(row[text_field]), "label": label_name(label, source)}
+            elif isinstance(label, float) and label.is_integer():
+                label = int(label)  # 3.0: an integer column with a blank cell; "3" elsewhere
+            return {"text": text_of(row[text_field]), "label": text_of(label)}
 
         return to_row
 
@@ -158,23 +164,17 @@ class Classification(TaskType):
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
         """Confidence: a local teacher's margin (top label's probability less the runner-up's),
         1 for a hosted reply that names a label."""
-        names = task.label_names
-        outputs = [None if r["predicted"] is None else names[r["predicted"]] for r in rows]
-        confidence = [0.0 if r["predicted"] is None else float(r.get("margin", 1.0))
-                      for r in rows]
-        return outputs, confidence
+        return ([None if r["predicted"] is None else task.label_names[r["predicted"]]
+                 for r in rows],
+                [0.0 if r["predicted"] is None else float(r.get("margin", 1.0)) for r in rows])
 
     def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
         """The majority label, and the share of prompts that agree with it."""
         if len(runs) == 1:
             return super().vote(runs)
-        outputs, confidence = [], []
-        for votes in zip(*(r["outputs"] for r in runs), strict=True):
-            counted = Counter(v for v in votes if v is not None)
-            top, n = counted.most_common(1)[0] if counted else (None, 0)
-            outputs.append(top)
-            confidence.append(n / len(votes))
-        return outputs, confidence
+        tops = [Counter(v for v in votes if v is not None).most_common(1) or [(None, 0)]
+                for votes in zip(*(r["outputs"] for r in runs), strict=True)]
+        return [top[0][0] for top in tops], [top[0][1] / len(runs) for top in tops]
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
         """predictions.csv (text, gold, predicted, extras) and confusion_matrix.png."""
@@ -210,19 +210,15 @@ TASK_TYPE = Classification()
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
-    (None: no label named, which is wrong, never a class for macro-F1), and what the scorer
-    adds: the accuracy under every ranking, calibration, perplexity."""
+    (None: wrong, never a class), and the scorer's: every ranking, calibration, perplexity."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
-    results = {}
-    for name in names:
-        if name == "accuracy":
-            results[name] = accuracy(predicted, gold)
-        elif name == "macro_f1":
-            results[name] = macro_f1(predicted, gold, labels=sorted(set(gold)))
-        else:
-            raise UserError(f"unknown metric '{name}' in task.metrics; use "
-                            f"{', '.join(Classification.metric_names)}")
+    known = {"accuracy": lambda: accuracy(predicted, gold),
+             "macro_f1": lambda: macro_f1(predicted, gold, labels=sorted(set(gold)))}
+    if unknown := [name for name in names if name not in known]:
+        raise UserError(f"unknown metric '{unknown[0]}' in task.metrics; use "
+                        f"{', '.join(Classification.metric_names)}")
+    results = {name: known[name]() for name in names}
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
     for ranking in RANKINGS:
         if f"predicted_{ranking}" in rows[0]:
@@ -234,20 +230,8 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
     return results | answer_likelihood(rows, "gold")
 
 
-def label_name(value, source: str) -> str:
-    """A label cell as its name; a whole number read as a float (an integer column with a blank
-    cell: 3.0) as the integer's, so splits read with and without a blank agree on "3"."""
-    if isinstance(value, (list, dict)):
-        raise UserError(f"a label in {source} is a {type(value).__name__} ({str(value)[:60]}); "
-                        "a label is one name per row: check task.label_field and the data")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return text_of(value)
-
-
 def _normalised(text: str) -> str:
-    text = text.casefold().replace("_", " ").replace("-", " ")
-    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+", " ", text.casefold().replace("_", " ").replace("-", " "))
     return text.strip(" \t\n\"'`.,;:!*")
 
 

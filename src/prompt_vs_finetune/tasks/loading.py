@@ -81,8 +81,7 @@ def load_splits(task_cfg) -> tuple[DatasetDict, int]:
     """(the source's train, test and validation (if it has one) splits, the number of rows
     dropped for empty text or no answer); a job carves its label budget from these."""
     raw, source = _load_raw(task_cfg)
-    splits: dict[str, Dataset] = {}
-    dropped = 0
+    splits, dropped = {}, 0
     for role in SPLIT_ROLES:
         name = task_cfg.splits[role]
         if name is None:

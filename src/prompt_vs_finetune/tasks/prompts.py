@@ -1,6 +1,5 @@
-"""A task's prompts: the `Task` (the checked form of a conf/task/ YAML file), its text layout
-(plain, or the model's chat template), and the token layout training and scoring share, each
-part encoded on its own so the scorer can share the prefix and fine-tuning sees its tokens."""
+"""A task's prompts: the `Task` (a checked conf/task/ file), its text layout (plain or the
+model's chat template), and the token layout training and scoring share (docs/design.md)."""
 
 import logging
 from dataclasses import dataclass, field, replace
@@ -25,9 +24,8 @@ class ChatLayout:
 
 def chat_layout(tokenizer, system: str | None, model_name: str) -> ChatLayout:
     """`prompt.chat=true`: the prompt is the user's message, the answer the assistant's reply,
-    demonstrations earlier turns. Cut once from the template rendered around placeholders, so
-    every arm lays out exactly what `apply_chat_template` gives and the scorer shares the
-    prefix; `system`: the system message (None: the template's own default, if any)."""
+    demos earlier turns; cut once from the template rendered around placeholders, so every arm
+    lays out what `apply_chat_template` gives. `system` None: the template's default."""
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(f"prompt.chat=true needs a chat template, and the tokenizer of "
                         f"model={model_name} has none; set prompt.chat=false (plain text), or "
@@ -60,8 +58,7 @@ class Task:
 
     @classmethod
     def from_config(cls, task_cfg, data_labels: list[str] | None = None) -> "Task":
-        """The task of a checked `task` config group; `data_labels`: the label names found in
-        the data, which a task without `labels:` takes and one with them must cover."""
+        """`data_labels`: the data's label names, which `task.labels` must cover (or is)."""
         return cls(name=task_cfg.name, type=task_cfg.type,
                    template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
                    target_template=task_cfg.target_template,
@@ -78,7 +75,6 @@ class Task:
         return list(self.labels)
 
     def with_chat(self, layout: ChatLayout | None) -> "Task":
-        """The same task laid out as a chat (`layout`), or as plain text (None)."""
         return replace(self, chat=layout)
 
     def prompt(self, text: str) -> str:
@@ -117,9 +113,7 @@ class PromptEncoder:
     prompt: the longest label (plus end-of-text), or `max_new_tokens` for a decoded answer."""
 
     def __init__(self, tokenizer, task: Task, max_length: int, answer_room: int | None = None):
-        self.tokenizer = tokenizer
-        self.task = task
-        self.max_length = max_length
+        self.tokenizer, self.task, self.max_length = tokenizer, task, max_length
         self.eos_id = tokenizer.eos_token_id
         self.choice_ids = [self.encode(task.target(verbal)) for verbal in task.labels.values()]
         if answer_room is None:
@@ -128,8 +122,7 @@ class PromptEncoder:
             answer_room = max(len(ids) for ids in self.choice_ids) + 1
         self.answer_room = answer_room
         self.prefix_ids: list[int] = []
-        self.demos_used = 0
-        self.truncated = 0
+        self.demos_used = self.truncated = 0  # truncated: prompts whose text was cut to fit
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -171,8 +164,7 @@ class PromptEncoder:
         return tuple(self.encode(part) for part in self.task.prompt_parts())
 
     def text_room(self, room: int | None = None) -> int:
-        """The tokens left for an input's text; none is an error, raised when the layout is
-        made (before any run opens)."""
+        """The tokens left for an input's text; none is an error (raised by prompt_layout)."""
         room = self.answer_room if room is None else room
         keep = self.max_length - len(self.prefix_ids) - room - sum(map(len, self.template_ids))
         if keep <= 0:

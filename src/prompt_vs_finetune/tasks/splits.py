@@ -23,8 +23,8 @@ PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dro
 
 def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
                test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
-    """(the task, labelled from the data; the job's train / validation / test, from the task's
-    splits or the prepared ones in `data_dir`; rows dropped empty; the tokenizer corpus)."""
+    """(the task, the job's train / validation / test from the task's data or `data_dir`'s
+    prepared splits, rows dropped empty, the tokenizer corpus)."""
     source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
     task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
@@ -54,12 +54,9 @@ def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
 
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
-    """Train and validation within a budget of `train_size` labelled examples (`all` or None:
-    all; the source's own validation split pooled with train), drawn by `data_seed` in one
-    class-balanced order: every budget's classes are within one of each other, every class is
-    in once the budget reaches the class count, and a smaller budget is inside every larger
-    one. Validation is `val_fraction` of it, class-balanced too; the rest is train (and the
-    few-shot demos' pool)."""
+    """Train and validation within `train_size` labelled examples (`all`/None: all), a prefix
+    of one seeded class-balanced order of train and any validation split: budgets are nested
+    and class-balanced (docs/report.md). Validation is a class-balanced `val_fraction` of it."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -91,8 +88,7 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
 
 
 def balanced_order(rows: Dataset, seed: int, indices: bool = False):
-    """The rows in a seeded round-robin over their labels (a seeded shuffle without labels):
-    any prefix holds every label within one of the others."""
+    """The rows in a seeded round-robin over their labels (a seeded shuffle without labels)."""
     rng = random.Random(seed)
     order = (_class_balanced(rows["label"], len(rows), rng) if "label" in rows.column_names
              else rng.sample(range(len(rows)), len(rows)))
@@ -148,8 +144,7 @@ def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
 
 
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:
-    """Prepared splits as JSON lines, and the count of rows the load dropped (a job on them
-    logs what a direct job would)."""
+    """Prepared splits as JSON lines, and the rows the load dropped (logged by a job on them)."""
     out.mkdir(parents=True, exist_ok=True)
     for role, split in splits.items():
         split.to_json(out / f"{role}.jsonl", lines=True, force_ascii=False)
@@ -170,7 +165,5 @@ def load_prepared(out: Path) -> tuple[DatasetDict, int]:
 
 def content_hash(rows) -> str:
     """A short hash of rows (a split or the demos), in order."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
-    return digest.hexdigest()[:16]
+    lines = (json.dumps(row, sort_keys=True, default=str).encode() + b"\n" for row in rows)
+    return hashlib.sha256(b"".join(lines)).hexdigest()[:16]

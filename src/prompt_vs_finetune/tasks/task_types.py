@@ -83,13 +83,11 @@ class TaskType(ABC):
 
     @abstractmethod
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
-        """The run's prediction files in MLflow: predictions.csv and its table (`log_table`),
-        and what reads best for the type (a confusion matrix, a few outputs)."""
+        """predictions.csv and its table (`log_table`), and what reads best for the type."""
 
 
 def log_table(table) -> None:
-    """Predictions as predictions.csv, and as the table MLflow's run page and compare view
-    show (predictions.json)."""
+    """predictions.csv, and predictions.json: the table MLflow's run and compare pages show."""
     import mlflow
 
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
@@ -97,8 +95,7 @@ def log_table(table) -> None:
 
 
 def answer_likelihood(rows: list[dict], answer: str) -> dict[str, float]:
-    """Perplexity and bits per byte of the answers, where the backend scored them (`answer`:
-    the rows' prefix of `_logprob`, `_tokens`, `_bytes`)."""
+    """Perplexity and bits per byte of the answers the backend scored (`{answer}_logprob`...)."""
     if f"{answer}_logprob" not in rows[0]:
         return {}
     return likelihood(*([r[f"{answer}_{part}"] for r in rows]

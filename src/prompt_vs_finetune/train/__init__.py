@@ -1,5 +1,4 @@
-"""Training and the Lightning loop a local job runs: the LightningModule every local arm
-shares, the data module (batches, DDP sharding), and resume after a crash."""
+"""The Lightning loop of a local job: the module every arm shares, its data, crash resume."""
 
 from .datamodule import TaskDataModule
 from .module import ArmModule

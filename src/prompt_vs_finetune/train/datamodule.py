@@ -13,20 +13,18 @@ from ..tasks import IGNORE_INDEX, PromptEncoder
 def pad_collate(pad_id: int):
     """Right-pad a batch to its longest row."""
 
+    def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+        return pad_sequence([torch.tensor(seq, dtype=torch.long) for seq in seqs],
+                            batch_first=True, padding_value=value)
+
     def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
         ids = [row["input_ids"] for row in rows]
-        input_ids = _right_pad(ids, pad_id)
-        labels = _right_pad([row["labels"] for row in rows], IGNORE_INDEX)
-        attention = _right_pad([[1] * len(seq) for seq in ids], 0)
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+        attention = pad([[1] * len(seq) for seq in ids], 0)
+        return {"input_ids": pad(ids, pad_id), "attention_mask": attention,
+                "labels": pad([row["labels"] for row in rows], IGNORE_INDEX),
                 "n_tokens": int(attention.sum())}  # real tokens, for the cost meter
 
     return collate
-
-
-def _right_pad(seqs: list[list[int]], value: int) -> torch.Tensor:
-    return pad_sequence([torch.tensor(seq, dtype=torch.long) for seq in seqs], batch_first=True,
-                        padding_value=value)
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
@@ -86,10 +84,6 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _keep_lists(rows: list[dict]) -> dict[str, list]:
-    return {key: [row[key] for row in rows] for key in rows[0]}
-
-
 class TaskDataModule(L.LightningDataModule):
     """Serves train/validation as prompt -> answer sequences and test as the scorer's rows."""
 
@@ -97,8 +91,7 @@ class TaskDataModule(L.LightningDataModule):
                  group_by_length: bool, seed: int):
         super().__init__()
         self.splits, self.encoder, self.scorer = splits, encoder, scorer
-        self.batch_size, self.group_by_length = batch_size, group_by_length
-        self.seed = seed
+        self.batch_size, self.group_by_length, self.seed = batch_size, group_by_length, seed
         self._encoded: dict[tuple[str, bool], list[dict]] = {}
         self.scored = "test"  # the split `test_dataloader` serves (validation, to choose on)
 
@@ -110,30 +103,28 @@ class TaskDataModule(L.LightningDataModule):
                 else [self.encoder.training_example(row) for row in self.splits[split]])
         return self._encoded[split, scored]
 
-    def _loader(self, rows: list[dict], collate, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        """Padded training sequences (train shuffled). Each loader has its own generator:
+        creating an iterator must not consume the global RNG (dropout's), or a resumed job
+        would drift from an uninterrupted one."""
+        rows, shuffle = self._rows(split), split == "train"
+        collate = pad_collate(self.encoder.tokenizer.pad_token_id)
+        generator = torch.Generator().manual_seed(self.seed)
+        if shuffle and self.group_by_length:
+            batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
+                                           self.seed)
+            return DataLoader(rows, batch_sampler=batches, collate_fn=collate, generator=generator)
         # sharded here: trainer=ddp turns off Lightning's sampler injection (see the sampler)
         sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed) \
             if _distributed() else None
         return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, collate_fn=collate, generator=self._generator())
-
-    def _generator(self) -> torch.Generator:
-        """Each loader's own: creating an iterator must not consume the global RNG (dropout's),
-        or a resumed job would drift from an uninterrupted one."""
-        return torch.Generator().manual_seed(self.seed)
+                          sampler=sampler, collate_fn=collate, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
-        rows, collate = self._rows("train"), pad_collate(self.encoder.tokenizer.pad_token_id)
-        if self.group_by_length:
-            batches = LengthGroupedBatches([len(r["input_ids"]) for r in rows], self.batch_size,
-                                           self.seed)
-            return DataLoader(rows, batch_sampler=batches, collate_fn=collate,
-                              generator=self._generator())
-        return self._loader(rows, collate, shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._rows("validation"),
-                            pad_collate(self.encoder.tokenizer.pad_token_id), shuffle=False)
+        return self._loader("validation")
 
     def test_dataloader(self) -> DataLoader:
         """The `scored` split in token-budgeted batches; under DDP every world-th (the module
@@ -143,5 +134,6 @@ class TaskDataModule(L.LightningDataModule):
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
         if _distributed():
             batches = batches[dist.get_rank()::dist.get_world_size()]
-        return DataLoader(rows, batch_sampler=batches, collate_fn=_keep_lists,
-                          generator=self._generator())
+        return DataLoader(rows, batch_sampler=batches,
+                          collate_fn=lambda rows: {key: [r[key] for r in rows] for key in rows[0]},
+                          generator=torch.Generator().manual_seed(self.seed))

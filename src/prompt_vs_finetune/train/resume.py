@@ -37,8 +37,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         if self._due(trainer) or trainer.received_sigterm:
-            # Lightning logs a step's metrics after this hook: a kill in between would lose the
-            # step's point for good. Log first; the job's logger drops the repeat.
+            # log first (Lightning logs after this hook: a kill between loses the step's point)
             trainer._logger_connector.update_train_step_metrics()
         if trainer.received_sigterm and not self._due(trainer):
             # preempted: Lightning stops after this batch; save where a periodic save would
@@ -110,9 +109,8 @@ class JobMLFlowLogger(MLFlowLogger):
 
 def lightning_logger(run, tracking_uri: str) -> JobMLFlowLogger | bool:
     """The logger of the job's MLflow `run`; none (False) without a run (DDP ranks above 0)."""
-    if run is None:
-        return False
-    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id)
+    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id) \
+        if run is not None else False
 
 
 @dataclass
