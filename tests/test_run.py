@@ -219,3 +219,13 @@ def test_test_examples_seen_in_training_are_counted_or_refused(tmp_path):
         job.run(compose_config(tmp_path / "b", *FAST, *same, "task.overlap=error"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_fit_that_never_saw_a_test_label_is_counted_and_warned(tmp_path, caplog):
+    """Issue 38: train_size=13 on 14 intents leaves one class out of the class-balanced budget;
+    the test examples of that class are counted (data/test_unseen_labels) and the fit warned."""
+    results = job.run(compose_config(tmp_path, *FAST, "arm=lora", "train_size=13",
+                                     "test_size=64", "model.max_epochs=1"))
+    assert results["data/classes_covered"] == 13
+    assert 0 < results["data/test_unseen_labels"] < 64
+    assert "have a label no labelled example has" in caplog.text

@@ -121,9 +121,22 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
         "data/duplicate_rows": repeats, "data/n_labels": labelled,
         "fewshot/demos_used": predictions.demos_used,
         "fewshot/demos_dropped": predictions.demos_dropped,
-        **({"data/n_classes": len(task.labels),
-            "data/classes_covered": classes_covered(rows)} if task.labels else {}),
+        **({"data/n_classes": len(task.labels), "data/classes_covered": classes_covered(rows),
+            "data/test_unseen_labels": unseen_labels(rows, splits["test"], fit)}
+           if task.labels else {}),
     }
+
+
+def unseen_labels(labelled: list[dict], test, fit: bool) -> int:
+    """Test examples whose gold label no labelled example the arm touched has (a fit is warned:
+    it never saw the class it is scored on)."""
+    seen = {row["label"] for row in labelled}
+    unseen = sum(label not in seen for label in test["label"])
+    if unseen and fit:
+        log.warning("%d of %d test examples have a label no labelled example has: the fit never "
+                    "saw it (data/test_unseen_labels); raise train_size to cover every class",
+                    unseen, len(test))
+    return unseen
 
 
 def significant(results: dict[str, float]) -> dict[str, float]:

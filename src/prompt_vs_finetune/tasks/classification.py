@@ -41,6 +41,8 @@ KEYS = {
                               "classification, which picks a label by likelihood)"),
     "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)"),
     "data/classes_covered": Key("labels among the examples counted in data/n_labels"),
+    "data/test_unseen_labels": Key("test examples whose gold label none of those examples has "
+                                   "(warned about when the arm trains)"),
     "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored: what "
                         "the report chooses a configuration on", LOCAL, optional=True),
     "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
