@@ -1,6 +1,5 @@
-"""What a run is called and tagged: its name (what sets it apart from its neighbours, seeds
-aside), its params (the config flattened, redacted), its tags (keys.TAGS) and its group, the
-sweep or study whose parent run it nests under (docs/tracking.md)."""
+"""What a run is called and tagged: its name, params (the config flattened, redacted), tags
+(keys.TAGS) and group, the sweep or study whose parent run it nests under (docs/tracking.md)."""
 
 import json
 import os
@@ -39,8 +38,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """What the job's run records of its config."""
+class JobRecord:  # what the job's run records of its config
     name: str
     params: dict[str, str]
     tags: dict[str, str]  # redacted
@@ -50,9 +48,7 @@ class JobRecord:
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name (`mlflow.run_name`, else the variant, the seed and a search's trial),
-    params, tags (keys.TAGS), config.yaml and group: the whole config, flattened, written out
-    and hashed."""
+    """The run's name, params, tags, config.yaml and group, from the whole config."""
     arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
     variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
@@ -113,8 +109,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 
 def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | None,
                  inference_dtype: str) -> str:
-    """What sets a job apart from its neighbours, seeds aside, e.g. `few_shot k=4 order2 ·
-    question · chat · n=64 · tiny · bfloat16 · <dvc experiment>`."""
+    """What sets a job apart from its neighbours, seeds aside: `few_shot k=4 · question · tiny`."""
     name = str(arm.name)
     if arm.demos:
         name += f" k={arm.k}"
@@ -131,21 +126,18 @@ def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | N
     return NAME_JOIN.join(p for p in parts if p)
 
 
-def _source(source) -> str:
-    return source.path if source.schema == "file" else f"{source.schema}://{source.path}"
-
-
 def hydra_tags() -> dict[str, str]:
-    """`overrides`: the command line's overrides (redacted); `config_source`: the folder Hydra
-    composed the config from, and `config_searchpath`: those searched after it."""
+    """The tags `overrides` (redacted), `config_source` and `config_searchpath` (keys.TAGS)."""
     if not HydraConfig.initialized():  # tests composing the config directly
         return {}
     hydra, tags = HydraConfig.get(), {}
     if overrides := [redact_override(o) for o in hydra.overrides.task]:
         tags["overrides"] = clip(" ".join(overrides))
-    sources = [s for s in hydra.runtime.config_sources if s.provider not in ("hydra", "schema")]
-    main = [_source(s) for s in sources if s.provider == "main"]
-    others = [_source(s) for s in sources if s.provider != "main"]
+    main, others = [], []
+    for s in hydra.runtime.config_sources:
+        if s.provider not in ("hydra", "schema"):
+            path = s.path if s.schema == "file" else f"{s.schema}://{s.path}"
+            (main if s.provider == "main" else others).append(path)
     if main or others:
         tags["config_source"] = (main or others)[0]
     if main and others:
@@ -154,18 +146,15 @@ def hydra_tags() -> dict[str, str]:
 
 
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """The job's last line: the store, the experiment and the run's page (a local store's as
-    `mlflow ui` serves it)."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
-    where = redact(tracking_uri)
+    """The job's last line: the store, the experiment and the run's page (in `mlflow ui`)."""
+    page, where = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}", redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
     return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
 
 
-def _key(text: str) -> str:
-    """A group key safe inside a search filter's quotes."""
+def _key(text: str) -> str:  # safe inside a search filter's quotes
     return re.sub(r"['\"\\\\]", "_", text)
 
 
@@ -202,7 +191,6 @@ def study_group(study: str) -> Group:
 
 
 def dvc_study_name() -> str:
-    """A DVC stage's study when the command names none: `default` for the root dvc.yaml,
-    else the folder of the pipeline's dvc.yaml (`pipelines/data_efficiency/dvc.yaml:...`)."""
+    """A DVC stage's study when none is named: its pipeline's folder, else `default` (root)."""
     path, sep, _ = os.environ.get("DVC_STAGE", "").rpartition(":")
     return (Path(path).parent.name if sep and "/" in path else "") or "default"

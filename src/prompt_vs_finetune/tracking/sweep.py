@@ -69,8 +69,7 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
 
 def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
                       best: dict | None = None) -> None:
-    """Into a sweep's parent run: `sweep/*` metrics, the tags `failed_overrides` and (an
-    optimising sweeper's) `best_overrides`, the job table (`sweep.json`) and its end time."""
+    """Into a sweep's parent run: `sweep/*` metrics, its tags, `sweep.json` and its end time."""
     failed = [j for j in jobs if j["status"] != "finished"]
     values = {"sweep/jobs": len(jobs), "sweep/jobs_finished": len(jobs) - len(failed),
               "sweep/jobs_failed": len(failed)}
@@ -89,8 +88,7 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
 
 
 class SweepSummary(Callback):
-    """At the start, the sweep's name (its parent runs') in the sweep folder; at the end, the
-    summary."""
+    """The sweep's name (its parent runs') in its folder at the start; the summary at the end."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         folder, overrides = Path(config.hydra.sweep.dir), list(config.hydra.overrides.task)
