@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..tasks.task_types import task_type
 from .keys import QUALITY_TAG
 from .provenance import CELL_FREE, clip, code_version, config_hash, git_head, git_tags
-from .secrets import redact, redact_override
+from .secrets import leaves, redact, redact_override
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # characters MLflow refuses in a param key (Banking77 has a label "reverted_card_payment?")
@@ -95,16 +95,10 @@ def hpo_trial() -> bool:
         "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """{'a': {'b': 1}} -> {'a.b': '1'}; lists become their string form."""
-    flat = {}
-    for key, value in config.items():
-        name = _BAD_KEY_CHARS.sub("_", f"{prefix}{key}")
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = clip(str(value), MAX_PARAM_CHARS)
-    return flat
+def flatten(config: dict) -> dict[str, str]:
+    """{'a': {'b': [1]}} -> {'a.b': '[1]'}, as MLflow takes params."""
+    return {_BAD_KEY_CHARS.sub("_", path): clip(text, MAX_PARAM_CHARS)
+            for path, text in leaves(config, into=dict)}
 
 
 def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | None,

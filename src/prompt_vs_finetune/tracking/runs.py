@@ -118,15 +118,13 @@ def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: st
             mlflow.log_params(record.params)
             mlflow.log_text(record.config_yaml, "config.yaml")
         yield run
-    except KeyboardInterrupt as err:
+    except BaseException as err:
         if isinstance(err, Preempted):
             with suppress(Exception):  # the store may be the thing that failed
                 mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
-        _end("KILLED")
-        raise
-    except BaseException as err:
-        record_failure(err)
-        _end("FAILED")
+        elif not isinstance(err, KeyboardInterrupt):
+            record_failure(err)
+        _end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
 
@@ -177,9 +175,8 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
 def end_orphans(experiment_id: str, config_hash: str) -> None:
     """End KILLED, saying why, this job's runs left RUNNING by a process gone from this host."""
     client, host = MlflowClient(), socket.gethostname()
-    found = client.search_runs([experiment_id], filter_string=(
-        f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
-    for run in found:
+    for run in client.search_runs([experiment_id], filter_string=(
+            f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'")):
         pid = run.data.tags.get("pvf.pid", "")
         if run.data.tags.get("pvf.host") != host or not pid.isdigit() or process_alive(pid):
             continue

@@ -43,10 +43,11 @@ def redact_override(override: str) -> str:
     return f"{key}={redact({leaf: value})[leaf]}"
 
 
-def _leaves(node, path: str = ""):
-    if isinstance(node, dict | list):
+def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
+    """(dotted path, text) of each leaf of a config, descending into `into`; `{}` is a leaf."""
+    if isinstance(node, into) and node:
         for key, value in node.items() if isinstance(node, dict) else enumerate(node):
-            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+            yield from leaves(value, f"{path}.{key}" if path else str(key), into)
     else:
         yield path, str(node)
 
@@ -56,7 +57,7 @@ def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
     (`${oc.env:OPENAI_API_KEY}` in a label or URL: sent in prompts, written everywhere), or None."""
     secrets = {name: value for name, value in environ.items()
                if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
-    return next(((path, name) for path, text in _leaves(resolved)
+    return next(((path, name) for path, text in leaves(resolved)
                  for name, value in secrets.items() if value in text), None)
 
 

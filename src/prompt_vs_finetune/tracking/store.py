@@ -15,11 +15,9 @@ from filelock import FileLock
 from ..tasks import task_type
 from .secrets import redact
 
-# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
-# browser) or a link's `?workflowType=` does not decide (scripts/check_mlflow_ui.py)
+# what MLflow 3's UI reads where neither its toggle nor a link decides (docs/tracking.md)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
-# {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
+# MLflow 3's saved views of the runs table: experiment tags {name, createdAt, updatedAt, state}
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
 # how each split served the arm, as the dataset's context in MLflow
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}

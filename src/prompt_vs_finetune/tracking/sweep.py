@@ -111,8 +111,7 @@ class SweepSummary(Callback):
             try:
                 log_sweep_summary(config.mlflow.tracking_uri, parent, jobs, best)
             except Exception:  # noqa: BLE001 - the summary on screen and the exit code stand
-                log.warning("could not log the sweep summary into run %s", parent,
-                            exc_info=True)
+                log.warning("could not log the sweep summary into run %s", parent, exc_info=True)
         failed = [j for j in jobs if j["status"] != "finished"]
         table = Table(title=f"sweep: {len(jobs) - len(failed)} finished, {len(failed)} failed")
         for column in ("#", "overrides", "status", "test", "error"):
