@@ -1,5 +1,4 @@
-"""What a run is called and tagged: its name, params (the config flattened, redacted), tags
-(keys.TAGS) and group, the sweep or study whose parent run it nests under (docs/tracking.md)."""
+"""What a run is called and tagged: name, params, tags and group (docs/tracking.md)."""
 
 import json
 import os
@@ -66,17 +65,13 @@ def job_record(cfg: DictConfig) -> JobRecord:
             "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
             # the saved view averages a variant over seeds (two learning rates have one name)
             "variant": f"{variant} #{cell[:8]}"}
-    if trial:
-        tags["hpo_trial"] = "true"
-    if not kind.decodes and not model.api:  # what ranked the labels
-        tags["calibration"] = str(cfg.scorer.calibration)
-    if not model.api:  # a hosted model runs at whatever precision its provider uses
-        tags["inference_dtype"] = str(cfg.inference_dtype)
-    if cfg.study:
-        tags["study"] = str(cfg.study)
-    if WARM_START:
-        tags["warm_start"] = "true"
-    tags |= {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
+    some = {"hpo_trial": "true" if trial else None,
+            # what ranked the labels; a hosted model runs at whatever precision its provider uses
+            "calibration": None if kind.decodes or model.api else cfg.scorer.calibration,
+            "inference_dtype": None if model.api else cfg.inference_dtype,
+            "study": cfg.study, "warm_start": "true" if WARM_START else None,
+            **{tag: os.environ.get(var) for var, tag in DVC_ENV.items()}}
+    tags |= {tag: str(value) for tag, value in some.items() if value}  # those that apply
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
     # templates not chosen and a classification task's `decoding`; the run's own name

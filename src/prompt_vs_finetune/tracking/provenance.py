@@ -1,5 +1,4 @@
-"""Where a result came from: the code (a hash of the package's sources, the git commit, whether
-tracked code differs from it) and the config (a hash of what determines the result)."""
+"""Where a result came from: the code (its hash, git commit and state) and the config (its hash)."""
 
 import functools
 import hashlib

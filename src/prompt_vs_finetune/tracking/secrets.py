@@ -1,5 +1,4 @@
-"""Secrets never reach the tracking store or a file a run writes: values under secret-looking
-keys, the password of any user:password@host URI and keys in URL query strings become ***."""
+"""Secrets never reach the tracking store or a run's files: `redact` makes them ***."""
 
 import logging
 import re

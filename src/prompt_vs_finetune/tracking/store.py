@@ -1,5 +1,4 @@
-"""The MLflow store: the experiment a job logs to (created once, even by parallel jobs), its
-saved views and system metrics; the datasets a run used and its fitted model (docs/tracking.md)."""
+"""The MLflow store: the experiment (made once), its views, system metrics, datasets and models."""
 
 import hashlib
 import json
@@ -128,19 +127,16 @@ def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict
 
 def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) -> str:
     """The fitted model (or LoRA adapter) as a text-generation pipeline; offline (card, pins)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import version
+    from importlib.util import find_spec
 
     from huggingface_hub import ModelCard
 
     peft = hasattr(model, "peft_config")
     base = model.peft_config["default"].base_model_name_or_path if peft \
         else str(base_path or model.name_or_path)
-    requirements = []
-    for package in ("torch", "transformers", "accelerate", *(["peft"] if peft else [])):
-        try:
-            requirements.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pass
+    requirements = [f"{package}=={version(package)}" for package in (
+        "torch", "transformers", "accelerate", *(["peft"] if peft else [])) if find_spec(package)]
     run = mlflow.active_run()
     variant = run.data.tags["variant"].rpartition(" #")[0]  # naming.job_record's
     card = ModelCard("\n".join([

@@ -1,5 +1,4 @@
-"""Sweeps that lose nothing (docs/reliability.md): each job writes its outcome to
-`<sweep dir>/.pvf_jobs/<num>.json` (any launcher's worker can); the end says what failed."""
+"""Sweeps that lose nothing: a file per job's outcome (any launcher's worker can write it)."""
 
 import json
 import logging
