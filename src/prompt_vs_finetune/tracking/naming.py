@@ -23,7 +23,6 @@ WARM_START = False  # warm/worker.py sets it in a job forked from a warm worker
 # what `dvc repro` and `dvc exp run` tell the stage commands they start
 DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
            "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # MLflow UI links that open on the Model training pages whatever the browser last chose
 ML_WORKFLOW = "?workflowType=machine_learning"
 SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
@@ -139,7 +138,7 @@ def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: 
     page, where = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}", redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
-    return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
+    return (f"logged to experiment '{experiment}' in {where}: http://127.0.0.1:5000/{page} once "
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
 
 
