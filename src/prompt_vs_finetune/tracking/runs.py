@@ -119,12 +119,7 @@ def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: st
             mlflow.log_text(record.config_yaml, "config.yaml")
         yield run
     except BaseException as err:
-        if isinstance(err, Preempted):
-            with suppress(Exception):  # the store may be the thing that failed
-                mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
-        elif not isinstance(err, KeyboardInterrupt):
-            record_failure(err)
-        _end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        _end(err)
         raise
     mlflow.end_run("FINISHED")
 
@@ -198,9 +193,20 @@ def process_alive(pid, other_users: bool = True) -> bool:
     return True
 
 
-def _end(status: str) -> None:
-    """End the active run, or say in one line that the store cannot take it (a full disk)."""
+def _end(err: BaseException) -> None:
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (the tag `error`, traceback.txt),
+    or say in one line that the store cannot take it (a full disk)."""
     run = mlflow.active_run()
+    status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+    if isinstance(err, Preempted):
+        with suppress(Exception):  # the store may be the thing that failed
+            mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
+    elif status == "FAILED":
+        try:
+            mlflow.set_tag("error", redact(error_line(err)))
+            mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
+        except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
+            log.warning("could not record the failure in MLflow: %s", error_line(store_err))
     try:
         mlflow.end_run(status)
     except Exception:  # noqa: BLE001 - the store may be the thing that failed
@@ -217,12 +223,3 @@ def error_line(err: BaseException) -> str:
     *_, root = causes(err, implicit=False)
     return " <- ".join(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                        for e in ((err,) if root is err else (err, root)))[:500]
-
-
-def record_failure(err: BaseException) -> None:
-    """On the active run: the error as the tag `error`, the traceback as traceback.txt."""
-    try:
-        mlflow.set_tag("error", redact(error_line(err)))
-        mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
-    except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
-        log.warning("could not record the failure in MLflow: %s", error_line(store_err))
