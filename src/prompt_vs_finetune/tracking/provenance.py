@@ -12,8 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 
 PACKAGE = Path(__file__).parents[1]
-# Tracked files a run logs as params (the config) or DVC rewrites (`dvc exp run -S`, dvc.lock):
-# a change to them alone does not make a run git_dirty
+# tracked files a run logs as params or DVC rewrites: a change to them alone is not git_dirty
 _CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
 VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
             "cache_predictions")
