@@ -1,2 +1,1 @@
-"""Tracking: one MLflow run per job (its name, params, tags, files and outcome), secrets kept
-out, where a result came from, sweeps' and studies' parent runs, and every key a run logs."""
+"""Tracking: a job's MLflow run (secrets kept out, provenance), its sweep or study, its keys."""

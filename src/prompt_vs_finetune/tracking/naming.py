@@ -1,6 +1,4 @@
-"""What a run is called and tagged: its name (what sets it apart from its neighbours, seeds
-aside), its params (the config flattened, redacted), its tags (keys.TAGS) and its group, the
-sweep or study whose parent run it nests under (docs/tracking.md)."""
+"""What a run is called and tagged: name, params, tags and group (docs/tracking.md)."""
 
 import json
 import os
@@ -15,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..tasks.task_types import task_type
 from .keys import QUALITY_TAG
 from .provenance import CELL_FREE, clip, code_version, config_hash, git_head, git_tags
-from .secrets import redact, redact_override
+from .secrets import leaves, redact, redact_override
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # characters MLflow refuses in a param key (Banking77 has a label "reverted_card_payment?")
@@ -25,7 +23,6 @@ WARM_START = False  # warm/worker.py sets it in a job forked from a warm worker
 # what `dvc repro` and `dvc exp run` tell the stage commands they start
 DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
            "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # MLflow UI links that open on the Model training pages whatever the browser last chose
 ML_WORKFLOW = "?workflowType=machine_learning"
 SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
@@ -39,8 +36,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """What the job's run records of its config."""
+class JobRecord:  # what the job's run records of its config
     name: str
     params: dict[str, str]
     tags: dict[str, str]  # redacted
@@ -50,9 +46,7 @@ class JobRecord:
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name (`mlflow.run_name`, else the variant, the seed and a search's trial),
-    params, tags (keys.TAGS), config.yaml and group: the whole config, flattened, written out
-    and hashed."""
+    """The run's name, params, tags, config.yaml and group, from the whole config."""
     arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
     variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
@@ -70,17 +64,13 @@ def job_record(cfg: DictConfig) -> JobRecord:
             "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
             # the saved view averages a variant over seeds (two learning rates have one name)
             "variant": f"{variant} #{cell[:8]}"}
-    if trial:
-        tags["hpo_trial"] = "true"
-    if not kind.decodes and not model.api:  # what ranked the labels
-        tags["calibration"] = str(cfg.scorer.calibration)
-    if not model.api:  # a hosted model runs at whatever precision its provider uses
-        tags["inference_dtype"] = str(cfg.inference_dtype)
-    if cfg.study:
-        tags["study"] = str(cfg.study)
-    if WARM_START:
-        tags["warm_start"] = "true"
-    tags |= {tag: os.environ[var] for var, tag in DVC_ENV.items() if os.environ.get(var)}
+    some = {"hpo_trial": "true" if trial else None,
+            # what ranked the labels; a hosted model runs at whatever precision its provider uses
+            "calibration": None if kind.decodes or model.api else cfg.scorer.calibration,
+            "inference_dtype": None if model.api else cfg.inference_dtype,
+            "study": cfg.study, "warm_start": "true" if WARM_START else None,
+            **{tag: os.environ.get(var) for var, tag in DVC_ENV.items()}}
+    tags |= {tag: str(value) for tag, value in some.items() if value}  # those that apply
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
     # templates not chosen and a classification task's `decoding`; the run's own name
@@ -99,22 +89,15 @@ def hpo_trial() -> bool:
         "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """{'a': {'b': 1}} -> {'a.b': '1'}; lists become their string form."""
-    flat = {}
-    for key, value in config.items():
-        name = _BAD_KEY_CHARS.sub("_", f"{prefix}{key}")
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = clip(str(value), MAX_PARAM_CHARS)
-    return flat
+def flatten(config: dict) -> dict[str, str]:
+    """{'a': {'b': [1]}} -> {'a.b': '[1]'}, as MLflow takes params."""
+    return {_BAD_KEY_CHARS.sub("_", path): clip(text, MAX_PARAM_CHARS)
+            for path, text in leaves(config, into=dict)}
 
 
 def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | None,
                  inference_dtype: str) -> str:
-    """What sets a job apart from its neighbours, seeds aside, e.g. `few_shot k=4 order2 ·
-    question · chat · n=64 · tiny · bfloat16 · <dvc experiment>`."""
+    """What sets a job apart from its neighbours, seeds aside: `few_shot k=4 · question · tiny`."""
     name = str(arm.name)
     if arm.demos:
         name += f" k={arm.k}"
@@ -131,21 +114,18 @@ def variant_name(arm, task, model, *, chat: bool, seed: int, train_size: int | N
     return NAME_JOIN.join(p for p in parts if p)
 
 
-def _source(source) -> str:
-    return source.path if source.schema == "file" else f"{source.schema}://{source.path}"
-
-
 def hydra_tags() -> dict[str, str]:
-    """`overrides`: the command line's overrides (redacted); `config_source`: the folder Hydra
-    composed the config from, and `config_searchpath`: those searched after it."""
+    """The tags `overrides` (redacted), `config_source` and `config_searchpath` (keys.TAGS)."""
     if not HydraConfig.initialized():  # tests composing the config directly
         return {}
     hydra, tags = HydraConfig.get(), {}
     if overrides := [redact_override(o) for o in hydra.overrides.task]:
         tags["overrides"] = clip(" ".join(overrides))
-    sources = [s for s in hydra.runtime.config_sources if s.provider not in ("hydra", "schema")]
-    main = [_source(s) for s in sources if s.provider == "main"]
-    others = [_source(s) for s in sources if s.provider != "main"]
+    main, others = [], []
+    for s in hydra.runtime.config_sources:
+        if s.provider not in ("hydra", "schema"):
+            path = s.path if s.schema == "file" else f"{s.schema}://{s.path}"
+            (main if s.provider == "main" else others).append(path)
     if main or others:
         tags["config_source"] = (main or others)[0]
     if main and others:
@@ -154,18 +134,15 @@ def hydra_tags() -> dict[str, str]:
 
 
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """The job's last line: the store, the experiment and the run's page (a local store's as
-    `mlflow ui` serves it)."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
-    where = redact(tracking_uri)
+    """The job's last line: the store, the experiment and the run's page (in `mlflow ui`)."""
+    page, where = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}", redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"
-    return (f"logged to experiment '{experiment}' in {where}: {LOCAL_UI}/{page} once "
+    return (f"logged to experiment '{experiment}' in {where}: http://127.0.0.1:5000/{page} once "
             f"`mlflow ui --backend-store-uri {where}` runs in this folder")
 
 
-def _key(text: str) -> str:
-    """A group key safe inside a search filter's quotes."""
+def _key(text: str) -> str:  # safe inside a search filter's quotes
     return re.sub(r"['\"\\\\]", "_", text)
 
 
@@ -202,7 +179,6 @@ def study_group(study: str) -> Group:
 
 
 def dvc_study_name() -> str:
-    """A DVC stage's study when the command names none: `default` for the root dvc.yaml,
-    else the folder of the pipeline's dvc.yaml (`pipelines/data_efficiency/dvc.yaml:...`)."""
+    """A DVC stage's study when none is named: its pipeline's folder, else `default` (root)."""
     path, sep, _ = os.environ.get("DVC_STAGE", "").rpartition(":")
     return (Path(path).parent.name if sep and "/" in path else "") or "default"

@@ -1,6 +1,4 @@
-"""Where a result came from: the code (a hash of the package's sources, the git commit and
-whether tracked code differs from it) and the config (a hash of what determines the result).
-A leaf (no MLflow)."""
+"""Where a result came from: the code (its hash, git commit and state) and the config (its hash)."""
 
 import functools
 import hashlib
@@ -14,8 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 
 PACKAGE = Path(__file__).parents[1]
-# Tracked files a run logs as params (the config) or DVC rewrites (`dvc exp run -S`, dvc.lock):
-# a change to them alone does not make a run git_dirty
+# tracked files a run logs as params or DVC rewrites: a change to them alone is not git_dirty
 _CONFIG_FILE = re.compile(r"(^|/)(conf/.+\.ya?ml|pipelines/[^/]+/study\.yaml|dvc\.lock)$")
 VOLATILE = ("paths", "hydra", "resume", "resume_every_n_steps", "verbose", "results_file",
             "cache_predictions")
@@ -24,8 +21,7 @@ CELL_FREE = ("seed", "data_seed", "mlflow")  # what a cell's runs may differ in
 
 @functools.cache
 def code_version() -> str:
-    """A hash of the package's source files: a job resumes, and a cached prediction is served,
-    only into the code that made it."""
+    """Hash of the package's sources: a job resumes, a cached prediction serves, only its code."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
@@ -33,9 +29,8 @@ def code_version() -> str:
 
 
 def config_hash(cfg, drop: tuple[str, ...] = ()) -> str:
-    """Hash of what determines a job's result (not where it writes or how it logs), less the
-    top-level keys in `drop`; the whole config is its input. Hashed unresolved: a resolved
-    `${paths.output_dir}` carries a timestamp, `${seed}` in arm.order_seed is the seed's key."""
+    """Hash of what determines a job's result: the config less VOLATILE and `drop`, unresolved
+    (a resolved output_dir has a timestamp; `${seed}` in arm.order_seed is the seed's key)."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     kept = {k: v for k, v in raw.items() if k not in (*VOLATILE, *drop)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -62,8 +57,7 @@ def _stages(path: Path) -> dict:
 
 
 def dvc_outputs() -> list[str]:
-    """Under DVC (`DVC_ROOT`): the outputs its lock files list (from the repository root). A
-    study that versions its results rewrites them as it runs, which says nothing of the code."""
+    """Under DVC (`DVC_ROOT`): the outputs in its lock files (a study rewrites them as it runs)."""
     root, top = os.environ.get("DVC_ROOT"), (_git("rev-parse", "--show-toplevel") or "").strip()
     if not root or not top:
         return []
@@ -85,11 +79,9 @@ def dvc_outputs() -> list[str]:
 
 def split_changes(paths: list[str], outputs: list[str] = ()) -> tuple[list[str], list[str]]:
     """(code changes: the run is git_dirty; the config files' and DVC's `outputs`')."""
-    def ignored(path: str) -> bool:
-        return bool(_CONFIG_FILE.search(path)) or any(
-            path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
-
-    return [p for p in paths if not ignored(p)], [p for p in paths if ignored(p)]
+    ignored = [p for p in paths if _CONFIG_FILE.search(p) or any(
+        p == out or p.startswith(out.rstrip("/") + "/") for out in outputs)]
+    return [p for p in paths if p not in ignored], ignored
 
 
 def git_tags() -> dict[str, str]:

@@ -1,6 +1,5 @@
-"""One MLflow run per job, nested under its group's parent run, which the job opens (Lightning's
-logger would end it after `fit`) and ends with its real outcome: FINISHED, FAILED, KILLED on
-Ctrl-C or SIGTERM (a preemption; docs/reliability.md)."""
+"""One MLflow run per job, nested under its group's parent run; the job opens it (Lightning's
+logger would end it after `fit`) and ends it FINISHED, FAILED or KILLED (docs/reliability.md)."""
 
 import logging
 import os
@@ -31,8 +30,7 @@ _received = False
 def _on_sigterm(signum, frame) -> None:
     global _received
     _received = True
-    if not _noting:
-        raise Preempted("SIGTERM")
+    raise_if_preempted()
 
 
 @contextmanager
@@ -54,8 +52,7 @@ def raise_if_preempted() -> None:
 
 @contextmanager
 def sigterm_as_preemption():
-    """For the length of a job: SIGTERM stops it as a preemption; a later job in the same
-    process (a hybrid's teacher) is not preempted by the SIGTERM this one saw."""
+    """For one job: SIGTERM stops it as a preemption, forgotten after (by a hybrid's teacher)."""
     global _received
     _received = False
     main = threading.current_thread() is threading.main_thread()  # else a launcher's worker
@@ -69,29 +66,25 @@ def sigterm_as_preemption():
 
 
 def hold_interrupts():
-    """Hold Ctrl-C back until the returned function is called (once or more), which re-raises
-    it. A handler, not a signal mask, which is per thread (MLflow's or torch's got it)."""
+    """Hold Ctrl-C back until the returned function is called, which re-raises it. A handler,
+    not a signal mask, which is per thread (MLflow's or torch's got it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    arrived, done = [], []
+    arrived = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
 
     def release() -> None:
-        if not done:
-            done.append(True)
-            signal.signal(signal.SIGINT, previous)
-            if arrived:
-                signal.raise_signal(signal.SIGINT)  # to the handler it was held from
+        signal.signal(signal.SIGINT, previous)
+        if arrived:
+            signal.raise_signal(signal.SIGINT)  # to the handler it was held from
 
     return release
 
 
 def is_rank_zero() -> bool:
     """False in a DDP rank > 0 (it logs nothing), read as Lightning's `rank_zero_only` does."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        if os.environ.get(key) is not None:
-            return int(os.environ[key]) == 0
-    return True
+    keys = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return int(next((os.environ[key] for key in keys if key in os.environ), 0)) == 0
 
 
 @contextmanager
@@ -125,18 +118,10 @@ def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: st
             mlflow.log_params(record.params)
             mlflow.log_text(record.config_yaml, "config.yaml")
         yield run
-    except KeyboardInterrupt as err:
-        if isinstance(err, Preempted):
-            with suppress(Exception):  # the store may be the thing that failed
-                mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
-        _end("KILLED")
-        raise
     except BaseException as err:
-        record_failure(err)
-        _end("FAILED")
+        _end(err)
         raise
-    else:
-        mlflow.end_run("FINISHED")
+    mlflow.end_run("FINISHED")
 
 
 def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
@@ -145,11 +130,11 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
         mlflow.set_tag("resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
-        ended = {tag: run.data.tags[tag] for tag in ("error", "stopped") if tag in run.data.tags}
+        ended = [tag for tag in ("error", "stopped") if tag in run.data.tags]
         if ended:  # what stopped the attempt this one continues: history, not its end
-            mlflow.set_tag("resumed_after", next(iter(ended.values())))
-            for tag in ended:
-                mlflow.delete_tag(tag)
+            mlflow.set_tag("resumed_after", run.data.tags[ended[0]])
+        for tag in ended:
+            mlflow.delete_tag(tag)
         mlflow.set_tags(owner)
         parent = run.data.tags.get(PARENT_RUN_TAG)
     else:
@@ -164,15 +149,13 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
 
 
 def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | None:
-    """The group's parent run in this experiment, found by its tags or created FINISHED; None
-    if the store refuses (the job logs on, unnested)."""
+    """The group's parent run, found by its tags or created FINISHED; None if the store refuses."""
     client = MlflowClient(tracking_uri)
     try:
         with store_lock(tracking_uri):
-            found = client.search_runs(
-                [experiment_id],
-                f"tags.`{PARENT_TAG}` = 'true' and tags.`{GROUP_TAG}` = '{group.key}'",
-                order_by=["attributes.start_time ASC"])
+            found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = 'true' and "
+                                       f"tags.`{GROUP_TAG}` = '{group.key}'",
+                                       order_by=["attributes.start_time ASC"])
             if found:
                 return found[0].info.run_id
             run = client.create_run(experiment_id, run_name=group.name,
@@ -185,12 +168,10 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
 
 
 def end_orphans(experiment_id: str, config_hash: str) -> None:
-    """Runs of this job left RUNNING by a process gone from this host (SIGKILL, a power cut):
-    ended KILLED, with the reason."""
+    """End KILLED, saying why, this job's runs left RUNNING by a process gone from this host."""
     client, host = MlflowClient(), socket.gethostname()
-    found = client.search_runs([experiment_id], filter_string=(
-        f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'"))
-    for run in found:
+    for run in client.search_runs([experiment_id], filter_string=(
+            f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'")):
         pid = run.data.tags.get("pvf.pid", "")
         if run.data.tags.get("pvf.host") != host or not pid.isdigit() or process_alive(pid):
             continue
@@ -212,9 +193,20 @@ def process_alive(pid, other_users: bool = True) -> bool:
     return True
 
 
-def _end(status: str) -> None:
-    """End the active run, or say in one line that the store cannot take it (a full disk)."""
+def _end(err: BaseException) -> None:
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (the tag `error`, traceback.txt),
+    or say in one line that the store cannot take it (a full disk)."""
     run = mlflow.active_run()
+    status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+    if isinstance(err, Preempted):
+        with suppress(Exception):  # the store may be the thing that failed
+            mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
+    elif status == "FAILED":
+        try:
+            mlflow.set_tag("error", redact(error_line(err)))
+            mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
+        except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
+            log.warning("could not record the failure in MLflow: %s", error_line(store_err))
     try:
         mlflow.end_run(status)
     except Exception:  # noqa: BLE001 - the store may be the thing that failed
@@ -228,17 +220,6 @@ def _end(status: str) -> None:
 def error_line(err: BaseException) -> str:
     """`Type: first line`, and the root cause's when the error wraps one (Hydra's
     InstantiationException says only which target failed)."""
-    def line(e: BaseException) -> str:
-        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-
     *_, root = causes(err, implicit=False)
-    return (line(err) if root is err else f"{line(err)} <- {line(root)}")[:500]
-
-
-def record_failure(err: BaseException) -> None:
-    """On the active run: the error as the tag `error`, the traceback as traceback.txt."""
-    try:
-        mlflow.set_tag("error", redact(error_line(err)))
-        mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
-    except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
-        log.warning("could not record the failure in MLflow: %s", error_line(store_err))
+    return " <- ".join(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                       for e in ((err,) if root is err else (err, root)))[:500]

@@ -1,5 +1,4 @@
-"""Secrets never reach the tracking store or a file a run writes: values under secret-looking
-keys, the password of any user:password@host URI and keys in URL query strings become ***."""
+"""Secrets never reach the tracking store or a run's files: `redact` makes them ***."""
 
 import logging
 import re
@@ -43,29 +42,28 @@ def redact_override(override: str) -> str:
     return f"{key}={redact({leaf: value})[leaf]}"
 
 
-def _leaves(node, path: str = ""):
-    if isinstance(node, dict | list):
+def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
+    """(dotted path, text) of each leaf of a config, descending into `into`; `{}` is a leaf."""
+    if isinstance(node, into) and node:
         for key, value in node.items() if isinstance(node, dict) else enumerate(node):
-            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+            yield from leaves(value, f"{path}.{key}" if path else str(key), into)
     else:
         yield path, str(node)
 
 
 def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
-    """(the key of a config value, the variable) where the value holds the value of a
-    secret-looking environment variable (`${oc.env:OPENAI_API_KEY}` in a label, a template, a
-    URL), or None: such a value would be sent in prompts and written wherever the config goes."""
+    """(config key, variable) where a value holds a secret-looking environment variable's value
+    (`${oc.env:OPENAI_API_KEY}` in a label or URL: sent in prompts, written everywhere), or None."""
     secrets = {name: value for name, value in environ.items()
                if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
-    return next(((path, name) for path, text in _leaves(resolved)
+    return next(((path, name) for path, text in leaves(resolved)
                  for name, value in secrets.items() if value in text), None)
 
 
-class _RedactRecords(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if (clean := redact(message := record.getMessage())) != message:
-            record.msg, record.args = clean, ()
-        return True
+def _redact_record(record: logging.LogRecord) -> bool:
+    if (clean := redact(message := record.getMessage())) != message:
+        record.msg, record.args = clean, ()
+    return True
 
 
 # loggers that print a job's overrides (Hydra's launchers list each job's)
@@ -75,21 +73,15 @@ _OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
                      "hydra._internal.utils", "hydra.core.utils")
 
 
-def _filter_logs() -> None:
-    """Through `redact`: the lines of the loggers that print overrides (a filter on the logger
-    survives Hydra reconfiguring handlers) and whatever reaches the root's handlers."""
-    for each in (*map(logging.getLogger, _OVERRIDE_LOGGERS), *logging.getLogger().handlers):
-        if not any(isinstance(f, _RedactRecords) for f in each.filters):
-            each.addFilter(_RedactRecords())
-
-
 class RedactHydraFiles(Callback):
-    """Hydra writes the config and the overrides (`.hydra/*.yaml`, a sweep's multirun.yaml)
-    before the job starts, secrets included: rewritten redacted as the job starts. Its log
-    lines (a launcher lists every job's overrides) pass through `redact` too."""
+    """Hydra writes the config and the overrides (`.hydra/*.yaml`, a sweep's multirun.yaml),
+    secrets included, before the job starts: rewritten redacted as it starts. Logs redacted too."""
 
     def on_run_start(self, config, **kwargs) -> None:
-        _filter_logs()
+        """Through `redact` (once each): the lines of the loggers that print overrides (a filter
+        on the logger survives Hydra reconfiguring handlers) and the root's handlers."""
+        for each in (*map(logging.getLogger, _OVERRIDE_LOGGERS), *logging.getLogger().handlers):
+            each.addFilter(_redact_record)
 
     on_multirun_start = on_run_start
 
@@ -103,4 +95,4 @@ class RedactHydraFiles(Callback):
             if path.is_file():
                 raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
                 path.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(raw))))
-        _filter_logs()  # the job's own log handlers, which Hydra has just configured
+        self.on_run_start(config)  # the job's own log handlers, which Hydra has just configured

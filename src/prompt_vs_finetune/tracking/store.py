@@ -1,12 +1,11 @@
-"""The MLflow store: the experiment a job logs to (created once, even by parallel jobs), its
-saved views and system metrics; the datasets a run used and its fitted model (docs/tracking.md)."""
+"""The MLflow store: the experiment (made once), its views, system metrics, datasets and models."""
 
 import hashlib
 import json
 import os
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import mlflow
@@ -15,16 +14,12 @@ from filelock import FileLock
 from ..tasks import task_type
 from .secrets import redact
 
-# The experiment's kind, which MLflow 3's UI reads where its side-bar toggle (remembered per
-# browser) or a link's `?workflowType=` does not decide (scripts/check_mlflow_ui.py)
+# what MLflow 3's UI reads where neither its toggle nor a link decides (docs/tracking.md)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# MLflow 3's saved views of an experiment's runs table are experiment tags with this prefix:
-# {name, createdAt, updatedAt, state}, the state being the table's search and columns as JSON
+# MLflow 3's saved views of the runs table: experiment tags {name, createdAt, updatedAt, state}
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
-SYSTEM_METRICS_INTERVAL_S = "5"  # MLflow's default is 10
 # how each split served the arm, as the dataset's context in MLflow
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
-MODEL_NAME = "model"  # the logged model's name in the run (MLflow 3: a LoggedModel)
 
 
 def store_lock(tracking_uri: str) -> FileLock:
@@ -39,8 +34,7 @@ def store_lock(tracking_uri: str) -> FileLock:
 
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
-    """Point mlflow at the experiment, created if needed, with those of `tags` (and
-    EXPERIMENT_KIND) it lacks: a tag someone changed stays theirs."""
+    """Point mlflow at the experiment, created if needed, with the `tags` it lacks (yours stay)."""
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -60,8 +54,7 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
 
 
 def dashboard_views(type_name: str) -> dict[str, str]:
-    """Two saved views of the runs table (its `Views` menu): the job runs with the comparison's
-    metrics, quality first, best first; and the same averaged over seeds (the tag `variant`)."""
+    """Two saved views of the runs table: the job runs, best first; the same averaged by variant."""
     metrics = [f"metrics.`{key}`" for key in (
         *task_type(type_name).dashboard(), "test/perplexity", "cost/usd_per_1k_predictions",
         "cost/train_usd", "data/n_labels")]
@@ -87,76 +80,63 @@ def system_metrics_on(wanted: bool | None) -> bool:
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
             or not wanted:
         return False
-    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "5")  # MLflow's: 10
     return True
 
 
 def split_source(task, data_dir: str | None, role: str):
-    """Where a split's rows came from: the prepared file (`data_dir`), the task's data file, or
-    the Hub dataset; a validation carved from train and the demonstrations are train's."""
+    """Where a split's rows came from (a carved validation's and the demonstrations': train)."""
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 
     from ..project import data_path
 
-    splits = task.splits
-    carved = role == "demos" or (role == "validation" and splits.validation is None)
+    carved = role == "demos" or (role == "validation" and task.splits.validation is None)
     origin = "train" if carved else role
+    split = task.splits[origin]
     if data_dir:  # pvf-prepare wrote the source's splits as <role>.jsonl
         path = str(Path(data_dir).resolve() / f"{origin}.jsonl")
     elif task.data_files:
-        name = splits[origin]
-        path = data_path(task.data_files[name], f"task.data_files.{name}")
+        path = data_path(task.data_files[split], f"task.data_files.{split}")
     else:
-        return HuggingFaceDatasetSource(path=task.hub, config_name=task.hub_config,
-                                        split=splits[origin])
+        return HuggingFaceDatasetSource(path=task.hub, config_name=task.hub_config, split=split)
     if "://" in path:  # a URL or hf:// path the loader opened as it is
-        try:
+        with suppress(Exception):  # a scheme MLflow has no source for: keep the URI
             return resolve_dataset_source(path)
-        except Exception:  # noqa: BLE001 - a scheme MLflow has no source for: keep the URI
-            pass
     return local(json.dumps({"uri": path}), "local")
 
 
 def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict],
                  digests: dict[str, str]) -> None:
-    """The datasets the arm used (train and validation when it fits, the demonstrations shown,
-    test) as the run's inputs `<task>/<split>`, the `data.*_sha256` params as digests."""
+    """The splits the arm used as the run's inputs `<task>/<role>`, digested `data.*_sha256`."""
     import datasets
     from mlflow.data.huggingface_dataset import from_huggingface
 
-    used = {"test": splits["test"]}
+    used = {"demos": datasets.Dataset.from_list(demos)} if demos else {}
     if fit:
-        used = {"train": splits["train"], "validation": splits["validation"], **used}
-    if demos:
-        used = {"demos": datasets.Dataset.from_list(demos), **used}
-    inputs = []
-    for role, split in used.items():
-        target = next((c for c in ("label", "references") if c in split.column_names), None)
-        inputs.append(from_huggingface(split, targets=target, name=f"{task.name}/{role}",
-                                       digest=digests[role],
-                                       source=split_source(task, data_dir, role)))
+        used |= {"train": splits["train"], "validation": splits["validation"]}
+    used["test"] = splits["test"]
+    inputs = [from_huggingface(
+        split, name=f"{task.name}/{role}", digest=digests[role],
+        targets=next((c for c in ("label", "references") if c in split.column_names), None),
+        source=split_source(task, data_dir, role)) for role, split in used.items()]
     mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
                       tags_list=[None] * len(inputs))
 
 
 def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) -> str:
-    """The fine-tuned model (or LoRA adapter, its base referenced) and tokenizer into the active
-    run as a text-generation pipeline; offline (the card written here, requirements pinned)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The fitted model (or LoRA adapter) as a text-generation pipeline; offline (card, pins)."""
+    from importlib.metadata import version
+    from importlib.util import find_spec
 
     from huggingface_hub import ModelCard
 
     peft = hasattr(model, "peft_config")
     base = model.peft_config["default"].base_model_name_or_path if peft \
         else str(base_path or model.name_or_path)
-    requirements = []
-    for package in ("torch", "transformers", "accelerate", *(["peft"] if peft else [])):
-        try:
-            requirements.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pass
+    requirements = [f"{package}=={version(package)}" for package in (
+        "torch", "transformers", "accelerate", *(["peft"] if peft else [])) if find_spec(package)]
     run = mlflow.active_run()
     variant = run.data.tags["variant"].rpartition(" #")[0]  # naming.job_record's
     card = ModelCard("\n".join([
@@ -168,7 +148,7 @@ def log_fitted_model(model, tokenizer, arm: str, task, base_path: str | None) ->
         "", "Prompt template:", "", "```", str(task.template), "```", ""]))
     extra = {"base_model_path": base} if peft and Path(base).is_dir() else {}
     info = mlflow.transformers.log_model(
-        {"model": model, "tokenizer": tokenizer}, name=MODEL_NAME, task="text-generation",
+        {"model": model, "tokenizer": tokenizer}, name="model", task="text-generation",
         model_card=card, pip_requirements=requirements,
         torch_dtype=next(model.parameters()).dtype, **extra)
     return info.model_uri

@@ -1,5 +1,4 @@
-"""Sweeps that lose nothing (docs/reliability.md): each job writes its outcome to
-`<sweep dir>/.pvf_jobs/<num>.json` (any launcher's worker can); the end says what failed."""
+"""Sweeps that lose nothing: a file per job's outcome (any launcher's worker can write it)."""
 
 import json
 import logging
@@ -69,8 +68,7 @@ def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = Non
 
 def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
                       best: dict | None = None) -> None:
-    """Into a sweep's parent run: `sweep/*` metrics, the tags `failed_overrides` and (an
-    optimising sweeper's) `best_overrides`, the job table (`sweep.json`) and its end time."""
+    """Into a sweep's parent run: `sweep/*` metrics, its tags, `sweep.json` and its end time."""
     failed = [j for j in jobs if j["status"] != "finished"]
     values = {"sweep/jobs": len(jobs), "sweep/jobs_finished": len(jobs) - len(failed),
               "sweep/jobs_failed": len(failed)}
@@ -89,8 +87,7 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
 
 
 class SweepSummary(Callback):
-    """At the start, the sweep's name (its parent runs') in the sweep folder; at the end, the
-    summary."""
+    """The sweep's name (its parent runs') in its folder at the start; the summary at the end."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         folder, overrides = Path(config.hydra.sweep.dir), list(config.hydra.overrides.task)
@@ -113,8 +110,7 @@ class SweepSummary(Callback):
             try:
                 log_sweep_summary(config.mlflow.tracking_uri, parent, jobs, best)
             except Exception:  # noqa: BLE001 - the summary on screen and the exit code stand
-                log.warning("could not log the sweep summary into run %s", parent,
-                            exc_info=True)
+                log.warning("could not log the sweep summary into run %s", parent, exc_info=True)
         failed = [j for j in jobs if j["status"] != "finished"]
         table = Table(title=f"sweep: {len(jobs) - len(failed)} finished, {len(failed)} failed")
         for column in ("#", "overrides", "status", "test", "error"):
