@@ -27,4 +27,3 @@ class OptunaSweeper(Sweeper):
                 raise
             log.error("every trial failed, so the study has no best parameters (no "
                       "optimization_results.yaml); the table below gives each trial's error")
-            return None
