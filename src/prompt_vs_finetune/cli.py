@@ -102,8 +102,7 @@ def config_error(args: list[str]) -> str | None:
 
 
 def output_error(args: list[str]) -> str | None:
-    """Hydra's run folder (or its nearest existing parent) takes no files: a line, not four
-    tracebacks (Hydra writes it first thing)."""
+    """Hydra's run folder (or its nearest existing parent) takes no files: not four tracebacks."""
     multirun = any(a in ("-m", "--multirun") for a in args)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")), None)

@@ -23,8 +23,7 @@ def project_dir() -> Path | None:
 
 
 def project_error() -> str | None:
-    """A PVF_PROJECT that names no project, in one line (Hydra's says only "Primary config
-    directory not found")."""
+    """A PVF_PROJECT naming no project (Hydra says only "Primary config directory not found")."""
     named = os.environ.get("PVF_PROJECT")
     if named and not (Path(named) / "conf" / "config.yaml").is_file():
         return (f"PVF_PROJECT={named} holds no conf/config.yaml; run `pvf-init {named}` to "
@@ -91,8 +90,8 @@ def compose_options(overrides: list[str]):
 
 
 def name_error(task: str | None, arm: str | None, model: str | None) -> str | None:
-    """A task, arm or model name that is not plain (a `/`, a leading `.`): the names make Hydra's
-    output folder (outputs/<task>/<arm>/...), which `task.name=../../x` would leave."""
+    """A task, arm or model name that is not plain: the names make Hydra's output folder
+    (outputs/<task>/<arm>/...), which `task.name=../../x` would leave."""
     for group, value in (("task", task), ("arm", arm), ("model", model)):
         if value is not None and not _PLAIN_NAME.match(str(value)):
             return (f"{group}.name={value!r} is not a plain name (letters, digits, _ . + -); "
@@ -101,8 +100,7 @@ def name_error(task: str | None, arm: str | None, model: str | None) -> str | No
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file whole or not at all: a reader, or a second process writing it, never sees
-    half of one (a temporary file of this process beside it, renamed over it)."""
+    """Write a file whole or not at all (a temporary file beside it, renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
