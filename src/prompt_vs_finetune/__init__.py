@@ -15,6 +15,5 @@ def resource_path(relative: str) -> str:
 
 # `${pvf_resource:datasets/...}`: how older configs named a shipped file (now pkg://...).
 OmegaConf.register_new_resolver("pvf_resource", resource_path, replace=True)
-# `${pvf_home:}`: the user's home folder, from the password database when HOME is unset (a cron
-# job, a bare container), where `${oc.env:HOME}` failed every command.
+# `${pvf_home:}`: the home folder even where HOME is unset (cron, a bare container), unlike oc.env
 OmegaConf.register_new_resolver("pvf_home", lambda: str(Path.home()), replace=True)

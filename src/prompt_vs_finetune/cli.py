@@ -1,32 +1,37 @@
 """`pvf`: the Hydra entry point. Thin on purpose: compose the config, run the job."""
 
+import contextlib
+import errno
+import io
 import logging
 import math
 import os
 import re
 import sys
+import tempfile
+import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from .errors import Preempted, UserError, causes
-from .project import config_dir, name_error, project_error
+from .project import config_dir, name_error, project_error, shipped_config_dir
+
+log = logging.getLogger("pvf")
+QUIET = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+         "transformers", "datasets", "httpx", "alembic", "mlflow.store"]
 
 
 def _quiet_libraries(verbose: bool = False) -> None:
-    """The terminal shows pvf's lines; the libraries' INFO lines and warnings only with
-    verbose=true (called again once MLflow, which sets its own level, is imported)."""
+    """The terminal shows pvf's lines; the libraries' INFO lines and warnings with verbose=true."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-             "transformers", "datasets", "httpx", "alembic", "mlflow.store"]
     if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        quiet.append("mlflow")
-        import warnings
-
         warnings.simplefilter("ignore")  # pvf's own warnings are log lines, not these
-    for name in quiet:
+    for name in QUIET if verbose else [*QUIET, "mlflow"]:
         logging.getLogger(name).setLevel(logging.WARNING)
     # the loaders log a bad file at ERROR before raising; tasks/loading.py says it in one line
     for name in ("datasets.packaged_modules.json.json", "datasets.packaged_modules.csv.csv"):
@@ -38,16 +43,13 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 def main() -> None:
     """`pvf`: check the command line's config first, so a wrong group or key is one line."""
-    error = project_error() or config_error(sys.argv[1:]) or output_error(sys.argv[1:])
-    if error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    if error := project_error() or config_error(sys.argv[1:]) or output_error(sys.argv[1:]):
+        _exit(error)
     job()
 
 
 def config_error(args: list[str]) -> str | None:
-    """What is wrong with these overrides (every value of a sweep), in one line; None when
-    they compose."""
+    """What is wrong with these overrides (every value of a sweep), in one line, or None."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -61,26 +63,19 @@ def config_error(args: list[str]) -> str | None:
     if trials is not None and not (trials.isdigit() and int(trials) >= 1):
         return (f"hydra.sweeper.n_trials={trials} runs no trial; give 1 or more (each trial is "
                 "one job)")
-    base = next((a for a in overrides if re.match(r"^[\w/]+=_", a)), None)
-    if base:  # conf/<group>/_*.yaml are what the options extend, not options
-        group, name = base.split("=", 1)
+    if base := next((a for a in overrides if re.match(r"^[\w/]+=_", a)), None):
+        group, name = base.split("=", 1)  # conf/<group>/_*.yaml are what the options extend
         return f"{group} '{name}' is a base the {group} options extend, not one of them"
     try:
-        first, sweeps = [], []  # the first value of every sweep; then each other value alone
-        for override in OverridesParser.create().parse_overrides(overrides):
-            if override.get_key_element().lstrip("+~").startswith("hydra."):
-                continue  # Hydra's own settings (a sweeper's search space): Hydra checks them
-            if override.is_sweep_override():
-                key, values = override.get_key_element(), list(override.sweep_string_iterator())
-                first.append(f"{key}={values[0]}")
-                sweeps += [(len(first) - 1, f"{key}={v}") for v in values[1:]]
-            else:
-                first.append(override.input_line)
+        parsed = [o for o in OverridesParser.create().parse_overrides(overrides)  # Hydra checks
+                  if not o.get_key_element().lstrip("+~").startswith("hydra.")]  # its own keys
+        values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                  if o.is_sweep_override() else [o.input_line] for o in parsed]
+        first = [options[0] for options in values]  # every sweep at its first value, then
+        variants = [first, *([*first[:i], other, *first[i + 1:]]  # each other value alone
+                             for i, options in enumerate(values) for other in options[1:])]
         with initialize_config_dir(config_dir(), version_base="1.3"):
-            composed = [compose(config_name, overrides=[*search, *first])]
-            for index, other in sweeps:
-                composed.append(compose(
-                    config_name, overrides=[*search, *first[:index], other, *first[index + 1:]]))
+            composed = [compose(config_name, overrides=[*search, *v]) for v in variants]
         for cfg in composed:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
@@ -107,18 +102,14 @@ def config_error(args: list[str]) -> str | None:
 
 
 def output_error(args: list[str]) -> str | None:
-    """Whether Hydra's run folder (or its nearest existing parent) takes files: Hydra writes
-    it first thing, and a read-only one was four tracebacks."""
-    import tempfile
-
+    """Hydra's run folder (or its nearest existing parent) takes no files: not four tracebacks."""
     multirun = any(a in ("-m", "--multirun") for a in args)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")), None)
     folder = Path(given or ("multirun" if multirun else "outputs")).absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
         return (f"cannot write to {existing} (where Hydra puts {key}: {err.strerror}); run "
                 f"from a writable folder, or set {key}=<a writable folder>")
@@ -126,12 +117,8 @@ def output_error(args: list[str]) -> str | None:
 
 
 def read_command(args: list[str]) -> tuple[list[str], str, list[str]] | str | None:
-    """(the overrides, the config name, the search path as one `hydra.searchpath` override) as
-    Hydra's own parser reads the command line; an error line; None where nothing is to check
-    (Hydra's flags that print something and run nothing, or flags Hydra refuses itself)."""
-    import contextlib
-    import io
-
+    """(overrides, config name, search path as one `hydra.searchpath` override) as Hydra reads
+    them; an error line; None for flags that run nothing (--help) or that Hydra refuses."""
     from hydra._internal.utils import get_args_parser
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -155,12 +142,8 @@ def read_command(args: list[str]) -> tuple[list[str], str, list[str]] | str | No
 
 def missing_key(err: BaseException) -> str | None:
     """One line for a key the code reads that the config lacks: a conf/ older than pvf."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
     if not isinstance(err, (ConfigAttributeError, ConfigKeyError)):
         return None
-    from .project import config_dir, shipped_config_dir
-
     key = getattr(err, "full_key", None) or str(err).splitlines()[0]
     return (f"the config has no key {key}: {config_dir()} is older than this pvf, or one of "
             f"its files lost the key; add it as the shipped configs have it "
@@ -169,16 +152,12 @@ def missing_key(err: BaseException) -> str | None:
 
 def disk_full(err: BaseException) -> str | None:
     """One line for a full disk (or quota), anywhere in the chain of causes."""
-    import errno
-
     for seen in causes(err):
         full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
         if full or "database or disk is full" in str(seen):
-            where = getattr(seen, "filename", None)
-            if not where:  # Lightning and MLflow stage files in the temporary folder too
-                import tempfile
-
-                where = f"the working folder, or the temporary folder {tempfile.gettempdir()}"
+            # Lightning and MLflow stage files in the temporary folder too
+            where = getattr(seen, "filename", None) or (
+                f"the working folder, or the temporary folder {tempfile.gettempdir()}")
             return (f"the disk is full (writing {where}); free space, then run the same "
                     "command again (a fine-tuning job resumes)")
     return None
@@ -186,26 +165,21 @@ def disk_full(err: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def job(cfg: DictConfig) -> float | None:
-    """One job. A user error is one `error:` line and exit 2; in a multirun a failed job (its
-    MLflow run FAILED, with the error and traceback) is recorded and the sweep goes on."""
+    """One job. A user error is one `error:` line and exit 2; in a multirun a failed job is
+    recorded (its MLflow run FAILED, with the traceback) and the sweep goes on."""
     _quiet_libraries(cfg.verbose)
     from .job import run  # heavy imports after Hydra has parsed the command line
     from .tracking.naming import in_multirun
-
-    _quiet_libraries(cfg.verbose)  # MLflow set its own level as it was imported
     from .tracking.runs import error_line
     from .tracking.secrets import redact
     from .tracking.sweep import record_job
 
-    log = logging.getLogger("pvf")
+    _quiet_libraries(cfg.verbose)  # MLflow set its own level as it was imported
     try:
         results = run(cfg)
-    except Preempted:  # SIGTERM: the run is KILLED, its resume state kept
+    except Preempted:  # SIGTERM: the run is KILLED, its resume state kept; 143 = 128 + SIGTERM
         record_job(error="stopped by SIGTERM")
-        message = "stopped by SIGTERM (preempted); the same command resumes this job"
-        _to_log_file(f"error: {message}")
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(143)  # 128 + SIGTERM, what a scheduler expects of a job it stopped
+        _exit("stopped by SIGTERM (preempted); the same command resumes this job", 143)
     except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
         known = str(err) if isinstance(err, UserError) else disk_full(err) or missing_key(err)
         message = redact(known or error_line(err))
@@ -215,39 +189,38 @@ def job(cfg: DictConfig) -> float | None:
             return None  # an optimising sweeper records the trial as failed, and goes on
         if not known or cfg.verbose:
             raise
-        _to_log_file(f"error: {message}")
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _exit(message)
     record_job(results=results)
-    return objective(cfg, results)
+    return objective(cfg.objective, results)
 
 
-def _to_log_file(line: str) -> None:
-    """An error into the job's log file only: the terminal gets it once, on stderr."""
+def _exit(message: str, code: int = 2) -> NoReturn:
+    """`error: message` on stderr and in the job's log file (not again on the terminal)."""
+    line = f"error: {message}"
     record = logging.LogRecord("pvf", logging.ERROR, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+    print(line, file=sys.stderr)
+    sys.exit(code)
 
 
-def objective(cfg: DictConfig, results: dict[str, float]) -> float | None:
-    """What an optimising sweeper minimises: the job's `objective` metric; None (a failed
-    trial) when the job did not log it or it is not finite."""
+def objective(key: str, results: dict[str, float]) -> float | None:
+    """What an optimising sweeper minimises; None (a failed trial) if absent or not finite."""
     from .tracking.naming import hpo_trial
 
-    value = results.get(cfg.objective)
+    value = results.get(key)
     if not hpo_trial():  # nothing minimises it: a job that did not fit has none, rightly
         return value
     if value is None:
-        logging.getLogger("pvf").error(
-            "objective=%s is not a metric this job logged; use one it logs, e.g. val/best_loss",
-            cfg.objective)
-        return None
-    if not math.isfinite(value):
-        logging.getLogger("pvf").warning("objective %s is %s (did the fit diverge?): the "
-                                         "trial counts as failed", cfg.objective, value)
-        return None
-    return value
+        log.error("objective=%s is not a metric this job logged; use one it logs, e.g. "
+                  "val/best_loss", key)
+    elif not math.isfinite(value):
+        log.warning("objective %s is %s (did the fit diverge?): the trial counts as failed",
+                    key, value)
+    else:
+        return value
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -259,8 +232,7 @@ def prepare(cfg: DictConfig) -> None:
     from .tasks.splits import write_splits
 
     if not cfg.data_dir:
-        print("error: pvf-prepare needs data_dir=DIR (where the splits go)", file=sys.stderr)
-        sys.exit(2)
+        _exit("pvf-prepare needs data_dir=DIR (where the splits go)")
     try:
         fill_inherited(cfg)
         check_config(cfg)  # the task's keys among them, one line each
@@ -268,5 +240,4 @@ def prepare(cfg: DictConfig) -> None:
         Task.from_config(cfg.task, data_labels(splits))  # the labels check, before any file
         write_splits(splits, dropped, Path(cfg.data_dir))
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _exit(str(err))

@@ -52,8 +52,7 @@ def fill_inherited(cfg: DictConfig) -> None:
             OmegaConf.update(cfg, key, OmegaConf.select(cfg, source), merge=False)
     if cfg.task.template is None and cfg.task.prompt in (cfg.task.templates or {}):
         cfg.task.template = cfg.task.templates[cfg.task.prompt]
-    # An arm without demonstrations (arm.demos: false) ignores the arm.k a sweep gives them all
-    if not arm.demos and arm.k != 0:
+    if not arm.demos and arm.k != 0:  # the arm.k a sweep gives every arm
         log.info("arm=%s shows no demonstrations: arm.k=%s ignored (arm.demos=true uses them)",
                  arm.name, arm.k)
         arm.k = 0
@@ -103,7 +102,7 @@ OPTIONAL = {"mlflow.system_metrics", "mlflow.log_model", "model.api.temperature"
 
 
 class _Checker:
-    """Raises one UserError naming a key. Task types call its shorthands (`whole`, `real`...)."""
+    """Raises one UserError naming a key. Task types call its shorthands (`integer`...)."""
 
     MAX_SEED = MAX_SEED
 
@@ -162,9 +161,9 @@ API = {"model.api.timeout_s": real(0, 3600, low_open=True, fix="set model.api.ti
        "model.api.label_max_tokens": whole(1), "model.api.temperature": real(0, 2)}
 TASK = {"task.empty_rows": one_of(("drop", "error")), "task.overlap": one_of(("warn", "error")),
         "task.val_fraction": real(0, 1, low_open=True, high_open=True)}
-ARM = {"arm.fit": BOOL, "arm.demos": BOOL, "arm.k": whole(0)}
-ORDER = {"arm.selection": one_of(("random", "class_balanced")),
-         "arm.order_seed": whole(0, MAX_SEED, null=True)}
+ARM = {"arm.fit": BOOL, "arm.demos": BOOL, "arm.k": whole(0),
+       "arm.selection": one_of(("random", "class_balanced")),
+       "arm.order_seed": whole(0, MAX_SEED, null=True)}
 FIT = {"arm.weight_decay": real(0), "arm.warmup_ratio": real(0, 1, high_open=True),
        "arm.batch_size": whole(1),
        "arm.max_epochs": whole(1, fix="set model.max_epochs (or arm.max_epochs) >= 1"),
@@ -223,13 +222,10 @@ def check_config(cfg: DictConfig) -> None:
     if arm.demos and arm.k == 0:
         c.fail("arm.k", f"leaves arm={arm.name} without demonstrations",
                "use arm.k >= 1, or arm=zero_shot for a prompt without them")
-    c.check(ORDER)
     if arm.fit:
         source = "model.finetune_lr" if arm.lora is None else "model.lora_lr"
         c.number("arm.lr", 0, low_open=True, fix=f"set arm.lr > 0 (or {source})")
-        c.check(FIT)
-    if arm.fit and arm.lora is not None:
-        c.check(LORA)
+        c.check(FIT if arm.lora is None else FIT | LORA)
     _check_identity(cfg.arm)
     task_type(cfg.task.type).check_config(c)
     c.integer("model.max_length", 1, null=True)

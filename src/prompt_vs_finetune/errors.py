@@ -11,22 +11,19 @@ class Preempted(KeyboardInterrupt):
 
 
 class UnreadableReply(Exception):
-    """A hosted model's reply that is not the API's reply shape (no choices, not JSON, no
-    usage): told apart from a bug in pvf, which would surface as itself."""
+    """A hosted model's reply not in the API's shape (no choices, not JSON, no usage), not a bug."""
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
-    """An error's first line (else its type's name), at most `limit` characters: what a
-    one-line message quotes of a library's error."""
+    """An error's first line (else its type's name), cut to `limit`: what a message quotes."""
     text = str(err).strip().splitlines()
     return text[0][:limit] if text else type(err).__name__
 
 
 def causes(err: BaseException | None, implicit: bool = True):
-    """`err`, then what caused it (`__cause__`, and with `implicit` else `__context__`), each
-    once: a chain can loop (an error raised from itself, or two that name each other)."""
+    """`err` and its causes (`__cause__`, with `implicit` else `__context__`), each once."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
-        seen.add(id(err))
+        seen.add(id(err))  # a chain can loop (an error raised from itself)
         yield err
         err = err.__cause__ or (err.__context__ if implicit else None)

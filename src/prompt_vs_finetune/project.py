@@ -10,8 +10,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-PACKAGE_CONF = Path(__file__).parent / "conf"  # inside an installed wheel
-REPO_CONF = Path(__file__).parents[2] / "conf"  # an editable install: the repository's conf/
+_PLAIN_NAME = re.compile(r"^[\w][\w.+-]*$")
 
 
 def project_dir() -> Path | None:
@@ -24,8 +23,7 @@ def project_dir() -> Path | None:
 
 
 def project_error() -> str | None:
-    """A PVF_PROJECT that names no project, in one line (Hydra's says only "Primary config
-    directory not found")."""
+    """A PVF_PROJECT naming no project (Hydra says only "Primary config directory not found")."""
     named = os.environ.get("PVF_PROJECT")
     if named and not (Path(named) / "conf" / "config.yaml").is_file():
         return (f"PVF_PROJECT={named} holds no conf/config.yaml; run `pvf-init {named}` to "
@@ -34,7 +32,9 @@ def project_error() -> str | None:
 
 
 def shipped_config_dir() -> Path:
-    return PACKAGE_CONF if PACKAGE_CONF.is_dir() else REPO_CONF
+    """conf/ inside an installed wheel, else the repository's (an editable install)."""
+    wheel = Path(__file__).parent / "conf"
+    return wheel if wheel.is_dir() else Path(__file__).parents[2] / "conf"
 
 
 def config_dir() -> str:
@@ -76,9 +76,8 @@ def init(argv: list[str] | None = None) -> None:
 
 
 def compose_options(overrides: list[str]):
-    """The config `pvf` composes with these options (e.g. ["arm=lora"]), for the hybrid arm's
-    teacher and student: inside a running job through Hydra's own search path (a user's
-    --config-dir included), elsewhere from the project's conf/."""
+    """The config `pvf` composes with these options (["arm=lora"]): in a running job through
+    Hydra's own search path (a user's --config-dir included), elsewhere the project's conf/."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -90,13 +89,9 @@ def compose_options(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
-_PLAIN_NAME = re.compile(r"^[\w][\w.+-]*$")
-
-
 def name_error(task: str | None, arm: str | None, model: str | None) -> str | None:
-    """A task, arm or model name that is not a plain name (a `/`, a leading `.`): the names
-    make Hydra's output folder (outputs/<task>/<arm>/...), so `task.name=../../x` would write
-    outside it. Checked before Hydra creates the folder."""
+    """A task, arm or model name that is not plain: the names make Hydra's output folder
+    (outputs/<task>/<arm>/...), which `task.name=../../x` would leave."""
     for group, value in (("task", task), ("arm", arm), ("model", model)):
         if value is not None and not _PLAIN_NAME.match(str(value)):
             return (f"{group}.name={value!r} is not a plain name (letters, digits, _ . + -); "
@@ -105,8 +100,7 @@ def name_error(task: str | None, arm: str | None, model: str | None) -> str | No
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file whole or not at all (a temporary file of this process beside it, renamed
-    over it): a reader, or a second process writing it, never sees half of one."""
+    """Write a file whole or not at all (a temporary file beside it, renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:

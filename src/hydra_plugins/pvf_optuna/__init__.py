@@ -7,7 +7,6 @@ import logging
 from hydra.plugins.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
-NO_TRIAL_DONE = "No trials are completed yet"
 
 
 class OptunaSweeper(Sweeper):
@@ -23,8 +22,7 @@ class OptunaSweeper(Sweeper):
         try:
             return self.optuna.sweep(arguments)
         except ValueError as err:
-            if NO_TRIAL_DONE not in str(err):
+            if "No trials are completed yet" not in str(err):  # Optuna's words
                 raise
             log.error("every trial failed, so the study has no best parameters (no "
                       "optimization_results.yaml); the table below gives each trial's error")
-            return None
