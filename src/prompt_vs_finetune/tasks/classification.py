@@ -43,8 +43,9 @@ KEYS = {
     "data/classes_covered": Key("labels among the examples counted in data/n_labels"),
     "data/test_unseen_labels": Key("test examples whose gold label none of those examples has "
                                    "(warned about when the arm trains)"),
-    "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored: what "
-                        "the report chooses a configuration on", LOCAL, optional=True),
+    "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored (also "
+                        "by a prompting arm given train_size): what the report chooses a "
+                        "configuration on", LOCAL, fitted_only=True),
     "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
                                         "labels, which the teacher never sees",
                                         optional=True, fitted_only=True),

@@ -10,8 +10,9 @@ COMPLETE = "Reply with only what comes after the last line of the text, and noth
 KEYS = {
     **{f"test/{rouge}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, best reference per example")
        for rouge in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
-    "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored: "
-                      "what the report chooses a configuration on", LOCAL, optional=True),
+    "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored (also "
+                      "by a prompting arm given train_size): what the report chooses a "
+                      "configuration on", LOCAL, fitted_only=True),
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
                                 "tokenizer)"),
     "test/distinct_1": Key("distinct words / all words over every output (low: generic, "

@@ -28,8 +28,9 @@ COMMON: dict[str, Key] = {
     "val/loss": Key("validation loss per epoch (answer tokens only)", LOCAL, fitted_only=True),
     "epoch": Key("the epoch of each logged training step (Lightning's logger)", LOCAL,
                   fitted_only=True),
-    "val/best_loss": Key("lowest validation loss: the checkpoint that is scored", LOCAL,
-                         fitted_only=True),
+    "val/best_loss": Key("lowest validation loss: the checkpoint that is scored (none with a "
+                         "fixed schedule: tag checkpoint=last)", LOCAL, fitted_only=True,
+                         optional=True),
     "train/lr": Key("learning rate of each logged training step (warm-up, then linear decay; "
                     "Lightning's LearningRateMonitor)", LOCAL, fitted_only=True),
     # the hybrid arm: a prompted teacher labels the pool the student trains on
