@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prompt_vs_finetune import report
-from prompt_vs_finetune.report.cells import arm_costs, at_volume, bootstrap, break_even
+from prompt_vs_finetune.report.cells import arm_costs, at_volume, bootstrap, break_even, chosen
 
 N_TEST = 200
 FIT = {"zero_shot": "false", "few_shot": "false", "full_finetune": "true", "lora": "true"}
@@ -246,3 +246,15 @@ def test_a_learning_rate_search_is_counted_in_labels_and_up_front_cost(tmp_path)
     assert costs.loc["lora", "n_labels"] == 28
     assert costs.loc["lora", "up_front"] == pytest.approx(3 * (2.0 + 3 * 1.0 / 1000))
     assert report.crossover(table, "lora")["fitted"]["val_quality"] == pytest.approx(0.8)
+
+
+def test_configurations_tied_on_validation_are_a_blind_pick(tmp_path):
+    """Four zero-shot configurations at 56 labels score alike on 6 validation examples (as
+    SmolLM2's did): none of them is the choice; their pooled mean is, with its wide interval."""
+    store = Store(tmp_path)
+    for name, val, test in (("a", 0.33, 0.26), ("b", 0.33, 0.65), ("c", 0.0, 0.22)):
+        store.run("zero_shot", right(test), n_labels=56, cell=name, val=val, n_val=6,
+                  params={"scorer.calibration": name})
+    (row,) = chosen(store.table()).to_dict("records")
+    assert row["quality"] == pytest.approx((0.26 + 0.65) / 2)
+    assert row["chosen_by"] == "chosen on validation from 3 configurations, the mean of 2 tied"

@@ -129,17 +129,19 @@ def compare(a, b) -> dict:
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
-    the configuration chosen without test (best on validation; none scored: a blind pick), with
-    `configs` (how many it was chosen from) and `search_usd` (their training and validation)."""
+    the configuration chosen without test (best on validation; none scored, or tied: a blind
+    pick), with `configs` (chosen from) and `search_usd` (their training and validation)."""
     keyed = table.assign(side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
         scored = cells[cells["val_quality"].notna()]
         if len(cells) == 1:
             row, how = cells.iloc[0].to_dict(), ""
-        elif not scored.empty:
-            row = scored.sort_values(["val_quality", "cell"], ascending=[False, True]).iloc[0]
-            row, how = row.to_dict(), f"chosen on validation from {len(cells)} configurations"
+        elif not scored.empty:  # tied on validation: no label tells the best apart either
+            top = scored[scored["val_quality"] == scored["val_quality"].max()]
+            row = top.iloc[0].to_dict() if len(top) == 1 else _blind_pick(top)
+            how = f"chosen on validation from {len(cells)} configurations" + (
+                f", the mean of {len(top)} tied" if len(top) > 1 else "")
         else:
             row, how = _blind_pick(cells), f"the mean of {len(cells)}: no validation to choose by"
         validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0)
@@ -246,8 +248,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({**dict(zip(keys, values, strict=True)), "runs": len(group),
                      "templates": group["prompt"].nunique(),
                      "orders": group["order_seed"].nunique(), "seeds": group["seed"].nunique(),
-                     "min": quality.min(), "max": quality.max(),
-                     "std": quality.std(),  # NaN for a single run
+                     "min": quality.min(), "max": quality.max(), "std": quality.std(),
                      "best_template": by_prompt.idxmax() if scored else "n/a",
                      "worst_template": by_prompt.idxmin() if scored else "n/a",
                      "template_gap": by_prompt.max() - by_prompt.min() if scored else math.nan,

@@ -100,6 +100,11 @@ def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
     found = crossover(table, arm)
+    prompted = prompting(table)["n_labels"]
+    if not found and (prompted.empty or prompted.min() > budgets[-1]):
+        return (f"{arm} ({', '.join(map(str, budgets))} labels) has no prompting run at or "
+                "below its budgets to be compared with: run the prompting arms with "
+                f"train_size={budgets[0]} (or with no labels).")
     if not found:
         top = chosen(cells)
         if top.empty:
