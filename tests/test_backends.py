@@ -79,7 +79,8 @@ def test_local_and_hosted_runs_log_the_same_keys_meaning_the_same(tmp_path, monk
 
 def test_a_fitted_run_logs_its_training_keys(tmp_path):
     metrics = _local(tmp_path, "intent_sample", "arm=lora", "model.max_epochs=1",
-                     "train_size=32", "trainer.log_every_n_steps=1")
+                     "train_size=32", "trainer.log_every_n_steps=1",
+                     "arm.min_validation=4")  # 3 validation examples: a fixed schedule
     assert set(metrics) == expected_keys("local", "classification", fitted=True)
     assert metrics["cost/train_seconds"] > 0 and metrics["cost/trainable_params"] > 0
 

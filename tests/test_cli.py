@@ -139,8 +139,6 @@ def test_summarization_sweep_all_arms(tmp_path):
     (["arm.bogus=1"], "unknown config key 'arm.bogus': check its spelling (`pvf --cfg job` "
                       "prints every key), or add it with +arm.bogus=1"),
     (["seed=1=2"], "cannot parse the overrides (mismatched input '=' expecting <EOF>)"),
-    (["seed=1", "arm=lora", "seed=2"], "seed is given twice (Hydra would silently keep the "
-                                       "last); give it once, or sweep it with -m seed=a,b"),
 ])
 def test_config_mistakes_are_one_line(args, message):
     from prompt_vs_finetune.cli import config_error

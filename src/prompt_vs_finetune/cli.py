@@ -80,10 +80,6 @@ def config_error(args: list[str]) -> str | None:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
                 return problem
-        keys = [o.get_key_element().lstrip("+~") for o in parsed]
-        if twice := next((key for i, key in enumerate(keys) if key in keys[:i]), None):
-            return (f"{twice} is given twice (Hydra would silently keep the last); give it "
-                    f"once, or sweep it with -m {twice}=a,b")
     except MissingConfigException as err:
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
         if not missing:
