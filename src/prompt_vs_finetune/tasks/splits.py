@@ -70,14 +70,13 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
                         f"(train and validation); use 2..{pool}, or train_size=all (or null) "
                         "for all of them")
     if own_validation and budget is None:  # everything: the source's own validation split
-        train = balanced_order(source["train"], data_seed)
+        train = source["train"].select(balanced_order(source["train"], data_seed))
         validation = source["validation"].shuffle(seed=data_seed)
     else:
         labelled = datasets.concatenate_datasets(
             [source["train"], *([source["validation"]] if own_validation else [])])
-        drawn = balanced_order(labelled, data_seed).select(range(budget or pool))
-        held = set(balanced_order(drawn, data_seed, indices=True)[
-            :max(1, round(val_fraction * len(drawn)))])
+        drawn = labelled.select(balanced_order(labelled, data_seed)[:budget or pool])
+        held = set(balanced_order(drawn, data_seed)[:max(1, round(val_fraction * len(drawn)))])
         validation = drawn.select(sorted(held))
         train = drawn.select([i for i in range(len(drawn)) if i not in held])
     if len(train) == 0:
@@ -87,12 +86,13 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
     return DatasetDict({"train": train, "validation": validation, "test": source["test"]})
 
 
-def balanced_order(rows: Dataset, seed: int, indices: bool = False):
-    """The rows in a seeded round-robin over their labels (a seeded shuffle without labels)."""
+def balanced_order(rows: Dataset, seed: int) -> list[int]:
+    """The rows' indices in a seeded round-robin over their labels (without labels: a seeded
+    shuffle): any prefix holds every label within one of the others."""
     rng = random.Random(seed)
-    order = (_class_balanced(rows["label"], len(rows), rng) if "label" in rows.column_names
-             else rng.sample(range(len(rows)), len(rows)))
-    return order if indices else rows.select(order)
+    if "label" not in rows.column_names:
+        return rng.sample(range(len(rows)), len(rows))
+    return _class_balanced(rows["label"], len(rows), rng)
 
 
 def classes_covered(rows) -> int:
