@@ -130,6 +130,31 @@ def test_the_teacher_is_up_front_cost_in_the_break_even():
     assert row["break_even_predictions"] == pytest.approx(3000)
 
 
+def test_the_hybrids_up_front_cost_includes_its_teacher_both_ways():
+    """The hybrid: $1 of training, a teacher that cost $2 (0.5 with a prefix cache: its demos
+    paid once), 4 labels (its teacher's demos) at $0.1; few-shot: 8 labels, $2 per 1k calls
+    ($1.5 cached). Break-even: (3.4 - 0.8) / 0.001 = 2,600; cached (1.9 - 0.8) / 0.0005 = 2,200."""
+    import pandas as pd
+
+    from prompt_vs_finetune.report.cells import arm_costs, break_even
+
+    table = pd.DataFrame([
+        {"model": "m", "dtype": "float32", "arm": "hybrid", "fit": True, "n_labels": 4,
+         "quality": 0.8, "usd_per_1k": 1.0, "usd_per_1k_cached": 1.0, "train_usd": 1.0,
+         "teacher_usd": 2.0, "teacher_usd_cached": 0.5, "labels_usd": 0.4},
+        {"model": "m", "dtype": "float32", "arm": "few_shot", "fit": False, "n_labels": 8,
+         "quality": 0.6, "usd_per_1k": 2.0, "usd_per_1k_cached": 1.5, "train_usd": 0.0,
+         "labels_usd": 0.8}])
+    table = table.assign(task="t", cell=table["arm"], val_quality=float("nan"), n_validation=0)
+    costs = arm_costs(table).set_index("arm")
+    assert costs.loc["hybrid", "up_front"] == pytest.approx(1.0 + 2.0 + 0.4)
+    assert costs.loc["hybrid", "up_front_cached"] == pytest.approx(1.0 + 0.5 + 0.4)
+    assert costs.loc["few_shot", "up_front"] == costs.loc["few_shot", "up_front_cached"] == 0.8
+    (row,) = break_even(costs.reset_index()).to_dict("records")
+    assert row["break_even_predictions"] == pytest.approx(2600)
+    assert row["break_even_predictions_cached"] == pytest.approx(2200)
+
+
 def test_an_api_teacher_writes_the_summaries_a_student_learns(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     with StubAPI(lambda system, prompt: " ".join(prompt.split()[-12:-2])) as stub:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.metrics import likelihood, perplexity
 from prompt_vs_finetune.metrics.cost import Usage, call_usd, cost_metrics
@@ -11,9 +12,11 @@ from prompt_vs_finetune.tasks import task_type
 from prompt_vs_finetune.tasks.classification import metrics as classification
 from prompt_vs_finetune.train.module import CostMeter
 
+from .conftest import compose_config
+from .test_run import FAST
+
 COST = OmegaConf.create({"usd_per_hour": 3600.0, "prompt_flops_per_second": 100.0,
-                         "generated_flops_per_second": 10.0, "train_flops_per_second": 50.0,
-                         "prefix_cache": False})
+                         "generated_flops_per_second": 10.0, "train_flops_per_second": 50.0})
 
 
 def per_example(type_name: str, rows: list[dict]) -> list[float]:
@@ -59,8 +62,7 @@ def test_a_prediction_is_charged_its_own_tokens():
     row = {"call_tokens": 50, "prefix_tokens": 40, "generated_tokens": 5}
     tokens, usd = call_usd(row, 10, COST, n_calls=4)
     assert tokens == 55 and usd == pytest.approx(20 * (50 / 100 + 5 / 10))
-    cached = OmegaConf.merge(COST, {"prefix_cache": True})  # demos paid once over 4 calls
-    tokens, usd = call_usd(row, 10, cached, n_calls=4)
+    tokens, usd = call_usd(row, 10, COST, n_calls=4, cached=True)  # demos paid once over 4 calls
     assert tokens == pytest.approx(10 + 40 / 4 + 5)
     assert usd == pytest.approx(20 * ((10 + 10) / 100 + 5 / 10))
 
@@ -101,6 +103,18 @@ def test_cost_formulas():
                                       model_memory_mb=1.5))
     assert loaded["cost/train_usd"] == full["cost/train_usd"]
     assert loaded["cost/train_usd_measured"] == pytest.approx(5 * full["cost/train_usd_measured"])
+
+
+def test_a_run_pays_for_its_labels_up_front(tmp_path):
+    """cost.usd_per_label x data/n_labels: cost/labels_usd, part of what the run cost."""
+    results = job.run(compose_config(tmp_path, *FAST, "arm=zero_shot", "train_size=14",
+                                     "cost.usd_per_label=0.25"))
+    assert results["data/n_labels"] == 14 and results["cost/labels_usd"] == pytest.approx(3.5)
+    assert results["cost/usd"] == pytest.approx(
+        3.5 + results["cost/usd_per_1k_predictions"] * results["data/n_test"] / 1000, rel=1e-3)
+    # zero-shot has no demos to cache: the same price both ways
+    assert results["cost/usd_per_1k_predictions_cached"] == \
+        results["cost/usd_per_1k_predictions"]
 
 
 def test_hosted_usage_gives_the_same_cost_keys_by_the_same_formulas():

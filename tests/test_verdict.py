@@ -24,7 +24,7 @@ class Store:
         mlflow.set_experiment("t")
 
     def run(self, arm, values, seed=0, n_labels=0, cell=None, test_set="T", per_1k=1.0,
-            train_usd=0.0, tags=None, params=None, val=None, n_val=0):
+            train_usd=0.0, tags=None, params=None, val=None, n_val=0, metrics=None):
         values = np.asarray(values, dtype=float)
         chose = {} if val is None else {"val/accuracy": val, "data/n_validation": n_val}
         with mlflow.start_run(tags={"arm": arm, "fit": FIT[arm], "task": "t", "model": "m",
@@ -34,7 +34,7 @@ class Store:
             mlflow.log_metrics({"test/accuracy": values.mean(), "data/n_labels": n_labels,
                                 "cost/usd_per_1k_predictions": per_1k,
                                 "cost/train_usd": train_usd, "cost/trainable_params": 0,
-                                **chose})
+                                **chose, **(metrics or {})})
             mlflow.log_dict({"metric": "accuracy", "test_sha256": test_set,
                              "values": values.tolist()}, "per_example.json")
 
@@ -168,6 +168,44 @@ def test_break_even_is_training_cost_over_the_per_call_saving(tmp_path):
     assert "| m/lora | m/few_shot | 0.800 vs 0.500 | 3 | 0.0005 | 0.002 | 2,000 predictions |" in md
     assert "**At 10,000 predictions**" in md
     assert (out / "plots/t_cost_vs_volume.png").stat().st_size > 0
+
+
+def test_a_price_per_label_moves_the_break_even_by_its_labels_over_the_saving(tmp_path):
+    """Few-shot at 8 labels: $2 per 1k calls, $1 with a prefix cache; LoRA at 64 labels: $0.5
+    per 1k calls either way after $3 of training. At $0.05 a label LoRA pays 64 x 0.05 = $3.20
+    for its labels and few-shot 8 x 0.05 = $0.40, so the break-even moves by
+    (3.20 - 0.40) / (0.002 - 0.0005) = 1,866.7 predictions (2,000 -> 3,866.7); with a prefix
+    cache by 2.80 / (0.001 - 0.0005) = 5,600 (6,000 -> 11,600)."""
+    def report_of(price: float):
+        store = Store(tmp_path / f"at{price}")
+        for arm, n, per_1k, cached, train_usd in (("few_shot", 8, 2.0, 1.0, 0.0),
+                                                  ("lora", 64, 0.5, 0.5, 3.0)):
+            store.run(arm, right(0.5 if arm == "few_shot" else 0.8), n_labels=n, per_1k=per_1k,
+                      train_usd=train_usd, metrics={"cost/usd_per_1k_predictions_cached": cached,
+                                                    "cost/labels_usd": n * price})
+        out = tmp_path / f"out{price}"
+        report.main(["--tracking-uri", store.uri, "--out", str(out), "--volume", "10000",
+                     "--no-mlflow"])
+        (row,) = break_even(arm_costs(store.table())).to_dict("records")
+        return row, (out / "report.md").read_text()
+
+    free, _ = report_of(0.0)
+    paid, md = report_of(0.05)
+    assert free["break_even_predictions"] == pytest.approx(2000)
+    assert free["break_even_predictions_cached"] == pytest.approx(6000)
+    assert paid["break_even_predictions"] - free["break_even_predictions"] == pytest.approx(
+        (64 - 8) * 0.05 / (0.002 - 0.0005))
+    assert paid["break_even_predictions_cached"] - free["break_even_predictions_cached"] == \
+        pytest.approx((64 - 8) * 0.05 / (0.001 - 0.0005))
+    assert paid["up_front_usd"] == pytest.approx(3.0 + 3.2)
+    assert paid["up_front_usd_prompting"] == pytest.approx(0.4)
+    # both ways side by side: in the break-even table, the cells table and at --volume
+    assert ("| m/lora | m/few_shot | 0.800 vs 0.500 | 6.2 | 0.0005 | 0.002 | 3,867 predictions | "
+            "0.4 | 6.2 / 0.4 | 0.0005 / 0.001 | 11,600 predictions |") in md
+    assert "| USD / 1k pred. | USD / 1k pred., prefix cache |" in md
+    assert "| 2 | 1 |" in md  # few-shot's calls: $2 per 1k, $1 with the cache
+    assert "prefix cache: total USD | prefix cache: up-front / per call USD |" in md
+    assert "| m/lora | 11.2 | 6.2 | 0.0005 | 0.800 | 11.2 | 6.2 / 0.0005 |" in md
 
 
 def test_random_weights_and_ties_are_said_in_words(tmp_path):

@@ -62,7 +62,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 quality, each = task.kind.score(task, predictions.rows)
                 results = significant(job_results(cfg.arm.fit, task, splits,
                                                   (dropped_rows, overlap, repeats),
-                                                  predictions, quality, shown))
+                                                  predictions, quality, shown,
+                                                  cfg.cost.usd_per_label))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(task, splits["test"]["text"], predictions, results,
                            f"{task.name} / {cfg.arm.name} / {cfg.model.name}",
@@ -93,8 +94,8 @@ def label_params(task: Task) -> dict[str, str]:
 
 
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
-                predictions: Predictions, quality: dict[str, float],
-                shown: list[dict]) -> dict[str, float]:
+                predictions: Predictions, quality: dict[str, float], shown: list[dict],
+                usd_per_label: float) -> dict[str, float]:
     """Every metric of the run (tracking/keys.py lists them); `counted`: the rows the load
     dropped, the test rows among the labelled ones, the labelled rows repeated. A run that
     trains or chooses on validation counts its whole budget (its demos come from its train
@@ -109,8 +110,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
         _, on_validation = task.kind.score(task, predictions.validation)
         headline = task.kind.quality.split("/", 1)[1]
         quality = quality | {f"val/{headline}": sum(on_validation) / len(on_validation)}
-    costs = cost_metrics(predictions.usage)
-    costs["cost/usd"] += predictions.upfront_usd
+    costs = cost_metrics(predictions.usage, predictions.upfront_usd, labelled * usd_per_label)
     return {
         **quality,
         **costs,

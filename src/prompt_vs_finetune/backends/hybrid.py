@@ -139,6 +139,7 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
                         "max_new_tokens); raise arm.keep or train_size, or use a stronger teacher")
     teaching = {"hybrid/kept": sum(keep), "hybrid/pool": len(texts),
                 "cost/teacher_usd": sum(r["usage"].eval_usd for r in runs),
+                "cost/teacher_usd_cached": sum(r["usage"].eval_usd_cached for r in runs),
                 "cost/teacher_tokens": sum(r["usage"].charged_tokens for r in runs),
                 "cost/teacher_seconds": sum(r["usage"].eval_seconds for r in runs)}
     accuracy = ""

@@ -15,6 +15,7 @@ class Usage:
     input_tokens: int  # tokens read to produce them (prompts with demos, labels when ranked)
     charged_tokens: int  # tokens the predictions are charged for (every call its own prompt)
     eval_usd_measured: float | None = None  # wall time x price (None: the same as eval_usd)
+    eval_usd_cached: float | None = None  # the demos paid once: a prefix cache (None: the same)
     generated_tokens: int = 0
     eval_only_tokens: int = 0  # evaluation-only work (reference perplexity): no deployment pays
     train_seconds: float = 0.0
@@ -24,9 +25,13 @@ class Usage:
     trainable_params: int = 0
     local: dict[str, float] = field(default_factory=dict)  # flops, memory, params, devices
 
+    def __post_init__(self):
+        if self.eval_usd_cached is None:
+            self.eval_usd_cached = self.eval_usd
 
-def cost_metrics(usage: Usage) -> dict[str, float]:
-    """The `cost/*` keys of a run, from its usage."""
+
+def cost_metrics(usage: Usage, upfront_usd: float = 0.0, labels_usd: float = 0.0) -> dict:
+    """The `cost/*` keys of a run: its usage, what else it paid up front, its labels' price."""
     n = max(usage.n_predictions, 1)
     measured = usage.eval_usd if usage.eval_usd_measured is None else usage.eval_usd_measured
     train_measured = (usage.train_usd if usage.train_usd_measured is None
@@ -39,10 +44,12 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
         "cost/generated_tokens": usage.generated_tokens,
         "cost/eval_only_tokens": usage.eval_only_tokens,
         "cost/trainable_params": usage.trainable_params,
-        "cost/usd": usage.train_usd + usage.eval_usd,
+        "cost/usd": usage.train_usd + usage.eval_usd + upfront_usd + labels_usd,
+        "cost/labels_usd": labels_usd,
         "cost/train_usd": usage.train_usd,
         "cost/train_usd_measured": train_measured,
         "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
+        "cost/usd_per_1k_predictions_cached": usage.eval_usd_cached / n * 1000,
         "cost/usd_per_1k_predictions_measured": measured / n * 1000,
         "cost/tokens_per_prediction": usage.charged_tokens / n,
         "cost/latency_ms_per_example": usage.eval_seconds / n * 1000,
@@ -50,13 +57,12 @@ def cost_metrics(usage: Usage) -> dict[str, float]:
     }
 
 
-def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int) -> tuple[float, float]:
+def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int,
+             cached: bool = False) -> tuple[float, float]:
     """(tokens charged, USD) of one local prediction, as a deployment pays for it: its own
-    prompt (the demos spread over the run's calls with `cost.prefix_cache`), the labels it
-    ranks or the tokens it writes, at 2N FLOPs a token and the hardware's FLOP/s."""
-    prompt = row["call_tokens"]
-    if cost_cfg.prefix_cache:
-        prompt -= row["prefix_tokens"] * (1 - 1 / n_calls)
+    prompt (`cached`: the demos spread over the run's calls, as a prefix cache serves them),
+    the labels it ranks or the tokens it writes, at 2N FLOPs a token and the hardware's FLOP/s."""
+    prompt = row["call_tokens"] - cached * row["prefix_tokens"] * (1 - 1 / n_calls)
     generated = row.get("generated_tokens", 0)
     seconds = 2 * total_params * (prompt / cost_cfg.prompt_flops_per_second
                                   + generated / cost_cfg.generated_flops_per_second)

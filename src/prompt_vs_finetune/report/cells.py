@@ -14,6 +14,7 @@ DTYPES = ("float32", "bfloat16", "float16", "int8")  # display order; others aft
 N_BOOT = 2000  # bootstrap resamples
 RNG_SEED = 0  # the report's own draws: the same store gives the same report
 MIN_SEEDS = 3  # fewer: a cell's interval holds the test set's noise, not the seeds'
+WAYS = ("", "_cached")  # priced: every call its own prompt; with a prefix cache (docs/cost.md)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -24,12 +25,11 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         matrix = _matrix(group)
         interval = _interval(*bootstrap(matrix), "bootstrap") if matrix is not None else \
             t_interval(group["quality"])
-        rows.append({**{key: group[key].iloc[0] for key in GROUP}, "cell": cell,
-                     "metric": group["metric"].iloc[0], "test_set": group["test_set"].iloc[0],
+        rows.append({**{key: group[key].iloc[0]
+                        for key in [*GROUP, "metric", "test_set", "checkpoint"]}, "cell": cell,
                      "runs": int(group["quality"].notna().sum()),
                      "pretrained": bool(group["pretrained"].all()), **interval,
                      "val_quality": group["val_quality"].mean(),
-                     "checkpoint": group["checkpoint"].iloc[0],
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
     table = pd.DataFrame(rows)
@@ -46,10 +46,7 @@ def t_interval(values) -> dict:
     values = [float(v) for v in values if not math.isnan(float(v))]
     n = len(values)
     mean = sum(values) / n if n else math.nan
-    half = math.nan
-    if n >= 2:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n) if n > 1 else math.nan
     return _interval(mean, mean - half, mean + half, "t over seeds")
 
 
@@ -71,11 +68,10 @@ def agreement(predictions) -> float:
 
 def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     """What sets a cell apart from the others of its GROUP: `key=value, ...` of its runs' params."""
-    params = runs.groupby("cell")["params"].agg(_shared_items)
+    params = runs.groupby("cell")["params"].agg(  # those all its runs share
+        lambda dicts: dict(set.intersection(*(set(d.items()) for d in dicts))))
     labels = pd.Series("", index=table.index)
-    for same in table.groupby(GROUP).groups.values():
-        if len(same) < 2:
-            continue
+    for same in (cells for cells in table.groupby(GROUP).groups.values() if len(cells) > 1):
         dicts = {i: params[table.loc[i, "cell"]] for i in same}
         keys = sorted({k for d in dicts.values() for k in d
                        if len({d.get(k) for d in dicts.values()}) > 1})
@@ -84,11 +80,6 @@ def variants(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             if not labels[i] and table.loc[i, "test_set"]:
                 labels[i] = f"test set {table.loc[i, 'test_set'][:8]}"
     return labels
-
-
-def _shared_items(dicts: pd.Series) -> dict:
-    first, *rest = list(dicts)
-    return {k: v for k, v in first.items() if all(d.get(k) == v for d in rest)}
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float, float]:
@@ -130,8 +121,9 @@ def compare(a, b) -> dict:
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
     the configuration chosen without test (best on validation; none scored, or tied: a blind
-    pick), with `configs` (chosen from) and `search_usd` (their training and validation)."""
-    keyed = table.assign(side=table["arm"].where(table["fit"].astype(bool), "prompting"))
+    pick), with `configs` (chosen from) and `search_usd` (their training and validation; WAYS)."""
+    keyed = table.reindex(columns=[*table, *(c for c in COLUMNS if c not in table)]).assign(
+        side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
         scored = cells[cells["val_quality"].notna()]
@@ -144,10 +136,11 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
                 f", the mean of {len(top)} tied" if len(top) > 1 else "")
         else:
             row, how = _blind_pick(cells), f"the mean of {len(cells)}: no validation to choose by"
-        validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0)
-        search = cells["train_usd"].fillna(0) + validating * cells["usd_per_1k"].fillna(0) / 1000
-        rows.append({**row, "configs": len(cells), "chosen_by": how,
-                     "search_usd": float(search.sum())})
+        validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0) / 1000
+        rows.append({**row, "configs": len(cells), "chosen_by": how, **{
+            f"search_usd{way}": float((cells["train_usd"].fillna(0) + validating
+                                       * cells[f"usd_per_1k{way}"].fillna(0)).sum())
+            for way in WAYS}})
     return pd.DataFrame(rows)
 
 
@@ -261,40 +254,47 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm at its largest budget, as chosen without test: per-call USD, up-front USD
-    (every configuration's training and validation, search trials, a hybrid's teacher), quality."""
+    """Per model x arm at its largest budget, as chosen without test, each of WAYS: per-call USD
+    and up-front USD (every configuration's training and validation, search trials, the labels
+    it used, a hybrid's teacher), and its quality."""
     rows = []
     for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
         top = group.loc[group["n_labels"].idxmax()]
-        search = 0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0))
-        teacher = top.get("teacher_usd")  # a hybrid's; none logged: nothing paid
+        fixed = np.nan_to_num(top["labels_usd"]) + (  # not logged: nothing paid
+            0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0)))
         rows.append({"model": model, "dtype": dtype, "arm": arm,
                      "name": label(f"{model}/{arm}", dtype), "fit": bool(top["fit"]),
-                     "n_labels": int(top["n_labels"]), "quality": top["quality"],
-                     "per_call": top["usd_per_1k"] / 1000,
-                     "up_front": top["search_usd"] + search
-                     + (0.0 if pd.isna(teacher) else float(teacher))})
+                     "n_labels": int(top["n_labels"]), "quality": top["quality"], **{
+                         f"{key}{way}": value for way in WAYS for key, value in (
+                             ("per_call", top[f"usd_per_1k{way}"] / 1000),
+                             ("up_front", top[f"search_usd{way}"] + fixed
+                              + np.nan_to_num(top[f"teacher_usd{way}"])))}})
     return pd.DataFrame(rows)
 
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
-    """Per fine-tuned x prompting pair: from how many predictions it is cheaper (inf: never)."""
+    """Per fine-tuned x prompting pair, each of WAYS: from how many predictions the fine-tuned
+    arm costs less in all (its up-front cost above prompting's over the per-call saving; 0: from
+    the first, inf: never, NaN: not priced)."""
     pairs = fitted(costs).merge(prompting(costs), how="cross",
                                 suffixes=("_fine_tuned", "_prompting"))
-    saving = pairs["per_call_prompting"] - pairs["per_call_fine_tuned"]
-    return pd.DataFrame({
-        "fine_tuned": pairs["name_fine_tuned"], "prompting": pairs["name_prompting"],
-        "up_front_usd": pairs["up_front_fine_tuned"],
-        "per_call_usd_fine_tuned": pairs["per_call_fine_tuned"],
-        "per_call_usd_prompting": pairs["per_call_prompting"],
-        "quality_fine_tuned": pairs["quality_fine_tuned"],
-        "quality_prompting": pairs["quality_prompting"],
-        "break_even_predictions": (pairs["up_front_fine_tuned"] / saving).where(saving > 0,
-                                                                                math.inf)})
+    frame = pairs[["name_fine_tuned", "name_prompting", "quality_fine_tuned", "quality_prompting"]
+                  ].rename(columns={"name_fine_tuned": "fine_tuned", "name_prompting": "prompting"})
+    for way in WAYS:
+        up, call = ([pairs[f"{key}{way}_{side}"] for side in ("fine_tuned", "prompting")]
+                    for key in ("up_front", "per_call"))
+        saving = call[1] - call[0]
+        frame[f"up_front_usd{way}"], frame[f"up_front_usd_prompting{way}"] = up
+        frame[f"per_call_usd_fine_tuned{way}"], frame[f"per_call_usd_prompting{way}"] = call
+        frame[f"break_even_predictions{way}"] = ((up[0] - up[1]).clip(lower=0) / saving).where(
+            saving > 0, math.inf).mask(saving.isna())
+    return frame
 
 
 def at_volume(costs: pd.DataFrame, volume: int) -> pd.DataFrame:
-    """Every arm's total cost for `volume` predictions, cheapest first, with its quality."""
-    ranked = costs.assign(arm_name=costs["name"],
-                          total_usd=costs["up_front"] + volume * costs["per_call"])
+    """Every arm's total cost for `volume` predictions each of WAYS, cheapest first (without a
+    prefix cache), with its quality."""
+    ranked = costs.assign(arm_name=costs["name"], **{
+        f"total_usd{way}": costs[f"up_front{way}"] + volume * costs[f"per_call{way}"]
+        for way in WAYS})
     return ranked.sort_values("total_usd").reset_index(drop=True)

@@ -37,6 +37,8 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
     "hit_max_new_tokens": "test/hit_max_new_tokens", "length_words_std": "test/length_words_std",
     "macro_f1": "test/macro_f1", "rouge1": "test/rouge1", "rouge2": "test/rouge2",
     "n_validation": "data/n_validation", "classes_covered": "data/classes_covered",
+    "usd_per_1k_cached": "cost/usd_per_1k_predictions_cached", "labels_usd": "cost/labels_usd",
+    "teacher_usd_cached": "cost/teacher_usd_cached",  # with a prefix cache (report/cells.WAYS)
 }
 # params that never tell two cells apart in a table
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",

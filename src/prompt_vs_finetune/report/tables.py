@@ -15,9 +15,7 @@ CONSISTENCY = {
 
 
 def num(value, spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return format(value, spec)
+    return "n/a" if pd.isna(value) else format(value, spec)
 
 
 def quality(row) -> str:
@@ -64,6 +62,16 @@ def _num(column: str, spec: str = ".3g"):
     return lambda r: num(r[column], spec)
 
 
+def _pair(first: str, second: str, spec: str = ".3g", between: str = " / "):
+    return lambda r: f"{num(r[first], spec)}{between}{num(r[second], spec)}"
+
+
+def _after(column: str):
+    """A break-even in words (inf: never; NaN: a side not priced)."""
+    return lambda r: ("n/a" if pd.isna(r[column]) else "never (its calls cost as much or more)"
+                      if r[column] == math.inf else f"{r[column]:,.0f} predictions")
+
+
 def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
     kind = next((k for k, shown in CONSISTENCY.items() if _has(table, shown[0][0])), None)
@@ -78,7 +86,9 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
         _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
         kind and (kind, lambda r: " / ".join(num(r.get(c), f) for c, f in CONSISTENCY[kind])),
-        ("USD / 1k pred.", _num("usd_per_1k")), ("train USD", _num("train_usd")),
+        ("USD / 1k pred.", _num("usd_per_1k")), _has(table, "usd_per_1k_cached") and (
+            "USD / 1k pred., prefix cache", _num("usd_per_1k_cached")),
+        ("train USD", _num("train_usd")),
         ("trainable params", _num("trainable_params")),
         ("Pareto", lambda r: "yes" if r["pareto"] else "")],
         ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
@@ -91,8 +101,7 @@ def _has(table: pd.DataFrame, column: str) -> bool:
 def _secondary(table: pd.DataFrame) -> list:
     """Macro-F1, or ROUGE-1 / ROUGE-2, where the cells logged them."""
     return [_has(table, "macro_f1") and ("macro-F1", _num("macro_f1", ".3f")),
-            _has(table, "rouge1") and ("ROUGE-1 / ROUGE-2", lambda r: f"{num(r['rouge1'], '.3f')}"
-                                       f" / {num(r['rouge2'], '.3f')}")]
+            _has(table, "rouge1") and ("ROUGE-1 / ROUGE-2", _pair("rouge1", "rouge2", ".3f"))]
 
 
 def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
@@ -119,10 +128,9 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
                                                   "quality_ci": r["quality_ci_ref"]})),
         (metric, quality), ("change", _num("delta", "+.3f")),
         ("clear at 95% (paired)", lambda r: "yes" if r["clear"] else ""),
-        ("perplexity float32 → dtype",
-         lambda r: f"{num(r['perplexity_ref'])} → {num(r['perplexity'])}"),
-        ("USD / 1k pred. float32 → dtype",
-         lambda r: f"{num(r['usd_per_1k_ref'])} → {num(r['usd_per_1k'])}")], effect,
+        ("perplexity float32 → dtype", _pair("perplexity_ref", "perplexity", between=" → ")),
+        ("USD / 1k pred. float32 → dtype", _pair("usd_per_1k_ref", "usd_per_1k", between=" → "))],
+        effect,
         f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
         "float32)")
 
@@ -175,21 +183,30 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
 
 
 def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned x prompting pair's costs, break-even and the quality each buys."""
+    """Each fine-tuned x prompting pair's costs, break-even and the quality each buys: every
+    call its own prompt, then with a prefix cache."""
     return _table([
         ("fine-tuned", "fine_tuned"), ("prompting", "prompting"),
-        (f"{metric}, fine-tuned vs prompting", lambda r: f"{num(r['quality_fine_tuned'], '.3f')}"
-         f" vs {num(r['quality_prompting'], '.3f')}"),
+        (f"{metric}, fine-tuned vs prompting",
+         _pair("quality_fine_tuned", "quality_prompting", ".3f", " vs ")),
         ("up-front USD", _num("up_front_usd")),
         ("USD per call, fine-tuned", _num("per_call_usd_fine_tuned")),
         ("USD per call, prompting", _num("per_call_usd_prompting")),
-        ("cheaper after", lambda r: "never (its calls cost as much or more)"
-         if r["break_even_predictions"] == math.inf
-         else f"{r['break_even_predictions']:,.0f} predictions")], crossings)
+        ("cheaper after", _after("break_even_predictions")),
+        ("up-front USD, prompting", _num("up_front_usd_prompting")),
+        ("prefix cache: up-front USD, fine-tuned / prompting",
+         _pair("up_front_usd_cached", "up_front_usd_prompting_cached")),
+        ("prefix cache: USD per call, fine-tuned / prompting",
+         _pair("per_call_usd_fine_tuned_cached", "per_call_usd_prompting_cached")),
+        ("prefix cache: cheaper after", _after("break_even_predictions_cached"))], crossings)
 
 
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
     return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
                    ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
-                   (metric, _num("quality", ".3f"))], ranked,
-                  f"**At {volume:,} predictions** (`--volume`), cheapest first")
+                   (metric, _num("quality", ".3f")),
+                   ("prefix cache: total USD", _num("total_usd_cached")),
+                   ("prefix cache: up-front / per call USD",
+                    _pair("up_front_cached", "per_call_cached"))], ranked,
+                  f"**At {volume:,} predictions** (`--volume`), cheapest first (without a prefix "
+                  "cache)")

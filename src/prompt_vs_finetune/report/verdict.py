@@ -3,6 +3,7 @@ what a reduced precision changes, and across models."""
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from .cells import MIN_SEEDS, arm_order, best, chosen, compare, dtypes, fitted, label, prompting
@@ -147,10 +148,13 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
         if not shared:
             continue
         lo, hi = (chosen(rows[rows["n_labels"] == shared[-1]]).iloc[0] for rows in (a, b))
-        if hi["train_usd"] > 0:
+        paid = [r["train_usd"] + np.nan_to_num(r["teacher_usd"]) for r in (lo, hi)]  # up front
+        if paid[1] > 0:
+            what = "training cost" if paid == [lo["train_usd"], hi["train_usd"]] else \
+                "up-front cost (training and a teacher's labelling)"
             lines.append(f"At {int(shared[-1])} labels {arm} reaches {metric} {cell(lo)} vs "
-                         f"{most} {cell(hi)}, at {100 * lo['train_usd'] / hi['train_usd']:.0f}%"
-                         f" of {most}'s training cost and {num(lo['trainable_params'])} vs "
+                         f"{most} {cell(hi)}, at {100 * paid[0] / paid[1]:.0f}% of {most}'s "
+                         f"{what} and {num(lo['trainable_params'])} vs "
                          f"{num(hi['trainable_params'])} trainable parameters.")
     return lines
 

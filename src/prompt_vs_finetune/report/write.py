@@ -149,14 +149,16 @@ def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFr
     if not priced:  # the plot's note, no table
         return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
-    lines += ["Up-front: training (and any hyper-parameter search); per call: the modelled "
-              "cost of one prediction. Each arm at its best cell.", "",
+    lines += ["Up-front: training (and any search), the labels used, a hybrid's teacher; per "
+              "call: the modelled cost of one prediction, each call its own prompt, and with a "
+              "prefix cache (the demos paid once). Each arm at its largest budget.", "",
               *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
               *figures]
     if volume:
         ranked = stats.at_volume(costs, volume)
         summary.setdefault("at_volume", {})[task] = {
-            "volume": volume, "ranked": ranked[["arm_name", "total_usd", "quality"]]
+            "volume": volume, "ranked": ranked[["arm_name", "total_usd", "total_usd_cached",
+                                               "quality"]]
             .to_dict("records")}
         lines += tables.volume_table(ranked, volume, metric)
     return lines

@@ -41,6 +41,7 @@ COMMON: dict[str, Key] = {
     "cost/teacher_usd": Key("what the teacher's labels cost (its predictions, priced as any "
                             "prediction); up-front, like training, and part of cost/usd",
                             optional=True, fitted_only=True),
+    "cost/teacher_usd_cached": Key("the same, prefix-cached", optional=True, fitted_only=True),
     "cost/teacher_tokens": Key("tokens the teacher's labels were charged for", optional=True,
                                fitted_only=True),
     "cost/teacher_seconds": Key("wall time the teacher took to label the pool (a local "
@@ -65,12 +66,14 @@ COMMON: dict[str, Key] = {
     "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' perplexity, the "
                                  "calibration inputs); part of no prediction's cost"),
     "cost/usd": Key("what the run cost: train_usd plus its predictions at "
-                    "usd_per_1k_predictions (plus teacher_usd: the hybrid arm)"),
+                    "usd_per_1k_predictions, labels_usd (plus teacher_usd: the hybrid arm)"),
+    "cost/labels_usd": Key("its labels' price, up front: data/n_labels x cost.usd_per_label"),
     "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost a deployment, each "
                                        "charged its own tokens (the prompt with its demos, the "
                                        "labels ranked or tokens written): local, tokens x 2N "
                                        "FLOPs at conf/cost's FLOP/s x usd_per_hour; hosted, "
                                        "usage x token prices"),
+    "cost/usd_per_1k_predictions_cached": Key("the same, the demos paid once (a prefix cache)"),
     "cost/usd_per_1k_predictions_measured": Key("the same from the measured wall time x "
                                                 "usd_per_hour (hosted: as billed); noisy, "
                                                 "and it credits batching and prefix caching"),

@@ -224,6 +224,7 @@ class CostMeter(L.Callback):
         devices = self._reduce()
         usd_per_second = cost_cfg.usd_per_hour * devices / 3600
         calls = [call_usd(row, total_params, cost_cfg, len(rows)) for row in rows]
+        cached = [call_usd(row, total_params, cost_cfg, len(rows), cached=True) for row in rows]
         train_s, eval_s, tokens = self.seconds["train"], self.seconds["eval"], self.tokens
         train_flops = (4 * total_params + 2 * trainable_params) * tokens["train"]
         forward = sum(tokens[k] for k in ("val", "input", "generated", "eval_only"))
@@ -231,7 +232,7 @@ class CostMeter(L.Callback):
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
         return Usage(
             n_predictions=len(rows), eval_seconds=eval_s, eval_usd=sum(c[1] for c in calls),
-            eval_usd_measured=eval_s * usd_per_second,
+            eval_usd_cached=sum(c[1] for c in cached), eval_usd_measured=eval_s * usd_per_second,
             charged_tokens=round(sum(c[0] for c in calls)),
             input_tokens=tokens["input"], generated_tokens=tokens["generated"],
             eval_only_tokens=tokens["eval_only"], train_seconds=train_s,
