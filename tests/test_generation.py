@@ -48,6 +48,25 @@ def test_rouge_matches_rouge_score_with_single_and_multiple_references():
     assert rouge(["police arrest"], [["police arrested"]])["rouge1"] == pytest.approx(1.0)
 
 
+def test_multi_reference_rouge_is_the_mean_over_references_as_dialogsum_scores():
+    """Each reference scored alone, then averaged (DialogSum's protocol); the best reference's
+    score kept beside it as `<type>_best`. By hand, ROUGE-1 of "police arrested two men in
+    Leeds" (stemmed: polic arrest two men in leed) against "two men were arrested by police in
+    Leeds" (6 of 8 words: F 6/7), "Leeds police arrest two men" (5 of 6: F 10/11) and "storms
+    cancelled ferries" (0): (6/7 + 10/11 + 0) / 3."""
+    types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    prediction, refs = PAIRS[1][0], [*PAIRS[1][1], PAIRS[2][1][0]]
+    scorer = rouge_scorer.RougeScorer(types, use_stemmer=True)
+    each = [scorer.score(ref, prediction) for ref in refs]
+    scores = rouge_each([prediction], [refs])
+    assert scores["rouge1"] == [pytest.approx((6 / 7 + 10 / 11 + 0) / 3)]
+    assert scores["rouge1_best"] == [pytest.approx(10 / 11)]
+    for t in types:
+        per_reference = [s[t].fmeasure for s in each]
+        assert scores[t] == [pytest.approx(sum(per_reference) / len(refs))]
+        assert scores[f"{t}_best"] == [pytest.approx(max(per_reference))]
+
+
 @pytest.fixture(scope="module")
 def summary_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")

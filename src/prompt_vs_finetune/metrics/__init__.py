@@ -3,6 +3,7 @@ with scikit-learn and rouge_score, offline (`evaluate.load` fetches Hub modules 
 same), imported on first use: the report reads these names without them."""
 
 import math
+import statistics
 from dataclasses import dataclass
 
 UNPARSED = -1  # the predicted index of a reply that named no label
@@ -47,12 +48,13 @@ def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
 
 
 def rouge_each(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
-    """ROUGE-1/2/L/Lsum F-measures, one per example: stemmed, each type against the reference
-    that scores best for it (rouge_score's `score_multi`)."""
+    """ROUGE-1/2/L/Lsum F-measures, stemmed, one per example, as DialogSum scores its several
+    references (Chen et al. 2021): against each reference, then averaged over them; and
+    `<type>_best`, against the one that scores best for it (rouge_score's `score_multi`)."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    scores = [scorer.score_multi(refs, prediction)
+    scores = [[scorer.score(ref, prediction) for ref in refs]
               for prediction, refs in zip(predictions, references, strict=True)]
-    return {rouge_type: [s[rouge_type].fmeasure for s in scores] for rouge_type in ROUGE_TYPES}
-
+    return {f"{rouge_type}{way}": [how(s[rouge_type].fmeasure for s in each) for each in scores]
+            for rouge_type in ROUGE_TYPES for way, how in (("", statistics.fmean), ("_best", max))}

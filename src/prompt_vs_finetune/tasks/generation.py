@@ -2,14 +2,16 @@
 references. A type that scores otherwise (exact match) subclasses it: tests/extraction.py."""
 
 from ..errors import UserError
-from ..metrics import LOCAL, Key, consistency, rouge_each
+from ..metrics import LOCAL, ROUGE_TYPES, Key, consistency, rouge_each
 from .task_types import TaskType, answer_likelihood, log_table, text_of
 
 COMPLETE = "Reply with only what comes after the last line of the text, and nothing else."
 
 KEYS = {
-    **{f"test/{rouge}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, best reference per example")
-       for rouge in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
+    **{f"test/{rouge}{way}": Key(f"ROUGE-{rouge[5:]} F-measure, stemmed, {how}") for way, how in (
+        ("", "against each reference, averaged over them (DialogSum's protocol), then examples"),
+        ("_best", "against each example's best reference (score_multi; above the protocol's)"))
+       for rouge in ROUGE_TYPES},
     "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored (also "
                       "by a prompting arm given train_size): what the report chooses a "
                       "configuration on", LOCAL, fitted_only=True),
