@@ -9,7 +9,7 @@ reads Banking77 (`banking77/{train,test}.csv`, columns text,category) and Dialog
 - `intent_sample/{train,test}.jsonl`: 14 Banking77 intents of a support desk (card problems,
   charges and refunds, cancellations, account access), 20 train rows and 12 test rows each,
   drawn at random (seed 0) from Banking77's own train and test splits;
-- `summary_sample/{train,test}.jsonl`: 64 DialogSum dev dialogues (train) and 40 test
+- `summary_sample/{train,test}.jsonl`: 64 DialogSum dev dialogues (train) and 200 test
   dialogues (with their three reference summaries), drawn at random (seed 0) from those of
   at most 120 words, so a CPU can fine-tune and decode them in minutes.
 
@@ -29,7 +29,7 @@ INTENTS = ["card_arrival", "lost_or_stolen_card", "declined_card_payment", "chan
            "exchange_rate", "cancel_transfer", "terminate_account", "passcode_forgotten",
            "verify_my_identity", "edit_personal_details", "top_up_failed"]
 PER_INTENT = {"train": 20, "test": 12}
-DIALOGUES = {"train": ("dev", 64), "test": ("test", 40)}
+DIALOGUES = {"train": ("dev", 64), "test": ("test", 200)}
 MAX_WORDS = 120
 
 
