@@ -24,9 +24,7 @@ def distinct(outputs: list[list[str]], n: int) -> float:
 def repeated_ngram_rate(words: list[str], n: int = REPEAT_N) -> float:
     """Share of an output's n-grams that already occurred earlier in it (0: no repeats)."""
     grams = ngrams(words, n)
-    if not grams:
-        return 0.0
-    return sum(count - 1 for count in Counter(grams).values()) / len(grams)
+    return sum(count - 1 for count in Counter(grams).values()) / len(grams) if grams else 0.0
 
 
 def generation(rows: list[dict]) -> dict[str, float]:

@@ -204,9 +204,7 @@ def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
     return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
                    ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
-                   (metric, _num("quality", ".3f")),
-                   ("prefix cache: total USD", _num("total_usd_cached")),
-                   ("prefix cache: up-front / per call USD",
-                    _pair("up_front_cached", "per_call_cached"))], ranked,
-                  f"**At {volume:,} predictions** (`--volume`), cheapest first (without a prefix "
-                  "cache)")
+                   (metric, _num("quality", ".3f")), ("prefix cache: total USD",
+                   _num("total_usd_cached")), ("prefix cache: up-front / per call USD",
+                   _pair("up_front_cached", "per_call_cached"))], ranked,
+                  f"**At {volume:,} predictions** (`--volume`), cheapest first without a cache")

@@ -3,7 +3,6 @@ what a reduced precision changes, and across models."""
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from .cells import MIN_SEEDS, arm_order, best, chosen, compare, dtypes, fitted, label, prompting
@@ -148,28 +147,26 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
         if not shared:
             continue
         lo, hi = (chosen(rows[rows["n_labels"] == shared[-1]]).iloc[0] for rows in (a, b))
-        paid = [r["train_usd"] + np.nan_to_num(r["teacher_usd"]) for r in (lo, hi)]  # up front
+        paid = [r["train_usd"] + (0 if pd.isna(r["teacher_usd"]) else r["teacher_usd"])
+                for r in (lo, hi)]  # up front: a hybrid's teacher too
+        teacher = "" if paid == [lo["train_usd"], hi["train_usd"]] else " (a teacher's included)"
         if paid[1] > 0:
-            what = "training cost" if paid == [lo["train_usd"], hi["train_usd"]] else \
-                "up-front cost (training and a teacher's labelling)"
             lines.append(f"At {int(shared[-1])} labels {arm} reaches {metric} {cell(lo)} vs "
                          f"{most} {cell(hi)}, at {100 * paid[0] / paid[1]:.0f}% of {most}'s "
-                         f"{what} and {num(lo['trainable_params'])} vs "
+                         f"training cost{teacher} and {num(lo['trainable_params'])} vs "
                          f"{num(hi['trainable_params'])} trainable parameters.")
     return lines
 
 
 def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
-    """One line per reduced dtype: its quality change against float32, and its cost."""
-    if effect.empty:  # no reduced-precision cell has a float32 twin
-        return []
+    """One line per reduced dtype (none without a float32 twin): its quality change against
+    float32, and its cost."""
     lines = []
     for dtype, rows in effect.groupby("dtype", sort=False):
         rows = rows[rows["delta"].notna()]
         if rows.empty:
             continue
-        worst = rows.loc[rows["delta"].idxmin()]
-        clear = int(rows["clear"].sum())
+        worst, clear = rows.loc[rows["delta"].idxmin()], int(rows["clear"].sum())
         cost = rows[(rows["usd_per_1k_ref"] > 0) & rows["usd_per_1k"].notna()]
         ratio = (cost["usd_per_1k"] / cost["usd_per_1k_ref"]).mean()  # NaN: none priced
         lines.append(

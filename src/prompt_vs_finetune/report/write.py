@@ -149,10 +149,9 @@ def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFr
     if not priced:  # the plot's note, no table
         return [*lines, *figures]
     summary["break_even"][task] = crossings.to_dict("records")
-    lines += ["Up-front: training (and any search), the labels used, a hybrid's teacher; per "
-              "call: the modelled cost of one prediction, each call its own prompt, and with a "
-              "prefix cache (the demos paid once). Each arm at its largest budget.", "",
-              *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
+    lines += ["Up-front: training, any search, the labels, a hybrid's teacher; per call: one "
+              "prediction's modelled cost, also with a prefix cache. Each arm at its top budget.",
+              "", *(tables.break_even_table(crossings, metric) if not crossings.empty else []),
               *figures]
     if volume:
         ranked = stats.at_volume(costs, volume)
