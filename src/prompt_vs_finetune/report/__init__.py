@@ -3,7 +3,6 @@ The other names load on first use (seconds), so `--help` answers at once; see do
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
@@ -27,15 +26,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("--experiment", action="append", help="experiment (task) name; repeat")
     parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gpt2'\"")
-    parser.add_argument("--runs-from", type=Path, default=None,
-                        help="only the runs recorded in metrics.json files under this folder")
+    parser.add_argument("--runs-from", type=Path, default=None, help="only the runs recorded "
+                        "in metrics.json files under this folder, read from them (no store)")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
     parser.add_argument("--volume", type=_positive, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    from .mlflow_run import load_runs, log_report_run  # after parsing: --help needs neither
+    from .mlflow_run import load_runs, log_report_run, recorded_runs  # --help needs none
     from .write import write_report
     if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
@@ -43,9 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    run_ids = {json.loads(path.read_text())["run_id"]  # those `pvf results_file=...` recorded
-               for path in args.runs_from.rglob("metrics.json")} if args.runs_from else None
-    runs = load_runs(uri, args.experiment, args.filter, run_ids)
+    runs, run_ids = recorded_runs(args.runs_from) if args.runs_from else (None, None)
+    if runs is None:  # from the store: every run, or those of files without a record
+        runs = load_runs(uri, args.experiment, args.filter, run_ids)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
@@ -62,6 +61,9 @@ def _argument_error(args) -> str | None:
     if args.runs_from and not args.runs_from.is_dir():
         return (f"--runs-from {args.runs_from} is not a folder; name the folder of the study's "
                 "results (its metrics.json files)")
+    if args.runs_from and (args.filter or args.experiment):
+        return ("--runs-from takes the runs its files record; --experiment and --filter choose "
+                "among a store's: give one or the other")
     if args.filter:
         from mlflow.exceptions import MlflowException
         from mlflow.utils.search_utils import SearchUtils

@@ -8,6 +8,7 @@ import os
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import mlflow
@@ -69,6 +70,29 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
         return runs
     logged = runs["artifact_uri"].map(_per_example)
     return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
+
+
+def recorded_runs(folder: Path) -> tuple[pd.DataFrame | None, set[str]]:
+    """(load_runs' table of the runs that `pvf results_file=...` recorded under `folder`, read
+    from those files: no store; None where a file has no record (older pvf), their run ids)."""
+    rows, ids = [], set()
+    for path in sorted(folder.rglob("metrics.json")):
+        saved = json.loads(path.read_text())
+        ids.add(saved["run_id"])
+        if (run := saved.pop("run", None)) is None:
+            rows = None
+        elif rows is not None:
+            each = saved.pop("per_example")
+            metrics = {k: float(v) for k, v in saved.items() if k != "run_id"} | run["metrics"]
+            info = SimpleNamespace(run_id=saved["run_id"], **{
+                k: run[k] for k in ("experiment_id", "start_time", "artifact_uri")})
+            rows.append(_row(SimpleNamespace(info=info, data=SimpleNamespace(
+                tags=run["tags"], params=run["params"], metrics=metrics)))
+                | {"examples": np.asarray(each["values"], dtype=float),
+                   "predictions": each.get("predictions")})
+    if rows is None:
+        return None, ids
+    return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"]))), ids
 
 
 def _row(run) -> dict:
