@@ -10,8 +10,9 @@ from prompt_vs_finetune.report.mlflow_run import recorded_runs
 
 from .conftest import compose_config
 
-JOBS = [  # (task, arm, seed, overrides): prompting over two seeds, a fit that chooses, ROUGE
-    *[("intent_sample", arm, seed, ()) for arm in ("zero_shot", "few_shot") for seed in (0, 1)],
+JOBS = [  # (task, arm, seed, overrides): prompting (over two seeds), a fit that chooses, ROUGE
+    ("intent_sample", "zero_shot", 0, ()),
+    *[("intent_sample", "few_shot", seed, ()) for seed in (0, 1)],
     ("intent_sample", "full_finetune", 0, ("train_size=32", "model.max_epochs=1")),
     ("summary_sample", "zero_shot", 0, ("test_size=4",)),
 ]
@@ -25,9 +26,9 @@ def test_report_from_results_files_equals_report_from_store(tmp_path):
                                f"results_file={results}/{task}/{arm}/seed{seed}/metrics.json"))
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     report.main(["--tracking-uri", store, "--out", str(tmp_path / "from_store"), "--no-mlflow"])
-    recorded, ids = recorded_runs(results)
-    pd.testing.assert_frame_equal(recorded, report.load_runs(store))
-    assert len(ids) == len(JOBS)
+    saved = [json.loads(path.read_text()) for path in results.rglob("metrics.json")]
+    assert len(saved) == len(JOBS)
+    pd.testing.assert_frame_equal(recorded_runs(saved), report.load_runs(store))
 
     (tmp_path / "mlflow.db").rename(tmp_path / "elsewhere.db")  # a fresh clone: no store
     gone = tmp_path / "no_store"
@@ -41,8 +42,12 @@ def test_report_from_results_files_equals_report_from_store(tmp_path):
     assert len(files) > 5 and any(path.suffix == ".png" for path in files)
 
     # a results file of an older pvf (no record): the runs come from the store, by run id
+    (tmp_path / "elsewhere.db").rename(tmp_path / "mlflow.db")
     older = results / "intent_sample/zero_shot/seed0/metrics.json"
-    saved = json.loads(older.read_text())
-    older.write_text(json.dumps({key: saved[key] for key in saved
+    record = json.loads(older.read_text())
+    older.write_text(json.dumps({key: record[key] for key in record
                                  if key not in ("run", "per_example")}))
-    assert recorded_runs(results) == (None, ids)
+    report.main(["--tracking-uri", store, "--runs-from", str(results),
+                 "--out", str(tmp_path / "older"), "--no-mlflow"])
+    assert {path.relative_to(tmp_path / "older"): path.read_bytes()
+            for path in (tmp_path / "older").rglob("*") if path.is_file()} == files

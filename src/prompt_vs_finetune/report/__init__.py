@@ -3,6 +3,7 @@ The other names load on first use (seconds), so `--help` answers at once; see do
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
                         "in metrics.json files under this folder, read from them (no store)")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
-    parser.add_argument("--volume", type=_positive, default=None,
+    parser.add_argument("--volume", type=int, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
@@ -42,9 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    runs, run_ids = recorded_runs(args.runs_from) if args.runs_from else (None, None)
-    if runs is None:  # from the store: every run, or those of files without a record
-        runs = load_runs(uri, args.experiment, args.filter, run_ids)
+    saved = [json.loads(path.read_text()) for path in args.runs_from.rglob("metrics.json")
+             ] if args.runs_from else None
+    if saved is not None and all("run" in record for record in saved):
+        runs = recorded_runs(saved)
+    else:  # every run in the store, or those in results files of an older pvf (no record)
+        runs = load_runs(uri, args.experiment, args.filter,
+                         None if saved is None else {record["run_id"] for record in saved})
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
@@ -61,6 +66,8 @@ def _argument_error(args) -> str | None:
     if args.runs_from and not args.runs_from.is_dir():
         return (f"--runs-from {args.runs_from} is not a folder; name the folder of the study's "
                 "results (its metrics.json files)")
+    if args.volume is not None and args.volume < 1:
+        return f"--volume {args.volume}: give 1 or more predictions"
     if args.runs_from and (args.filter or args.experiment):
         return ("--runs-from takes the runs its files record; --experiment and --filter choose "
                 "among a store's: give one or the other")
@@ -74,16 +81,6 @@ def _argument_error(args) -> str | None:
             return (f"--filter {args.filter!r} is not an MLflow filter ({err.message}); e.g. "
                     "\"tags.model = 'gpt2'\"")
     return None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} predictions: give 1 or more")
-    return value
 
 
 def write_atomically(out: Path, write):

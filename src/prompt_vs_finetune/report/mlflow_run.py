@@ -72,27 +72,21 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
 
 
-def recorded_runs(folder: Path) -> tuple[pd.DataFrame | None, set[str]]:
-    """(load_runs' table of the runs that `pvf results_file=...` recorded under `folder`, read
-    from those files: no store; None where a file has no record (older pvf), their run ids)."""
-    rows, ids = [], set()
-    for path in sorted(folder.rglob("metrics.json")):
-        saved = json.loads(path.read_text())
-        ids.add(saved["run_id"])
-        if (run := saved.pop("run", None)) is None:
-            rows = None
-        elif rows is not None:
-            each = saved.pop("per_example")
-            metrics = {k: float(v) for k, v in saved.items() if k != "run_id"} | run["metrics"]
-            info = SimpleNamespace(run_id=saved["run_id"], **{
-                k: run[k] for k in ("experiment_id", "start_time", "artifact_uri")})
-            rows.append(_row(SimpleNamespace(info=info, data=SimpleNamespace(
-                tags=run["tags"], params=run["params"], metrics=metrics)))
-                | {"examples": np.asarray(each["values"], dtype=float),
-                   "predictions": each.get("predictions")})
-    if rows is None:
-        return None, ids
-    return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"]))), ids
+def recorded_runs(saved: list[dict]) -> pd.DataFrame:
+    """load_runs' table from results files, read in place of the store: `pvf results_file=...`
+    records the run as the store holds it, and its per-example file."""
+    rows = []
+    for record in saved:
+        run, each = record["run"], record["per_example"]
+        info = SimpleNamespace(run_id=record["run_id"], **{
+            key: run[key] for key in ("experiment_id", "start_time", "artifact_uri")})
+        metrics = {key: float(value) for key, value in record.items()
+                   if key not in ("run_id", "run", "per_example")} | run["metrics"]
+        data = SimpleNamespace(tags=run["tags"], params=run["params"], metrics=metrics)
+        rows.append(_row(SimpleNamespace(info=info, data=data)) | {
+            "examples": np.asarray(each["values"], dtype=float),
+            "predictions": each.get("predictions")})
+    return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"])))
 
 
 def _row(run) -> dict:
