@@ -73,11 +73,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                            cfg.results_file, cfg.mlflow)
             outcome = "finished"
             return results
-        except Preempted:
-            outcome = "preempted"
-            raise
-        except KeyboardInterrupt:
-            outcome = "interrupted"
+        except (Preempted, KeyboardInterrupt) as stop:
+            outcome = "preempted" if isinstance(stop, Preempted) else "interrupted"
             raise
         finally:
             backend.close(outcome)

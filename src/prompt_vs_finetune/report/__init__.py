@@ -44,12 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     saved = [json.loads(path.read_text()) for path in args.runs_from.rglob("metrics.json")
-             ] if args.runs_from else None
-    if saved is not None and all("run" in record for record in saved):
+             ] if args.runs_from else []
+    if args.runs_from and all("run" in r for r in saved) and not (args.experiment or args.filter):
         runs = recorded_runs(saved)
-    else:  # every run in the store, or those in results files of an older pvf (no record)
+    else:  # from the store: every run, the files' (of an older pvf: no record), or a selection
         runs = load_runs(uri, args.experiment, args.filter,
-                         None if saved is None else {record["run_id"] for record in saved})
+                         {record["run_id"] for record in saved} if args.runs_from else None)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
@@ -68,9 +68,6 @@ def _argument_error(args) -> str | None:
                 "results (its metrics.json files)")
     if args.volume is not None and args.volume < 1:
         return f"--volume {args.volume}: give 1 or more predictions"
-    if args.runs_from and (args.filter or args.experiment):
-        return ("--runs-from takes the runs its files record; --experiment and --filter choose "
-                "among a store's: give one or the other")
     if args.filter:
         from mlflow.exceptions import MlflowException
         from mlflow.utils.search_utils import SearchUtils
