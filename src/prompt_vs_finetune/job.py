@@ -155,7 +155,7 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
            mlflow_cfg) -> None:
     """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
     report's intervals) into the active run; `results_file` for DVC, with the run as the report
-    reads it (`pvf-report --runs-from`: the store's metrics where they differ from `results`)."""
+    reads it (`pvf-report --runs-from`)."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
@@ -165,10 +165,10 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
     active = mlflow.active_run().info
     if results_file:
         data = mlflow.get_run(active.run_id).data
-        run = {"experiment_id": active.experiment_id, "start_time": active.start_time,
-               "artifact_uri": active.artifact_uri, "params": data.params, "tags": data.tags,
-               "metrics": {k: v for k, v in data.metrics.items()
-                           if results.get(k) != v and not k.startswith("system/")}}
+        run = {"info": {key: getattr(active, key) for key in (
+                   "run_id", "experiment_id", "start_time", "artifact_uri")},
+               "data": {"params": data.params, "tags": data.tags, "metrics": {
+                   k: v for k, v in data.metrics.items() if not k.startswith("system/")}}}
         Path(results_file).parent.mkdir(parents=True, exist_ok=True)
         Path(results_file).write_text(json.dumps({"run_id": active.run_id, **results, "run": run,
                                                   "per_example": per_example}, indent=1))

@@ -12,7 +12,6 @@ from pathlib import Path
 _HOME = {"load_runs": "mlflow_run", "latest_of_identical": "mlflow_run",
          "write_report": "write", "recommend": "verdict", "crossover": "verdict",
          **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
-__all__ = sorted([*_HOME, "main"])
 
 
 def __getattr__(name: str):

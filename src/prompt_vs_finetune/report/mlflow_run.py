@@ -75,17 +75,10 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
 def recorded_runs(saved: list[dict]) -> pd.DataFrame:
     """load_runs' table from results files, read in place of the store: `pvf results_file=...`
     records the run as the store holds it, and its per-example file."""
-    rows = []
-    for record in saved:
-        run, each = record["run"], record["per_example"]
-        info = SimpleNamespace(run_id=record["run_id"], **{
-            key: run[key] for key in ("experiment_id", "start_time", "artifact_uri")})
-        metrics = {key: float(value) for key, value in record.items()
-                   if key not in ("run_id", "run", "per_example")} | run["metrics"]
-        data = SimpleNamespace(tags=run["tags"], params=run["params"], metrics=metrics)
-        rows.append(_row(SimpleNamespace(info=info, data=data)) | {
-            "examples": np.asarray(each["values"], dtype=float),
-            "predictions": each.get("predictions")})
+    rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),
+                                 data=SimpleNamespace(**record["run"]["data"])))
+            | {"examples": np.asarray(record["per_example"]["values"], dtype=float),
+               "predictions": record["per_example"].get("predictions")} for record in saved]
     return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"])))
 
 
