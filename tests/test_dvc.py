@@ -114,8 +114,7 @@ def test_a_study_stage_reruns_when_a_config_value_it_uses_changes(tmp_path):
     """A study's job stages take their composed config's hash (pipelines/config_hashes.py):
     a value one uses changes it, directly (lora.yaml's lr) or through another file (the weight
     decay the hybrid takes from its student's full_finetune.yaml); a file none composes
-    (gpt2.yaml) changes none. Outputs are
-    committed, not run: only the params are at stake."""
+    (gpt2.yaml) changes none. Outputs are committed, not run: only the params are at stake."""
     for name in ("conf", "src/prompt_vs_finetune", "pipelines/config_hashes.py"):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -82,11 +82,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 def label_params(task: Task) -> dict[str, str]:
     """The label set as two params (how many, and a hash of the label -> verbalization map)."""
-    if not task.labels:
-        return {}
     mapping = json.dumps(task.labels, sort_keys=True).encode()
     return {"task.n_labels": str(len(task.labels)),
-            "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
+            "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]} if task.labels else {}
 
 
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
@@ -154,8 +152,7 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
            results: dict[str, float], title: str, per_example: dict, results_file: str | None,
            mlflow_cfg) -> None:
     """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
-    report's intervals) into the active run; `results_file` for DVC, with the run as the report
-    reads it (`pvf-report --runs-from`)."""
+    report's intervals) into the active run; `results_file`: for DVC, and pvf-report --runs-from."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
