@@ -1,5 +1,6 @@
 """`dvc repro` of the default study, end to end, in a temporary copy of the repository."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -90,6 +91,57 @@ def test_dvc_repro_default_study_offline(tmp_path):
     assert any(r.startswith("lr3e-3,") for r in rows)
 
 
+STAGES = """stages:
+  configs:
+    wdir: ../..
+    cmd: python pipelines/config_hashes.py pipelines/s/dvc.yaml pipelines/s/configs.json
+    deps: [conf, src/prompt_vs_finetune, pipelines/s/data]
+    outs:
+      - pipelines/s/configs.json: {cache: false}
+  run:
+    matrix: {arm: [zero_shot, lora, hybrid]}
+    wdir: ../..
+    cmd: pvf task=intent_sample model=tiny arm=${item.arm} data_dir=pipelines/s/data
+      results_file=pipelines/s/results/${item.arm}.json
+    params:
+      - pipelines/s/configs.json: ["run.${key}"]
+    outs:
+      - pipelines/s/results/${item.arm}.json: {cache: false}
+"""
+
+
+def test_a_study_stage_reruns_when_a_config_value_it_uses_changes(tmp_path):
+    """A study's job stages take their composed config's hash (pipelines/config_hashes.py):
+    a value one uses changes it, directly (lora.yaml's lr) or through another file (the weight
+    decay the hybrid takes from its student's full_finetune.yaml); a file none composes
+    (gpt2.yaml) changes none. Outputs are committed, not run: only the params are at stake."""
+    for name in ("conf", "src/prompt_vs_finetune", "pipelines/config_hashes.py"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        copy(Path(PRISTINE_PROJECT or ROOT) / name if name == "conf" else ROOT / name,
+             tmp_path / name)
+    (tmp_path / "pipelines/s/data").mkdir(parents=True)
+    (tmp_path / "pipelines/s/data/train.jsonl").write_text("{}\n")
+    (tmp_path / "pipelines/s/dvc.yaml").write_text(STAGES)
+    sh(tmp_path, "dvc", "init", "--no-scm", "-q")
+    sh(tmp_path, "dvc", "repro", "pipelines/s/dvc.yaml:configs")
+    (tmp_path / "pipelines/s/results").mkdir()
+    for arm in ("zero_shot", "lora", "hybrid"):
+        (tmp_path / f"pipelines/s/results/{arm}.json").write_text("{}")
+    sh(tmp_path, "dvc", "commit", "-f", "-q", "pipelines/s/dvc.yaml")
+    assert json.loads(sh(tmp_path, "dvc", "status", "--json", "pipelines/s/dvc.yaml")) == {}
+
+    for name, old, new in (("arm/full_finetune", "weight_decay: 0.01", "weight_decay: 0.1"),
+                           ("arm/lora", "lr: null", "lr: 1.0e-3"),
+                           ("model/gpt2", "lora_lr: 2.0e-4", "lora_lr: 3.0e-4")):
+        path = tmp_path / f"conf/{name}.yaml"
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+    sh(tmp_path, "dvc", "repro", "pipelines/s/dvc.yaml:configs")
+    changed = json.loads(sh(tmp_path, "dvc", "status", "--json", "pipelines/s/dvc.yaml"))
+    assert set(changed) == {"pipelines/s/dvc.yaml:run@lora", "pipelines/s/dvc.yaml:run@hybrid"}
+
+
 def commit(repo, message):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
@@ -114,6 +166,13 @@ def run_params(repo, task, arm):
     return {**run.data.params, **run.data.tags}
 
 
+def job_stages(cwd, study):
+    """`dvc stage list` of a study, less its `configs` stage (the hashes its job stages take)."""
+    listed = sh(cwd, "dvc", "stage", "list", f"pipelines/{study}/dvc.yaml").splitlines()
+    assert sum(":configs " in line for line in listed) == 1
+    return [line for line in listed if ":configs " not in line]
+
+
 @pytest.mark.parametrize(("study", "stages"), [
     # prepare + finetune (1 task x 2 arms x 5 budgets x 3 seeds) + fewshot (4 k x 3) + report
     ("data_efficiency", 1 + 30 + 12 + 1),
@@ -124,7 +183,7 @@ def run_params(repo, task, arm):
 ])
 def test_further_studies_render(study, stages):
     """Each pipelines/<study>/dvc.yaml renders its matrix from its own study.yaml."""
-    listed = sh(ROOT, "dvc", "stage", "list", f"pipelines/{study}/dvc.yaml").splitlines()
+    listed = job_stages(ROOT, study)
     assert len(listed) == stages
     if study == "data_efficiency":
         assert any("finetune@banking77-lora-all-2" in line for line in listed)
@@ -139,7 +198,7 @@ def test_model_scale_renders_api_models(tmp_path):
     study = tmp_path / "pipelines/model_scale/study.yaml"
     study.write_text(study.read_text().replace("api_models: []", "api_models: [claude]"))
     sh(tmp_path, "dvc", "init", "--no-scm", "-q")
-    listed = sh(tmp_path, "dvc", "stage", "list", "pipelines/model_scale/dvc.yaml").splitlines()
+    listed = job_stages(tmp_path, "model_scale")
     api = sorted(line.split()[0].split("@")[1] for line in listed if ":api@" in line)
     assert len(listed) == 2 + 144 + 12 + 1
     assert api == sorted(f"{task}-claude-{arm}-{seed}" for task in ("banking77", "dialogsum")

@@ -74,11 +74,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                            cfg.results_file, cfg.mlflow)
             outcome = "finished"
             return results
-        except Preempted:
-            outcome = "preempted"
-            raise
-        except KeyboardInterrupt:
-            outcome = "interrupted"
+        except (Preempted, KeyboardInterrupt) as stop:
+            outcome = "preempted" if isinstance(stop, Preempted) else "interrupted"
             raise
         finally:
             backend.close(outcome)
@@ -86,11 +83,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 def label_params(task: Task) -> dict[str, str]:
     """The label set as two params (how many, and a hash of the label -> verbalization map)."""
-    if not task.labels:
-        return {}
     mapping = json.dumps(task.labels, sort_keys=True).encode()
     return {"task.n_labels": str(len(task.labels)),
-            "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]}
+            "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]} if task.labels else {}
 
 
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
@@ -157,7 +152,7 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
            results: dict[str, float], title: str, per_example: dict, results_file: str | None,
            mlflow_cfg) -> None:
     """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
-    report's intervals) into the active run; `results_file` for DVC."""
+    report's intervals) into the active run; `results_file`: for DVC, and pvf-report --runs-from."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
@@ -166,8 +161,14 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
     mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
     active = mlflow.active_run().info
     if results_file:
+        data = mlflow.get_run(active.run_id).data
+        run = {"info": {key: getattr(active, key) for key in (
+                   "run_id", "experiment_id", "start_time", "artifact_uri")},
+               "data": {"params": data.params, "tags": data.tags, "metrics": {
+                   k: v for k, v in data.metrics.items() if not k.startswith("system/")}}}
         Path(results_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(results_file).write_text(json.dumps({"run_id": active.run_id, **results}, indent=2))
+        Path(results_file).write_text(json.dumps({"run_id": active.run_id, **results, "run": run,
+                                                  "per_example": per_example}, indent=1))
     log.info("run %s: %s", active.run_id,
              ", ".join(f"{k}={v:.4g}" for k, v in results.items() if k.startswith("test/")))
     log.info("%s", run_address(mlflow_cfg.tracking_uri, mlflow_cfg.experiment_name,

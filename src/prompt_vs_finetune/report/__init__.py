@@ -12,7 +12,6 @@ from pathlib import Path
 _HOME = {"load_runs": "mlflow_run", "latest_of_identical": "mlflow_run",
          "write_report": "write", "recommend": "verdict", "crossover": "verdict",
          **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
-__all__ = sorted([*_HOME, "main"])
 
 
 def __getattr__(name: str):
@@ -27,15 +26,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("--experiment", action="append", help="experiment (task) name; repeat")
     parser.add_argument("--filter", default="", help="MLflow filter, e.g. \"tags.model = 'gpt2'\"")
-    parser.add_argument("--runs-from", type=Path, default=None,
-                        help="only the runs recorded in metrics.json files under this folder")
+    parser.add_argument("--runs-from", type=Path, default=None, help="only the runs recorded "
+                        "in metrics.json files under this folder, read from them (no store)")
     parser.add_argument("--out", default="reports", type=Path, help="output folder")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a summary run")
-    parser.add_argument("--volume", type=_positive, default=None,
+    parser.add_argument("--volume", type=int, default=None,
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    from .mlflow_run import load_runs, log_report_run  # after parsing: --help needs neither
+    from .mlflow_run import load_runs, log_report_run, recorded_runs  # --help needs none
     from .write import write_report
     if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
@@ -43,9 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    run_ids = {json.loads(path.read_text())["run_id"]  # those `pvf results_file=...` recorded
-               for path in args.runs_from.rglob("metrics.json")} if args.runs_from else None
-    runs = load_runs(uri, args.experiment, args.filter, run_ids)
+    saved = [json.loads(path.read_text()) for path in args.runs_from.rglob("metrics.json")
+             ] if args.runs_from else []
+    if args.runs_from and all("run" in r for r in saved) and not (args.experiment or args.filter):
+        runs = recorded_runs(saved)
+    else:  # from the store: every run, the files' (of an older pvf: no record), or a selection
+        runs = load_runs(uri, args.experiment, args.filter,
+                         {record["run_id"] for record in saved} if args.runs_from else None)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
     summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
@@ -62,6 +65,8 @@ def _argument_error(args) -> str | None:
     if args.runs_from and not args.runs_from.is_dir():
         return (f"--runs-from {args.runs_from} is not a folder; name the folder of the study's "
                 "results (its metrics.json files)")
+    if args.volume is not None and args.volume < 1:
+        return f"--volume {args.volume}: give 1 or more predictions"
     if args.filter:
         from mlflow.exceptions import MlflowException
         from mlflow.utils.search_utils import SearchUtils
@@ -72,16 +77,6 @@ def _argument_error(args) -> str | None:
             return (f"--filter {args.filter!r} is not an MLflow filter ({err.message}); e.g. "
                     "\"tags.model = 'gpt2'\"")
     return None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} predictions: give 1 or more")
-    return value
 
 
 def write_atomically(out: Path, write):

@@ -8,6 +8,7 @@ import os
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import mlflow
@@ -71,6 +72,16 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
         return runs
     logged = runs["artifact_uri"].map(_per_example)
     return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
+
+
+def recorded_runs(saved: list[dict]) -> pd.DataFrame:
+    """load_runs' table from results files, read in place of the store: `pvf results_file=...`
+    records the run as the store holds it, and its per-example file."""
+    rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),
+                                 data=SimpleNamespace(**record["run"]["data"])))
+            | {"examples": np.asarray(record["per_example"]["values"], dtype=float),
+               "predictions": record["per_example"].get("predictions")} for record in saved]
+    return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"])))
 
 
 def _row(run) -> dict:

@@ -201,10 +201,8 @@ def render_html(markdown: str, folder: Path) -> str:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
-        src = str(child.attrGet("src") or "")
-        path = (folder / src).resolve()
-        if (src and "://" not in src and not src.startswith(("/", "data:")) and path.is_file()
-                and path.is_relative_to(folder.resolve()) and path.suffix == ".png"):
+        path = (folder / str(child.attrGet("src") or "")).resolve()  # a URL: no file there
+        if path.suffix == ".png" and path.is_file() and path.is_relative_to(folder.resolve()):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             child.attrSet("src", f"data:image/png;base64,{data}")
     page = Template((Path(__file__).parent / "page.html").read_text())
