@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -87,3 +90,16 @@ def test_an_encoder_checkpoint_is_not_taken_for_a_causal_lm(tmp_path):
     cfg = compose_config(tmp_path, f"model.name_or_path={tmp_path}/bert").model
     with pytest.raises(UserError, match=r"is not a causal language model \(it is a BertModel\)"):
         load_model(cfg, str(tmp_path))
+
+
+def test_a_command_imports_only_what_it_needs():
+    """pvf-prepare's modules import no torch; a prompting job's no peft (LoRA imports it where
+    it adapts a model, a fit with its learning-rate schedule): seconds of every cold start."""
+    script = ("import sys\n"
+              "import prompt_vs_finetune.cli, prompt_vs_finetune.config, prompt_vs_finetune.tasks\n"
+              "import prompt_vs_finetune.tasks.splits\n"
+              "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))\n"
+              "import prompt_vs_finetune.job, prompt_vs_finetune.backends.local\n"
+              "print(sorted({'peft'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["[]", "[]"], done.stderr

@@ -12,12 +12,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import UserError
-from .models.precision import INFERENCE_DTYPES
 from .project import compose_options, name_error
 from .tasks import task_type
 from .tracking.secrets import leaked_secret
 
 log = logging.getLogger(__name__)
+INFERENCE_DTYPES = ("float32", "float16", "bfloat16", "int8")  # models/precision.py casts to
 STUDENTS = {"full": "full_finetune", "lora": "lora"}  # hybrid: arm.student -> its arm file
 STUDENT_KEYS = ("weight_decay", "warmup_ratio", "lora")  # null in hybrid.yaml: the student's
 MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to

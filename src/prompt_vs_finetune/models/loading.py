@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import try_to_load_from_cache
-from peft import LoraConfig, get_peft_model
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
@@ -133,6 +132,8 @@ def context_length(model: PreTrainedModel, override: int | None = None) -> int:
 
 def apply_lora(model: PreTrainedModel, lora_cfg):
     """`model` wrapped with peft LoRA adapters, the only trainable weights."""
+    from peft import LoraConfig, get_peft_model  # 1-2 s to import: only the arms that adapt
+
     config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                         target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
     try:

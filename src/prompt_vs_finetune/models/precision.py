@@ -8,9 +8,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..config import INFERENCE_DTYPES
 from ..errors import UserError
-
-INFERENCE_DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 
 def _device_type(device) -> str:

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import LearningRateMonitor
-from transformers import get_linear_schedule_with_warmup
 
 from ..errors import UserError
 from ..metrics.cost import Usage, call_usd, fit_usd
@@ -79,6 +78,8 @@ class ArmModule(L.LightningModule):
                  batch_size=batch["input_ids"].size(0), sync_dist=True)
 
     def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup  # imports peft: fits only
+
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [  # no weight decay on biases and layer norms
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},

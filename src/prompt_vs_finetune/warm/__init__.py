@@ -131,8 +131,7 @@ def _start_worker(key: str, folder: Path):
         return subprocess.Popen(
             [sys.executable, *flags, "-m", "prompt_vs_finetune.warm.worker", key,
              json.dumps(sys.path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", start_new_session=True,
-            close_fds=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", start_new_session=True)
 
 
 def _run_in_worker(conn: socket.socket, entry: str) -> None:

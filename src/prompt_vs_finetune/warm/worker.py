@@ -25,7 +25,7 @@ PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
            "prompt_vs_finetune.metrics", "prompt_vs_finetune.train",
            "mlflow.store.tracking.sqlalchemy_store", "hydra._internal.hydra",
            "hydra.core.override_parser.overrides_parser", "peft", "rouge_score.rouge_scorer",
-           "git", "tabulate")
+           "git", "tabulate", "transformers.optimization")  # a fit's (lazy in a new process)
 
 
 def serve(key: str) -> tuple | None:
