@@ -13,6 +13,7 @@ from .conftest import compose_config
 from .faulty import ctrl_c_as_a_run_opens
 from .test_api import SECRET, _runs
 from .test_cli import pvf, runs_in
+from .test_report import store  # noqa: F401 - a fixture
 
 
 def test_a_chain_of_causes_that_loops_is_walked_once():
@@ -302,3 +303,87 @@ def test_a_reply_that_is_not_json_is_one_line_not_a_traceback(tmp_path, monkeypa
                                           for r in stub.requests})
     _, (run,) = runs_in(tmp_path)
     assert run.info.status == "FAILED"
+
+
+TINY = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot",
+        "test_size=2")
+STORE = "error: the MLflow tracking store 'sqlite:///mlflow.db': "
+STORE_FAULTS = {"full": r"its disk \(.+\) is full; free space there",
+                "read_only": r"it cannot be written \(a read-only or immutable file",
+                "locked": "it is locked by another process"}
+
+
+def test_a_store_that_fails_during_a_job_is_one_line_and_no_run_stays_running(tmp_path):
+    """Issue 38: the store's disk filling during a run gave two SQLAlchemy tracebacks, then a
+    line that blamed the working folder; a read-only or locked store, tracebacks. Now one line
+    naming the store and its cause, MLflow's output in the job's log file; a run the store
+    could not end is ended by the next job."""
+    import re
+
+    for kind, cause in STORE_FAULTS.items():
+        done = pvf(tmp_path, *TINY, "+callbacks.fault._target_=tests.faulty.StoreFault",
+                   f"+callbacks.fault.kind={kind}", "cache_predictions=false", timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        (line,) = done.stderr.strip().splitlines()
+        assert re.match(STORE + cause, line), line
+    log = max(tmp_path.glob("outputs/**/*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "sqlite3.OperationalError: database is locked" in log  # MLflow's, in the log file
+    assert pvf(tmp_path, *TINY, timeout=300).returncode == 0
+    _, runs = runs_in(tmp_path)
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED", "KILLED", "KILLED"]
+
+
+def test_a_store_damaged_as_a_sweep_logs_its_summary_is_one_line(tmp_path):
+    """Issue 38: a store truncated while a sweep wrote its summary was a traceback."""
+    import re
+
+    done = pvf(tmp_path, "-m", *TINY, "seed=0,1",
+               "+hydra.callbacks.fault._target_=tests.faulty.BreakStoreAtSweepEnd",
+               "+hydra.callbacks.fault.kind=truncated", timeout=300)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "2 finished, 0 failed" in done.stderr, output[-3000:]
+    (line,) = [line for line in output.splitlines() if "error:" in line]
+    assert re.search(r"error: the sweep summary was not logged into run \w+: "
+                     + STORE.removeprefix("error: ") + "it is damaged", line), line
+
+
+def report_command(tmp_path, *args, fault: str = ""):
+    """`pvf-report` as a command, with the store broken first (tests.faulty.break_store)."""
+    import subprocess
+    import sys
+
+    from .test_cli import job_env
+
+    program = "from prompt_vs_finetune.warm import report; report()"
+    if fault:
+        program = f"import tests.faulty as f; f.break_store({fault!r}, 'mlflow.db'); {program}"
+    return subprocess.run([sys.executable, "-c", program, "--out", str(tmp_path / "report"),
+                           *args], cwd=tmp_path, env=job_env(PVF_WARM="0"),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_pvf_report_reads_a_store_and_makes_none(tmp_path):
+    """Issue 38: `pvf-report --tracking-uri sqlite:///missing/dir/m.db` made the folder and an
+    empty store, then blamed --experiment; a damaged store was a traceback."""
+    done = report_command(tmp_path, "--tracking-uri", "sqlite:///missing/dir/m.db")
+    assert done.stderr.strip() == (
+        "error: the MLflow tracking store 'sqlite:///missing/dir/m.db' does not exist "
+        f"({tmp_path}/missing/dir/m.db); run pvf first, or name the store pvf used")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "mlflow.db").write_bytes(b"SQLite format 3\0" + b"\xab" * 5000)
+    done = report_command(tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().startswith(
+        "error: cannot read the MLflow tracking store 'sqlite:///mlflow.db': it is damaged ("), \
+        done.stderr[-3000:]
+
+
+@pytest.mark.usefixtures("store")  # finished runs in tmp_path/mlflow.db
+def test_pvf_report_on_a_store_it_cannot_write_is_one_line(tmp_path):
+    """Issue 38: the runs read, the report's own run could not be made: a traceback as it
+    created its `pvf-report` experiment."""
+    done = report_command(tmp_path, fault="read_only")
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "error: cannot log the report into the MLflow tracking store 'sqlite:///mlflow.db': it "
+        "cannot be written (a read-only or immutable file, or folder); make it writable"), \
+        done.stderr[-3000:]
+    assert (tmp_path / "report" / "report.md").is_file()

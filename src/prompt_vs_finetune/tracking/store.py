@@ -1,18 +1,25 @@
 """The MLflow store: the experiment (made once), its views, system metrics, datasets and models."""
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
 from contextlib import nullcontext, suppress
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
 
+from ..errors import UserError, causes, first_line
 from ..tasks import task_type
 from .secrets import redact
+
+log = logging.getLogger(__name__)
 
 # what MLflow 3's UI reads where neither its toggle nor a link decides (docs/tracking.md)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -22,28 +29,131 @@ SAVED_VIEW_TAG = "mlflow.sharedViewState."
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
 
 
+# what SQLite and the HTTP client say -> what is wrong with the store, and what to do
+FAULTS = ((("database or disk is full",), "its disk ({folder}) is full; free space there"),
+          (("readonly database", "unable to open database file"),
+           "it cannot be written (a read-only or immutable file, or folder); make it writable"),
+          (("database is locked",), "it is locked by another process; let that finish, or end it"),
+          (("malformed", "not a database"),
+           "it is damaged ({error}); restore it from a backup, or use another store"),
+          (("Max retries exceeded", "no answer to GET"),
+           "it cannot be reached ({error}); start the server, or fix MLFLOW_TRACKING_URI"))
+LIBRARIES = ("mlflow", "sqlalchemy", "alembic", "urllib3")  # their log lines: the log file only
+_answered: dict[str, bool] = {}  # servers asked in this process: did the last ask get an answer
+
+
+def store_path(tracking_uri: str) -> Path | None:
+    """The file (sqlite) or folder of a store on this machine; None for a server's."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0])
+    parts = urlparse(tracking_uri)
+    return Path(parts.path) if parts.scheme in ("", "file") else None
+
+
+def store_problem(err: BaseException, tracking_uri: str) -> str | None:
+    """`the MLflow tracking store 'uri': what is wrong with it`, when `err` is the store failing."""
+    chain = list(causes(err))
+    if not any(type(e).__module__.partition(".")[0] in ("mlflow", "sqlalchemy", "sqlite3")
+               for e in chain):
+        return None
+    path = store_path(tracking_uri)
+    for seen, (markers, cause) in ((e, f) for e in chain for f in FAULTS):
+        if any(marker in str(seen) for marker in markers):
+            return redact(f"the MLflow tracking store {tracking_uri!r}: " + cause.format(
+                folder=path.absolute().parent if path else "the server's",
+                error=first_line(seen, 150)))
+    return None
+
+
+def store_errors(doing: str):
+    """For a function of a store (its first argument): the store failing is one line,
+    `cannot <doing> the MLflow tracking store 'uri': what is wrong with it`."""
+    def decorate(function):
+        @functools.wraps(function)
+        def guarded(tracking_uri: str, *args, **kwargs):
+            try:
+                return function(tracking_uri, *args, **kwargs)
+            except Exception as err:
+                if problem := store_problem(err, tracking_uri):
+                    raise UserError(f"cannot {doing} {problem}") from err
+                raise
+        return guarded
+    return decorate
+
+
+def note_retries() -> None:
+    """One line, once, while a server is retried (urllib3's lines about it: the log file)."""
+    if not note_retries.done:
+        note_retries.done = True
+        log.warning("the MLflow tracking server %s does not answer; retrying as MLflow's client "
+                    "does (for minutes: MLFLOW_HTTP_REQUEST_MAX_RETRIES)",
+                    redact(mlflow.get_tracking_uri()))
+
+
+note_retries.done = False
+
+
+class LogFileOnly(logging.Handler):
+    """The libraries' log lines into the job's log file, not onto the terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Retrying"):
+            note_retries()
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def library_logs_to_file(verbose: bool = False) -> None:
+    """MLflow's, SQLAlchemy's and urllib3's log lines (a failing store's tracebacks) in the log
+    file only; with `verbose`, on the terminal too."""
+    for name in LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = ([] if verbose else [LogFileOnly()]), verbose
+
+
+library_logs_to_file()  # MLflow put its own handler on the terminal as it was imported
+
+
 def store_lock(tracking_uri: str) -> FileLock:
     """A lock for what parallel jobs must create once: beside a sqlite database, else in the
     temp folder per store (a server shared by jobs on one machine)."""
     if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db = store_path(tracking_uri)
         db.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(f"{db}.lock", timeout=600)
     digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
     return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
 
 
+def wait_for_server(tracking_uri: str) -> None:
+    """A server this process reached before (restarting now) is waited for as long as MLflow's
+    client retries a call (MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR); another, asked
+    once."""
+    import requests
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR as FACTOR
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES
+
+    waits = [min(FACTOR.get() * 2 ** i, 120) for i in range(RETRIES.get())
+             ] if _answered.get(tracking_uri) else []
+    for wait in [*waits, None]:
+        try:
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10).raise_for_status()
+            _answered[tracking_uri] = True
+            return
+        except requests.RequestException as err:
+            if wait is None:
+                _answered[tracking_uri] = False
+                raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
+            note_retries()
+            time.sleep(wait)
+
+
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the experiment, created if needed, with the `tags` it lacks (yours stay)."""
-    import requests
-
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
-        try:  # one quick request: MLflow's own client retries for minutes
-            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10)
-        except requests.RequestException as err:
-            raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
-                                  f"({type(err).__name__})") from err
+        wait_for_server(tracking_uri)
     # parallel jobs creating one sqlite store or experiment corrupt it
     with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
         experiment = mlflow.set_experiment(name)
