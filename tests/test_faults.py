@@ -2,6 +2,7 @@
 and a run that is not left RUNNING; none hangs, none gives a meaningless number."""
 
 import json
+import re
 
 import pytest
 
@@ -387,3 +388,101 @@ def test_pvf_report_on_a_store_it_cannot_write_is_one_line(tmp_path):
         "cannot be written (a read-only or immutable file, or folder); make it writable"), \
         done.stderr[-3000:]
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _mlflow_server(folder, port: int):
+    """`mlflow server` on `port`, its sqlite store and artifacts in `folder`, once it answers
+    (its own process group: stopping it stops its uvicorn worker too)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=2).raise_for_status()
+            return server
+        except requests.RequestException:
+            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
+            time.sleep(0.3)
+
+
+def _stop(server) -> None:
+    """At once, as a crash or a killed container stops it."""
+    import os
+    import signal
+
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=60)
+
+
+def test_a_sweep_outlives_a_tracking_server_restart(tmp_path):
+    """Issue 38: a sweep whose `mlflow server` restarts mid-sweep (killed as the second job
+    starts, then started again: down for its start-up, 15-25 s here) finishes every run with
+    its metrics; MLflow's HTTP retries (and pvf's wait for a server it reached before, as a job
+    opens its run) carry it, and say so in one pvf line, not urllib3's `Retrying (...)`."""
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from .test_cli import job_env
+
+    port = _free_port()
+    server = _mlflow_server(tmp_path, port)
+    env = job_env(PVF_WARM="0")
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"  # MLflow's 2: retries 1, 2, 4, ... s apart
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "prompt_vs_finetune", "-m", *TINY, "seed=0,1,2,3",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while not (tmp_path / "sweep" / ".pvf_jobs" / "0.json").exists():
+            assert sweep.poll() is None, sweep.stdout.read()[-3000:]
+            time.sleep(0.1)
+        _stop(server)  # as the second job starts
+        server = _mlflow_server(tmp_path, port)
+        output, _ = sweep.communicate(timeout=600)
+    finally:
+        sweep.kill()
+        _stop(server)
+    assert sweep.returncode == 0 and "4 finished, 0 failed" in output, output[-3000:]
+    assert "Retrying (" not in output and "Traceback" not in output, output[-3000:]
+    assert output.count("does not answer; retrying") == 1, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("intent_sample")
+                                           .experiment_id]) if "pvf.parent" not in r.data.tags]
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2", "3"]
+    assert all(r.info.status == "FINISHED" and "test/accuracy" in r.data.metrics for r in runs)
+
+
+def test_a_tracking_server_that_stays_down_ends_each_job_in_one_line(tmp_path):
+    """Nothing answers at the address: each job of a sweep ends in one line naming the server,
+    at once (a server this process has not reached is not waited for); no run is made."""
+    done = pvf(tmp_path, "-m", *TINY, "seed=0,1",
+               f"mlflow.tracking_uri=http://127.0.0.1:{_free_port()}", timeout=300)
+    output = done.stdout + done.stderr
+    errors = [line.partition("error: ")[2] for line in output.splitlines() if "error: " in line]
+    assert done.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert len(errors) == 2 and all(re.match(
+        r"cannot use the MLflow tracking store 'http://127\.0\.0\.1:\d+': it cannot be reached "
+        r"\(no answer to GET /health \(ConnectionError\)\); start the server", e) for e in errors)
