@@ -436,8 +436,8 @@ def _stop(server) -> None:
 def test_a_sweep_outlives_a_tracking_server_restart(tmp_path):
     """Issue 38: a sweep whose `mlflow server` restarts mid-sweep (killed as the second job
     starts, then started again: down for its start-up, 15-25 s here) finishes every run with
-    its metrics; MLflow's HTTP retries (and pvf's wait for a server it reached before, as a job
-    opens its run) carry it, and say so in one pvf line, not urllib3's `Retrying (...)`."""
+    its metrics; MLflow's HTTP retries carry it (a job that opens its run meanwhile too), and
+    say so in one pvf line, not urllib3's `Retrying (...)` warnings."""
     import subprocess
     import sys
     import time

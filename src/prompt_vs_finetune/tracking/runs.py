@@ -161,8 +161,9 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
                                     tags={PARENT_TAG: "true", GROUP_TAG: group.key, **group.tags})
             client.set_terminated(run.info.run_id, "FINISHED")
             return run.info.run_id
-    except Exception:  # noqa: BLE001 - nesting is a convenience; the job's run is what counts
-        log.warning("could not find or create the parent run of %s", group.key, exc_info=True)
+    except Exception as err:  # noqa: BLE001 - nesting is a convenience; the job's run counts
+        log.warning("could not find or create the parent run of %s: %s", group.key,
+                    store_problem(err, tracking_uri) or first_line(err))
         return None
 
 

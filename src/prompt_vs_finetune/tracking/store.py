@@ -38,8 +38,7 @@ FAULTS = ((("database or disk is full",), "its disk ({folder}) is full; free spa
            "it is damaged ({error}); restore it from a backup, or use another store"),
           (("Max retries exceeded", "no answer to GET"),
            "it cannot be reached ({error}); start the server, or fix MLFLOW_TRACKING_URI"))
-LIBRARIES = ("mlflow", "sqlalchemy", "alembic", "urllib3")  # their log lines: the log file only
-_answered: dict[str, bool] = {}  # servers asked in this process: did the last ask get an answer
+_reached: set[str] = set()  # servers this process has reached: MLflow's client retries them
 
 
 def store_path(tracking_uri: str) -> Path | None:
@@ -52,22 +51,18 @@ def store_path(tracking_uri: str) -> Path | None:
 
 def store_problem(err: BaseException, tracking_uri: str) -> str | None:
     """`the MLflow tracking store 'uri': what is wrong with it`, when `err` is the store failing."""
-    chain = list(causes(err))
-    if not any(type(e).__module__.partition(".")[0] in ("mlflow", "sqlalchemy", "sqlite3")
-               for e in chain):
-        return None
-    path = store_path(tracking_uri)
-    for seen, (markers, cause) in ((e, f) for e in chain for f in FAULTS):
-        if any(marker in str(seen) for marker in markers):
-            return redact(f"the MLflow tracking store {tracking_uri!r}: " + cause.format(
-                folder=path.absolute().parent if path else "the server's",
-                error=first_line(seen, 150)))
+    chain, path = list(causes(err)), store_path(tracking_uri)
+    if any(type(e).__module__.startswith(("mlflow", "sqlalchemy", "sqlite3")) for e in chain):
+        for seen, (markers, cause) in ((e, f) for e in chain for f in FAULTS):
+            if any(marker in str(seen) for marker in markers):
+                return redact(f"the MLflow tracking store {tracking_uri!r}: " + cause.format(
+                    folder=path.absolute().parent if path else "the server's",
+                    error=first_line(seen, 150)))
     return None
 
 
 def store_errors(doing: str):
-    """For a function of a store (its first argument): the store failing is one line,
-    `cannot <doing> the MLflow tracking store 'uri': what is wrong with it`."""
+    """A function of a store (its first argument) whose store failing is one line (UserError)."""
     def decorate(function):
         @functools.wraps(function)
         def guarded(tracking_uri: str, *args, **kwargs):
@@ -81,33 +76,26 @@ def store_errors(doing: str):
     return decorate
 
 
-def note_retries() -> None:
-    """One line, once, while a server is retried (urllib3's lines about it: the log file)."""
-    if not note_retries.done:
-        note_retries.done = True
-        log.warning("the MLflow tracking server %s does not answer; retrying as MLflow's client "
-                    "does (for minutes: MLFLOW_HTTP_REQUEST_MAX_RETRIES)",
-                    redact(mlflow.get_tracking_uri()))
-
-
-note_retries.done = False
-
-
 class LogFileOnly(logging.Handler):
-    """The libraries' log lines into the job's log file, not onto the terminal."""
+    """The libraries' log lines (a failing store's tracebacks) into the job's log file, not onto
+    the terminal; a server's retries as one line of pvf's, once."""
+
+    retried = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Retrying"):
-            note_retries()
+        if str(record.msg).startswith("Retrying") and not LogFileOnly.retried:
+            LogFileOnly.retried = True
+            log.warning("the MLflow tracking server %s does not answer; retrying as MLflow's "
+                        "client does (MLFLOW_HTTP_REQUEST_MAX_RETRIES)",
+                        redact(mlflow.get_tracking_uri()))
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
                 handler.handle(record)
 
 
 def library_logs_to_file(verbose: bool = False) -> None:
-    """MLflow's, SQLAlchemy's and urllib3's log lines (a failing store's tracebacks) in the log
-    file only; with `verbose`, on the terminal too."""
-    for name in LIBRARIES:
+    """MLflow's, SQLAlchemy's and urllib3's log lines in the log file only (`verbose`: shown)."""
+    for name in ("mlflow", "sqlalchemy", "alembic", "urllib3"):
         logger = logging.getLogger(name)
         logger.handlers, logger.propagate = ([] if verbose else [LogFileOnly()]), verbose
 
@@ -126,34 +114,17 @@ def store_lock(tracking_uri: str) -> FileLock:
     return FileLock(str(Path(tempfile.gettempdir()) / f"pvf-mlflow-{digest}.lock"), timeout=600)
 
 
-def wait_for_server(tracking_uri: str) -> None:
-    """A server this process reached before (restarting now) is waited for as long as MLflow's
-    client retries a call (MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR); another, asked
-    once."""
-    import requests
-    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR as FACTOR
-    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES
-
-    waits = [min(FACTOR.get() * 2 ** i, 120) for i in range(RETRIES.get())
-             ] if _answered.get(tracking_uri) else []
-    for wait in [*waits, None]:
-        try:
-            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10).raise_for_status()
-            _answered[tracking_uri] = True
-            return
-        except requests.RequestException as err:
-            if wait is None:
-                _answered[tracking_uri] = False
-                raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
-            note_retries()
-            time.sleep(wait)
-
-
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the experiment, created if needed, with the `tags` it lacks (yours stay)."""
+    import requests
+
     mlflow.set_tracking_uri(tracking_uri)
-    if tracking_uri.startswith(("http://", "https://")):
-        wait_for_server(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")) and tracking_uri not in _reached:
+        try:  # one quick request: MLflow's client retries for minutes (a server restarting)
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10).raise_for_status()
+        except requests.RequestException as err:
+            raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
+        _reached.add(tracking_uri)
     # parallel jobs creating one sqlite store or experiment corrupt it
     with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
         experiment = mlflow.set_experiment(name)
