@@ -176,8 +176,8 @@ def end_orphans(experiment_id: str) -> None:
         pid = run.data.tags.get("pvf.pid", "")
         if not pid.isdigit() or (process_alive(pid) and int(pid) != os.getpid()):
             continue
-        client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) did not close it (it "
-                       "ended, or the store failed); ended by the next job")
+        client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
+                       "closing it, or could not (the store failed); ended by the next job")
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("ended run %s KILLED: left RUNNING by process %s", run.info.run_id, pid)
 
