@@ -56,8 +56,7 @@ _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ sep
 @store_errors("read")
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
-    """One row per FINISHED job run (of `run_ids` when given: stale studies' runs stay out);
-    a store on this machine that does not exist is not made."""
+    """One row per FINISHED job run (of `run_ids` when given: stale studies' runs stay out)."""
     if (path := store_path(tracking_uri)) and not path.exists():
         raise UserError(f"the MLflow tracking store {redact(tracking_uri)!r} does not exist "
                         f"({path.absolute()}); run pvf first, or name the store pvf used")

@@ -9,7 +9,6 @@ import tempfile
 import time
 from contextlib import nullcontext, suppress
 from pathlib import Path
-from urllib.parse import urlparse
 
 import mlflow
 from filelock import FileLock
@@ -42,11 +41,9 @@ _reached: set[str] = set()  # servers this process has reached: MLflow's client 
 
 
 def store_path(tracking_uri: str) -> Path | None:
-    """The file (sqlite) or folder of a store on this machine; None for a server's."""
-    if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0])
-    parts = urlparse(tracking_uri)
-    return Path(parts.path) if parts.scheme in ("", "file") else None
+    """A sqlite store's database file; None for a server's."""
+    sqlite = tracking_uri.startswith("sqlite:///")
+    return Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0]) if sqlite else None
 
 
 def store_problem(err: BaseException, tracking_uri: str) -> str | None:
