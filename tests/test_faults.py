@@ -2,6 +2,7 @@
 and a run that is not left RUNNING; none hangs, none gives a meaningless number."""
 
 import json
+import re
 
 import pytest
 
@@ -13,6 +14,7 @@ from .conftest import compose_config
 from .faulty import ctrl_c_as_a_run_opens
 from .test_api import SECRET, _runs
 from .test_cli import pvf, runs_in
+from .test_report import store  # noqa: F401 - a fixture
 
 
 def test_a_chain_of_causes_that_loops_is_walked_once():
@@ -302,3 +304,185 @@ def test_a_reply_that_is_not_json_is_one_line_not_a_traceback(tmp_path, monkeypa
                                           for r in stub.requests})
     _, (run,) = runs_in(tmp_path)
     assert run.info.status == "FAILED"
+
+
+TINY = ("task=intent_sample", "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot",
+        "test_size=2")
+STORE = "error: the MLflow tracking store 'sqlite:///mlflow.db': "
+STORE_FAULTS = {"full": r"its disk \(.+\) is full; free space there",
+                "read_only": r"it cannot be written \(a read-only or immutable file",
+                "locked": "it is locked by another process"}
+
+
+def test_a_store_that_fails_during_a_job_is_one_line_and_no_run_stays_running(tmp_path):
+    """Issue 38: the store's disk filling during a run gave two SQLAlchemy tracebacks, then a
+    line that blamed the working folder; a read-only or locked store, tracebacks. Now one line
+    naming the store and its cause, MLflow's output in the job's log file; a run the store
+    could not end is ended by the next job."""
+    import re
+
+    for kind, cause in STORE_FAULTS.items():
+        done = pvf(tmp_path, *TINY, "+callbacks.fault._target_=tests.faulty.StoreFault",
+                   f"+callbacks.fault.kind={kind}", "cache_predictions=false", timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        (line,) = done.stderr.strip().splitlines()
+        assert re.match(STORE + cause, line), line
+    log = max(tmp_path.glob("outputs/**/*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "sqlite3.OperationalError: database is locked" in log  # MLflow's, in the log file
+    assert pvf(tmp_path, *TINY, timeout=300).returncode == 0
+    _, runs = runs_in(tmp_path)
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED", "KILLED", "KILLED"]
+
+
+def test_a_store_damaged_as_a_sweep_logs_its_summary_is_one_line(tmp_path):
+    """Issue 38: a store truncated while a sweep wrote its summary was a traceback."""
+    import re
+
+    done = pvf(tmp_path, "-m", *TINY, "seed=0,1",
+               "+hydra.callbacks.fault._target_=tests.faulty.BreakStoreAtSweepEnd",
+               "+hydra.callbacks.fault.kind=truncated", timeout=300)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "2 finished, 0 failed" in done.stderr, output[-3000:]
+    (line,) = [line for line in output.splitlines() if "error:" in line]
+    assert re.search(r"error: the sweep summary was not logged into run \w+: "
+                     + STORE.removeprefix("error: ") + "it is damaged", line), line
+
+
+def report_command(tmp_path, *args, fault: str = ""):
+    """`pvf-report` as a command, with the store broken first (tests.faulty.break_store)."""
+    import subprocess
+    import sys
+
+    from .test_cli import job_env
+
+    program = "from prompt_vs_finetune.warm import report; report()"
+    if fault:
+        program = f"import tests.faulty as f; f.break_store({fault!r}, 'mlflow.db'); {program}"
+    return subprocess.run([sys.executable, "-c", program, "--out", str(tmp_path / "report"),
+                           *args], cwd=tmp_path, env=job_env(PVF_WARM="0"),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_pvf_report_reads_a_store_and_makes_none(tmp_path):
+    """Issue 38: `pvf-report --tracking-uri sqlite:///missing/dir/m.db` made the folder and an
+    empty store, then blamed --experiment; a damaged store was a traceback."""
+    done = report_command(tmp_path, "--tracking-uri", "sqlite:///missing/dir/m.db")
+    assert done.stderr.strip() == (
+        "error: the MLflow tracking store 'sqlite:///missing/dir/m.db' does not exist "
+        f"({tmp_path}/missing/dir/m.db); run pvf first, or name the store pvf used")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "mlflow.db").write_bytes(b"SQLite format 3\0" + b"\xab" * 5000)
+    done = report_command(tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().startswith(
+        "error: cannot read the MLflow tracking store 'sqlite:///mlflow.db': it is damaged ("), \
+        done.stderr[-3000:]
+
+
+@pytest.mark.usefixtures("store")  # finished runs in tmp_path/mlflow.db
+def test_pvf_report_on_a_store_it_cannot_write_is_one_line(tmp_path):
+    """Issue 38: the runs read, the report's own run could not be made: a traceback as it
+    created its `pvf-report` experiment."""
+    done = report_command(tmp_path, fault="read_only")
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "error: cannot log the report into the MLflow tracking store 'sqlite:///mlflow.db': it "
+        "cannot be written (a read-only or immutable file, or folder); make it writable"), \
+        done.stderr[-3000:]
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _mlflow_server(folder, port: int):
+    """`mlflow server` on `port`, its sqlite store and artifacts in `folder`, once it answers
+    (its own process group: stopping it stops its uvicorn worker too)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=2).raise_for_status()
+            return server
+        except requests.RequestException:
+            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
+            time.sleep(0.3)
+
+
+def _stop(server) -> None:
+    """At once, as a crash or a killed container stops it."""
+    import os
+    import signal
+
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=60)
+
+
+def test_a_sweep_outlives_a_tracking_server_restart(tmp_path):
+    """Issue 38: a sweep whose `mlflow server` restarts mid-sweep (killed as the second job
+    starts, then started again: down for its start-up, 15-25 s here) finishes every run with
+    its metrics; MLflow's HTTP retries carry it (a job that opens its run meanwhile too), and
+    say so in one pvf line, not urllib3's `Retrying (...)` warnings."""
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from .test_cli import job_env
+
+    port = _free_port()
+    server = _mlflow_server(tmp_path, port)
+    env = job_env(PVF_WARM="0")
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"  # MLflow's 2: retries 1, 2, 4, ... s apart
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "prompt_vs_finetune", "-m", *TINY, "seed=0,1,2,3",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while not (tmp_path / "sweep" / ".pvf_jobs" / "0.json").exists():
+            assert sweep.poll() is None, sweep.stdout.read()[-3000:]
+            time.sleep(0.1)
+        _stop(server)  # as the second job starts
+        server = _mlflow_server(tmp_path, port)
+        output, _ = sweep.communicate(timeout=600)
+    finally:
+        sweep.kill()
+        _stop(server)
+    assert sweep.returncode == 0 and "4 finished, 0 failed" in output, output[-3000:]
+    assert "Retrying (" not in output and "Traceback" not in output, output[-3000:]
+    assert output.count("does not answer; retrying") == 1, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("intent_sample")
+                                           .experiment_id]) if "pvf.parent" not in r.data.tags]
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2", "3"]
+    assert all(r.info.status == "FINISHED" and "test/accuracy" in r.data.metrics for r in runs)
+
+
+def test_a_tracking_server_that_stays_down_ends_each_job_in_one_line(tmp_path):
+    """Nothing answers at the address: each job of a sweep ends in one line naming the server,
+    at once (a server this process has not reached is not waited for); no run is made."""
+    done = pvf(tmp_path, "-m", *TINY, "seed=0,1",
+               f"mlflow.tracking_uri=http://127.0.0.1:{_free_port()}", timeout=300)
+    output = done.stdout + done.stderr
+    errors = [line.partition("error: ")[2] for line in output.splitlines() if "error: " in line]
+    assert done.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert len(errors) == 2 and all(re.match(
+        r"cannot use the MLflow tracking store 'http://127\.0\.0\.1:\d+': it cannot be reached "
+        r"\(no answer to GET /health \(ConnectionError\)\); start the server", e) for e in errors)

@@ -172,16 +172,19 @@ def job(cfg: DictConfig) -> float | None:
     from .tracking.naming import in_multirun
     from .tracking.runs import error_line
     from .tracking.secrets import redact
+    from .tracking.store import library_logs_to_file, store_problem
     from .tracking.sweep import record_job
 
     _quiet_libraries(cfg.verbose)  # MLflow set its own level as it was imported
+    library_logs_to_file(cfg.verbose)
     try:
         results = run(cfg)
     except Preempted:  # SIGTERM: the run is KILLED, its resume state kept; 143 = 128 + SIGTERM
         record_job(error="stopped by SIGTERM")
         _exit("stopped by SIGTERM (preempted); the same command resumes this job", 143)
     except Exception as err:  # Ctrl-C (KeyboardInterrupt) stops the whole sweep
-        known = str(err) if isinstance(err, UserError) else disk_full(err) or missing_key(err)
+        known = str(err) if isinstance(err, UserError) else store_problem(
+            err, cfg.mlflow.tracking_uri) or disk_full(err) or missing_key(err)
         message = redact(known or error_line(err))
         record_job(error=message)
         if in_multirun():

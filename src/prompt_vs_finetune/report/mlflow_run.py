@@ -18,10 +18,12 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ..errors import UserError
 from ..tracking.keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
 from ..tracking.naming import dvc_study_name, study_group
 from ..tracking.runs import hold_interrupts
-from ..tracking.store import use_experiment
+from ..tracking.secrets import redact
+from ..tracking.store import store_errors, store_path, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,13 @@ JOB_COLUMNS = ["run_id", "experiment_id", "task", "arm", "model", "seed", "cell"
 _BAD_KEY = re.compile(r"[^\w\-. ]")  # within one segment of a metric key (/ separates them)
 
 
+@store_errors("read")
 def load_runs(tracking_uri: str, experiments: list[str] | None = None,
               filter_string: str = "", run_ids: set[str] | None = None) -> pd.DataFrame:
     """One row per FINISHED job run (of `run_ids` when given: stale studies' runs stay out)."""
+    if (path := store_path(tracking_uri)) and not path.exists():
+        raise UserError(f"the MLflow tracking store {redact(tracking_uri)!r} does not exist "
+                        f"({path.absolute()}); run pvf first, or name the store pvf used")
     client = MlflowClient(tracking_uri)
     ids = [e.experiment_id for e in client.search_experiments()
            if not experiments or e.name in experiments]
@@ -153,6 +159,7 @@ def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:
         return None, None
 
 
+@store_errors("log the report into")
 def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: dict) -> str:
     """Log the report under `out` as one run, linked to its job runs and their parents."""
     use_experiment(tracking_uri, EXPERIMENT)

@@ -18,7 +18,7 @@ from ..errors import Preempted, UserError, causes, first_line
 from .keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG
 from .naming import Group, JobRecord
 from .secrets import redact
-from .store import dashboard_views, store_lock, system_metrics_on, use_experiment
+from .store import dashboard_views, store_lock, store_problem, system_metrics_on, use_experiment
 from .sweep import note_run
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,10 @@ def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: st
     try:
         experiment = use_experiment(settings.tracking_uri, settings.experiment_name,
                                     dashboard_views(record.task_type))
-    except Exception as err:  # noqa: BLE001 - any store failure here is a config problem
-        raise UserError(
-            f"cannot use the MLflow tracking store {redact(settings.tracking_uri)!r} "
-            f"({first_line(err, 200)}); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"
-        ) from err
+    except Exception as err:  # noqa: BLE001 - one line: the store's fault, else its address
+        raise UserError("cannot use " + (store_problem(err, settings.tracking_uri) or (
+            f"the MLflow tracking store {redact(settings.tracking_uri)!r} ({first_line(err, 200)}"
+            "); fix MLFLOW_TRACKING_URI or mlflow.tracking_uri"))) from err
     release = hold_interrupts()  # a Ctrl-C now is raised in the try below, which ends the run
     try:
         with sigterm_noted():  # so is a SIGTERM
@@ -141,7 +140,7 @@ def _open_run(tracking_uri: str, experiment_id: str, record: JobRecord,
         group = record.group
         parent = parent_run(tracking_uri, experiment_id, group) if group else None
         tags = record.tags | ({GROUP_TAG: group.key} if group else {})
-        end_orphans(experiment_id, tags["config_hash"])
+        end_orphans(experiment_id)
         run = mlflow.start_run(run_name=record.name, tags=tags | owner,
                                parent_run_id=parent, log_system_metrics=system_metrics)
     note_run(run.info.run_id, parent)
@@ -162,24 +161,25 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
                                     tags={PARENT_TAG: "true", GROUP_TAG: group.key, **group.tags})
             client.set_terminated(run.info.run_id, "FINISHED")
             return run.info.run_id
-    except Exception:  # noqa: BLE001 - nesting is a convenience; the job's run is what counts
-        log.warning("could not find or create the parent run of %s", group.key, exc_info=True)
+    except Exception as err:  # noqa: BLE001 - nesting is a convenience; the job's run counts
+        log.warning("could not find or create the parent run of %s: %s", group.key,
+                    store_problem(err, tracking_uri) or first_line(err))
         return None
 
 
-def end_orphans(experiment_id: str, config_hash: str) -> None:
-    """End KILLED, saying why, this job's runs left RUNNING by a process gone from this host."""
+def end_orphans(experiment_id: str) -> None:
+    """End KILLED, saying why, the runs of this host left RUNNING by a process that is gone, or
+    by this one (a job whose store could not take its end: the next job's run is not open yet)."""
     client, host = MlflowClient(), socket.gethostname()
     for run in client.search_runs([experiment_id], filter_string=(
-            f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING'")):
+            f"tags.`pvf.host` = '{host}' and attributes.status = 'RUNNING'")):
         pid = run.data.tags.get("pvf.pid", "")
-        if run.data.tags.get("pvf.host") != host or not pid.isdigit() or process_alive(pid):
+        if not pid.isdigit() or (process_alive(pid) and int(pid) != os.getpid()):
             continue
         client.set_tag(run.info.run_id, "stopped", f"its process ({pid}) ended without "
-                       "closing it; ended by the next run of the same job")
+                       "closing it, or could not (the store failed); ended by the next job")
         client.set_terminated(run.info.run_id, "KILLED")
-        log.warning("ended run %s KILLED: left RUNNING by process %s, which is gone",
-                    run.info.run_id, pid)
+        log.warning("ended run %s KILLED: left RUNNING by process %s", run.info.run_id, pid)
 
 
 def process_alive(pid, other_users: bool = True) -> bool:
@@ -194,24 +194,23 @@ def process_alive(pid, other_users: bool = True) -> bool:
 
 
 def _end(err: BaseException) -> None:
-    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (the tag `error`, traceback.txt),
-    or say in one line that the store cannot take it (a full disk)."""
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (the tag `error`, traceback.txt);
+    if the store failed, left to the next job (a server is not retried for minutes more)."""
     run = mlflow.active_run()
     status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-    if isinstance(err, Preempted):
-        with suppress(Exception):  # the store may be the thing that failed
+    broken = store_problem(err, mlflow.get_tracking_uri())
+    try:
+        if broken and "cannot be reached" in broken:
+            raise ConnectionError(broken)
+        if isinstance(err, Preempted):
             mlflow.set_tag("stopped", "SIGTERM (preempted): the same command resumes")
-    elif status == "FAILED":
-        try:
+        elif status == "FAILED" and not broken:
             mlflow.set_tag("error", redact(error_line(err)))
             mlflow.log_text(redact("".join(traceback.format_exception(err))), "traceback.txt")
-        except Exception as store_err:  # noqa: BLE001 - the store may be the thing that failed
-            log.warning("could not record the failure in MLflow: %s", error_line(store_err))
-    try:
         mlflow.end_run(status)
     except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        log.error("could not mark run %s %s in the tracking store (it cannot be written)",
-                  run.info.run_id, status)
+        log.warning("could not mark run %s %s in the tracking store; the next job ends it",
+                    run.info.run_id, status)
         # the next job of a sweep must be able to start its own run (no public API)
         with suppress(Exception):
             mlflow.tracking.fluent._active_run_stack.get().clear()

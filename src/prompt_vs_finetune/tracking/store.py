@@ -1,7 +1,9 @@
 """The MLflow store: the experiment (made once), its views, system metrics, datasets and models."""
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -10,9 +12,13 @@ from pathlib import Path
 
 import mlflow
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
 
+from ..errors import UserError, causes, first_line
 from ..tasks import task_type
 from .secrets import redact
+
+log = logging.getLogger(__name__)
 
 # what MLflow 3's UI reads where neither its toggle nor a link decides (docs/tracking.md)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -22,11 +28,83 @@ SAVED_VIEW_TAG = "mlflow.sharedViewState."
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
 
 
+# what SQLite and the HTTP client say -> what is wrong with the store, and what to do
+FAULTS = ((("database or disk is full",), "its disk ({folder}) is full; free space there"),
+          (("readonly database", "unable to open database file"),
+           "it cannot be written (a read-only or immutable file, or folder); make it writable"),
+          (("database is locked",), "it is locked by another process; let that finish, or end it"),
+          (("malformed", "not a database"),
+           "it is damaged ({error}); restore it from a backup, or use another store"),
+          (("Max retries exceeded", "no answer to GET"),
+           "it cannot be reached ({error}); start the server, or fix MLFLOW_TRACKING_URI"))
+_reached: set[str] = set()  # servers this process has reached: MLflow's client retries them
+
+
+def store_path(tracking_uri: str) -> Path | None:
+    """A sqlite store's database file; None for a server's."""
+    sqlite = tracking_uri.startswith("sqlite:///")
+    return Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0]) if sqlite else None
+
+
+def store_problem(err: BaseException, tracking_uri: str) -> str | None:
+    """`the MLflow tracking store 'uri': what is wrong with it`, when `err` is the store failing."""
+    chain, path = list(causes(err)), store_path(tracking_uri)
+    if any(type(e).__module__.startswith(("mlflow", "sqlalchemy", "sqlite3")) for e in chain):
+        for seen, (markers, cause) in ((e, f) for e in chain for f in FAULTS):
+            if any(marker in str(seen) for marker in markers):
+                return redact(f"the MLflow tracking store {tracking_uri!r}: " + cause.format(
+                    folder=path.absolute().parent if path else "the server's",
+                    error=first_line(seen, 150)))
+    return None
+
+
+def store_errors(doing: str):
+    """A function of a store (its first argument) whose store failing is one line (UserError)."""
+    def decorate(function):
+        @functools.wraps(function)
+        def guarded(tracking_uri: str, *args, **kwargs):
+            try:
+                return function(tracking_uri, *args, **kwargs)
+            except Exception as err:
+                if problem := store_problem(err, tracking_uri):
+                    raise UserError(f"cannot {doing} {problem}") from err
+                raise
+        return guarded
+    return decorate
+
+
+class LogFileOnly(logging.Handler):
+    """The libraries' log lines (a failing store's tracebacks) into the job's log file, not onto
+    the terminal; a server's retries as one line of pvf's, once."""
+
+    retried = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Retrying") and not LogFileOnly.retried:
+            LogFileOnly.retried = True
+            log.warning("the MLflow tracking server %s does not answer; retrying as MLflow's "
+                        "client does (MLFLOW_HTTP_REQUEST_MAX_RETRIES)",
+                        redact(mlflow.get_tracking_uri()))
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def library_logs_to_file(verbose: bool = False) -> None:
+    """MLflow's, SQLAlchemy's and urllib3's log lines in the log file only (`verbose`: shown)."""
+    for name in ("mlflow", "sqlalchemy", "alembic", "urllib3"):
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = ([] if verbose else [LogFileOnly()]), verbose
+
+
+library_logs_to_file()  # MLflow put its own handler on the terminal as it was imported
+
+
 def store_lock(tracking_uri: str) -> FileLock:
     """A lock for what parallel jobs must create once: beside a sqlite database, else in the
     temp folder per store (a server shared by jobs on one machine)."""
     if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db = store_path(tracking_uri)
         db.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(f"{db}.lock", timeout=600)
     digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
@@ -38,12 +116,12 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
     import requests
 
     mlflow.set_tracking_uri(tracking_uri)
-    if tracking_uri.startswith(("http://", "https://")):
-        try:  # one quick request: MLflow's own client retries for minutes
-            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10)
+    if tracking_uri.startswith(("http://", "https://")) and tracking_uri not in _reached:
+        try:  # one quick request: MLflow's client retries for minutes (a server restarting)
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=10).raise_for_status()
         except requests.RequestException as err:
-            raise ConnectionError(f"{redact(tracking_uri)} cannot be reached "
-                                  f"({type(err).__name__})") from err
+            raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
+        _reached.add(tracking_uri)
     # parallel jobs creating one sqlite store or experiment corrupt it
     with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
         experiment = mlflow.set_experiment(name)

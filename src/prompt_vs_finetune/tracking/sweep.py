@@ -15,9 +15,11 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import first_line
 from .naming import SWEEP_FILE, in_multirun
 from .provenance import clip
 from .secrets import redact, redact_override
+from .store import store_problem
 
 log = logging.getLogger(__name__)
 JOBS_DIR = ".pvf_jobs"
@@ -109,8 +111,9 @@ class SweepSummary(Callback):
         for parent in parents:  # one per experiment the jobs logged to
             try:
                 log_sweep_summary(config.mlflow.tracking_uri, parent, jobs, best)
-            except Exception:  # noqa: BLE001 - the summary on screen and the exit code stand
-                log.warning("could not log the sweep summary into run %s", parent, exc_info=True)
+            except Exception as err:  # noqa: BLE001 - the summary on screen and the exit code stand
+                log.error("error: the sweep summary was not logged into run %s: %s", parent,
+                          store_problem(err, config.mlflow.tracking_uri) or first_line(err))
         failed = [j for j in jobs if j["status"] != "finished"]
         table = Table(title=f"sweep: {len(jobs) - len(failed)} finished, {len(failed)} failed")
         for column in ("#", "overrides", "status", "test", "error"):

@@ -63,8 +63,12 @@ def _run_entry(entry: str) -> None:
     atexit.register(gc.freeze)
     atexit.register(gc.collect)  # garbage left in a cycle still gets its finalizer
     module, function = ENTRIES[entry]
+    from ..errors import UserError
+
     try:
         getattr(importlib.import_module(module), function)()
+    except UserError as err:  # pvf-report's (pvf says its own): one line
+        sys.exit(f"error: {err}")
     except KeyboardInterrupt:  # anywhere (data load, scoring, a report): one line, as a shell
         print(f"error: {entry} stopped by Ctrl-C (a run it had open ends KILLED)",
               file=sys.stderr)
