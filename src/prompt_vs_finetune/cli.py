@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from .errors import Preempted, UserError, causes
 from .project import config_dir, name_error, project_error, shipped_config_dir
+from .tracking.secrets import leaked_secret
 
 log = logging.getLogger("pvf")
 QUIET = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
@@ -42,12 +43,11 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 
 def main() -> None:
-    """`pvf`: check the command line's config first, so a wrong group or key is one line."""
-    from .tracking.secrets import leaked_secret
-
-    args = sys.argv[1:]  # a secret in a value is refused before Hydra writes it to .hydra/
-    overrides = dict(a.lstrip("+~").partition("=")[::2] for a in args)
-    if error := project_error() or leaked_secret(overrides, dict(os.environ)) or \
+    """`pvf`: check the command line's config first, so a wrong group or key is one line (and a
+    secret in a value is refused before Hydra writes it to .hydra/)."""
+    args = sys.argv[1:]
+    values = dict(a.lstrip("+~").partition("=")[::2] for a in args)
+    if error := project_error() or leaked_secret(values, dict(os.environ)) or \
             config_error(args) or output_error(args):
         _exit(error)
     job()

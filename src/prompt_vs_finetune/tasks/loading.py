@@ -3,6 +3,7 @@
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -26,11 +27,9 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
     """The file once it has stood still (a data job still writing it, or rewriting it in a
     loop, was read at 40 of its 440 rows), reread if it changed as it was read."""
     key = f"{path} (task.data_files.{split})"
-    try:
-        path.open("rb").close()  # not a PermissionError traceback through `datasets`
-    except OSError as err:
-        raise UserError(f"cannot read {key}: {err.strerror}; make it readable (chmod u+r) or "
-                        "point task.data_files at a readable copy") from err
+    if not os.access(path, os.R_OK):  # not a PermissionError traceback through `datasets`
+        raise UserError(f"cannot read {key}: Permission denied; make it readable (chmod u+r) "
+                        "or point task.data_files at a readable copy")
     for _ in range(READ_TRIES):
         before = _version(path)
         if time.time() - before[0] / 1e9 < STILL_S:  # changed just now: is it still changing?

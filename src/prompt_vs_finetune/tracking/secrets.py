@@ -52,9 +52,8 @@ def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
 
 
 def leaked_secret(values: dict, environ: dict) -> str | None:
-    """Where a value (of a resolved config, or an override) holds a secret-looking environment
-    variable's value (`${oc.env:OPENAI_API_KEY}` in a label: sent in prompts, written
-    everywhere), in one line, or None."""
+    """Which value (of a resolved config, or an override) holds a secret-looking environment
+    variable's value (`${oc.env:OPENAI_API_KEY}` in a label: sent in prompts, written anywhere)."""
     secrets = {name: value for name, value in environ.items()
                if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
     return next((f"{path} holds the value of ${name}; a secret is read from the environment "
