@@ -91,13 +91,14 @@ def config_error(args: list[str]) -> str | None:
                 return (f"{key} is given twice, with different values (Hydra would silently "
                         f"keep the last); give it once{later}")
             given[key] = value
-        for cfg in composed:  # a new top-level key: no function below the job reads the whole
+            top = key.split(".")[0]  # +foo=1: no function below the job reads the whole config
+            if o.input_line[0] == "+" and top in composed[0] and top not in (*defaults, "notes"):
+                return (f"+{top}: no config group defines the key {top}, so nothing would read "
+                        "it; check its spelling (`pvf --cfg job` prints every key), or keep a "
+                        f"note of your own as +notes.{top}=...")
+        for cfg in composed:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
-            if problem := name_error(*names) or next((
-                    f"+{key}: no config group defines the key {key}, so nothing would read it; "
-                    f"check its spelling (`pvf --cfg job` prints every key), or keep a note of "
-                    f"your own as +notes.{key}=..." for key in cfg
-                    if key not in defaults and key != "notes"), None):
+            if problem := name_error(*names):
                 return problem
     except MissingConfigException as err:
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
