@@ -24,7 +24,9 @@ def start(cwd, *extra: str, warm: bool = False):
     with open(cwd / "log.txt", "a") as log:
         # SIGINT at its default: a suite started in the background by a non-interactive shell
         # ignores SIGINT, and the job would inherit that (Ctrl-C tests then see exit 0)
-        return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *ARGS, *extra],
+        replaced = {e.split("=")[0] for e in extra}  # a key given twice is refused
+        args = [*(a for a in ARGS if a.split("=")[0] not in replaced), *extra]
+        return subprocess.Popen([sys.executable, "-m", "prompt_vs_finetune", *args],
                                 cwd=cwd, env=job_env(PVF_WARM="1" if warm else "0"), stdout=log,
                                 stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

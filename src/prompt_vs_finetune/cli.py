@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from .errors import Preempted, UserError, causes
 from .project import config_dir, name_error, project_error, shipped_config_dir
+from .tracking.secrets import leaked_secret
 
 log = logging.getLogger("pvf")
 QUIET = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
@@ -42,8 +43,12 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 
 def main() -> None:
-    """`pvf`: check the command line's config first, so a wrong group or key is one line."""
-    if error := project_error() or config_error(sys.argv[1:]) or output_error(sys.argv[1:]):
+    """`pvf`: check the command line's config first, so a wrong group or key is one line (and a
+    secret in a value is refused before Hydra writes it to .hydra/)."""
+    args = sys.argv[1:]
+    values = dict(a.lstrip("+~").partition("=")[::2] for a in args)
+    if error := project_error() or leaked_secret(values, dict(os.environ)) or \
+            config_error(args) or output_error(args):
         _exit(error)
     job()
 
@@ -75,7 +80,22 @@ def config_error(args: list[str]) -> str | None:
         variants = [first, *([*first[:i], other, *first[i + 1:]]  # each other value alone
                              for i, options in enumerate(values) for other in options[1:])]
         with initialize_config_dir(config_dir(), version_base="1.3"):
+            defaults = compose(config_name, overrides=search, return_hydra_config=True)
             composed = [compose(config_name, overrides=[*search, *v]) for v in variants]
+        given: dict[str, str] = {}  # a key given twice: refused unless ++ says "replace it"
+        for o in parsed:
+            key, value = o.get_key_element().lstrip("+~"), o.input_line.partition("=")[2]
+            if given.setdefault(key, value) != value and not o.input_line.startswith("++"):
+                later = "" if key in defaults.hydra.runtime.choices else \
+                    f" (a later ++{key}=... replaces the value on purpose)"
+                return (f"{key} is given twice, with different values (Hydra would silently "
+                        f"keep the last); give it once{later}")
+            given[key] = value
+            top = key.split(".")[0]  # +foo=1: no function below the job reads the whole config
+            if o.input_line[0] == "+" and top in composed[0] and top not in (*defaults, "notes"):
+                return (f"+{top}: no config group defines the key {top}, so nothing would read "
+                        "it; check its spelling (`pvf --cfg job` prints every key), or keep a "
+                        f"note of your own as +notes.{top}=...")
         for cfg in composed:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
@@ -193,8 +213,12 @@ def job(cfg: DictConfig) -> float | None:
         if not known or cfg.verbose:
             raise
         _exit(message)
+    if problem := objective_error(cfg.objective, results):  # the trial failed: so it says
+        record_job(error=problem)
+        log.error("error: %s", problem)
+        return None
     record_job(results=results)
-    return objective(cfg.objective, results)
+    return results.get(cfg.objective)
 
 
 def _exit(message: str, code: int = 2) -> NoReturn:
@@ -208,22 +232,19 @@ def _exit(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def objective(key: str, results: dict[str, float]) -> float | None:
-    """What an optimising sweeper minimises; None (a failed trial) if absent or not finite."""
+def objective_error(key: str, results: dict[str, float]) -> str | None:
+    """Why an optimising sweeper's trial has no objective to minimise (absent, not finite)."""
     from .tracking.naming import hpo_trial
 
     value = results.get(key)
-    if not hpo_trial():  # nothing minimises it: a job that did not fit has none, rightly
-        return value
-    if value is None:
-        log.error("objective=%s is not a metric this job logged; use one it logs, e.g. "
-                  "val/best_loss", key)
-    elif not math.isfinite(value):
-        log.warning("objective %s is %s (did the fit diverge?): the trial counts as failed",
-                    key, value)
-    else:
-        return value
-    return None
+    if not hpo_trial() or (value is not None and math.isfinite(value)):
+        return None  # (outside a study, a job that did not fit has none, rightly)
+    if value is not None:
+        return f"objective {key} is {value} (did the fit diverge?)"
+    fixed = " (a fit on fewer than arm.min_validation examples chooses no checkpoint)"
+    logged = ", ".join(k for k in sorted(results) if k.startswith("val/")) or "none"
+    return (f"objective={key} is not a metric this job logged{fixed * (key == 'val/best_loss')}"
+            f"; its val/ metrics: {logged}")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

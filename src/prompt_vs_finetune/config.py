@@ -190,9 +190,7 @@ def check_config(cfg: DictConfig) -> None:
     except Exception:  # noqa: BLE001 - a value that cannot resolve yet (Hydra's own, in tests)
         resolved = None
     if leak := resolved and leaked_secret(resolved, dict(os.environ)):
-        raise UserError(f"{leak[0]} holds the value of ${leak[1]}; a secret is read from the "
-                        "environment where it is used, never through a config value: remove "
-                        "the interpolation")
+        raise UserError(leak)
     c.check(JOB)
     logs_model = cfg.mlflow.get("log_model") and cfg.arm.fit  # the fine-tuned one, as scored
     if logs_model and cfg.inference_dtype == "int8":

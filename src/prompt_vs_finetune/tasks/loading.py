@@ -3,6 +3,8 @@
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import datasets
@@ -18,15 +20,25 @@ log = logging.getLogger(__name__)
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ROLES = ("train", "validation", "test")
 READ_TRIES = 3
+STILL_S = 0.5  # a data file is read once it has not changed for this long
 
 
 def _load_file(builder: str, path: Path, split: str) -> Dataset:
+    """The file once it has stood still (a data job still writing it, or rewriting it in a
+    loop, was read at 40 of its 440 rows), reread if it changed as it was read."""
     key = f"{path} (task.data_files.{split})"
-    if path.stat().st_size == 0:
-        raise UserError(f"data file is empty: {key}; fill it or point task.data_files at the "
-                        "right file")
+    if not os.access(path, os.R_OK):  # not a PermissionError traceback through `datasets`
+        raise UserError(f"cannot read {key}: Permission denied; make it readable (chmod u+r) "
+                        "or point task.data_files at a readable copy")
     for _ in range(READ_TRIES):
         before = _version(path)
+        if time.time() - before[0] / 1e9 < STILL_S:  # changed just now: is it still changing?
+            time.sleep(STILL_S)
+            if _version(path) != before:
+                continue
+        if before[1] == 0:
+            raise UserError(f"data file is empty: {key}; fill it or point task.data_files at "
+                            "the right file")
         try:
             loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
         except (ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as err:
@@ -44,8 +56,8 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
 
 
 def _version(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is rewritten (a file read while a data job still wrote it was
-    used at 40 of its 440 rows; its cache entry is keyed by mtime, so a reread is fresh)."""
+    """What changes when a file is rewritten (its cache entry is keyed by mtime, so a reread
+    is fresh)."""
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 

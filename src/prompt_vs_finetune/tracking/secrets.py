@@ -51,12 +51,14 @@ def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
         yield path, str(node)
 
 
-def leaked_secret(resolved: dict, environ: dict) -> tuple[str, str] | None:
-    """(config key, variable) where a value holds a secret-looking environment variable's value
-    (`${oc.env:OPENAI_API_KEY}` in a label or URL: sent in prompts, written everywhere), or None."""
+def leaked_secret(values: dict, environ: dict) -> str | None:
+    """Which value (of a resolved config, or an override) holds a secret-looking environment
+    variable's value (`${oc.env:OPENAI_API_KEY}` in a label: sent in prompts, written anywhere)."""
     secrets = {name: value for name, value in environ.items()
                if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
-    return next(((path, name) for path, text in leaves(resolved)
+    return next((f"{path} holds the value of ${name}; a secret is read from the environment "
+                 "where it is used, never through a config value: remove the interpolation, "
+                 "or the value" for path, text in leaves(values)
                  for name, value in secrets.items() if value in text), None)
 
 

@@ -58,11 +58,8 @@ def optimisation_result(sweep_dir: Path) -> dict | None:
 def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = None) -> str:
     """`sweep 2026-11-21_13-00-00 (optuna): arm=zero_shot,lora seed=0,1`: its folder, the
     optimising sweeper and what it sweeps (the shared overrides: its parent's tag)."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        swept = [o.input_line for o in parsed if o.is_sweep_override()]
-    except Exception:  # noqa: BLE001 - a name is not worth failing the sweep for
-        swept = overrides
+    parsed = OverridesParser.create().parse_overrides(overrides)  # Hydra parsed them already
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
     head = f"sweep {Path(sweep_dir).name}" + (f" ({optimiser})" if optimiser else "")
     text = " ".join(redact_override(o) for o in swept)
     return clip(f"{head}: {text}" if text else head, 200)
