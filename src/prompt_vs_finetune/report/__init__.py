@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-_HOME = {"load_runs": "mlflow_run", "latest_of_identical": "mlflow_run",
-         "write_report": "write", "recommend": "verdict", "crossover": "verdict",
+_HOME = {"load_runs": "mlflow_run", "latest_of_identical": "write", "write_report": "write",
+         "recommend": "verdict", "crossover": "verdict",
          **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
 
 

@@ -119,9 +119,8 @@ def _row(run) -> dict:
             "n_labels": n_labels, "n_classes": float(n_classes),
             "quality": metrics.get(metric, math.nan),  # and on validation: what a search chose by
             "val_quality": metrics.get("val/" + metric.split("/", 1)[-1], math.nan),
-            "study": tags.get("study", ""), "test_set": test_set,
+            "study": tags.get("study", ""), "test_set": test_set, "cell": f"{cell}/{test_set}",
             "hpo_trial": tags.get("hpo_trial") == "true",
-            "cell": f"{cell}/{test_set}",
             "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
             "identity": identity(run), "started": run.info.start_time or 0,
             "artifact_uri": run.info.artifact_uri,
@@ -136,14 +135,6 @@ def identity(run) -> str:
     data = [params.get(key, "") for key in ("data.train_sha256", "data.validation_sha256",
                                             "data.test_sha256", "fewshot.demos_sha256")]
     return "|".join([tags["config_hash"], tags["pvf.code"], *data])
-
-
-def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """(the runs, each identical rerun replaced by the latest, how many replaced)."""
-    if runs.empty:
-        return runs, 0
-    kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
-    return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
 
 def _per_example(artifact_uri: str) -> tuple[np.ndarray | None, list | None]:

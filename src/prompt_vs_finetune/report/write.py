@@ -14,7 +14,6 @@ from markdown_it import MarkdownIt
 from . import cells as stats
 from . import plots, tables
 from .cells import dtypes, reduced, summarise
-from .mlflow_run import latest_of_identical
 from .verdict import advise, recommend_scale
 
 TITLE = "prompt vs fine-tune: report"
@@ -30,6 +29,14 @@ NOTES = (  # what a cell, an interval, a cost and a label budget mean
     "hardware's price (modelled; the wall-time cost is logged beside it). N labels: every labelled "
     "example the arm touched (its train_size budget: train and validation; a prompting run without "
     "one, its demos).")
+
+
+def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the runs, each identical rerun replaced by the latest, how many replaced)."""
+    if runs.empty:
+        return runs, 0
+    kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
+    return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
 
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
