@@ -8,6 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from ..project import write_atomic
+
 _SECRET_WORD = r"api[_-]?key|token|secret|password|passwd|credentials?"
 _SECRET_KEY = re.compile(rf"(^|[_-])({_SECRET_WORD})$", re.I)
 _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]+:)[^/\s@]+(?P<tail>@)")
@@ -77,7 +79,8 @@ _OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
 
 class RedactHydraFiles(Callback):
     """Hydra writes the config and the overrides (`.hydra/*.yaml`, a sweep's multirun.yaml),
-    secrets included, before the job starts: rewritten redacted as it starts. Logs redacted too."""
+    secrets included, before the job starts: rewritten redacted as it starts, each file whole (a
+    sweep's jobs share multirun.yaml: one must never read another's half-written copy)."""
 
     def on_run_start(self, config, **kwargs) -> None:
         """Through `redact` (once each): the lines of the loggers that print overrides (a filter
@@ -96,5 +99,5 @@ class RedactHydraFiles(Callback):
         for path in files:
             if path.is_file():
                 raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-                path.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(raw))))
+                write_atomic(path, OmegaConf.to_yaml(OmegaConf.create(redact(raw))))
         self.on_run_start(config)  # the job's own log handlers, which Hydra has just configured
