@@ -169,6 +169,35 @@ class LearningRateCurve(LearningRateMonitor):
         return {} if first is None else {"train/lr": first}
 
 
+class BestWeights(L.Callback):
+    """The trainable weights (LoRA: the adapters) at the best `monitor` so far, copied to CPU
+    memory, not to disk (in the resume state, though), and put back when the fit ends."""
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "min"):
+        self.monitor, self.sign = monitor, 1 if mode == "min" else -1
+        self.score: float | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer, pl_module):
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None:
+            return
+        if self.score is None or self.sign * float(score) < self.sign * self.score:
+            self.score = float(score)
+            self.weights = {name: p.detach().to("cpu", copy=True)
+                            for name, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.weights is not None:
+            pl_module.load_state_dict(self.weights, strict=False)
+
+    def state_dict(self) -> dict:
+        return {"score": self.score, "weights": self.weights}
+
+    def load_state_dict(self, state_dict) -> None:
+        self.score, self.weights = state_dict["score"], state_dict["weights"]
+
+
 class CostMeter(L.Callback):
     """Times fit and test and counts the tokens each phase runs through the model."""
 
