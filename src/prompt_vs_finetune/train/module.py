@@ -1,5 +1,5 @@
 """One LightningModule for every local arm (they differ only in whether `fit` runs first), and
-its callbacks: the learning-rate curve and the cost meter (usage that metrics/cost.py prices)."""
+its callbacks: the best weights and the cost meter (usage that metrics/cost.py prices)."""
 
 import contextlib
 import logging
@@ -12,7 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import LearningRateMonitor
 from transformers import get_linear_schedule_with_warmup
 
 from ..errors import UserError
@@ -71,6 +70,8 @@ class ArmModule(L.LightningModule):
                             "check the data")
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["input_ids"].size(0))
+        # the step's rate (one curve: the parameter groups differ in weight decay only)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -129,7 +130,7 @@ class ArmModule(L.LightningModule):
                                         if k in keep}
 
     def on_test_start(self):
-        """Cast to `inference_dtype` once, after Lightning loaded the best checkpoint."""
+        """Cast to `inference_dtype` once, after the fit put its best weights back."""
         if self.inference_dtype != "float32" and self.weight_memory_mb is None:
             self.model = to_inference_dtype(self.model, self.inference_dtype, self.device)
         self.weight_memory_mb = weight_memory_mb(self.model)
@@ -156,34 +157,18 @@ class ArmModule(L.LightningModule):
             self.predictions = [unique[i] for i in sorted(unique)]
 
 
-class LearningRateCurve(LearningRateMonitor):
-    """`train/lr` at every logged training step: one curve, not Lightning's one per parameter
-    group (the groups differ in weight decay only)."""
-
-    def __init__(self):
-        super().__init__(logging_interval="step")
-
-    def _extract_stats(self, trainer, interval: str) -> dict[str, float]:
-        stats = super()._extract_stats(trainer, interval)
-        first = next((stats[name] for name in self.lrs if name in stats), None)
-        return {} if first is None else {"train/lr": first}
-
-
 class BestWeights(L.Callback):
-    """The trainable weights (LoRA: the adapters) at the best `monitor` so far, copied to CPU
+    """The trainable weights (LoRA: the adapters) at the lowest val/loss so far, copied to CPU
     memory, not to disk (in the resume state, though), and put back when the fit ends."""
 
-    def __init__(self, monitor: str = "val/loss", mode: str = "min"):
-        self.monitor, self.sign = monitor, 1 if mode == "min" else -1
-        self.score: float | None = None
-        self.weights: dict[str, torch.Tensor] | None = None
+    score: float | None = None
+    weights: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer, pl_module):
-        score = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or score is None:
-            return
-        if self.score is None or self.sign * float(score) < self.sign * self.score:
-            self.score = float(score)
+        loss = trainer.callback_metrics.get("val/loss")
+        if not trainer.sanity_checking and loss is not None \
+                and (self.score is None or loss < self.score):
+            self.score = float(loss)
             self.weights = {name: p.detach().to("cpu", copy=True)
                             for name, p in pl_module.named_parameters() if p.requires_grad}
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -64,10 +64,8 @@ class ResumeCheckpoint(L.Callback):
 
     def save(self, trainer, checkpoint: dict | None = None) -> None:
         tmp = Path(f"{self.path}.tmp")
-        if checkpoint is None:
-            trainer.save_checkpoint(tmp, weights_only=False)
-        else:
-            trainer.strategy.save_checkpoint(checkpoint, tmp)
+        state = checkpoint or trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        trainer.strategy.save_checkpoint(state, tmp)
         if trainer.is_global_zero:  # the new checksum joins the old one before the file
             sums = Path(f"{self.path}.sha256")  # moves in: last.ckpt always matches one
             old = sums.read_text().split()[:1] if sums.is_file() else []
@@ -113,24 +111,12 @@ class JobMLFlowLogger(MLFlowLogger):
         pass
 
 
-def lightning_logger(run, tracking_uri: str) -> JobMLFlowLogger | bool:
-    """The logger of the job's MLflow `run`; none (False) without a run (DDP ranks above 0)."""
-    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id) \
-        if run is not None else False
-
-
 @dataclass
 class ResumeState:
     folder: Path  # keyed by the job's config hash
     data: str  # the content hash of the job's splits
-    code: str
     tracking_uri: str
-
-    @classmethod
-    def for_job(cls, fit: bool, folder: Path, data: str,
-                tracking_uri: str) -> "ResumeState | None":
-        """The state of a fitted arm (also with resume=false, to retire an old attempt)."""
-        return cls(Path(folder), data, code_version(), tracking_uri) if fit else None
+    code: str = field(default_factory=lambda: code_version())  # looked up when made
 
     @property
     def checkpoint(self) -> Path | None:
@@ -236,9 +222,6 @@ class ResumeState:
     def start(self, run_id: str, output_dir: str) -> None:
         write_atomic(self.folder / "job.json", json.dumps({
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
-
-    def callback(self, every_n_steps: int) -> ResumeCheckpoint:
-        return ResumeCheckpoint(self.folder / "last.ckpt", every_n_steps)
 
     def close(self, outcome: str) -> None:
         """A failure or a preemption keeps the state, for the same command to resume."""
