@@ -181,6 +181,38 @@ def test_one_live_job_per_key_and_a_dead_owners_lock_is_taken_over(tmp_path, fai
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
 
 
+def optimizer_state_files(folder) -> list[str]:
+    """Files under `folder` holding an optimizer's state (Lightning's key, AdamW's moments)."""
+    return [str(path) for path in folder.rglob("*") if path.is_file()
+            and any(key in path.read_bytes() for key in (b"optimizer_states", b"exp_avg"))]
+
+
+@pytest.mark.parametrize("arm", [("arm=full_finetune",),  # a best chosen on validation
+                                 ("arm=lora", "arm.min_validation=1000")])  # a fixed schedule
+def test_a_finished_fit_leaves_no_optimizer_state_on_disk(tmp_path, monkeypatch, arm):
+    """Mid-fit the resume state holds the optimizer's moments; once the fit ends (as the
+    test starts, the resume state kept for a kill while testing) and after the job, no file
+    in the job's folders does."""
+    seen = {}
+    step, test_start = ArmModule.training_step, ArmModule.on_test_start
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == FAIL_AT:  # after the checkpoint at step 5
+            seen["mid-fit"] = optimizer_state_files(tmp_path)
+        return step(self, batch, batch_idx)
+
+    def on_test_start(self):
+        seen.setdefault("fitted", optimizer_state_files(tmp_path))
+        seen.setdefault("resume", [p.name for p in state_folder(tmp_path).iterdir()])
+        return test_start(self)
+
+    monkeypatch.setattr(ArmModule, "training_step", training_step)
+    monkeypatch.setattr(ArmModule, "on_test_start", on_test_start)
+    fit(tmp_path, *arm)
+    assert seen["mid-fit"] and "last.ckpt" in seen["resume"]
+    assert seen["fitted"] == [] and optimizer_state_files(tmp_path) == []
+
+
 def test_a_stop_asked_before_min_steps_saves_the_resume_state_once(tmp_path, monkeypatch):
     """Early stopping that fires before arm.min_steps does not end the fit, so the epochs
     after it are not each the fit's last: the resume state is saved once, at the end."""

@@ -136,8 +136,8 @@ def test_unreachable_tracking_server_fails_fast_without_a_run(tmp_path):
 def test_corrupted_files_are_named(tmp_path):
     """A truncated weights file, and a resume checkpoint that is not one."""
     cfg = compose_config(tmp_path, *FAST, "arm=full_finetune")
-    state = ResumeState.for_job(cfg.arm.fit, Path(cfg.paths.resume_dir) / config_hash(cfg),
-                                "data-hash", cfg.mlflow.tracking_uri)
+    state = ResumeState(Path(cfg.paths.resume_dir) / config_hash(cfg), "data-hash",
+                        cfg.mlflow.tracking_uri)
     state.folder.mkdir(parents=True)
     (state.folder / "last.ckpt").write_bytes(b"not a checkpoint")
     # its checksum matches (written with it): the file itself is what cannot be read

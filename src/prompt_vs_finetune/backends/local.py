@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..config import one_device
@@ -21,13 +22,11 @@ from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..tracking.store import log_fitted_model
 from ..train import ArmModule, ResumeState, TaskDataModule
-from ..train.module import CostMeter, LearningRateCurve
-from ..train.resume import lightning_logger
+from ..train.module import BestWeights, CostMeter
+from ..train.resume import JobMLFlowLogger, ResumeCheckpoint
 from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)
-
-FIT_ONLY_CALLBACKS = (ModelCheckpoint, EarlyStopping)
 
 
 class LocalBackend(Backend):
@@ -41,14 +40,11 @@ class LocalBackend(Backend):
     def load(self, task, splits, corpus, demos, data_sha):
         cfg = self.cfg  # the seed for all that is random: model=tiny, dropout, data order
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        self.task, self.splits = task, splits
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
-        self.tokenizer = tokenizer
         if cfg.prompt.chat:  # every arm alike: fine-tuning trains on the layout it is scored on
             task = task.with_chat(chat_layout(tokenizer, cfg.prompt.system, cfg.model.name))
-            self.task = task
-        fit = cfg.arm.fit
-        if fit and cfg.arm.lora:
+        self.task, self.splits, self.tokenizer = task, splits, tokenizer
+        if cfg.arm.fit and cfg.arm.lora:
             model = apply_lora(model, cfg.arm.lora)
         self.total_params, self.trainable_params = count_parameters(model)
         answer_room = cfg.decoding.max_new_tokens if task.kind.decodes else None
@@ -62,8 +58,9 @@ class LocalBackend(Backend):
                                          seed=cfg.seed)
         self.module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
                                             cfg.inference_dtype)
-        self.state = ResumeState.for_job(cfg.arm.fit, Path(cfg.paths.resume_dir) /
-                                         config_hash(cfg), data_sha, cfg.mlflow.tracking_uri)
+        # a fitted arm's state (also with resume=false, to retire an old attempt)
+        self.state = ResumeState(Path(cfg.paths.resume_dir) / config_hash(cfg), data_sha,
+                                 cfg.mlflow.tracking_uri) if cfg.arm.fit else None
         self.previous = None
         if self.state and not is_rank_zero():  # DDP ranks above 0 follow rank 0's state
             self.previous = self.state.follow(bool(cfg.resume))
@@ -82,30 +79,25 @@ class LocalBackend(Backend):
         callbacks = [instantiate(c) for c in cfg.callbacks.values()]
         fixed = cfg.arm.fit and len(self.splits["validation"]) < cfg.arm.min_validation
         if not cfg.arm.fit or fixed:  # nothing to choose a checkpoint or stop early by
-            callbacks = [c for c in callbacks if not isinstance(c, FIT_ONLY_CALLBACKS)]
-        output_dir = previous["output_dir"] if previous else cfg.paths.output_dir
-        for c in callbacks:  # a resumed fit's best-so-far lives in the first attempt's folder
-            if previous and isinstance(c, ModelCheckpoint):
-                c.dirpath = str(Path(output_dir) / "checkpoints")
-        if cfg.arm.fit and run is not None:  # (DDP ranks above 0 have no logger)
-            callbacks.append(LearningRateCurve())
-        if state and cfg.resume:
-            callbacks.append(state.callback(int(cfg.resume_every_n_steps)))
+            callbacks = [c for c in callbacks if not isinstance(c, (BestWeights, EarlyStopping))]
+        if state and cfg.resume:  # after early stopping: it saves what that left
+            callbacks.append(ResumeCheckpoint(state.folder / "last.ckpt",
+                                              int(cfg.resume_every_n_steps)))
             if run is not None and not previous:
                 state.start(run.info.run_id, str(cfg.paths.output_dir))
-        trainer = instantiate(cfg.trainer, callbacks=[meter, *callbacks],
-                              logger=lightning_logger(run, cfg.mlflow.tracking_uri),
-                              default_root_dir=cfg.paths.output_dir, **self._length())
-        ckpt_path = self._fit(trainer) if cfg.arm.fit else None
+        logger = run is not None and JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri,
+                                                     run_id=run.info.run_id)  # DDP rank 0's
+        trainer = instantiate(cfg.trainer, callbacks=[*callbacks, meter], logger=logger,
+                              default_root_dir=cfg.paths.output_dir, enable_checkpointing=False,
+                              **self._length())
+        best = self._fit(trainer) if cfg.arm.fit else None
         with lightning_stops(trainer):
-            trainer.test(self.module, datamodule=self.datamodule, ckpt_path=ckpt_path,
-                         verbose=False)
+            trainer.test(self.module, datamodule=self.datamodule, verbose=False)
         rows = self.module.predictions
         validation = self._validation_rows(trainer, meter)
-        metrics = {"val/best_loss": float(trainer.checkpoint_callback.best_model_score)} \
-            if ckpt_path else {}
+        metrics = {"val/best_loss": best} if best is not None else {}
         if run is not None and cfg.arm.fit and cfg.mlflow.get("log_model"):
-            # the weights as scored: the best checkpoint, in inference_dtype
+            # the weights as scored: the best, in inference_dtype
             log_fitted_model(self.module.model, self.tokenizer, cfg.arm.name, cfg.task,
                              cfg.model.name_or_path)
         usage = meter.usage(rows=rows, total_params=self.total_params,
@@ -140,15 +132,21 @@ class LocalBackend(Backend):
         epochs = max(int(cfg.trainer.max_epochs), math.ceil(cfg.arm.min_steps / per_epoch))
         return {"max_epochs": epochs, "min_steps": int(cfg.arm.min_steps)}
 
-    def _fit(self, trainer) -> str | None:
-        """Fit (or resume fitting); "best" when a best checkpoint was kept, to score that."""
+    def _fit(self, trainer) -> float | None:
+        """Fit, resume fitting, or take a finished fit's weights (killed while testing): the
+        model holds the weights to test; the best validation loss when a best was chosen."""
         resume_from = self.state.checkpoint if self.previous else None
         if resume_from:
             log.info("resuming %s from %s", self.resume_run_id, resume_from)
+            fitted = torch.load(resume_from, map_location="cpu", weights_only=True, mmap=True)
+            if "best_loss" in fitted:
+                self.module.load_state_dict(fitted["state_dict"],
+                                            strict=self.module.strict_loading)
+                self.module.on_load_checkpoint(fitted)
+                return fitted["best_loss"]
         with lightning_stops(trainer):
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from)
-        callback = trainer.checkpoint_callback
-        return "best" if callback and callback.best_model_path else None
+        return next((c.score for c in trainer.callbacks if isinstance(c, BestWeights)), None)
 
     def close(self, outcome: str) -> None:
         """FINISHED (or Ctrl-C) removes the resume state; a failure or SIGTERM keeps it."""

@@ -31,8 +31,8 @@ COMMON: dict[str, Key] = {
     "val/best_loss": Key("lowest validation loss: the checkpoint that is scored (none with a "
                          "fixed schedule: tag checkpoint=last)", LOCAL, fitted_only=True,
                          optional=True),
-    "train/lr": Key("learning rate of each logged training step (warm-up, then linear decay; "
-                    "Lightning's LearningRateMonitor)", LOCAL, fitted_only=True),
+    "train/lr": Key("learning rate of each logged training step (warm-up, then linear "
+                    "decay)", LOCAL, fitted_only=True),
     # the hybrid arm: a prompted teacher labels the pool the student trains on
     "hybrid/pool": Key("texts the teacher labelled (train and validation, less its demos)",
                        optional=True, fitted_only=True),

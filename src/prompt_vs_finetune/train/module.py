@@ -1,5 +1,5 @@
 """One LightningModule for every local arm (they differ only in whether `fit` runs first), and
-its callbacks: the learning-rate curve and the cost meter (usage that metrics/cost.py prices)."""
+its callbacks: the best weights and the cost meter (usage that metrics/cost.py prices)."""
 
 import contextlib
 import logging
@@ -12,7 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import LearningRateMonitor
 
 from ..errors import UserError
 from ..metrics.cost import Usage, call_usd, fit_usd
@@ -70,6 +69,8 @@ class ArmModule(L.LightningModule):
                             "check the data")
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["input_ids"].size(0))
+        # the step's rate (one curve: the parameter groups differ in weight decay only)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -130,7 +131,7 @@ class ArmModule(L.LightningModule):
                                         if k in keep}
 
     def on_test_start(self):
-        """Cast to `inference_dtype` once, after Lightning loaded the best checkpoint."""
+        """Cast to `inference_dtype` once, after the fit put its best weights back."""
         if self.inference_dtype != "float32" and self.weight_memory_mb is None:
             self.model = to_inference_dtype(self.model, self.inference_dtype, self.device)
         self.weight_memory_mb = weight_memory_mb(self.model)
@@ -157,17 +158,30 @@ class ArmModule(L.LightningModule):
             self.predictions = [unique[i] for i in sorted(unique)]
 
 
-class LearningRateCurve(LearningRateMonitor):
-    """`train/lr` at every logged training step: one curve, not Lightning's one per parameter
-    group (the groups differ in weight decay only)."""
+class BestWeights(L.Callback):
+    """The trainable weights (LoRA: the adapters) at the lowest val/loss so far, copied to CPU
+    memory, not to disk (in the resume state, though), and put back when the fit ends."""
 
-    def __init__(self):
-        super().__init__(logging_interval="step")
+    score: float | None = None
+    weights: dict[str, torch.Tensor] | None = None
 
-    def _extract_stats(self, trainer, interval: str) -> dict[str, float]:
-        stats = super()._extract_stats(trainer, interval)
-        first = next((stats[name] for name in self.lrs if name in stats), None)
-        return {} if first is None else {"train/lr": first}
+    def on_validation_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("val/loss")
+        if not trainer.sanity_checking and loss is not None \
+                and (self.score is None or loss < self.score):
+            self.score = float(loss)
+            self.weights = {name: p.detach().to("cpu", copy=True)
+                            for name, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.weights is not None:
+            pl_module.load_state_dict(self.weights, strict=False)
+
+    def state_dict(self) -> dict:
+        return {"score": self.score, "weights": self.weights}
+
+    def load_state_dict(self, state_dict) -> None:
+        self.score, self.weights = state_dict["score"], state_dict["weights"]
 
 
 class CostMeter(L.Callback):

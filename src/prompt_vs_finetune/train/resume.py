@@ -8,11 +8,12 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -23,15 +24,19 @@ from ..project import write_atomic
 from ..tracking.provenance import code_version
 from ..tracking.runs import process_alive
 from ..tracking.secrets import redact
+from .module import BestWeights
 
 log = logging.getLogger(__name__)
 
 
-class AtomicLastCheckpoint(ModelCheckpoint):
-    """last.ckpt every n steps and at the fit's end, with its checksum. Never at an epoch's
-    last batch (the resumed run would skip that epoch's validation): a save due there is made
-    at the epoch's end. Not at every epoch's end: SmolLM2's 1.6 GB state saved after each
-    one-step epoch took ten times the steps' arithmetic."""
+class ResumeCheckpoint(L.Callback):
+    """last.ckpt, the fit's whole state, every n steps and on SIGTERM, with its checksum;
+    never at an epoch's last batch (the resumed run would skip that epoch's validation): a
+    save due there is made at the epoch's end, after validation and early stopping (this
+    callback comes last)."""
+
+    def __init__(self, path: Path, every_n_steps: int):
+        self.path, self.every = path, every_n_steps
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -39,34 +44,33 @@ class AtomicLastCheckpoint(ModelCheckpoint):
         if self._due(trainer) or trainer.received_sigterm:
             # log first (Lightning logs after this hook: a kill between loses the step's point)
             trainer._logger_connector.update_train_step_metrics()
-        if trainer.received_sigterm and not self._due(trainer):
-            # preempted: Lightning stops after this batch; save where a periodic save would
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def _due(self, trainer) -> bool:
-        every = self._every_n_train_steps
-        return (every > 0 and trainer.global_step % every == 0
-                and not self._should_skip_saving_checkpoint(trainer))
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """After the epoch's validation, best checkpoint and early stopping (checkpoint
-        callbacks run last), when a save fell due at its last batch or the fit ends here. A
-        stop asked for before arm.min_steps does not end the fit (Lightning trains on)."""
-        stops = trainer.should_stop and trainer.fit_loop._can_stop_early
-        last = stops or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        if self._due(trainer) or (last and not self._should_skip_saving_checkpoint(trainer)):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._due(trainer):
+            self.save(trainer)
 
-    def _save_checkpoint(self, trainer, filepath: str) -> None:
-        tmp = f"{filepath}.tmp"
-        super()._save_checkpoint(trainer, tmp)
+    def _due(self, trainer) -> bool:
+        return self.every > 0 and trainer.global_step % self.every == 0
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        """The fit ended: the weights to test (BestWeights put them back; LoRA: the adapters)
+        and the best score replace its state, no optimizer: a kill while testing resumes."""
+        best = [c.score for c in trainer.callbacks if isinstance(c, BestWeights)]
+        checkpoint = {"state_dict": trainer.strategy.lightning_module_state_dict(),
+                      "best_loss": next(iter(best), None)}
+        pl_module.on_save_checkpoint(checkpoint)
+        self.save(trainer, checkpoint)
+
+    def save(self, trainer, checkpoint: dict | None = None) -> None:
+        tmp = Path(f"{self.path}.tmp")
+        state = checkpoint or trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        trainer.strategy.save_checkpoint(state, tmp)
         if trainer.is_global_zero:  # the new checksum joins the old one before the file
-            sums = Path(f"{filepath}.sha256")  # moves in: last.ckpt always matches one
+            sums = Path(f"{self.path}.sha256")  # moves in: last.ckpt always matches one
             old = sums.read_text().split()[:1] if sums.is_file() else []
-            write_atomic(sums, " ".join([file_sha256(Path(tmp)), *old]))
-            os.replace(tmp, filepath)
-        self._last_checkpoint_saved = filepath
+            write_atomic(sums, " ".join([file_sha256(tmp), *old]))
+            os.replace(tmp, self.path)
 
 
 class ResumableEarlyStopping(EarlyStopping):
@@ -88,7 +92,7 @@ class ResumableEarlyStopping(EarlyStopping):
 
 class JobMLFlowLogger(MLFlowLogger):
     """Writes into the job's run, leaves its status to the job, and logs a (metric, step) once:
-    AtomicLastCheckpoint flushes a step's metrics before Lightning logs them."""
+    ResumeCheckpoint flushes a step's metrics before Lightning logs them."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -107,24 +111,12 @@ class JobMLFlowLogger(MLFlowLogger):
         pass
 
 
-def lightning_logger(run, tracking_uri: str) -> JobMLFlowLogger | bool:
-    """The logger of the job's MLflow `run`; none (False) without a run (DDP ranks above 0)."""
-    return JobMLFlowLogger(tracking_uri=tracking_uri, run_id=run.info.run_id) \
-        if run is not None else False
-
-
 @dataclass
 class ResumeState:
     folder: Path  # keyed by the job's config hash
     data: str  # the content hash of the job's splits
-    code: str
     tracking_uri: str
-
-    @classmethod
-    def for_job(cls, fit: bool, folder: Path, data: str,
-                tracking_uri: str) -> "ResumeState | None":
-        """The state of a fitted arm (also with resume=false, to retire an old attempt)."""
-        return cls(Path(folder), data, code_version(), tracking_uri) if fit else None
+    code: str = field(default_factory=lambda: code_version())  # looked up when made
 
     @property
     def checkpoint(self) -> Path | None:
@@ -230,12 +222,6 @@ class ResumeState:
     def start(self, run_id: str, output_dir: str) -> None:
         write_atomic(self.folder / "job.json", json.dumps({
             "run_id": run_id, "output_dir": output_dir, "data": self.data, "code": self.code}))
-
-    def callback(self, every_n_steps: int) -> ModelCheckpoint:
-        # save_on_train_epoch_end: a save at validation's end would resume without its best
-        return AtomicLastCheckpoint(dirpath=self.folder, filename="last", save_top_k=0,
-                                    save_last=True, every_n_train_steps=every_n_steps,
-                                    enable_version_counter=False, save_on_train_epoch_end=True)
 
     def close(self, outcome: str) -> None:
         """A failure or a preemption keeps the state, for the same command to resume."""
