@@ -82,20 +82,8 @@ def config_error(args: list[str]) -> str | None:
         with initialize_config_dir(config_dir(), version_base="1.3"):
             defaults = compose(config_name, overrides=search, return_hydra_config=True)
             composed = [compose(config_name, overrides=[*search, *v]) for v in variants]
-        given: dict[str, str] = {}  # a key given twice: refused unless ++ says "replace it"
-        for o in parsed:
-            key, value = o.get_key_element().lstrip("+~"), o.input_line.partition("=")[2]
-            if given.setdefault(key, value) != value and not o.input_line.startswith("++"):
-                later = "" if key in defaults.hydra.runtime.choices else \
-                    f" (a later ++{key}=... replaces the value on purpose)"
-                return (f"{key} is given twice, with different values (Hydra would silently "
-                        f"keep the last); give it once{later}")
-            given[key] = value
-            top = key.split(".")[0]  # +foo=1: no function below the job reads the whole config
-            if o.input_line[0] == "+" and top in composed[0] and top not in (*defaults, "notes"):
-                return (f"+{top}: no config group defines the key {top}, so nothing would read "
-                        "it; check its spelling (`pvf --cfg job` prints every key), or keep a "
-                        f"note of your own as +notes.{top}=...")
+        if problem := _key_error(parsed, defaults, composed[0]):
+            return problem
         for cfg in composed:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
@@ -118,6 +106,26 @@ def config_error(args: list[str]) -> str | None:
             return (f"unknown config key '{unknown.group(1)}': check its spelling (`pvf --cfg "
                     f"job` prints every key), or add it with {lines[1].split()[-1]}")
         return lines[0]
+    return None
+
+
+def _key_error(parsed, defaults, composed) -> str | None:
+    """A key given twice with different values (unless ++ says "replace it"), or a +key that
+    adds a top-level key no config group defines (nothing below the job would read it)."""
+    given: dict[str, str] = {}
+    for o in parsed:
+        key, value = o.get_key_element().lstrip("+~"), o.input_line.partition("=")[2]
+        if given.setdefault(key, value) != value and not o.input_line.startswith("++"):
+            later = "" if key in defaults.hydra.runtime.choices else \
+                f" (a later ++{key}=... replaces the value on purpose)"
+            return (f"{key} is given twice, with different values (Hydra would silently "
+                    f"keep the last); give it once{later}")
+        given[key] = value
+        top = key.split(".")[0]
+        if o.input_line[0] == "+" and top in composed and top not in (*defaults, "notes"):
+            return (f"+{top}: no config group defines the key {top}, so nothing would read "
+                    "it; check its spelling (`pvf --cfg job` prints every key), or keep a "
+                    f"note of your own as +notes.{top}=...")
     return None
 
 
