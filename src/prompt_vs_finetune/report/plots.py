@@ -186,6 +186,10 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
                 linestyle=style, label=row["name"])
+        if row.get("per_call_cached", row["per_call"]) < row["per_call"]:  # a prefix cache
+            ax.plot(volumes, row["up_front_cached"] + volumes * row["per_call_cached"], lw=0.8,
+                    color=colors[row["arm"]], linestyle=style, alpha=0.5,
+                    label=f"{row['name']}, prefix cache")
     for _, cross in crossings.iterrows():
         v = cross["break_even_predictions"]
         y = cross["up_front_usd"] + v * cross["per_call_usd_fine_tuned"]
