@@ -103,8 +103,7 @@ library_logs_to_file()  # MLflow put its own handler on the terminal as it was i
 def store_lock(tracking_uri: str) -> FileLock:
     """A lock for what parallel jobs must create once: beside a sqlite database, else in the
     temp folder per store (a server shared by jobs on one machine)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = store_path(tracking_uri)
+    if db := store_path(tracking_uri):
         db.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(f"{db}.lock", timeout=600)
     digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
@@ -123,7 +122,7 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
             raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
         _reached.add(tracking_uri)
     # parallel jobs creating one sqlite store or experiment corrupt it
-    with store_lock(tracking_uri) if tracking_uri.startswith("sqlite:///") else nullcontext():
+    with store_lock(tracking_uri) if store_path(tracking_uri) else nullcontext():
         experiment = mlflow.set_experiment(name)
         for key, value in (EXPERIMENT_KIND | (tags or {})).items():
             if key not in experiment.tags:
