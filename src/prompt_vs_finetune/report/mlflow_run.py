@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from ..errors import UserError
 from ..tracking.keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
-from ..tracking.naming import dvc_study_name, study_group
+from ..tracking.naming import ML_WORKFLOW, dvc_study_name, study_group
 from ..tracking.runs import hold_interrupts
 from ..tracking.secrets import redact
 from ..tracking.store import store_errors, store_path, use_experiment
@@ -47,8 +47,6 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
                 "fewshot.", "resume", "verbose", "arm.order_seed", "decoding.seed", "study")
 EXPERIMENT = "pvf-report"
-# relative: the UI's own address; on its Model training pages (tracking/store.ML_WORKFLOW)
-UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 MAX_IDS_TAG = 5000  # characters of `pvf.job_runs`; job_runs.csv has them all
 MAX_NOTE = 7500  # characters of the description (MLflow truncates tag values at 8000)
 JOB_COLUMNS = ["run_id", "experiment_id", "task", "arm", "model", "seed", "cell", "link",
@@ -155,7 +153,9 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     """Log the report under `out` as one run, linked to its job runs and their parents."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
-    jobs = job_runs(runs)
+    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
+        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
+    jobs["link"] = list(map(_link, jobs["experiment_id"], jobs["run_id"]))
     parents = parent_runs(client, jobs)
     study = jobs["study"].iloc[0] if jobs["study"].nunique() == 1 else ""  # when they share one
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
@@ -188,11 +188,9 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     return active.info.run_id
 
 
-def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
-        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
-    return jobs.assign(link=[UI_LINK.format(experiment_id=e, run_id=r)
-                             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)])
+def _link(experiment_id: str, run_id: str) -> str:
+    """A run's page, relative: the UI's own address, on its Model training pages."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
 
 
 def run_name(jobs: pd.DataFrame, study: str) -> str:
@@ -283,7 +281,7 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
             continue
         found.append({"run_id": run_id, "name": run.info.run_name or "",
                       "group": run.data.tags.get(GROUP_TAG, ""),
-                      "link": UI_LINK.format(experiment_id=run.info.experiment_id, run_id=run_id)})
+                      "link": _link(run.info.experiment_id, run_id)})
     return found
 
 

@@ -27,10 +27,9 @@ DTYPE_MARKERS = defaultdict(lambda: "P", {"float32": "o", "bfloat16": "s", "floa
 
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
     """Each arm's colour; pass every arm of the report so that every plot agrees."""
-    names = set(arms)
-    others = sorted(names - set(ARM_COLORS))
-    return {**{arm: color for arm, color in ARM_COLORS.items() if arm in names},
-            **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)] for i, arm in enumerate(others)}}
+    others = sorted(set(arms) - set(ARM_COLORS))
+    return {**ARM_COLORS, **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
+                             for i, arm in enumerate(others)}}
 
 
 def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
@@ -72,7 +71,7 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
                 f"train_size={','.join(map(str, smaller))} to draw it")
     fig, ax = plt.subplots(figsize=(7, 5))
-    picks = chosen(table, per="arm")  # each arm as chosen on validation, per budget
+    picks = chosen(table, per="arm")
     for dtype in dtypes(picks):
         style = "-" if dtype == REFERENCE_DTYPE else "--"
         for arm, cells in picks[picks["dtype"] == dtype].groupby("arm"):
@@ -125,12 +124,12 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors:
 
 def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict) -> str | None:
     """One bar per cell: the share of test examples every run of it answered alike."""
-    shown = cells[cells["agreement"].notna()] if "agreement" in cells else cells.iloc[:0]
+    shown = cells[cells["agreement"].notna()]
     if shown.empty:
         return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
                 "whether an arm answers the same way every time")
-    order = arm_order(shown)
-    shown = shown.assign(_o=shown["arm"].map(order.index)).sort_values(["_o", "n_labels"])
+    shown = shown.assign(_o=shown["arm"].map(arm_order(shown).index)).sort_values(
+        ["_o", "n_labels"])
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['arm']}\n{int(r['n_labels'])} labels"
              + (f"\n{r['variant']}" if r.get("variant") else "") for _, r in shown.iterrows()]
@@ -217,10 +216,6 @@ def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) 
                             color="black", linestyle=":", lw=1.2)
     if legend:
         fig.axes[0].legend(fontsize=8)
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
