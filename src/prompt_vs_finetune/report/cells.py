@@ -104,8 +104,7 @@ def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float,
 
 def compare(a, b) -> dict:
     """Whether cell `a` beats `b`: paired on a shared test set, else by intervals apart."""
-    if a["examples"] is not None and b["examples"] is not None and a["test_set"] == b["test_set"] \
-            and a["examples"].shape[1] == b["examples"].shape[1]:
+    if a["test_set"] == b["test_set"] and _stack([a["examples"], b["examples"]]) is not None:
         diff, low, high = bootstrap(a["examples"], b["examples"])
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
@@ -142,9 +141,8 @@ def _blind_pick(cells: pd.DataFrame) -> dict:
     """Configs no label tells apart, as one: runs pooled, so the interval carries their spread."""
     stacked = _stack(list(cells["examples"])) if cells["test_set"].nunique() == 1 else None
     return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS},
-            **interval(stacked, [cells["quality"].mean()]),
-            "runs": int(cells["runs"].sum()), "examples": stacked,
-            "variant": f"any of {len(cells)} configurations"}
+            **interval(stacked, [cells["quality"].mean()]), "runs": int(cells["runs"].sum()),
+            "examples": stacked, "variant": f"any of {len(cells)} configurations"}
 
 
 def prompting(table: pd.DataFrame) -> pd.DataFrame:

@@ -159,9 +159,8 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
             if not part.empty:
                 _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
                          part, colors[arm], **style)
-    ax.set_xticks(range(len(models)), [f"{label(r['model'], r['dtype'])}\n"
-                                        f"{params(r['model_params'])}"
-                                        for _, r in models.iterrows()])
+    ax.set_xticks(range(len(models)), [f"{label(m, d)}\n{params(n)}" for m, d, n in zip(
+        models["model"], models["dtype"], models["model_params"], strict=True)])
     ax.set(xlabel="model, by parameter count (API models last; hollow: reduced precision "
                   "or API)", ylabel=metric, title=f"{task}: quality by model size")
     return _finish(fig, path, n_classes)
@@ -174,8 +173,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
                 "set a cost profile (conf/cost/) or an API's token prices to draw it")
-    if not crossings.empty:  # those that happen
-        crossings = crossings[crossings["break_even_predictions"] < math.inf]
+    crossings = crossings[crossings["break_even_predictions"] < math.inf]  # those that happen
     top = 1e6 if crossings.empty else max(1e6, 10 * crossings["break_even_predictions"].max())
     volumes = np.logspace(0, math.log10(top), 200)
     models = list(dict.fromkeys(zip(priced["model"], priced["dtype"], strict=True)))
@@ -185,7 +183,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
                 linestyle=style, label=row["name"])
-        if row.get("per_call_cached", row["per_call"]) < row["per_call"]:  # a prefix cache
+        if row["per_call_cached"] < row["per_call"]:  # a prefix cache
             ax.plot(volumes, row["up_front_cached"] + volumes * row["per_call_cached"], lw=0.8,
                     color=colors[row["arm"]], linestyle=style, alpha=0.5,
                     label=f"{row['name']}, prefix cache")

@@ -6,12 +6,8 @@ import pandas as pd
 
 from .cells import arm_order, dtype_rank, label, reduced
 
-# a consistency column's title -> its (column, format)s, shown where the first was logged
-CONSISTENCY = {
-    "ECE": (("ece", ".3f"),),  # rank classification: calibration error
-    "repeated trigrams / cut at max tokens / length sd (words)":  # generation: degeneration
-    (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"), ("length_words_std", ".1f")),
-}
+DEGENERATION = (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"),
+                ("length_words_std", ".1f"))  # generation's consistency columns, in one
 
 
 def num(value, spec: str = ".3g") -> str:
@@ -72,30 +68,30 @@ def _after(column: str):
                       if r[column] == math.inf else f"{r[column]:,.0f} predictions")
 
 
+def _has(table: pd.DataFrame, column: str) -> bool:
+    return column in table and table[column].notna().any()
+
+
 def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
     """The cells of one task x model; a column that no cell has a value for is left out."""
-    kind = next((k for k, shown in CONSISTENCY.items() if _has(table, shown[0][0])), None)
     ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
     return _table([
         ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
-        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"),
-        ("runs", "runs"), (f"{metric} [95% interval]", quality),
-        *_secondary(table),
+        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"), ("runs", "runs"),
+        (f"{metric} [95% interval]", quality), *_secondary(table),
         _has(table, "val_quality") and (f"validation {metric}", _num("val_quality", ".3f")),
         ("perplexity", _num("perplexity")),
         (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
         _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
-        kind and (kind, lambda r: " / ".join(num(r.get(c), f) for c, f in CONSISTENCY[kind])),
+        _has(table, "ece") and ("ECE", _num("ece", ".3f")),  # rank classification: calibration
+        not _has(table, "ece") and _has(table, DEGENERATION[0][0]) and (
+            "repeated trigrams / cut at max tokens / length sd (words)",
+            lambda r: " / ".join(num(r[column], spec) for column, spec in DEGENERATION)),
         ("USD / 1k pred.", _num("usd_per_1k")), _has(table, "usd_per_1k_cached") and (
             "USD / 1k pred., prefix cache", _num("usd_per_1k_cached")),
-        ("train USD", _num("train_usd")),
-        ("trainable params", _num("trainable_params")),
+        ("train USD", _num("train_usd")), ("trainable params", _num("trainable_params")),
         ("Pareto", lambda r: "yes" if r["pareto"] else "")],
         ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
-
-
-def _has(table: pd.DataFrame, column: str) -> bool:
-    return column in table and table[column].notna().any()
 
 
 def _secondary(table: pd.DataFrame) -> list:
@@ -117,8 +113,8 @@ def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
         _has(picks, "classes_covered") and ("classes covered", _num("classes_covered", ".0f")),
         ("search USD (training + validation)", _num("search_usd"))], ordered,
         f"**Learning curve** (each side at each label budget, its configuration chosen on that "
-        f"budget's validation labels, never on test; {metric}; the verdict compares these "
-        "rows only, at equal budgets, and so does the agreement across seeds)")
+        f"budget's validation labels, never on test; {metric}; the verdict compares these rows "
+        "only, at equal budgets, and so does the agreement across seeds)")
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
@@ -130,9 +126,8 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
         ("clear at 95% (paired)", lambda r: "yes" if r["clear"] else ""),
         ("perplexity float32 → dtype", _pair("perplexity_ref", "perplexity", between=" → ")),
         ("USD / 1k pred. float32 → dtype", _pair("usd_per_1k_ref", "usd_per_1k", between=" → "))],
-        effect,
-        f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
-        "float32)")
+        effect, f"**Precision** ({metric} of each reduced-precision cell against the same cell "
+        "at float32)")
 
 
 def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
