@@ -1,5 +1,4 @@
-"""Cells (one config's runs over seeds, on one test set), their 95% intervals, and what the
-verdict compares (docs/report.md, docs/cost.md)."""
+"""Cells (a config's runs over seeds, on one test set), 95% intervals, what the verdict compares."""
 
 import math
 
@@ -36,8 +35,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def interval(matrix: np.ndarray | None, values) -> dict:
-    """The mean and its 95% interval: a bootstrap of `matrix`, else a t-interval over the runs'
-    `values` (NaN bounds for fewer than 2)."""
+    """The mean and its 95% interval: a bootstrap of `matrix`, else a t-interval over `values`."""
     if matrix is not None:
         (mean, low, high), how = bootstrap(matrix), "bootstrap"
     else:
@@ -113,8 +111,7 @@ def compare(a, b) -> dict:
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
-    the configuration chosen without test (best on validation; none scored, or tied: a blind
-    pick), with `configs` (chosen from) and `search_usd` (their training and validation; WAYS)."""
+    the configuration best on validation (else a blind pick), `configs` and `search_usd`."""
     keyed = table.reindex(columns=[*table, *(c for c in COLUMNS if c not in table)]).assign(
         side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
@@ -241,8 +238,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm at its largest budget, as chosen without test: quality, per-call and
-    up-front USD each of WAYS (docs/cost.md)."""
+    """Per model x arm at its largest budget, as chosen without test: quality and USD."""
     rows = []
     for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
         top = group.loc[group["n_labels"].idxmax()]

@@ -1,5 +1,4 @@
-"""The report's MLflow side: the finished job runs read in, one row each, and the report's own
-run in `pvf-report`, linked to them and their parents (docs/report.md)."""
+"""The report's MLflow side: the finished job runs read in, one row each, and its own run."""
 
 import json
 import logging
@@ -79,8 +78,7 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
 
 
 def recorded_runs(saved: list[dict]) -> pd.DataFrame:
-    """load_runs' table from results files, read in place of the store: `pvf results_file=...`
-    records the run as the store holds it, and its per-example file."""
+    """load_runs' table from the records `pvf results_file=...` writes, in place of the store."""
     rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),
                                  data=SimpleNamespace(**record["run"]["data"])))
             | {"examples": np.asarray(record["per_example"]["values"], dtype=float),

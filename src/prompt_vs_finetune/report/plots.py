@@ -1,5 +1,4 @@
-"""The report's plots (docs/report.md). A plot with nothing to show is not drawn: its function
-returns a one-line note of what is missing (None when it drew)."""
+"""The report's plots; one with nothing to show is not drawn: it returns what is missing."""
 
 import math
 from collections import defaultdict

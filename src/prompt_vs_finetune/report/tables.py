@@ -178,8 +178,7 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
 
 
 def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned x prompting pair's costs, break-even and the quality each buys: every
-    call its own prompt, then with a prefix cache."""
+    """Each fine-tuned x prompting pair's costs, break-even, quality; then with a prefix cache."""
     return _table([
         ("fine-tuned", "fine_tuned"), ("prompting", "prompting"),
         (f"{metric}, fine-tuned vs prompting",

@@ -1,5 +1,4 @@
-"""The verdict in plain words per task x model: which arm, from how many labels fine-tuning wins,
-what a reduced precision changes, and across models."""
+"""The verdict in plain words per task x model and precision, and across models."""
 
 import math
 
@@ -152,8 +151,7 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
 
 
 def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
-    """One line per reduced dtype (none without a float32 twin): its quality change against
-    float32, and its cost."""
+    """One line per reduced dtype with float32 twins: its quality change and relative cost."""
     lines = []
     for dtype, rows in effect.groupby("dtype", sort=False):
         rows = rows[rows["delta"].notna()]

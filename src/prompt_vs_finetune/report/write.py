@@ -1,5 +1,4 @@
-"""Write the report's files under one folder (docs/report.md): table.csv, report.md, report.html
-(plots inlined, for MLflow's artifact viewer), the plots, recommendations, summary.json."""
+"""Write the report's files under one folder (docs/report.md)."""
 
 import base64
 import html
@@ -187,8 +186,7 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
 
 
 def render_html(markdown: str, folder: Path) -> str:
-    """The markdown as one page (raw HTML escaped), each plot under `folder` inlined as a data
-    URI so that it shows wherever only the file travels."""
+    """The markdown as one page (raw HTML escaped), its plots inlined: it shows wherever it goes."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
