@@ -70,7 +70,6 @@ def _argument_error(args) -> str | None:
     if args.filter:
         from mlflow.exceptions import MlflowException
         from mlflow.utils.search_utils import SearchUtils
-
         try:
             SearchUtils.parse_search_filter(args.filter)
         except MlflowException as err:
@@ -83,7 +82,6 @@ def write_atomically(out: Path, write):
     """`write(folder)` into a new folder that then replaces `out`: a report stopped halfway
     (Ctrl-C, a full disk) leaves the previous one whole."""
     import shutil
-
     new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)  # with the umask's permissions, as `out` would have

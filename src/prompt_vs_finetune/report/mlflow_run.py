@@ -66,27 +66,24 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     if not ids:
         return pd.DataFrame()
     query = " and ".join(filter(None, ["attributes.status = 'FINISHED'", filter_string]))
-    runs = pd.DataFrame([
-        _row(run) for run in client.search_runs(ids, query, max_results=50000)
+    return pd.DataFrame([
+        _row(run, *_per_example(run.info.artifact_uri))
+        for run in client.search_runs(ids, query, max_results=50000)
         if "arm" in run.data.tags and "true" not in (run.data.tags.get("pvf_summary"),
                                                       run.data.tags.get(PARENT_TAG))
         and (run_ids is None or run.info.run_id in run_ids)])
-    if runs.empty:
-        return runs
-    logged = runs["artifact_uri"].map(_per_example)
-    return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
 
 
 def recorded_runs(saved: list[dict]) -> pd.DataFrame:
     """load_runs' table from the records `pvf results_file=...` writes, in place of the store."""
     rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),
-                                 data=SimpleNamespace(**record["run"]["data"])))
-            | {"examples": np.asarray(record["per_example"]["values"], dtype=float),
-               "predictions": record["per_example"].get("predictions")} for record in saved]
+                                 data=SimpleNamespace(**record["run"]["data"])),
+                 np.asarray(record["per_example"]["values"], dtype=float),
+                 record["per_example"].get("predictions")) for record in saved]
     return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"])))
 
 
-def _row(run) -> dict:
+def _row(run, examples: np.ndarray | None, predictions: list | None) -> dict:
     """A run as the report's row (the fallbacks: what runs of older pvf versions logged)."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
@@ -119,7 +116,7 @@ def _row(run) -> dict:
             "hpo_trial": tags.get("hpo_trial") == "true",
             "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
             "identity": identity(run), "started": run.info.start_time or 0,
-            "artifact_uri": run.info.artifact_uri,
+            "examples": examples, "predictions": predictions,
             **{column: metrics.get(key, math.nan) for column, key in COLUMNS.items()}}
 
 

@@ -152,9 +152,8 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
         # a line through the local float32 models; the others hollow points
         line = (cells["dtype"] == REFERENCE_DTYPE) & cells["model_params"].notna()
         for part, style in ((cells[line], {"marker": "o", "label": arm}),
-                            (cells[~line], {"marker": "o", "linestyle": "none",
-                                            "markerfacecolor": "none",
-                                            "label": None if line.any() else arm})):
+                            (cells[~line], {"marker": "o", "linestyle": "none", "markerfacecolor":
+                                            "none", "label": None if line.any() else arm})):
             if not part.empty:
                 _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
                          part, colors[arm], **style)

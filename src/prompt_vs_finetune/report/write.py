@@ -145,10 +145,8 @@ def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFr
               *figures]
     if volume:
         ranked = stats.at_volume(costs, volume)
-        summary.setdefault("at_volume", {})[task] = {
-            "volume": volume, "ranked": ranked[["arm_name", "total_usd", "total_usd_cached",
-                                               "quality"]]
-            .to_dict("records")}
+        summary.setdefault("at_volume", {})[task] = {"volume": volume, "ranked": ranked[[
+            "arm_name", "total_usd", "total_usd_cached", "quality"]].to_dict("records")}
         lines += tables.volume_table(ranked, volume, metric)
     return lines
 
