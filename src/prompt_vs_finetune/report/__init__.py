@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -81,16 +82,12 @@ def _argument_error(args) -> str | None:
 def write_atomically(out: Path, write):
     """`write(folder)` into a new folder that then replaces `out`: a report stopped halfway
     (Ctrl-C, a full disk) leaves the previous one whole."""
-    import shutil
-    new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)  # with the umask's permissions, as `out` would have
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as folder:
+        new = Path(folder, "new")
+        new.mkdir()  # with the umask's permissions, as `out` would have
         result = write(new)
         if out.exists():
-            out.rename(old)
+            out.rename(Path(folder, "old"))  # deleted with the folder
         new.rename(out)
-    finally:
-        shutil.rmtree(new, ignore_errors=True)  # gone once renamed
-    shutil.rmtree(old, ignore_errors=True)
     return result
