@@ -246,11 +246,10 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
             0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0)))
         rows.append({"model": model, "dtype": dtype, "arm": arm,
                      "name": label(f"{model}/{arm}", dtype), "fit": bool(top["fit"]),
-                     "n_labels": int(top["n_labels"]), "quality": top["quality"], **{
-                         f"{key}{way}": value for way in WAYS for key, value in (
-                             ("per_call", top[f"usd_per_1k{way}"] / 1000),
-                             ("up_front", top[f"search_usd{way}"] + fixed
-                              + np.nan_to_num(top[f"teacher_usd{way}"])))}})
+                     "n_labels": int(top["n_labels"]), "quality": top["quality"],
+                     **{f"per_call{way}": top[f"usd_per_1k{way}"] / 1000 for way in WAYS},
+                     **{f"up_front{way}": top[f"search_usd{way}"] + fixed
+                        + np.nan_to_num(top[f"teacher_usd{way}"]) for way in WAYS}})
     return pd.DataFrame(rows)
 
 
