@@ -222,12 +222,10 @@ def summary_metrics(summary: dict, jobs: pd.DataFrame) -> dict[str, float]:
         task, _, model = name.partition("/")
         if task not in tasks:
             continue
-        for arm, value in entry.get("best", {}).items():
-            metrics[metric_key("best", task, model, arm, entry["metric"])] = value
-        for dtype, best in entry.get("best_by_dtype", {}).items():
+        for dtype, best in [(None, entry["best"]), *entry.get("best_by_dtype", {}).items()]:
+            prefix = ("best",) if dtype is None else ("best_by_dtype", dtype)
             for arm, value in best.items() if dtype != REFERENCE_DTYPE else ():
-                metrics[metric_key("best_by_dtype", dtype, task, model, arm,
-                                   entry["metric"])] = value
+                metrics[metric_key(*prefix, task, model, arm, entry["metric"])] = value
     for task, crossings in summary["break_even"].items():
         for cross in crossings if task in tasks else ():
             metrics[metric_key("break_even", task, *cross["fine_tuned"].split("/"), "vs",

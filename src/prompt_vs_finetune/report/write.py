@@ -178,8 +178,7 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
         entry["best_by_dtype"] = {dtype: best(cells[cells["dtype"] == dtype])
                                   for dtype in dtypes(cells)}
     if (cells["unparsed_rate"] > 0).any():
-        entry["unparsed_rate"] = {arm: float(g["unparsed_rate"].mean())
-                                  for arm, g in cells.groupby("arm")}
+        entry["unparsed_rate"] = cells.groupby("arm")["unparsed_rate"].mean().to_dict()
     return entry
 
 
