@@ -158,7 +158,6 @@ def arm_order(table: pd.DataFrame) -> list[str]:
 
 
 def best(cells: pd.DataFrame):
-    """The row of highest quality (NaN quality ignored), or None."""
     return None if cells["quality"].isna().all() else cells.loc[cells["quality"].idxmax()]
 
 
@@ -167,7 +166,6 @@ def dtype_rank(dtype: str) -> int:
 
 
 def dtypes(table: pd.DataFrame) -> list[str]:
-    """The inference dtypes in a table, float32 first."""
     return sorted(table["dtype"].unique(), key=lambda d: (dtype_rank(d), d))
 
 

@@ -41,7 +41,6 @@ def params(n) -> str:
 
 
 def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str]:
-    """A table and the blank line after it (after its title, when given)."""
     head, *body = ["| " + " | ".join(map(str, cells)) + " |" for cells in [headers, *rows]]
     return [*([title, ""] if title else []), head, "|" + "---|" * len(headers), *body, ""]
 
@@ -93,7 +92,6 @@ def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
 
 
 def _secondary(table: pd.DataFrame) -> list:
-    """Macro-F1, or ROUGE-1 / ROUGE-2, where the cells logged them."""
     return [_has(table, "macro_f1") and ("macro-F1", "macro_f1", ".3f"),
             _has(table, "rouge1") and ("ROUGE-1 / ROUGE-2", _pair("rouge1", "rouge2", ".3f"))]
 
@@ -129,7 +127,6 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
 
 
 def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
-    """One task's quality per model x arm, models by parameter count, API models last."""
     arms = arm_order(scale)
     rows = []
     for (model, dtype), cells in scale.groupby(["model", "dtype"], sort=False):

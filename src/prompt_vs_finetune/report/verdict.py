@@ -52,7 +52,6 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
 
 
 def _prompting_line(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
-    """Prompting at each label budget, as chosen without the test set."""
     picks = chosen(prompts)
     picks = picks[picks["quality"].notna()]
     if picks.empty:

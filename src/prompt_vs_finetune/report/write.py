@@ -121,7 +121,6 @@ def _scale_section(task: str, metric: str, task_cells: pd.DataFrame, chance, out
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
-    """The advice into its own file, and as report.md's lines."""
     path.write_text("\n".join(advice) + "\n")
     return ["**Recommendation**", "", *[f"- {line}" for line in advice], ""]
 
