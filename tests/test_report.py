@@ -290,13 +290,13 @@ def test_float32_single_model_report_layout_unchanged(store, tmp_path):
 
 def capture_figures(monkeypatch) -> dict:
     """Every figure the report draws, by file name (still saved as the report saves it)."""
-    figures, save = {}, plots._save
+    figures, finish = {}, plots._finish
 
-    def keep(fig, path):
+    def keep(fig, path, *args, **kwargs):
         figures[path.name] = fig
-        save(fig, path)
+        finish(fig, path, *args, **kwargs)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "_finish", keep)
     return figures
 
 

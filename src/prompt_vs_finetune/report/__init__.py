@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import sys
+import tempfile
+from functools import partial
 from pathlib import Path
 
 _HOME = {"load_runs": "mlflow_run", "latest_of_identical": "write", "write_report": "write",
@@ -42,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    saved = [json.loads(path.read_text()) for path in args.runs_from.rglob("metrics.json")
-             ] if args.runs_from else []
+    saved = [json.loads(p.read_text()) for p in args.runs_from.rglob("metrics.json")] \
+        if args.runs_from else []
     if args.runs_from and all("run" in r for r in saved) and not (args.experiment or args.filter):
         runs = recorded_runs(saved)
     else:  # from the store: every run, the files' (of an older pvf: no record), or a selection
@@ -51,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                          {record["run_id"] for record in saved} if args.runs_from else None)
     if runs.empty:
         raise SystemExit(f"error: no finished pvf runs in {uri}; run pvf first or fix --experiment")
-    summary = write_atomically(args.out, lambda folder: write_report(runs, folder,
-                                                                     volume=args.volume))
+    summary = write_atomically(args.out, partial(write_report, runs, volume=args.volume))
     if not args.no_mlflow:
         log_report_run(uri, args.out, runs, summary)
     print((args.out / "report.md").read_text())
@@ -70,7 +71,6 @@ def _argument_error(args) -> str | None:
     if args.filter:
         from mlflow.exceptions import MlflowException
         from mlflow.utils.search_utils import SearchUtils
-
         try:
             SearchUtils.parse_search_filter(args.filter)
         except MlflowException as err:
@@ -82,17 +82,12 @@ def _argument_error(args) -> str | None:
 def write_atomically(out: Path, write):
     """`write(folder)` into a new folder that then replaces `out`: a report stopped halfway
     (Ctrl-C, a full disk) leaves the previous one whole."""
-    import shutil
-
-    new, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)  # with the umask's permissions, as `out` would have
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as folder:
+        new = Path(folder, "new")
+        new.mkdir()  # with the umask's permissions, as `out` would have
         result = write(new)
         if out.exists():
-            out.rename(old)
+            out.rename(Path(folder, "old"))  # deleted with the folder
         new.rename(out)
-    finally:
-        shutil.rmtree(new, ignore_errors=True)  # gone once renamed
-    shutil.rmtree(old, ignore_errors=True)
     return result

@@ -1,5 +1,4 @@
-"""Cells (one config's runs over seeds, on one test set), their 95% intervals, and what the
-verdict compares (docs/report.md, docs/cost.md)."""
+"""Cells (a config's runs over seeds, on one test set), 95% intervals, what the verdict compares."""
 
 import math
 
@@ -22,13 +21,12 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs[~runs["hpo_trial"].astype(bool)]
     rows = []
     for cell, group in runs.groupby("cell", sort=True):
-        matrix = _matrix(group)
-        interval = _interval(*bootstrap(matrix), "bootstrap") if matrix is not None else \
-            t_interval(group["quality"])
+        matrix = _stack(list(group["examples"]))
         rows.append({**{key: group[key].iloc[0]
                         for key in [*GROUP, "metric", "test_set", "checkpoint"]}, "cell": cell,
                      "runs": int(group["quality"].notna().sum()),
-                     "pretrained": bool(group["pretrained"].all()), **interval,
+                     "pretrained": bool(group["pretrained"].all()),
+                     **interval(matrix, group["quality"]),
                      "val_quality": group["val_quality"].mean(),
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
@@ -36,26 +34,27 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return table.assign(variant=variants(table, runs)) if not table.empty else table
 
 
-def _interval(mean: float, low: float, high: float, how: str) -> dict:
+def interval(matrix: np.ndarray | None, values) -> dict:
+    """The mean and its 95% interval: a bootstrap of `matrix`, else a t-interval over `values`."""
+    if matrix is not None:
+        (mean, low, high), how = bootstrap(matrix), "bootstrap"
+    else:
+        values, how = [float(v) for v in values if not math.isnan(float(v))], "t over seeds"
+        n = len(values)
+        mean = sum(values) / n if n else math.nan
+        half = stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n) if n > 1 \
+            else math.nan
+        low, high = mean - half, mean + half
     return {"quality": mean, "quality_low": low, "quality_high": high,
             "quality_ci": (high - low) / 2, "interval": how}
 
 
-def t_interval(values) -> dict:
-    """The mean and its 95% t-interval over seeds (NaN bounds for fewer than 2)."""
-    values = [float(v) for v in values if not math.isnan(float(v))]
-    n = len(values)
-    mean = sum(values) / n if n else math.nan
-    half = stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n) if n > 1 else math.nan
-    return _interval(mean, mean - half, mean + half, "t over seeds")
-
-
-def _matrix(group: pd.DataFrame) -> np.ndarray | None:
-    """[runs x test examples] of a cell, when every run logged as many per-example values."""
-    values = [v for v in group["examples"] if v is not None]
-    if len(values) != len(group) or len({len(v) for v in values}) != 1 or not len(values[0]):
+def _stack(examples: list) -> np.ndarray | None:
+    """[runs x test examples], when every run (or cell) logged as many per-example values."""
+    if any(v is None for v in examples) or len({np.shape(v)[-1] for v in examples}) != 1 \
+            or not np.shape(examples[0])[-1]:
         return None
-    return np.vstack(values)
+    return np.vstack(examples)
 
 
 def agreement(predictions) -> float:
@@ -90,28 +89,20 @@ def bootstrap(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, float,
     centre = float(each.mean())
     drawn = each[rng.integers(0, len(each), (N_BOOT, len(each)))].mean(axis=1)
     low, high = np.percentile(drawn, [2.5, 97.5])
-    seeds = seed_half_width([a] if b is None else [a, b])
+    parts = [(m.mean(axis=1).var(ddof=1) / len(m), len(m)) for m in (a, b)
+             if m is not None and len(m) >= MIN_SEEDS]  # the seeds' variance: Welch's for a - b
+    variance = sum(v for v, _ in parts)
+    freedom = variance ** 2 / sum(v ** 2 / (n - 1) for v, n in parts) if variance else 1
+    seeds = float(stats.t.ppf(0.975, freedom) * math.sqrt(variance))  # 0 without
     low, high = centre - math.hypot(centre - low, seeds), centre + math.hypot(high - centre, seeds)
     if ((a >= 0) & (a <= 1)).all() and (b is None or ((b >= 0) & (b <= 1)).all()):
         low, high = max(low, -1.0 if b is not None else 0.0), min(high, 1.0)  # a share's bounds
     return centre, float(low), float(high)
 
 
-def seed_half_width(matrices: list[np.ndarray]) -> float:
-    """The seeds' 95% t half-width (Welch's for a difference); sides under MIN_SEEDS add none."""
-    parts = [(m.mean(axis=1).var(ddof=1) / len(m), len(m)) for m in matrices
-             if len(m) >= MIN_SEEDS]
-    variance = sum(v for v, _ in parts)
-    if variance == 0:
-        return 0.0
-    freedom = variance ** 2 / sum(v ** 2 / (n - 1) for v, n in parts)
-    return float(stats.t.ppf(0.975, freedom) * math.sqrt(variance))
-
-
 def compare(a, b) -> dict:
     """Whether cell `a` beats `b`: paired on a shared test set, else by intervals apart."""
-    if a["examples"] is not None and b["examples"] is not None and a["test_set"] == b["test_set"] \
-            and a["examples"].shape[1] == b["examples"].shape[1]:
+    if a["test_set"] == b["test_set"] and _stack([a["examples"], b["examples"]]) is not None:
         diff, low, high = bootstrap(a["examples"], b["examples"])
         return {"beats": low > 0, "paired": True, "diff": diff, "low": low, "high": high}
     return {"beats": bool(a["quality_low"] > b["quality_high"]), "paired": False,
@@ -120,8 +111,7 @@ def compare(a, b) -> dict:
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
-    the configuration chosen without test (best on validation; none scored, or tied: a blind
-    pick), with `configs` (chosen from) and `search_usd` (their training and validation; WAYS)."""
+    the configuration best on validation (else a blind pick), `configs` and `search_usd`."""
     keyed = table.reindex(columns=[*table, *(c for c in COLUMNS if c not in table)]).assign(
         side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
@@ -146,15 +136,10 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
 
 def _blind_pick(cells: pd.DataFrame) -> dict:
     """Configs no label tells apart, as one: runs pooled, so the interval carries their spread."""
-    matrices = list(cells["examples"])
-    same = cells["test_set"].nunique() == 1 and all(m is not None for m in matrices) and \
-        len({m.shape[1] for m in matrices}) == 1
-    stacked = np.vstack(matrices) if same else None
-    interval = _interval(*bootstrap(stacked), "bootstrap") if same else \
-        _interval(cells["quality"].mean(), math.nan, math.nan, "t over seeds")
-    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS}, **interval,
-            "runs": int(cells["runs"].sum()), "examples": stacked,
-            "variant": f"any of {len(cells)} configurations"}
+    stacked = _stack(list(cells["examples"])) if cells["test_set"].nunique() == 1 else None
+    return {**cells.iloc[0].to_dict(), **{c: cells[c].mean() for c in COLUMNS},
+            **interval(stacked, [cells["quality"].mean()]), "runs": int(cells["runs"].sum()),
+            "examples": stacked, "variant": f"any of {len(cells)} configurations"}
 
 
 def prompting(table: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +158,6 @@ def arm_order(table: pd.DataFrame) -> list[str]:
 
 
 def best(cells: pd.DataFrame):
-    """The row of highest quality (NaN quality ignored), or None."""
     return None if cells["quality"].isna().all() else cells.loc[cells["quality"].idxmax()]
 
 
@@ -182,7 +166,6 @@ def dtype_rank(dtype: str) -> int:
 
 
 def dtypes(table: pd.DataFrame) -> list[str]:
-    """The inference dtypes in a table, float32 first."""
     return sorted(table["dtype"].unique(), key=lambda d: (dtype_rank(d), d))
 
 
@@ -211,13 +194,12 @@ def precision_effect(table: pd.DataFrame) -> pd.DataFrame:
         if tuple(r[key]) not in twins.index:
             continue
         ref = twins.loc[tuple(r[key])]  # with variants: the first
-        delta = r["quality"] - ref["quality"]
-        margin = r["quality_ci"] + ref["quality_ci"]  # NaN with a single seed on either side
-        result = compare(r, ref)
+        delta, result = r["quality"] - ref["quality"], compare(r, ref)
         clear = (result["low"] > 0 or result["high"] < 0) if result["paired"] else \
-            bool(not math.isnan(margin) and abs(delta) > margin)
+            abs(delta) > r["quality_ci"] + ref["quality_ci"]  # NaN (a single seed): not clear
         rows.append({**r, **ref.add_suffix("_ref"), "delta": delta, "clear": bool(clear)})
     return pd.DataFrame(rows)
+
 
 def model_scale(table: pd.DataFrame) -> pd.DataFrame:
     """One cell per model x dtype x arm (its largest label budget), models by parameter count."""
@@ -254,9 +236,7 @@ def sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.DataFrame:
-    """Per model x arm at its largest budget, as chosen without test, each of WAYS: per-call USD
-    and up-front USD (every configuration's training and validation, search trials, the labels
-    it used, a hybrid's teacher), and its quality."""
+    """Per model x arm at its largest budget, as chosen without test: quality and USD."""
     rows = []
     for (model, dtype, arm), group in chosen(table, per="arm").groupby(["model", "dtype", "arm"]):
         top = group.loc[group["n_labels"].idxmax()]
@@ -264,18 +244,16 @@ def arm_costs(table: pd.DataFrame, search_usd: pd.Series | None = None) -> pd.Da
             0.0 if search_usd is None else float(search_usd.get((model, arm), 0.0)))
         rows.append({"model": model, "dtype": dtype, "arm": arm,
                      "name": label(f"{model}/{arm}", dtype), "fit": bool(top["fit"]),
-                     "n_labels": int(top["n_labels"]), "quality": top["quality"], **{
-                         f"{key}{way}": value for way in WAYS for key, value in (
-                             ("per_call", top[f"usd_per_1k{way}"] / 1000),
-                             ("up_front", top[f"search_usd{way}"] + fixed
-                              + np.nan_to_num(top[f"teacher_usd{way}"])))}})
+                     "n_labels": int(top["n_labels"]), "quality": top["quality"],
+                     **{f"per_call{way}": top[f"usd_per_1k{way}"] / 1000 for way in WAYS},
+                     **{f"up_front{way}": top[f"search_usd{way}"] + fixed
+                        + np.nan_to_num(top[f"teacher_usd{way}"]) for way in WAYS}})
     return pd.DataFrame(rows)
 
 
 def break_even(costs: pd.DataFrame) -> pd.DataFrame:
     """Per fine-tuned x prompting pair, each of WAYS: from how many predictions the fine-tuned
-    arm costs less in all (its up-front cost above prompting's over the per-call saving; 0: from
-    the first, inf: never, NaN: not priced)."""
+    arm costs less in all (0: from the first, inf: never, NaN: not priced)."""
     pairs = fitted(costs).merge(prompting(costs), how="cross",
                                 suffixes=("_fine_tuned", "_prompting"))
     frame = pairs[["name_fine_tuned", "name_prompting", "quality_fine_tuned", "quality_prompting"]
@@ -292,8 +270,7 @@ def break_even(costs: pd.DataFrame) -> pd.DataFrame:
 
 
 def at_volume(costs: pd.DataFrame, volume: int) -> pd.DataFrame:
-    """Every arm's total cost for `volume` predictions each of WAYS, cheapest first (without a
-    prefix cache), with its quality."""
+    """Every arm's total cost for `volume` predictions each of WAYS, cheapest first (no cache)."""
     ranked = costs.assign(arm_name=costs["name"], **{
         f"total_usd{way}": costs[f"up_front{way}"] + volume * costs[f"per_call{way}"]
         for way in WAYS})

@@ -1,5 +1,4 @@
-"""The report's MLflow side: the finished job runs read in, one row each, and the report's own
-run in `pvf-report`, linked to them and their parents (docs/report.md)."""
+"""The report's MLflow side: the finished job runs read in, one row each, and its own run."""
 
 import json
 import logging
@@ -20,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from ..errors import UserError
 from ..tracking.keys import GROUP_TAG, PARENT_RUN_TAG, PARENT_TAG, PER_EXAMPLE_FILE, QUALITY_TAG
-from ..tracking.naming import dvc_study_name, study_group
+from ..tracking.naming import ML_WORKFLOW, dvc_study_name, study_group
 from ..tracking.runs import hold_interrupts
 from ..tracking.secrets import redact
 from ..tracking.store import store_errors, store_path, use_experiment
@@ -47,8 +46,6 @@ COLUMNS = {  # report column -> MLflow metric (besides `quality`: the run's head
 NOT_VARIANTS = ("seed", "data_seed", "paths.", "hydra.", "mlflow.", "results_file", "data.",
                 "fewshot.", "resume", "verbose", "arm.order_seed", "decoding.seed", "study")
 EXPERIMENT = "pvf-report"
-# relative: the UI's own address; on its Model training pages (tracking/store.ML_WORKFLOW)
-UI_LINK = "#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 MAX_IDS_TAG = 5000  # characters of `pvf.job_runs`; job_runs.csv has them all
 MAX_NOTE = 7500  # characters of the description (MLflow truncates tag values at 8000)
 JOB_COLUMNS = ["run_id", "experiment_id", "task", "arm", "model", "seed", "cell", "link",
@@ -69,28 +66,24 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
     if not ids:
         return pd.DataFrame()
     query = " and ".join(filter(None, ["attributes.status = 'FINISHED'", filter_string]))
-    runs = pd.DataFrame([
-        _row(run) for run in client.search_runs(ids, query, max_results=50000)
+    return pd.DataFrame([
+        _row(run, *_per_example(run.info.artifact_uri))
+        for run in client.search_runs(ids, query, max_results=50000)
         if "arm" in run.data.tags and "true" not in (run.data.tags.get("pvf_summary"),
                                                       run.data.tags.get(PARENT_TAG))
         and (run_ids is None or run.info.run_id in run_ids)])
-    if runs.empty:
-        return runs
-    logged = runs["artifact_uri"].map(_per_example)
-    return runs.assign(examples=logged.map(lambda d: d[0]), predictions=logged.map(lambda d: d[1]))
 
 
 def recorded_runs(saved: list[dict]) -> pd.DataFrame:
-    """load_runs' table from results files, read in place of the store: `pvf results_file=...`
-    records the run as the store holds it, and its per-example file."""
+    """load_runs' table from the records `pvf results_file=...` writes, in place of the store."""
     rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),
-                                 data=SimpleNamespace(**record["run"]["data"])))
-            | {"examples": np.asarray(record["per_example"]["values"], dtype=float),
-               "predictions": record["per_example"].get("predictions")} for record in saved]
+                                 data=SimpleNamespace(**record["run"]["data"])),
+                 np.asarray(record["per_example"]["values"], dtype=float),
+                 record["per_example"].get("predictions")) for record in saved]
     return pd.DataFrame(sorted(rows, key=lambda row: (-row["started"], row["run_id"])))
 
 
-def _row(run) -> dict:
+def _row(run, examples: np.ndarray | None, predictions: list | None) -> dict:
     """A run as the report's row (the fallbacks: what runs of older pvf versions logged)."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     fit = tags["fit"] == "true" if "fit" in tags else metrics.get("cost/train_tokens", 0) > 0
@@ -123,7 +116,7 @@ def _row(run) -> dict:
             "hpo_trial": tags.get("hpo_trial") == "true",
             "params": {k: v for k, v in params.items() if not k.startswith(NOT_VARIANTS)},
             "identity": identity(run), "started": run.info.start_time or 0,
-            "artifact_uri": run.info.artifact_uri,
+            "examples": examples, "predictions": predictions,
             **{column: metrics.get(key, math.nan) for column, key in COLUMNS.items()}}
 
 
@@ -155,7 +148,9 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     """Log the report under `out` as one run, linked to its job runs and their parents."""
     use_experiment(tracking_uri, EXPERIMENT)
     client = MlflowClient(tracking_uri)
-    jobs = job_runs(runs)
+    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
+        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
+    jobs["link"] = list(map(_link, jobs["experiment_id"], jobs["run_id"]))
     parents = parent_runs(client, jobs)
     study = jobs["study"].iloc[0] if jobs["study"].nunique() == 1 else ""  # when they share one
     tags = {"pvf_summary": "true", "pvf.job_runs": ids_tag(jobs["run_id"]),
@@ -188,11 +183,9 @@ def log_report_run(tracking_uri: str, out: Path, runs: pd.DataFrame, summary: di
     return active.info.run_id
 
 
-def job_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    jobs = runs.assign(seed=runs["seed"].astype(str)).sort_values(
-        ["task", "model", "arm", "n_labels", "seed", "run_id"]).reset_index(drop=True)
-    return jobs.assign(link=[UI_LINK.format(experiment_id=e, run_id=r)
-                             for e, r in zip(jobs["experiment_id"], jobs["run_id"], strict=True)])
+def _link(experiment_id: str, run_id: str) -> str:
+    """A run's page, relative: the UI's own address, on its Model training pages."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}"
 
 
 def run_name(jobs: pd.DataFrame, study: str) -> str:
@@ -229,12 +222,10 @@ def summary_metrics(summary: dict, jobs: pd.DataFrame) -> dict[str, float]:
         task, _, model = name.partition("/")
         if task not in tasks:
             continue
-        for arm, value in entry.get("best", {}).items():
-            metrics[metric_key("best", task, model, arm, entry["metric"])] = value
-        for dtype, best in entry.get("best_by_dtype", {}).items():
+        for dtype, best in [(None, entry["best"]), *entry.get("best_by_dtype", {}).items()]:
+            prefix = ("best",) if dtype is None else ("best_by_dtype", dtype)
             for arm, value in best.items() if dtype != REFERENCE_DTYPE else ():
-                metrics[metric_key("best_by_dtype", dtype, task, model, arm,
-                                   entry["metric"])] = value
+                metrics[metric_key(*prefix, task, model, arm, entry["metric"])] = value
     for task, crossings in summary["break_even"].items():
         for cross in crossings if task in tasks else ():
             metrics[metric_key("break_even", task, *cross["fine_tuned"].split("/"), "vs",
@@ -283,7 +274,7 @@ def parent_runs(client: MlflowClient, jobs: pd.DataFrame) -> list[dict]:
             continue
         found.append({"run_id": run_id, "name": run.info.run_name or "",
                       "group": run.data.tags.get(GROUP_TAG, ""),
-                      "link": UI_LINK.format(experiment_id=run.info.experiment_id, run_id=run_id)})
+                      "link": _link(run.info.experiment_id, run_id)})
     return found
 
 

@@ -1,5 +1,4 @@
-"""The report's plots (docs/report.md). A plot with nothing to show is not drawn: its function
-returns a one-line note of what is missing (None when it drew)."""
+"""The report's plots; one with nothing to show is not drawn: it returns what is missing."""
 
 import math
 from collections import defaultdict
@@ -27,10 +26,9 @@ DTYPE_MARKERS = defaultdict(lambda: "P", {"float32": "o", "bfloat16": "s", "floa
 
 def arm_colors(arms: Iterable[str]) -> dict[str, str]:
     """Each arm's colour; pass every arm of the report so that every plot agrees."""
-    names = set(arms)
-    others = sorted(names - set(ARM_COLORS))
-    return {**{arm: color for arm, color in ARM_COLORS.items() if arm in names},
-            **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)] for i, arm in enumerate(others)}}
+    others = sorted(set(arms) - set(ARM_COLORS))
+    return {**ARM_COLORS, **{arm: FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
+                             for i, arm in enumerate(others)}}
 
 
 def plot_quality_vs_cost(table: pd.DataFrame, metric: str, path: Path,
@@ -72,7 +70,7 @@ def plot_data_efficiency(table: pd.DataFrame, metric: str, path: Path,
         return (f"data efficiency: one label budget per fine-tuned arm ({held}); run "
                 f"train_size={','.join(map(str, smaller))} to draw it")
     fig, ax = plt.subplots(figsize=(7, 5))
-    picks = chosen(table, per="arm")  # each arm as chosen on validation, per budget
+    picks = chosen(table, per="arm")
     for dtype in dtypes(picks):
         style = "-" if dtype == REFERENCE_DTYPE else "--"
         for arm, cells in picks[picks["dtype"] == dtype].groupby("arm"):
@@ -125,12 +123,12 @@ def plot_prompt_sensitivity(runs: pd.DataFrame, metric: str, path: Path, colors:
 
 def plot_consistency(cells: pd.DataFrame, path: Path, colors: dict) -> str | None:
     """One bar per cell: the share of test examples every run of it answered alike."""
-    shown = cells[cells["agreement"].notna()] if "agreement" in cells else cells.iloc[:0]
+    shown = cells[cells["agreement"].notna()]
     if shown.empty:
         return ("consistency: no cell has two runs with predictions; run seed=0,1,2 to see "
                 "whether an arm answers the same way every time")
-    order = arm_order(shown)
-    shown = shown.assign(_o=shown["arm"].map(order.index)).sort_values(["_o", "n_labels"])
+    shown = shown.assign(_o=shown["arm"].map(arm_order(shown).index)).sort_values(
+        ["_o", "n_labels"])
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['arm']}\n{int(r['n_labels'])} labels"
              + (f"\n{r['variant']}" if r.get("variant") else "") for _, r in shown.iterrows()]
@@ -154,15 +152,13 @@ def plot_model_scale(scale: pd.DataFrame, metric: str, task: str, path: Path,
         # a line through the local float32 models; the others hollow points
         line = (cells["dtype"] == REFERENCE_DTYPE) & cells["model_params"].notna()
         for part, style in ((cells[line], {"marker": "o", "label": arm}),
-                            (cells[~line], {"marker": "o", "linestyle": "none",
-                                            "markerfacecolor": "none",
-                                            "label": None if line.any() else arm})):
+                            (cells[~line], {"marker": "o", "linestyle": "none", "markerfacecolor":
+                                            "none", "label": None if line.any() else arm})):
             if not part.empty:
                 _quality(ax, [where[k] for k in zip(part["model"], part["dtype"], strict=True)],
                          part, colors[arm], **style)
-    ax.set_xticks(range(len(models)), [f"{label(r['model'], r['dtype'])}\n"
-                                        f"{params(r['model_params'])}"
-                                        for _, r in models.iterrows()])
+    ax.set_xticks(range(len(models)), [f"{label(m, d)}\n{params(n)}" for m, d, n in zip(
+        models["model"], models["dtype"], models["model_params"], strict=True)])
     ax.set(xlabel="model, by parameter count (API models last; hollow: reduced precision "
                   "or API)", ylabel=metric, title=f"{task}: quality by model size")
     return _finish(fig, path, n_classes)
@@ -175,8 +171,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
     if priced.empty:
         return ("cost vs volume: no arm logged a per-call cost (cost/usd_per_1k_predictions); "
                 "set a cost profile (conf/cost/) or an API's token prices to draw it")
-    if not crossings.empty:  # those that happen
-        crossings = crossings[crossings["break_even_predictions"] < math.inf]
+    crossings = crossings[crossings["break_even_predictions"] < math.inf]  # those that happen
     top = 1e6 if crossings.empty else max(1e6, 10 * crossings["break_even_predictions"].max())
     volumes = np.logspace(0, math.log10(top), 200)
     models = list(dict.fromkeys(zip(priced["model"], priced["dtype"], strict=True)))
@@ -186,7 +181,7 @@ def plot_cost_vs_volume(costs: pd.DataFrame, crossings: pd.DataFrame, task: str,
         style = styles[models.index((row["model"], row["dtype"])) % len(styles)]
         ax.plot(volumes, row["up_front"] + volumes * row["per_call"], color=colors[row["arm"]],
                 linestyle=style, label=row["name"])
-        if row.get("per_call_cached", row["per_call"]) < row["per_call"]:  # a prefix cache
+        if row["per_call_cached"] < row["per_call"]:  # a prefix cache
             ax.plot(volumes, row["up_front_cached"] + volumes * row["per_call_cached"], lw=0.8,
                     color=colors[row["arm"]], linestyle=style, alpha=0.5,
                     label=f"{row['name']}, prefix cache")
@@ -217,10 +212,6 @@ def _finish(fig, path: Path, n_classes: int | None = None, legend: bool = True) 
                             color="black", linestyle=":", lw=1.2)
     if legend:
         fig.axes[0].legend(fontsize=8)
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

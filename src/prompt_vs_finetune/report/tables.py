@@ -6,12 +6,8 @@ import pandas as pd
 
 from .cells import arm_order, dtype_rank, label, reduced
 
-# a consistency column's title -> its (column, format)s, shown where the first was logged
-CONSISTENCY = {
-    "ECE": (("ece", ".3f"),),  # rank classification: calibration error
-    "repeated trigrams / cut at max tokens / length sd (words)":  # generation: degeneration
-    (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"), ("length_words_std", ".1f")),
-}
+DEGENERATION = (("repeated_ngram_rate", ".1%"), ("hit_max_new_tokens", ".0%"),
+                ("length_words_std", ".1f"))  # generation's consistency columns, in one
 
 
 def num(value, spec: str = ".3g") -> str:
@@ -45,21 +41,18 @@ def params(n) -> str:
 
 
 def _markdown(headers: list[str], rows: list[list], title: str = "") -> list[str]:
-    """A table and the blank line after it (after its title, when given)."""
     head, *body = ["| " + " | ".join(map(str, cells)) + " |" for cells in [headers, *rows]]
     return [*([title, ""] if title else []), head, "|" + "---|" * len(headers), *body, ""]
 
 
 def _table(columns: list, frame: pd.DataFrame, title: str = "") -> list[str]:
-    """A row per row of `frame`; columns: (header, a column or a function of the row), or falsy."""
+    """A row per row of `frame`; columns: (header, a function of the row, or a column and the
+    format of its numbers if given), or falsy to leave out."""
     columns = [column for column in columns if column]
-    rows = [[how(r) if callable(how) else r[how] for _, how in columns]
-            for r in frame.to_dict("records")]  # each column's own type: 4, not 4.0
-    return _markdown([header for header, _ in columns], rows, title)
-
-
-def _num(column: str, spec: str = ".3g"):
-    return lambda r: num(r[column], spec)
+    rows = [[how(r) if callable(how) else num(r[how], *spec) if spec else r[how]
+             for _, how, *spec in columns]  # each column's own type: 4, not 4.0
+            for r in frame.to_dict("records")]
+    return _markdown([header for header, *_ in columns], rows, title)
 
 
 def _pair(first: str, second: str, spec: str = ".3g", between: str = " / "):
@@ -72,35 +65,34 @@ def _after(column: str):
                       if r[column] == math.inf else f"{r[column]:,.0f} predictions")
 
 
-def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
-    """The cells of one task x model; a column that no cell has a value for is left out."""
-    kind = next((k for k, shown in CONSISTENCY.items() if _has(table, shown[0][0])), None)
-    ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
-    return _table([
-        ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
-        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"),
-        ("runs", "runs"), (f"{metric} [95% interval]", quality),
-        *_secondary(table),
-        _has(table, "val_quality") and (f"validation {metric}", _num("val_quality", ".3f")),
-        ("perplexity", _num("perplexity")),
-        (table["unparsed_rate"] > 0).any() and ("unparsed replies", _num("unparsed_rate", ".1%")),
-        _has(table, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
-        kind and (kind, lambda r: " / ".join(num(r.get(c), f) for c, f in CONSISTENCY[kind])),
-        ("USD / 1k pred.", _num("usd_per_1k")), _has(table, "usd_per_1k_cached") and (
-            "USD / 1k pred., prefix cache", _num("usd_per_1k_cached")),
-        ("train USD", _num("train_usd")),
-        ("trainable params", _num("trainable_params")),
-        ("Pareto", lambda r: "yes" if r["pareto"] else "")],
-        ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
-
-
 def _has(table: pd.DataFrame, column: str) -> bool:
     return column in table and table[column].notna().any()
 
 
+def cells_table(table: pd.DataFrame, metric: str) -> list[str]:
+    """The cells of one task x model; a column that no cell has a value for is left out."""
+    ordered = table.assign(_dtype=table["dtype"].map(dtype_rank))
+    return _table([
+        ("arm", "arm"), (table["variant"] != "").any() and ("variant", "variant"),
+        reduced(table) and ("dtype", "dtype"), ("N labels", "n_labels"), ("runs", "runs"),
+        (f"{metric} [95% interval]", quality), *_secondary(table),
+        _has(table, "val_quality") and (f"validation {metric}", "val_quality", ".3f"),
+        ("perplexity", "perplexity", ".3g"),
+        (table["unparsed_rate"] > 0).any() and ("unparsed replies", "unparsed_rate", ".1%"),
+        _has(table, "agreement") and ("agreement across seeds", "agreement", ".0%"),
+        _has(table, "ece") and ("ECE", "ece", ".3f"),  # rank classification: calibration
+        not _has(table, "ece") and _has(table, DEGENERATION[0][0]) and (
+            "repeated trigrams / cut at max tokens / length sd (words)",
+            lambda r: " / ".join(num(r[column], spec) for column, spec in DEGENERATION)),
+        ("USD / 1k pred.", "usd_per_1k", ".3g"), _has(table, "usd_per_1k_cached") and (
+            "USD / 1k pred., prefix cache", "usd_per_1k_cached", ".3g"),
+        ("train USD", "train_usd", ".3g"), ("trainable params", "trainable_params", ".3g"),
+        ("Pareto", lambda r: "yes" if r["pareto"] else "")],
+        ordered.sort_values(["arm", "n_labels", "_dtype", "dtype"]))
+
+
 def _secondary(table: pd.DataFrame) -> list:
-    """Macro-F1, or ROUGE-1 / ROUGE-2, where the cells logged them."""
-    return [_has(table, "macro_f1") and ("macro-F1", _num("macro_f1", ".3f")),
+    return [_has(table, "macro_f1") and ("macro-F1", "macro_f1", ".3f"),
             _has(table, "rouge1") and ("ROUGE-1 / ROUGE-2", _pair("rouge1", "rouge2", ".3f"))]
 
 
@@ -113,12 +105,12 @@ def learning_curve_table(picks: pd.DataFrame, metric: str) -> list[str]:
         ("configuration", lambda r: r["arm"] + (f" ({r['variant']})" if r["variant"] else "")),
         ("chosen by", lambda r: r["chosen_by"] or "its only configuration"),
         ("runs", "runs"), (f"{metric} [95% interval]", quality), *_secondary(picks),
-        _has(picks, "agreement") and ("agreement across seeds", _num("agreement", ".0%")),
-        _has(picks, "classes_covered") and ("classes covered", _num("classes_covered", ".0f")),
-        ("search USD (training + validation)", _num("search_usd"))], ordered,
+        _has(picks, "agreement") and ("agreement across seeds", "agreement", ".0%"),
+        _has(picks, "classes_covered") and ("classes covered", "classes_covered", ".0f"),
+        ("search USD (training + validation)", "search_usd", ".3g")], ordered,
         f"**Learning curve** (each side at each label budget, its configuration chosen on that "
-        f"budget's validation labels, never on test; {metric}; the verdict compares these "
-        "rows only, at equal budgets, and so does the agreement across seeds)")
+        f"budget's validation labels, never on test; {metric}; the verdict compares these rows "
+        "only, at equal budgets, and so does the agreement across seeds)")
 
 
 def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
@@ -126,17 +118,15 @@ def precision_table(effect: pd.DataFrame, metric: str) -> list[str]:
         ("arm", "arm"), ("N labels", "n_labels"), ("dtype", "dtype"),
         (f"{metric} float32", lambda r: quality({"quality": r["quality_ref"],
                                                   "quality_ci": r["quality_ci_ref"]})),
-        (metric, quality), ("change", _num("delta", "+.3f")),
+        (metric, quality), ("change", "delta", "+.3f"),
         ("clear at 95% (paired)", lambda r: "yes" if r["clear"] else ""),
         ("perplexity float32 → dtype", _pair("perplexity_ref", "perplexity", between=" → ")),
         ("USD / 1k pred. float32 → dtype", _pair("usd_per_1k_ref", "usd_per_1k", between=" → "))],
-        effect,
-        f"**Precision** ({metric} of each reduced-precision cell against the same cell at "
-        "float32)")
+        effect, f"**Precision** ({metric} of each reduced-precision cell against the same cell "
+        "at float32)")
 
 
 def scale_table(scale: pd.DataFrame, metric: str) -> list[str]:
-    """One task's quality per model x arm, models by parameter count, API models last."""
     arms = arm_order(scale)
     rows = []
     for (model, dtype), cells in scale.groupby(["model", "dtype"], sort=False):
@@ -164,9 +154,9 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
     lines = _table([
         ("arm", "arm"), reduced(spread) and ("dtype", "dtype"), ("k", "n_labels"), *layout,
         ("templates", "templates"), ("orders", "orders"), ("seeds", "seeds"),
-        *((stat, _num(stat, ".3f")) for stat in ("min", "max", "std")),
+        *((stat, stat, ".3f") for stat in ("min", "max", "std")),
         ("best template", "best_template"), ("worst template", "worst_template"),
-        ("gap between template means", _num("template_gap", ".3f"))], spread,
+        ("gap between template means", "template_gap", ".3f")], spread,
         "**Prompt sensitivity** (every run of the prompting arms: templates x demo orders x "
         f"seeds; {metric})")
     if _has(spread, "mean_accuracy_contextual"):
@@ -174,8 +164,8 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
                  ("std", "std_accuracy_contextual"), ("PMI: mean", "mean_accuracy_pmi"),
                  ("std", "std_accuracy_pmi")]
         lines += _table([("arm", "arm"), ("k", "n_labels"), *layout,
-                         *((header, _num(column, ".3f")) for header, column in stats),
-                         ("agreement", _num("agreement", ".0%"))], spread,
+                         *((header, column, ".3f") for header, column in stats),
+                         ("agreement", "agreement", ".0%")], spread,
                         "The same runs ranked with calibration (the same forward passes): mean "
                         "and standard deviation over the runs; agreement: the share of test "
                         "examples every run answered alike.")
@@ -183,17 +173,16 @@ def sensitivity_table(spread: pd.DataFrame, metric: str) -> list[str]:
 
 
 def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
-    """Each fine-tuned x prompting pair's costs, break-even and the quality each buys: every
-    call its own prompt, then with a prefix cache."""
+    """Each fine-tuned x prompting pair's costs, break-even, quality; then with a prefix cache."""
     return _table([
         ("fine-tuned", "fine_tuned"), ("prompting", "prompting"),
         (f"{metric}, fine-tuned vs prompting",
          _pair("quality_fine_tuned", "quality_prompting", ".3f", " vs ")),
-        ("up-front USD", _num("up_front_usd")),
-        ("USD per call, fine-tuned", _num("per_call_usd_fine_tuned")),
-        ("USD per call, prompting", _num("per_call_usd_prompting")),
+        ("up-front USD", "up_front_usd", ".3g"),
+        ("USD per call, fine-tuned", "per_call_usd_fine_tuned", ".3g"),
+        ("USD per call, prompting", "per_call_usd_prompting", ".3g"),
         ("cheaper after", _after("break_even_predictions")),
-        ("up-front USD, prompting", _num("up_front_usd_prompting")),
+        ("up-front USD, prompting", "up_front_usd_prompting", ".3g"),
         ("prefix cache: up-front USD, fine-tuned / prompting",
          _pair("up_front_usd_cached", "up_front_usd_prompting_cached")),
         ("prefix cache: USD per call, fine-tuned / prompting",
@@ -202,9 +191,9 @@ def break_even_table(crossings: pd.DataFrame, metric: str) -> list[str]:
 
 
 def volume_table(ranked: pd.DataFrame, volume: int, metric: str) -> list[str]:
-    return _table([("arm", "arm_name"), ("total USD", _num("total_usd")),
-                   ("up-front USD", _num("up_front")), ("USD per call", _num("per_call")),
-                   (metric, _num("quality", ".3f")), ("prefix cache: total USD",
-                   _num("total_usd_cached")), ("prefix cache: up-front / per call USD",
-                   _pair("up_front_cached", "per_call_cached"))], ranked,
-                  f"**At {volume:,} predictions** (`--volume`), cheapest first without a cache")
+    return _table([
+        ("arm", "arm_name"), ("total USD", "total_usd", ".3g"), ("up-front USD", "up_front", ".3g"),
+        ("USD per call", "per_call", ".3g"), (metric, "quality", ".3f"),
+        ("prefix cache: total USD", "total_usd_cached", ".3g"),
+        ("prefix cache: up-front / per call USD", _pair("up_front_cached", "per_call_cached"))],
+        ranked, f"**At {volume:,} predictions** (`--volume`), cheapest first without a cache")

@@ -1,5 +1,4 @@
-"""The verdict in plain words per task x model: which arm, from how many labels fine-tuning wins,
-what a reduced precision changes, and across models."""
+"""The verdict in plain words per task x model and precision, and across models."""
 
 import math
 
@@ -25,9 +24,9 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
     lines = []
     if random:  # model.tiny: every prompting statement below is about a model that knows nothing
         lines.append(f"This model has random weights (model.tiny): its prompting arms are "
-                     f"{AT_CHANCE}, so nothing here says whether prompting a "
-                     "pretrained model works; its fine-tuning rows check the pipeline, not the "
-                     "rule. Run a pretrained model (model=smollm2) for a verdict.")
+                     f"{AT_CHANCE}, so nothing here says whether prompting a pretrained model "
+                     "works; its fine-tuning rows check the pipeline, not the rule. Run a "
+                     "pretrained model (model=smollm2) for a verdict.")
     if table["runs"].max() < 2:
         lines.append("One seed per cell: the intervals cover the test set's sampling noise, "
                      "not the seed's; rerun with seed=0,1,2 for both.")
@@ -41,26 +40,26 @@ def recommend(table: pd.DataFrame, metric: str, prompting_only_note: bool = True
         lines.append("Only the prompting arms ran for this model (API models are not "
                      "fine-tuned here): no fine-tuned arm of it to compare with.")
     if prompting(table)["quality"].notna().any():
-        crossings = [_crossover_line(table, arm, metric) for arm in arm_order(trained)]
-        lines += [f"{line} (The prompts compared are {RANDOM_WEIGHTS}.)" if random and line
-                  else line for line in crossings]
+        lines += [_crossover_line(table, arm, metric)
+                  + (f" (The prompts compared are {RANDOM_WEIGHTS}.)" if random else "")
+                  for arm in arm_order(trained)]
     fixed = sorted({int(n) for n in trained[trained["checkpoint"] == "last"]["n_labels"]})
     if fixed:
         lines.append(f"Fine-tuning at {', '.join(map(str, fixed))} labels ran a fixed schedule "
                      "and scored its last weights: validation under arm.min_validation "
                      "examples is too small to choose a checkpoint or stop early on.")
-    return [line for line in lines if line] + _cheaper_training(trained, metric)
+    return lines + _cheaper_training(trained, metric)
 
 
 def _prompting_line(prompts: pd.DataFrame, metric: str, random: bool) -> list[str]:
-    """Prompting at each label budget, as chosen without the test set."""
     picks = chosen(prompts)
     picks = picks[picks["quality"].notna()]
     if picks.empty:
         return []
     caveat = f" ({RANDOM_WEIGHTS})" if random else ""
-    each = "; ".join(f"{int(r['n_labels'])} labels: {_config(r)}, {metric} {cell(r)}"
-                     f"{_unparsed(r)}" for _, r in picks.iterrows())
+    each = "; ".join(f"{int(r['n_labels'])} labels: {_config(r)}, {metric} {cell(r)}" + (
+        f", {r['unparsed_rate']:.1%} of its replies matched no label"
+        if r["unparsed_rate"] > 0 else "") for _, r in picks.iterrows())
     return [f"Prompting, its configuration chosen at each label budget on that budget's "
             f"validation labels, never on test: {each}{caveat}."]
 
@@ -69,12 +68,6 @@ def _config(row) -> str:
     """A chosen configuration in words: its arm and what sets it apart, and how it was chosen."""
     said = "; ".join(filter(None, [row.get("variant"), row["chosen_by"]]))
     return row["arm"] + (f" ({said})" if said else "")
-
-
-def _unparsed(row) -> str:
-    unparsed = row.get("unparsed_rate")
-    return f", {unparsed:.1%} of its replies matched no label" if pd.notna(unparsed) and \
-        unparsed else ""
 
 
 def crossover(table: pd.DataFrame, arm: str) -> dict | None:
@@ -91,11 +84,11 @@ def crossover(table: pd.DataFrame, arm: str) -> dict | None:
     for i, ((row, prompt), result) in enumerate(zip(pairs, results, strict=True)):
         if all(r["beats"] for r in results[i:]):
             return {"n_labels": int(row["n_labels"]), "prompt": prompt, "fitted": row,
-                    "budgets": [int(r["n_labels"]) for r, _ in pairs], "result": result}
+                    "result": result}
     return None
 
 
-def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
+def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str:
     """From which label budget a fine-tuned arm beats prompting for good, or not."""
     cells = table[table["arm"] == arm]
     budgets = sorted(int(n) for n in cells["n_labels"].unique())
@@ -107,8 +100,6 @@ def _crossover_line(table: pd.DataFrame, arm: str, metric: str) -> str | None:
                 f"train_size={budgets[0]} (or with no labels).")
     if not found:
         top = chosen(cells)
-        if top.empty:
-            return None
         top = top.loc[top["n_labels"].idxmax()]
         tested = ("the only budget tested" if len(budgets) == 1
                   else f"budgets tested: {', '.join(map(str, budgets))}")
@@ -159,8 +150,7 @@ def _cheaper_training(trained: pd.DataFrame, metric: str) -> list[str]:
 
 
 def recommend_precision(effect: pd.DataFrame, metric: str) -> list[str]:
-    """One line per reduced dtype (none without a float32 twin): its quality change against
-    float32, and its cost."""
+    """One line per reduced dtype with float32 twins: its quality change and relative cost."""
     lines = []
     for dtype, rows in effect.groupby("dtype", sort=False):
         rows = rows[rows["delta"].notna()]

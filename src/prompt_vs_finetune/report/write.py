@@ -1,5 +1,4 @@
-"""Write the report's files under one folder (docs/report.md): table.csv, report.md, report.html
-(plots inlined, for MLflow's artifact viewer), the plots, recommendations, summary.json."""
+"""Write the report's files under one folder (docs/report.md)."""
 
 import base64
 import html
@@ -33,8 +32,6 @@ NOTES = (  # what a cell, an interval, a cost and a label budget mean
 
 def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(the runs, each identical rerun replaced by the latest, how many replaced)."""
-    if runs.empty:
-        return runs, 0
     kept = runs.sort_values("started").drop_duplicates("identity", keep="last")
     return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
@@ -48,7 +45,14 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "identical_reruns_replaced": reruns, "tasks": {},
                      "break_even": {}}
-    md = _header(runs, trials, table, reruns)
+    md = [f"# {TITLE}", "", f"{len(runs) - len(trials)} finished runs" + (
+        f" (and {len(trials)} search trials, counted in up-front cost only)" if len(trials) else ""
+    ) + (f"; {reruns} identical rerun(s) (same config, seed, data and code as a later run) left "
+         "out, so each seed counts once" if reruns else "") + ". " + NOTES, ""]
+    if reduced(table):
+        md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells of "
+               "their own (dtype column), each compared with its float32 twin in a precision "
+               "table.", ""]
     colors = plots.arm_colors(runs["arm"])  # one colour per arm in every plot
     for task, task_cells in table.groupby("task"):
         task_runs = runs[runs["task"] == task]
@@ -70,22 +74,6 @@ def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> di
     return summary
 
 
-def _header(runs: pd.DataFrame, trials: pd.DataFrame, table: pd.DataFrame,
-            reruns: int) -> list[str]:
-    md = [f"# {TITLE}", "",
-          f"{len(runs) - len(trials)} finished runs"
-          + (f" (and {len(trials)} search trials, counted in up-front cost only)"
-             if len(trials) else "")
-          + (f"; {reruns} identical rerun(s) (same config, seed, data and code as a later "
-             "run) left out, so each seed counts once" if reruns else "")
-          + ". " + NOTES, ""]
-    if reduced(table):
-        md += ["Some runs were scored at reduced precision (`inference_dtype`): they are cells "
-               "of their own (dtype column), each compared with its float32 twin in a precision "
-               "table.", ""]
-    return md
-
-
 def _model_section(task: str, model: str, metric: str, cells: pd.DataFrame,
                    task_runs: pd.DataFrame, chance, out: Path, colors: dict,
                    summary: dict) -> list[str]:
@@ -101,7 +89,11 @@ def _model_section(task: str, model: str, metric: str, cells: pd.DataFrame,
     summary["tasks"][f"{task}/{model}"] = _summary_cells(cells, metric) | {"chosen": picks[[
         "side", "dtype", "n_labels", "arm", "variant", "quality", "quality_low", "quality_high",
         "configs", "search_usd"]].to_dict("records")}
-    return [f"## {task} / {model}", "", *_ranking(task_runs),
+    norms = sorted({p.get("scorer.length_norm", "none") for p in task_runs["params"]})
+    ranking = [f"Labels ranked by log-likelihood with scorer.length_norm={', '.join(norms)} "
+               "(each run also logs test/accuracy_sum and test/accuracy_char).", ""]
+    return [f"## {task} / {model}", "",
+            *(ranking if task_runs["metric"].eq("test/accuracy").any() else []),
             *tables.cells_table(cells.assign(pareto=stats.pareto_front(cells)), metric),
             *tables.learning_curve_table(picks, metric),
             *(tables.precision_table(effect, metric) if not effect.empty else []),
@@ -129,18 +121,8 @@ def _scale_section(task: str, metric: str, task_cells: pd.DataFrame, chance, out
 
 
 def _recommendation(path: Path, advice: list[str]) -> list[str]:
-    """The advice into its own file, and as report.md's lines."""
     path.write_text("\n".join(advice) + "\n")
     return ["**Recommendation**", "", *[f"- {line}" for line in advice], ""]
-
-
-def _ranking(runs: pd.DataFrame) -> list[str]:
-    """Which normalisation ranked the labels (runs ranked by accuracy), from their config."""
-    if not runs["metric"].eq("test/accuracy").any():
-        return []
-    norms = sorted({p.get("scorer.length_norm", "none") for p in runs["params"]})
-    return [f"Labels ranked by log-likelihood with scorer.length_norm={', '.join(norms)} "
-            "(each run also logs test/accuracy_sum and test/accuracy_char).", ""]
 
 
 def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFrame,
@@ -162,10 +144,8 @@ def _cost_section(task: str, metric: str, cells: pd.DataFrame, trials: pd.DataFr
               *figures]
     if volume:
         ranked = stats.at_volume(costs, volume)
-        summary.setdefault("at_volume", {})[task] = {
-            "volume": volume, "ranked": ranked[["arm_name", "total_usd", "total_usd_cached",
-                                               "quality"]]
-            .to_dict("records")}
+        summary.setdefault("at_volume", {})[task] = {"volume": volume, "ranked": ranked[[
+            "arm_name", "total_usd", "total_usd_cached", "quality"]].to_dict("records")}
         lines += tables.volume_table(ranked, volume, metric)
     return lines
 
@@ -197,14 +177,12 @@ def _summary_cells(cells: pd.DataFrame, metric: str) -> dict:
         entry["best_by_dtype"] = {dtype: best(cells[cells["dtype"] == dtype])
                                   for dtype in dtypes(cells)}
     if (cells["unparsed_rate"] > 0).any():
-        entry["unparsed_rate"] = {arm: float(g["unparsed_rate"].mean())
-                                  for arm, g in cells.groupby("arm")}
+        entry["unparsed_rate"] = cells.groupby("arm")["unparsed_rate"].mean().to_dict()
     return entry
 
 
 def render_html(markdown: str, folder: Path) -> str:
-    """The markdown as one page (raw HTML escaped), each plot under `folder` inlined as a data
-    URI so that it shows wherever only the file travels."""
+    """The markdown as one page (raw HTML escaped), its plots inlined: it shows wherever it goes."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     for child in (c for token in tokens for c in token.children or [] if c.type == "image"):
