@@ -59,7 +59,8 @@ def test_a_failed_job_does_not_stop_a_sweep_that_submitit_runs(tmp_path):
                  "model=tiny", "model.tiny.n_layer=1", "arm=zero_shot", "test_size=8", *FAULT,
                  "+callbacks.fault.fail=false,true", "+notes.api_token=sk-secret")
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "1 finished, 1 failed" in result.stderr
+    # a failure here prints the jobs' table (its error column) and each job's submitit log
+    assert "1 finished, 1 failed" in result.stderr, result.stderr[-3000:] + submitit_logs(tmp_path)
     assert "+callbacks.fault.fail=True" in result.stderr
     client, runs = runs_in(tmp_path, parents=True)
     [parent] = [r for r in runs if r.data.tags.get("pvf.parent") == "true"]
@@ -89,6 +90,12 @@ def test_a_failed_job_does_not_stop_a_sweep_that_submitit_runs(tmp_path):
     [sweep] = list((tmp_path / "multirun").iterdir())
     folders = [p for p in (sweep / ".submitit").iterdir() if p.name != "%j"]
     assert len(folders) == 2 and all(list(f.glob("*_result.pkl")) for f in folders)
+
+
+def submitit_logs(tmp_path) -> str:
+    """The tail of every submitit job's stdout and stderr, to say why a job failed."""
+    logs = sorted((tmp_path / "multirun").glob("*/.submitit/*/*_log.*"))
+    return "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in logs)
 
 
 FLAKY_OPTUNA = """defaults:
