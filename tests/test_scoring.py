@@ -79,8 +79,8 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     encoder = PromptEncoder(tokenizer, task, max_length=1024)
     encoder.set_demos(select_demos(splits["train"], 3, "random", seed=0), longest_prompt=64)
     scorer = build_scorer(encoder, cfg.scorer, cfg.decoding, cfg.seed)
-    module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
-                                   cfg.inference_dtype).eval()
+    module = ArmModule(model, scorer, cfg.arm.lr, cfg.arm.weight_decay, cfg.arm.warmup_ratio,
+                       cfg.compile, cfg.inference_dtype).eval()
     rows = [{"index": i, "context_ids": encoder.prompt_ids(row["text"]),
              "label": task.label_names.index(row["label"])}
             for i, row in enumerate(splits["test"].select(range(3)))]

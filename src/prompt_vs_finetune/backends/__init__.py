@@ -1,12 +1,5 @@
 """What produces a job's test predictions, behind one interface (local.py, hosted.py, hybrid.py),
-with one cache in front of any of them (cache.py).
-
-Prediction rows, one per test example in test-split order (the task type reads them):
-- ranked labels: `index`, `label` (gold index), `predicted` (index, or None when a reply
-  named no label); local scoring adds `score`, `gold_logprob`, `gold_tokens`; hosted, `reply`;
-- decoded answers: `index`, `references`, `generated`, `generated_tokens`; local scoring adds
-  `ref_logprob`, `ref_tokens` (the references' likelihood, for perplexity).
-"""
+with one cache in front of any of them (cache.py); the prediction rows: docs/design.md."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -50,8 +43,7 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, task, splits, corpus: list[str], demos: list[dict], data_sha: str) -> None:
-        """The model and what a resume needs, before any run opens (a missing model or key
-        fails first); `data_sha`: the content hash of the splits."""
+        """The model and what a resume needs, before any run opens; `data_sha`: the splits'."""
 
     @abstractmethod
     def predict(self, run) -> Predictions:
@@ -62,10 +54,9 @@ class Backend(ABC):
         return None
 
 
-def chooses_on_validation(cfg: DictConfig) -> bool:
-    """Whether a job scores its validation split too: a fit, or a prompting arm given a label
-    budget (`train_size`), whose configuration a search then chooses on those labels."""
-    return bool(cfg.arm.fit or cfg.train_size is not None)
+def chooses_on_validation(fit: bool, train_size: int | None) -> bool:
+    """A fit, or a prompting arm given a label budget (a search chooses on its validation)."""
+    return bool(fit or train_size is not None)
 
 
 def backend_for(cfg: DictConfig) -> type[Backend]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import seed_or
 from ..metrics.cost import Usage
 from ..project import write_atomic
 from ..tasks import content_hash
@@ -54,17 +55,17 @@ class CachedBackend(Backend):
 def key(cfg: DictConfig, task, splits, demos: list[dict], corpus: list[str]) -> str:
     """The content hash of everything the predictions depend on."""
     sampled = task.kind.decodes and cfg.decoding.strategy == "sampling"
+    chooses = chooses_on_validation(cfg.arm.fit, cfg.train_size)
     identity = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "weights": _weight_files(cfg.model),
         "corpus": content_hash([{"t": t} for t in corpus]) if cfg.model.tiny else None,
         "task": asdict(task), "prompt": OmegaConf.to_container(cfg.prompt, resolve=True),
         "demos": content_hash(demos), "test": content_hash(splits["test"]),
-        "validation": content_hash(splits["validation"]) if chooses_on_validation(cfg) else None,
+        "validation": content_hash(splits["validation"]) if chooses else None,
         "scoring": OmegaConf.to_container(
             cfg.decoding if task.kind.decodes else cfg.scorer, resolve=True),
-        "sampling_seed": (cfg.seed if cfg.decoding.seed is None else cfg.decoding.seed)
-        if sampled else None,
+        "sampling_seed": seed_or(cfg.decoding.seed, cfg.seed) if sampled else None,
         "dtype": cfg.inference_dtype, "precision": str(cfg.trainer.get("precision")),
         "accelerator": str(cfg.trainer.get("accelerator")), "code": code_version()}
     text = json.dumps(identity, sort_keys=True, default=str)
@@ -86,12 +87,12 @@ def _weight_files(model_cfg) -> list | None:
 
 def load(path: Path) -> Predictions | None:
     """The stored predictions, tagged with their origin; None (made again) when unreadable."""
+    if not path.is_file():
+        return None
     try:
-        stored = json.loads(path.read_text()) if path.is_file() else None
+        stored = json.loads(path.read_text())
     except (OSError, ValueError):
         log.warning("ignoring an unreadable prediction cache file %s", path)
-        return None
-    if stored is None:
         return None
     run_id = stored.pop("run_id")
     predictions = Predictions(**{**stored, "usage": Usage(**stored["usage"])})

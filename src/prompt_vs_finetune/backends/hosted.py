@@ -16,7 +16,6 @@ class HostedBackend(Backend):
 
     @staticmethod
     def check(cfg) -> None:
-        """No data loaded, no run opened, if the arm trains or the key or a price is missing."""
         if cfg.arm.fit:
             raise UserError(f"arm={cfg.arm.name} trains weights, and model={cfg.model.name} is "
                             "a hosted API model without any; use arm=zero_shot or "
@@ -32,12 +31,11 @@ class HostedBackend(Backend):
         self.task, self.test, self.demos = task, splits["test"], demos
         self.prices = token_prices(cfg.cost, api.model)
         self.client = chat_model(api, Path(cfg.paths.cache_dir) / "api" if api.cache else None)
-        self.max_tokens = max_tokens = int(  # a decoded answer's, or a label's
+        self.max_tokens = int(  # a decoded answer's, or a label's
             cfg.decoding.max_new_tokens if task.kind.decodes else api.label_max_tokens)
         system = task.kind.instruction(task)
         self.requests = [self.client.request(system, turns(task, demos, text, cfg.prompt.chat),
-                                             max_tokens)
-                         for text in self.test["text"]]
+                                             self.max_tokens) for text in self.test["text"]]
         if not self.requests:
             raise UserError("the test split is empty; nothing to send to the API")
 
@@ -65,9 +63,8 @@ class HostedBackend(Backend):
 
 
 def turns(task: Task, demos: list[dict], text: str, chat: bool) -> list[dict]:
-    """The conversation sent: one user message holding the prompt the local models read
-    (demonstrations first); with prompt.chat=true, each demonstration its own user turn and
-    assistant reply, as a local chat template lays them out."""
+    """One user message holding the prompt a local model reads; with prompt.chat=true each
+    demonstration its own user turn and assistant reply, as a local chat template has them."""
     if not chat:
         return [{"role": "user", "content": task.demo_prefix(demos) + task.prompt(text)}]
     shown = [[{"role": "user", "content": task.prompt(d["text"])},
