@@ -78,9 +78,8 @@ class ChatModel:
             return list(pool.map(self.complete, requests))
 
     def _read(self, request: dict) -> Reply:
-        """`_call`, again on a reply it cannot read (a proxy's error page, a cut body) as often
-        as the SDK retries a failed request: a body that does not parse, or parses into another
-        shape, is UnreadableReply."""
+        """`_call`, again on a reply it cannot read (a proxy's error page, a cut body: another
+        shape, UnreadableReply) as often as the SDK retries a failed request."""
         for _ in range(int(self.cfg.max_retries) + 1):
             try:
                 return self._call(request)
@@ -164,9 +163,8 @@ def _token_counts(reply, input_key: str, output_key: str) -> tuple[int, int]:
 
 
 def deadline_client(sdk, total_s: float):
-    """The SDK's httpx client with a total deadline per request (httpx bounds each read: a server
-    trickling a byte a second kept a job waiting forever): the body is read by then or the
-    request ends in a read timeout, which the SDK retries."""
+    """The SDK's httpx client with a total deadline per request, a read timeout the SDK retries
+    (httpx bounds each read: a server trickling a byte a second kept a job waiting forever)."""
     httpx = sys.modules[sdk.DefaultHttpxClient.__mro__[1].__module__.split(".")[0]]
 
     class DeadlineTransport(httpx.HTTPTransport):

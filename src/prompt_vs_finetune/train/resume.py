@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..models.loading import file_sha256
 from ..project import write_atomic
 from ..tracking.provenance import code_version
@@ -192,7 +192,7 @@ class ResumeState:
             torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem
             raise UserError(f"the resume checkpoint {self.checkpoint} is unreadable "
-                            f"({str(err).splitlines()[0][:120]}); {fix}") from err
+                            f"({first_line(err, 120)}); {fix}") from err
 
     def _check_run(self, run_id: str) -> None:
         uri = redact(self.tracking_uri)
