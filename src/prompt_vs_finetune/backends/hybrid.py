@@ -64,8 +64,7 @@ class HybridBackend(Backend):
 
 
 def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
-    """The job's config as the teacher runs it: `arm.teacher`'s model (null: the job's), arm, k
-    and overrides, and `prompt` (a task.templates name)."""
+    """The job's config as `arm.teacher` runs it, with `prompt` (a task.templates name)."""
     wanted = cfg.arm.teacher
     overrides = [f"arm={wanted.arm}"] + ([f"model={wanted.model}"] if wanted.model else [])
     composed = compose_options(overrides)
@@ -142,23 +141,19 @@ def label_pool(teachers: list[DictConfig], keep_share: float, seed: int, task: T
     accuracy = ""
     if task.labels:
         gold = list(pool["train"]["label"]) + list(pool["validation"]["label"])
-        teaching["hybrid/pseudo_label_accuracy"] = _accuracy(outputs, gold, [True] * len(keep))
-        teaching["hybrid/kept_accuracy"] = _accuracy(outputs, gold, keep)
+        right = [o == g for o, g in zip(outputs, gold, strict=True)]
+        kept_right = [r for r, k in zip(right, keep, strict=True) if k]
+        teaching["hybrid/pseudo_label_accuracy"] = sum(right) / len(right)
+        teaching["hybrid/kept_accuracy"] = sum(kept_right) / max(1, len(kept_right))
         accuracy = f"; pseudo-label accuracy {teaching['hybrid/pseudo_label_accuracy']:.3f}"
     log.info("hybrid: the teacher labelled %d texts, %d kept%s", len(texts), sum(keep), accuracy)
     student = DatasetDict({"train": train, "validation": validation, "test": splits["test"]})
     return student, demos, teaching, all(r["cached"] for r in runs)
 
 
-def _accuracy(outputs, gold, keep) -> float:
-    pairs = [(o, g) for o, g, k in zip(outputs, gold, keep, strict=True) if k]
-    return sum(o == g for o, g in pairs) / len(pairs) if pairs else 0.0
-
-
 def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
           demos: list[dict], texts: list[str]) -> dict:
-    """The teacher's output and confidence for every text, its usage and whether it came from the
-    caches. The texts go with a placeholder answer: gold labels never reach a teacher."""
+    """The teacher's outputs, confidences, usage, cached or not (gold labels never reach it)."""
     teacher_task = Task.from_config(teacher.task, task.label_names or None)
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
                           "test": Dataset.from_list([task.kind.hidden(task, t) for t in texts])})

@@ -1,4 +1,4 @@
-"""Models: Hugging Face causal LMs and LoRA, reduced-precision inference, hosted chat clients."""
+"""Models: Hugging Face causal LMs and LoRA, reduced-precision inference."""
 
 from .loading import apply_lora, build_tiny, context_length, count_parameters, load_model
 

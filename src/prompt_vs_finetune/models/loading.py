@@ -158,8 +158,7 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
-    """`model=tiny`: a small random GPT-2 and a byte-level BPE trained on `corpus` (every arm
-    offline in seconds), cached by the corpus and the architecture."""
+    """`model=tiny`: a small random GPT-2 and a BPE trained on `corpus`, cached by both."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -241,8 +240,7 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """The weights moved into a fresh model saved as a plain checkpoint (a GGUF-loaded model,
-    its config carrying the quantization, refuses `save_pretrained`)."""
+    """The weights in a fresh model saved plain (a GGUF-loaded one refuses `save_pretrained`)."""
     folder, name = str(source.parent), source.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

@@ -38,8 +38,7 @@ def check_inference_dtype(name: str, device_type: str) -> None:
 
 
 def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
-    """`model` cast in place to score in `name` on `device` (use the one returned); int8 merges
-    LoRA and quantizes every Linear, on CPU dynamically, on CUDA by bitsandbytes LLM.int8()."""
+    """`model` cast in place to score in `name` on `device` (use the one returned)."""
     check_inference_dtype(name, _device_type(device))
     if name == "float32":
         return model
@@ -67,8 +66,7 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Every transformers Conv1D (GPT-1/2) an nn.Linear, in place, a LoRA around it told so:
-    quantizers look for nn.Linear, and in half precision on CPU Conv1D is ~20x slower."""
+    """GPT-1/2's Conv1D layers as nn.Linear, in place (why: docs/models.md)."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):

@@ -28,9 +28,8 @@ def pad_collate(pad_id: int):
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Training batches of similar lengths, in a new random order every epoch: shuffle, sort
-    windows of `window` batches by length, batch, shuffle the batches. Under DDP each
-    process takes every world-th batch (equal counts on every rank)."""
+    """Training batches of similar lengths in a new random order every epoch: shuffle, sort windows
+    of `window` batches, batch, shuffle the batches; DDP: every world-th, as many on every rank."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
         self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window

@@ -152,8 +152,7 @@ class ArmModule(L.LightningModule):
 
 
 class BestWeights(L.Callback):
-    """The trainable weights (LoRA: the adapters) at the lowest val/loss so far, copied to CPU
-    memory, not to disk (in the resume state, though), and put back when the fit ends."""
+    """The trainable weights at the lowest val/loss so far, in CPU memory, put back at the end."""
 
     score: float | None = None
     weights: dict[str, torch.Tensor] | None = None

@@ -29,9 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class ResumeCheckpoint(L.Callback):
-    """last.ckpt, the fit's whole state, every n steps and on SIGTERM, with its checksum; one due
-    at an epoch's last batch waits for the epoch's end (after validation and early stopping),
-    or the resumed run would skip that epoch's validation."""
+    """last.ckpt, the fit's whole state, and its checksum every n steps and on SIGTERM; one due at
+    an epoch's last batch waits for the epoch's end, or a resume would skip its validation."""
 
     def __init__(self, path: Path, every_n_steps: int):
         self.path, self.every = path, every_n_steps
@@ -124,8 +123,7 @@ class ResumeState:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def attempt(self, resume: bool) -> dict | None:
-        """Rank 0 locks the key and chooses the attempt to continue; DDP ranks above read its
-        choice, never change it."""
+        """Rank 0 locks the key and chooses the attempt to continue; DDP ranks above read it."""
         if not is_rank_zero():
             meta = self._meta() if resume and self.checkpoint else None
             same = meta and (meta.get("data"), meta.get("code")) == (self.data, self.code)
@@ -159,9 +157,8 @@ class ResumeState:
         (self.folder / "lock").unlink(missing_ok=True)
 
     def previous(self, resume: bool) -> dict | None:
-        """{run_id, output_dir} of an interrupted attempt to continue, or None. One not to be
-        continued (resume=false, other data or code) is retired; one that should continue but
-        cannot (a damaged checkpoint, a run not in this store) is one line, its state kept."""
+        """An interrupted attempt's {run_id, output_dir}, or None: one not to continue is retired,
+        one that cannot (damaged, its run not in this store) is one line, its state kept."""
         meta = self._meta()
         if meta is None:
             return None
