@@ -1,5 +1,4 @@
-"""A local Hugging Face causal LM, run by Lightning: fit if the arm trains, then score (every arm
-by the same LightningModule and scorer on the same split)."""
+"""A local Hugging Face causal LM run by Lightning: fit if the arm trains, then score."""
 
 import logging
 import math
@@ -141,9 +140,9 @@ class LocalBackend(Backend):
 def check_trainer(trainer_cfg) -> None:
     """The `trainer` config as Lightning sees it, before any model loads or run opens."""
     if not one_device(trainer_cfg) and trainer_cfg.get("use_distributed_sampler", True):
-        devices = trainer_cfg.get("devices")
-        raise UserError(f"trainer.devices={devices} needs a trainer that runs one process per "
-                        "device and shards the data itself; add trainer=ddp (or trainer=fsdp)")
+        raise UserError(f"trainer.devices={trainer_cfg.get('devices')} needs a trainer that runs "
+                        "one process per device and shards the data itself; add trainer=ddp (or "
+                        "trainer=fsdp)")
     try:
         instantiate(trainer_cfg, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False)

@@ -1,5 +1,4 @@
-"""Reduced-precision inference: a fine-tuned arm is cast right before the test, so every arm is
-scored at the one `inference_dtype`."""
+"""Reduced-precision inference: every arm scored at one `inference_dtype` (a fit cast after it)."""
 
 import importlib.util
 import warnings

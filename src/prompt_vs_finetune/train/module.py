@@ -1,5 +1,5 @@
-"""One LightningModule for every local arm (they differ only in whether `fit` runs first), and
-its callbacks: the best weights and the cost meter (usage that metrics/cost.py prices)."""
+"""The one LightningModule of every local arm (`fit` runs first or not) and its callbacks: the
+best weights, and the cost meter (usage that metrics/cost.py prices)."""
 
 import contextlib
 import logging

@@ -1,5 +1,4 @@
-"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss) from a state folder
-keyed by the job's config (docs/reliability.md)."""
+"""Resume a fine-tuning job after a crash, from a state folder per config (docs/reliability.md)."""
 
 import json
 import logging
