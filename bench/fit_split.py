@@ -38,7 +38,7 @@ from transformers import (
 
 from prompt_vs_finetune import job
 from prompt_vs_finetune.backends import local
-from prompt_vs_finetune.models import apply_lora, context_length
+from prompt_vs_finetune.models.loading import apply_lora, context_length
 from prompt_vs_finetune.tasks import job_splits, prompt_layout
 from prompt_vs_finetune.train.module import BestWeights
 from prompt_vs_finetune.train.resume import ResumeCheckpoint

@@ -63,7 +63,7 @@ def test_probabilities_of_all_continuations_sum_to_one(random_lm):
 
 def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     """The whole layout: few-shot prefix + prompt + each verbalized label, as test_step ranks it."""
-    from prompt_vs_finetune.models import load_model
+    from prompt_vs_finetune.models.loading import load_model
     from prompt_vs_finetune.scoring import build_scorer
     from prompt_vs_finetune.tasks import PromptEncoder, Task, load_splits, select_demos
     from prompt_vs_finetune.train.module import ArmModule

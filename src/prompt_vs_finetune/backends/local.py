@@ -13,16 +13,16 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..config import one_device
 from ..errors import Preempted, UserError, causes, first_line
-from ..models import apply_lora, context_length, count_parameters, load_model
+from ..models.loading import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer
 from ..tasks import chat_layout, prompt_layout
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..tracking.store import log_fitted_model
-from ..train import ArmModule, ResumeState, TaskDataModule
-from ..train.module import BestWeights, CostMeter
-from ..train.resume import JobMLFlowLogger, ResumeCheckpoint
+from ..train.datamodule import TaskDataModule
+from ..train.module import ArmModule, BestWeights, CostMeter
+from ..train.resume import JobMLFlowLogger, ResumeCheckpoint, ResumeState
 from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)

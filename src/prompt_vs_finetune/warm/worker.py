@@ -21,7 +21,7 @@ from . import ENTRIES, _locked, _run_entry, worker_dir
 # (not prompt_vs_finetune.cli: it reads the working folder's conf/ when imported).
 PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
            "prompt_vs_finetune.tracking.naming", "prompt_vs_finetune.tracking.sweep",
-           "prompt_vs_finetune.metrics", "prompt_vs_finetune.train",
+           "prompt_vs_finetune.metrics",
            "mlflow.store.tracking.sqlalchemy_store", "hydra._internal.hydra",
            "hydra.core.override_parser.overrides_parser", "peft", "rouge_score.rouge_scorer",
            "git", "tabulate", "transformers.optimization")  # a fit's (lazy in a new process)
