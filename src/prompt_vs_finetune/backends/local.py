@@ -42,7 +42,7 @@ class LocalBackend(Backend):
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         if cfg.prompt.chat:  # every arm alike: fine-tuning trains on the layout it is scored on
             task = task.with_chat(chat_layout(tokenizer, cfg.prompt.system, cfg.model.name))
-        self.task, self.splits, self.tokenizer = task, splits, tokenizer
+        self.splits, self.tokenizer = splits, tokenizer
         if arm.fit and arm.lora:
             model = apply_lora(model, arm.lora)
         self.total_params, self.trainable_params = count_parameters(model)
