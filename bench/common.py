@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # chat_stub: the loopback chat API the 
 
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.config import fill_inherited  # noqa: E402
-from prompt_vs_finetune.models import build_tiny, load_model  # noqa: E402
+from prompt_vs_finetune.models.loading import build_tiny, load_model  # noqa: E402
 from prompt_vs_finetune.scoring.logprobs import (  # noqa: E402
     PrefixCache,
     continuation_logprobs,

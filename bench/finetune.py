@@ -40,9 +40,10 @@ from transformers import (
     TrainingArguments,
 )
 
-from prompt_vs_finetune.models import apply_lora, load_model
+from prompt_vs_finetune.models.loading import apply_lora, load_model
 from prompt_vs_finetune.tasks import prompt_layout
-from prompt_vs_finetune.train import ArmModule, TaskDataModule
+from prompt_vs_finetune.train.datamodule import TaskDataModule
+from prompt_vs_finetune.train.module import ArmModule
 
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05}
 TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"],  # every linear layer, as conf/model/*.yaml

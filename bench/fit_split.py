@@ -37,8 +37,8 @@ from transformers import (
 )
 
 from prompt_vs_finetune import job
-from prompt_vs_finetune.backends.local import LocalBackend
-from prompt_vs_finetune.models import apply_lora, context_length
+from prompt_vs_finetune.backends import local
+from prompt_vs_finetune.models.loading import apply_lora, context_length
 from prompt_vs_finetune.tasks import job_splits, prompt_layout
 from prompt_vs_finetune.train.module import BestWeights
 from prompt_vs_finetune.train.resume import ResumeCheckpoint
@@ -97,13 +97,13 @@ def pvf_fit(arm: str, train_size: int) -> dict[str, float]:
             (BestWeights, "on_validation_end", "best copied"),
             (BestWeights, "on_fit_end", "best put back")]:
         undo.append(clock.wrap(owner, name, label))
-    original_rows = LocalBackend._validation_rows
-    LocalBackend._validation_rows = lambda self, trainer, meter: None
+    chooses = local.chooses_on_validation  # the fit alone: no validation scored to choose on
+    local.chooses_on_validation = lambda fit, train_size: False
     try:
         with tempfile.TemporaryDirectory() as folder:
             results = job.run(config(*job_overrides(arm, train_size, folder)))
     finally:
-        LocalBackend._validation_rows = original_rows
+        local.chooses_on_validation = chooses
         for step in undo:
             step()
     seconds = dict(clock.seconds)

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from prompt_vs_finetune.cli import config_dir
 from prompt_vs_finetune.config import fill_inherited
-from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.models.loading import load_model
 from prompt_vs_finetune.scoring import Summarizer
 from prompt_vs_finetune.scoring.logprobs import continuation_logprobs
 from prompt_vs_finetune.tasks import job_splits, prompt_layout, select_demos

@@ -7,7 +7,7 @@ from rouge_score import rouge_scorer
 
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.metrics import rouge_each
-from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.models.loading import load_model
 from prompt_vs_finetune.scoring import Summarizer, generation
 from prompt_vs_finetune.scoring.generation import (
     MIN_SHARED_PREFIX,

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from bench.scaled_down import build_scaled_down, hub_config
 from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.models.loading import load_model
 from prompt_vs_finetune.scoring.logprobs import continuation_logprobs, takes_cache
 
 from .conftest import INTENT_TRAIN, compose_config

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models import apply_lora, build_tiny, count_parameters, load_model
 from prompt_vs_finetune.models import loading as models
+from prompt_vs_finetune.models.loading import apply_lora, build_tiny, count_parameters, load_model
 
 from .conftest import compose_config
 

@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models import build_tiny
+from prompt_vs_finetune.models.loading import build_tiny
 from prompt_vs_finetune.tasks import IGNORE_INDEX, PromptEncoder, Task, load_splits, select_demos
 
 from .conftest import compose_config

@@ -10,7 +10,8 @@ import torch
 
 from prompt_vs_finetune.errors import UserError
 from prompt_vs_finetune.job import run
-from prompt_vs_finetune.models import load_model, loading
+from prompt_vs_finetune.models import loading
+from prompt_vs_finetune.models.loading import load_model
 from prompt_vs_finetune.tasks.prompts import chat_layout
 
 from .conftest import compose_config

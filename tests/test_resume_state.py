@@ -22,7 +22,8 @@ from prompt_vs_finetune import job
 from prompt_vs_finetune.cli import disk_full
 from prompt_vs_finetune.errors import Preempted, UserError
 from prompt_vs_finetune.tracking.runs import sigterm_as_preemption
-from prompt_vs_finetune.train import ArmModule, resume
+from prompt_vs_finetune.train import resume
+from prompt_vs_finetune.train.module import ArmModule
 
 from .conftest import INTENT_TRAIN, compose_config
 

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from prompt_vs_finetune import job
 from prompt_vs_finetune.errors import UserError
-from prompt_vs_finetune.models import load_model
+from prompt_vs_finetune.models.loading import load_model
 from prompt_vs_finetune.tracking.provenance import config_hash
 from prompt_vs_finetune.train.module import ArmModule
 from prompt_vs_finetune.train.resume import ResumeState, file_sha256

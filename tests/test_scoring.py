@@ -63,7 +63,7 @@ def test_probabilities_of_all_continuations_sum_to_one(random_lm):
 
 def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     """The whole layout: few-shot prefix + prompt + each verbalized label, as test_step ranks it."""
-    from prompt_vs_finetune.models import load_model
+    from prompt_vs_finetune.models.loading import load_model
     from prompt_vs_finetune.scoring import build_scorer
     from prompt_vs_finetune.tasks import PromptEncoder, Task, load_splits, select_demos
     from prompt_vs_finetune.train.module import ArmModule
@@ -79,8 +79,8 @@ def test_module_scores_every_label_like_a_direct_forward_pass(tmp_path):
     encoder = PromptEncoder(tokenizer, task, max_length=1024)
     encoder.set_demos(select_demos(splits["train"], 3, "random", seed=0), longest_prompt=64)
     scorer = build_scorer(encoder, cfg.scorer, cfg.decoding, cfg.seed)
-    module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
-                                   cfg.inference_dtype).eval()
+    module = ArmModule(model, scorer, cfg.arm.lr, cfg.arm.weight_decay, cfg.arm.warmup_ratio,
+                       cfg.compile, cfg.inference_dtype).eval()
     rows = [{"index": i, "context_ids": encoder.prompt_ids(row["text"]),
              "label": task.label_names.index(row["label"])}
             for i, row in enumerate(splits["test"].select(range(3)))]

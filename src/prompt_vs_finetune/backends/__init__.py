@@ -1,21 +1,23 @@
 """What produces a job's test predictions, behind one interface (local.py, hosted.py, hybrid.py),
-with one cache in front of any of them (cache.py).
+and the one cache in front of any of them (docs/performance.md); prediction rows: docs/design.md."""
 
-Prediction rows, one per test example in test-split order (the task type reads them):
-- ranked labels: `index`, `label` (gold index), `predicted` (index, or None when a reply
-  named no label); local scoring adds `score`, `gold_logprob`, `gold_tokens`; hosted, `reply`;
-- decoded answers: `index`, `references`, `generated`, `generated_tokens`; local scoring adds
-  `ref_logprob`, `ref_tokens` (the references' likelihood, for perplexity).
-"""
-
+import hashlib
+import json
+import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ..config import one_device
+from ..config import one_device, seed_or
 from ..metrics.cost import Usage
+from ..project import write_atomic
+from ..tasks import content_hash
+from ..tracking.provenance import code_version
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,8 +52,7 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, task, splits, corpus: list[str], demos: list[dict], data_sha: str) -> None:
-        """The model and what a resume needs, before any run opens (a missing model or key
-        fails first); `data_sha`: the content hash of the splits."""
+        """The model and what a resume needs, before any run opens; `data_sha`: the splits'."""
 
     @abstractmethod
     def predict(self, run) -> Predictions:
@@ -62,10 +63,9 @@ class Backend(ABC):
         return None
 
 
-def chooses_on_validation(cfg: DictConfig) -> bool:
-    """Whether a job scores its validation split too: a fit, or a prompting arm given a label
-    budget (`train_size`), whose configuration a search then chooses on those labels."""
-    return bool(cfg.arm.fit or cfg.train_size is not None)
+def chooses_on_validation(fit: bool, train_size: int | None) -> bool:
+    """A fit, or a prompting arm given a label budget (a search chooses on its validation)."""
+    return bool(fit or train_size is not None)
 
 
 def backend_for(cfg: DictConfig) -> type[Backend]:
@@ -76,9 +76,91 @@ def backend_for(cfg: DictConfig) -> type[Backend]:
 
 def build(cfg: DictConfig) -> Backend:
     """The job's backend, behind the prediction cache where its inputs fix its predictions."""
-    from .cache import CachedBackend
-
     backend = backend_for(cfg)(cfg)
     single = cfg.trainer.get("strategy", "auto") in ("auto", None) and one_device(cfg.trainer)
     cached = cfg.cache_predictions and not cfg.arm.fit and not cfg.model.api and single
     return CachedBackend(backend) if cached else backend
+
+
+class CachedBackend(Backend):
+    """`backend`'s predictions, from the cache (the model never loads: they are logged as they were,
+    with the measured time of the run that made them), else made and stored."""
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend.cfg)
+        self.backend, self.kind, self.cached = backend, backend.kind, None
+
+    def prepare(self, task, splits, corpus, demos):
+        return self.backend.prepare(task, splits, corpus, demos)
+
+    def load(self, task, splits, corpus, demos, data_sha) -> None:
+        digest = cache_key(self.cfg, task, splits, demos, corpus)
+        self.path = Path(self.cfg.paths.cache_dir) / "predictions" / f"{digest}.json"
+        self.cached = load_cached(self.path)
+        if self.cached is None:
+            self.backend.load(task, splits, corpus, demos, data_sha)
+            self.resume_run_id = self.backend.resume_run_id
+
+    def predict(self, run) -> Predictions:
+        if self.cached is not None:
+            return self.cached
+        predictions = self.backend.predict(run)  # run None: a hybrid arm's teacher
+        try:
+            stored = {**asdict(predictions), "run_id": run.info.run_id if run else ""}
+            write_atomic(self.path, json.dumps(stored))
+        except (OSError, TypeError, ValueError) as err:  # a cache that cannot be written: no cache
+            log.warning("could not store the predictions in %s (%s)", self.path, err)
+        return predictions
+
+    def close(self, outcome: str) -> None:
+        if self.cached is None:
+            self.backend.close(outcome)
+
+
+def cache_key(cfg: DictConfig, task, splits, demos: list[dict], corpus: list[str]) -> str:
+    """The content hash of everything the predictions depend on."""
+    sampled = task.kind.decodes and cfg.decoding.strategy == "sampling"
+    chooses = chooses_on_validation(cfg.arm.fit, cfg.train_size)
+    identity = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "weights": _weight_files(cfg.model),
+        "corpus": content_hash([{"t": t} for t in corpus]) if cfg.model.tiny else None,
+        "task": asdict(task), "prompt": OmegaConf.to_container(cfg.prompt, resolve=True),
+        "demos": content_hash(demos), "test": content_hash(splits["test"]),
+        "validation": content_hash(splits["validation"]) if chooses else None,
+        "scoring": OmegaConf.to_container(
+            cfg.decoding if task.kind.decodes else cfg.scorer, resolve=True),
+        "sampling_seed": seed_or(cfg.decoding.seed, cfg.seed) if sampled else None,
+        "dtype": cfg.inference_dtype, "precision": str(cfg.trainer.get("precision")),
+        "accelerator": str(cfg.trainer.get("accelerator")), "code": code_version()}
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _weight_files(model_cfg) -> list | None:
+    """A local checkpoint's or GGUF file's (name, size, mtime): new weights, a new key."""
+    if model_cfg.get("gguf"):
+        from ..models.loading import gguf_file
+
+        files = [gguf_file(model_cfg.gguf)]
+    elif model_cfg.name_or_path and Path(model_cfg.name_or_path).is_dir():
+        files = [p for p in Path(model_cfg.name_or_path).iterdir() if p.is_file()]
+    else:
+        return None  # a Hub name (and revision, in the model config)
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+def load_cached(path: Path) -> Predictions | None:
+    """The stored predictions, tagged with their origin; None (made again) when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring an unreadable prediction cache file %s", path)
+        return None
+    run_id = stored.pop("run_id")
+    predictions = Predictions(**{**stored, "usage": Usage(**stored["usage"])})
+    predictions.tags |= {"predictions_cached": "true", "predictions_from_run": run_id}
+    log.info("predictions served from the cache (made by run %s)", run_id)
+    return predictions

@@ -1,6 +1,5 @@
-"""The hybrid arm: a prompted teacher (a backend behind the job's caches) labels the pool without
-seeing its labels; a student, a local backend trained as `arm.student` would be, is fine-tuned
-on its most confident labels (docs/arms.md)."""
+"""The hybrid arm: a prompted teacher (any backend, behind the caches) labels the pool unseen; a
+local student is fine-tuned on its most confident labels (docs/arms.md)."""
 
 import copy
 import logging
@@ -38,8 +37,10 @@ class HybridBackend(Backend):
 
     def prepare(self, task, splits, corpus, demos):
         """The teacher labels the pool: the student's splits, and the teacher's demos."""
-        splits, shown, self.teaching, self.teacher_cached = label_pool(self.cfg, task, splits,
-                                                                       corpus)
+        teachers = [teacher_config(self.cfg, prompt)  # every check first
+                    for prompt in self.cfg.arm.teacher.prompts or [None]]
+        splits, shown, self.teaching, self.teacher_cached = label_pool(
+            teachers, self.cfg.arm.keep, self.cfg.seed, task, splits, corpus)
         self.human_labels = len(shown)  # the teacher's demonstrations
         return splits, shown
 
@@ -63,9 +64,7 @@ class HybridBackend(Backend):
 
 
 def teacher_config(cfg: DictConfig, prompt: str | None = None) -> DictConfig:
-    """The job's config as the teacher runs it: its model (`arm.teacher.model`, null: the
-    job's), a prompting arm (`arm.teacher.arm`, with `arm.teacher.k` demonstrations) and
-    `prompt` (a task.templates name)."""
+    """The job's config as `arm.teacher` runs it, with `prompt` (a task.templates name)."""
     wanted = cfg.arm.teacher
     overrides = [f"arm={wanted.arm}"] + ([f"model={wanted.model}"] if wanted.model else [])
     composed = compose_options(overrides)
@@ -109,22 +108,19 @@ def _parse(override: str) -> tuple[str, object]:
     return parsed.key_or_group, parsed.value()
 
 
-def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
-               corpus: list[str]) -> tuple[DatasetDict, list[dict], dict[str, float], bool]:
+def label_pool(teachers: list[DictConfig], keep_share: float, seed: int, task: Task,
+               splits: DatasetDict, corpus: list[str]) -> tuple:
     """(the student's splits: the kept teacher labels of train and validation plus the
     teacher's demos with their own labels; the teacher's demos; its metrics; all cached?)."""
-    teachers = [teacher_config(cfg, prompt)  # every check first
-                for prompt in cfg.arm.teacher.prompts or [None]]
-    first = teachers[0]
-    demos = select_demos(splits["train"], first.arm.k, first.arm.selection, cfg.seed,
-                         seed_or(first.arm.order_seed, cfg.seed))
+    arm = teachers[0].arm
+    demos = select_demos(splits["train"], arm.k, arm.selection, seed, seed_or(arm.order_seed, seed))
     shown = {d["text"] for d in demos}
     pool = {role: splits[role].filter(lambda row: row["text"] not in shown)
             for role in ("train", "validation")}
     texts = list(pool["train"]["text"]) + list(pool["validation"]["text"])
     runs = [label(teacher, task, splits, corpus, demos, texts) for teacher in teachers]
     outputs, confidence = task.kind.vote(runs)
-    keep = kept(confidence, cfg.arm.keep)
+    keep = kept(confidence, keep_share)
     n_train = len(pool["train"])
     train = with_outputs(pool["train"], outputs[:n_train], keep[:n_train], task)
     if demos:
@@ -133,7 +129,7 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
     validation = with_outputs(pool["validation"], outputs[n_train:], keep[n_train:], task)
     if not len(validation) or not len(train):
         usable = sum(c > 0 for c in confidence)
-        raise UserError(f"arm.keep={cfg.arm.keep} leaves the student {len(train)} train and "
+        raise UserError(f"arm.keep={keep_share} leaves the student {len(train)} train and "
                         f"{len(validation)} validation examples ({usable} of the teacher's "
                         f"{len(texts)} outputs are usable: a label named, a summary ended before "
                         "max_new_tokens); raise arm.keep or train_size, or use a stronger teacher")
@@ -145,24 +141,19 @@ def label_pool(cfg: DictConfig, task: Task, splits: DatasetDict,
     accuracy = ""
     if task.labels:
         gold = list(pool["train"]["label"]) + list(pool["validation"]["label"])
-        teaching["hybrid/pseudo_label_accuracy"] = _accuracy(outputs, gold, [True] * len(keep))
-        teaching["hybrid/kept_accuracy"] = _accuracy(outputs, gold, keep)
+        right = [o == g for o, g in zip(outputs, gold, strict=True)]
+        kept_right = [r for r, k in zip(right, keep, strict=True) if k]
+        teaching["hybrid/pseudo_label_accuracy"] = sum(right) / len(right)
+        teaching["hybrid/kept_accuracy"] = sum(kept_right) / max(1, len(kept_right))
         accuracy = f"; pseudo-label accuracy {teaching['hybrid/pseudo_label_accuracy']:.3f}"
     log.info("hybrid: the teacher labelled %d texts, %d kept%s", len(texts), sum(keep), accuracy)
     student = DatasetDict({"train": train, "validation": validation, "test": splits["test"]})
     return student, demos, teaching, all(r["cached"] for r in runs)
 
 
-def _accuracy(outputs, gold, keep) -> float:
-    pairs = [(o, g) for o, g, k in zip(outputs, gold, keep, strict=True) if k]
-    return sum(o == g for o, g in pairs) / len(pairs) if pairs else 0.0
-
-
 def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str],
           demos: list[dict], texts: list[str]) -> dict:
-    """The teacher's output and confidence for every text, in text order, its usage and whether
-    it came from the caches. The texts go with a placeholder answer: gold labels never reach a
-    teacher."""
+    """The teacher's outputs, confidences, usage, cached or not (gold labels never reach it)."""
     teacher_task = Task.from_config(teacher.task, task.label_names or None)
     inputs = DatasetDict({"train": splits["train"], "validation": splits["validation"],
                           "test": Dataset.from_list([task.kind.hidden(task, t) for t in texts])})
@@ -181,8 +172,7 @@ def label(teacher: DictConfig, task: Task, splits: DatasetDict, corpus: list[str
 
 
 def kept(confidence: list[float], keep: float) -> list[bool]:
-    """The most confident `keep` share of the texts (ties at the cut are kept together);
-    never one without a usable output (confidence 0)."""
+    """The most confident `keep` share (ties at the cut kept together), never confidence 0."""
     if not confidence:
         return []
     ranked = sorted(confidence, reverse=True)

@@ -1,5 +1,4 @@
-"""A local Hugging Face causal LM, run by Lightning: fit if the arm trains, then score. One
-LightningModule serves every arm: all are scored by the same scorer on the same split."""
+"""A local Hugging Face causal LM run by Lightning: fit if the arm trains, then score."""
 
 import logging
 import math
@@ -14,16 +13,16 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..config import one_device
 from ..errors import Preempted, UserError, causes, first_line
-from ..models import apply_lora, context_length, count_parameters, load_model
+from ..models.loading import apply_lora, context_length, count_parameters, load_model
 from ..models.precision import check_inference_dtype
 from ..scoring import build_scorer
 from ..tasks import chat_layout, prompt_layout
 from ..tracking.provenance import config_hash
 from ..tracking.runs import is_rank_zero, raise_if_preempted, sigterm_noted
 from ..tracking.store import log_fitted_model
-from ..train import ArmModule, ResumeState, TaskDataModule
-from ..train.module import BestWeights, CostMeter
-from ..train.resume import JobMLFlowLogger, ResumeCheckpoint
+from ..train.datamodule import TaskDataModule
+from ..train.module import ArmModule, BestWeights, CostMeter
+from ..train.resume import JobMLFlowLogger, ResumeCheckpoint, ResumeState
 from . import Backend, Predictions, chooses_on_validation
 
 log = logging.getLogger(__name__)
@@ -38,87 +37,71 @@ class LocalBackend(Backend):
         check_trainer(cfg.trainer)
 
     def load(self, task, splits, corpus, demos, data_sha):
-        cfg = self.cfg  # the seed for all that is random: model=tiny, dropout, data order
+        cfg, arm = self.cfg, self.cfg.arm  # cfg.seed: model=tiny, dropout, data order
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model, tokenizer = load_model(cfg.model, cfg.paths.cache_dir, corpus)
         if cfg.prompt.chat:  # every arm alike: fine-tuning trains on the layout it is scored on
             task = task.with_chat(chat_layout(tokenizer, cfg.prompt.system, cfg.model.name))
-        self.task, self.splits, self.tokenizer = task, splits, tokenizer
-        if cfg.arm.fit and cfg.arm.lora:
-            model = apply_lora(model, cfg.arm.lora)
+        self.splits, self.tokenizer = splits, tokenizer
+        if arm.fit and arm.lora:
+            model = apply_lora(model, arm.lora)
         self.total_params, self.trainable_params = count_parameters(model)
         answer_room = cfg.decoding.max_new_tokens if task.kind.decodes else None
         self.encoder, self.demos_dropped = prompt_layout(
             task, tokenizer, context_length(model, cfg.model.max_length), answer_room, demos,
             splits["test"]["text"])
         scorer = build_scorer(self.encoder, cfg.scorer, cfg.decoding, cfg.seed)
-        self.datamodule = TaskDataModule(splits, self.encoder, scorer,
-                                         batch_size=cfg.arm.batch_size,
-                                         group_by_length=cfg.arm.group_by_length,
-                                         seed=cfg.seed)
-        self.module = ArmModule.from_config(model, scorer, cfg.arm, cfg.compile,
-                                            cfg.inference_dtype)
+        self.datamodule = TaskDataModule(splits, self.encoder, scorer, arm.batch_size,
+                                         arm.group_by_length, cfg.seed)
+        self.module = ArmModule(model, scorer, arm.lr, arm.weight_decay, arm.warmup_ratio,
+                                cfg.compile, cfg.inference_dtype)
         # a fitted arm's state (also with resume=false, to retire an old attempt)
         self.state = ResumeState(Path(cfg.paths.resume_dir) / config_hash(cfg), data_sha,
-                                 cfg.mlflow.tracking_uri) if cfg.arm.fit else None
-        self.previous = None
-        if self.state and not is_rank_zero():  # DDP ranks above 0 follow rank 0's state
-            self.previous = self.state.follow(bool(cfg.resume))
-        elif self.state:
-            self.state.lock()  # one live job per key
-            try:
-                self.previous = self.state.previous(bool(cfg.resume))
-            except BaseException:
-                self.state.unlock()
-                raise
+                                 cfg.mlflow.tracking_uri) if arm.fit else None
+        self.previous = self.state.attempt(bool(cfg.resume)) if self.state else None
         self.resume_run_id = self.previous["run_id"] if self.previous else None
 
     def predict(self, run) -> Predictions:
-        cfg, state, previous = self.cfg, self.state, self.previous
+        cfg, arm, state = self.cfg, self.cfg.arm, self.state
         meter = CostMeter()
         callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-        fixed = cfg.arm.fit and len(self.splits["validation"]) < cfg.arm.min_validation
-        if not cfg.arm.fit or fixed:  # nothing to choose a checkpoint or stop early by
+        fixed = arm.fit and len(self.splits["validation"]) < arm.min_validation
+        if not arm.fit or fixed:  # nothing to choose a checkpoint or stop early by
             callbacks = [c for c in callbacks if not isinstance(c, (BestWeights, EarlyStopping))]
         if state and cfg.resume:  # after early stopping: it saves what that left
             callbacks.append(ResumeCheckpoint(state.folder / "last.ckpt",
                                               int(cfg.resume_every_n_steps)))
-            if run is not None and not previous:
+            if run is not None and not self.previous:
                 state.start(run.info.run_id, str(cfg.paths.output_dir))
         logger = run is not None and JobMLFlowLogger(tracking_uri=cfg.mlflow.tracking_uri,
                                                      run_id=run.info.run_id)  # DDP rank 0's
         trainer = instantiate(cfg.trainer, callbacks=[*callbacks, meter], logger=logger,
                               default_root_dir=cfg.paths.output_dir, enable_checkpointing=False,
                               **self._length())
-        best = self._fit(trainer) if cfg.arm.fit else None
-        with lightning_stops(trainer):
-            trainer.test(self.module, datamodule=self.datamodule, verbose=False)
-        rows = self.module.predictions
-        validation = self._validation_rows(trainer, meter)
-        metrics = {"val/best_loss": best} if best is not None else {}
-        if run is not None and cfg.arm.fit and cfg.mlflow.get("log_model"):
+        best = self._fit(trainer) if arm.fit else None
+        rows, validation = self._score(trainer, "test"), None
+        if chooses_on_validation(arm.fit, cfg.train_size) and len(self.splits["validation"]):
+            meter.counting = False  # scored for a search to choose on: not a prediction's cost
+            validation = self._score(trainer, "validation")
+        if run is not None and arm.fit and cfg.mlflow.get("log_model"):
             # the weights as scored: the best, in inference_dtype
-            log_fitted_model(self.module.model, self.tokenizer, cfg.arm.name, cfg.task,
+            log_fitted_model(self.module.model, self.tokenizer, arm.name, cfg.task,
                              cfg.model.name_or_path)
         usage = meter.usage(rows=rows, total_params=self.total_params,
                             trainable_params=self.trainable_params, cost_cfg=cfg.cost,
-                            device=trainer.strategy.root_device, fitted=bool(cfg.arm.fit),
+                            device=trainer.strategy.root_device, fitted=bool(arm.fit),
                             model_memory_mb=self.module.weight_memory_mb)
         return Predictions(rows=rows, usage=usage,
                            demos_used=self.encoder.demos_used, demos_dropped=self.demos_dropped,
-                           truncated_inputs=self.encoder.truncated, metrics=metrics,
-                           validation=validation,
-                           tags={"checkpoint": "last" if fixed else "best"} if cfg.arm.fit else {})
+                           truncated_inputs=self.encoder.truncated, validation=validation,
+                           metrics={"val/best_loss": best} if best is not None else {},
+                           tags={"checkpoint": "last" if fixed else "best"} if arm.fit else {})
 
-    def _validation_rows(self, trainer, meter) -> list[dict] | None:
-        """The validation split scored as test is (the weights as scored), for a search to
-        choose on; its time is not a prediction's cost."""
-        if not (chooses_on_validation(self.cfg) and len(self.splits["validation"])):
-            return None
-        meter.counting, self.datamodule.scored = False, "validation"
+    def _score(self, trainer, split: str) -> list[dict]:
+        """`split` scored as the test split is, with the weights as scored."""
+        self.datamodule.scored = split
         with lightning_stops(trainer):
             trainer.test(self.module, datamodule=self.datamodule, verbose=False)
-        meter.counting, self.datamodule.scored = True, "test"
         return self.module.predictions
 
     def _length(self) -> dict:
@@ -157,9 +140,9 @@ class LocalBackend(Backend):
 def check_trainer(trainer_cfg) -> None:
     """The `trainer` config as Lightning sees it, before any model loads or run opens."""
     if not one_device(trainer_cfg) and trainer_cfg.get("use_distributed_sampler", True):
-        devices = trainer_cfg.get("devices")
-        raise UserError(f"trainer.devices={devices} needs a trainer that runs one process per "
-                        "device and shards the data itself; add trainer=ddp (or trainer=fsdp)")
+        raise UserError(f"trainer.devices={trainer_cfg.get('devices')} needs a trainer that runs "
+                        "one process per device and shards the data itself; add trainer=ddp (or "
+                        "trainer=fsdp)")
     try:
         instantiate(trainer_cfg, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False)

