@@ -24,20 +24,17 @@ COMMON: dict[str, Key] = {
     "train/loss": Key("training loss per step (answer tokens only)", LOCAL, **FIT),
     "val/loss": Key("validation loss per epoch (answer tokens only)", LOCAL, **FIT),
     "epoch": Key("the epoch of each logged training step (Lightning's logger)", LOCAL, **FIT),
-    "val/best_loss": Key("lowest validation loss, the checkpoint scored (tag checkpoint=best)",
-                         LOCAL, optional=True, **FIT),
+    "val/best_loss": Key("lowest validation loss, the checkpoint scored", LOCAL, optional=True,
+                         **FIT),
     "train/lr": Key("learning rate per logged step (warm-up, then linear decay)", LOCAL, **FIT),
     # the hybrid arm: a prompted teacher labels the pool the student trains on
-    "hybrid/pool": Key("texts the teacher labelled (train and validation, less its demos)",
-                       **HYBRID),
-    "hybrid/kept": Key("teacher labels kept for the student (arm.keep: the most confident)",
-                       **HYBRID),
-    "cost/teacher_usd": Key("what the teacher's labels cost, priced as predictions: up front, "
-                            "in cost/usd", **HYBRID),
+    "hybrid/pool": Key("texts the teacher labelled (train, validation, less its demos)", **HYBRID),
+    "hybrid/kept": Key("teacher labels the student kept (arm.keep: the most confident)", **HYBRID),
+    "cost/teacher_usd": Key("the teacher's labels priced as predictions (in cost/usd)", **HYBRID),
     "cost/teacher_usd_cached": Key("the same, prefix-cached", **HYBRID),
     "cost/teacher_tokens": Key("tokens the teacher's labels were charged for", **HYBRID),
-    "cost/teacher_seconds": Key("wall time the teacher took (served from a cache: the original's; "
-                                "tag teacher_cached)", **HYBRID),
+    "cost/teacher_seconds": Key("wall time the teacher took (teacher_cached: the original's)",
+                                **HYBRID),
     # cost, the same quantity for every backend (docs/cost.md: the models)
     "cost/train_seconds": Key("wall time spent fitting (0 when the arm does not train)"),
     "cost/train_tokens": Key("tokens trained on, over all epochs"),
@@ -45,25 +42,21 @@ COMMON: dict[str, Key] = {
     "cost/train_usd_measured": Key("the same from the wall time x usd_per_hour x devices: noisy"),
     "cost/trainable_params": Key("parameters the arm trains (0 when it does not train)"),
     "cost/eval_seconds": Key("wall time to produce every test prediction (batched, or concurrent)"),
-    "cost/eval_tokens": Key("tokens read for the predictions: prompts with their demos (and, "
-                            "ranked, the labels); a hosted model's input tokens"),
+    "cost/eval_tokens": Key("tokens read for the predictions: prompts, demos, ranked labels "
+                            "(hosted: input tokens)"),
     "cost/generated_tokens": Key("tokens the model wrote (hosted models: output tokens)"),
-    "cost/eval_only_tokens": Key("tokens run for evaluation only (the references' perplexity, the "
-                                 "calibration inputs): part of no prediction's cost"),
+    "cost/eval_only_tokens": Key("tokens run for evaluation only (reference perplexity, "
+                                 "calibration inputs): in no prediction's cost"),
     "cost/usd": Key("what the run cost: train_usd, its predictions, labels_usd (and teacher_usd)"),
     "cost/labels_usd": Key("its labels' price, up front: data/n_labels x cost.usd_per_label"),
-    "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost a deployment, each charged "
-                                       "its own tokens (prompt, demos, labels or tokens written)"),
+    "cost/usd_per_1k_predictions": Key("what 1,000 predictions cost, each its own tokens"),
     "cost/usd_per_1k_predictions_cached": Key("the same, the demos paid once (a prefix cache)"),
-    "cost/usd_per_1k_predictions_measured": Key("the same from the measured wall time (hosted: "
-                                                "as billed): noisy, it credits batching"),
+    "cost/usd_per_1k_predictions_measured": Key("the same from the wall time (hosted: billed)"),
     "cost/tokens_per_prediction": Key("tokens one prediction is charged for"),
-    "cost/latency_ms_per_example": Key("eval_seconds / test examples, in ms (the run's "
-                                       "throughput, not one call's latency)"),
-    "cost/flops": Key("estimated FLOPs: 2N per token run forward, 4N + 2N_trainable per token "
-                      "trained (N: all parameters)", LOCAL),
-    "cost/peak_memory_mb": Key("peak CUDA memory allocated, or peak resident memory on CPU (a "
-                               "warm_start run's: about 100 MB less)", LOCAL),
+    "cost/latency_ms_per_example": Key("eval_seconds per test example in ms (not a call's)"),
+    "cost/flops": Key("estimated FLOPs: 2N a token run, 4N + 2N_trainable a token trained", LOCAL),
+    "cost/peak_memory_mb": Key("peak CUDA, else resident, memory (warm_start: ~100 MB less)",
+                               LOCAL),
     "cost/model_memory_mb": Key("the weights' memory as scored (inference_dtype)", LOCAL),
     "cost/total_params": Key("all parameters of the model, tied weights once", LOCAL),
     "cost/devices": Key("devices paid for (DDP: every rank)", LOCAL),
@@ -72,8 +65,8 @@ COMMON: dict[str, Key] = {
                          "validation if it trains or chooses on validation, else its demos"),
     "data/n_train": Key("training examples (the label budget less validation)"),
     "data/n_validation": Key("validation examples (val_fraction of the label budget)"),
-    "data/test_overlap": Key("test examples whose normalised text is among the labelled ones "
-                             "(task.overlap=error refuses to run)"),
+    "data/test_overlap": Key("test examples whose normalised text is also labelled (see "
+                             "task.overlap)"),
     "data/n_test": Key("test examples scored"),
     "data/truncated_inputs": Key("test inputs cut to fit the context (hosted: none)"),
     "data/dropped_empty_rows": Key("rows dropped from the data for empty text or no answer"),
@@ -85,14 +78,14 @@ COMMON: dict[str, Key] = {
     "api/retries": Key("requests the SDK retried (rate limits, server errors)", HOSTED),
     "api/usd_billed": Key("what this run paid the provider: cost/usd less the cache hits", HOSTED),
     "api/request_latency_ms": Key("mean latency of one request, in ms", HOSTED),
-    "system/*": Key("CPU, memory, disk, network (and GPU) use every 5 s while the run is open "
-                    "(mlflow.system_metrics); a shorter run has none", optional=True),
+    "system/*": Key("CPU, memory, disk, network, GPU use every 5 s (mlflow.system_metrics)",
+                    optional=True),
     # a sweep's parent run (tracking/sweep.py)
     "sweep/jobs": Key("jobs the sweep ran", run="parent"),
     "sweep/jobs_finished": Key("jobs whose run finished", run="parent"),
     "sweep/jobs_failed": Key("jobs that failed (tag failed_overrides)", run="parent"),
-    "sweep/best_objective": Key("an optimising sweeper's best objective (tag best_overrides)",
-                                run="parent", optional=True),
+    "sweep/best_objective": Key("an optimising sweeper's best (tag best_overrides)", run="parent",
+                                optional=True),
 }
 
 # every task type's keys besides: what the tables list, each once
@@ -106,8 +99,7 @@ TAGS: dict[str, str] = {
     "task": "the task", "model": "the model", "seed": "the seed",
     "train_size": "the label budget (None: all)", "k": "demonstrations in the prompt",
     "prompt": "the task's template name (task.prompt)",
-    QUALITY_TAG: "the task type's headline metric (test/accuracy, test/rougeL, ...): the report "
-                 "ranks arms by it",
+    QUALITY_TAG: "the task type's headline metric (test/accuracy, ...), which ranks the arms",
     "chat": "whether the prompt was laid out with the model's chat template (prompt.chat)",
     "variant": "the run name less its seed, ` #` and its cell's first 8 characters: what the "
                "saved view 'pvf: mean over seeds' averages over",
@@ -117,8 +109,7 @@ TAGS: dict[str, str] = {
     "pretrained": "false for random weights (model.tiny): its prompting arms are at chance",
     "config_source": "the folder Hydra composed the config from (config_searchpath: others)",
     "overrides": "the job's command-line overrides, redacted",
-    "calibration": "how test/accuracy ranked the labels (local classification): none, "
-                   "contextual or pmi",
+    "calibration": "how test/accuracy ranked labels (local classification): none, contextual, pmi",
     "checkpoint": "the weights a fit scored: best (validation loss) or last (a fixed schedule: "
                   "validation smaller than arm.min_validation)",
     "inference_dtype": "the dtype the test is scored in (local models)",
@@ -143,8 +134,7 @@ TAGS: dict[str, str] = {
     "predictions_cached": "the predictions came from the prediction cache: an earlier run's "
                           "with the same model, prompt, demos, test set and scoring",
     "predictions_from_run": "the run that made the cached predictions (cost/eval_seconds: its)",
-    "teacher_cached": "hybrid arm: the teacher's labels came from the prediction cache or a "
-                      "hosted teacher's reply cache (paid by an earlier run)",
+    "teacher_cached": "hybrid arm: the teacher's labels came from a cache (an earlier run paid)",
     "perplexity": "why test/perplexity is absent (hosted models)",
     PARENT_TAG: "true on a sweep's or study's parent run (pvf.kind: sweep or study)",
 }

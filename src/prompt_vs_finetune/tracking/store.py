@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of the runs table: experiment tags {name, createdAt, updatedAt, state}
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
-# how each split served the arm, as the dataset's context in MLflow
-CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
-
 
 # what SQLite and the HTTP client say -> what is wrong with the store, and what to do
 FAULTS = ((("database or disk is full",), "its disk ({folder}) is full; free space there"),
@@ -74,8 +71,8 @@ def store_errors(doing: str):
 
 
 class LogFileOnly(logging.Handler):
-    """The libraries' log lines (a failing store's tracebacks) into the job's log file, not onto
-    the terminal; a server's retries as one line of pvf's, once."""
+    """A library's log lines (a failing store's tracebacks) into the job's log file only; a
+    server's retries as one line of pvf's, once."""
 
     retried = False
 
@@ -101,8 +98,8 @@ library_logs_to_file()  # MLflow put its own handler on the terminal as it was i
 
 
 def store_lock(tracking_uri: str) -> FileLock:
-    """A lock for what parallel jobs must create once: beside a sqlite database, else in the
-    temp folder per store (a server shared by jobs on one machine)."""
+    """For what parallel jobs must create once: beside a sqlite database, else one per store in
+    the temp folder (a server shared by jobs on one machine)."""
     if db := store_path(tracking_uri):
         db.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(f"{db}.lock", timeout=600)
@@ -152,8 +149,8 @@ def dashboard_views(type_name: str) -> dict[str, str]:
 
 
 def system_metrics_on(wanted: bool | None) -> bool:
-    """`mlflow.system_metrics`, unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
-    says false (the test suite does: a run's keys then do not depend on how long it took)."""
+    """`mlflow.system_metrics`, unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the
+    tests': a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
             or not wanted:
         return False
@@ -198,7 +195,7 @@ def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict
         split, name=f"{task.name}/{role}", digest=digests[role],
         targets=next((c for c in ("label", "references") if c in split.column_names), None),
         source=split_source(task, data_dir, role)) for role, split in used.items()]
-    mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
+    mlflow.log_inputs(datasets=inputs, contexts=[{"train": "training"}.get(r, r) for r in used],
                       tags_list=[None] * len(inputs))
 
 
