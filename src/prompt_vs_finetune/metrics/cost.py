@@ -35,25 +35,18 @@ class Usage:
 def cost_metrics(usage: Usage, upfront_usd: float = 0.0, labels_usd: float = 0.0) -> dict:
     """The `cost/*` keys of a run: its usage, what else it paid up front, its labels' price."""
     n = max(usage.n_predictions, 1)
-    return {
-        "cost/train_seconds": usage.train_seconds,
-        "cost/eval_seconds": usage.eval_seconds,
-        "cost/train_tokens": usage.train_tokens,
-        "cost/eval_tokens": usage.input_tokens,
-        "cost/generated_tokens": usage.generated_tokens,
-        "cost/eval_only_tokens": usage.eval_only_tokens,
-        "cost/trainable_params": usage.trainable_params,
-        "cost/usd": usage.train_usd + usage.eval_usd + upfront_usd + labels_usd,
-        "cost/labels_usd": labels_usd,
-        "cost/train_usd": usage.train_usd,
-        "cost/train_usd_measured": usage.train_usd_measured,
-        "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
-        "cost/usd_per_1k_predictions_cached": usage.eval_usd_cached / n * 1000,
-        "cost/usd_per_1k_predictions_measured": usage.eval_usd_measured / n * 1000,
-        "cost/tokens_per_prediction": usage.charged_tokens / n,
-        "cost/latency_ms_per_example": usage.eval_seconds / n * 1000,
-        **{f"cost/{name}": value for name, value in usage.local.items()},
-    }
+    as_logged = ("train_seconds", "eval_seconds", "train_tokens", "generated_tokens",
+                 "eval_only_tokens", "trainable_params", "train_usd", "train_usd_measured")
+    return {**{f"cost/{name}": getattr(usage, name) for name in as_logged},
+            "cost/eval_tokens": usage.input_tokens,
+            "cost/usd": usage.train_usd + usage.eval_usd + upfront_usd + labels_usd,
+            "cost/labels_usd": labels_usd,
+            "cost/usd_per_1k_predictions": usage.eval_usd / n * 1000,
+            "cost/usd_per_1k_predictions_cached": usage.eval_usd_cached / n * 1000,
+            "cost/usd_per_1k_predictions_measured": usage.eval_usd_measured / n * 1000,
+            "cost/tokens_per_prediction": usage.charged_tokens / n,
+            "cost/latency_ms_per_example": usage.eval_seconds / n * 1000,
+            **{f"cost/{name}": value for name, value in usage.local.items()}}
 
 
 def call_usd(row: dict, total_params: int, cost_cfg, n_calls: int,

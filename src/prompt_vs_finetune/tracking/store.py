@@ -11,10 +11,14 @@ from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import mlflow
+import requests
 from filelock import FileLock
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json, resolve_dataset_source
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
 
 from ..errors import UserError, causes, first_line
+from ..project import data_path
 from ..tasks import task_type
 from .secrets import redact
 
@@ -109,8 +113,6 @@ def store_lock(tracking_uri: str) -> FileLock:
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the experiment, created if needed, with the `tags` it lacks (yours stay)."""
-    import requests
-
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")) and tracking_uri not in _reached:
         try:  # one quick request: MLflow's client retries for minutes (a server restarting)
@@ -160,12 +162,6 @@ def system_metrics_on(wanted: bool | None) -> bool:
 
 def split_source(task, data_dir: str | None, role: str):
     """Where a split's rows came from (a carved validation's and the demonstrations': train)."""
-    from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
-
-    from ..project import data_path
-
     carved = role == "demos" or (role == "validation" and task.splits.validation is None)
     origin = "train" if carved else role
     split = task.splits[origin]
@@ -178,7 +174,7 @@ def split_source(task, data_dir: str | None, role: str):
     if "://" in path:  # a URL or hf:// path the loader opened as it is
         with suppress(Exception):  # a scheme MLflow has no source for: keep the URI
             return resolve_dataset_source(path)
-    return local(json.dumps({"uri": path}), "local")
+    return get_dataset_source_from_json(json.dumps({"uri": path}), "local")
 
 
 def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict],
