@@ -28,8 +28,7 @@ HEADLINE = ("test/accuracy", "test/rougeL", "cost/usd_per_1k_predictions")  # sh
 _job_run: dict[str, str | None] = {}  # this process's current job: its run and parent run
 
 
-def note_run(run_id: str, parent_run_id: str | None) -> None:
-    """The job's MLflow run and its parent, for the job's record."""
+def note_run(run_id: str, parent_run_id: str | None) -> None:  # for `record_job`
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
 
 
