@@ -51,7 +51,8 @@ COMMON: dict[str, Key] = {
     "cost/usd_per_1k_predictions_cached": Key("the same, the demos paid once (a prefix cache)"),
     "cost/usd_per_1k_predictions_measured": Key("the same from the wall time (hosted: billed)"),
     "cost/tokens_per_prediction": Key("tokens one prediction is charged for"),
-    "cost/latency_ms_per_example": Key("eval_seconds per test example in ms (not a call's)"),
+    "cost/latency_ms_per_example": Key("eval_seconds per test example, in ms (the run's "
+                                       "throughput, not one call's latency)"),
     "cost/flops": Key("estimated FLOPs: 2N a token run, 4N + 2N_trainable a token trained", LOCAL),
     "cost/peak_memory_mb": Key("peak CUDA, else resident memory (warm_start: ~100 MB less)", LOCAL),
     "cost/model_memory_mb": Key("the weights' memory as scored (inference_dtype)", LOCAL),
