@@ -1,6 +1,5 @@
-"""Quality metrics, one definition each, and the vocabulary of a logged key (`Key`). Computed
-with scikit-learn and rouge_score, offline (`evaluate.load` fetches Hub modules that wrap the
-same), imported on first use: the report reads these names without them."""
+"""Quality metrics, one definition each (scikit-learn and rouge_score, imported on first use:
+the report reads these names without them), and `Key`, what a logged metric is."""
 
 import math
 import statistics
@@ -36,8 +35,7 @@ def macro_f1(predicted: list[int], gold: list[int], labels: list[int]) -> float:
 
 
 def likelihood(logprobs: list[float], tokens: list[int], n_bytes: list[int]) -> dict[str, float]:
-    """Perplexity per token, and bits per byte of the gold text: the tokenizer-independent
-    one, which models with different vocabularies can be compared on."""
+    """Perplexity per token, and bits per byte of the gold text (it compares any tokenizers)."""
     return {"perplexity": perplexity(logprobs, tokens),
             "bits_per_byte": -sum(logprobs) / (math.log(2) * sum(n_bytes))}
 
@@ -48,9 +46,8 @@ def perplexity(gold_logprobs: list[float], gold_tokens: list[int]) -> float:
 
 
 def rouge_each(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
-    """ROUGE-1/2/L/Lsum F-measures, stemmed, one per example, as DialogSum scores its several
-    references (Chen et al. 2021): against each reference, then averaged over them; and
-    `<type>_best`, against the one that scores best for it (rouge_score's `score_multi`)."""
+    """Stemmed ROUGE F-measures per example, averaged over its references as DialogSum scores
+    (Chen et al. 2021), and `<type>_best` against its best-scoring reference."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)

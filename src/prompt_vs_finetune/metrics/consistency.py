@@ -1,6 +1,5 @@
-"""Consistency and degeneration of a run's outputs, which ROUGE and accuracy do not show
-(docs/tracking.md defines each key): distinct-n (Li et al. 2016), repeated n-grams, runs into
-max_new_tokens, the spread of lengths; for classification the ECE (Guo et al. 2017)."""
+"""What ROUGE and accuracy do not show: generation's distinct-n (Li et al. 2016), repeats and
+lengths; classification's ECE (Guo et al. 2017). docs/tracking.md defines each key."""
 
 import statistics
 from collections import Counter
@@ -28,18 +27,14 @@ def repeated_ngram_rate(words: list[str], n: int = REPEAT_N) -> float:
 
 
 def generation(rows: list[dict]) -> dict[str, float]:
-    """Over rows with `generated` (text) and `hit_limit` (decoding stopped at
-    max_new_tokens); words are whitespace-separated, lower-cased."""
+    """Over rows with `generated` and `hit_limit` (stopped at max_new_tokens); lower-case words."""
     outputs = [r["generated"].lower().split() for r in rows]
     lengths = [len(words) for words in outputs]
-    return {
-        "distinct_1": distinct(outputs, 1),
-        "distinct_2": distinct(outputs, 2),
-        "repeated_ngram_rate": statistics.fmean(map(repeated_ngram_rate, outputs)),
-        "hit_max_new_tokens": statistics.fmean(bool(r["hit_limit"]) for r in rows),
-        "length_words_mean": statistics.fmean(lengths),
-        "length_words_std": statistics.pstdev(lengths),
-    }
+    return {"distinct_1": distinct(outputs, 1), "distinct_2": distinct(outputs, 2),
+            "repeated_ngram_rate": statistics.fmean(map(repeated_ngram_rate, outputs)),
+            "hit_max_new_tokens": statistics.fmean(bool(r["hit_limit"]) for r in rows),
+            "length_words_mean": statistics.fmean(lengths),
+            "length_words_std": statistics.pstdev(lengths)}
 
 
 def expected_calibration_error(confidence: list[float], correct: list[bool],

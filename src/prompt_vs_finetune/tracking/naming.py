@@ -23,8 +23,7 @@ WARM_START = False  # warm/worker.py sets it in a job forked from a warm worker
 # what `dvc repro` and `dvc exp run` tell the stage commands they start
 DVC_ENV = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp",
            "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
-# MLflow UI links that open on the Model training pages whatever the browser last chose
-ML_WORKFLOW = "?workflowType=machine_learning"
+ML_WORKFLOW = "?workflowType=machine_learning"  # a UI link on the Model training pages
 SWEEP_FILE = ".pvf_sweep.json"  # in the sweep folder: the sweep's name (SweepSummary writes it)
 
 
@@ -46,7 +45,7 @@ class JobRecord:  # what the job's run records of its config
 
 
 def job_record(cfg: DictConfig) -> JobRecord:
-    """The run's name, params, tags, config.yaml and group, from the whole config."""
+    """The run's name, params, tags, config.yaml and group: the whole config is what it logs."""
     arm, task, model, kind = cfg.arm, cfg.task, cfg.model, task_type(cfg.task.type)
     variant = variant_name(arm, task, model, chat=cfg.prompt.chat, seed=cfg.seed,
                            train_size=cfg.train_size, inference_dtype=cfg.inference_dtype)
@@ -60,7 +59,6 @@ def job_record(cfg: DictConfig) -> JobRecord:
             "prompt": str(task.prompt or ""), "k": str(arm.k),
             "chat": str(bool(cfg.prompt.chat)).lower(), QUALITY_TAG: kind.quality,
             "pretrained": str(not model.get("tiny")).lower(),
-            # with config_hash and the data: a rerun's identity
             "pvf.code": code_version(), "config_hash": config_hash(cfg), "cell": cell,
             # the saved view averages a variant over seeds (two learning rates have one name)
             "variant": f"{variant} #{cell[:8]}"}
@@ -72,8 +70,7 @@ def job_record(cfg: DictConfig) -> JobRecord:
             **{tag: os.environ.get(var) for var, tag in DVC_ENV.items()}}
     tags |= {tag: str(value) for tag, value in some.items() if value}  # those that apply
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    # params: less the label map (`task.n_labels` and `task.labels_hash` stand for it), the
-    # templates not chosen and a classification task's `decoding`; the run's own name
+    # params: the run's own name, less what docs/tracking.md says they leave out
     params = {**resolved, "mlflow": {**resolved["mlflow"], "run_name": name}, "task": {
         k: v for k, v in resolved["task"].items() if k not in ("labels", "templates")}}
     if not kind.decodes:
@@ -83,8 +80,7 @@ def job_record(cfg: DictConfig) -> JobRecord:
                      cfg.task.type)
 
 
-def hpo_trial() -> bool:
-    """A trial of an optimising sweeper: its test metrics are not the experiment's."""
+def hpo_trial() -> bool:  # a trial of an optimising sweeper (keys.TAGS)
     return HydraConfig.initialized() and \
         "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
@@ -134,7 +130,7 @@ def hydra_tags() -> dict[str, str]:
 
 
 def run_address(tracking_uri: str, experiment: str, experiment_id: str, run_id: str) -> str:
-    """The job's last line: the store, the experiment and the run's page (in `mlflow ui`)."""
+    """The job's last line: the store, the experiment and the run's page."""
     page, where = f"#/experiments/{experiment_id}/runs/{run_id}{ML_WORKFLOW}", redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"logged to experiment '{experiment}' at {where}: {where.rstrip('/')}/{page}"

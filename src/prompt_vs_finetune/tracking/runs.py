@@ -9,6 +9,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from types import SimpleNamespace
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -23,13 +24,11 @@ from .sweep import note_run
 
 log = logging.getLogger(__name__)
 
-_noting = False  # inside `sigterm_noted`: SIGTERM is only noted
-_received = False
+_sigterm = SimpleNamespace(received=False, noting=False)  # noting: inside `sigterm_noted`
 
 
 def _on_sigterm(signum, frame) -> None:
-    global _received
-    _received = True
+    _sigterm.received = True
     raise_if_preempted()
 
 
@@ -37,24 +36,22 @@ def _on_sigterm(signum, frame) -> None:
 def sigterm_noted():
     """SIGTERM only noted for the block (`raise_if_preempted` raises it after): while Lightning
     runs (its handler stops at a safe point) and while a run opens (nobody would end it)."""
-    global _noting
-    outer, _noting = _noting, True
+    outer, _sigterm.noting = _sigterm.noting, True
     try:
         yield
     finally:
-        _noting = outer
+        _sigterm.noting = outer
 
 
 def raise_if_preempted() -> None:
-    if _received and not _noting:
+    if _sigterm.received and not _sigterm.noting:
         raise Preempted("SIGTERM")
 
 
 @contextmanager
 def sigterm_as_preemption():
     """For one job: SIGTERM stops it as a preemption, forgotten after (by a hybrid's teacher)."""
-    global _received
-    _received = False
+    _sigterm.received = False
     main = threading.current_thread() is threading.main_thread()  # else a launcher's worker
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
@@ -62,12 +59,12 @@ def sigterm_as_preemption():
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
-        _received = False
+        _sigterm.received = False
 
 
 def hold_interrupts():
-    """Hold Ctrl-C back until the returned function is called, which re-raises it. A handler,
-    not a signal mask, which is per thread (MLflow's or torch's got it)."""
+    """Hold Ctrl-C back until the returned function is called, which re-raises it (a handler:
+    a signal mask is per thread, and MLflow's or torch's would get it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     arrived = []
@@ -90,8 +87,8 @@ def is_rank_zero() -> bool:
 @contextmanager
 def mlflow_run(settings: DictConfig, record: JobRecord | None, resume_run_id: str | None = None
                ) -> Iterator[mlflow.ActiveRun | None]:
-    """Open the job's run (or reopen an interrupted attempt's) and end it with the job's real
-    outcome; `settings`: the `mlflow` group. Yields None on DDP ranks > 0 (no `record` there)."""
+    """Open the job's run (or reopen an interrupted attempt's), end it with the job's outcome;
+    `settings`: the `mlflow` group. Yields None on DDP ranks > 0 (no `record` there)."""
     if not is_rank_zero():
         yield None
         return
@@ -168,8 +165,8 @@ def parent_run(tracking_uri: str, experiment_id: str, group: Group) -> str | Non
 
 
 def end_orphans(experiment_id: str) -> None:
-    """End KILLED, saying why, the runs of this host left RUNNING by a process that is gone, or
-    by this one (a job whose store could not take its end: the next job's run is not open yet)."""
+    """End KILLED, saying why, this host's runs left RUNNING by a gone process, or by this one
+    (a job whose store could not take its end: the next job's run is not open yet)."""
     client, host = MlflowClient(), socket.gethostname()
     for run in client.search_runs([experiment_id], filter_string=(
             f"tags.`pvf.host` = '{host}' and attributes.status = 'RUNNING'")):
@@ -194,8 +191,8 @@ def process_alive(pid, other_users: bool = True) -> bool:
 
 
 def _end(err: BaseException) -> None:
-    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (the tag `error`, traceback.txt);
-    if the store failed, left to the next job (a server is not retried for minutes more)."""
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED (tag `error`, traceback.txt); a
+    run whose store failed is left to the next job (not retried for minutes more)."""
     run = mlflow.active_run()
     status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
     broken = store_problem(err, mlflow.get_tracking_uri())
@@ -217,8 +214,7 @@ def _end(err: BaseException) -> None:
 
 
 def error_line(err: BaseException) -> str:
-    """`Type: first line`, and the root cause's when the error wraps one (Hydra's
-    InstantiationException says only which target failed)."""
+    """`Type: first line`, and the root cause's (Hydra's InstantiationException: a target)."""
     *_, root = causes(err, implicit=False)
     return " <- ".join(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                        for e in ((err,) if root is err else (err, root)))[:500]

@@ -45,7 +45,7 @@ def redact_override(override: str) -> str:
 
 
 def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
-    """(dotted path, text) of each leaf of a config, descending into `into`; `{}` is a leaf."""
+    """(dotted path, text) of each leaf of a config, through `into`; `{}` is a leaf."""
     if isinstance(node, into) and node:
         for key, value in node.items() if isinstance(node, dict) else enumerate(node):
             yield from leaves(value, f"{path}.{key}" if path else str(key), into)
@@ -54,8 +54,8 @@ def leaves(node, path: str = "", into: tuple[type, ...] = (dict, list)):
 
 
 def leaked_secret(values: dict, environ: dict) -> str | None:
-    """Which value (of a resolved config, or an override) holds a secret-looking environment
-    variable's value (`${oc.env:OPENAI_API_KEY}` in a label: sent in prompts, written anywhere)."""
+    """Which value (of a config, or an override) holds a secret environment variable's value
+    (`${oc.env:OPENAI_API_KEY}` in a label: sent in prompts, written anywhere)."""
     secrets = {name: value for name, value in environ.items()
                if re.search(_SECRET_WORD, name, re.I) and len(value) >= 8}
     return next((f"{path} holds the value of ${name}; a secret is read from the environment "
@@ -78,13 +78,11 @@ _OVERRIDE_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
 
 
 class RedactHydraFiles(Callback):
-    """Hydra writes the config and the overrides (`.hydra/*.yaml`, a sweep's multirun.yaml),
-    secrets included, before the job starts: rewritten redacted as it starts, each file whole (a
-    sweep's jobs share multirun.yaml: one must never read another's half-written copy)."""
+    """Hydra's config and overrides files (`.hydra/*.yaml`, multirun.yaml), rewritten redacted as
+    the job starts, each whole (a sweep's jobs share multirun.yaml), and its log lines."""
 
     def on_run_start(self, config, **kwargs) -> None:
-        """Through `redact` (once each): the lines of the loggers that print overrides (a filter
-        on the logger survives Hydra reconfiguring handlers) and the root's handlers."""
+        # a filter on a logger survives Hydra reconfiguring the handlers; each is added once
         for each in (*map(logging.getLogger, _OVERRIDE_LOGGERS), *logging.getLogger().handlers):
             each.addFilter(_redact_record)
 

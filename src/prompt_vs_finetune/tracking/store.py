@@ -11,10 +11,14 @@ from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import mlflow
+import requests
 from filelock import FileLock
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json, resolve_dataset_source
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.exceptions import MlflowException
 
 from ..errors import UserError, causes, first_line
+from ..project import data_path
 from ..tasks import task_type
 from .secrets import redact
 
@@ -24,9 +28,6 @@ log = logging.getLogger(__name__)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow 3's saved views of the runs table: experiment tags {name, createdAt, updatedAt, state}
 SAVED_VIEW_TAG = "mlflow.sharedViewState."
-# how each split served the arm, as the dataset's context in MLflow
-CONTEXTS = {"train": "training", "validation": "validation", "test": "test", "demos": "demos"}
-
 
 # what SQLite and the HTTP client say -> what is wrong with the store, and what to do
 FAULTS = ((("database or disk is full",), "its disk ({folder}) is full; free space there"),
@@ -74,8 +75,8 @@ def store_errors(doing: str):
 
 
 class LogFileOnly(logging.Handler):
-    """The libraries' log lines (a failing store's tracebacks) into the job's log file, not onto
-    the terminal; a server's retries as one line of pvf's, once."""
+    """A library's log lines (a failing store's tracebacks) into the job's log file only; a
+    server's retries as one line of pvf's, once."""
 
     retried = False
 
@@ -101,8 +102,8 @@ library_logs_to_file()  # MLflow put its own handler on the terminal as it was i
 
 
 def store_lock(tracking_uri: str) -> FileLock:
-    """A lock for what parallel jobs must create once: beside a sqlite database, else in the
-    temp folder per store (a server shared by jobs on one machine)."""
+    """For what parallel jobs must create once: beside a sqlite database, else one per store in
+    the temp folder (a server shared by jobs on one machine)."""
     if db := store_path(tracking_uri):
         db.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(f"{db}.lock", timeout=600)
@@ -112,8 +113,6 @@ def store_lock(tracking_uri: str) -> FileLock:
 
 def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None):
     """Point mlflow at the experiment, created if needed, with the `tags` it lacks (yours stay)."""
-    import requests
-
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")) and tracking_uri not in _reached:
         try:  # one quick request: MLflow's client retries for minutes (a server restarting)
@@ -152,8 +151,8 @@ def dashboard_views(type_name: str) -> dict[str, str]:
 
 
 def system_metrics_on(wanted: bool | None) -> bool:
-    """`mlflow.system_metrics`, unless MLflow's own switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
-    says false (the test suite does: a run's keys then do not depend on how long it took)."""
+    """`mlflow.system_metrics`, unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING says false (the
+    tests': a run's keys then do not depend on how long it took)."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0") \
             or not wanted:
         return False
@@ -163,12 +162,6 @@ def system_metrics_on(wanted: bool | None) -> bool:
 
 def split_source(task, data_dir: str | None, role: str):
     """Where a split's rows came from (a carved validation's and the demonstrations': train)."""
-    from mlflow.data.dataset_source_registry import get_dataset_source_from_json as local
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
-
-    from ..project import data_path
-
     carved = role == "demos" or (role == "validation" and task.splits.validation is None)
     origin = "train" if carved else role
     split = task.splits[origin]
@@ -181,7 +174,7 @@ def split_source(task, data_dir: str | None, role: str):
     if "://" in path:  # a URL or hf:// path the loader opened as it is
         with suppress(Exception):  # a scheme MLflow has no source for: keep the URI
             return resolve_dataset_source(path)
-    return local(json.dumps({"uri": path}), "local")
+    return get_dataset_source_from_json(json.dumps({"uri": path}), "local")
 
 
 def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict],
@@ -198,7 +191,7 @@ def log_datasets(task, data_dir: str | None, fit: bool, splits, demos: list[dict
         split, name=f"{task.name}/{role}", digest=digests[role],
         targets=next((c for c in ("label", "references") if c in split.column_names), None),
         source=split_source(task, data_dir, role)) for role, split in used.items()]
-    mlflow.log_inputs(datasets=inputs, contexts=[CONTEXTS[role] for role in used],
+    mlflow.log_inputs(datasets=inputs, contexts=[{"train": "training"}.get(r, r) for r in used],
                       tags_list=[None] * len(inputs))
 
 

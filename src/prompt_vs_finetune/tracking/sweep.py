@@ -28,8 +28,7 @@ HEADLINE = ("test/accuracy", "test/rougeL", "cost/usd_per_1k_predictions")  # sh
 _job_run: dict[str, str | None] = {}  # this process's current job: its run and parent run
 
 
-def note_run(run_id: str, parent_run_id: str | None) -> None:
-    """The job's MLflow run and its parent, for the job's record."""
+def note_run(run_id: str, parent_run_id: str | None) -> None:  # for `record_job`
     _job_run.update(run_id=run_id, parent_run_id=parent_run_id)
 
 
@@ -55,16 +54,6 @@ def optimisation_result(sweep_dir: Path) -> dict | None:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else None
 
 
-def sweep_name(sweep_dir: str, overrides: list[str], optimiser: str | None = None) -> str:
-    """`sweep 2026-11-21_13-00-00 (optuna): arm=zero_shot,lora seed=0,1`: its folder, the
-    optimising sweeper and what it sweeps (the shared overrides: its parent's tag)."""
-    parsed = OverridesParser.create().parse_overrides(overrides)  # Hydra parsed them already
-    swept = [o.input_line for o in parsed if o.is_sweep_override()]
-    head = f"sweep {Path(sweep_dir).name}" + (f" ({optimiser})" if optimiser else "")
-    text = " ".join(redact_override(o) for o in swept)
-    return clip(f"{head}: {text}" if text else head, 200)
-
-
 def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
                       best: dict | None = None) -> None:
     """Into a sweep's parent run: `sweep/*` metrics, its tags, `sweep.json` and its end time."""
@@ -86,17 +75,22 @@ def log_sweep_summary(tracking_uri: str, run_id: str, jobs: list[dict],
 
 
 class SweepSummary(Callback):
-    """The sweep's name (its parent runs') in its folder at the start; the summary at the end."""
+    """The sweep's name (its parent runs') in its folder at the start, the summary at the end."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        """Its name: `sweep 2026-11-21_13-00-00 (optuna): arm=zero_shot,lora seed=0,1`, the
+        folder, the optimising sweeper and the swept overrides (the others: its parent's tag)."""
         folder, overrides = Path(config.hydra.sweep.dir), list(config.hydra.overrides.task)
         for old in (folder / JOBS_DIR).glob("*.json"):
             old.unlink()  # a reused sweep dir: count this sweep's jobs only
         sweeper = str(config.hydra.sweeper.get("_target_", "")).lower()
         optimiser = next((name for name in ("optuna", "nevergrad", "ax") if name in sweeper), None)
+        head = f"sweep {folder.name}" + (f" ({optimiser})" if optimiser else "")
+        swept = " ".join(redact_override(o.input_line) for o in OverridesParser.create()
+                         .parse_overrides(overrides) if o.is_sweep_override())  # parsed by Hydra
         folder.mkdir(parents=True, exist_ok=True)
         (folder / SWEEP_FILE).write_text(json.dumps({
-            "name": sweep_name(str(folder), overrides, optimiser),
+            "name": clip(f"{head}: {swept}" if swept else head, 200),
             "overrides": " ".join(redact_override(o) for o in overrides)[:5000]}))
 
     def on_multirun_end(self, config, **kwargs) -> None:
