@@ -22,8 +22,7 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
     if decoding.strategy == "sampling":
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
-    stops = [s for s in (*stop, *(decoding.stop or ())) if s]
-    if stops:
+    if stops := [s for s in (*stop, *(decoding.stop or ())) if s]:
         kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     return kwargs
 

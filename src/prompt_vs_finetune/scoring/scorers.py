@@ -24,8 +24,7 @@ def build_scorer(encoder: PromptEncoder, scorer, decoding, seed: int):
 
 
 class _Scorer:
-    """The test rows sorted by prompt length (little padding); the demos' KV cache, anew for
-    each test (the weights may have changed)."""
+    """The test rows sorted by prompt length; the demos' KV cache, anew for each test (weights)."""
 
     def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
                  max_batch_tokens: int | None):
@@ -59,7 +58,7 @@ class RankClassifier(_Scorer):
         # the label tokens run after one prompt: as a prefix tree when shared, else whole
         self.answer_tokens = len(ChoiceTrie.of(encoder.choice_ids).nodes) if self.share_prefix \
             else sum(map(len, encoder.choice_ids))
-        targets = [self.task.target(self.task.labels[n]) for n in self.task.label_names]
+        targets = [self.task.target(verbal) for verbal in self.task.labels.values()]
         self.choice_chars = torch.tensor([len(t) for t in targets])
         self.choice_bytes = [len(t.encode()) for t in targets]
 
@@ -116,8 +115,8 @@ class RankClassifier(_Scorer):
         return scores.logprob.view(shape), scores.n_tokens.view(shape), scores.tokens_processed
 
     def _references(self, model) -> tuple[dict[str, torch.Tensor], int]:
-        """The labels' log-likelihoods after the content-free inputs and the domain premise,
-        once per test; the tokens that took (0 after the first batch)."""
+        """The labels' log-likelihoods after the content-free inputs and the domain premise
+        (once per test), and the tokens that took."""
         if self.references is not None:
             return self.references, 0
         contexts = [self.encoder.prompt_ids(text) for text in self.content_free]
@@ -129,22 +128,20 @@ class RankClassifier(_Scorer):
 
 
 def label_distribution(rankings: dict[str, torch.Tensor], calibration: str) -> torch.Tensor:
-    """P(label | prompt) (ECE's confidence, the hybrid teacher's margin): the softmax of the summed
-    or calibrated scores; of per-character ones it is near flat (ECE 0.65 at 87% accuracy)."""
+    """P(label | prompt) (ECE's confidence, the teacher's margin): the softmax of the summed or
+    calibrated scores; of per-character ones it is near flat (ECE 0.65 at 87% accuracy)."""
     scores = rankings["sum"] if calibration == "none" else rankings[calibration]
     return torch.softmax(scores.double(), dim=-1)
 
 
 def contextual(logprob: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
-    """Contextual calibration (Zhao et al. 2021): divided by the mean label distribution after
-    the content-free inputs; `content_free`: summed log-likelihoods [inputs, labels]."""
+    """Contextual calibration (Zhao et al. 2021) by `content_free` [inputs, labels] scores."""
     p_cf = torch.log_softmax(content_free.double(), dim=-1).exp().mean(0)
     return torch.log_softmax(torch.log_softmax(logprob.double(), dim=-1) - p_cf.log(), dim=-1)
 
 
 def pmi(logprob: torch.Tensor, premise: torch.Tensor) -> torch.Tensor:
-    """Domain-conditional PMI (Holtzman et al. 2021): minus the log-likelihood after the
-    `premise` [1, labels]; both calibrations divide out each label's length too."""
+    """Domain-conditional PMI (Holtzman et al. 2021): less the `premise` [1, labels] scores."""
     return torch.log_softmax(logprob.double() - premise.double(), dim=-1)
 
 
@@ -199,8 +196,8 @@ class Summarizer(_Scorer):
 
     def _reference_logprobs(self, model, contexts: list[list[int]],
                             references: list[list[list[int]]]) -> Scores:
-        """log p(reference | prompt) for each prompt's references, in order; with a KV cache
-        each prompt runs once after the cached demos (DialogSum: ~260 tokens a row, not ~600)."""
+        """log p(reference | prompt), in order; with a KV cache each prompt runs once after the
+        cached demos (DialogSum: ~260 tokens a row, not ~600)."""
         pad_id = self.tokenizer.pad_token_id
         if not takes_cache(model):
             return continuation_logprobs(
