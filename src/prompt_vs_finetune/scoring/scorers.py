@@ -28,9 +28,8 @@ class _Scorer:
 
     def __init__(self, encoder: PromptEncoder, batch_size: int, examples_per_batch: int,
                  max_batch_tokens: int | None):
-        self.encoder, self.task = encoder, encoder.task
-        self.batch_size, self.examples_per_batch = batch_size, examples_per_batch
-        self.max_batch_tokens = max_batch_tokens
+        self.encoder, self.task, self.batch_size = encoder, encoder.task, batch_size
+        self.examples_per_batch, self.max_batch_tokens = examples_per_batch, max_batch_tokens
         self.prefix_cache = PrefixCache()
 
     def test_rows(self, split) -> list[dict]:
@@ -80,24 +79,22 @@ class RankClassifier(_Scorer):
                     "pmi": pmi(logprob, references["pmi"])}
         chosen = rankings[self.calibration] if self.calibration != "none" \
             else normalise(logprob, n_tokens, self.choice_chars, self.length_norm)
-        distribution = label_distribution(rankings, self.calibration)
+        probs = label_distribution(rankings, self.calibration)
         predicted = chosen.argmax(-1)
-        top2 = distribution.topk(min(2, distribution.size(-1)), dim=-1).values
+        top2 = probs.topk(min(2, probs.size(-1)), dim=-1).values
         margin = top2[:, 0] - (top2[:, 1] if top2.size(-1) > 1 else 0)  # over the runner-up
         best = {name: scores.argmax(-1) for name, scores in rankings.items()}
         rows = []
-        for r, (index, gold, context) in enumerate(zip(batch["index"], batch["label"], contexts,
-                                                       strict=True)):
-            pred = int(predicted[r])
+        for r, index in enumerate(batch["index"]):
+            gold, pred = batch["label"][r], int(predicted[r])
             rows.append({"index": index, "label": gold, "predicted": pred,
                          **{f"predicted_{name}": int(b[r]) for name, b in best.items()},
-                         "score": float(chosen[r, pred]),
-                         "confidence": float(distribution[r, pred]),
+                         "score": float(chosen[r, pred]), "confidence": float(probs[r, pred]),
                          "margin": float(margin[r]), "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
                          # what one call runs: its prompt (demos included) and the labels
-                         "call_tokens": len(context) + self.answer_tokens,
+                         "call_tokens": len(contexts[r]) + self.answer_tokens,
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the calibration inputs run once per test, like a deployment would: no call pays
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}

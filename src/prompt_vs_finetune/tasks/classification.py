@@ -16,29 +16,25 @@ NO_LABEL = "<unparsed>"  # a reply that named no label: a prediction, never a cl
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
 
 KEYS = {
-    "test/accuracy": Key("share of test examples predicted their gold label (ranked as "
-                         "scorer.length_norm says: per character by default)"),
-    "test/macro_f1": Key("F1 averaged over the gold labels, each weighing the same; an unparsed "
-                         "reply is wrong, never a class"),
-    "test/accuracy_sum": Key("accuracy, labels ranked by summed log-likelihood (favours short "
-                             "labels; lm-evaluation-harness's acc)", LOCAL),
-    "test/accuracy_char": Key("accuracy, labels ranked by log-likelihood per character "
-                              "(lm-evaluation-harness's acc_norm)", LOCAL),
-    "test/accuracy_contextual": Key("accuracy, labels ranked by contextually calibrated "
-                                    "probability (scorer.calibration=contextual)", LOCAL),
-    "test/accuracy_pmi": Key("accuracy, labels ranked by domain-conditional PMI "
-                             "(scorer.calibration=pmi)", LOCAL),
+    "test/accuracy": Key("share of test examples given their gold label (ranked per "
+                         "scorer.length_norm: per character by default)"),
+    "test/macro_f1": Key("F1 averaged over gold labels; an unparsed reply is wrong, not a class"),
+    "test/accuracy_sum": Key("accuracy, ranked by summed log-likelihood (lm-eval's acc)", LOCAL),
+    "test/accuracy_char": Key("accuracy, ranked by log-likelihood per character (acc_norm)", LOCAL),
+    "test/accuracy_contextual": Key("accuracy, ranked by contextual calibration (Zhao et al. "
+                                    "2021)", LOCAL),
+    "test/accuracy_pmi": Key("accuracy, ranked by domain-conditional PMI (Holtzman et al. 2021)",
+                             LOCAL),
     "test/ece": Key("expected calibration error (15 bins) of the softmax over the labels' summed "
                     "log-likelihoods (calibrated ones when scorer.calibration is set)", LOCAL),
     "test/unparsed_rate": Key("share of replies that named no label (0 when ranking labels)"),
     "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)"),
     "data/classes_covered": Key("labels among the examples counted in data/n_labels"),
-    "data/test_unseen_labels": Key("test examples whose gold label none of those examples has "
-                                   "(warned about when the arm trains)"),
-    "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored: what the "
-                        "report chooses a configuration on", LOCAL, fitted_only=True),
-    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels equal to the gold ones "
-                                        "(never shown to it)", optional=True, fitted_only=True),
+    "data/test_unseen_labels": Key("test examples whose gold label no labelled example has"),
+    "val/accuracy": Key("accuracy on the budget's validation part (the report chooses on it)",
+                        LOCAL, fitted_only=True),
+    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels equal to the gold ones",
+                                        optional=True, fitted_only=True),
     "hybrid/kept_accuracy": Key("the same over the kept labels (what the student learns from)",
                                 optional=True, fitted_only=True),
 }

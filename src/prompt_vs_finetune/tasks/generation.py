@@ -12,14 +12,12 @@ KEYS = {
         ("", "against each reference, averaged over them (DialogSum's protocol), then examples"),
         ("_best", "against each example's best reference (score_multi; above the protocol's)"))
        for rouge in ROUGE_TYPES},
-    "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored: what "
-                      "the report chooses a configuration on", LOCAL, fitted_only=True),
+    "val/rougeL": Key("ROUGE-L on the budget's validation part (the report chooses on it)", LOCAL,
+                      fitted_only=True),
     "test/gen_length_mean": Key("mean generated tokens per test example (the model's tokenizer)"),
-    "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
-                           "repetitive outputs; Li et al. 2016)"),
+    "test/distinct_1": Key("distinct / all words of all outputs (low: generic; Li et al. 2016)"),
     "test/distinct_2": Key("distinct word bigrams / all bigrams over every output"),
-    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams that repeat one "
-                                    "earlier in the same output (loops)"),
+    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams it repeats (loops)"),
     "test/hit_max_new_tokens": Key("share of outputs cut off by max_new_tokens (never ended)"),
     "test/length_words_mean": Key("mean output length in words"),
     "test/length_words_std": Key("standard deviation of the output length in words"),

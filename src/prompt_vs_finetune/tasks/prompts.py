@@ -78,8 +78,7 @@ class Task:
 
     def prompt(self, text: str) -> str:
         """The prompt for one input (braces in it are safe); a chat's runs to the reply header."""
-        body = self.template.replace("{text}", text)
-        return body + self.chat.reply if self.chat else body
+        return self.template.replace("{text}", text) + (self.chat.reply if self.chat else "")
 
     def prompt_parts(self) -> tuple[str, str]:
         """What every prompt has before and after its input (an input cut to fit keeps both)."""
@@ -98,10 +97,8 @@ class Task:
 
     def demo_prefix(self, demos: list[dict]) -> str:
         """What every prompt starts with, local or hosted (as a chat: system turn, demo turns)."""
-        if self.chat:
-            return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
-                                            for d in demos)
-        return "".join(self.demonstration(d) + self.demo_separator for d in demos)
+        head, sep = (self.chat.head, self.chat.turn) if self.chat else ("", self.demo_separator)
+        return head + "".join(self.demonstration(d) + sep for d in demos)
 
 
 class PromptEncoder:
