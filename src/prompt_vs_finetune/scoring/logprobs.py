@@ -1,5 +1,5 @@
-"""Log-likelihood of continuations (verbalized labels, reference answers) after a context.
-Left padding ends every continuation at the last position: logits are computed only there."""
+"""Log-likelihood of continuations (label words, reference answers) after a context, every
+continuation left-padded to end at the last position: logits are computed only there."""
 
 import copy
 import functools
@@ -125,10 +125,9 @@ class ChoiceTrie(NamedTuple):
 
 def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_id: int,
                   dtype: torch.dtype):
-    """The rows run after the cached prefix: (input ids, position ids, the 4D mask over prefix
-    + block, the columns whose logits predict a choice token, which one each token reads).
-    Columns: [left-padded own context | one per trie node]; a node's column holds its last
-    token at its position after the context, and sees the context and its ancestors."""
+    """(input ids, position ids, 4D mask over prefix + block, the columns predicting a choice
+    token, which one each token reads) of the rows after the prefix: [left-padded own context |
+    a column per trie node: its last token, at its position, seeing the context and ancestors]."""
     n_ctx = len(suffixes)
     context_ids, _ = left_pad(suffixes, pad_id)
     node_ids = torch.tensor([n[-1] for n in trie.nodes], dtype=torch.long).expand(n_ctx, -1)

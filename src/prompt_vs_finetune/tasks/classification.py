@@ -99,10 +99,9 @@ class Classification(TaskType):
         for name, verbal in labels.items():
             if not verbal.strip():
                 raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-            if verbal in seen:
-                raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+            if (first := seen.setdefault(verbal, name)) != name:
+                raise UserError(f"labels '{first}' and '{name}' share the verbalization "
                                 f"{verbal!r}; give each label its own words in task.labels")
-            seen[verbal] = name
         return labels
 
     def check_task(self, task) -> None:

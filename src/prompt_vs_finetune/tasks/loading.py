@@ -111,19 +111,18 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
         files = {split: Path(data_path(path, f"task.data_files.{split}"))
                  for split, path in task_cfg.data_files.items()}
         for split, path in files.items():
+            key = f"{path} (task.data_files.{split})"
             if path.is_dir():
-                raise UserError(f"{path} (task.data_files.{split}) is a folder, not a file; "
-                                "name the data file inside it")
+                raise UserError(f"{key} is a folder, not a file; name the data file inside it")
             if path.is_symlink() and not path.exists():
-                raise UserError(f"{path} (task.data_files.{split}) is a symbolic link that "
-                                "leads nowhere (a loop, or its target is gone); point it at "
-                                "the data file")
+                raise UserError(f"{key} is a symbolic link that leads nowhere (a loop, or its "
+                                "target is gone); point it at the data file")
             if path.exists() and not path.is_file():
-                raise UserError(f"{path} (task.data_files.{split}) is not a regular file (a "
-                                "pipe or a device, read once); save the data to a file")
+                raise UserError(f"{key} is not a regular file (a pipe or a device, read once); "
+                                "save the data to a file")
             if not path.is_file():
-                raise UserError(f"data file not found: {path} (task.data_files.{split}); "
-                                "fix the path or drop task.data_files to load task.hub")
+                raise UserError(f"data file not found: {key}; fix the path or drop "
+                                "task.data_files to load task.hub")
             if path.suffix.lower() not in FILE_BUILDERS:
                 raise UserError(f"unsupported data file type '{path.suffix}': {path}; "
                                 f"use one of {', '.join(FILE_BUILDERS)}")

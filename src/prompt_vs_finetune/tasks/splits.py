@@ -117,8 +117,7 @@ def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
 
 def select_demos(pool: Dataset, k: int, selection: str, seed: int,
                  order_seed: int | None = None) -> list[dict]:
-    """k demonstrations from the train pool: which ones fixed by `seed`, their order by
-    `order_seed` (prompt-order sensitivity swept with the same demos)."""
+    """k demos from the train pool: which ones fixed by `seed`, their order by `order_seed`."""
     if k == 0:
         return []
     if k > len(pool):
