@@ -72,7 +72,6 @@ class RankClassifier(_Scorer):
         contexts = batch["context_ids"]
         logprob, n_tokens, processed = self._logprobs(model, contexts)
         references, reference_tokens = self._references(model)
-        # every ranking from the same log-likelihoods: acc / acc_norm (lm-eval), calibrated
         rankings = {"sum": logprob,
                     "char": normalise(logprob, n_tokens, self.choice_chars, "char"),
                     "contextual": contextual(logprob, references["contextual"]),
@@ -93,8 +92,7 @@ class RankClassifier(_Scorer):
                          "margin": float(margin[r]), "gold_logprob": float(logprob[r, gold]),
                          "gold_tokens": int(n_tokens[r, gold]),
                          "gold_bytes": self.choice_bytes[gold],
-                         # what one call runs: its prompt (demos included) and the labels
-                         "call_tokens": len(contexts[r]) + self.answer_tokens,
+                         "call_tokens": len(contexts[r]) + self.answer_tokens,  # prompt, labels
                          "prefix_tokens": len(self.encoder.prefix_ids)})
         # the calibration inputs run once per test, like a deployment would: no call pays
         return rows, {"input_tokens": processed, "eval_only_tokens": reference_tokens}
@@ -177,8 +175,7 @@ class Summarizer(_Scorer):
             text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), self.stops)
             rows.append({"index": index, "references": refs, "generated": text,
                          "generated_tokens": len(tokens),
-                         # no end-of-text within the limit (a stop string ends it sooner)
-                         "hit_limit": len(tokens) >= self.kwargs["max_new_tokens"],
+                         "hit_limit": len(tokens) >= self.kwargs["max_new_tokens"],  # never ended
                          "ref_logprob": float(scores.logprob[span].sum()),
                          "ref_tokens": int(scores.n_tokens[span].sum()),
                          "ref_bytes": sum(len(self.tokenizer.decode(ids).encode())

@@ -11,15 +11,15 @@ MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it 
 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
     """`model.generate` arguments for a decoding config; the task's `stop` strings first."""
-    kwargs = {"max_new_tokens": int(decoding.max_new_tokens),
-              "do_sample": decoding.strategy == "sampling",
-              "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+    sampling, beam = decoding.strategy == "sampling", decoding.strategy == "beam"
+    kwargs = {"max_new_tokens": int(decoding.max_new_tokens), "do_sample": sampling,
+              "num_beams": int(decoding.num_beams) if beam else 1,
               "repetition_penalty": float(decoding.repetition_penalty),
               "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    if decoding.strategy == "beam":
+    if beam:
         kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
-    if decoding.strategy == "sampling":
+    if sampling:
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
     if stops := [s for s in (*stop, *(decoding.stop or ())) if s]:

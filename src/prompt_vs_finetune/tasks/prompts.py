@@ -60,10 +60,9 @@ class Task:
         """`data_labels`: the data's label names, which `task.labels` must cover (or is)."""
         return cls(name=task_cfg.name, type=task_cfg.type,
                    template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
-                   target_template=task_cfg.target_template,
-                   demo_separator=task_cfg.demo_separator, metrics=tuple(task_cfg.metrics),
-                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels),
-                   stop=tuple(task_cfg.stop or ()))
+                   target_template=task_cfg.target_template, demo_separator=task_cfg.demo_separator,
+                   metrics=tuple(task_cfg.metrics), stop=tuple(task_cfg.stop or ()),
+                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels))
 
     @property
     def kind(self) -> TaskType:
