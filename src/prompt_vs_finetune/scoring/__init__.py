@@ -199,6 +199,5 @@ class Summarizer(_Scorer):
         parts = [shared_prefix_logprobs(model, [ctx], refs, pad_id, self.reference_cache,
                                         shared=len(self.encoder.prefix_ids))
                  for ctx, refs in zip(contexts, references, strict=True)]
-        return Scores(logprob=torch.cat([p.logprob for p in parts]),
-                      n_tokens=torch.cat([p.n_tokens for p in parts]),
-                      tokens_processed=sum(p.tokens_processed for p in parts))
+        return Scores(torch.cat([p.logprob for p in parts]), torch.cat([p.n_tokens for p in parts]),
+                      sum(p.tokens_processed for p in parts))

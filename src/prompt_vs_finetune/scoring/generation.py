@@ -30,8 +30,7 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], kwargs: dict,
              prefix_cache: PrefixCache | None = None) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text. A `prefix_cache` (no beams)
-    gives the prefix all prompts share: rows [prefix | left-padded own tokens]."""
+    """New tokens per prompt, cut at end-of-text; `prefix_cache` (no beams): the shared prefix."""
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
     cache = None

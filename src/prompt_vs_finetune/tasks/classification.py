@@ -175,14 +175,13 @@ class Classification(TaskType):
         log_table(table)
         shown = [*task.label_names, *([NO_LABEL] if NO_LABEL in predicted else [])]
         size = max(6.0, 0.18 * len(shown) + 4)
-        fig = Figure(figsize=(size, size))
-        ax = fig.subplots()
+        ax = Figure(figsize=(size, size)).subplots()
         ConfusionMatrixDisplay.from_predictions(
             table["gold"], table["predicted"], labels=shown, ax=ax, colorbar=False,
             include_values=len(shown) <= 20, xticks_rotation="vertical")
         ax.set_title(title)
-        fig.tight_layout()
-        mlflow.log_figure(fig, "confusion_matrix.png")
+        ax.figure.tight_layout()
+        mlflow.log_figure(ax.figure, "confusion_matrix.png")
 
 
 TASK_TYPE = Classification()

@@ -93,6 +93,8 @@ def load_splits(task_cfg) -> tuple[DatasetDict, int]:
     splits, dropped = {}, 0
     for role in SPLIT_ROLES:
         name = task_cfg.splits[role]
+        if name is None and role != "validation":
+            raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
         if name is None:
             continue
         if name not in raw:
@@ -100,9 +102,6 @@ def load_splits(task_cfg) -> tuple[DatasetDict, int]:
                             f"available splits: {', '.join(raw)}")
         splits[role], lost = _normalise(raw[name], task_cfg, f"{source} [{name}]")
         dropped += lost
-    for role in ("train", "test"):
-        if role not in splits:
-            raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
     return DatasetDict(splits), dropped
 
 

@@ -23,8 +23,7 @@ PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dro
 
 def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
                test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
-    """(the task, the job's train / validation / test from the task's data or `data_dir`'s
-    prepared splits, rows dropped empty, the tokenizer corpus)."""
+    """(task, train/validation/test from its data or `data_dir`, rows dropped, tokenizer corpus)."""
     source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
     task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
