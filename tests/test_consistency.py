@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from prompt_vs_finetune import job
+from prompt_vs_finetune import scoring as calibration
 from prompt_vs_finetune.metrics import consistency
 from prompt_vs_finetune.scoring import RankClassifier
-from prompt_vs_finetune.scoring import scorers as calibration
 from prompt_vs_finetune.scoring.logprobs import continuation_logprobs
 from prompt_vs_finetune.tasks import PromptEncoder, Task
 

@@ -144,7 +144,7 @@ def test_ece_is_near_zero_for_a_model_whose_confidence_matches_its_accuracy():
     distribution a user reads (the summed log-likelihoods), not the 0.3 that the softmax of
     per-character scores (nearly flat: confidence ~0.5) gave."""
     from prompt_vs_finetune.metrics.consistency import expected_calibration_error
-    from prompt_vs_finetune.scoring.scorers import label_distribution
+    from prompt_vs_finetune.scoring import label_distribution
 
     n = 2000
     summed = torch.log(torch.tensor([[0.8, 0.2]])).repeat(n, 1)

@@ -11,19 +11,18 @@ MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than it 
 
 def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
     """`model.generate` arguments for a decoding config; the task's `stop` strings first."""
-    kwargs = {"max_new_tokens": int(decoding.max_new_tokens),
-              "do_sample": decoding.strategy == "sampling",
-              "num_beams": int(decoding.num_beams) if decoding.strategy == "beam" else 1,
+    sampling, beam = decoding.strategy == "sampling", decoding.strategy == "beam"
+    kwargs = {"max_new_tokens": int(decoding.max_new_tokens), "do_sample": sampling,
+              "num_beams": int(decoding.num_beams) if beam else 1,
               "repetition_penalty": float(decoding.repetition_penalty),
               "no_repeat_ngram_size": int(decoding.no_repeat_ngram_size),
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    if decoding.strategy == "beam":
+    if beam:
         kwargs.update(length_penalty=float(decoding.length_penalty), early_stopping=True)
-    if decoding.strategy == "sampling":
+    if sampling:
         kwargs.update(temperature=float(decoding.temperature), top_k=int(decoding.top_k),
                       top_p=float(decoding.top_p))
-    stops = [s for s in (*stop, *(decoding.stop or ())) if s]
-    if stops:
+    if stops := [s for s in (*stop, *(decoding.stop or ())) if s]:
         kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     return kwargs
 
@@ -31,8 +30,7 @@ def generate_kwargs(decoding, tokenizer, stop: tuple[str, ...] = ()) -> dict:
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], kwargs: dict,
              prefix_cache: PrefixCache | None = None) -> list[list[int]]:
-    """New tokens for each prompt, cut at the first end-of-text. A `prefix_cache` (no beams)
-    gives the prefix all prompts share: rows [prefix | left-padded own tokens]."""
+    """New tokens per prompt, cut at end-of-text; `prefix_cache` (no beams): the shared prefix."""
     device = next(model.parameters()).device
     shared = common_prefix_length(prompts) if prefix_cache is not None else 0
     cache = None
@@ -58,8 +56,7 @@ def generate(model, prompts: list[list[int]], kwargs: dict,
 
 
 def ragged(model, prompts: list[list[int]]) -> bool:
-    """Whether to prefill prompts of different lengths one by one: a padding mask costs the
-    fused causal kernel (20.1 s padded vs 13.3 s one at a time, bench/generation_profile)."""
+    """Prefill prompts of different lengths one by one? A padding mask costs the fused kernel."""
     lengths = {len(p) for p in prompts}
     return len(lengths) > 1 and min(lengths) > 1 and takes_cache(model)
 

@@ -1,5 +1,5 @@
-"""Log-likelihood of continuations (verbalized labels, reference answers) after a context.
-Left padding ends every continuation at the last position: logits are computed only there."""
+"""Log-likelihood of continuations (label words, reference answers) after a context, every
+continuation left-padded to end at the last position: logits are computed only there."""
 
 import copy
 import functools
@@ -9,20 +9,17 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import UserError
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, attention mask), every row ending at the last column."""
-    width = max(len(s) for s in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        if seq:
-            input_ids[row, width - len(seq):] = torch.tensor(seq)
-            attention[row, width - len(seq):] = 1
-    return input_ids, attention
+    input_ids = pad_sequence([torch.tensor(s, dtype=torch.long) for s in seqs], batch_first=True,
+                             padding_value=pad_id, padding_side="left")
+    width, lengths = input_ids.size(1), torch.tensor([len(s) for s in seqs])
+    return input_ids, (torch.arange(width) >= width - lengths[:, None]).long()
 
 
 class Scores(NamedTuple):
@@ -90,14 +87,12 @@ def normalise(logprob: torch.Tensor, n_tokens: torch.Tensor, n_chars: torch.Tens
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
-    """Tokens every sequence starts with, leaving at least one of each: the last context
-    token's logits predict a continuation's first token, so it must run per row."""
+    """Tokens all sequences start with, less at least one each (its logits predict what follows)."""
     return max(0, min(len(os.path.commonprefix(seqs)), min(map(len, seqs)) - 1))
 
 
 class PrefixCache:
-    """The KV cache of a shared prefix (few-shot demos + template head), reused by every batch
-    of a test (a new one for new weights)."""
+    """The KV cache of a shared prefix (demos + template head), reused by every batch of a test."""
 
     tokens: tuple[int, ...] = ()
     cache = None
@@ -130,10 +125,9 @@ class ChoiceTrie(NamedTuple):
 
 def _choice_block(suffixes: list[list[int]], trie: ChoiceTrie, shared: int, pad_id: int,
                   dtype: torch.dtype):
-    """The rows run after the cached prefix: (input ids, position ids, the 4D mask over prefix
-    + block, the columns whose logits predict a choice token, which one each token reads).
-    Columns: [left-padded own context | one per trie node]; a node's column holds its last
-    token at its position after the context, and sees the context and its ancestors."""
+    """(input ids, position ids, 4D mask over prefix + block, the columns predicting a choice
+    token, which one each token reads) of the rows after the prefix: [left-padded own context |
+    a column per trie node: its last token, at its position, seeing the context and ancestors]."""
     n_ctx = len(suffixes)
     context_ids, _ = left_pad(suffixes, pad_id)
     node_ids = torch.tensor([n[-1] for n in trie.nodes], dtype=torch.long).expand(n_ctx, -1)

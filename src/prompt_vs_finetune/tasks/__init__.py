@@ -3,13 +3,11 @@ prompt layout. Names load on first use: the report reads the task types without 
 
 import importlib
 
-_HOME = {"load_splits": "loading", "BUILT_IN": "task_types", "TaskType": "task_types",
-         "task_type": "task_types",
-         **dict.fromkeys(("IGNORE_INDEX", "PromptEncoder", "Task", "chat_layout",
-                          "prompt_layout"), "prompts"),
-         **dict.fromkeys(("balanced_order", "classes_covered", "content_hash", "data_labels",
-                          "job_splits", "label_budget", "limit_test", "select_demos",
-                          "tokenizer_corpus"), "splits")}
+_HOME = {name: module for module, names in {  # each module's public names
+    "loading": "load_splits", "task_types": "BUILT_IN TaskType task_type",
+    "prompts": "IGNORE_INDEX PromptEncoder Task chat_layout prompt_layout",
+    "splits": "balanced_order classes_covered content_hash data_labels job_splits label_budget "
+              "limit_test select_demos tokenizer_corpus"}.items() for name in names.split()}
 __all__ = sorted(_HOME)
 
 

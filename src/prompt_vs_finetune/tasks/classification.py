@@ -1,6 +1,5 @@
-"""Classification: one label per text, out of a fixed set (intent detection). A local model
-ranks every label's verbalization by likelihood (it always names a label); a hosted model's
-reply is matched onto the set (a reply that matches none is wrong, and counted unparsed)."""
+"""Classification: one label per text, out of a fixed set. A local model ranks the labels by
+likelihood; a hosted model's reply is matched onto them (none matched: wrong, and unparsed)."""
 
 import re
 from collections import Counter
@@ -13,41 +12,28 @@ VERBALIZERS = {  # task.verbalizer: how a label name in the data becomes the wor
     "words": lambda name: " ".join(name.replace("_", " ").replace("-", " ").split()),
     "as_is": lambda name: name,
 }
-RANKINGS = ("sum", "char", "contextual", "pmi")  # rank classification: how labels are ranked
 NO_LABEL = "<unparsed>"  # a reply that named no label: a prediction, never a class
 CLASSIFY = "Classify the text. Reply with exactly one of these labels and nothing else:\n{}"
 
 KEYS = {
-    "test/accuracy": Key("share of test examples whose predicted label is the gold label "
-                         "(ranked as scorer.length_norm says: per character by default)"),
-    "test/macro_f1": Key("F1 averaged over the gold labels, each label weighing the same; an "
-                         "unparsed reply counts as wrong, never as a class"),
-    "test/accuracy_sum": Key("accuracy with labels ranked by summed log-likelihood (favours "
-                             "short labels; lm-evaluation-harness's acc)", LOCAL),
-    "test/accuracy_char": Key("accuracy with labels ranked by log-likelihood per character "
-                              "(lm-evaluation-harness's acc_norm), from the same pass", LOCAL),
-    "test/accuracy_contextual": Key("accuracy with labels ranked by contextually calibrated "
-                                    "probability (Zhao et al. 2021: divided by the label "
-                                    "distribution after content-free inputs in the same "
-                                    "prompt), from the same pass", LOCAL),
-    "test/accuracy_pmi": Key("accuracy with labels ranked by domain-conditional PMI (Holtzman "
-                             "et al. 2021: log-likelihood less that after the template's words "
-                             "before the answer), from the same pass", LOCAL),
-    "test/ece": Key("expected calibration error, 15 bins: how far the predicted label's "
-                    "probability is from how often it is right; the probability is the "
-                    "softmax over the labels of their summed log-likelihoods (of the "
-                    "calibrated scores when scorer.calibration is set)", LOCAL),
-    "test/unparsed_rate": Key("share of replies that named no label (always 0 for rank "
-                              "classification, which picks a label by likelihood)"),
+    "test/accuracy": Key("share of test examples given their gold label (ranked per "
+                         "scorer.length_norm: per character by default)"),
+    "test/macro_f1": Key("F1 averaged over gold labels; an unparsed reply is wrong, not a class"),
+    "test/accuracy_sum": Key("accuracy, ranked by summed log-likelihood (lm-eval's acc)", LOCAL),
+    "test/accuracy_char": Key("accuracy, ranked by log-likelihood per character (acc_norm)", LOCAL),
+    "test/accuracy_contextual": Key("accuracy, ranked by contextual calibration (Zhao et al. "
+                                    "2021)", LOCAL),
+    "test/accuracy_pmi": Key("accuracy, ranked by domain-conditional PMI (Holtzman et al. 2021)",
+                             LOCAL),
+    "test/ece": Key("expected calibration error (15 bins) of the softmax over the labels' summed "
+                    "log-likelihoods (calibrated ones when scorer.calibration is set)", LOCAL),
+    "test/unparsed_rate": Key("share of replies that named no label (0 when ranking labels)"),
     "data/n_classes": Key("labels the task ranks or asks for (1 / n_classes: chance accuracy)"),
     "data/classes_covered": Key("labels among the examples counted in data/n_labels"),
-    "data/test_unseen_labels": Key("test examples whose gold label none of those examples has "
-                                   "(warned about when the arm trains)"),
-    "val/accuracy": Key("accuracy on the budget's validation labels, as test is scored (also "
-                        "by a prompting arm given train_size): what the report chooses a "
-                        "configuration on", LOCAL, fitted_only=True),
-    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels that equal the gold "
-                                        "labels, which the teacher never sees",
+    "data/test_unseen_labels": Key("test examples whose gold label no labelled example has"),
+    "val/accuracy": Key("accuracy on the budget's validation part (the report chooses on it)",
+                        LOCAL, fitted_only=True),
+    "hybrid/pseudo_label_accuracy": Key("share of the teacher's labels equal to the gold ones",
                                         optional=True, fitted_only=True),
     "hybrid/kept_accuracy": Key("the same over the kept labels (what the student learns from)",
                                 optional=True, fitted_only=True),
@@ -64,12 +50,10 @@ class Classification(TaskType):
 
     def answer_feature(self):
         from datasets import Value
-
         return Value("string")
 
     def row_maker(self, split, task_cfg, source: str):
         from datasets import ClassLabel
-
         text_field, label_field = task_cfg.text_field, task_cfg.label_field
         if label_field not in split.column_names:
             raise UserError(f"column '{label_field}' (task.label_field) not found in "
@@ -115,10 +99,9 @@ class Classification(TaskType):
         for name, verbal in labels.items():
             if not verbal.strip():
                 raise UserError(f"task.labels.{name} has an empty verbalization; give it words")
-            if verbal in seen:
-                raise UserError(f"labels '{seen[verbal]}' and '{name}' share the verbalization "
+            if (first := seen.setdefault(verbal, name)) != name:
+                raise UserError(f"labels '{first}' and '{name}' share the verbalization "
                                 f"{verbal!r}; give each label its own words in task.labels")
-            seen[verbal] = name
         return labels
 
     def check_task(self, task) -> None:
@@ -143,8 +126,8 @@ class Classification(TaskType):
         return task.labels[row["label"]]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        values = metrics(task.metrics, rows)
-        return {f"test/{name}": value for name, value in values.items()}, self.each(rows)
+        values = metrics(task.metrics, rows).items()
+        return {f"test/{name}": value for name, value in values}, self.each(rows)
 
     def each(self, rows: list[dict]) -> list[float]:
         return [float(r["predicted"] == r["label"]) for r in rows]
@@ -165,11 +148,9 @@ class Classification(TaskType):
         return {"text": text, "label": task.label_names[0]}
 
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
-        """Confidence: a local teacher's margin (top label's probability less the runner-up's),
-        1 for a hosted reply that names a label."""
-        return ([None if r["predicted"] is None else task.label_names[r["predicted"]]
-                 for r in rows],
-                [0.0 if r["predicted"] is None else float(r.get("margin", 1.0)) for r in rows])
+        """Confidence: a local teacher's margin over the runner-up label; 1 for a hosted reply."""
+        names = [None if r["predicted"] is None else task.label_names[r["predicted"]] for r in rows]
+        return names, [0.0 if r["predicted"] is None else float(r.get("margin", 1.0)) for r in rows]
 
     def vote(self, runs: list[dict]) -> tuple[list, list[float]]:
         """The majority label, and the share of prompts that agree with it."""
@@ -181,14 +162,10 @@ class Classification(TaskType):
 
     def log_predictions(self, task, texts: list[str], rows: list[dict], title: str) -> None:
         """predictions.csv (text, gold, predicted, extras) and confusion_matrix.png."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import mlflow
         import pandas as pd
+        from matplotlib.figure import Figure  # no pyplot: no display, no figure to close
         from sklearn.metrics import ConfusionMatrixDisplay
-
         names = [*task.label_names, NO_LABEL]
         predicted = [names[-1 if r["predicted"] is None else r["predicted"]] for r in rows]
         table = pd.DataFrame({"text": [texts[r["index"]] for r in rows],
@@ -198,22 +175,20 @@ class Classification(TaskType):
         log_table(table)
         shown = [*task.label_names, *([NO_LABEL] if NO_LABEL in predicted else [])]
         size = max(6.0, 0.18 * len(shown) + 4)
-        fig, ax = plt.subplots(figsize=(size, size))
+        ax = Figure(figsize=(size, size)).subplots()
         ConfusionMatrixDisplay.from_predictions(
             table["gold"], table["predicted"], labels=shown, ax=ax, colorbar=False,
             include_values=len(shown) <= 20, xticks_rotation="vertical")
         ax.set_title(title)
-        fig.tight_layout()
-        mlflow.log_figure(fig, "confusion_matrix.png")
-        plt.close(fig)
+        ax.figure.tight_layout()
+        mlflow.log_figure(ax.figure, "confusion_matrix.png")
 
 
 TASK_TYPE = Classification()
 
 
 def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
-    """The task's metrics (`names`) over rows with a gold `label` index and a `predicted` one
-    (None: wrong, never a class), and the scorer's: every ranking, calibration, perplexity."""
+    """The metrics `names` and the scorer's (rankings, ECE, perplexity); predicted None: wrong."""
     gold = [r["label"] for r in rows]
     predicted = [UNPARSED if r["predicted"] is None else r["predicted"] for r in rows]
     known = {"accuracy": lambda: accuracy(predicted, gold),
@@ -223,7 +198,7 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
                         f"{', '.join(Classification.metric_names)}")
     results = {name: known[name]() for name in names}
     results["unparsed_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
-    for ranking in RANKINGS:
+    for ranking in ("sum", "char", "contextual", "pmi"):  # a local model's rankings
         if f"predicted_{ranking}" in rows[0]:
             results[f"accuracy_{ranking}"] = sum(r[f"predicted_{ranking}"] == r["label"]
                                                  for r in rows) / len(rows)
@@ -234,13 +209,13 @@ def metrics(names: tuple[str, ...], rows: list[dict]) -> dict[str, float]:
 
 
 def _normalised(text: str) -> str:
+    """Case-blind, `_`/`-` as spaces, no surrounding quotes or punctuation."""
     text = re.sub(r"\s+", " ", text.casefold().replace("_", " ").replace("-", " "))
     return text.strip(" \t\n\"'`.,;:!*")
 
 
 def label_matcher(task):
-    """reply -> label index or None: exact (verbalization or label name), then normalised
-    (case, `_`/`-` as spaces, surrounding quotes and punctuation)."""
+    """reply -> label index or None: exact (verbalization or label name), then `_normalised`."""
     exact, loose = {}, {}
     for index, (name, verbal) in enumerate(task.labels.items()):
         for form in (verbal.strip(), name):

@@ -12,21 +12,15 @@ KEYS = {
         ("", "against each reference, averaged over them (DialogSum's protocol), then examples"),
         ("_best", "against each example's best reference (score_multi; above the protocol's)"))
        for rouge in ROUGE_TYPES},
-    "val/rougeL": Key("ROUGE-L on the budget's validation references, as test is scored (also "
-                      "by a prompting arm given train_size): what the report chooses a "
-                      "configuration on", LOCAL, fitted_only=True),
-    "test/gen_length_mean": Key("mean generated tokens per test example (the model's own "
-                                "tokenizer)"),
-    "test/distinct_1": Key("distinct words / all words over every output (low: generic, "
-                           "repetitive outputs; Li et al. 2016)"),
+    "val/rougeL": Key("ROUGE-L on the budget's validation part (the report chooses on it)", LOCAL,
+                      fitted_only=True),
+    "test/gen_length_mean": Key("mean generated tokens per test example (the model's tokenizer)"),
+    "test/distinct_1": Key("distinct / all words of all outputs (low: generic; Li et al. 2016)"),
     "test/distinct_2": Key("distinct word bigrams / all bigrams over every output"),
-    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams that repeat one "
-                                    "earlier in the same output (loops)"),
-    "test/hit_max_new_tokens": Key("share of outputs cut by max_new_tokens, never ended by "
-                                   "the model itself"),
+    "test/repeated_ngram_rate": Key("mean share of an output's word trigrams it repeats (loops)"),
+    "test/hit_max_new_tokens": Key("share of outputs cut off by max_new_tokens (never ended)"),
     "test/length_words_mean": Key("mean output length in words"),
-    "test/length_words_std": Key("standard deviation of the output length in words (how "
-                                 "consistent the length is)"),
+    "test/length_words_std": Key("standard deviation of the output length in words"),
 }
 
 
@@ -40,7 +34,6 @@ class Generation(TaskType):
 
     def answer_feature(self):
         from datasets import List, Value
-
         return List(Value("string"))
 
     def row_maker(self, split, task_cfg, source: str):
@@ -83,8 +76,7 @@ class Generation(TaskType):
         return row["references"][0]
 
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """ROUGE (once: its per-example values are the mean's and the report's), the mean
-        generated tokens, the outputs' consistency, the references' perplexity if scored."""
+        """ROUGE (computed once), mean generated tokens, consistency, the references' perplexity."""
         scores = rouge_each([r["generated"] for r in rows], [r["references"] for r in rows])
         values = {name: sum(each) / len(each) if each else 0.0 for name, each in scores.items()}
         values["gen_length_mean"] = sum(r["generated_tokens"] for r in rows) / len(rows)
@@ -113,9 +105,7 @@ class Generation(TaskType):
     def taught(self, task, rows: list[dict]) -> tuple[list, list[float]]:
         """A summary counts when it is not empty and was not cut by max_new_tokens."""
         outputs = [r["generated"].strip() for r in rows]
-        confidence = [float(bool(o) and not r["hit_limit"])
-                      for o, r in zip(outputs, rows, strict=True)]
-        return outputs, confidence
+        return outputs, [float(bool(r["generated"].strip()) and not r["hit_limit"]) for r in rows]
 
     def as_answer(self, output):
         return [output]
@@ -124,7 +114,6 @@ class Generation(TaskType):
         """predictions.csv (input, references, generated) and samples.md, the first five."""
         import mlflow
         import pandas as pd
-
         log_table(pd.DataFrame({
             "input": [texts[r["index"]] for r in rows],
             "references": [" ||| ".join(r["references"]) for r in rows],

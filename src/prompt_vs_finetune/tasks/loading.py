@@ -56,15 +56,13 @@ def _load_file(builder: str, path: Path, split: str) -> Dataset:
 
 
 def _version(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is rewritten (its cache entry is keyed by mtime, so a reread
-    is fresh)."""
+    """What changes when a file is rewritten (a reread is fresh: its cache is keyed by mtime)."""
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _why(builder: str, path: Path, err: Exception) -> str:
-    """What is wrong with a file the loader refused: the encoding, the first bad JSON line, a
-    header without rows, else the loader's own words."""
+    """Why the loader refused a file: its encoding, a bad JSON line, no rows, or its own words."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -90,12 +88,13 @@ def _why(builder: str, path: Path, err: Exception) -> str:
 
 
 def load_splits(task_cfg) -> tuple[DatasetDict, int]:
-    """(the source's train, test and validation (if it has one) splits, the number of rows
-    dropped for empty text or no answer); a job carves its label budget from these."""
+    """(the source's train, test and any validation split, the rows dropped empty)."""
     raw, source = _load_raw(task_cfg)
     splits, dropped = {}, 0
     for role in SPLIT_ROLES:
         name = task_cfg.splits[role]
+        if name is None and role != "validation":
+            raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
         if name is None:
             continue
         if name not in raw:
@@ -103,9 +102,6 @@ def load_splits(task_cfg) -> tuple[DatasetDict, int]:
                             f"available splits: {', '.join(raw)}")
         splits[role], lost = _normalise(raw[name], task_cfg, f"{source} [{name}]")
         dropped += lost
-    for role in ("train", "test"):
-        if role not in splits:
-            raise UserError(f"task.splits.{role} is not set; name the {role} split of {source}")
     return DatasetDict(splits), dropped
 
 
@@ -114,19 +110,18 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
         files = {split: Path(data_path(path, f"task.data_files.{split}"))
                  for split, path in task_cfg.data_files.items()}
         for split, path in files.items():
+            key = f"{path} (task.data_files.{split})"
             if path.is_dir():
-                raise UserError(f"{path} (task.data_files.{split}) is a folder, not a file; "
-                                "name the data file inside it")
+                raise UserError(f"{key} is a folder, not a file; name the data file inside it")
             if path.is_symlink() and not path.exists():
-                raise UserError(f"{path} (task.data_files.{split}) is a symbolic link that "
-                                "leads nowhere (a loop, or its target is gone); point it at "
-                                "the data file")
+                raise UserError(f"{key} is a symbolic link that leads nowhere (a loop, or its "
+                                "target is gone); point it at the data file")
             if path.exists() and not path.is_file():
-                raise UserError(f"{path} (task.data_files.{split}) is not a regular file (a "
-                                "pipe or a device, read once); save the data to a file")
+                raise UserError(f"{key} is not a regular file (a pipe or a device, read once); "
+                                "save the data to a file")
             if not path.is_file():
-                raise UserError(f"data file not found: {path} (task.data_files.{split}); "
-                                "fix the path or drop task.data_files to load task.hub")
+                raise UserError(f"data file not found: {key}; fix the path or drop "
+                                "task.data_files to load task.hub")
             if path.suffix.lower() not in FILE_BUILDERS:
                 raise UserError(f"unsupported data file type '{path.suffix}': {path}; "
                                 f"use one of {', '.join(FILE_BUILDERS)}")
@@ -152,7 +147,7 @@ def _load_raw(task_cfg) -> tuple[DatasetDict, str]:
 
 
 def _normalise(split: Dataset, task_cfg, source: str) -> tuple[Dataset, int]:
-    """(the split as `text` and the answer column, rows dropped for empty text or answer)."""
+    """(the split as `text` and the answer column, the rows dropped empty)."""
     if task_cfg.text_field not in split.column_names:
         raise UserError(f"column '{task_cfg.text_field}' (task.text_field) not found in "
                         f"{source}; available columns: {', '.join(split.column_names)}")
@@ -161,8 +156,7 @@ def _normalise(split: Dataset, task_cfg, source: str) -> tuple[Dataset, int]:
     # stated, or datasets keeps an integer label column's (or a number text's) old type
     features = Features({"text": Value("string"), kind.answer_column: kind.answer_feature()})
     split = mapped = split.map(to_row, remove_columns=split.column_names, features=features)
-    before = len(split)
-    keep = kind.answer_column
+    before, keep = len(split), kind.answer_column
     split = split.filter(lambda row: row["text"].strip() != "" and bool(row[keep]))
     if len(split) < before:
         if task_cfg.empty_rows == "error":

@@ -23,9 +23,8 @@ class ChatLayout:
 
 
 def chat_layout(tokenizer, system: str | None, model_name: str) -> ChatLayout:
-    """`prompt.chat=true`: the prompt is the user's message, the answer the assistant's reply,
-    demos earlier turns; cut once from the template rendered around placeholders, so every arm
-    lays out what `apply_chat_template` gives. `system` None: the template's default."""
+    """`prompt.chat=true`'s layout, cut once from the template rendered around placeholders:
+    every arm lays out what `apply_chat_template` gives. `system` None: the template's default."""
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(f"prompt.chat=true needs a chat template, and the tokenizer of "
                         f"model={model_name} has none; set prompt.chat=false (plain text), or "
@@ -61,10 +60,9 @@ class Task:
         """`data_labels`: the data's label names, which `task.labels` must cover (or is)."""
         return cls(name=task_cfg.name, type=task_cfg.type,
                    template=task_cfg.template or task_cfg.templates[task_cfg.prompt],
-                   target_template=task_cfg.target_template,
-                   demo_separator=task_cfg.demo_separator, metrics=tuple(task_cfg.metrics),
-                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels),
-                   stop=tuple(task_cfg.stop or ()))
+                   target_template=task_cfg.target_template, demo_separator=task_cfg.demo_separator,
+                   metrics=tuple(task_cfg.metrics), stop=tuple(task_cfg.stop or ()),
+                   labels=task_type(task_cfg.type).labels(task_cfg, data_labels))
 
     @property
     def kind(self) -> TaskType:
@@ -78,18 +76,15 @@ class Task:
         return replace(self, chat=layout)
 
     def prompt(self, text: str) -> str:
-        """The prompt for one input (str.replace, so braces in the text are safe); as a chat,
-        the user's message up to the assistant's header."""
-        body = self.template.replace("{text}", text)
-        return body + self.chat.reply if self.chat else body
+        """The prompt for one input (braces in it are safe); a chat's runs to the reply header."""
+        return self.template.replace("{text}", text) + (self.chat.reply if self.chat else "")
 
     def prompt_parts(self) -> tuple[str, str]:
         """What every prompt has before and after its input (an input cut to fit keeps both)."""
         return tuple(self.prompt("\x00").split("\x00", 1))
 
     def target(self, answer: str) -> str:
-        """The text after the prompt: a label's verbalization or a summary (as a chat, the
-        assistant's reply, which starts a line of its own: no leading space)."""
+        """The text after the prompt (label words or a summary); a chat reply has no lead space."""
         text = self.target_template.replace("{answer}", answer)
         return text.lstrip() if self.chat else text
 
@@ -100,27 +95,21 @@ class Task:
         return self.prompt(row["text"]) + self.target(self.answer(row))
 
     def demo_prefix(self, demos: list[dict]) -> str:
-        """The text every prompt starts with, for local and hosted models alike (as a chat:
-        the system turn, then each demonstration as a user turn and its reply)."""
-        if self.chat:
-            return self.chat.head + "".join(self.demonstration(d) + self.chat.turn
-                                            for d in demos)
-        return "".join(self.demonstration(d) + self.demo_separator for d in demos)
+        """What every prompt starts with, local or hosted (as a chat: system turn, demo turns)."""
+        head, sep = (self.chat.head, self.chat.turn) if self.chat else ("", self.demo_separator)
+        return head + "".join(self.demonstration(d) + sep for d in demos)
 
 
 class PromptEncoder:
-    """Token ids for prompts and answers. `answer_room` tokens are kept free after every test
-    prompt: the longest label (plus end-of-text), or `max_new_tokens` for a decoded answer."""
+    """Token ids for prompts and answers, `answer_room` tokens free after every test prompt:
+    `max_new_tokens` for a decoded answer, by default the longest label and end-of-text."""
 
     def __init__(self, tokenizer, task: Task, max_length: int, answer_room: int | None = None):
         self.tokenizer, self.task, self.max_length = tokenizer, task, max_length
         self.eos_id = tokenizer.eos_token_id
         self.choice_ids = [self.encode(task.target(verbal)) for verbal in task.labels.values()]
-        if answer_room is None:
-            if not self.choice_ids:
-                raise ValueError("a generation task needs answer_room (max_new_tokens)")
-            answer_room = max(len(ids) for ids in self.choice_ids) + 1
-        self.answer_room = answer_room
+        self.answer_room = answer_room if answer_room is not None \
+            else max(map(len, self.choice_ids)) + 1
         self.prefix_ids: list[int] = []
         self.demos_used = self.truncated = 0  # truncated: prompts whose text was cut to fit
 
@@ -149,8 +138,7 @@ class PromptEncoder:
         return dropped
 
     def prompt_ids(self, text: str, room: int | None = None) -> list[int]:
-        """prefix + prompt(text), leaving `room` tokens (default: answer_room) free: the text is
-        cut from its end when needed (counted in `truncated`), the template's suffix kept."""
+        """prefix + prompt(text), `room` (default answer_room) left: the text cut (`truncated`)."""
         room = self.answer_room if room is None else room
         ids = self.encode(self.task.prompt(text))
         if len(ids) > self.max_length - len(self.prefix_ids) - room:
@@ -183,9 +171,8 @@ class PromptEncoder:
 
 def prompt_layout(task: Task, tokenizer, max_length: int, answer_room: int | None,
                   demos: list[dict], test_texts: list[str]) -> tuple[PromptEncoder, int]:
-    """An encoder with as many `demos` as fit before the test prompts' 95th percentile (one
-    900-token dialogue does not cost every example its demos; longer prompts have their text
-    cut to fit: data/truncated_inputs), and how many demos were dropped."""
+    """An encoder with as many `demos` as fit before the test prompts' 95th percentile (one long
+    dialogue does not cost every example its demos: longer ones are cut), and the demos dropped."""
     encoder = PromptEncoder(tokenizer, task, max_length, answer_room)
     lengths = sorted(len(encoder.encode(task.prompt(t))) for t in test_texts)
     dropped = encoder.set_demos(demos, lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))])

@@ -23,8 +23,7 @@ PREPARED_INFO = "prepared.json"  # beside the prepared splits: what the load dro
 
 def job_splits(task_cfg, data_dir: str | None, train_size: int | str | None,
                test_size: int | None, data_seed: int) -> tuple[Task, DatasetDict, int, list[str]]:
-    """(the task, the job's train / validation / test from the task's data or `data_dir`'s
-    prepared splits, rows dropped empty, the tokenizer corpus)."""
+    """(task, train/validation/test from its data or `data_dir`, rows dropped, tokenizer corpus)."""
     source, dropped = load_prepared(Path(data_dir)) if data_dir else load_splits(task_cfg)
     task = Task.from_config(task_cfg, data_labels(source))
     task.kind.check_task(task)
@@ -54,9 +53,8 @@ def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
 
 def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction: float,
                  data_seed: int) -> DatasetDict:
-    """Train and validation within `train_size` labelled examples (`all`/None: all), a prefix
-    of one seeded class-balanced order of train and any validation split: budgets are nested
-    and class-balanced (docs/report.md). Validation is a class-balanced `val_fraction` of it."""
+    """Train and validation: a prefix of `train_size` (`all`/None: all) of one seeded balanced
+    order of the labelled pool (nested budgets: docs/report.md), `val_fraction` of it held out."""
     budget = None if train_size in (None, "all") else int(train_size)
     own_validation = "validation" in source
     pool = len(source["train"]) + (len(source["validation"]) if own_validation else 0)
@@ -87,12 +85,20 @@ def label_budget(source: DatasetDict, train_size: int | str | None, val_fraction
 
 
 def balanced_order(rows: Dataset, seed: int) -> list[int]:
-    """The rows' indices in a seeded round-robin over their labels (without labels: a seeded
-    shuffle): any prefix holds every label within one of the others."""
+    """The rows' indices in a seeded round-robin over their labels in a seeded order (without
+    labels: a seeded shuffle): any prefix holds every label within one of the others."""
     rng = random.Random(seed)
     if "label" not in rows.column_names:
         return rng.sample(range(len(rows)), len(rows))
-    return _class_balanced(rows["label"], len(rows), rng)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(rows["label"]):
+        by_label[label].append(index)
+    order = sorted(by_label)
+    rng.shuffle(order)
+    for label in order:
+        rng.shuffle(by_label[label])
+    rounds = zip_longest(*(by_label[label] for label in order))
+    return [index for one in rounds for index in one if index is not None]
 
 
 def classes_covered(rows) -> int:
@@ -110,37 +116,21 @@ def limit_test(splits: DatasetDict, test_size: int | None) -> DatasetDict:
 
 def select_demos(pool: Dataset, k: int, selection: str, seed: int,
                  order_seed: int | None = None) -> list[dict]:
-    """k demonstrations from the train pool: which ones fixed by `seed`, their order by
-    `order_seed` (prompt-order sensitivity swept with the same demos)."""
+    """k demos from the train pool: which ones fixed by `seed`, their order by `order_seed`."""
     if k == 0:
         return []
     if k > len(pool):
         raise UserError(f"arm.k={k} but the train pool has {len(pool)} examples; lower arm.k")
-    rng = random.Random(seed)
-    if selection == "class_balanced" and "label" not in pool.column_names:
-        log.info("arm.selection=class_balanced needs labels; a generation task draws at random")
-        selection = "random"
-    if selection == "random":
-        chosen = rng.sample(range(len(pool)), k)
-    elif selection == "class_balanced":
-        chosen = _class_balanced(pool["label"], k, rng)
-    else:
+    if selection not in ("random", "class_balanced"):
         raise UserError(f"unknown arm.selection '{selection}'; use random or class_balanced")
+    if selection == "class_balanced" and "label" in pool.column_names:
+        chosen = balanced_order(pool, seed)[:k]
+    else:
+        if selection == "class_balanced":
+            log.info("arm.selection=class_balanced needs labels; a generation task draws at random")
+        chosen = random.Random(seed).sample(range(len(pool)), k)
     random.Random(seed if order_seed is None else order_seed).shuffle(chosen)
     return [pool[i] for i in chosen]
-
-
-def _class_balanced(labels: list[str], k: int, rng: random.Random) -> list[int]:
-    """Round-robin over the labels (in a seeded order): label counts differ by at most one."""
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, label in enumerate(labels):
-        by_label[label].append(index)
-    order = sorted(by_label)
-    rng.shuffle(order)
-    for label in order:
-        rng.shuffle(by_label[label])
-    rounds = zip_longest(*(by_label[label] for label in order))
-    return [index for one in rounds for index in one if index is not None][:k]
 
 
 def write_splits(splits: DatasetDict, dropped: int, out: Path) -> None:

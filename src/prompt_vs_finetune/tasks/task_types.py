@@ -1,5 +1,5 @@
-"""A task type: everything that differs between classifying and generating, in one object
-(`task.kind`): a built-in one, or a TaskType subclass of the user's own by import path."""
+"""A task type (`task.kind`): everything that differs between classifying and generating; a
+built-in one, or a TaskType subclass of the user's own by import path."""
 
 import importlib
 from abc import ABC, abstractmethod
@@ -50,8 +50,7 @@ class TaskType(ABC):
 
     @abstractmethod
     def score(self, task, rows: list[dict]) -> tuple[dict[str, float], list[float]]:
-        """(`test/*` metrics of the predictions, each example's `per_example` value in
-        test-split order: the report resamples them for intervals with test-set noise)."""
+        """(`test/*` metrics, each example's `per_example` value in test order: for intervals)."""
 
     def dashboard(self) -> tuple[str, ...]:
         """The quality columns of the MLflow runs table's saved views."""
@@ -89,7 +88,6 @@ class TaskType(ABC):
 def log_table(table) -> None:
     """predictions.csv, and predictions.json: the table MLflow's run and compare pages show."""
     import mlflow
-
     mlflow.log_text(table.to_csv(index=False), "predictions.csv")
     mlflow.log_table(table, "predictions.json")
 
