@@ -43,8 +43,7 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 
 def main() -> None:
-    """`pvf`: check the command line's config first, so a wrong group or key is one line (and a
-    secret in a value is refused before Hydra writes it to .hydra/)."""
+    """`pvf`: the command line checked first (a bad key is one line, no secret reaches .hydra/)."""
     args = sys.argv[1:]
     values = dict(a.lstrip("+~").partition("=")[::2] for a in args)
     if error := project_error() or leaked_secret(values, dict(os.environ)) or \
@@ -110,8 +109,7 @@ def config_error(args: list[str]) -> str | None:
 
 
 def _key_error(parsed, defaults, composed) -> str | None:
-    """A key given twice with different values (unless ++ says "replace it"), or a +key that
-    adds a top-level key no config group defines (nothing below the job would read it)."""
+    """A key given twice with different values (unless ++ replaces it), or a +key no group reads."""
     given: dict[str, str] = {}
     for o in parsed:
         key, value = o.get_key_element().lstrip("+~"), o.input_line.partition("=")[2]
@@ -145,8 +143,8 @@ def output_error(args: list[str]) -> str | None:
 
 
 def read_command(args: list[str]) -> tuple[list[str], str, list[str]] | str | None:
-    """(overrides, config name, search path as one `hydra.searchpath` override) as Hydra reads
-    them; an error line; None for flags that run nothing (--help) or that Hydra refuses."""
+    """(overrides, config name, search path override) as Hydra reads them, an error line, or
+    None for flags that run nothing (--help) or that Hydra refuses."""
     from hydra._internal.utils import get_args_parser
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -193,8 +191,7 @@ def disk_full(err: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def job(cfg: DictConfig) -> float | None:
-    """One job. A user error is one `error:` line and exit 2; in a multirun a failed job is
-    recorded (its MLflow run FAILED, with the traceback) and the sweep goes on."""
+    """One job: a user error is one `error:` line and exit 2; a sweep records it and goes on."""
     _quiet_libraries(cfg.verbose)
     from .job import run  # heavy imports after Hydra has parsed the command line
     from .tracking.naming import in_multirun
