@@ -56,7 +56,7 @@ def config_error(args: list[str]) -> str | None:
     """What is wrong with these overrides (every value of a sweep), in one line, or None."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from hydra.errors import HydraException, OverrideParseException
 
     command = read_command(args)
     if command is None or isinstance(command, str):
@@ -87,19 +87,16 @@ def config_error(args: list[str]) -> str | None:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
                 return problem
-    except MissingConfigException as err:
-        missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
-        if not missing:
-            return str(err).splitlines()[0]
-        group, name = missing.groups()
-        options = [o for o in re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0],
-                                         re.M) if not o.startswith("_")]  # bases, not options
-        return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
     except OverrideParseException as err:
         return f"cannot parse the overrides ({str(err).splitlines()[0]}); see " \
                "https://hydra.cc/docs/advanced/override_grammar/basic"
-    except HydraException as err:
+    except HydraException as err:  # a missing option (MissingConfigException) among them
         lines = str(err).splitlines()
+        if missing := re.search(r"Could not find '([^/']+)/([^']+)'", str(err)):
+            group, name = missing.groups()
+            options = [o for o in re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0],
+                                             re.M) if not o.startswith("_")]  # not the bases
+            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
         unknown = re.match(r"Could not override '(.+)'\.", lines[0])
         if unknown and len(lines) > 1:
             return (f"unknown config key '{unknown.group(1)}': check its spelling (`pvf --cfg "
