@@ -138,8 +138,7 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
-    task.kind.log_predictions(task, test_texts, predictions.rows,
-                              f"{title} (N={len(test_texts)})")
+    task.kind.log_predictions(task, test_texts, predictions.rows, f"{title} (N={len(test_texts)})")
     mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
     active = mlflow.active_run().info
     if results_file:
