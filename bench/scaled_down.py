@@ -11,16 +11,16 @@ and a tokenizer of the model's own type trained on the given text, and saves it 
 import argparse
 import json
 from collections.abc import Iterable
+from importlib.resources import files
 from pathlib import Path
 
 import torch
 from tokenizers import pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from prompt_vs_finetune import resource_path
 from prompt_vs_finetune.errors import UserError
 
-HUB_CONFIGS = Path(resource_path("hub_configs"))
+HUB_CONFIGS = Path(str(files("prompt_vs_finetune") / "resources" / "hub_configs"))
 END_OF_TEXT = "<|endoftext|>"
 
 

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 
 # Before transformers / huggingface_hub are imported: never reach for the Hub.
@@ -93,11 +94,11 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from prompt_vs_finetune import resource_path  # noqa: E402
 from prompt_vs_finetune.cli import config_dir  # noqa: E402
 from prompt_vs_finetune.config import fill_inherited  # noqa: E402
 
-INTENT_TRAIN = Path(resource_path("datasets/intent_sample/train.jsonl"))
+INTENT_TRAIN = Path(str(files("prompt_vs_finetune") / "resources/datasets/intent_sample"),
+                    "train.jsonl")
 
 
 # The files that take longest (seconds on 2 cores, 2026-12-06), started first: xdist gives each

@@ -7,13 +7,8 @@ from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
 
-
-def resource_path(relative: str) -> str:
-    """Absolute path of a file shipped in the package (sample datasets)."""
-    return str(files(__package__) / "resources" / relative)
-
-
-# `${pvf_resource:datasets/...}`: how older configs named a shipped file (now pkg://...).
-OmegaConf.register_new_resolver("pvf_resource", resource_path, replace=True)
+# `${pvf_resource:datasets/...}`: how older configs named a shipped file (now pkg://...)
+OmegaConf.register_new_resolver(
+    "pvf_resource", lambda relative: str(files(__package__) / "resources" / relative), replace=True)
 # `${pvf_home:}`: the home folder even where HOME is unset (cron, a bare container), unlike oc.env
 OmegaConf.register_new_resolver("pvf_home", lambda: str(Path.home()), replace=True)

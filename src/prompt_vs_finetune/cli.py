@@ -43,8 +43,7 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 
 def main() -> None:
-    """`pvf`: check the command line's config first, so a wrong group or key is one line (and a
-    secret in a value is refused before Hydra writes it to .hydra/)."""
+    """`pvf`: the command line checked first (a bad key is one line, no secret reaches .hydra/)."""
     args = sys.argv[1:]
     values = dict(a.lstrip("+~").partition("=")[::2] for a in args)
     if error := project_error() or leaked_secret(values, dict(os.environ)) or \
@@ -57,7 +56,7 @@ def config_error(args: list[str]) -> str | None:
     """What is wrong with these overrides (every value of a sweep), in one line, or None."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from hydra.errors import HydraException, OverrideParseException
 
     command = read_command(args)
     if command is None or isinstance(command, str):
@@ -88,19 +87,16 @@ def config_error(args: list[str]) -> str | None:
             names = (OmegaConf.select(cfg, f"{group}.name") for group in ("task", "arm", "model"))
             if problem := name_error(*names):
                 return problem
-    except MissingConfigException as err:
-        missing = re.search(r"Could not find '([^/']+)/([^']+)'", str(err))
-        if not missing:
-            return str(err).splitlines()[0]
-        group, name = missing.groups()
-        options = [o for o in re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0],
-                                         re.M) if not o.startswith("_")]  # bases, not options
-        return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
     except OverrideParseException as err:
         return f"cannot parse the overrides ({str(err).splitlines()[0]}); see " \
                "https://hydra.cc/docs/advanced/override_grammar/basic"
-    except HydraException as err:
+    except HydraException as err:  # a missing option (MissingConfigException) among them
         lines = str(err).splitlines()
+        if missing := re.search(r"Could not find '([^/']+)/([^']+)'", str(err)):
+            group, name = missing.groups()
+            options = [o for o in re.findall(r"^\t(\S+)$", str(err).split("Config search path")[0],
+                                             re.M) if not o.startswith("_")]  # not the bases
+            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
         unknown = re.match(r"Could not override '(.+)'\.", lines[0])
         if unknown and len(lines) > 1:
             return (f"unknown config key '{unknown.group(1)}': check its spelling (`pvf --cfg "
@@ -110,8 +106,7 @@ def config_error(args: list[str]) -> str | None:
 
 
 def _key_error(parsed, defaults, composed) -> str | None:
-    """A key given twice with different values (unless ++ says "replace it"), or a +key that
-    adds a top-level key no config group defines (nothing below the job would read it)."""
+    """A key given twice with different values (unless ++ replaces it), or a +key no group reads."""
     given: dict[str, str] = {}
     for o in parsed:
         key, value = o.get_key_element().lstrip("+~"), o.input_line.partition("=")[2]
@@ -145,8 +140,8 @@ def output_error(args: list[str]) -> str | None:
 
 
 def read_command(args: list[str]) -> tuple[list[str], str, list[str]] | str | None:
-    """(overrides, config name, search path as one `hydra.searchpath` override) as Hydra reads
-    them; an error line; None for flags that run nothing (--help) or that Hydra refuses."""
+    """(overrides, config name, search path override) as Hydra reads them, an error line, or
+    None for flags that run nothing (--help) or that Hydra refuses."""
     from hydra._internal.utils import get_args_parser
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -193,8 +188,7 @@ def disk_full(err: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def job(cfg: DictConfig) -> float | None:
-    """One job. A user error is one `error:` line and exit 2; in a multirun a failed job is
-    recorded (its MLflow run FAILED, with the traceback) and the sweep goes on."""
+    """One job: a user error is one `error:` line and exit 2; a sweep records it and goes on."""
     _quiet_libraries(cfg.verbose)
     from .job import run  # heavy imports after Hydra has parsed the command line
     from .tracking.naming import in_multirun

@@ -32,8 +32,7 @@ FILLS = {"arm.lora.r": "model.lora_r", "arm.lora.target_modules": "model.lora_ta
 
 
 def fill_inherited(cfg: DictConfig) -> None:
-    """Fill the nulls one group takes from another (every conf/ file stays plain YAML that `dvc
-    exp run -S` can edit). arm.order_seed and decoding.seed stay null: `seed_or` reads them."""
+    """Fill the nulls one group takes from another (arm.order_seed, decoding.seed: `seed_or`)."""
     arm = cfg.arm
     if arm.get("teacher") is not None:  # hybrid: the student's nulls from its own arm file
         if arm.student not in STUDENTS:
@@ -59,7 +58,7 @@ def fill_inherited(cfg: DictConfig) -> None:
 
 
 def seed_or(value, seed: int) -> int:
-    """A seed-linked value (arm.order_seed, decoding.seed): its own, or null = the job's seed."""
+    """A seed-linked value (arm.order_seed, decoding.seed), or the job's seed where null."""
     return int(seed if value is None else value)
 
 
@@ -82,7 +81,7 @@ def whole(low=0, high=None, null=False, fix=""):
 
 
 def real(low=None, high=None, low_open=False, high_open=False, fix=""):
-    """A finite number from low to high, an end in range unless it is open."""
+    """A finite number from low to high, each end included unless open."""
     bounds = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
               f"{'inf' if high is None else high}{')' if high_open else ']'}")
     return (Rule(lambda v: isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v),
@@ -197,9 +196,7 @@ def check_config(cfg: DictConfig) -> None:
         c.fail("inference_dtype", "leaves weights that cannot be saved as a model (mlflow."
                "log_model=true logs the fine-tuned model as scored)",
                "score in float32, bfloat16 or float16, or set mlflow.log_model=false")
-    strategy = cfg.trainer.get("strategy")
-    target = strategy if isinstance(strategy, str) else str((strategy or {}).get("_target_", ""))
-    if logs_model and "fsdp" in target.lower():
+    if logs_model and "fsdp" in str(cfg.trainer.get("strategy")).lower():
         c.fail("mlflow.log_model", "needs the whole model in one process, and trainer=fsdp "
                "shards it", "fine-tune with trainer=ddp or one device to log the model, or set "
                "mlflow.log_model=false")
@@ -277,13 +274,13 @@ def _check_identity(arm: DictConfig) -> None:
                             "full_finetune, lora, hybrid), or give your variant its own arm.name")
 
 
-def check_writable(cfg: DictConfig) -> None:
+def check_writable(output_dir: str, results_file: str | None) -> None:
     """The output folder and the results file's folder take files, before any work."""
-    results = Path(cfg.results_file) if cfg.results_file else None
+    results = Path(results_file) if results_file else None
     if results and results.is_dir():
-        raise UserError(f"results_file={cfg.results_file} is a folder; name a file in it, "
+        raise UserError(f"results_file={results_file} is a folder; name a file in it, "
                         "e.g. results_file=<folder>/metrics.json")
-    for what, folder in (("paths.output_dir (hydra.run.dir)", cfg.paths.output_dir),
+    for what, folder in (("paths.output_dir (hydra.run.dir)", output_dir),
                          ("results_file", results and results.parent)):
         try:
             if folder is not None:

@@ -6,8 +6,7 @@ class UserError(Exception):
 
 
 class Preempted(KeyboardInterrupt):
-    """SIGTERM (a scheduler preempting the job): stop now, end the run KILLED and keep the
-    resume state, so the same command continues. A KeyboardInterrupt, so a sweep stops too."""
+    """SIGTERM: the run ends KILLED, its resume state kept; a KeyboardInterrupt: a sweep stops."""
 
 
 class UnreadableReply(Exception):

@@ -21,15 +21,16 @@ from .tracking.runs import is_rank_zero, mlflow_run, sigterm_as_preemption
 from .tracking.store import log_datasets
 
 log = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Check everything, load the data and build the backend (bad input fails here, before
-    any run exists), then predict, score and log inside the job's MLflow run."""
+    """Check, load the data and build the backend (bad input fails before any run exists),
+    then predict, score and log inside the job's MLflow run."""
     fill_inherited(cfg)
     backend_for(cfg).check(cfg)  # first: "this backend cannot train" beats "arm.lr is unset"
     check_config(cfg)
-    check_writable(cfg)
+    check_writable(cfg.paths.output_dir, cfg.results_file)
     task, splits, dropped_rows, corpus = job_splits(cfg.task, cfg.data_dir, cfg.train_size,
                                                    cfg.test_size, cfg.data_seed)
     demos = select_demos(splits["train"], cfg.arm.k, cfg.arm.selection, cfg.seed,
@@ -37,33 +38,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
     backend = build(cfg)
     # a hybrid's teacher labels the splits here; `shown`: the demos with human labels
     splits, shown = backend.prepare(task, splits, corpus, demos)
-    overlap = test_overlap(splits, shown, cfg.task.overlap)
-    if repeats := duplicate_rows(splits):
-        log.warning("%d labelled row(s) repeat an earlier one (same text and answer); they "
-                    "count in the label budget (data/duplicate_rows): deduplicate the data "
-                    "for a budget of distinct examples", repeats)
-    hashes = {name: content_hash(splits[name]) for name in ("train", "validation", "test")}
+    overlap, repeats = repeated_rows(splits, shown, cfg.task.overlap)
+    hashes = {name: content_hash(splits[name]) for name in SPLITS}
     hashes["demos"] = content_hash(shown)
     with sigterm_as_preemption():  # from here on, SIGTERM stops the job as a preemption
-        backend.load(task, splits, corpus, demos,
-                     "".join(hashes[k] for k in ("train", "validation", "test")))
+        backend.load(task, splits, corpus, demos, "".join(hashes[k] for k in SPLITS))
         outcome = "failed"
         try:
             named = job_record(cfg) if is_rank_zero() else None  # ranks > 0 log nothing
             with mlflow_run(cfg.mlflow, named, backend.resume_run_id) as active:
                 if active is not None and not backend.resume_run_id:
                     # two runs saw the same data iff these match
-                    mlflow.log_params({f"data.{name}_sha256": hashes[name]
-                                       for name in ("train", "validation", "test")}
+                    mlflow.log_params({f"data.{name}_sha256": hashes[name] for name in SPLITS}
                                       | {"fewshot.demos_sha256": hashes["demos"]}
                                       | label_params(task))
                     log_datasets(cfg.task, cfg.data_dir, cfg.arm.fit, splits, shown, hashes)
                 predictions = backend.predict(active)
                 quality, each = task.kind.score(task, predictions.rows)
-                results = significant(job_results(cfg.arm.fit, task, splits,
-                                                  (dropped_rows, overlap, repeats),
-                                                  predictions, quality, shown,
-                                                  cfg.cost.usd_per_label))
+                results = significant(job_results(
+                    cfg.arm.fit, task, splits, (dropped_rows, overlap, repeats), predictions,
+                    quality, shown, cfg.cost.usd_per_label))
                 if active is not None:  # DDP ranks above 0 log nothing
                     record(task, splits["test"]["text"], predictions, results,
                            f"{task.name} / {cfg.arm.name} / {cfg.model.name}",
@@ -82,7 +76,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def label_params(task: Task) -> dict[str, str]:
-    """The label set as two params (how many, and a hash of the label -> verbalization map)."""
+    """The label set as two params: how many, and a hash of the label -> verbalization map."""
     mapping = json.dumps(task.labels, sort_keys=True).encode()
     return {"task.n_labels": str(len(task.labels)),
             "task.labels_hash": hashlib.sha256(mapping).hexdigest()[:16]} if task.labels else {}
@@ -91,10 +85,9 @@ def label_params(task: Task) -> dict[str, str]:
 def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
                 predictions: Predictions, quality: dict[str, float], shown: list[dict],
                 usd_per_label: float) -> dict[str, float]:
-    """Every metric of the run (tracking/keys.py lists them); `counted`: the rows the load
-    dropped, the test rows among the labelled ones, the labelled rows repeated. A run that
-    trains or chooses on validation counts its whole budget (its demos come from its train
-    part), one that does neither its demos."""
+    """Every metric of the run (tracking/keys.py); `counted`: rows dropped, test rows among the
+    labelled, labelled rows repeated. Labels counted: the whole budget if the arm trains or
+    chooses on validation (its demos come from train), else only its demos."""
     dropped_rows, overlap, repeats = counted
     rows = ([*splits["train"], *splits["validation"]] if fit or predictions.validation
             else shown[:predictions.demos_used])
@@ -107,9 +100,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
         quality = quality | {f"val/{headline}": sum(on_validation) / len(on_validation)}
     costs = cost_metrics(predictions.usage, predictions.upfront_usd, labelled * usd_per_label)
     return {
-        **quality,
-        **costs,
-        **predictions.metrics,
+        **quality, **costs, **predictions.metrics,
         "data/n_train": len(splits["train"]), "data/n_validation": len(splits["validation"]),
         "data/n_test": len(splits["test"]), "data/truncated_inputs": predictions.truncated_inputs,
         "data/dropped_empty_rows": dropped_rows, "data/test_overlap": overlap,
@@ -123,8 +114,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
 
 
 def unseen_labels(labelled: list[dict], test, fit: bool) -> int:
-    """Test examples whose gold label no labelled example the arm touched has (a fit is warned:
-    it never saw the class it is scored on)."""
+    """Test examples whose gold label no labelled example has (warned where the arm fits)."""
     seen = {row["label"] for row in labelled}
     unseen = sum(label not in seen for label in test["label"])
     if unseen and fit:
@@ -135,29 +125,20 @@ def unseen_labels(labelled: list[dict], test, fit: bool) -> int:
 
 
 def significant(results: dict[str, float]) -> dict[str, float]:
-    """Every fraction to 4 significant digits (all a test set resolves; what MLflow shows and
-    DVC diffs), counts as they are."""
+    """Every fraction to 4 significant digits (all a test set resolves), counts as they are."""
     return {key: value if float(value).is_integer() or not math.isfinite(value)
             else float(f"{value:.4g}") for key, value in results.items()}
-
-
-def duplicate_rows(splits) -> int:
-    """Labelled rows that repeat an earlier one, text and answer (they count in n_labels)."""
-    keys = [json.dumps([row["text"], row.get("label", row.get("references"))])
-            for role in ("train", "validation") for row in splits[role]]
-    return len(keys) - len(set(keys))
 
 
 def record(task: Task, test_texts: list[str], predictions: Predictions,
            results: dict[str, float], title: str, per_example: dict, results_file: str | None,
            mlflow_cfg) -> None:
-    """Metrics, tags, prediction files and `per_example` (each test example's quality, for the
-    report's intervals) into the active run; `results_file`: for DVC, and pvf-report --runs-from."""
+    """Metrics, tags, predictions and `per_example` (for the report's intervals) into the active
+    run, and into `results_file` (for DVC and pvf-report --runs-from)."""
     mlflow.log_metrics(results)
     if predictions.tags:
         mlflow.set_tags(predictions.tags)
-    task.kind.log_predictions(task, test_texts, predictions.rows,
-                              f"{title} (N={len(test_texts)})")
+    task.kind.log_predictions(task, test_texts, predictions.rows, f"{title} (N={len(test_texts)})")
     mlflow.log_dict(per_example, PER_EXAMPLE_FILE)
     active = mlflow.active_run().info
     if results_file:
@@ -175,15 +156,12 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
                                active.experiment_id, active.run_id))
 
 
-def test_overlap(splits, demos: list[dict], policy: str) -> int:
-    """Test examples whose text (case and spacing normalised) is also a labelled example's:
-    warned about, or refused with task.overlap=error."""
-    def normal(text: str) -> str:
-        return " ".join(text.casefold().split())
-
-    seen = {normal(t) for role in ("train", "validation") for t in splits[role]["text"]}
-    seen |= {normal(d["text"]) for d in demos}
-    overlap = sum(normal(t) in seen for t in splits["test"]["text"])
+def repeated_rows(splits, demos: list[dict], policy: str) -> tuple[int, int]:
+    """(test examples whose text, case and spacing normalised, is also a labelled example's;
+    labelled rows that repeat an earlier one, text and answer: they count in n_labels)."""
+    labelled = [*splits["train"], *splits["validation"]]
+    seen = {_normal(row["text"]) for row in [*labelled, *demos]}
+    overlap = sum(_normal(text) in seen for text in splits["test"]["text"])
     if overlap and policy == "error":
         raise UserError(f"{overlap} of {len(splits['test'])} test examples also appear among "
                         "the labelled examples (train, validation or demos); point the task "
@@ -191,4 +169,13 @@ def test_overlap(splits, demos: list[dict], policy: str) -> int:
     if overlap:
         log.warning("%d of %d test examples also appear among the labelled examples: their "
                     "score is not held-out (data/test_overlap)", overlap, len(splits["test"]))
-    return overlap
+    keys = [json.dumps([row["text"], row.get("label", row.get("references"))]) for row in labelled]
+    if repeats := len(keys) - len(set(keys)):
+        log.warning("%d labelled row(s) repeat an earlier one (same text and answer); they "
+                    "count in the label budget (data/duplicate_rows): deduplicate the data "
+                    "for a budget of distinct examples", repeats)
+    return overlap, repeats
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split())

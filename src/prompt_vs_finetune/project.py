@@ -43,8 +43,7 @@ def config_dir() -> str:
 
 
 def data_path(path: str, key: str) -> str:
-    """A task's data file as the loader opens it: `pkg://` resolved, a relative path made
-    relative to the project folder; absolute paths, URLs and `hf://` paths left alone."""
+    """A data file as the loader opens it: `pkg://` resolved, a relative path under the project."""
     text = str(path)
     if text.startswith("pkg://"):
         package, _, inside = text.removeprefix("pkg://").partition("/")
@@ -90,8 +89,7 @@ def compose_options(overrides: list[str]):
 
 
 def name_error(task: str | None, arm: str | None, model: str | None) -> str | None:
-    """A task, arm or model name that is not plain: the names make Hydra's output folder
-    (outputs/<task>/<arm>/...), which `task.name=../../x` would leave."""
+    """A task, arm or model name that is not plain: it names an output folder `../x` would leave."""
     for group, value in (("task", task), ("arm", arm), ("model", model)):
         if value is not None and not _PLAIN_NAME.match(str(value)):
             return (f"{group}.name={value!r} is not a plain name (letters, digits, _ . + -); "
