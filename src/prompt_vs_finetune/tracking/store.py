@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import mlflow
@@ -120,8 +120,8 @@ def use_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = N
         except requests.RequestException as err:
             raise MlflowException(f"no answer to GET /health ({type(err).__name__})") from err
         _reached.add(tracking_uri)
-    # parallel jobs creating one sqlite store or experiment corrupt it
-    with store_lock(tracking_uri) if store_path(tracking_uri) else nullcontext():
+    # parallel jobs creating one store or experiment race (sqlite: and corrupt it)
+    with store_lock(tracking_uri):
         experiment = mlflow.set_experiment(name)
         for key, value in (EXPERIMENT_KIND | (tags or {})).items():
             if key not in experiment.tags:
