@@ -14,7 +14,7 @@ from .backends import Predictions, backend_for, build
 from .config import check_config, check_writable, fill_inherited, seed_or
 from .errors import Preempted, UserError
 from .metrics.cost import cost_metrics
-from .tasks import Task, classes_covered, content_hash, job_splits, select_demos
+from .tasks import Task, classes_covered, content_hash, job_splits, labelled_rows, select_demos
 from .tracking.keys import PER_EXAMPLE_FILE
 from .tracking.naming import job_record, run_address
 from .tracking.runs import is_rank_zero, mlflow_run, sigterm_as_preemption
@@ -89,7 +89,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
     labelled, labelled rows repeated. Labels counted: the whole budget if the arm trains or
     chooses on validation (its demos come from train), else only its demos."""
     dropped_rows, overlap, repeats = counted
-    rows = ([*splits["train"], *splits["validation"]] if fit or predictions.validation
+    rows = (labelled_rows(splits) if fit or predictions.validation
             else shown[:predictions.demos_used])
     labelled = len(rows)
     if predictions.n_labels is not None:  # a hybrid: its labels are the teacher's
@@ -116,7 +116,7 @@ def job_results(fit: bool, task: Task, splits, counted: tuple[int, int, int],
 def unseen_labels(labelled: list[dict], test, fit: bool) -> int:
     """Test examples whose gold label no labelled example has (warned where the arm fits)."""
     seen = {row["label"] for row in labelled}
-    unseen = sum(label not in seen for label in test["label"])
+    unseen = sum(label not in seen for label in test["label"][:])
     if unseen and fit:
         log.warning("%d of %d test examples have a label no labelled example has: the fit never "
                     "saw it (data/test_unseen_labels); raise train_size to cover every class",
@@ -159,9 +159,9 @@ def record(task: Task, test_texts: list[str], predictions: Predictions,
 def repeated_rows(splits, demos: list[dict], policy: str) -> tuple[int, int]:
     """(test examples whose text, case and spacing normalised, is also a labelled example's;
     labelled rows that repeat an earlier one, text and answer: they count in n_labels)."""
-    labelled = [*splits["train"], *splits["validation"]]
+    labelled = labelled_rows(splits)
     seen = {_normal(row["text"]) for row in [*labelled, *demos]}
-    overlap = sum(_normal(text) in seen for text in splits["test"]["text"])
+    overlap = sum(_normal(text) in seen for text in splits["test"]["text"][:])
     if overlap and policy == "error":
         raise UserError(f"{overlap} of {len(splits['test'])} test examples also appear among "
                         "the labelled examples (train, validation or demos); point the task "

@@ -7,7 +7,8 @@ _HOME = {name: module for module, names in {  # each module's public names
     "loading": "load_splits", "task_types": "BUILT_IN TaskType task_type",
     "prompts": "IGNORE_INDEX PromptEncoder Task chat_layout prompt_layout",
     "splits": "balanced_order classes_covered content_hash data_labels job_splits label_budget "
-              "limit_test select_demos tokenizer_corpus"}.items() for name in names.split()}
+              "labelled_rows limit_test select_demos tokenizer_corpus",
+}.items() for name in names.split()}
 __all__ = sorted(_HOME)
 
 

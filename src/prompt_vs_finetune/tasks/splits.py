@@ -47,7 +47,7 @@ def data_labels(splits: DatasetDict) -> list[str] | None:
 def tokenizer_corpus(task: Task, splits: DatasetDict) -> list[str]:
     """What a tokenizer built for the task (`tiny`, the benchmarks' models) is trained on."""
     corpus = [task.demonstration(row) for role in ("train", "validation") if role in splits
-              for row in splits[role]]
+              for row in splits[role].to_list()]
     return corpus + [task.target(verbal) for verbal in task.labels.values()] * 20
 
 
@@ -91,7 +91,7 @@ def balanced_order(rows: Dataset, seed: int) -> list[int]:
     if "label" not in rows.column_names:
         return rng.sample(range(len(rows)), len(rows))
     by_label: dict[str, list[int]] = defaultdict(list)
-    for index, label in enumerate(rows["label"]):
+    for index, label in enumerate(rows["label"][:]):  # [:]: a list (a Column reads by row)
         by_label[label].append(index)
     order = sorted(by_label)
     rng.shuffle(order)
@@ -99,6 +99,11 @@ def balanced_order(rows: Dataset, seed: int) -> list[int]:
         rng.shuffle(by_label[label])
     rounds = zip_longest(*(by_label[label] for label in order))
     return [index for one in rounds for index in one if index is not None]
+
+
+def labelled_rows(splits: DatasetDict) -> list[dict]:
+    """Train and validation as one list of rows (read whole: a Dataset iterates row by row)."""
+    return splits["train"].to_list() + splits["validation"].to_list()
 
 
 def classes_covered(rows) -> int:
@@ -155,5 +160,6 @@ def load_prepared(out: Path) -> tuple[DatasetDict, int]:
 
 def content_hash(rows) -> str:
     """A short hash of rows (a split or the demos), in order."""
+    rows = rows.to_list() if isinstance(rows, Dataset) else rows  # a Dataset iterates slowly
     lines = (json.dumps(row, sort_keys=True, default=str).encode() + b"\n" for row in rows)
     return hashlib.sha256(b"".join(lines)).hexdigest()[:16]
