@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from mlflow.entities import ViewType
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
@@ -218,13 +217,13 @@ def test_a_stop_asked_before_min_steps_saves_the_resume_state_once(tmp_path, mon
     """Early stopping that fires before arm.min_steps does not end the fit, so the epochs
     after it are not each the fit's last: the resume state is saved once, at the end."""
     saves = []
-    original = TorchCheckpointIO.save_checkpoint
+    original = resume.write_state
 
-    def counting(self, checkpoint, path, storage_options=None):
+    def counting(trainer, checkpoint, path):
         saves.append(os.path.basename(path))
-        return original(self, checkpoint, path, storage_options)
+        return original(trainer, checkpoint, path)
 
-    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", counting)
+    monkeypatch.setattr(resume, "write_state", counting)
     fit(tmp_path, "train_size=16", "arm.min_steps=6", "resume_every_n_steps=1000",
         "+callbacks.early_stopping.stopping_threshold=1e9")  # asks to stop at the first check
     client, (run,) = runs(tmp_path)
@@ -235,16 +234,16 @@ def test_a_stop_asked_before_min_steps_saves_the_resume_state_once(tmp_path, mon
 def test_a_full_disk_mid_fit_fails_the_run_keeps_the_state_and_is_one_line(tmp_path,
                                                                           monkeypatch):
     saves = []
-    original = TorchCheckpointIO.save_checkpoint
+    original = resume.write_state
 
-    def full_after_the_first(self, checkpoint, path, storage_options=None):
+    def full_after_the_first(trainer, checkpoint, path):
         saves.append(path)
         if len(saves) > 1:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return original(self, checkpoint, path, storage_options)
+        return original(trainer, checkpoint, path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(TorchCheckpointIO, "save_checkpoint", full_after_the_first)
+        patch.setattr(resume, "write_state", full_after_the_first)
         with pytest.raises(OSError) as raised:
             fit(tmp_path)
     line = disk_full(raised.value)
