@@ -82,3 +82,34 @@ def test_the_chooser_refuses_results_of_the_previous_study(tmp_path):
     old.write_text(json.dumps({"run_id": "x", "test/accuracy": 0.5}))
     with pytest.raises(SystemExit, match="1 results file.*no run record"):
         choose.choose("t", "prompting", 14, tmp_path)
+
+
+def test_each_final_stage_follows_exactly_its_sides_tuning_stages():
+    """pipelines/real_model: every tuning stage runs seed 0; each final stage runs the choice at
+    seeds 1-4 and depends on the results of its task x side x budget's tuning stages, all of
+    them and no other (the zero-shot runs without labels choose nothing)."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        stages = repo.stage.collect(str(ROOT / "pipelines/real_model/dvc.yaml"))
+    tuning, finals = {}, []
+    for stage in stages:
+        if stage.cmd.startswith("pvf "):
+            args = dict(a.split("=", 1) for a in stage.cmd.split() if "=" in a)
+            assert args["seed"] == "0", stage.name
+            arm = args["arm"]
+            tuning[stage.name] = ((args["task"], arm if arm in FIT and FIT[arm] else "prompting",
+                                   args.get("train_size")), [o.fs_path for o in stage.outs])
+        elif "choose.py" in stage.cmd:
+            finals.append(stage)
+    assert finals and len(tuning) > len(finals)
+    followed = set()
+    for stage in finals:
+        task, side, n = stage.cmd.split("choose.py ")[1].split(")")[0].split()
+        assert "for s in 1 2 3 4;" in stage.cmd and "seed=$s" in stage.cmd, stage.name
+        under = {name for name, (_, outs) in tuning.items() for dep in stage.deps
+                 if any(Path(out).is_relative_to(dep.fs_path) for out in outs)}
+        assert under == {name for name, (key, _) in tuning.items() if key == (task, side, n)}
+        assert under, stage.name
+        followed |= under
+    assert {name for name, (key, _) in tuning.items() if key[2] is not None} == followed
