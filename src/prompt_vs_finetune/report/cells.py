@@ -140,14 +140,12 @@ def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
 
 def shared_validation(cells: pd.DataFrame) -> pd.Series:
     """Each cell's validation score over the seeds all of them ran (a configuration tuned at one
-    seed and carried to more is compared at that seed: the same draw of the budget), else (no
-    seed shared, or per-seed scores not kept) its mean over its own seeds."""
-    if "val_by_seed" not in cells:
+    seed and carried to more is compared at that seed: the same draw), else over its own."""
+    runs = cells.get("val_by_seed", pd.Series([{}] * len(cells), index=cells.index))
+    seeds = set.intersection(*map(set, runs))
+    if not seeds or all(set(each) == seeds for each in runs):
         return cells["val_quality"]
-    seeds = set.intersection(*(set(each) for each in cells["val_by_seed"]))
-    if not seeds or all(set(each) == seeds for each in cells["val_by_seed"]):
-        return cells["val_quality"]
-    return cells["val_by_seed"].map(lambda each: float(np.mean([each[s] for s in sorted(seeds)])))
+    return runs.map(lambda each: float(np.mean([each[s] for s in sorted(seeds)])))
 
 
 def _blind_pick(cells: pd.DataFrame) -> dict:
