@@ -8,7 +8,9 @@ reads a stage's params file once for each stage, and YAML parses 100 times slowe
     python pipelines/config_hashes.py pipelines/<study>/dvc.yaml pipelines/<study>/configs.json
 
 Run from the repository root (the stages' wdir). The hashes are keyed `<stage group>.<matrix
-key>` (a job stage lists `- pipelines/<study>/configs.json: [<group>.${key}]`)."""
+key>` (a job stage lists `- pipelines/<study>/configs.json: [<group>.${key}]`). A stage whose
+command does not start with `pvf` gets none (the real-model study's final stages, whose config
+is a choice made from tuning results, depend on those results instead)."""
 
 import hashlib
 import json

@@ -296,3 +296,19 @@ def test_configurations_tied_on_validation_are_a_blind_pick(tmp_path):
     (row,) = chosen(store.table()).to_dict("records")
     assert row["quality"] == pytest.approx((0.26 + 0.65) / 2)
     assert row["chosen_by"] == "chosen on validation from 3 configurations, the mean of 2 tied"
+
+
+def test_configurations_are_compared_on_the_seeds_they_all_ran(tmp_path):
+    """Tuned at seed 0, the choice carried to seeds 1-4: A beats B on seed 0's validation
+    (0.8 vs 0.7), B beats A's five-seed mean (0.56). A is chosen, compared where both ran, and
+    its quality is its five seeds' test mean."""
+    store = Store(tmp_path)
+    for seed in range(5):
+        store.run("few_shot", right(0.6, offset=seed), seed=seed, n_labels=28, cell="a",
+                  params={"arm.k": "4"}, val=0.8 if seed == 0 else 0.5, n_val=3)
+    store.run("few_shot", right(0.9), seed=0, n_labels=28, cell="b", params={"arm.k": "14"},
+              val=0.7, n_val=3)
+    (row,) = chosen(store.table()).to_dict("records")
+    assert row["cell"].startswith("a/") and row["runs"] == 5
+    assert row["quality"] == pytest.approx(0.6)
+    assert row["chosen_by"] == "chosen on validation from 2 configurations"

@@ -3,7 +3,6 @@ The other names load on first use (seconds), so `--help` answers at once; see do
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
@@ -11,7 +10,8 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-_HOME = {"load_runs": "mlflow_run", "latest_of_identical": "write", "write_report": "write",
+_HOME = {**dict.fromkeys(("load_runs", "recorded_runs", "saved_results"), "mlflow_run"),
+         **dict.fromkeys(("latest_of_identical", "write_report", "picks"), "write"),
          "recommend": "verdict", "crossover": "verdict",
          **dict.fromkeys(("summarise", "model_scale", "pareto_front", "sensitivity"), "cells")}
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="predictions you expect to serve: rank every arm by its total cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: not the report's
-    from .mlflow_run import load_runs, log_report_run, recorded_runs  # --help needs none
+    from .mlflow_run import load_runs, log_report_run, recorded_runs, saved_results  # not --help
     from .write import write_report
     if problem := _argument_error(args):
         print(f"error: {problem}", file=sys.stderr)
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])  # imported earlier
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    saved = [json.loads(p.read_text()) for p in args.runs_from.rglob("metrics.json")] \
-        if args.runs_from else []
+    saved = saved_results(args.runs_from) if args.runs_from else []
     if args.runs_from and all("run" in r for r in saved) and not (args.experiment or args.filter):
         runs = recorded_runs(saved)
     else:  # from the store: every run, the files' (of an older pvf: no record), or a selection

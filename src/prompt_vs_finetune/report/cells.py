@@ -27,7 +27,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                      "runs": int(group["quality"].notna().sum()),
                      "pretrained": bool(group["pretrained"].all()),
                      **interval(matrix, group["quality"]),
-                     "val_quality": group["val_quality"].mean(),
+                     "val_quality": group["val_quality"].mean(),  # and per seed, for chosen()
+                     "val_by_seed": group.groupby("seed")["val_quality"].mean().dropna().to_dict(),
                      "examples": matrix, "agreement": agreement(list(group["predictions"])),
                      **{column: group[column].mean() for column in COLUMNS}})
     table = pd.DataFrame(rows)
@@ -111,27 +112,40 @@ def compare(a, b) -> dict:
 
 def chosen(table: pd.DataFrame, per: str = "side") -> pd.DataFrame:
     """Per task x model x dtype, `per` (`side`: prompting or a fine-tuning arm) and label budget:
-    the configuration best on validation (else a blind pick), `configs` and `search_usd`."""
+    the configuration best on validation (else a blind pick), `configs`, `search_usd` and
+    `from_cells` (the cell chosen, or the tied ones it pools)."""
     keyed = table.reindex(columns=[*table, *(c for c in COLUMNS if c not in table)]).assign(
         side=table["arm"].where(table["fit"].astype(bool), "prompting"))
     rows = []
     for _, cells in keyed.groupby(["task", "model", "dtype", per, "n_labels"], sort=True):
-        scored = cells[cells["val_quality"].notna()]
+        scored, top = cells[cells["val_quality"].notna()], cells
         if len(cells) == 1:
             row, how = cells.iloc[0].to_dict(), ""
         elif not scored.empty:  # tied on validation: no label tells the best apart either
-            top = scored[scored["val_quality"] == scored["val_quality"].max()]
+            val = shared_validation(scored)
+            top = scored[val == val.max()]
             row = top.iloc[0].to_dict() if len(top) == 1 else _blind_pick(top)
             how = f"chosen on validation from {len(cells)} configurations" + (
                 f", the mean of {len(top)} tied" if len(top) > 1 else "")
         else:
             row, how = _blind_pick(cells), f"the mean of {len(cells)}: no validation to choose by"
         validating = cells["val_quality"].notna() * cells["n_validation"].fillna(0) / 1000
-        rows.append({**row, "configs": len(cells), "chosen_by": how, **{
+        rows.append({**row, "configs": len(cells), "chosen_by": how,
+                     "from_cells": list(top["cell"]), **{
             f"search_usd{way}": float((cells["train_usd"].fillna(0) + validating
                                        * cells[f"usd_per_1k{way}"].fillna(0)).sum())
             for way in WAYS}})
     return pd.DataFrame(rows)
+
+
+def shared_validation(cells: pd.DataFrame) -> pd.Series:
+    """Each cell's validation score over the seeds all of them ran (a configuration tuned at one
+    seed and carried to more is compared at that seed: the same draw), else over its own."""
+    runs = cells.get("val_by_seed", pd.Series([{}] * len(cells), index=cells.index))
+    seeds = set.intersection(*map(set, runs))
+    if not seeds or all(set(each) == seeds for each in runs):
+        return cells["val_quality"]
+    return runs.map(lambda each: float(np.mean([each[s] for s in sorted(seeds)])))
 
 
 def _blind_pick(cells: pd.DataFrame) -> dict:

@@ -74,6 +74,11 @@ def load_runs(tracking_uri: str, experiments: list[str] | None = None,
         and (run_ids is None or run.info.run_id in run_ids)])
 
 
+def saved_results(folder: Path) -> list[dict]:
+    """The records `pvf results_file=...` wrote under `folder` (its metrics.json files)."""
+    return [json.loads(path.read_text()) for path in sorted(folder.rglob("metrics.json"))]
+
+
 def recorded_runs(saved: list[dict]) -> pd.DataFrame:
     """load_runs' table from the records `pvf results_file=...` writes, in place of the store."""
     rows = [_row(SimpleNamespace(info=SimpleNamespace(**record["run"]["info"]),

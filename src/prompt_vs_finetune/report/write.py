@@ -36,12 +36,18 @@ def latest_of_identical(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return runs[runs.index.isin(kept.index)], len(runs) - len(kept)
 
 
+def picks(runs: pd.DataFrame) -> pd.DataFrame:
+    """What the verdict compares: each side's configuration chosen per task x model x dtype x
+    label budget (cells.chosen over the cells write_report builds; pipelines' choose.py)."""
+    return stats.chosen(summarise(latest_of_identical(runs)[0]))
+
+
 def write_report(runs: pd.DataFrame, out: Path, volume: int | None = None) -> dict:
     """Write the report under `out`, return its summary; `volume`: rank arms by total cost at it."""
     runs, reruns = latest_of_identical(runs)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     table = summarise(runs)
-    table.drop(columns=["examples"]).to_csv(out / "table.csv", index=False)
+    table.drop(columns=["examples", "val_by_seed"]).to_csv(out / "table.csv", index=False)
     trials = runs[runs["hpo_trial"].astype(bool)]
     summary: dict = {"runs": len(runs), "identical_reruns_replaced": reruns, "tasks": {},
                      "break_even": {}}
