@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 GAP_S = 20 * 60
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--flops-per-s", type=float, default=1.75e11)
     args = parser.parse_args()
     found = runs(Path(args.results))
-    for run, after in zip(found, found[1:]):
+    for run, after in pairwise(found):
         step = after["start"] - run["start"]
         run["stage"] = step if step < GAP_S else None
     groups = defaultdict(list)
