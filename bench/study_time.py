@@ -8,8 +8,9 @@ run's start: the job's work plus DVC's and the next process's start-up. Gaps ove
 (a study stopped and resumed) are dropped, and so is the last run (nothing follows it). A
 run's job time ends at its metrics file's modification time where that is the study's own (a
 fresh checkout's files carry the checkout's: the job columns say n/a). The arithmetic: the
-job's FLOPs as it logged them (`cost/flops`: training and scoring) over the matrix-multiply rate torch reaches
-on this machine at SmolLM2's shapes (bench/fit_split.py measures it; 1.7-1.8e11 on 2 cores).
+job's FLOPs as it logged them (`cost/flops`: training and scoring) over the matrix-multiply
+rate torch reaches on this machine at SmolLM2's shapes (bench/fit_split.py measures it;
+1.7-1.8e11 on 2 cores).
 """
 
 import argparse
